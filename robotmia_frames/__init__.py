@@ -1,0 +1,43 @@
+"""robotmia-frames: robotmia raw event exports as pandas, Arrow and Parquet.
+
+Example:
+    >>> import robotmia_frames as rf
+    >>> callable(rf.read_robotmia_export)
+    True
+"""
+
+from ._version import __version__
+from .api import (
+    ExportSummary,
+    export_to_parquet,
+    read_export_file,
+    read_parquet_dataset,
+    read_robotmia_export,
+)
+from .errors import (
+    APIError,
+    AuthenticationError,
+    IncompleteDownloadError,
+    InvalidArgumentError,
+    NetworkError,
+    ParseError,
+    RobotmiaError,
+    RobotmiaWarning,
+)
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ExportSummary",
+    "IncompleteDownloadError",
+    "InvalidArgumentError",
+    "NetworkError",
+    "ParseError",
+    "RobotmiaError",
+    "RobotmiaWarning",
+    "__version__",
+    "export_to_parquet",
+    "read_export_file",
+    "read_parquet_dataset",
+    "read_robotmia_export",
+]

@@ -1,0 +1,516 @@
+"""The sink stage: Arrow batches to pandas, Arrow tables and partitioned Parquet.
+
+Everything here receives finished batches (``event``, UTC ``time``,
+``properties.*``) and knows nothing of HTTP or JSON parsing.
+
+Parquet layout (``design.md`` section 4)::
+
+    out/
+      date=2024-01-31/part-0.parquet                 partition_by=("date",)
+      date=2024-01-31/event=Purchase/part-0.parquet  partition_by=("date", "event")
+      _robotmia/                                     library state (ignored by readers)
+
+A day is written into a hidden staging folder next to the dataset
+(``.<name>.robotmia-staging/``, outside it so that no reader's glob can ever see a
+half-written file) and swapped in by one ``rename``: an atomic exchange of the two
+directories where Linux offers it, otherwise two renames guarded by a journal that
+the next writer rolls back. A crash, a kill or a failed download leaves the old
+partition intact.
+
+Schemas are kept consistent across days: when a new day widens a column (an int
+column meets a float, a string, ...), the days already written are rewritten to the
+wider type, so plain ``pandas.read_parquet``, ``pyarrow.dataset`` and DuckDB never
+meet two types for one column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import InvalidArgumentError
+from .typepolicy import (
+    FLOAT,
+    INT,
+    NULL,
+    STR,
+    TEXT,
+    Kind,
+    arrow_type,
+    json_text,
+    kind_of_arrow_type,
+    unify,
+)
+
+__all__ = [
+    "DayWriteResult",
+    "ParquetDataset",
+    "conform_table",
+    "to_pandas",
+    "unify_kinds_of_schemas",
+]
+
+DtypeBackend = Literal["numpy_nullable", "pyarrow"]
+STATE_DIR = "_robotmia"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+METADATA_KEY = b"robotmia_frames"
+TIME_TYPE = pa.timestamp("us", tz="UTC")
+
+# ------------------------------------------------------------------------- pandas
+
+
+def _nullable_mapper(t: pa.DataType) -> Any:
+    if pa.types.is_integer(t):
+        return pd.Int64Dtype()
+    if pa.types.is_floating(t):
+        return pd.Float64Dtype()
+    if pa.types.is_boolean(t):
+        return pd.BooleanDtype()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pd.StringDtype("pyarrow")
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pd.ArrowDtype(t)
+    return None  # timestamps keep datetime64[us, UTC]; null columns are object
+
+
+def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
+    """Convert a result table to pandas with nullable dtypes (or ``ArrowDtype``).
+
+    Integers become ``Int64``, floats ``Float64``, bools ``boolean``, strings
+    ``string``, lists ``ArrowDtype(list<...>)``, ``time`` ``datetime64[us, UTC]``.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> to_pandas(pa.table({"x": [1, None]})).dtypes["x"]
+        Int64Dtype()
+    """
+    df: pd.DataFrame
+    if dtype_backend == "pyarrow":
+        df = table.to_pandas(types_mapper=pd.ArrowDtype)
+        return df
+    if dtype_backend != "numpy_nullable":
+        raise InvalidArgumentError(
+            f"dtype_backend must be 'numpy_nullable' or 'pyarrow', got {dtype_backend!r}"
+        )
+    df = table.to_pandas(types_mapper=_nullable_mapper)
+    return df
+
+
+# ------------------------------------------------------------------ type widening
+
+
+def unify_kinds_of_schemas(schemas: Iterable[pa.Schema]) -> dict[str, Kind]:
+    """Unify the property/event column kinds of several schemas by the type policy.
+
+    ``time`` is left out (it is always a UTC timestamp).
+    """
+    kinds: dict[str, Kind] = {}
+    for schema in schemas:
+        for f in schema:
+            if f.name == "time":
+                continue
+            kinds[f.name] = unify(kinds.get(f.name), kind_of_arrow_type(f.type))
+    return kinds
+
+
+def _as_policy_values(value: Any, kind: Kind) -> Any:
+    """Re-shape a Python value read back from Arrow to fit ``kind`` (text/list)."""
+    if value is None:
+        return None
+    if kind is TEXT or kind is STR:
+        return value if type(value) is str else json_text(value)
+    if kind.item is not None and type(value) is list:
+        return [_as_policy_values(v, kind.item) for v in value]
+    return value
+
+
+def widen_array(array: pa.Array | pa.ChunkedArray, kind: Kind) -> pa.Array | pa.ChunkedArray:
+    """Cast an array written under a narrower kind to ``kind``, by the type policy.
+
+    Ints become floats by a plain cast; anything becoming text uses its JSON text
+    (``3`` -> ``"3"``, ``true`` -> ``"true"``, floats in Python's shortest form).
+    """
+    target = arrow_type(kind)
+    if array.type == target:
+        return array
+    src = kind_of_arrow_type(array.type)
+    if src is NULL:
+        return pa.nulls(len(array), type=target)
+    if (src is INT and kind is FLOAT) or (src.item is not None and _numeric_list(src, kind)):
+        return array.cast(target)
+    if src is INT and kind in (STR, TEXT):
+        return array.cast(pa.int64()).cast(pa.string())
+    return pa.array([_as_policy_values(v, kind) for v in array.to_pylist()], type=target)
+
+
+def _numeric_list(src: Kind, dst: Kind) -> bool:
+    while src.item is not None and dst.item is not None:
+        src, dst = src.item, dst.item
+    return (src is dst) or (src is INT and dst is FLOAT) or src is NULL
+
+
+def conform_table(table: pa.Table, kinds: dict[str, Kind], columns: Sequence[str]) -> pa.Table:
+    """Give ``table`` exactly ``columns``, typed by ``kinds`` (missing ones null).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from robotmia_frames.typepolicy import FLOAT
+        >>> conform_table(pa.table({"x": [1]}), {"x": FLOAT, "y": FLOAT}, ["x", "y"]).to_pylist()
+        [{'x': 1.0, 'y': None}]
+    """
+    arrays = []
+    fields = []
+    for name in columns:
+        if name == "time":
+            target = TIME_TYPE
+            col = table.column(name) if name in table.column_names else None
+            arrays.append(col if col is not None else pa.nulls(table.num_rows, type=target))
+        else:
+            kind = kinds.get(name, NULL)
+            if name == "event":
+                kind = STR if kind in (STR, NULL) else TEXT
+            target = arrow_type(kind)
+            if name in table.column_names:
+                arrays.append(widen_array(table.column(name), kind))
+            else:
+                arrays.append(pa.nulls(table.num_rows, type=target))
+        fields.append(pa.field(name, target))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+# ------------------------------------------------------------------- atomic swaps
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_renameat2: Any = None
+with contextlib.suppress(OSError, AttributeError, TypeError):
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _renameat2 = _libc.renameat2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux ``renameat2``); False if unsupported."""
+    if _renameat2 is None:
+        return False
+    rc = _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not on this filesystem
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ------------------------------------------------------------------------ dataset
+
+
+@dataclass
+class DayWriteResult:
+    """What writing one day partition produced."""
+
+    day: dt.date
+    rows: int
+    files: list[Path] = field(default_factory=list)
+    bytes: int = 0
+
+
+def _day_dirname(day: dt.date) -> str:
+    return f"date={day.isoformat()}"
+
+
+def _event_dirname(event: str | None) -> str:
+    return "event=" + (NULL_PARTITION if event is None else quote(event, safe=""))
+
+
+class ParquetDataset:
+    """A Hive-partitioned Parquet dataset of export days, written atomically.
+
+    Example:
+        >>> import tempfile, datetime as dt, pyarrow as pa
+        >>> ds = ParquetDataset(tempfile.mkdtemp())
+        >>> t = pa.table({"event": ["a"], "time": pa.array([0], pa.timestamp("us", tz="UTC"))})
+        >>> ds.write_day(dt.date(2024, 1, 1), t.schema, iter(t.to_batches())).rows
+        1
+        >>> ds.days()
+        [datetime.date(2024, 1, 1)]
+    """
+
+    def __init__(
+        self, root: str | Path, *, partition_by: Sequence[str] = ("date",), create: bool = True
+    ) -> None:
+        self.root = Path(root)
+        parts = tuple(partition_by)
+        if parts not in (("date",), ("date", "event")):
+            raise InvalidArgumentError(
+                f"partition_by must be ('date',) or ('date', 'event'), got {partition_by!r}"
+            )
+        self.partition_by = parts
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.staging = self.root.parent / f".{self.root.name}.robotmia-staging"
+
+    # -- state --------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    def recover(self) -> None:
+        """Undo what a killed writer left: restore swapped-out days, drop staging."""
+        journal_dir = self.state_dir / "journal"
+        if journal_dir.is_dir():
+            for entry in sorted(journal_dir.glob("*.json")):
+                with contextlib.suppress(OSError, ValueError):
+                    info = json.loads(entry.read_text())
+                    target = self.root / info["target"]
+                    backup = Path(info["backup"])
+                    if backup.exists() and not target.exists():
+                        os.rename(backup, target)  # the new data never landed: roll back
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+        if self.staging.exists():
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def days(self) -> list[dt.date]:
+        """The export days present in the dataset, sorted."""
+        out: list[dt.date] = []
+        if not self.root.is_dir():
+            return out
+        for p in self.root.iterdir():
+            if p.is_dir() and p.name.startswith("date="):
+                with contextlib.suppress(ValueError):
+                    out.append(dt.date.fromisoformat(p.name[5:]))
+        return sorted(out)
+
+    def files(self, day: dt.date | None = None) -> list[Path]:
+        """Data files of one day (or of all days), sorted."""
+        dirs = (
+            [self.root / _day_dirname(day)]
+            if day
+            else [self.root / _day_dirname(d) for d in self.days()]
+        )
+        out: list[Path] = []
+        for d in dirs:
+            if d.is_dir():
+                out.extend(
+                    p
+                    for p in d.rglob("*.parquet")
+                    if not any(
+                        part.startswith((".", "_")) for part in p.relative_to(self.root).parts
+                    )
+                )
+        return sorted(out)
+
+    def current_kinds(self) -> dict[str, Kind]:
+        """Column kinds of the files already written (from their footers only)."""
+        return unify_kinds_of_schemas(pq.read_schema(f) for f in self.files())
+
+    # -- writing ------------------------------------------------------------------
+
+    def write_day(
+        self,
+        day: dt.date,
+        schema: pa.Schema,
+        batches: Iterator[pa.RecordBatch],
+        *,
+        metadata: dict[str, Any] | None = None,
+        row_group_rows: int = 128 * 1024,
+    ) -> DayWriteResult:
+        """Replace the partition of ``day`` with ``batches``, atomically.
+
+        The batches must all have ``schema``. An empty day removes the partition.
+        If anything raises, the old partition is left exactly as it was.
+        """
+        self.staging.mkdir(parents=True, exist_ok=True)
+        stage = self.staging / uuid.uuid4().hex
+        day_dir = stage / _day_dirname(day)
+        day_dir.mkdir(parents=True)
+        meta = dict(schema.metadata or {})
+        meta[METADATA_KEY] = json.dumps({**(metadata or {}), "day": day.isoformat()}).encode()
+        by_event = self.partition_by == ("date", "event")
+        file_schema = schema.with_metadata(meta)
+        if by_event:
+            file_schema = file_schema.remove(file_schema.get_field_index("event"))
+        writers: dict[str | None, pq.ParquetWriter] = {}
+        result = DayWriteResult(day, 0)
+        try:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                result.rows += batch.num_rows
+                if not by_event:
+                    self._writer(writers, None, day_dir, file_schema).write_batch(
+                        batch, row_group_size=row_group_rows
+                    )
+                    continue
+                events = batch.column("event")
+                rest = batch.drop_columns(["event"])
+                for value in pc.unique(events).to_pylist():
+                    mask = pc.is_null(events) if value is None else pc.equal(events, value)
+                    part = rest.filter(mask)
+                    target = day_dir / _event_dirname(value)
+                    self._writer(writers, value, target, file_schema).write_batch(
+                        part, row_group_size=row_group_rows
+                    )
+            for w in writers.values():
+                w.close()
+            writers.clear()
+            for p in sorted(day_dir.rglob("*.parquet")):
+                result.bytes += p.stat().st_size
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+            final = self.root / _day_dirname(day)
+            result.files = [
+                final / p.relative_to(day_dir) for p in sorted(day_dir.rglob("*.parquet"))
+            ]
+            self._swap_in(day_dir if result.rows else None, final)
+        finally:
+            for w in writers.values():
+                with contextlib.suppress(Exception):
+                    w.close()
+            shutil.rmtree(stage, ignore_errors=True)
+        return result
+
+    @staticmethod
+    def _writer(
+        writers: dict[str | None, pq.ParquetWriter],
+        key: str | None,
+        directory: Path,
+        schema: pa.Schema,
+    ) -> pq.ParquetWriter:
+        w = writers.get(key)
+        if w is None:
+            directory.mkdir(parents=True, exist_ok=True)
+            w = writers[key] = pq.ParquetWriter(
+                directory / "part-0.parquet",
+                schema,
+                compression="zstd",
+                use_dictionary=True,
+                write_statistics=True,
+            )
+        return w
+
+    def _swap_in(self, new: Path | None, final: Path) -> None:
+        """Put ``new`` (a complete day folder, or None for "no data") at ``final``."""
+        if new is not None:
+            _fsync_dir(new)
+            if not final.exists():
+                os.rename(new, final)
+                _fsync_dir(self.root)
+                return
+            if _exchange(new, final):  # new now holds the old day; removed by the caller
+                _fsync_dir(self.root)
+                return
+        if not final.exists():
+            return
+        # Fallback: move the old day aside under a journal, then move the new one in.
+        journal_dir = self.state_dir / "journal"
+        journal_dir.mkdir(parents=True, exist_ok=True)
+        backup = self.staging / f"old-{uuid.uuid4().hex}"
+        journal = journal_dir / f"{uuid.uuid4().hex}.json"
+        journal.write_text(json.dumps({"target": final.name, "backup": str(backup)}))
+        os.rename(final, backup)
+        if new is not None:
+            os.rename(new, final)
+        journal.unlink()
+        _fsync_dir(self.root)
+        shutil.rmtree(backup, ignore_errors=True)
+
+    def rewrite_day(self, day: dt.date, kinds: dict[str, Kind], metadata: dict[str, Any]) -> None:
+        """Rewrite an existing day so its columns have the (wider) ``kinds``."""
+        files = self.files(day)
+        if not files:
+            return
+        tables = [self._read_file(f) for f in files]
+        columns = _column_order(t.schema for t in tables)
+        table = pa.concat_tables([conform_table(t, kinds, columns) for t in tables])
+        self.write_day(day, table.schema, iter(table.to_batches()), metadata=metadata)
+
+    def _read_file(self, path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+        if self.partition_by == ("date", "event") and (columns is None or "event" in columns):
+            part = path.parent.name
+            event: str | None = None
+            if part.startswith("event="):
+                raw = part[len("event=") :]
+                event = None if raw == NULL_PARTITION else unquote(raw)
+            table = table.add_column(0, "event", pa.array([event] * table.num_rows, pa.string()))
+        return table.replace_schema_metadata(None)
+
+    # -- reading ------------------------------------------------------------------
+
+    def read(
+        self,
+        *,
+        from_date: dt.date | None = None,
+        to_date: dt.date | None = None,
+        columns: Sequence[str] | None = None,
+        event: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """Read days ``from_date..to_date`` back as one table with unified types."""
+        tables = []
+        for day in self.days():
+            if (from_date and day < from_date) or (to_date and day > to_date):
+                continue
+            for f in self.files(day):
+                if event is not None and self.partition_by == ("date", "event"):
+                    raw = f.parent.name[len("event=") :]
+                    name = None if raw == NULL_PARTITION else unquote(raw)
+                    if name not in event:
+                        continue
+                present = pq.read_schema(f).names
+                want = None if columns is None else [c for c in columns if c in present]
+                if (
+                    event is not None
+                    and want is not None
+                    and "event" not in want
+                    and self.partition_by == ("date",)
+                ):
+                    want = [*want, "event"]
+                t = self._read_file(f, want)
+                if event is not None and self.partition_by == ("date",):
+                    t = t.filter(pc.is_in(t.column("event"), pa.array(list(event), pa.string())))
+                    if columns is not None and "event" not in columns:
+                        t = t.drop_columns(["event"])
+                tables.append(t)
+        order = _column_order(t.schema for t in tables) if columns is None else list(columns)
+        kinds = unify_kinds_of_schemas(t.schema for t in tables)
+        if not tables:
+            return conform_table(pa.table({}), kinds, order)
+        return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
+
+
+def _column_order(schemas: Iterable[pa.Schema]) -> list[str]:
+    order = ["event", "time"]
+    seen = set(order)
+    for schema in schemas:
+        for name in schema.names:
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+    return order

@@ -1,0 +1,170 @@
+"""The time stage: project-local export seconds to tz-aware UTC.
+
+robotmia's ``properties.time`` is a wall-clock reading in the project's timezone,
+written as if it were UTC. The UTC instant of a value ``t`` is, by contract,
+exactly what Python gives for::
+
+    (datetime(1970, 1, 1) + timedelta(seconds=t)).replace(tzinfo=ZoneInfo(tz), fold=0)
+        .astimezone(timezone.utc)
+
+``fold=0`` takes the UTC offset in force *before* a transition: the earlier instant
+in the repeated hour at the end of daylight saving time, and the pre-transition
+offset for the skipped hour at its start.
+
+The conversion is vectorised: the offset is asked of ``zoneinfo`` once per distinct
+local day, and bisected to the second only on the rare days where the offset changes.
+Nothing loops over rows in Python.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InvalidArgumentError
+
+__all__ = ["TIME_TYPE", "local_seconds_to_utc", "resolve_timezone"]
+
+#: The Arrow type of the ``time`` column.
+TIME_TYPE = pa.timestamp("us", tz="UTC")
+
+_US = 1_000_000
+_EPOCH = datetime(1970, 1, 1)
+# Python's datetime range, in microseconds since 1970-01-01 (naive).
+_MIN_US = (datetime(1, 1, 1) - _EPOCH) // timedelta(microseconds=1)
+_MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999) - _EPOCH) // timedelta(microseconds=1)
+# Local seconds whose offset we may ask zoneinfo about (a day of slack at each end).
+_MIN_S = _MIN_US // _US + 86400
+_MAX_S = _MAX_US // _US - 86400
+
+I64 = npt.NDArray[np.int64]
+
+
+@functools.lru_cache(maxsize=64)
+def resolve_timezone(name: str) -> ZoneInfo:
+    """Return the :class:`~zoneinfo.ZoneInfo` for an IANA name, or raise ``ValueError``.
+
+    Example:
+        >>> resolve_timezone("Europe/Paris").key
+        'Europe/Paris'
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgumentError(
+            f"project_timezone must be an IANA timezone name such as 'Europe/Paris', got {name!r}"
+        )
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise InvalidArgumentError(
+            f"unknown project_timezone {name!r}: use an IANA name such as "
+            "'America/Los_Angeles' or 'UTC' (the timezone set in the project's settings)"
+        ) from exc
+
+
+def _fold0_offset(tz: ZoneInfo, local_second: int) -> int:
+    """UTC offset, in whole seconds, that fold=0 gives a local wall-clock second."""
+    local_second = min(max(local_second, _MIN_S), _MAX_S)
+    wall = (_EPOCH + timedelta(seconds=local_second)).replace(tzinfo=tz, fold=0)
+    offset = wall.utcoffset()
+    return 0 if offset is None else offset // timedelta(seconds=1)
+
+
+def _day_offsets(tz: ZoneInfo, seconds: I64) -> I64:
+    """Offsets for sorted-or-not local seconds, asking zoneinfo per distinct day."""
+    out = np.zeros(len(seconds), dtype=np.int64)
+    if len(seconds) == 0:
+        return out
+    days = np.floor_divide(seconds, 86400)
+    udays, inverse = np.unique(days, return_inverse=True)
+    for i, day in enumerate(udays.tolist()):
+        start = day * 86400
+        end = start + 86399
+        o_start = _fold0_offset(tz, start)
+        o_end = _fold0_offset(tz, end)
+        sel = inverse == i
+        if o_start == o_end:
+            out[sel] = o_start
+            continue
+        # A transition within this day: bisect the change points of the offset.
+        bounds: list[tuple[int, int]] = []  # (first second of a segment, its offset)
+        _bisect(tz, start, end, o_start, o_end, bounds)
+        bounds.sort()
+        secs = seconds[sel]
+        offs = np.full(len(secs), o_start, dtype=np.int64)
+        for first, off in bounds:
+            offs[secs >= first] = off
+        out[sel] = offs
+    return out
+
+
+def _bisect(
+    tz: ZoneInfo, lo: int, hi: int, o_lo: int, o_hi: int, bounds: list[tuple[int, int]]
+) -> None:
+    """Find where the fold=0 offset changes between local seconds lo and hi."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        o_mid = _fold0_offset(tz, mid)
+        if o_mid != o_lo:
+            if o_mid != o_hi:  # more than one change: split the right half too
+                _bisect(tz, mid, hi, o_mid, o_hi, bounds)
+            hi, o_hi = mid, o_mid
+        else:
+            lo, o_lo = mid, o_mid
+    bounds.append((hi, o_hi))
+
+
+def local_seconds_to_utc(values: pa.Array | pa.ChunkedArray, project_timezone: str) -> pa.Array:
+    """Convert project-local export seconds to a ``timestamp[us, tz=UTC]`` array.
+
+    ``values`` is an int64 or float64 Arrow array (nulls allowed). Values whose
+    instant Python's ``datetime`` cannot represent become null. Fractions keep
+    their microseconds, rounded exactly as ``timedelta(seconds=t)`` rounds them.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> out = local_seconds_to_utc(pa.array([1710036000]), "America/New_York")
+        >>> out[0].as_py().isoformat()
+        '2024-03-10T06:00:00+00:00'
+    """
+    tz = resolve_timezone(project_timezone)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks else pa.array([], pa.float64())
+    n = len(values)
+    if n == 0:
+        return pa.array([], type=TIME_TYPE)
+    if pa.types.is_null(values.type):
+        return pa.nulls(n, type=TIME_TYPE)
+    valid = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_integer(values.type):
+        whole = np.asarray(values.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+        in_range = (whole >= _MIN_US // _US) & (whole <= _MAX_US // _US)
+        valid &= in_range
+        whole = np.where(valid, whole, 0)
+        local_us = whole * _US
+    else:
+        f = np.asarray(values.cast(pa.float64()).fill_null(0.0).to_numpy(), dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(f)
+            in_range = finite & (f >= _MIN_US / _US - 1) & (f <= _MAX_US / _US + 1)
+        valid &= in_range
+        f = np.where(valid, f, 0.0)
+        # timedelta(seconds=f): integral part exactly, fraction rounded half-even.
+        frac, whole_f = np.modf(f)
+        local_us = whole_f.astype(np.int64) * _US + np.rint(frac * _US).astype(np.int64)
+    valid &= (local_us >= _MIN_US) & (local_us <= _MAX_US)
+    local_us = np.where(valid, local_us, 0)
+    local_s = np.floor_divide(local_us, _US)
+    if tz.key == "UTC":
+        offsets = np.zeros(n, dtype=np.int64)
+    else:
+        offsets = np.zeros(n, dtype=np.int64)
+        offsets[valid] = _day_offsets(tz, local_s[valid])
+    utc_us = local_us - offsets * _US
+    valid &= (utc_us >= _MIN_US) & (utc_us <= _MAX_US)
+    return pa.array(np.where(valid, utc_us, 0), type=pa.int64(), mask=~valid).cast(TIME_TYPE)

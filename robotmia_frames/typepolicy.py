@@ -1,0 +1,207 @@
+"""The JSON-to-Arrow type policy, as data.
+
+This table is the code twin of the "Types" list in ``docs/type-policy.md``; keep
+them in step.
+
+=========================  ==============================================
+values seen in a column    column type
+=========================  ==============================================
+only ints (int64 range)    ``int64``
+ints and floats            ``float64``
+only bools                 ``bool``
+only strings               ``string``
+lists                      ``list<unified element type>``
+JSON objects               ``string`` (their compact JSON text)
+an int outside int64       ``string`` (exact decimal text)
+any other mix              ``string``: strings kept, others as JSON text
+only nulls / never set     ``null``
+=========================  ==============================================
+
+A JSON ``null`` is null in every column type. List elements unify by the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = [
+    "BOOL",
+    "FLOAT",
+    "INT",
+    "NULL",
+    "STR",
+    "TEXT",
+    "Kind",
+    "arrow_type",
+    "json_text",
+    "kind_of",
+    "kind_of_arrow_type",
+    "list_of",
+    "unify",
+]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The inferred kind of a column (or of list elements).
+
+    ``name`` is one of ``null bool int float str text list``; ``text`` means a string
+    column whose non-string values are stored as their JSON text. ``item`` is the
+    element kind of a ``list``.
+    """
+
+    name: str
+    item: Kind | None = None
+
+    def __repr__(self) -> str:
+        return f"list<{self.item!r}>" if self.item is not None else self.name
+
+
+NULL = Kind("null")
+BOOL = Kind("bool")
+INT = Kind("int")
+FLOAT = Kind("float")
+STR = Kind("str")
+TEXT = Kind("text")
+
+_LISTS: dict[Kind, Kind] = {}
+
+
+def list_of(item: Kind) -> Kind:
+    """The (interned) list kind with element kind ``item``."""
+    k = _LISTS.get(item)
+    if k is None:
+        k = _LISTS[item] = Kind("list", item)
+    return k
+
+
+# Pairs of distinct scalar kinds that do not fall back to TEXT.
+_WIDEN: dict[frozenset[Kind], Kind] = {
+    frozenset((INT, FLOAT)): FLOAT,
+}
+
+_ARROW: dict[Kind, pa.DataType] = {
+    NULL: pa.null(),
+    BOOL: pa.bool_(),
+    INT: pa.int64(),
+    FLOAT: pa.float64(),
+    STR: pa.string(),
+    TEXT: pa.string(),
+}
+
+_unify_cache: dict[tuple[Kind, Kind], Kind] = {}
+
+
+def unify(a: Kind | None, b: Kind) -> Kind:
+    """The kind of a column that holds values of kinds ``a`` and ``b``.
+
+    Example:
+        >>> unify(INT, FLOAT), unify(INT, STR), unify(list_of(INT), list_of(STR))
+        (float, text, list<text>)
+    """
+    if a is None or a is b:
+        return b
+    key = (a, b)
+    out = _unify_cache.get(key)
+    if out is not None:
+        return out
+    if a is NULL:
+        out = b
+    elif b is NULL:
+        out = a
+    elif a.name == "list" and b.name == "list":
+        assert a.item is not None and b.item is not None
+        out = list_of(unify(a.item, b.item))
+    elif {a, b} <= {STR, TEXT}:
+        out = TEXT
+    else:
+        out = _WIDEN.get(frozenset((a, b)), TEXT)
+    _unify_cache[key] = out
+    return out
+
+
+_SCALAR_KINDS: dict[type, Kind] = {
+    type(None): NULL,
+    bool: BOOL,
+    float: FLOAT,
+    str: STR,
+    dict: TEXT,
+}
+
+
+def kind_of(value: Any) -> Kind:
+    """The kind of one parsed JSON value.
+
+    Example:
+        >>> kind_of([1, 2.5]), kind_of(2**70), kind_of({"a": 1})
+        (list<float>, text, text)
+    """
+    t = type(value)
+    if t is int:
+        return INT if INT64_MIN <= value <= INT64_MAX else TEXT
+    if t is list:
+        item = NULL
+        for v in value:
+            item = unify(item, kind_of(v))
+        return list_of(item)
+    k = _SCALAR_KINDS.get(t)
+    return TEXT if k is None else k
+
+
+def arrow_type(kind: Kind) -> pa.DataType:
+    """The Arrow type of a column of ``kind``."""
+    if kind.item is not None:
+        return pa.list_(arrow_type(kind.item))
+    return _ARROW[kind]
+
+
+def kind_of_arrow_type(t: pa.DataType) -> Kind:
+    """The kind of an Arrow column written by this library (for reading datasets back).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> kind_of_arrow_type(pa.list_(pa.int64()))
+        list<int>
+    """
+    if pa.types.is_null(t):
+        return NULL
+    if pa.types.is_boolean(t):
+        return BOOL
+    if pa.types.is_integer(t):
+        return INT
+    if pa.types.is_floating(t):
+        return FLOAT
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return STR
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return list_of(kind_of_arrow_type(t.value_type))
+    return TEXT
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed value: keys in source order, non-ASCII kept.
+
+    Floats use Python's shortest round-trip form (``repr``), so ``json.loads`` of the
+    text gives the value back.
+
+    Example:
+        >>> json_text({"a": [1, 2.5, True, None], "é": "x"})
+        '{"a":[1,2.5,true,null],"é":"x"}'
+    """
+    t = type(value)
+    if t is str:
+        return json.dumps(value, ensure_ascii=False)
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return str(value)
+    if t is float:
+        return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
