@@ -537,12 +537,12 @@ def read_export_file(
     Gives exactly what :func:`read_robotmia_export` gives for the same lines.
 
     Example:
-        >>> import tempfile, os
-        >>> p = os.path.join(tempfile.mkdtemp(), "export.jsonl")
-        >>> _ = open(p, "w").write('{"event":"a","properties":{"time":1704067200,"n":1}}\\n')
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "export.jsonl")
+        >>> _ = p.write_text('{"event":"a","properties":{"time":1704067200,"n":1}}\\n')
         >>> df = read_export_file(p, project_timezone="Europe/Paris")
         >>> str(df["time"][0])
-        '2024-01-01 00:00:00+00:00'
+        '2023-12-31 23:00:00+00:00'
     """
     tz = _timezone(project_timezone)
     rtype = _return_type(return_type)

@@ -130,7 +130,7 @@ def local_seconds_to_utc(values: pa.Array | pa.ChunkedArray, project_timezone: s
         >>> import pyarrow as pa
         >>> out = local_seconds_to_utc(pa.array([1710036000]), "America/New_York")
         >>> out[0].as_py().isoformat()
-        '2024-03-10T06:00:00+00:00'
+        '2024-03-10T07:00:00+00:00'
     """
     tz = resolve_timezone(project_timezone)
     if isinstance(values, pa.ChunkedArray):

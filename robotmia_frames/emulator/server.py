@@ -1,0 +1,1018 @@
+"""A local, threaded robotmia export server for tests, demos and benchmarks.
+
+It serves ``/api/2.0/export/`` on loopback only: HTTP Basic auth with the API
+secret as user name, ``from_date``/``to_date``/``event``/``where``/``limit``
+parameters (GET query or form-encoded POST), gzip JSONL sorted by time, and the
+project-local ``time`` day arithmetic of the real service. Faults are queued per
+request with :meth:`ExportServer.add_fault`, so each one is reproducible::
+
+    with ExportServer(events, api_secret="s") as srv:
+        srv.add_fault(Fault(status=429, retry_after=2))
+        srv.add_fault(Fault(truncate_at=100))
+        ...  # first request: 429; second: a cut-off gzip body; then normal
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import contextlib
+import dataclasses
+import datetime as _dt
+import hmac
+import ipaddress
+import itertools
+import logging
+import math
+import re
+import shutil
+import socket
+import socketserver
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from robotmia_frames._redact import redact, register_secret
+
+from .generator import DateLike, _to_date, iter_generated_events
+
+__all__ = [
+    "ExportServer",
+    "Fault",
+    "GeneratorConfig",
+    "RequestRecord",
+    "WhereFilter",
+    "serve_forever",
+    "where_filter",
+]
+
+logger = logging.getLogger("robotmia_frames.emulator")
+
+EXPORT_PATH = "/api/2.0/export/"
+_EPOCH = _dt.date(1970, 1, 1)
+_DAY = 86400
+_CHUNK_EVENTS = 1024
+_MAX_FORM_BYTES = 1 << 20
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+WhereFilter = Callable[[str, dict[str, Any]], bool]
+"""``where_filter(expression, event) -> bool``: keep the event if true.
+
+Before streaming, the server calls it once with the probe event
+``{"event": "", "properties": {}}``; a :class:`ValueError` there (or on any event
+before the first byte is sent) becomes a 400 ``{"error": ...}`` answer."""
+
+where_filter: WhereFilter | None = None
+"""Module-level default ``where`` evaluator, used by servers whose own
+``where_filter`` is ``None``. With neither set, ``where`` is ignored."""
+
+
+# --------------------------------------------------------------------------- public types
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One reproducible misbehaviour, applied to the next matching export request(s).
+
+    Fields (all optional; they combine):
+
+    - ``status``: answer this status with ``{"error": message}`` JSON instead of data.
+    - ``message``: the error text for ``status`` (default: the status' phrase).
+    - ``retry_after``: add a ``Retry-After`` header (seconds or an HTTP date).
+    - ``delay_first_byte``: sleep this many seconds before sending anything.
+    - ``truncate_at``: send only the first N bytes of the (encoded) body, then close.
+    - ``reset``: close with a TCP RST after ``truncate_at`` bytes (default: half the
+      body, at most 512 KiB).
+    - ``terminated_early``: a valid body whose last line is ``terminated early``,
+      after ``terminate_after`` events (default: half of the matching events).
+    - ``gzip``: override the server's compression for this response.
+    - ``content_encoding``: send this ``Content-Encoding`` whatever the body is
+      (``""`` omits the header).
+    - ``garbage``: send these bytes as the body (status 200) with the usual headers,
+      e.g. ``Content-Encoding: gzip`` over bytes that are not gzip: a corrupt body.
+    - ``raw_body``: send exactly these bytes on the wire; no compression, and a
+      ``Content-Encoding`` only if ``content_encoding`` is given.
+    - ``match``: apply only to requests whose params make it return true.
+    - ``times``: how many requests it applies to before it is used up.
+
+    Example:
+        >>> f = Fault(status=503, retry_after=1, times=2)
+        >>> f.status, f.times
+        (503, 2)
+    """
+
+    status: int | None = None
+    message: str | None = None
+    retry_after: float | str | None = None
+    truncate_at: int | None = None
+    reset: bool = False
+    delay_first_byte: float = 0.0
+    terminated_early: bool = False
+    terminate_after: int | None = None
+    gzip: bool | None = None
+    content_encoding: str | None = None
+    garbage: bytes | None = None
+    raw_body: bytes | None = None
+    match: Callable[[dict[str, str]], bool] | None = None
+    times: int = 1
+
+    def __post_init__(self) -> None:
+        if self.times < 1:
+            raise ValueError(f"Fault.times must be >= 1, got {self.times}")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError(f"Fault.status must be an HTTP status, got {self.status}")
+        if self.truncate_at is not None and self.truncate_at < 0:
+            raise ValueError(f"Fault.truncate_at must be >= 0, got {self.truncate_at}")
+        if self.terminate_after is not None and self.terminate_after < 0:
+            raise ValueError(f"Fault.terminate_after must be >= 0, got {self.terminate_after}")
+        if self.delay_first_byte < 0:
+            raise ValueError("Fault.delay_first_byte must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestRecord:
+    """One request as the server saw it. Never holds the secret or auth header.
+
+    ``time`` and ``started`` are ``time.monotonic()`` when the request arrived,
+    ``ended`` when the answer was finished; ``bytes_sent`` counts body bytes on
+    the wire (compressed); ``fault`` is the fault applied, if any.
+
+    Example:
+        >>> r = RequestRecord("GET", "/api/2.0/export/", {}, True, 200, 1.0, 1.0, 1.5, 10)
+        >>> r.duration
+        0.5
+    """
+
+    method: str
+    path: str
+    params: dict[str, str]
+    authorized: bool
+    status: int
+    time: float
+    started: float
+    ended: float
+    bytes_sent: int
+    fault: Fault | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds between arrival and the end of the answer."""
+        return self.ended - self.started
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """Serve generated events, each requested day generated lazily and streamed.
+
+    Days outside ``[from_date, to_date]`` (when given) have no events.
+
+    Example:
+        >>> GeneratorConfig(events_per_day=10, seed=3, from_date="2024-01-01").seed
+        3
+    """
+
+    events_per_day: int = 1000
+    seed: int = 0
+    from_date: DateLike | None = None
+    to_date: DateLike | None = None
+    start_id: int = 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _event_time(event: Any) -> float | None:
+    """``properties.time`` as a finite number, else None (bools do not count)."""
+    if not isinstance(event, dict):
+        return None
+    props = event.get("properties")
+    if not isinstance(props, dict):
+        return None
+    t = props.get("time")
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        return None
+    if isinstance(t, float) and not math.isfinite(t):
+        return None
+    return t
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_date(params: Mapping[str, str], name: str) -> _dt.date:
+    value = params.get(name)
+    if value is None or value == "":
+        raise _BadRequest(400, f"missing required parameter {name} (format YYYY-MM-DD)")
+    if not _DATE_RE.fullmatch(value):
+        raise _BadRequest(400, f"invalid {name} {value!r}: expected YYYY-MM-DD")
+    try:
+        return _dt.date.fromisoformat(value)
+    except ValueError:
+        raise _BadRequest(400, f"invalid {name} {value!r}: not a calendar date") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Query:
+    from_date: _dt.date
+    to_date: _dt.date
+    events: frozenset[str] | None
+    where: str | None
+    limit: int | None
+
+
+def _parse_query(params: Mapping[str, str]) -> _Query:
+    start = _parse_date(params, "from_date")
+    end = _parse_date(params, "to_date")
+    if start > end:
+        raise _BadRequest(400, f"from_date {start} is after to_date {end}")
+    names: frozenset[str] | None = None
+    raw_event = params.get("event")
+    if raw_event is not None:
+        try:
+            parsed = orjson.loads(raw_event)
+        except orjson.JSONDecodeError:
+            raise _BadRequest(
+                400, f"invalid event parameter {raw_event!r}: expected a JSON array of strings"
+            ) from None
+        if (
+            not isinstance(parsed, list)
+            or not parsed
+            or not all(isinstance(x, str) for x in parsed)
+        ):
+            raise _BadRequest(
+                400,
+                f"invalid event parameter {raw_event!r}: expected a non-empty JSON array of strings",
+            )
+        names = frozenset(parsed)
+    limit: int | None = None
+    raw_limit = params.get("limit")
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or int(raw_limit) < 1:
+            raise _BadRequest(400, f"invalid limit {raw_limit!r}: expected a positive integer")
+        limit = int(raw_limit)
+    where = params.get("where") or None
+    return _Query(start, end, names, where, limit)
+
+
+def _jsonl_chunks(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """JSONL bytes, about ``_CHUNK_EVENTS`` events a chunk."""
+    dumps = orjson.dumps
+    it = iter(events)
+    while True:
+        batch = list(itertools.islice(it, _CHUNK_EVENTS))
+        if not batch:
+            return
+        yield b"\n".join(map(dumps, batch)) + b"\n"
+
+
+def _gzip_chunks(chunks: Iterable[bytes], level: int) -> Iterator[bytes]:
+    """A gzip stream (header, deflate data, CRC32/size trailer) of ``chunks``."""
+    comp = zlib.compressobj(level, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = comp.compress(chunk)
+        if out:
+            yield out
+    yield comp.flush()
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    owner: ExportServer
+    ssl_context: ssl.SSLContext | None = None
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a (possibly remote) DNS lookup.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            tls_sock = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            logger.debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            super().finish_request(tls_sock, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                tls_sock.shutdown(socket.SHUT_WR)
+            tls_sock.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        logger.debug("error while handling a request from %s: %r", client_address, exc)
+
+
+class _V6Server(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "robotmia-emulator/1"
+    protocol_version = "HTTP/1.0"
+    timeout = 120
+
+    # set per request
+    _bytes_sent = 0
+    _status = 0
+
+    @property
+    def _owner(self) -> ExportServer:
+        return cast(_HTTPServer, self.server).owner
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s - %s", self.address_string(), redact(format % args))
+
+    # ------------------------------------------------------------------ methods
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def _not_allowed(self) -> None:
+        self._handle(self.command)
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed
+
+    # ------------------------------------------------------------------ plumbing
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+            raise _ClientGone(str(exc)) from exc
+        except ssl.SSLError as exc:
+            raise _ClientGone(str(exc)) from exc
+        self._bytes_sent += len(data)
+
+    def _start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self._status = status
+        try:
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Connection", "close")
+            self.end_headers()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLError) as exc:
+            raise _ClientGone(str(exc)) from exc
+
+    def _send_json_error(
+        self, status: int, message: str, extra: list[tuple[str, str]] | None = None
+    ) -> None:
+        # Close-delimited like every answer here: the request log entry is written
+        # before the client can see the end of the body.
+        body = orjson.dumps({"error": message})
+        self._start(status, [("Content-Type", "application/json"), *(extra or [])])
+        if self.command != "HEAD":
+            self._write(body)
+
+    def _read_params(self, method: str) -> dict[str, str]:
+        split = urlsplit(self.path)
+        pairs = parse_qs(split.query, keep_blank_values=True, errors="replace")
+        params = {k: v[0] for k, v in pairs.items()}
+        if method == "POST":
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                raise _BadRequest(411, "chunked POST bodies are not supported: send Content-Length")
+            length_text = self.headers.get("Content-Length", "0") or "0"
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise _BadRequest(400, f"invalid Content-Length {length_text!r}") from None
+            if length < 0 or length > _MAX_FORM_BYTES:
+                raise _BadRequest(413, "request body too large")
+            body = self.rfile.read(length) if length else b""
+            ctype = self.headers.get_content_type()
+            if body and ctype not in ("application/x-www-form-urlencoded", "text/plain"):
+                raise _BadRequest(
+                    415,
+                    f"unsupported Content-Type {ctype!r}: send application/x-www-form-urlencoded",
+                )
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            params.update({k: v[0] for k, v in form.items()})
+        return params
+
+    def _check_auth(self) -> bool | None:
+        """True: right secret; False: wrong secret; None: no Basic credentials."""
+        header = self.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user = decoded.partition(":")[0]
+        secret = self._owner.api_secret
+        return hmac.compare_digest(user.encode(), secret.encode())
+
+    # ------------------------------------------------------------------ main
+    def _handle(self, method: str) -> None:
+        owner = self._owner
+        started = time.monotonic()
+        self._bytes_sent = 0
+        self._status = 0
+        path = urlsplit(self.path).path
+        params: dict[str, str] = {}
+        authorized = False
+        fault: Fault | None = None
+        error: str | None = None
+        reset_done = False
+        try:
+            try:
+                params = self._read_params(method)
+            except _BadRequest as exc:
+                self._send_json_error(exc.status, exc.message)
+                return
+            auth = self._check_auth()
+            authorized = auth is True
+            if owner.require_https and not isinstance(self.connection, ssl.SSLSocket):
+                self._send_json_error(
+                    400,
+                    "HTTPS is required: plain HTTP would send the API secret in clear text",
+                )
+                return
+            if path.rstrip("/") != EXPORT_PATH.rstrip("/"):
+                self._send_json_error(404, f"not found: {path} (the export is at {EXPORT_PATH})")
+                return
+            if method not in ("GET", "POST"):
+                self._send_json_error(405, f"method {method} not allowed: use GET or POST",
+                                      [("Allow", "GET, POST")])  # fmt: skip
+                return
+            if not authorized:
+                message = (
+                    "Invalid API secret"
+                    if auth is False
+                    else "Missing API secret: use HTTP Basic auth, the API secret as user name"
+                )
+                self._send_json_error(
+                    401, message, [("WWW-Authenticate", 'Basic realm="robotmia"')]
+                )
+                return
+            fault = owner._take_fault(params)
+            reset_done = self._answer(params, fault)
+        except _ClientGone as exc:
+            error = f"client disconnected: {exc}"
+            logger.debug("client %s went away: %s", self.address_string(), exc)
+        except Exception as exc:  # never let a handler thread print a traceback
+            error = f"internal error: {exc!r}"
+            logger.debug("internal emulator error", exc_info=True)
+            if self._status == 0:
+                with contextlib.suppress(_ClientGone):
+                    self._send_json_error(500, f"internal emulator error: {exc!r}")
+        finally:
+            self.close_connection = True
+            owner._record(
+                RequestRecord(
+                    method=method,
+                    path=path,
+                    params=owner._redact_params(params),
+                    authorized=authorized,
+                    status=self._status,
+                    time=started,
+                    started=started,
+                    ended=time.monotonic(),
+                    bytes_sent=self._bytes_sent,
+                    fault=fault,
+                    error=error,
+                )
+            )
+            if reset_done:
+                self._rst_close()
+
+    def _rst_close(self) -> None:
+        sock = self.connection
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+        time.sleep(0.05)  # let the bytes already written leave before the RST
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def _answer(self, params: dict[str, str], fault: Fault | None) -> bool:
+        """Send the export answer; returns True if the connection must be reset."""
+        owner = self._owner
+        if fault is not None and fault.delay_first_byte > 0:
+            time.sleep(fault.delay_first_byte)
+        extra: list[tuple[str, str]] = []
+        if fault is not None and fault.retry_after is not None:
+            ra = fault.retry_after
+            extra.append(("Retry-After", ra if isinstance(ra, str) else f"{ra:g}"))
+        if fault is not None and fault.status is not None:
+            phrase = _phrase(fault.status)
+            self._send_json_error(fault.status, fault.message or phrase, extra)
+            return False
+        try:
+            query = _parse_query(params)
+            owner._check_where(query.where)
+        except _BadRequest as exc:
+            self._send_json_error(exc.status, exc.message, extra)
+            return False
+
+        use_gzip = owner.gzip if fault is None or fault.gzip is None else fault.gzip
+        content_encoding: str | None = "gzip" if use_gzip else None
+        body: Iterator[bytes]
+        if fault is not None and fault.raw_body is not None:
+            body = iter([fault.raw_body])
+            content_encoding = None
+        elif fault is not None and fault.garbage is not None:
+            body = iter([fault.garbage])
+        else:
+            events: Iterable[dict[str, Any]] = owner._select(query)
+            payload: Iterable[bytes]
+            if fault is not None and fault.terminated_early:
+                if fault.terminate_after is None:
+                    materialized = list(events)
+                    events = materialized[: len(materialized) // 2]
+                else:
+                    events = itertools.islice(events, fault.terminate_after)
+                payload = itertools.chain(_jsonl_chunks(events), [b"terminated early\n"])
+            else:
+                payload = _jsonl_chunks(events)
+            body = _gzip_chunks(payload, owner.compresslevel) if use_gzip else iter(payload)
+        if fault is not None and fault.content_encoding is not None:
+            content_encoding = fault.content_encoding or None
+
+        # Produce the first bytes before the status line: a bad ``where`` is a 400.
+        try:
+            first = next(body, b"")
+        except ValueError as exc:
+            self._send_json_error(400, f"invalid where parameter: {exc}", extra)
+            return False
+
+        cut: int | None = None
+        reset = fault is not None and fault.reset
+        if fault is not None and fault.truncate_at is not None:
+            cut = fault.truncate_at
+        elif reset:
+            buffered = [first]
+            size = len(first)
+            exhausted = False
+            while size < 1 << 20:
+                nxt = next(body, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                buffered.append(nxt)
+                size += len(nxt)
+            first = b"".join(buffered)
+            cut = max(1, len(first) // 2) if exhausted else 512 * 1024
+
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        if content_encoding:
+            headers.append(("Content-Encoding", content_encoding))
+        self._start(200, headers + extra)
+        remaining = cut
+        for chunk in itertools.chain([first], body):
+            if remaining is not None:
+                if len(chunk) >= remaining:
+                    self._write(chunk[:remaining])
+                    remaining = 0
+                    break
+                remaining -= len(chunk)
+            self._write(chunk)
+        if remaining == 0:
+            logger.debug("fault: body cut after %d bytes (reset=%s)", self._bytes_sent, reset)
+        return reset
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+class ExportServer:
+    """A robotmia export endpoint on loopback, in a background thread.
+
+    Serve in-memory ``events`` (sorted by ``properties.time``; events without a
+    numeric time are served for every date range, after the others), or with
+    ``generate`` (a :class:`GeneratorConfig` or a dict of its fields) generate
+    each requested day lazily and stream it. Neither: every export is empty.
+
+    ``gzip`` (default True) compresses bodies; ``require_https`` answers 400 to
+    plain-HTTP requests, as the real service; ``tls=True`` serves HTTPS with a
+    throwaway CA whose PEM file is ``ca_bundle``. ``where_filter`` evaluates
+    the ``where`` parameter (else the module-level ``where_filter``; else it is
+    ignored).
+
+    Example:
+        >>> import requests
+        >>> from robotmia_frames.emulator import generate_events
+        >>> with ExportServer(generate_events(10, days=1), api_secret="s") as srv:
+        ...     r = requests.get(srv.url, auth=("s", ""),
+        ...                      params={"from_date": "2024-01-01", "to_date": "2024-01-01"})
+        ...     r.status_code, len(r.text.splitlines())
+        (200, 10)
+    """
+
+    def __init__(
+        self,
+        events: Iterable[dict[str, Any]] | None = None,
+        *,
+        api_secret: str = "test-secret",
+        project_timezone: str = "UTC",
+        generate: GeneratorConfig | Mapping[str, Any] | None = None,
+        tls: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        require_https: bool = False,
+        gzip: bool = True,
+        compresslevel: int = 6,
+        where_filter: WhereFilter | None = None,
+    ) -> None:
+        if not _is_loopback(host):
+            raise ValueError(
+                f"ExportServer binds loopback only (127.0.0.0/8, ::1, localhost), got host {host!r}"
+            )
+        if not api_secret:
+            raise ValueError("api_secret must be a non-empty string")
+        if events is not None and generate is not None:
+            raise ValueError("pass either events or generate, not both")
+        self.api_secret = api_secret
+        register_secret(api_secret)
+        self.project_timezone = project_timezone
+        self.tls = tls
+        self.host = host
+        self.require_https = require_https
+        self.gzip = gzip
+        self.compresslevel = compresslevel
+        self.where_filter: WhereFilter | None = where_filter
+        self._requested_port = port
+        self._bound_port: int | None = None
+
+        self._generate: GeneratorConfig | None
+        if generate is None or isinstance(generate, GeneratorConfig):
+            self._generate = generate
+        else:
+            self._generate = GeneratorConfig(**dict(generate))
+        self._gen_from: _dt.date | None = None
+        self._gen_to: _dt.date | None = None
+        if self._generate is not None:
+            if self._generate.from_date is not None:
+                self._gen_from = _to_date(self._generate.from_date, "generate.from_date")
+            if self._generate.to_date is not None:
+                self._gen_to = _to_date(self._generate.to_date, "generate.to_date")
+            # validate the timezone and the config once, up front
+            next(iter_generated_events("2024-01-01", "2024-01-01", events_per_day=0,
+                                       project_timezone=project_timezone), None)  # fmt: skip
+
+        timed: list[tuple[float, dict[str, Any]]] = []
+        self._untimed: list[dict[str, Any]] = []
+        for event in events or ():
+            if not isinstance(event, dict):
+                raise TypeError(f"events must be dicts, got {type(event).__name__}")
+            orjson.dumps(event)  # fail now, not mid-stream, on unserializable values
+            t = _event_time(event)
+            if t is None:
+                self._untimed.append(event)
+            else:
+                timed.append((t, event))
+        timed.sort(key=lambda item: item[0])  # stable: ties keep their order
+        self._times = [t for t, _ in timed]
+        self._events = [e for _, e in timed]
+
+        self._lock = threading.Lock()
+        self.requests: list[RequestRecord] = []
+        """The request log, oldest first (appended under a lock; ``.clear()`` works)."""
+        self._faults: list[list[Any]] = []  # [fault, remaining uses]
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._tmpdir: str | None = None
+        self._ca: Any = None
+        self.ca_bundle: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> ExportServer:
+        """Bind and serve in a background thread (no-op if already running).
+
+        A stopped server can start again; it rebinds to the same port.
+
+        Example:
+            >>> srv = ExportServer().start()
+            >>> srv.port > 0
+            True
+            >>> srv.stop()
+        """
+        if self._httpd is not None:
+            return self
+        bind_host = "127.0.0.1" if self.host.lower() == "localhost" else self.host.strip("[]")
+        cls = _V6Server if ":" in bind_host else _HTTPServer
+        port = self._bound_port if self._bound_port is not None else self._requested_port
+        httpd = cls((bind_host, port), _Handler, bind_and_activate=False)
+        try:
+            httpd.allow_reuse_address = True
+            httpd.server_bind()
+            httpd.server_activate()
+            httpd.owner = self
+            if self.tls:
+                httpd.ssl_context = self._make_ssl_context()
+        except BaseException:
+            httpd.server_close()
+            self._cleanup_tmpdir()
+            raise
+        self._bound_port = int(httpd.server_address[1])
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"robotmia-emulator-{self._bound_port}",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.debug("export emulator serving at %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; idempotent.
+
+        Example:
+            >>> srv = ExportServer().start()
+            >>> srv.stop(); srv.stop()
+        """
+        httpd, thread = self._httpd, self._thread
+        self._httpd = None
+        self._thread = None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._cleanup_tmpdir()
+
+    def __enter__(self) -> ExportServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = self.url if self._httpd is not None else "stopped"
+        return f"<ExportServer {state}>"
+
+    def _make_ssl_context(self) -> ssl.SSLContext:
+        try:
+            import trustme
+        except ImportError as exc:  # pragma: no cover - trustme is a test extra
+            raise RuntimeError(
+                "tls=True needs the 'trustme' package (pip install trustme)"
+            ) from exc
+        if self._ca is None:
+            self._ca = trustme.CA()
+            self._cert = self._ca.issue_cert("127.0.0.1", "localhost", "::1")
+        self._tmpdir = tempfile.mkdtemp(prefix="robotmia-emulator-")
+        bundle = Path(self._tmpdir) / "ca.pem"
+        self._ca.cert_pem.write_to_path(str(bundle))
+        self.ca_bundle = str(bundle)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._cert.configure_cert(ctx)
+        return ctx
+
+    def _cleanup_tmpdir(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+            self.ca_bundle = None
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`)."""
+        if self._bound_port is None:
+            raise RuntimeError("the server is not started: call start() or use it in a with block")
+        return self._bound_port
+
+    @property
+    def url(self) -> str:
+        """The export endpoint, e.g. ``http://127.0.0.1:PORT/api/2.0/export/``."""
+        scheme = "https" if self.tls else "http"
+        host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}{EXPORT_PATH}"
+
+    # ------------------------------------------------------------------ requests log
+    def clear_requests(self) -> None:
+        """Forget the request log (same as ``srv.requests.clear()``)."""
+        with self._lock:
+            self.requests.clear()
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+
+    def _redact_params(self, params: dict[str, str]) -> dict[str, str]:
+        secret = self.api_secret
+        return {k: (v.replace(secret, "***") if secret in v else v) for k, v in params.items()}
+
+    # ------------------------------------------------------------------ faults
+    def add_fault(self, fault: Fault) -> None:
+        """Queue ``fault`` (FIFO) for the next matching authorized export request(s).
+
+        Each authorized request to the export path (after the auth check, before
+        parameter validation) takes the first queued fault whose ``match`` accepts
+        its params, using up one of its ``times``.
+
+        Example:
+            >>> srv = ExportServer()
+            >>> srv.add_fault(Fault(status=500, times=3))
+            >>> srv.faults[0].times
+            3
+        """
+        with self._lock:
+            self._faults.append([fault, fault.times])
+
+    def clear_faults(self) -> None:
+        """Drop every queued fault."""
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        """The queued faults, ``times`` showing the uses left."""
+        with self._lock:
+            return [dataclasses.replace(f, times=n) for f, n in self._faults]
+
+    def _take_fault(self, params: dict[str, str]) -> Fault | None:
+        with self._lock:
+            for i, entry in enumerate(self._faults):
+                fault: Fault = entry[0]
+                if fault.match is not None:
+                    try:
+                        if not fault.match(dict(params)):
+                            continue
+                    except Exception:
+                        logger.debug("Fault.match raised; fault skipped", exc_info=True)
+                        continue
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._faults[i]
+                return fault
+        return None
+
+    # ------------------------------------------------------------------ data
+    def _where(self) -> WhereFilter | None:
+        return self.where_filter if self.where_filter is not None else where_filter
+
+    def _check_where(self, expr: str | None) -> None:
+        """Probe the filter once with an empty event: a ValueError means a 400."""
+        evaluator = self._where()
+        if expr is None or evaluator is None:
+            return
+        try:
+            evaluator(expr, {"event": "", "properties": {}})
+        except ValueError as exc:
+            raise _BadRequest(400, f"invalid where parameter: {exc}") from None
+
+    def _select(self, query: _Query) -> Iterator[dict[str, Any]]:
+        """The events answering ``query``, in time order, filtered and limited."""
+        events = self._candidates(query.from_date, query.to_date)
+        if query.events is not None:
+            names = query.events
+            events = (e for e in events if e.get("event") in names)
+        evaluator = self._where()
+        if query.where is not None and evaluator is not None:
+            expr = query.where
+            events = (e for e in events if evaluator(expr, e))
+        if query.limit is not None:
+            events = itertools.islice(events, query.limit)
+        return events
+
+    def _candidates(self, start: _dt.date, end: _dt.date) -> Iterator[dict[str, Any]]:
+        if self._generate is not None:
+            return self._generated(start, end)
+        lo = (start - _EPOCH).days * _DAY
+        hi = ((end - _EPOCH).days + 1) * _DAY
+        i = bisect.bisect_left(self._times, lo)
+        j = bisect.bisect_left(self._times, hi)
+        return itertools.chain(itertools.islice(self._events, i, j), self._untimed)
+
+    def _generated(self, start: _dt.date, end: _dt.date) -> Iterator[dict[str, Any]]:
+        cfg = self._generate
+        assert cfg is not None
+        if self._gen_from is not None:
+            start = max(start, self._gen_from)
+        if self._gen_to is not None:
+            end = min(end, self._gen_to)
+        if start > end:
+            return iter(())
+        return iter_generated_events(
+            start,
+            end,
+            events_per_day=cfg.events_per_day,
+            seed=cfg.seed,
+            project_timezone=self.project_timezone,
+            start_id=cfg.start_id,
+        )
+
+
+# --------------------------------------------------------------------------- CLI helper
+
+
+def serve_forever(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    api_secret: str = "test-secret",
+    project_timezone: str = "UTC",
+    events_per_day: int = 1000,
+    days: int = 30,
+    seed: int = 0,
+    from_date: DateLike = "2024-01-01",
+    tls: bool = False,
+    stop: threading.Event | None = None,
+    out: IO[str] | None = None,
+) -> None:
+    """Serve generated events until Ctrl-C (or until ``stop`` is set).
+
+    Prints the endpoint URL (and the CA bundle with ``tls=True``) to ``out``
+    (default stdout). Used by ``robotmia-frames serve``.
+
+    Example:
+        >>> import io, threading
+        >>> done, out = threading.Event(), io.StringIO()
+        >>> done.set()  # stop at once; without ``stop`` it runs until Ctrl-C
+        >>> serve_forever(port=0, api_secret="s", stop=done, out=out)
+        >>> out.getvalue().startswith("robotmia export emulator serving at http://127.0.0.1:")
+        True
+    """
+    if days < 1:
+        raise ValueError(f"days must be >= 1, got {days}")
+    start = _to_date(from_date, "from_date")
+    config = GeneratorConfig(
+        events_per_day=events_per_day,
+        seed=seed,
+        from_date=start,
+        to_date=start + _dt.timedelta(days=days - 1),
+    )
+    stream = out if out is not None else sys.stdout
+    waiter = stop if stop is not None else threading.Event()
+    with ExportServer(
+        api_secret=api_secret,
+        project_timezone=project_timezone,
+        generate=config,
+        tls=tls,
+        host=host,
+        port=port,
+    ) as srv:
+        print(f"robotmia export emulator serving at {srv.url}", file=stream)
+        print(
+            f"data: {config.from_date} to {config.to_date}, {events_per_day} events a day, "
+            f"project timezone {project_timezone}; auth: HTTP Basic, the api secret as user",
+            file=stream,
+        )
+        if srv.ca_bundle:
+            print(f"CA bundle: {srv.ca_bundle}", file=stream)
+        print("Press Ctrl-C to stop.", file=stream, flush=True)
+        try:
+            while not waiter.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            print("stopping", file=stream, flush=True)
