@@ -54,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--where", help='filter expression, e.g. properties["$os"]=="Linux"')
     e.add_argument("--timezone", help="project timezone (IANA name, e.g. Europe/Paris)")
     e.add_argument("--base-url", help="export endpoint (default: robotmia's US endpoint)")
-    e.add_argument(
-        "--partition-by-event", action="store_true", help="partition by date and event"
-    )
+    e.add_argument("--partition-by-event", action="store_true", help="partition by date and event")
     e.add_argument("--concurrency", type=int, default=4, help="day windows at once")
     e.add_argument("--ca-bundle", help="CA bundle to verify the server's certificate")
 
@@ -124,9 +122,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     end = start + dt.timedelta(days=13)
     secret = "demo-secret"
     target = args.out or Path(tempfile.mkdtemp(prefix="robotmia-demo-")) / "events"
-    gen = GeneratorConfig(
-        events_per_day=args.events_per_day, seed=7, from_date=start, to_date=end
-    )
+    gen = GeneratorConfig(events_per_day=args.events_per_day, seed=7, from_date=start, to_date=end)
     with ExportServer(api_secret=secret, project_timezone=args.timezone, generate=gen) as srv:
         print(f"local export server: {srv.url} (project timezone {args.timezone})", file=out)
         summary = api.export_to_parquet(
