@@ -13,6 +13,7 @@ from .api import (
     read_export_file,
     read_parquet_dataset,
     read_robotmia_export,
+    sync_to_parquet,
 )
 from .errors import (
     APIError,
@@ -24,6 +25,8 @@ from .errors import (
     RobotmiaError,
     RobotmiaWarning,
 )
+from .profiles import read_robotmia_profiles
+from .transport import RateLimit, RateLimiter
 
 __all__ = [
     "APIError",
@@ -33,6 +36,8 @@ __all__ = [
     "InvalidArgumentError",
     "NetworkError",
     "ParseError",
+    "RateLimit",
+    "RateLimiter",
     "RobotmiaError",
     "RobotmiaWarning",
     "__version__",
@@ -40,4 +45,6 @@ __all__ = [
     "read_export_file",
     "read_parquet_dataset",
     "read_robotmia_export",
+    "read_robotmia_profiles",
+    "sync_to_parquet",
 ]

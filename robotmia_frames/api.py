@@ -13,15 +13,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 
-from . import parse, sinks, transport
+from . import _cache, _progress, _sync_state, parse, sinks, transport
 from ._version import __version__
-from .errors import InvalidArgumentError, RobotmiaError
+from .errors import InvalidArgumentError
 from .timeconv import TIME_TYPE, local_seconds_to_utc, resolve_timezone
 from .typepolicy import Kind, arrow_type, unify
 
@@ -31,6 +32,7 @@ __all__ = [
     "read_export_file",
     "read_parquet_dataset",
     "read_robotmia_export",
+    "sync_to_parquet",
 ]
 
 DateLike = str | dt.date
@@ -171,11 +173,36 @@ class _ExportPlan:
     on_bad_lines: parse.OnBadLines
     columns: list[str] | None
     concurrency: int
+    limiter: transport.RateLimiter = field(repr=False)
+    time_in_ms: bool = False
+    limit: int | None = None
+    cache_dir: Path | None = None
+    refresh: bool = False
+    dedupe: bool = False
+    progress: _progress.Progress | None = field(default=None, repr=False)
 
     @property
     def days(self) -> list[dt.date]:
         n = (self.end - self.start).days + 1
         return [self.start + dt.timedelta(days=i) for i in range(n)]
+
+    @property
+    def time_unit(self) -> str:
+        return "ms" if self.time_in_ms else "s"
+
+    def request(self, day: dt.date) -> transport.WindowRequest:
+        extra: list[tuple[str, str]] = []
+        if self.time_in_ms:
+            extra.append(("time_in_ms", "true"))
+        if self.limit is not None:
+            extra.append(("limit", str(self.limit)))
+        return transport.WindowRequest(
+            from_date=day,
+            to_date=day,
+            event=self.event,
+            where=self.where,
+            extra_params=tuple(extra),
+        )
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -184,6 +211,8 @@ class _ExportPlan:
             "event": list(self.event) if self.event is not None else None,
             "where": self.where,
             "project_timezone": self.timezone,
+            "time_in_ms": self.time_in_ms,
+            "limit": self.limit,
             "library": f"robotmia-frames {__version__}",
         }
 
@@ -192,27 +221,41 @@ def _plan(
     from_date: Any,
     to_date: Any,
     *,
-    event: Any,
-    where: Any,
-    api_secret: str | None,
-    project_timezone: str | None,
-    base_url: str | None,
-    on_bad_lines: str,
-    columns: Any,
-    concurrency: Any,
-    timeout: float | None,
-    max_retries: int,
-    verify: bool | str,
+    event: Any = None,
+    where: Any = None,
+    api_secret: str | None = None,
+    project_timezone: str | None = None,
+    base_url: str | None = None,
+    region: str | None = None,
+    on_bad_lines: str = "error",
+    columns: Any = None,
+    concurrency: Any = 4,
+    timeout: float | None = None,
+    max_retries: int = 5,
+    verify: bool | str = True,
+    rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+    time_in_ms: bool = False,
+    limit: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
+    dedupe: bool = False,
+    progress: _progress.ProgressArg = None,
 ) -> _ExportPlan:
+    """Check every argument, before anything is sent."""
     start, end = _date_range(from_date, to_date)
     events = _events(event)
     where_ = _where(where)
     tz = _timezone(project_timezone)
-    url = transport.validate_base_url(base_url or transport.DEFAULT_BASE_URL)
+    if region is not None and region not in transport.REGION_URLS:
+        raise InvalidArgumentError(
+            f"region must be one of {sorted(transport.REGION_URLS)}, got {region!r}"
+        )
+    url = base_url or transport.REGION_URLS[region or "us"]
+    transport.validate_base_url(url)
     secret = _secret(api_secret)
     extra: dict[str, Any] = {}
     if timeout is not None:
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise InvalidArgumentError(
                 f"timeout must be a positive number of seconds, got {timeout!r}"
             )
@@ -220,6 +263,24 @@ def _plan(
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise InvalidArgumentError(
             f"max_retries must be a non-negative integer, got {max_retries!r}"
+        )
+    if limit is not None:
+        limit = _positive_int(limit, "limit")
+    if isinstance(rate_limit, transport.RateLimiter):
+        limiter = rate_limit
+    elif isinstance(rate_limit, transport.RateLimit):
+        limiter = transport.RateLimiter(rate_limit)
+    elif rate_limit is None:
+        # robotmia's documented budget applies to robotmia; a local server (tests, the
+        # emulator) gets no limit unless one is asked for.
+        host = urlsplit(url).hostname or ""
+        local = transport.is_loopback_host(host)
+        limiter = transport.RateLimiter(
+            transport.RateLimit(None, None, None) if local else transport.RateLimit()
+        )
+    else:
+        raise InvalidArgumentError(
+            f"rate_limit must be a RateLimit, a RateLimiter or None, got {type(rate_limit).__name__}"
         )
     config = transport.TransportConfig(
         base_url=url, api_secret=secret, max_retries=max_retries, verify=verify, **extra
@@ -234,6 +295,13 @@ def _plan(
         on_bad_lines=parse.validate_on_bad_lines(on_bad_lines),
         columns=_columns(columns),
         concurrency=_positive_int(concurrency, "concurrency"),
+        limiter=limiter,
+        time_in_ms=bool(time_in_ms),
+        limit=limit,
+        cache_dir=Path(os.fspath(cache_dir)) if cache_dir is not None else None,
+        refresh=bool(refresh),
+        dedupe=bool(dedupe),
+        progress=_progress.make(progress, total=(end - start).days + 1, limiter=limiter),
     )
 
 
@@ -246,6 +314,7 @@ class _Window:
     result: transport.DownloadResult
     scan: parse.ScanResult
     kinds: dict[str, Kind]
+    cached: bool = False
 
     @property
     def label(self) -> str:
@@ -269,64 +338,98 @@ def _scan_file(
 def _iter_windows(plan: _ExportPlan, workdir: Path) -> Iterator[_Window]:
     """Download day windows (``plan.concurrency`` at once) and scan each as it lands.
 
-    Yields windows in completion order. On the first failure the pending downloads
-    are cancelled and the error propagates, naming the day.
+    Parsing (in this thread) overlaps the downloads (in the pool). Windows are
+    yielded in completion order; on the first failure the pending downloads are
+    cancelled and the error propagates, naming the day. With ``cache_dir`` a
+    verified window is kept and later runs reuse it instead of downloading.
     """
+    cache = _cache.WindowCache(plan.cache_dir) if plan.cache_dir is not None else None
+    sessions: list[requests.Session] = []
+    lock = threading.Lock()
     local = threading.local()
 
     def fetch(day: dt.date) -> transport.DownloadResult:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = transport.make_session()
-        request = transport.WindowRequest(
-            from_date=day, to_date=day, event=plan.event, where=plan.where
+            with lock:
+                sessions.append(session)
+        request = plan.request(day)
+        dest = (
+            cache.path_for(plan.config.base_url, request)
+            if cache is not None
+            else workdir / f"{day.isoformat()}.jsonl.gz"
         )
         return transport.download_window(
-            plan.config, request, workdir / f"{day.isoformat()}.jsonl.gz", session=session
+            plan.config, request, dest, session=session, limiter=plan.limiter
         )
 
-    days = plan.days
+    todo: list[dt.date] = []
+    ready: list[tuple[dt.date, transport.DownloadResult]] = []
+    for day in plan.days:
+        hit = None
+        if cache is not None and not plan.refresh:
+            hit = cache.lookup(plan.config.base_url, plan.request(day))
+        if hit is not None:
+            ready.append((day, hit))
+        else:
+            todo.append(day)
+
+    def scanned(day: dt.date, result: transport.DownloadResult, cached: bool) -> _Window:
+        label = f"window {day.isoformat()}"
+        scan, kinds = _scan_file(result.path, label, plan.on_bad_lines, plan.columns)
+        if plan.progress is not None:
+            plan.progress.window_done(result.bytes_received, scan.rows)
+        return _Window(day, result, scan, kinds, cached)
+
+    for day, hit in ready:
+        yield scanned(day, hit, True)
+    if not todo:
+        return
     pool = ThreadPoolExecutor(
-        max_workers=min(plan.concurrency, len(days)), thread_name_prefix="robotmia-dl"
+        max_workers=min(plan.concurrency, len(todo)), thread_name_prefix="robotmia-dl"
     )
     pending: dict[Future[transport.DownloadResult], dt.date] = {}
     try:
-        it = iter(days)
+        it = iter(todo)
         for day in it:
             pending[pool.submit(fetch, day)] = day
             if len(pending) >= plan.concurrency * 2:
                 break
+        # Windows are handed on in day order (so that datasets and column orders do
+        # not depend on download timing); later days wait on disk, not in memory.
+        landed: dict[dt.date, transport.DownloadResult] = {}
+        order = iter(todo)
+        expected = next(order, None)
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: pending[f]):
                 day = pending.pop(fut)
                 result = fut.result()
-                label = f"window {day.isoformat()}"
-                scan, kinds = _scan_file(result.path, label, plan.on_bad_lines, plan.columns)
-                yield _Window(day, result, scan, kinds)
+                if cache is not None:
+                    cache.record(plan.config.base_url, result)
+                landed[day] = result
                 nxt = next(it, None)
                 if nxt is not None:
                     pending[pool.submit(fetch, nxt)] = nxt
+            while expected is not None and expected in landed:
+                yield scanned(expected, landed.pop(expected), False)
+                expected = next(order, None)
     finally:
         for fut in pending:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-        for s in _sessions_of(local):
+        for s in sessions:
             s.close()
 
 
-def _sessions_of(local: threading.local) -> list[requests.Session]:
-    s = getattr(local, "session", None)
-    return [s] if s is not None else []
-
-
-def _finish(batch: pa.RecordBatch, tz: str) -> pa.RecordBatch:
+def _finish(batch: pa.RecordBatch, tz: str, unit: str = "s") -> pa.RecordBatch:
     """The time stage applied to one parsed batch."""
     if "time" not in batch.schema.names:
         return batch
     i = batch.schema.get_field_index("time")
     return batch.set_column(
-        i, pa.field("time", TIME_TYPE), local_seconds_to_utc(batch.column(i), tz)
+        i, pa.field("time", TIME_TYPE), local_seconds_to_utc(batch.column(i), tz, unit=unit)
     )
 
 
@@ -344,12 +447,25 @@ def _file_batches(
     scan: parse.ScanResult,
     tz: str,
     columns: Sequence[str] | None,
+    *,
+    dedupe: bool = False,
+    unit: str = "s",
 ) -> Iterator[pa.RecordBatch]:
+    """Pass two over one source, through the time stage (and dedupe, if asked)."""
+    parse_columns = columns
+    if dedupe and columns is not None:
+        parse_columns = [*columns, *(k for k in sinks.DEDUPE_KEYS if k not in columns)]
+    deduper = sinks.Deduper() if dedupe else None
     with parse.open_lines(path, label=label) as lines:
         for batch in parse.iter_batches(
-            lines, kinds, source=label, skip_lines=scan.bad_lines, columns=columns
+            lines, kinds, source=label, skip_lines=scan.bad_lines, columns=parse_columns
         ):
-            yield _finish(batch, tz)
+            out = _finish(batch, tz, unit)
+            if deduper is not None:
+                out = deduper(out)
+                if columns is not None and parse_columns is not columns:
+                    out = out.select(list(columns))
+            yield out
 
 
 def _deliver(
@@ -365,7 +481,7 @@ def _deliver(
 
 @dataclass(frozen=True)
 class ExportSummary:
-    """What :func:`export_to_parquet` wrote."""
+    """What :func:`export_to_parquet` (or :func:`sync_to_parquet`) wrote."""
 
     path: Path
     rows: int
@@ -373,24 +489,35 @@ class ExportSummary:
     files: int
     bytes: int
     rows_per_day: dict[str, int] = field(default_factory=dict)
+    from_date: dt.date | None = None
+    to_date: dt.date | None = None
 
 
 class _DatasetSink:
     """Writes one day at a time, keeping column types consistent across days."""
 
     def __init__(
-        self, root: str | os.PathLike[str], partition_by: Sequence[str], metadata: dict[str, Any]
+        self,
+        root: str | os.PathLike[str],
+        partition_by: Sequence[str],
+        metadata: dict[str, Any],
     ) -> None:
         self.ds = sinks.ParquetDataset(Path(os.fspath(root)), partition_by=partition_by)
         self.ds.recover()
         self.kinds = self.ds.current_kinds()
         self.metadata = metadata
+        # A run killed between writing a wider day and rewriting the older ones leaves
+        # days with narrower types: bring them in line first.
+        every = set(self.kinds)
+        for day in self.ds.days():
+            if any(self._narrower(f, every) for f in self.ds.files(day)):
+                self.ds.rewrite_day(day, self.kinds, metadata)
         self.rows = 0
         self.files = 0
         self.bytes = 0
         self.rows_per_day: dict[str, int] = {}
 
-    def write(self, window: _Window, tz: str) -> None:
+    def write(self, window: _Window, plan: _ExportPlan) -> None:
         """Write one downloaded window as its day's partition."""
         day = window.day
         merged = dict(self.kinds)
@@ -404,7 +531,16 @@ class _DatasetSink:
             if k.startswith(parse.PROPERTY_PREFIX)
         }
         schema = _final_schema(prop_kinds, None)
-        batches = _file_batches(window.result.path, window.label, prop_kinds, window.scan, tz, None)
+        batches = _file_batches(
+            window.result.path,
+            window.label,
+            prop_kinds,
+            window.scan,
+            plan.timezone,
+            None,
+            dedupe=plan.dedupe,
+            unit=plan.time_unit,
+        )
         result = self.ds.write_day(day, schema, batches, metadata=self.metadata)
         self.kinds = merged
         if widened:
@@ -423,7 +559,7 @@ class _DatasetSink:
             for name in schema.names
         )
 
-    def summary(self) -> ExportSummary:
+    def summary(self, start: dt.date, end: dt.date) -> ExportSummary:
         return ExportSummary(
             self.ds.root,
             self.rows,
@@ -431,7 +567,27 @@ class _DatasetSink:
             self.files,
             self.bytes,
             dict(self.rows_per_day),
+            start,
+            end,
         )
+
+
+def _write_dataset(
+    plan: _ExportPlan, path: str | os.PathLike[str], partition_by: Sequence[str], workdir: Path
+) -> ExportSummary:
+    sink = _DatasetSink(path, partition_by, plan.metadata())
+    try:
+        for w in _iter_windows(plan, workdir):
+            try:
+                sink.write(w, plan)
+            finally:
+                if not w.cached and plan.cache_dir is None:
+                    with contextlib.suppress(OSError):
+                        w.result.path.unlink()
+    finally:
+        if plan.progress is not None:
+            plan.progress.close()
+    return sink.summary(plan.start, plan.end)
 
 
 # ------------------------------------------------------------------------- public
@@ -452,19 +608,28 @@ def read_robotmia_export(
     columns: Sequence[str] | None = None,
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
     partition_by: Sequence[str] = ("date",),
+    dedupe: bool = False,
+    region: str | None = None,
+    time_in_ms: bool = False,
+    limit: int | None = None,
     concurrency: int = 4,
+    rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
     timeout: float | None = None,
     max_retries: int = 5,
     verify: bool | str = True,
+    progress: _progress.ProgressArg = None,
 ) -> pd.DataFrame | pa.Table:
     """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
     Returns a pandas DataFrame (nullable dtypes; ``dtype_backend="pyarrow"`` for
     ``ArrowDtype``) or, with ``return_type="arrow"``, a :class:`pyarrow.Table`, with
     columns ``event``, ``time`` (UTC) and ``properties.<key>``. The range is fetched
-    as day windows, ``concurrency`` at a time; every body is verified complete before
-    it is parsed. With ``parquet_path`` the same rows are also written as a
-    Hive-partitioned dataset (``date=YYYY-MM-DD/``), one atomic day at a time.
+    as day windows, ``concurrency`` at a time within ``rate_limit``; every body is
+    verified complete before it is parsed. With ``parquet_path`` the same rows are
+    also written as a Hive-partitioned dataset (``date=YYYY-MM-DD/``), one atomic day
+    at a time. See ``docs/api.md`` for every option.
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer, generate_events
@@ -475,20 +640,12 @@ def read_robotmia_export(
         (50, ['event', 'time'])
     """
     plan = _plan(
-        from_date,
-        to_date,
-        event=event,
-        where=where,
-        api_secret=api_secret,
-        project_timezone=project_timezone,
-        base_url=base_url,
-        on_bad_lines=on_bad_lines,
-        columns=columns,
-        concurrency=concurrency,
-        timeout=timeout,
-        max_retries=max_retries,
-        verify=verify,
-    )
+        from_date, to_date, event=event, where=where, api_secret=api_secret,
+        project_timezone=project_timezone, base_url=base_url, region=region,
+        on_bad_lines=on_bad_lines, columns=columns, concurrency=concurrency, timeout=timeout,
+        max_retries=max_retries, verify=verify, rate_limit=rate_limit, time_in_ms=time_in_ms,
+        limit=limit, cache_dir=cache_dir, refresh=refresh, dedupe=dedupe, progress=progress,
+    )  # fmt: skip
     rtype = _return_type(return_type)
     backend = _dtype_backend(dtype_backend)
     if parquet_path is not None and plan.columns is not None:
@@ -503,20 +660,31 @@ def read_robotmia_export(
     with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
         windows: list[_Window] = []
         kinds: dict[str, Kind] = {}
-        for w in _iter_windows(plan, Path(tmp)):
-            windows.append(w)
+        try:
+            windows.extend(_iter_windows(plan, Path(tmp)))
+        finally:
+            if plan.progress is not None:
+                plan.progress.close()
+        windows.sort(key=lambda w: w.day)
+        for w in windows:  # in day order: columns in order of first appearance
             for k, v in w.kinds.items():
                 kinds[k] = unify(kinds.get(k), v)
-        windows.sort(key=lambda w: w.day)
         if sink is not None:
             for w in windows:
-                sink.write(w, plan.timezone)
+                sink.write(w, plan)
         schema = _final_schema(kinds, plan.columns)
         batches = [
             b
             for w in windows
             for b in _file_batches(
-                w.result.path, w.label, kinds, w.scan, plan.timezone, plan.columns
+                w.result.path,
+                w.label,
+                kinds,
+                w.scan,
+                plan.timezone,
+                plan.columns,
+                dedupe=plan.dedupe,
+                unit=plan.time_unit,
             )
         ]
     table = pa.Table.from_batches(batches, schema=schema)
@@ -531,6 +699,8 @@ def read_export_file(
     on_bad_lines: Literal["error", "skip", "warn"] = "error",
     columns: Sequence[str] | None = None,
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dedupe: bool = False,
+    time_in_ms: bool = False,
 ) -> pd.DataFrame | pa.Table:
     """Read a saved export (``.jsonl`` or ``.jsonl.gz``, multi-member gzip included).
 
@@ -554,9 +724,10 @@ def read_export_file(
         raise FileNotFoundError(f"export file not found: {p}")
     scan, kinds = _scan_file(p, str(p), mode, cols)
     schema = _final_schema(kinds, cols)
-    table = pa.Table.from_batches(
-        list(_file_batches(p, str(p), kinds, scan, tz, cols)), schema=schema
+    batches = _file_batches(
+        p, str(p), kinds, scan, tz, cols, dedupe=dedupe, unit="ms" if time_in_ms else "s"
     )
+    table = pa.Table.from_batches(list(batches), schema=schema)
     return _deliver(table, rtype, backend)
 
 
@@ -572,10 +743,18 @@ def export_to_parquet(
     base_url: str | None = None,
     on_bad_lines: Literal["error", "skip", "warn"] = "error",
     partition_by: Sequence[str] = ("date",),
+    dedupe: bool = False,
+    region: str | None = None,
+    time_in_ms: bool = False,
+    limit: int | None = None,
     concurrency: int = 4,
+    rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
     timeout: float | None = None,
     max_retries: int = 5,
     verify: bool | str = True,
+    progress: _progress.ProgressArg = None,
 ) -> ExportSummary:
     """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
@@ -595,31 +774,87 @@ def export_to_parquet(
         (30, 3)
     """
     plan = _plan(
-        from_date,
-        to_date,
-        event=event,
-        where=where,
-        api_secret=api_secret,
-        project_timezone=project_timezone,
-        base_url=base_url,
-        on_bad_lines=on_bad_lines,
-        columns=None,
-        concurrency=concurrency,
-        timeout=timeout,
-        max_retries=max_retries,
-        verify=verify,
-    )
-    sink = _DatasetSink(path, partition_by, plan.metadata())
+        from_date, to_date, event=event, where=where, api_secret=api_secret,
+        project_timezone=project_timezone, base_url=base_url, region=region,
+        on_bad_lines=on_bad_lines, concurrency=concurrency, timeout=timeout,
+        max_retries=max_retries, verify=verify, rate_limit=rate_limit, time_in_ms=time_in_ms,
+        limit=limit, cache_dir=cache_dir, refresh=refresh, dedupe=dedupe, progress=progress,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
-        for w in _iter_windows(plan, Path(tmp)):
-            try:
-                sink.write(w, plan.timezone)
-            except RobotmiaError:
-                raise
-            finally:
-                with contextlib.suppress(OSError):
-                    w.result.path.unlink()
-    return sink.summary()
+        return _write_dataset(plan, path, partition_by, Path(tmp))
+
+
+def sync_to_parquet(
+    path: str | os.PathLike[str],
+    *,
+    start_date: DateLike,
+    lookback_days: int = 5,
+    end_date: DateLike | None = None,
+    event: str | Sequence[str] | None = None,
+    where: str | None = None,
+    api_secret: str | None = None,
+    project_timezone: str | None = None,
+    base_url: str | None = None,
+    on_bad_lines: Literal["error", "skip", "warn"] = "error",
+    partition_by: Sequence[str] = ("date",),
+    dedupe: bool = False,
+    region: str | None = None,
+    time_in_ms: bool = False,
+    concurrency: int = 4,
+    rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+    timeout: float | None = None,
+    max_retries: int = 5,
+    verify: bool | str = True,
+    progress: _progress.ProgressArg = None,
+) -> ExportSummary:
+    """Bring a dataset up to date, catching events that arrive up to 5 days late.
+
+    Each run re-exports from (the last synced day - ``lookback_days``) through
+    ``end_date`` (default: today in the project timezone) and replaces those days
+    whole. Late events are never filtered out by a time cursor: a re-exported day
+    holds exactly what the server holds for it, so running twice gives identical
+    data and nothing is doubled. The state lives in ``<path>/_robotmia/sync.json``.
+
+    Example:
+        >>> import tempfile
+        >>> from robotmia_frames.emulator import ExportServer, generate_events
+        >>> out = tempfile.mkdtemp()
+        >>> with ExportServer(generate_events(40, days=4), api_secret="s") as srv:
+        ...     s = sync_to_parquet(out, start_date="2024-01-01", end_date="2024-01-04",
+        ...                         api_secret="s", project_timezone="UTC", base_url=srv.url)
+        >>> s.rows, s.from_date.isoformat()
+        (40, '2024-01-01')
+    """
+    tz = _timezone(project_timezone)
+    start = _parse_date(start_date, "start_date")
+    if isinstance(lookback_days, bool) or not isinstance(lookback_days, int) or lookback_days < 0:
+        raise InvalidArgumentError(
+            f"lookback_days must be a non-negative integer, got {lookback_days!r}"
+        )
+    end = (
+        _parse_date(end_date, "end_date")
+        if end_date is not None
+        else dt.datetime.now(resolve_timezone(tz)).date()
+    )
+    root = Path(os.fspath(path))
+    state = _sync_state.load(root)
+    begin = start
+    if state is not None and state.last_day is not None:
+        begin = max(start, state.last_day - dt.timedelta(days=lookback_days))
+    if begin > end:
+        raise InvalidArgumentError(
+            f"nothing to sync: the range starts {begin.isoformat()}, after end_date {end.isoformat()}"
+        )
+    plan = _plan(
+        begin, end, event=event, where=where, api_secret=api_secret,
+        project_timezone=tz, base_url=base_url, region=region, on_bad_lines=on_bad_lines,
+        concurrency=concurrency, timeout=timeout, max_retries=max_retries, verify=verify,
+        rate_limit=rate_limit, time_in_ms=time_in_ms, dedupe=dedupe, progress=progress,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
+        summary = _write_dataset(plan, root, partition_by, Path(tmp))
+    _sync_state.save(root, _sync_state.SyncState(last_day=end, metadata=plan.metadata()))
+    return summary
 
 
 def read_parquet_dataset(
@@ -631,6 +866,7 @@ def read_parquet_dataset(
     event: str | Sequence[str] | None = None,
     return_type: ReturnType = "pandas",
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dedupe: bool = False,
 ) -> pd.DataFrame | pa.Table:
     """Read a dataset written by this library back as one table.
 
@@ -668,5 +904,14 @@ def read_parquet_dataset(
         else ("date",)
     )
     ds = sinks.ParquetDataset(root, partition_by=layout, create=False)
-    table = ds.read(from_date=start, to_date=end, columns=cols, event=events)
+    read_cols = cols
+    if dedupe and cols is not None:
+        read_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
+    table = ds.read(from_date=start, to_date=end, columns=read_cols, event=events)
+    if dedupe:
+        table = pa.Table.from_batches(
+            [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema
+        )
+        if cols is not None and read_cols is not cols:
+            table = table.select(cols)
     return _deliver(table, rtype, backend)

@@ -42,6 +42,7 @@ from .typepolicy import (
     STR,
     TEXT,
     Kind,
+    arrow_field,
     arrow_type,
     json_text,
     kind_of,
@@ -52,6 +53,7 @@ __all__ = [
     "PROPERTY_PREFIX",
     "BadLines",
     "ScanResult",
+    "column_array",
     "export_schema",
     "iter_batches",
     "open_lines",
@@ -311,7 +313,7 @@ def export_schema(kinds: dict[str, Kind], columns: Sequence[str] | None = None) 
         ['event', 'time', 'properties.x']
     """
     fields = [pa.field("event", pa.string()), pa.field("time", pa.float64())]
-    fields += [pa.field(PROPERTY_PREFIX + k, arrow_type(v)) for k, v in kinds.items()]
+    fields += [arrow_field(PROPERTY_PREFIX + k, v) for k, v in kinds.items()]
     schema = pa.schema(fields)
     if columns is None:
         return schema
@@ -367,6 +369,18 @@ def _scatter(values: pa.Array, rows: list[int], n: int) -> pa.Array:
     idx = np.full(n, -1, dtype=np.int64)
     idx[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows), dtype=np.int64)
     return values.take(pa.array(idx, mask=idx < 0))
+
+
+def column_array(kind: Kind, rows: list[int], values: list[Any], n: int) -> pa.Array:
+    """An ``n``-row column of ``kind`` holding ``values[i]`` at row ``rows[i]`` (nulls
+    elsewhere), converted by the type policy exactly as :func:`iter_batches` does.
+
+    Example:
+        >>> from robotmia_frames.typepolicy import TEXT
+        >>> column_array(TEXT, [0, 2], [3, "x"], 3).to_pylist()
+        ['3', None, 'x']
+    """
+    return _scatter(_values_array(kind, values), rows, n)
 
 
 def _time_value(value: Any) -> float | None:

@@ -52,9 +52,11 @@ from .typepolicy import (
     STR,
     TEXT,
     Kind,
+    arrow_field,
     arrow_type,
     json_text,
     kind_of_arrow_type,
+    kind_of_field,
     unify,
 )
 
@@ -125,7 +127,7 @@ def unify_kinds_of_schemas(schemas: Iterable[pa.Schema]) -> dict[str, Kind]:
         for f in schema:
             if f.name == "time":
                 continue
-            kinds[f.name] = unify(kinds.get(f.name), kind_of_arrow_type(f.type))
+            kinds[f.name] = unify(kinds.get(f.name), kind_of_field(f))
     return kinds
 
 
@@ -190,7 +192,7 @@ def conform_table(table: pa.Table, kinds: dict[str, Kind], columns: Sequence[str
                 arrays.append(widen_array(table.column(name), kind))
             else:
                 arrays.append(pa.nulls(table.num_rows, type=target))
-        fields.append(pa.field(name, target))
+        fields.append(pa.field(name, target) if name == "time" else arrow_field(name, kind))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
@@ -244,7 +246,12 @@ def _day_dirname(day: dt.date) -> str:
 
 
 def _event_dirname(event: str | None) -> str:
-    return "event=" + (NULL_PARTITION if event is None else quote(event, safe=""))
+    if event is None:
+        return "event=" + NULL_PARTITION
+    encoded = quote(event, safe="")
+    if encoded == NULL_PARTITION:  # an event literally named so: escape its first "_"
+        encoded = "%5F" + encoded[1:]
+    return "event=" + encoded
 
 
 class ParquetDataset:
@@ -394,6 +401,8 @@ class ParquetDataset:
                 with contextlib.suppress(Exception):
                     w.close()
             shutil.rmtree(stage, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.staging.rmdir()  # only when empty: another writer may be using it
         return result
 
     @staticmethod
@@ -514,3 +523,49 @@ def _column_order(schemas: Iterable[pa.Schema]) -> list[str]:
                 seen.add(name)
                 order.append(name)
     return order
+
+
+# ------------------------------------------------------------------------ dedupe
+
+DEDUPE_KEYS = ("event", "time", "properties.distinct_id", "properties.$insert_id")
+
+
+class Deduper:
+    """Drops repeats of (event, distinct_id, time, $insert_id), keeping the first.
+
+    Rows without an ``$insert_id`` are never dropped. One instance per day window:
+    a repeat always shares its ``time``, hence its day.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> b = pa.record_batch({"event": ["a", "a"], "properties.$insert_id": ["x", "x"]})
+        >>> Deduper()(b).num_rows
+        1
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[Any, ...]] = set()
+        self.dropped = 0
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        names = batch.schema.names
+        if DEDUPE_KEYS[3] not in names:
+            return batch
+        n = batch.num_rows
+        cols = [batch.column(k).to_pylist() if k in names else [None] * n for k in DEDUPE_KEYS]
+        keep = [True] * n
+        seen = self.seen
+        for i, key in enumerate(zip(*cols, strict=True)):
+            if key[3] is None:
+                continue
+            try:
+                if key in seen:
+                    keep[i] = False
+                else:
+                    seen.add(key)
+            except TypeError:  # an unhashable (list) value: never a duplicate
+                continue
+        if all(keep):
+            return batch
+        self.dropped += keep.count(False)
+        return batch.filter(pa.array(keep))

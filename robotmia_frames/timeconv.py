@@ -119,10 +119,13 @@ def _bisect(
     bounds.append((hi, o_hi))
 
 
-def local_seconds_to_utc(values: pa.Array | pa.ChunkedArray, project_timezone: str) -> pa.Array:
+def local_seconds_to_utc(
+    values: pa.Array | pa.ChunkedArray, project_timezone: str, *, unit: str = "s"
+) -> pa.Array:
     """Convert project-local export seconds to a ``timestamp[us, tz=UTC]`` array.
 
-    ``values`` is an int64 or float64 Arrow array (nulls allowed). Values whose
+    ``values`` is an int64 or float64 Arrow array (nulls allowed), in seconds, or in
+    milliseconds with ``unit="ms"`` (exports asked with ``time_in_ms``). Values whose
     instant Python's ``datetime`` cannot represent become null. Fractions keep
     their microseconds, rounded exactly as ``timedelta(seconds=t)`` rounds them.
 
@@ -140,23 +143,26 @@ def local_seconds_to_utc(values: pa.Array | pa.ChunkedArray, project_timezone: s
         return pa.array([], type=TIME_TYPE)
     if pa.types.is_null(values.type):
         return pa.nulls(n, type=TIME_TYPE)
+    if unit not in ("s", "ms"):
+        raise InvalidArgumentError(f"unit must be 's' or 'ms', got {unit!r}")
+    scale = _US if unit == "s" else 1000
     valid = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
     if pa.types.is_integer(values.type):
         whole = np.asarray(values.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
-        in_range = (whole >= _MIN_US // _US) & (whole <= _MAX_US // _US)
+        in_range = (whole >= _MIN_US // scale) & (whole <= _MAX_US // scale)
         valid &= in_range
         whole = np.where(valid, whole, 0)
-        local_us = whole * _US
+        local_us = whole * scale
     else:
         f = np.asarray(values.cast(pa.float64()).fill_null(0.0).to_numpy(), dtype=np.float64)
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(f)
-            in_range = finite & (f >= _MIN_US / _US - 1) & (f <= _MAX_US / _US + 1)
+            in_range = finite & (f >= _MIN_US / scale - 1) & (f <= _MAX_US / scale + 1)
         valid &= in_range
         f = np.where(valid, f, 0.0)
         # timedelta(seconds=f): integral part exactly, fraction rounded half-even.
         frac, whole_f = np.modf(f)
-        local_us = whole_f.astype(np.int64) * _US + np.rint(frac * _US).astype(np.int64)
+        local_us = whole_f.astype(np.int64) * scale + np.rint(frac * scale).astype(np.int64)
     valid &= (local_us >= _MIN_US) & (local_us <= _MAX_US)
     local_us = np.where(valid, local_us, 0)
     local_s = np.floor_divide(local_us, _US)

@@ -32,10 +32,11 @@ import os
 import random
 import ssl
 import tempfile
+import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NoReturn
@@ -60,19 +61,33 @@ from robotmia_frames.errors import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_USER_AGENT",
+    "REGION_URLS",
+    "AttemptFailed",
     "DownloadResult",
+    "RateLimit",
+    "RateLimiter",
     "RetryEvent",
     "TransportConfig",
     "WindowRequest",
+    "body_failure",
     "download_window",
+    "final_error",
     "is_loopback_host",
     "make_session",
+    "open_response",
+    "retry_delay",
     "validate_base_url",
 ]
 
 logger = logging.getLogger("robotmia_frames.transport")
 
 DEFAULT_BASE_URL = "https://data.robotmia.com/api/2.0/export/"
+#: Export endpoints by data-residency region (``region=``); ``base_url`` overrides.
+REGION_URLS = {
+    "us": DEFAULT_BASE_URL,
+    "eu": "https://data-eu.robotmia.com/api/2.0/export/",
+    "in": "https://data-in.robotmia.com/api/2.0/export/",
+}
 DEFAULT_USER_AGENT = f"robotmia-frames/{__version__}"
 
 #: Size of one raw read from the socket and of one bounded decompression step.
@@ -537,12 +552,20 @@ def _is_json_object(line: bytes) -> bool:
 
 
 def _send(
-    session: requests.Session, config: TransportConfig, url: str, params: dict[str, str] | None
+    session: requests.Session,
+    config: TransportConfig,
+    url: str,
+    params: dict[str, str] | None,
+    *,
+    method: str = "GET",
+    data: dict[str, str] | None = None,
 ) -> requests.Response:
     try:
-        return session.get(
+        return session.request(
+            method,
             url,
             params=params,
+            data=data,
             auth=HTTPBasicAuth(config.api_secret.encode("utf-8"), b""),
             headers={"Accept-Encoding": "gzip", "User-Agent": config.user_agent},
             stream=True,
@@ -672,6 +695,28 @@ def _fail_on_status(resp: requests.Response, config: TransportConfig) -> NoRetur
     )
 
 
+def _body_failure(exc: BaseException, received: int, config: TransportConfig) -> _AttemptFailed:
+    """Classify an error raised while reading a body (all of them are retryable)."""
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return _AttemptFailed(
+            "network",
+            f"the body stalled for more than read_timeout={config.read_timeout:g} s "
+            f"after {received} bytes",
+            retryable=True,
+        )
+    if _is_truncation(exc):
+        return _AttemptFailed(
+            "incomplete",
+            f"the body was cut off after {received} bytes ({_describe(exc)})",
+            retryable=True,
+        )
+    return _AttemptFailed(
+        "network",
+        f"the connection broke after {received} bytes ({_describe(exc)})",
+        retryable=True,
+    )
+
+
 def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) -> tuple[bool, int]:
     """Stream the raw (still encoded) body into ``sink``, verifying it on the way."""
     expected: int | None = None
@@ -686,25 +731,8 @@ def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) 
             chunk = next(chunks)
         except StopIteration:
             break
-        except urllib3.exceptions.ReadTimeoutError as exc:
-            raise _AttemptFailed(
-                "network",
-                f"the body stalled for more than read_timeout={config.read_timeout:g} s "
-                f"after {received} bytes",
-                retryable=True,
-            ) from exc
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-            if _is_truncation(exc):
-                raise _AttemptFailed(
-                    "incomplete",
-                    f"the body was cut off after {received} bytes ({_describe(exc)})",
-                    retryable=True,
-                ) from exc
-            raise _AttemptFailed(
-                "network",
-                f"the connection broke after {received} bytes ({_describe(exc)})",
-                retryable=True,
-            ) from exc
+            raise _body_failure(exc, received, config) from exc
         if not chunk:
             continue
         sink.write(chunk)
@@ -744,8 +772,36 @@ def _retry_delay(config: TransportConfig, attempt: int, retry_after: float | Non
 def _final_error(
     failure: _AttemptFailed, attempts: int, config: TransportConfig, request: WindowRequest
 ) -> RobotmiaError:
+    return final_error(failure, attempts, config, f"window {request.label}")
+
+
+_EXPORT_HINTS = {
+    400: " Check the dates, the event names and the where expression.",
+    404: f" Check base_url (the export endpoint is {DEFAULT_BASE_URL}).",
+}
+
+
+def final_error(
+    failure: _AttemptFailed,
+    attempts: int,
+    config: TransportConfig,
+    label: str,
+    *,
+    hints: Mapping[int, str] | None = None,
+) -> RobotmiaError:
+    """The public error for the last failed try of a request (``label`` names it).
+
+    ``hints`` maps HTTP statuses to advice appended to the message (default: the
+    export endpoint's). Used by every endpoint, so messages read the same.
+
+    Example:
+        >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret")
+        >>> failure = AttemptFailed("status", "HTTP 503", retryable=True, status_code=503)
+        >>> str(final_error(failure, 6, config, "window 2024-01-05"))  # doctest: +ELLIPSIS
+        'robotmia answered HTTP 503 for https://data.robotmia.com/... after 6 attempts: ...'
+    """
     url = redact_url(config.base_url)
-    where = f"{url} (window {request.label})"
+    where = f"{url} ({label})"
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     if failure.kind == "auth":
         detail = failure.server_message or "no message"
@@ -760,10 +816,7 @@ def _final_error(
         if failure.status_code is None or failure.status_code < 400:
             text = f"Could not download {where}: {failure.reason}."
         else:
-            hint = {
-                400: " Check the dates, the event names and the where expression.",
-                404: f" Check base_url (the export endpoint is {DEFAULT_BASE_URL}).",
-            }.get(failure.status_code, "")
+            hint = (_EXPORT_HINTS if hints is None else hints).get(failure.status_code, "")
             if failure.retryable:
                 hint = " The server kept failing; try again later or raise max_retries."
             detail = failure.server_message or "no message"
@@ -789,6 +842,121 @@ def _final_error(
     )
 
 
+# ------------------------------------------------------------------ rate limiting
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Query budget of the export API: per hour, per second, and at once.
+
+    The defaults follow robotmia's documented limits (60 queries an hour, 3 a
+    second); ``None`` switches a limit off.
+
+    Example:
+        >>> RateLimit().per_hour
+        60
+    """
+
+    per_hour: int | None = 60
+    per_second: int | None = 3
+    concurrent: int | None = 5
+
+    def __post_init__(self) -> None:
+        for name in ("per_hour", "per_second", "concurrent"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidArgumentError(
+                    f"RateLimit.{name} must be a positive int or None, got {value!r}"
+                )
+
+
+class RateLimiter:
+    """A thread-safe token-bucket scheduler enforcing a :class:`RateLimit`.
+
+    Every HTTP attempt (retries included) takes one token from the hourly and the
+    per-second bucket and holds one of the ``concurrent`` slots while it runs. A
+    ``Retry-After`` from the server pauses every caller until it has passed. Share
+    one limiter between calls (``rate_limiter=``) to keep a budget across them.
+
+    Example:
+        >>> limiter = RateLimiter(RateLimit(per_hour=None, per_second=None))
+        >>> with limiter.slot():
+        ...     pass
+        >>> limiter.queries
+        1
+    """
+
+    def __init__(
+        self, limit: RateLimit | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit or RateLimit()
+        self._clock = clock
+        self._cond = threading.Condition()
+        now = clock()
+        self._buckets: list[list[float]] = []  # [capacity, tokens, refill per second, last]
+        if self.limit.per_hour is not None:
+            self._buckets.append(
+                [self.limit.per_hour, self.limit.per_hour, self.limit.per_hour / 3600.0, now]
+            )
+        if self.limit.per_second is not None:
+            self._buckets.append(
+                [self.limit.per_second, self.limit.per_second, float(self.limit.per_second), now]
+            )
+        self._running = 0
+        self._paused_until = 0.0
+        self.queries = 0
+        self.waited = 0.0
+
+    def _refill(self, now: float) -> None:
+        for b in self._buckets:
+            b[1] = min(b[0], b[1] + (now - b[3]) * b[2])
+            b[3] = now
+
+    def expected_wait(self) -> float:
+        """Seconds until the next query may start (0 when the budget allows it now)."""
+        with self._cond:
+            return self._wait_locked(self._clock())
+
+    def _wait_locked(self, now: float) -> float:
+        self._refill(now)
+        wait = max(0.0, self._paused_until - now)
+        for b in self._buckets:
+            if b[1] < 1.0:
+                wait = max(wait, (1.0 - b[1]) / b[2])
+        return wait
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller back for ``seconds`` (a server's ``Retry-After``)."""
+        with self._cond:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Wait for a token and a free slot; hold the slot for the attempt."""
+        start = self._clock()
+        with self._cond:
+            while True:
+                now = self._clock()
+                wait = self._wait_locked(now)
+                busy = self.limit.concurrent is not None and self._running >= self.limit.concurrent
+                if wait <= 0 and not busy:
+                    break
+                self._cond.wait(timeout=min(wait, 1.0) if wait > 0 else 1.0)
+            for b in self._buckets:
+                b[1] -= 1.0
+            self._running += 1
+            self.queries += 1
+            self.waited += self._clock() - start
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+
 def download_window(
     config: TransportConfig,
     request: WindowRequest,
@@ -797,6 +965,7 @@ def download_window(
     session: requests.Session | None = None,
     on_retry: Callable[[RetryEvent], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    limiter: RateLimiter | None = None,
 ) -> DownloadResult:
     """Download one export window to ``dest``, complete and verified, or raise.
 
@@ -837,8 +1006,14 @@ def download_window(
                 sink.seek(0)
                 sink.truncate()
                 try:
-                    compressed, received = _attempt(active, config, request, sink)
+                    if limiter is not None:
+                        with limiter.slot():
+                            compressed, received = _attempt(active, config, request, sink)
+                    else:
+                        compressed, received = _attempt(active, config, request, sink)
                 except _AttemptFailed as failure:
+                    if limiter is not None and failure.retry_after:
+                        limiter.pause(min(failure.retry_after, config.max_retry_after))
                     if not failure.retryable or attempt > config.max_retries:
                         cause = failure.__cause__
                         raise _final_error(failure, attempt, config, request) from cause
@@ -887,3 +1062,68 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# --------------------------------------------------------------------------- other endpoints
+# Public handles on this module's machinery for the other endpoints (the profiles of
+# ``/api/2.0/engage``), so that auth, failure classification, backoff and error
+# messages stay the same everywhere.
+
+AttemptFailed = _AttemptFailed
+"""One failed try: ``kind`` (``auth``, ``status``, ``network``, ``incomplete``),
+``retryable``, ``status_code``, ``server_message``, ``retry_after``. Turn the last one
+into the public error with :func:`final_error`."""
+
+
+def open_response(
+    session: requests.Session,
+    config: TransportConfig,
+    *,
+    url: str | None = None,
+    method: str = "GET",
+    params: dict[str, str] | None = None,
+    data: dict[str, str] | None = None,
+) -> requests.Response:
+    """One try: send a request and return the 200 response, its body not read yet.
+
+    The request carries ``config``'s Basic auth, timeouts, TLS settings and
+    ``Accept-Encoding: gzip``; redirects are not followed. Connection failures and
+    every other status raise :class:`AttemptFailed`, classified as for exports (401
+    and 403 final; 429 and 5xx retryable, with their ``Retry-After``). Close the
+    response when done.
+
+    Example:
+        >>> config = TransportConfig(base_url="https://robotmia.com/api/2.0/engage",
+        ...                          api_secret="my-secret")
+        >>> with make_session() as s:  # doctest: +SKIP
+        ...     resp = open_response(s, config, method="POST", data={"page_size": "10"})
+    """
+    resp = _send(session, config, url or config.base_url, params, method=method, data=data)
+    if resp.status_code == 200:
+        return resp
+    with closing(resp):
+        _fail_on_status(resp, config)
+
+
+def body_failure(exc: BaseException, received: int, config: TransportConfig) -> AttemptFailed:
+    """The (retryable) :class:`AttemptFailed` for an error raised while reading a body.
+
+    Example:
+        >>> import http.client
+        >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret")
+        >>> body_failure(http.client.IncompleteRead(b"x"), 1, config).kind
+        'incomplete'
+    """
+    return _body_failure(exc, received, config)
+
+
+def retry_delay(config: TransportConfig, attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before retrying after try ``attempt`` (1-based): full-jitter
+    exponential backoff, or the server's ``Retry-After`` (capped by ``max_retry_after``).
+
+    Example:
+        >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret")
+        >>> retry_delay(config, 1, retry_after=7.0)
+        7.0
+    """
+    return _retry_delay(config, attempt, retry_after)

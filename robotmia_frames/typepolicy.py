@@ -32,14 +32,17 @@ __all__ = [
     "BOOL",
     "FLOAT",
     "INT",
+    "KIND_METADATA_KEY",
     "NULL",
     "STR",
     "TEXT",
     "Kind",
+    "arrow_field",
     "arrow_type",
     "json_text",
     "kind_of",
     "kind_of_arrow_type",
+    "kind_of_field",
     "list_of",
     "unify",
 ]
@@ -160,6 +163,45 @@ def arrow_type(kind: Kind) -> pa.DataType:
     if kind.item is not None:
         return pa.list_(arrow_type(kind.item))
     return _ARROW[kind]
+
+
+#: Field metadata key marking a string column (or list-of-strings column) whose
+#: strings are folded JSON text (kind ``text``): the Arrow type alone cannot tell
+#: ``"3"`` the string from ``3`` stored as its text.
+KIND_METADATA_KEY = b"robotmia_frames.kind"
+_TEXT_MARK = {KIND_METADATA_KEY: b"text"}
+
+
+def _has_text(kind: Kind) -> bool:
+    while kind.item is not None:
+        kind = kind.item
+    return kind is TEXT
+
+
+def arrow_field(name: str, kind: Kind) -> pa.Field:
+    """The Arrow field of a column of ``kind``; folded-text columns carry a marker.
+
+    Example:
+        >>> arrow_field("x", TEXT).metadata
+        {b'robotmia_frames.kind': b'text'}
+        >>> kind_of_field(arrow_field("x", list_of(TEXT)))
+        list<text>
+    """
+    return pa.field(name, arrow_type(kind), metadata=_TEXT_MARK if _has_text(kind) else None)
+
+
+def kind_of_field(f: pa.Field) -> Kind:
+    """The kind of a field written by this library, folded-text marker included."""
+    kind = kind_of_arrow_type(f.type)
+    if f.metadata and f.metadata.get(KIND_METADATA_KEY) == b"text":
+        return _texted(kind)
+    return kind
+
+
+def _texted(kind: Kind) -> Kind:
+    if kind.item is not None:
+        return list_of(_texted(kind.item))
+    return TEXT if kind in (STR, TEXT) else kind
 
 
 def kind_of_arrow_type(t: pa.DataType) -> Kind:

@@ -11,15 +11,18 @@ Example:
 
 from __future__ import annotations
 
+from .engage import EngageEndpoint, generate_profiles
 from .generator import generate_events, iter_generated_events, write_export_file
 from .server import ExportServer, Fault, GeneratorConfig, RequestRecord, serve_forever
 
 __all__ = [
+    "EngageEndpoint",
     "ExportServer",
     "Fault",
     "GeneratorConfig",
     "RequestRecord",
     "generate_events",
+    "generate_profiles",
     "iter_generated_events",
     "serve_forever",
     "write_export_file",

@@ -47,6 +47,7 @@ import orjson
 
 from robotmia_frames._redact import redact, register_secret
 
+from .engage import ENGAGE_PATH, EngageEndpoint, EngageError
 from .generator import DateLike, _to_date, iter_generated_events
 
 __all__ = [
@@ -250,6 +251,7 @@ class _Query:
     events: frozenset[str] | None
     where: str | None
     limit: int | None
+    time_in_ms: bool = False
 
 
 def _parse_query(params: Mapping[str, str]) -> _Query:
@@ -283,7 +285,19 @@ def _parse_query(params: Mapping[str, str]) -> _Query:
             raise _BadRequest(400, f"invalid limit {raw_limit!r}: expected a positive integer")
         limit = int(raw_limit)
     where = params.get("where") or None
-    return _Query(start, end, names, where, limit)
+    time_in_ms = params.get("time_in_ms", "").lower() in ("true", "1")
+    return _Query(start, end, names, where, limit, time_in_ms)
+
+
+def _in_ms(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with ``properties.time`` in milliseconds (``time_in_ms=true``)."""
+    t = _event_time(event)
+    if t is None:
+        return event
+    props = dict(event["properties"])
+    ms = t * 1000
+    props["time"] = round(ms) if isinstance(t, int) or float(ms).is_integer() else ms
+    return {**event, "properties": props}
 
 
 def _jsonl_chunks(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
@@ -479,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "HTTPS is required: plain HTTP would send the API secret in clear text",
                 )
                 return
-            if path.rstrip("/") != EXPORT_PATH.rstrip("/"):
+            if path.rstrip("/") not in (EXPORT_PATH.rstrip("/"), ENGAGE_PATH):
                 self._send_json_error(404, f"not found: {path} (the export is at {EXPORT_PATH})")
                 return
             if method not in ("GET", "POST"):
@@ -550,10 +564,14 @@ class _Handler(BaseHTTPRequestHandler):
             phrase = _phrase(fault.status)
             self._send_json_error(fault.status, fault.message or phrase, extra)
             return False
+        engage_body: bytes | None = None
         try:
-            query = _parse_query(params)
-            owner._check_where(query.where)
-        except _BadRequest as exc:
+            if urlsplit(self.path).path.rstrip("/") == ENGAGE_PATH:
+                engage_body = owner.engage.answer(params)
+            else:
+                query = _parse_query(params)
+                owner._check_where(query.where)
+        except (_BadRequest, EngageError) as exc:
             self._send_json_error(exc.status, exc.message, extra)
             return False
 
@@ -565,6 +583,12 @@ class _Handler(BaseHTTPRequestHandler):
             content_encoding = None
         elif fault is not None and fault.garbage is not None:
             body = iter([fault.garbage])
+        elif engage_body is not None:
+            body = (
+                _gzip_chunks([engage_body], owner.compresslevel)
+                if use_gzip
+                else iter([engage_body])
+            )
         else:
             events: Iterable[dict[str, Any]] = owner._select(query)
             payload: Iterable[bytes]
@@ -606,7 +630,8 @@ class _Handler(BaseHTTPRequestHandler):
             first = b"".join(buffered)
             cut = max(1, len(first) // 2) if exhausted else 512 * 1024
 
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        ctype = "text/plain; charset=utf-8" if engage_body is None else "application/json"
+        headers = [("Content-Type", ctype)]
         if content_encoding:
             headers.append(("Content-Encoding", content_encoding))
         self._start(200, headers + extra)
@@ -643,7 +668,8 @@ class ExportServer:
     plain-HTTP requests, as the real service; ``tls=True`` serves HTTPS with a
     throwaway CA whose PEM file is ``ca_bundle``. ``where_filter`` evaluates
     the ``where`` parameter (else the module-level ``where_filter``; else it is
-    ignored).
+    ignored). ``profiles`` (or ``generate_profiles=N``) are served paged at
+    ``engage_url``, pages of at most ``engage_page_size`` (see :mod:`.engage`).
 
     Example:
         >>> import requests
@@ -669,6 +695,9 @@ class ExportServer:
         gzip: bool = True,
         compresslevel: int = 6,
         where_filter: WhereFilter | None = None,
+        profiles: Iterable[dict[str, Any]] | None = None,
+        generate_profiles: int | None = None,
+        engage_page_size: int = 1000,
     ) -> None:
         if not _is_loopback(host):
             raise ValueError(
@@ -695,6 +724,14 @@ class ExportServer:
             self._generate = generate
         else:
             self._generate = GeneratorConfig(**dict(generate))
+        self.engage = EngageEndpoint(
+            profiles,
+            generate=generate_profiles,
+            seed=self._generate.seed if self._generate is not None else 0,
+            page_size=engage_page_size,
+            project_timezone=project_timezone,
+        )
+        """The ``/api/2.0/engage`` profiles and their knobs (see :mod:`.engage`)."""
         self._gen_from: _dt.date | None = None
         self._gen_to: _dt.date | None = None
         if self._generate is not None:
@@ -838,6 +875,11 @@ class ExportServer:
         host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}{EXPORT_PATH}"
 
+    @property
+    def engage_url(self) -> str:
+        """The profiles endpoint, e.g. ``http://127.0.0.1:PORT/api/2.0/engage``."""
+        return self.url[: -len(EXPORT_PATH)] + ENGAGE_PATH
+
     # ------------------------------------------------------------------ requests log
     def clear_requests(self) -> None:
         """Forget the request log (same as ``srv.requests.clear()``)."""
@@ -923,6 +965,8 @@ class ExportServer:
             events = (e for e in events if evaluator(expr, e))
         if query.limit is not None:
             events = itertools.islice(events, query.limit)
+        if query.time_in_ms:
+            events = (_in_ms(e) for e in events)
         return events
 
     def _candidates(self, start: _dt.date, end: _dt.date) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,97 @@
+"""The window cache behind ``cache_dir=``: verified day-window bodies, still
+compressed as received, with a small JSON manifest. Keys never include the secret."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from .transport import DownloadResult, WindowRequest
+
+MANIFEST = "manifest.json"
+
+
+class WindowCache:
+    """A folder of verified window bodies, keyed by endpoint and request parameters.
+
+    Example:
+        >>> import tempfile, datetime as dt
+        >>> from robotmia_frames.transport import WindowRequest
+        >>> cache = WindowCache(tempfile.mkdtemp())
+        >>> req = WindowRequest(dt.date(2024, 1, 1), dt.date(2024, 1, 1))
+        >>> cache.lookup("https://data.robotmia.com/api/2.0/export/", req) is None
+        True
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(os.fspath(root))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._manifest = self._load()
+
+    @staticmethod
+    def key(base_url: str, request: WindowRequest) -> str:
+        params = dict(sorted(request.params().items()))
+        blob = json.dumps({"url": base_url, "params": params}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def path_for(self, base_url: str, request: WindowRequest) -> Path:
+        return self.root / f"{request.label}-{self.key(base_url, request)}.jsonl.gz"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def lookup(self, base_url: str, request: WindowRequest) -> DownloadResult | None:
+        """A cached, complete body for this request, or None."""
+        key = self.key(base_url, request)
+        with self._lock:
+            entry = self._manifest.get(key)
+        path = self.path_for(base_url, request)
+        if not isinstance(entry, dict) or not path.is_file():
+            return None
+        if path.stat().st_size != entry.get("bytes"):
+            return None  # not the file the manifest vouches for
+        return DownloadResult(
+            path=path,
+            compressed=bool(entry.get("compressed", True)),
+            bytes_received=int(entry["bytes"]),
+            attempts=0,
+            request=request,
+        )
+
+    def record(self, base_url: str, result: DownloadResult) -> None:
+        """Vouch for a verified download (already renamed into the cache)."""
+        key = self.key(base_url, result.request)
+        entry = {
+            "window": result.request.label,
+            "params": result.request.params(),
+            "bytes": result.path.stat().st_size,
+            "compressed": result.compressed,
+            "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        with self._lock:
+            self._manifest[key] = entry
+            self._save()
+
+    def _save(self) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=self.root)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self._manifest, fh, indent=1, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.root / MANIFEST)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

@@ -1,0 +1,103 @@
+"""Progress reporting for exports: a tqdm bar on a terminal, or a callback.
+
+``progress=None`` (the default) shows a bar only when stderr is a terminal and the
+export lasts more than a second; ``True``/``False`` force it on or off; a callable
+receives a :class:`ProgressUpdate` after every window.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Progress", "ProgressArg", "ProgressUpdate", "make"]
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """Where an export stands: windows done, bytes and rows so far, expected wait."""
+
+    windows_done: int
+    windows_total: int
+    bytes: int
+    rows: int
+    expected_wait: float
+
+
+class _Limiter(Protocol):
+    def expected_wait(self) -> float: ...
+
+
+ProgressArg = bool | None | Callable[[ProgressUpdate], None]
+
+
+class Progress:
+    """Counts windows, bytes and rows; drives a tqdm bar and/or a callback."""
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        bar: bool,
+        callback: Callable[[ProgressUpdate], None] | None,
+        limiter: _Limiter | None,
+    ) -> None:
+        self.total = total
+        self.done = 0
+        self.bytes = 0
+        self.rows = 0
+        self._callback = callback
+        self._limiter = limiter
+        self._lock = threading.Lock()
+        self._bar: Any = None
+        if bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total, unit="day", desc="robotmia export", delay=1.0, leave=False
+            )
+
+    def window_done(self, nbytes: int, rows: int) -> None:
+        with self._lock:
+            self.done += 1
+            self.bytes += nbytes
+            self.rows += rows
+            wait = self._limiter.expected_wait() if self._limiter is not None else 0.0
+            update = ProgressUpdate(self.done, self.total, self.bytes, self.rows, wait)
+            if self._bar is not None:
+                postfix = {"MB": f"{self.bytes / 1e6:.1f}", "rows": f"{self.rows:,}"}
+                if wait > 1:
+                    postfix["wait"] = f"{wait:.0f}s (rate limit)"
+                self._bar.set_postfix(postfix, refresh=False)
+                self._bar.update(1)
+        if self._callback is not None:
+            self._callback(update)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def make(arg: ProgressArg, *, total: int, limiter: _Limiter | None = None) -> Progress | None:
+    """Build the progress reporter an export's ``progress=`` asks for.
+
+    Example:
+        >>> seen = []
+        >>> p = make(seen.append, total=2)
+        >>> p.window_done(100, 5)
+        >>> seen[0].windows_done, seen[0].rows
+        (1, 5)
+    """
+    if arg is None:
+        arg = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if arg is False:
+        return None
+    if arg is True:
+        return Progress(total, bar=True, callback=None, limiter=limiter)
+    if callable(arg):
+        return Progress(total, bar=False, callback=arg, limiter=limiter)
+    raise ValueError(f"progress must be None, a bool or a callable, got {arg!r}")

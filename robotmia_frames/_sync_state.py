@@ -1,0 +1,53 @@
+"""The incremental-sync state kept inside a dataset (``_robotmia/sync.json``)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = Path("_robotmia") / "sync.json"
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """The last day a sync run covered, and what it asked for."""
+
+    last_day: dt.date | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def load(root: Path) -> SyncState | None:
+    """The state of the dataset at ``root``, or None before the first sync."""
+    try:
+        data = json.loads((root / STATE_FILE).read_text())
+        last = data.get("last_day")
+        return SyncState(dt.date.fromisoformat(last) if last else None, data.get("metadata", {}))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def save(root: Path, state: SyncState) -> None:
+    """Write the state atomically (temp file, fsync, rename)."""
+    target = root / STATE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "last_day": state.last_day.isoformat() if state.last_day else None,
+        "metadata": state.metadata,
+        "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".sync-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
