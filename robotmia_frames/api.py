@@ -20,11 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 
-from . import _cache, _progress, _sync_state, parse, sinks, transport
+from . import _cache, _progress, _sync_state, engine, parse, sinks, transport
 from ._version import __version__
 from .errors import InvalidArgumentError
 from .timeconv import TIME_TYPE, local_seconds_to_utc, resolve_timezone
 from .typepolicy import Kind, arrow_type, unify
+from .where import filter_table, referenced_columns, validate_where
 
 __all__ = [
     "ExportSummary",
@@ -99,6 +100,7 @@ def _where(where: Any) -> str | None:
         raise InvalidArgumentError(f"where must be None or a string, got {type(where).__name__}")
     if not where.strip():
         raise InvalidArgumentError("where is empty; pass where=None for no filter")
+    validate_where(where)
     return where
 
 
@@ -309,30 +311,50 @@ def _plan(
 
 
 @dataclass
+class _Parsed:
+    """One parsed source (a day window or a file): its batches and column kinds."""
+
+    path: Path
+    label: str
+    batches: list[engine.RawBatch]
+    kinds: dict[str, Kind]
+
+    @property
+    def rows(self) -> int:
+        return sum(b.num_rows for b in self.batches)
+
+
+@dataclass
 class _Window:
     day: dt.date
     result: transport.DownloadResult
-    scan: parse.ScanResult
-    kinds: dict[str, Kind]
+    parsed: _Parsed
     cached: bool = False
 
     @property
     def label(self) -> str:
         return f"window {self.day.isoformat()}"
 
+    @property
+    def kinds(self) -> dict[str, Kind]:
+        return self.parsed.kinds
 
-def _scan_file(
-    path: Path, label: str, on_bad_lines: parse.OnBadLines, columns: list[str] | None
-) -> tuple[parse.ScanResult, dict[str, Kind]]:
+
+def _parse_file(
+    path: Path, label: str, on_bad_lines: parse.OnBadLines, columns: Sequence[str] | None
+) -> _Parsed:
+    """The parse stage over one local body (the fast engine, all of it in memory)."""
     kinds: dict[str, Kind] = {}
     keys = None
     if columns is not None:
         keys = frozenset(
             c[len(parse.PROPERTY_PREFIX) :] for c in columns if c.startswith(parse.PROPERTY_PREFIX)
         )
-    with parse.open_lines(path, label=label) as lines:
-        scan = parse.scan_lines(lines, kinds, source=label, on_bad_lines=on_bad_lines, keys=keys)
-    return scan, kinds
+    batches = []
+    for batch in engine.read_raw_batches(path, source=label, on_bad_lines=on_bad_lines, keys=keys):
+        engine.merge_kinds(kinds, batch)
+        batches.append(batch)
+    return _Parsed(path, label, batches, kinds)
 
 
 def _iter_windows(plan: _ExportPlan, workdir: Path) -> Iterator[_Window]:
@@ -377,10 +399,10 @@ def _iter_windows(plan: _ExportPlan, workdir: Path) -> Iterator[_Window]:
 
     def scanned(day: dt.date, result: transport.DownloadResult, cached: bool) -> _Window:
         label = f"window {day.isoformat()}"
-        scan, kinds = _scan_file(result.path, label, plan.on_bad_lines, plan.columns)
+        parsed = _parse_file(result.path, label, plan.on_bad_lines, _parse_columns(plan))
         if plan.progress is not None:
-            plan.progress.window_done(result.bytes_received, scan.rows)
-        return _Window(day, result, scan, kinds, cached)
+            plan.progress.window_done(result.bytes_received, parsed.rows)
+        return _Window(day, result, parsed, cached)
 
     for day, hit in ready:
         yield scanned(day, hit, True)
@@ -440,32 +462,38 @@ def _final_schema(kinds: dict[str, Kind], columns: Sequence[str] | None) -> pa.S
     return schema
 
 
-def _file_batches(
-    path: Path,
-    label: str,
+def _parse_columns(plan: _ExportPlan) -> list[str] | None:
+    """The columns to parse: those asked for, plus what dedupe needs."""
+    if plan.columns is None:
+        return None
+    extra = [k for k in sinks.DEDUPE_KEYS if plan.dedupe and k not in plan.columns]
+    return [*plan.columns, *extra]
+
+
+def _batches(
+    parsed: _Parsed,
     kinds: dict[str, Kind],
-    scan: parse.ScanResult,
     tz: str,
     columns: Sequence[str] | None,
     *,
     dedupe: bool = False,
     unit: str = "s",
 ) -> Iterator[pa.RecordBatch]:
-    """Pass two over one source, through the time stage (and dedupe, if asked)."""
+    """One source's batches with the final kinds, through the time stage (and dedupe)."""
     parse_columns = columns
     if dedupe and columns is not None:
         parse_columns = [*columns, *(k for k in sinks.DEDUPE_KEYS if k not in columns)]
+    schema = parse.export_schema(kinds, parse_columns)
     deduper = sinks.Deduper() if dedupe else None
-    with parse.open_lines(path, label=label) as lines:
-        for batch in parse.iter_batches(
-            lines, kinds, source=label, skip_lines=scan.bad_lines, columns=parse_columns
-        ):
-            out = _finish(batch, tz, unit)
-            if deduper is not None:
-                out = deduper(out)
-                if columns is not None and parse_columns is not columns:
-                    out = out.select(list(columns))
-            yield out
+    for raw in parsed.batches:
+        if not raw.num_rows:
+            continue
+        out = _finish(engine.conform(raw, kinds, schema, path=parsed.path), tz, unit)
+        if deduper is not None:
+            out = deduper(out)
+            if columns is not None and parse_columns is not columns:
+                out = out.select(list(columns))
+        yield out
 
 
 def _deliver(
@@ -531,11 +559,9 @@ class _DatasetSink:
             if k.startswith(parse.PROPERTY_PREFIX)
         }
         schema = _final_schema(prop_kinds, None)
-        batches = _file_batches(
-            window.result.path,
-            window.label,
+        batches = _batches(
+            window.parsed,
             prop_kinds,
-            window.scan,
             plan.timezone,
             None,
             dedupe=plan.dedupe,
@@ -676,11 +702,9 @@ def read_robotmia_export(
         batches = [
             b
             for w in windows
-            for b in _file_batches(
-                w.result.path,
-                w.label,
+            for b in _batches(
+                w.parsed,
                 kinds,
-                w.scan,
                 plan.timezone,
                 plan.columns,
                 dedupe=plan.dedupe,
@@ -701,10 +725,13 @@ def read_export_file(
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
     dedupe: bool = False,
     time_in_ms: bool = False,
+    where: str | None = None,
 ) -> pd.DataFrame | pa.Table:
     """Read a saved export (``.jsonl`` or ``.jsonl.gz``, multi-member gzip included).
 
-    Gives exactly what :func:`read_robotmia_export` gives for the same lines.
+    Gives exactly what :func:`read_robotmia_export` gives for the same lines. With
+    ``where`` (a ``where`` expression, see ``docs/where.md``) only the rows it
+    selects are returned, as the export's server-side filter would select them.
 
     Example:
         >>> import tempfile, pathlib
@@ -718,16 +745,26 @@ def read_export_file(
     rtype = _return_type(return_type)
     backend = _dtype_backend(dtype_backend)
     cols = _columns(columns)
+    where_ = _where(where)
+    wanted = cols
+    if where_ is not None and cols is not None:  # read the columns the filter needs
+        cols = [*cols, *sorted(referenced_columns(where_) - set(cols))]
     mode = parse.validate_on_bad_lines(on_bad_lines)
     p = Path(os.fspath(path))
     if not p.is_file():
         raise FileNotFoundError(f"export file not found: {p}")
-    scan, kinds = _scan_file(p, str(p), mode, cols)
+    parse_cols = cols
+    if dedupe and cols is not None:
+        parse_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
+    parsed = _parse_file(p, str(p), mode, parse_cols)
+    kinds = parsed.kinds
     schema = _final_schema(kinds, cols)
-    batches = _file_batches(
-        p, str(p), kinds, scan, tz, cols, dedupe=dedupe, unit="ms" if time_in_ms else "s"
-    )
+    batches = _batches(parsed, kinds, tz, cols, dedupe=dedupe, unit="ms" if time_in_ms else "s")
     table = pa.Table.from_batches(list(batches), schema=schema)
+    if where_ is not None:
+        table = filter_table(table, where_, project_timezone=tz)
+        if wanted is not None and wanted != cols:
+            table = table.select(wanted)
     return _deliver(table, rtype, backend)
 
 
@@ -867,11 +904,16 @@ def read_parquet_dataset(
     return_type: ReturnType = "pandas",
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
     dedupe: bool = False,
+    where: str | None = None,
+    project_timezone: str | None = None,
 ) -> pd.DataFrame | pa.Table:
     """Read a dataset written by this library back as one table.
 
     Days with different column sets or types are unified by the same type policy;
     only the requested days (partition pruning), events and columns are read.
+    ``where`` keeps the rows a ``where`` expression selects (see ``docs/where.md``),
+    pushed down into each file's scan; its times are read in ``project_timezone``,
+    else the timezone the dataset recorded when it was written.
 
     Example:
         >>> import tempfile
@@ -894,6 +936,9 @@ def read_parquet_dataset(
     backend = _dtype_backend(dtype_backend)
     cols = _columns(columns)
     events = _events(event)
+    where_ = _where(where)
+    if project_timezone is not None:
+        resolve_timezone(project_timezone)
     layout = (
         ("date", "event")
         if any(
@@ -907,7 +952,15 @@ def read_parquet_dataset(
     read_cols = cols
     if dedupe and cols is not None:
         read_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
-    table = ds.read(from_date=start, to_date=end, columns=read_cols, event=events)
+    table = ds.read(
+        from_date=start,
+        to_date=end,
+        columns=read_cols,
+        event=events,
+        where=where_,
+        project_timezone=project_timezone,
+        default_timezone=os.environ.get(TIMEZONE_ENV) or "UTC",
+    )
     if dedupe:
         table = pa.Table.from_batches(
             [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema

@@ -480,3 +480,11 @@ def iter_batches(
             yield flush()
     if row:
         yield flush()
+
+
+# Names the parse engine (``engine.py``) builds on.
+BadLineError = _BadLine
+slow_loads = _slow_loads
+loads_exact = _loads
+values_array = _values_array
+time_value = _time_value

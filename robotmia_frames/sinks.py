@@ -46,18 +46,15 @@ import pyarrow.parquet as pq
 
 from .errors import InvalidArgumentError
 from .typepolicy import (
-    FLOAT,
-    INT,
     NULL,
     STR,
     TEXT,
     Kind,
     arrow_field,
     arrow_type,
-    json_text,
-    kind_of_arrow_type,
     kind_of_field,
     unify,
+    widen_array,
 )
 
 __all__ = [
@@ -129,42 +126,6 @@ def unify_kinds_of_schemas(schemas: Iterable[pa.Schema]) -> dict[str, Kind]:
                 continue
             kinds[f.name] = unify(kinds.get(f.name), kind_of_field(f))
     return kinds
-
-
-def _as_policy_values(value: Any, kind: Kind) -> Any:
-    """Re-shape a Python value read back from Arrow to fit ``kind`` (text/list)."""
-    if value is None:
-        return None
-    if kind is TEXT or kind is STR:
-        return value if type(value) is str else json_text(value)
-    if kind.item is not None and type(value) is list:
-        return [_as_policy_values(v, kind.item) for v in value]
-    return value
-
-
-def widen_array(array: pa.Array | pa.ChunkedArray, kind: Kind) -> pa.Array | pa.ChunkedArray:
-    """Cast an array written under a narrower kind to ``kind``, by the type policy.
-
-    Ints become floats by a plain cast; anything becoming text uses its JSON text
-    (``3`` -> ``"3"``, ``true`` -> ``"true"``, floats in Python's shortest form).
-    """
-    target = arrow_type(kind)
-    if array.type == target:
-        return array
-    src = kind_of_arrow_type(array.type)
-    if src is NULL:
-        return pa.nulls(len(array), type=target)
-    if (src is INT and kind is FLOAT) or (src.item is not None and _numeric_list(src, kind)):
-        return array.cast(target)
-    if src is INT and kind in (STR, TEXT):
-        return array.cast(pa.int64()).cast(pa.string())
-    return pa.array([_as_policy_values(v, kind) for v in array.to_pylist()], type=target)
-
-
-def _numeric_list(src: Kind, dst: Kind) -> bool:
-    while src.item is not None and dst.item is not None:
-        src, dst = src.item, dst.item
-    return (src is dst) or (src is INT and dst is FLOAT) or src is NULL
 
 
 def conform_table(table: pa.Table, kinds: dict[str, Kind], columns: Sequence[str]) -> pa.Table:
@@ -460,8 +421,12 @@ class ParquetDataset:
         table = pa.concat_tables([conform_table(t, kinds, columns) for t in tables])
         self.write_day(day, table.schema, iter(table.to_batches()), metadata=metadata)
 
-    def _read_file(self, path: Path, columns: Sequence[str] | None = None) -> pa.Table:
-        table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+    def _read_file(
+        self, path: Path, columns: Sequence[str] | None = None, filters: Any = None
+    ) -> pa.Table:
+        table = pq.read_table(
+            path, columns=list(columns) if columns is not None else None, filters=filters
+        )
         if self.partition_by == ("date", "event") and (columns is None or "event" in columns):
             part = path.parent.name
             event: str | None = None
@@ -470,6 +435,26 @@ class ParquetDataset:
                 event = None if raw == NULL_PARTITION else unquote(raw)
             table = table.add_column(0, "event", pa.array([event] * table.num_rows, pa.string()))
         return table.replace_schema_metadata(None)
+
+    def _read_where(
+        self, path: Path, columns: Sequence[str] | None, where: str, timezone: str
+    ) -> pa.Table:
+        """One file's rows that ``where`` keeps: the compiled expression is pushed into
+        the Parquet scan (row groups pruned by their statistics), and the vectorised
+        residual runs on the rows it keeps. The expression is compiled against this
+        file's own schema, so its types are the ones the values were written with."""
+        from .where import compile_where
+
+        schema = pq.read_schema(path)
+        compiled = compile_where(where, schema, project_timezone=timezone)
+        extra = [] if columns is None else sorted(compiled.columns - set(columns))
+        t = self._read_file(
+            path, None if columns is None else [*columns, *extra], filters=compiled.expression
+        )
+        mask = compiled.residual(t)
+        if mask is not None:
+            t = t.filter(mask)
+        return t.drop_columns(extra) if extra else t
 
     # -- reading ------------------------------------------------------------------
 
@@ -480,8 +465,16 @@ class ParquetDataset:
         to_date: dt.date | None = None,
         columns: Sequence[str] | None = None,
         event: Sequence[str] | None = None,
+        where: str | None = None,
+        project_timezone: str | None = None,
+        default_timezone: str = "UTC",
     ) -> pa.Table:
-        """Read days ``from_date..to_date`` back as one table with unified types."""
+        """Read days ``from_date..to_date`` back as one table with unified types.
+
+        ``where`` keeps the rows a ``where`` expression selects, file by file (see
+        :meth:`_read_where`); times are read in ``project_timezone``, else the
+        timezone the file records, else ``default_timezone``.
+        """
         tables = []
         for day in self.days():
             if (from_date and day < from_date) or (to_date and day > to_date):
@@ -501,7 +494,11 @@ class ParquetDataset:
                     and self.partition_by == ("date",)
                 ):
                     want = [*want, "event"]
-                t = self._read_file(f, want)
+                if where is None:
+                    t = self._read_file(f, want)
+                else:
+                    tz = project_timezone or _recorded_timezone(f) or default_timezone
+                    t = self._read_where(f, want, where, tz)
                 if event is not None and self.partition_by == ("date",):
                     t = t.filter(pc.is_in(t.column("event"), pa.array(list(event), pa.string())))
                     if columns is not None and "event" not in columns:
@@ -512,6 +509,18 @@ class ParquetDataset:
         if not tables:
             return conform_table(pa.table({}), kinds, order)
         return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
+
+
+def _recorded_timezone(path: Path) -> str | None:
+    """The project timezone a data file records in its metadata, if any."""
+    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    if not raw:
+        return None
+    with contextlib.suppress(ValueError, TypeError):
+        tz = json.loads(raw).get("project_timezone")
+        if isinstance(tz, str) and tz:
+            return tz
+    return None
 
 
 def _column_order(schemas: Iterable[pa.Schema]) -> list[str]:

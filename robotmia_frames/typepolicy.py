@@ -45,6 +45,7 @@ __all__ = [
     "kind_of_field",
     "list_of",
     "unify",
+    "widen_array",
 ]
 
 INT64_MIN = -(2**63)
@@ -247,3 +248,39 @@ def json_text(value: Any) -> str:
     if t is float:
         return json.dumps(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _as_policy_values(value: Any, kind: Kind) -> Any:
+    """Re-shape a Python value read back from Arrow to fit ``kind`` (text/list)."""
+    if value is None:
+        return None
+    if kind is TEXT or kind is STR:
+        return value if type(value) is str else json_text(value)
+    if kind.item is not None and type(value) is list:
+        return [_as_policy_values(v, kind.item) for v in value]
+    return value
+
+
+def widen_array(array: pa.Array | pa.ChunkedArray, kind: Kind) -> pa.Array | pa.ChunkedArray:
+    """Cast an array written under a narrower kind to ``kind``, by the type policy.
+
+    Ints become floats by a plain cast; anything becoming text uses its JSON text
+    (``3`` -> ``"3"``, ``true`` -> ``"true"``, floats in Python's shortest form).
+    """
+    target = arrow_type(kind)
+    if array.type == target:
+        return array
+    src = kind_of_arrow_type(array.type)
+    if src is NULL:
+        return pa.nulls(len(array), type=target)
+    if (src is INT and kind is FLOAT) or (src.item is not None and _numeric_list(src, kind)):
+        return array.cast(target, safe=False)  # int64 -> float64 rounds, by the policy
+    if src is INT and kind in (STR, TEXT):
+        return array.cast(pa.int64()).cast(pa.string())
+    return pa.array([_as_policy_values(v, kind) for v in array.to_pylist()], type=target)
+
+
+def _numeric_list(src: Kind, dst: Kind) -> bool:
+    while src.item is not None and dst.item is not None:
+        src, dst = src.item, dst.item
+    return (src is dst) or (src is INT and dst is FLOAT) or src is NULL

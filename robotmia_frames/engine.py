@@ -1,0 +1,484 @@
+"""The parse engine: JSONL to columnar Arrow batches in one pass over the bytes.
+
+This is the fast half of the parse stage (``parse.py`` holds line reading, bad-line
+handling and the reference row-by-row builder). It works batch by batch:
+
+1. Decode each line with orjson and group rows by their *shape*, the tuple of
+   their property keys. Events of one name share a shape, so a batch has a few
+   hundred shapes, not one per row.
+2. Transpose each shape group in C (``zip(*rows)``), so each key's values come as
+   one sequence; classify them by the set of their Python types (again in C) into
+   a batch-local :class:`~robotmia_frames.typepolicy.Kind`, and build one Arrow
+   array per key, scattered back to row order with a single ``take``.
+3. When the whole export (or day) is read, :func:`conform` gives every batch the
+   export-wide kinds. Widening an array (int to float, anything to text) is exact
+   from the Arrow data alone, except for lists whose elements were themselves
+   mixed; those rare batches are re-read from the source with the reference
+   builder, so the result never depends on where the batch boundaries fell.
+
+Integers beyond 64 bits, which orjson reads as floats, are caught after the fact
+(a float of magnitude 2**63 or more anywhere in a batch) and that batch is decoded
+again with the exact standard-library parser.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import re
+import types
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import parse
+from .errors import IncompleteDownloadError, ParseError
+from .typepolicy import (
+    BOOL,
+    FLOAT,
+    INT,
+    NULL,
+    STR,
+    TEXT,
+    Kind,
+    arrow_type,
+    json_text,
+    kind_of,
+    list_of,
+    unify,
+    widen_array,
+)
+
+_gzip_impl: types.ModuleType
+try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
+    from isal import igzip as _gzip_impl
+except ImportError:  # pragma: no cover - platforms without wheels
+    _gzip_impl = gzip
+
+__all__ = [
+    "RawBatch",
+    "RawColumn",
+    "conform",
+    "iter_line_chunks",
+    "merge_kinds",
+    "read_raw_batches",
+]
+
+_BLOCK = 4 << 20
+_BIG = float(2**63)
+_BIG_EXPONENT = re.compile(r"e\+(?:1[89]|[2-9]\d|\d{3})")
+_NONE = type(None)
+_PURE = frozenset((NULL, BOOL, INT, FLOAT, STR))
+_SCALAR_TYPES: dict[frozenset[type], Kind] = {
+    frozenset((int,)): INT,
+    frozenset((float,)): FLOAT,
+    frozenset((int, float)): FLOAT,
+    frozenset((bool,)): BOOL,
+    frozenset((str,)): STR,
+    frozenset((dict,)): TEXT,
+}
+
+
+# ------------------------------------------------------------------------- lines
+
+
+def _open_stream(path: Path) -> tuple[BinaryIO, BinaryIO]:
+    raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        stream: BinaryIO = _gzip_impl.GzipFile(fileobj=raw, mode="rb")
+        return raw, stream
+    return raw, raw
+
+
+def iter_line_chunks(
+    path: str | Path, *, label: str, batch_rows: int = parse.DEFAULT_BATCH_ROWS
+) -> Iterator[tuple[int, list[bytes]]]:
+    """Yield ``(first_line_number, lines)`` chunks of a ``.jsonl``/``.jsonl.gz`` file.
+
+    Lines keep no ``\\n``; line numbers are 1-based physical lines. A truncated gzip
+    stream raises :class:`IncompleteDownloadError`, corrupt data :class:`ParseError`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_bytes(b'{"event":"a"}\\n\\n{"event":"b"}')
+        >>> list(iter_line_chunks(p, label="x"))
+        [(1, [b'{"event":"a"}', b'', b'{"event":"b"}'])]
+    """
+    p = Path(path)
+    try:
+        raw, stream = _open_stream(p)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"export file not found: {p}") from exc
+    first = 1
+    pending: list[bytes] = []
+    carry = b""
+    try:
+        while True:
+            try:
+                block = stream.read(_BLOCK)
+            except EOFError as exc:
+                raise IncompleteDownloadError(
+                    f"{label}: the gzip stream ends early after line "
+                    f"{first + len(pending) - 1} (truncated file or download); download it again"
+                ) from exc
+            except (zlib.error, gzip.BadGzipFile, OSError) as exc:
+                raise ParseError(
+                    f"corrupt gzip data ({exc})", line_number=first + len(pending), source=label
+                ) from exc
+            if not block:
+                break
+            parts = (carry + block).split(b"\n") if carry else block.split(b"\n")
+            carry = parts.pop()
+            pending.extend(parts)
+            while len(pending) >= batch_rows:
+                yield first, pending[:batch_rows]
+                first += batch_rows
+                pending = pending[batch_rows:]
+        if carry:
+            pending.append(carry)
+        if pending:
+            yield first, pending
+    finally:
+        if stream is not raw:
+            stream.close()
+        raw.close()
+
+
+# ---------------------------------------------------------------------- batches
+
+
+@dataclass
+class RawColumn:
+    """One property column of a batch, typed by the batch's own values.
+
+    ``exact`` is False when the batch's list values had mixed element kinds: then
+    widening the column further cannot be done from the Arrow data alone.
+    """
+
+    array: pa.Array
+    kind: Kind
+    exact: bool = True
+
+
+@dataclass
+class RawBatch:
+    """A parsed batch before the export-wide types are known."""
+
+    source: str
+    first_line: int
+    line_count: int
+    num_rows: int
+    event: pa.Array
+    time: pa.Array
+    columns: dict[str, RawColumn] = field(default_factory=dict)
+    bad_lines: frozenset[int] = frozenset()
+
+
+def _classify(values: Sequence[Any]) -> tuple[Kind, bool]:
+    """Kind of a column's values (and whether list widening stays exact)."""
+    types = set(map(type, values))
+    types.discard(_NONE)
+    if not types:
+        return NULL, True
+    kind = _SCALAR_TYPES.get(frozenset(types))
+    if kind is not None:
+        return kind, True
+    if types == {list}:
+        elems = set(map(type, itertools.chain.from_iterable(v for v in values if v is not None)))
+        elems.discard(_NONE)
+        if not elems:
+            return list_of(NULL), True
+        item = _SCALAR_TYPES.get(frozenset(elems))
+        if item is not None and item is not TEXT:
+            return list_of(item), len(elems) == 1
+        k: Kind = NULL
+        for v in values:
+            if v is not None:
+                k = unify(k, kind_of(v))
+        return k, False
+    return TEXT, True
+
+
+def _as_text(values: Sequence[Any]) -> list[Any]:
+    return [v if v is None or type(v) is str else json_text(v) for v in values]
+
+
+def _array(values: Sequence[Any], kind: Kind) -> tuple[pa.Array, Kind]:
+    """The Arrow array of ``values`` for ``kind`` (which may turn out to be TEXT)."""
+    if kind is NULL:
+        return pa.nulls(len(values)), NULL
+    if kind is TEXT:
+        return pa.array(_as_text(values), type=pa.string()), TEXT
+    if kind is INT:
+        try:
+            return pa.array(values, type=pa.int64()), INT
+        except (OverflowError, pa.ArrowInvalid):  # an int beyond int64: exact text
+            return pa.array(_as_text(values), type=pa.string()), TEXT
+    if kind.item is not None and kind.item not in _PURE:
+        return parse.values_array(kind, list(values)), kind
+    try:
+        return pa.array(values, type=arrow_type(kind)), kind
+    except (OverflowError, pa.ArrowInvalid):
+        # Ints beyond int64 (text) or beyond 2**53 (floats Arrow will not convert):
+        # type the values one by one, as the reference builder does.
+        k: Kind = NULL
+        for v in values:
+            if v is not None:
+                k = unify(k, kind_of(v))
+        return parse.values_array(k, list(values)), k
+
+
+def _suspicious(array: pa.Array, kind: Kind) -> bool:
+    """Could this column hold a >64-bit integer that orjson read as a float?"""
+    while kind.item is not None:
+        array, kind = array.flatten(), kind.item
+    if len(array) == 0 or array.null_count == len(array):
+        return False
+    if kind is FLOAT:
+        biggest = pc.max(pc.abs(array)).as_py()
+        return biggest is not None and biggest >= _BIG
+    if kind is TEXT:
+        return bool(pc.any(pc.match_substring_regex(array, _BIG_EXPONENT.pattern)).as_py())
+    return False
+
+
+def build_raw_batch(
+    lines: Sequence[bytes],
+    first_line: int,
+    *,
+    source: str,
+    bad: parse.BadLines,
+    keys: frozenset[str] | None = None,
+    exact: bool = False,
+) -> RawBatch:
+    """Parse one chunk of lines into a :class:`RawBatch` (see the module docs)."""
+    loads = orjson.loads if not exact else None
+    groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
+    events: list[Any] = []
+    times: list[Any] = []
+    row = 0
+    bad_before = len(bad.lines)
+    for offset, line in enumerate(lines):
+        if not line or line.isspace():
+            continue
+        try:
+            if loads is not None:
+                try:
+                    obj = loads(line)
+                except orjson.JSONDecodeError:
+                    obj = parse.slow_loads(line)
+            else:
+                obj, _ = parse.loads_exact(line)
+            if type(obj) is not dict:
+                raise parse.BadLineError(f"expected a JSON object, got {type(obj).__name__}")
+            props = obj.get("properties")
+            if props is None:
+                props = {}
+            elif type(props) is not dict:
+                raise parse.BadLineError(
+                    f'"properties" must be a JSON object, got {type(props).__name__}'
+                )
+        except parse.BadLineError as exc:
+            bad.report(first_line + offset, str(exc), line)
+            continue
+        events.append(obj.get("event"))
+        times.append(props.pop("time", None))
+        shape = tuple(props)
+        group = groups.get(shape)
+        if group is None:
+            group = groups[shape] = ([], [])
+        group[0].append(row)
+        group[1].append(tuple(props.values()))
+        row += 1
+
+    n = row
+    pieces: dict[str, list[tuple[list[int], Sequence[Any]]]] = {}
+    for shape, (shape_rows, shape_values) in groups.items():
+        if not shape:
+            continue
+        for key, column in zip(shape, zip(*shape_values, strict=True), strict=True):
+            if keys is not None and key not in keys:
+                continue
+            got = pieces.get(key)
+            if got is None:
+                pieces[key] = [(shape_rows, column)]
+            else:
+                got.append((shape_rows, column))
+
+    columns: dict[str, RawColumn] = {}
+    for key, parts in pieces.items():
+        values: Sequence[Any]
+        rows: list[int]
+        if len(parts) == 1:
+            rows, values = parts[0]
+        else:
+            rows = list(itertools.chain.from_iterable(p[0] for p in parts))
+            values = list(itertools.chain.from_iterable(p[1] for p in parts))
+        guess, is_exact = _classify(values)
+        array, kind = _array(values, guess)
+        if kind is not guess and kind.item is not None:
+            is_exact = False  # list elements re-typed (ints beyond int64): not exact
+        if not exact and _suspicious(array, kind):
+            return build_raw_batch(
+                lines, first_line, source=source, bad=_Recheck(bad), keys=keys, exact=True
+            )
+        if len(parts) > 1 or len(rows) != n:
+            idx = np.full(n, -1, dtype=np.int64)
+            idx[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows), dtype=np.int64)
+            array = array.take(pa.array(idx, mask=idx < 0))
+        columns[key] = RawColumn(array, kind, is_exact)
+
+    try:
+        event = pa.array(events, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        event = pa.array(_as_text(events), type=pa.string())
+    return RawBatch(
+        source=source,
+        first_line=first_line,
+        line_count=len(lines),
+        num_rows=n,
+        event=event,
+        time=_times(times),
+        columns=columns,
+        bad_lines=frozenset(x for x in bad.lines if first_line <= x < first_line + len(lines))
+        if len(bad.lines) != bad_before
+        else frozenset(),
+    )
+
+
+class _Recheck(parse.BadLines):
+    """Bad-line bookkeeping for a second decoding of lines already reported."""
+
+    def __init__(self, inner: parse.BadLines) -> None:
+        super().__init__(inner.source, "skip", inner.lines)
+
+
+def _times(values: list[Any]) -> pa.Array:
+    clean = [v if type(v) is int or type(v) is float else None for v in values]
+    try:
+        return pa.array(clean, type=pa.float64())
+    except (OverflowError, pa.ArrowInvalid):
+        return pa.array([parse.time_value(v) for v in clean], type=pa.float64())
+
+
+def read_raw_batches(
+    path: str | Path,
+    *,
+    source: str,
+    on_bad_lines: parse.OnBadLines = "error",
+    keys: frozenset[str] | None = None,
+    batch_rows: int = parse.DEFAULT_BATCH_ROWS,
+) -> Iterator[RawBatch]:
+    """Parse a local export file into :class:`RawBatch` es, one per chunk of lines.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_bytes(b'{"event":"a","properties":{"time":1,"n":2}}\\n')
+        >>> b = next(read_raw_batches(p, source="x"))
+        >>> b.num_rows, b.columns["n"].kind
+        (1, int)
+    """
+    bad = parse.BadLines(source, on_bad_lines)
+    for first, lines in iter_line_chunks(path, label=source, batch_rows=batch_rows):
+        yield build_raw_batch(lines, first, source=source, bad=bad, keys=keys)
+
+
+def merge_kinds(kinds: dict[str, Kind], batch: RawBatch) -> None:
+    """Fold a batch's column kinds into ``kinds`` (first appearance keeps order)."""
+    for key, col in batch.columns.items():
+        old = kinds.get(key)
+        if old is not col.kind:
+            kinds[key] = unify(old, col.kind)
+
+
+def _needs_rebuild(col: RawColumn, target: Kind) -> bool:
+    return not col.exact and col.kind is not target
+
+
+def conform(
+    batch: RawBatch,
+    kinds: dict[str, Kind],
+    schema: pa.Schema,
+    *,
+    path: str | Path,
+) -> pa.RecordBatch:
+    """Give a batch the export-wide kinds, as a record batch of ``schema``.
+
+    ``schema`` is :func:`parse.export_schema` of ``kinds`` (possibly projected);
+    ``path`` is the batch's source file, re-read only in the rare inexact case.
+    """
+    arrays: list[pa.Array] = []
+    for f in schema:
+        name = f.name
+        if name == "event":
+            arrays.append(batch.event)
+            continue
+        if name == "time":
+            arrays.append(batch.time)
+            continue
+        key = name[len(parse.PROPERTY_PREFIX) :]
+        col = batch.columns.get(key)
+        target = kinds.get(key, NULL)
+        if col is None:
+            arrays.append(pa.nulls(batch.num_rows, type=f.type))
+        elif col.kind is target:
+            arrays.append(col.array)
+        elif _needs_rebuild(col, target):
+            return _rebuild(batch, kinds, schema, path)
+        else:
+            arrays.append(widen_array(col.array, target))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _rebuild(
+    batch: RawBatch, kinds: dict[str, Kind], schema: pa.Schema, path: str | Path
+) -> pa.RecordBatch:
+    """Re-read a batch's lines and build it with the reference (row-by-row) builder."""
+    lines: list[bytes] = []
+    for first, chunk in iter_line_chunks(path, label=batch.source, batch_rows=1 << 16):
+        end = first + len(chunk)
+        if end <= batch.first_line:
+            continue
+        lo = max(0, batch.first_line - first)
+        hi = min(len(chunk), batch.first_line + batch.line_count - first)
+        lines.extend(chunk[lo:hi])
+        if end >= batch.first_line + batch.line_count:
+            break
+    skip = frozenset(x - batch.first_line + 1 for x in batch.bad_lines)
+    built = list(
+        parse.iter_batches(
+            lines,
+            kinds,
+            source=batch.source,
+            skip_lines=skip,
+            columns=schema.names,
+            batch_rows=max(1, len(lines)),
+        )
+    )
+    if not built:
+        return pa.RecordBatch.from_arrays([pa.nulls(0, type=f.type) for f in schema], schema=schema)
+    return built[0]
+
+
+def iter_conformed(
+    batches: Sequence[RawBatch],
+    kinds: dict[str, Kind],
+    schema: pa.Schema,
+    *,
+    path_of: Callable[[RawBatch], str | Path],
+) -> Iterator[pa.RecordBatch]:
+    """:func:`conform` every batch, in order."""
+    for b in batches:
+        if b.num_rows:
+            yield conform(b, kinds, schema, path=path_of(b))
