@@ -20,6 +20,8 @@ window, the line number) and what to do next.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "APIError",
     "AuthenticationError",
@@ -88,6 +90,13 @@ class ParseError(RobotmiaError, ValueError):
         self.line_number = line_number
         self.source = source
         self.reason = message
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_parse_error, (self.reason, self.line_number, self.source))
+
+
+def _parse_error(reason: str, line_number: int, source: str | None) -> ParseError:
+    return ParseError(reason, line_number=line_number, source=source)
 
 
 class InvalidArgumentError(ValueError):

@@ -204,6 +204,10 @@ class BadLines:
     source: str
     on_bad_lines: OnBadLines
     lines: set[int] = field(default_factory=set)
+    #: With ``defer_warnings`` (parsing in a worker process), "warn" records the
+    #: warnings here for the parent to issue, in line order.
+    defer_warnings: bool = False
+    deferred: list[str] = field(default_factory=list)
 
     def report(self, line_number: int, reason: str, line: bytes) -> None:
         if self.on_bad_lines == "error":
@@ -215,11 +219,11 @@ class BadLines:
             )
         self.lines.add(line_number)
         if self.on_bad_lines == "warn":
-            warnings.warn(
-                f"{self.source}, line {line_number}: skipped malformed line ({reason})",
-                RobotmiaWarning,
-                stacklevel=6,
-            )
+            message = f"{self.source}, line {line_number}: skipped malformed line ({reason})"
+            if self.defer_warnings:
+                self.deferred.append(message)
+            else:
+                warnings.warn(message, RobotmiaWarning, stacklevel=6)
 
 
 def _preview(line: bytes, limit: int = 80) -> str:

@@ -23,9 +23,11 @@ A JSON ``null`` is null in every column type. List elements unify by the same ru
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 __all__ = [
@@ -48,6 +50,8 @@ __all__ = [
     "widen_array",
 ]
 
+# A float orjson printed in exponent form ("1e-7"), where Python prints "1e-07".
+_EXPONENT = re.compile(rb"[0-9][eE][-+]?[0-9]")
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -67,6 +71,17 @@ class Kind:
     def __repr__(self) -> str:
         return f"list<{self.item!r}>" if self.item is not None else self.name
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Kinds are interned and compared with ``is``: unpickle to the same objects
+        # (batches parsed in worker processes come back through pickle).
+        if self.item is not None:
+            return (list_of, (self.item,))
+        return (_scalar_kind, (self.name,))
+
+
+def _scalar_kind(name: str) -> Kind:
+    return _SCALARS[name]
+
 
 NULL = Kind("null")
 BOOL = Kind("bool")
@@ -74,6 +89,7 @@ INT = Kind("int")
 FLOAT = Kind("float")
 STR = Kind("str")
 TEXT = Kind("text")
+_SCALARS = {k.name: k for k in (NULL, BOOL, INT, FLOAT, STR, TEXT)}
 
 _LISTS: dict[Kind, Kind] = {}
 
@@ -247,6 +263,12 @@ def json_text(value: Any) -> str:
         return str(value)
     if t is float:
         return json.dumps(value)
+    try:  # orjson is ~8x faster and identical but for exponent floats and huge ints
+        out = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        out = None
+    if out is not None and _EXPONENT.search(out) is None:
+        return out.decode()
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -486,7 +486,12 @@ def _conflict(rng: random.Random, props: dict[str, Any], keys: list[str]) -> Non
 
 
 def _generate_day(
-    day: _dt.date, events_per_day: int, seed: int, tz: zoneinfo.ZoneInfo, start_id: int
+    day: _dt.date,
+    events_per_day: int,
+    seed: int,
+    tz: zoneinfo.ZoneInfo,
+    start_id: int,
+    conflict_rate: float = _CONFLICT_RATE,
 ) -> list[dict[str, Any]]:
     """All events of one project-local day, sorted by time (deterministic)."""
     if events_per_day <= 0:
@@ -546,7 +551,7 @@ def _generate_day(
         if r < _NULL_RATE:
             key = kind.always[int(rnd() * len(kind.always))][0] if kind.always else "$city"
             props[key] = None
-        elif r < _NULL_RATE + _CONFLICT_RATE:
+        elif r < _NULL_RATE + conflict_rate:
             _conflict(rng, props, kind.conflictable)
         append({"event": kind.name, "properties": props})
     return out
@@ -560,6 +565,7 @@ def iter_generated_events(
     seed: int = 0,
     project_timezone: str = "UTC",
     start_id: int = 0,
+    conflict_rate: float = _CONFLICT_RATE,
 ) -> Iterator[dict[str, Any]]:
     """Yield generated export lines for each project-local day of a range.
 
@@ -567,7 +573,8 @@ def iter_generated_events(
     (project-local seconds). A day's events depend only on ``(seed, day,
     events_per_day, start_id)``, so a day generated alone equals the same day
     inside any range. ``start_id`` offsets the per-day sequence number embedded in
-    every ``$insert_id``. ``project_timezone`` only shapes metadata
+    every ``$insert_id``. ``conflict_rate`` is the share of events that send one
+    property with a conflicting type (0 gives a "clean" export). ``project_timezone`` only shapes metadata
     (``mp_processing_time_ms``, a true UTC epoch in ms); it never changes ``time``.
 
     Example:
@@ -584,7 +591,7 @@ def iter_generated_events(
     tz = _check_timezone(project_timezone)
     day = start
     while day <= end:
-        yield from _generate_day(day, events_per_day, seed, tz, start_id)
+        yield from _generate_day(day, events_per_day, seed, tz, start_id, conflict_rate)
         day += _dt.timedelta(days=1)
 
 

@@ -1,0 +1,166 @@
+"""One measured method per child process: ``python _methods.py METHOD ARGS...``.
+
+Prints one JSON line: wall seconds, peak RSS in MiB, rows (and columns).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def _peak_rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ours_arrow(path: str) -> tuple[int, int]:
+    import robotmia_frames as rf
+
+    t = rf.read_export_file(path, project_timezone="UTC", return_type="arrow")
+    return t.num_rows, t.num_columns
+
+
+def ours_pandas(path: str) -> tuple[int, int]:
+    import robotmia_frames as rf
+
+    df = rf.read_export_file(path, project_timezone="UTC")
+    return len(df), len(df.columns)
+
+
+def ours_projection(path: str) -> tuple[int, int]:
+    import robotmia_frames as rf
+
+    t = rf.read_export_file(
+        path, project_timezone="UTC", return_type="arrow",
+        columns=["event", "time", "properties.distinct_id", "properties.$os"],
+    )  # fmt: skip
+    return t.num_rows, t.num_columns
+
+
+def pandas_json_normalize(path: str) -> tuple[int, int]:
+    import pandas as pd
+
+    raw = pd.read_json(path, lines=True, compression="gzip", dtype=False)
+    df = pd.json_normalize(raw.to_dict("records"))
+    return len(df), len(df.columns)
+
+
+def pyarrow_json(path: str) -> tuple[int, int]:
+    import pyarrow.json as pj
+
+    t = pj.read_json(path).flatten()
+    return t.num_rows, t.num_columns
+
+
+def polars_ndjson(path: str) -> tuple[int, int]:
+    import io
+
+    import polars as pl
+
+    with gzip.open(path, "rb") as fh:
+        data = fh.read()
+    df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None).unnest("properties")
+    return df.height, df.width
+
+
+def duckdb_auto(path: str) -> tuple[int, int]:
+    import duckdb
+
+    t = duckdb.sql(
+        f"SELECT event, properties.* FROM read_ndjson_auto('{path}')"
+    ).fetch_arrow_table()
+    return t.num_rows, t.num_columns
+
+
+def duckdb_fixed(path: str) -> tuple[int, int]:
+    """DuckDB plus json_extract_string on its JSON-typed (conflicting) columns."""
+    import duckdb
+
+    con = duckdb.connect()
+    rel = con.sql(f"SELECT event, properties.* FROM read_ndjson_auto('{path}')")
+    cols = []
+    for name, typ in zip(rel.columns, rel.types, strict=True):
+        q = '"' + name.replace('"', '""') + '"'
+        cols.append(f"json_extract_string({q}, '$') AS {q}" if str(typ) == "JSON" else q)
+    t = con.sql(f"SELECT {', '.join(cols)} FROM rel").fetch_arrow_table()
+    return t.num_rows, t.num_columns
+
+
+def floor_zlib(path: str) -> tuple[int, int]:
+    n = 0
+    with gzip.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n += len(chunk)
+    return n, 0
+
+
+def floor_isal(path: str) -> tuple[int, int]:
+    from isal import igzip
+
+    n = 0
+    with igzip.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            n += len(chunk)
+    return n, 0
+
+
+def floor_orjson(path: str) -> tuple[int, int]:
+    import orjson
+
+    n = 0
+    with gzip.open(path, "rb") as fh:
+        for line in fh:
+            orjson.loads(line)
+            n += 1
+    return n, 0
+
+
+def http_ours(url: str, start: str, end: str, secret: str) -> tuple[int, int]:
+    import robotmia_frames as rf
+
+    t = rf.read_robotmia_export(
+        start, end, api_secret=secret, project_timezone="UTC", base_url=url, return_type="pandas"
+    )
+    return len(t), len(t.columns)
+
+
+def parquet_export(url: str, start: str, end: str, secret: str, out: str) -> tuple[int, int]:
+    import robotmia_frames as rf
+
+    s = rf.export_to_parquet(
+        out, start, end, api_secret=secret, project_timezone="UTC", base_url=url, progress=False
+    )
+    return s.rows, s.files
+
+
+METHODS: dict[str, Callable[..., tuple[int, int]]] = {
+    f.__name__: f
+    for f in (
+        ours_arrow, ours_pandas, ours_projection, pandas_json_normalize, pyarrow_json,
+        polars_ndjson, duckdb_auto, duckdb_fixed, floor_zlib, floor_isal, floor_orjson,
+        http_ours, parquet_export,
+    )
+}  # fmt: skip
+
+
+def main() -> None:
+    method, *args = sys.argv[1:]
+    t = time.perf_counter()
+    rows, cols = METHODS[method](*args)
+    wall = time.perf_counter() - t
+    report: dict[str, Any] = {
+        "method": method, "wall": wall, "rss_mib": _peak_rss_mib(), "rows": rows, "cols": cols,
+    }  # fmt: skip
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The parse engine against the usual ways to load an export (issue 4).
+
+Generates 1,000,000-event clean and messy exports with the emulator's generator,
+then times, interleaved and repeated, each method in its own subprocess: our engine
+(to Arrow, to pandas, and with a 4-column projection), pandas ``read_json`` +
+``json_normalize``, ``pyarrow.json``, polars, DuckDB (as is, and with the
+``json_extract_string`` fix for its JSON-typed columns), and the decompression and
+orjson floors. Prints median wall time, events/s, MB/s of JSON, peak RSS and the
+ratios against ours (to Arrow).
+
+    python benchmarks/bench_parse.py                      # 1M events, 3 repeats
+    python benchmarks/bench_parse.py --events 100000 --repeat 1
+    python benchmarks/bench_parse.py --scaling 100000,1000000,3000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import export_file, json_bytes, machine, median, run_child
+
+FAST = [
+    "ours_arrow", "ours_pandas", "ours_projection", "pyarrow_json", "polars_ndjson",
+    "duckdb_auto", "duckdb_fixed", "floor_zlib", "floor_isal", "floor_orjson",
+]  # fmt: skip
+SLOW = ["pandas_json_normalize"]
+
+
+def bench(path: Path, events: int, repeat: int, slow_repeat: int) -> None:
+    mb = json_bytes(path) / 1e6
+    results: dict[str, list[dict]] = {}
+    for r in range(repeat):
+        order = FAST if r % 2 == 0 else FAST[::-1]  # interleave to spread machine drift
+        for m in order + (SLOW if r < slow_repeat else []):
+            rep = run_child(m, str(path))
+            results.setdefault(m, []).append(rep)
+    ours = median([x["wall"] for x in results["ours_arrow"] if "wall" in x])
+    ours_rss = median([x["rss_mib"] for x in results["ours_arrow"] if "rss_mib" in x])
+    print(f"\n## {path.name}: {events:,} events, {mb:,.0f} MB of JSON")
+    print(
+        f"{'method':<24}{'wall s':>9}{'events/s':>12}{'MB/s':>8}{'peak MiB':>10}"
+        f"{'ours faster by':>16}{'RSS vs ours':>13}  notes"
+    )
+    for m, reps in results.items():
+        ok = [x for x in reps if "wall" in x]
+        if not ok:
+            print(f"{m:<24}{'failed':>9}  {reps[0].get('error', '')[:90]}")
+            continue
+        wall = median([x["wall"] for x in ok])
+        rss = median([x["rss_mib"] for x in ok])
+        rows = ok[0]["rows"] if not m.startswith("floor_zlib") else events
+        note = f"{len(ok)} run(s), {ok[0]['cols']} cols" if ok[0]["cols"] else f"{len(ok)} run(s)"
+        print(
+            f"{m:<24}{wall:>9.2f}{events / wall:>12,.0f}{mb / wall:>8.0f}{rss:>10,.0f}"
+            f"{wall / ours:>15.2f}x{rss / ours_rss:>12.2f}x  {note}"
+        )
+        del rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--slow-repeat", type=int, default=1, help="repeats of pandas (slow)")
+    ap.add_argument("--scaling", help="comma-separated sizes: ours only, time and memory")
+    args = ap.parse_args()
+    print(f"# {machine()}")
+    if args.scaling:
+        print(f"{'events':>10}{'wall s':>9}{'peak MiB':>10}{'s per M':>9}{'MiB per M':>11}")
+        for n in (int(x) for x in args.scaling.split(",")):
+            path = export_file(n, messy=True, days=max(1, n // 100_000))
+            rep = run_child("ours_arrow", str(path))
+            print(
+                f"{n:>10,}{rep['wall']:>9.2f}{rep['rss_mib']:>10,.0f}"
+                f"{rep['wall'] / n * 1e6:>9.2f}{rep['rss_mib'] / n * 1e6:>11,.0f}"
+            )
+        return
+    for messy in (False, True):
+        path = export_file(args.events, messy=messy)
+        bench(path, args.events, args.repeat, args.slow_repeat)
+
+
+if __name__ == "__main__":
+    main()
