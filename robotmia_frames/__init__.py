@@ -27,6 +27,7 @@ from .errors import (
 )
 from .profiles import read_robotmia_profiles
 from .transport import RateLimit, RateLimiter
+from .where import WhereSyntaxError, validate_where
 
 __all__ = [
     "APIError",
@@ -40,6 +41,7 @@ __all__ = [
     "RateLimiter",
     "RobotmiaError",
     "RobotmiaWarning",
+    "WhereSyntaxError",
     "__version__",
     "export_to_parquet",
     "read_export_file",
@@ -47,4 +49,5 @@ __all__ = [
     "read_robotmia_export",
     "read_robotmia_profiles",
     "sync_to_parquet",
+    "validate_where",
 ]

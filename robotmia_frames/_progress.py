@@ -1,8 +1,9 @@
-"""Progress reporting for exports: a tqdm bar on a terminal, or a callback.
+"""Progress reporting for exports and reads: a tqdm bar on a terminal, or a callback.
 
 ``progress=None`` (the default) shows a bar only when stderr is a terminal and the
-export lasts more than a second; ``True``/``False`` force it on or off; a callable
-receives a :class:`ProgressUpdate` after every window.
+work lasts more than a second; ``True``/``False`` force it on or off; a callable
+receives a :class:`ProgressUpdate` after every window (an export's day, a dataset's
+file) or, reading an export file, after every batch of parsed rows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ __all__ = ["Progress", "ProgressArg", "ProgressUpdate", "make"]
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """Where an export stands: windows done, bytes and rows so far, expected wait."""
+    """Where an export or a read stands: windows done, bytes and rows so far, expected wait.
+
+    Windows are an export's days, or a dataset's files when reading one; reading an
+    export file reports rows only (``windows_total`` is 1 and ``windows_done`` 0
+    until the file is done).
+    """
 
     windows_done: int
     windows_total: int
@@ -44,8 +50,11 @@ class Progress:
         bar: bool,
         callback: Callable[[ProgressUpdate], None] | None,
         limiter: _Limiter | None,
+        desc: str = "robotmia export",
+        unit: str = "day",
     ) -> None:
         self.total = total
+        self.unit = unit
         self.done = 0
         self.bytes = 0
         self.rows = 0
@@ -57,7 +66,12 @@ class Progress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
-                total=total, unit="day", desc="robotmia export", delay=1.0, leave=False
+                total=None if unit == "row" else total,
+                unit=unit,
+                unit_scale=unit == "row",
+                desc=desc,
+                delay=1.0,
+                leave=False,
             )
 
     def window_done(self, nbytes: int, rows: int) -> None:
@@ -72,7 +86,17 @@ class Progress:
                 if wait > 1:
                     postfix["wait"] = f"{wait:.0f}s (rate limit)"
                 self._bar.set_postfix(postfix, refresh=False)
-                self._bar.update(1)
+                self._bar.update(0 if self.unit == "row" else 1)
+        if self._callback is not None:
+            self._callback(update)
+
+    def rows_done(self, rows: int) -> None:
+        """Count ``rows`` more parsed rows (reading one file: the bar counts rows)."""
+        with self._lock:
+            self.rows += rows
+            update = ProgressUpdate(self.done, self.total, self.bytes, self.rows, 0.0)
+            if self._bar is not None and self.unit == "row":
+                self._bar.update(rows)
         if self._callback is not None:
             self._callback(update)
 
@@ -82,8 +106,18 @@ class Progress:
             self._bar = None
 
 
-def make(arg: ProgressArg, *, total: int, limiter: _Limiter | None = None) -> Progress | None:
-    """Build the progress reporter an export's ``progress=`` asks for.
+def make(
+    arg: ProgressArg,
+    *,
+    total: int,
+    limiter: _Limiter | None = None,
+    desc: str = "robotmia export",
+    unit: str = "day",
+) -> Progress | None:
+    """Build the progress reporter a ``progress=`` argument asks for.
+
+    ``unit`` is what the bar counts: ``"day"`` (export windows), ``"file"`` (a
+    dataset's files) or ``"row"`` (rows of one export file, no known total).
 
     Example:
         >>> seen = []
@@ -97,7 +131,7 @@ def make(arg: ProgressArg, *, total: int, limiter: _Limiter | None = None) -> Pr
     if arg is False:
         return None
     if arg is True:
-        return Progress(total, bar=True, callback=None, limiter=limiter)
+        return Progress(total, bar=True, callback=None, limiter=limiter, desc=desc, unit=unit)
     if callable(arg):
-        return Progress(total, bar=False, callback=arg, limiter=limiter)
+        return Progress(total, bar=False, callback=arg, limiter=limiter, desc=desc, unit=unit)
     raise ValueError(f"progress must be None, a bool or a callable, got {arg!r}")

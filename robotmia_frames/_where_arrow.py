@@ -92,6 +92,8 @@ _K_MIN = (_dt.datetime(1, 1, 3) - _EPOCH) // _dt.timedelta(microseconds=1)
 _K_MAX = (_dt.datetime(9999, 12, 29) - _EPOCH) // _dt.timedelta(microseconds=1)
 _FAR = 2**62
 _MAX_CONST_LIST = 256
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu",
+                        "Etc/Zulu", "GMT", "Etc/GMT", "Etc/GMT0", "GMT0", "Etc/Greenwich"})  # fmt: skip
 
 
 class _Unsupported(Exception):
@@ -248,7 +250,7 @@ class _Cx:
         if self.take is not None:
             return len(self.take)
         assert self.table is not None
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def column(self, name: str) -> Any:
         if self.expr_mode:
@@ -299,7 +301,7 @@ class _Cx:
     def local_us(self) -> Any:
         """Project-local microseconds (int64) of ``time``."""
         utc = self.cast(self.time_datum(), pa.int64())
-        if self.tz == "UTC":
+        if self.tz in _UTC_NAMES:
             return utc
         self.need_arrays()
         if self._local is None:
@@ -442,7 +444,7 @@ class _Thresholds:
             return -_FAR
         if k > _K_MAX:
             return _FAR
-        if self.tz_name == "UTC":
+        if self.tz_name in _UTC_NAMES:
             return k
         s = k // _US
         if not self._nongap(s):
@@ -551,7 +553,13 @@ def _fold(node: Expr, cx: _Cx) -> _V:
 def comp(node: Expr, cx: _Cx) -> _V:
     if not isinstance(node, Literal) and _data_free(node, cx):
         return _fold(node, cx)
-    return _COMP[type(node)](node, cx)
+    v = _COMP[type(node)](node, cx)
+    if isinstance(v.d, pa.Scalar) and v.ty in (NUM, STR, BOOL, DT):
+        value = v.d.as_py()  # an operation on constants only, in array mode
+        if value is None:
+            return _UNDEF_V
+        return _const(DateTime(value) if v.ty is DT else value)
+    return v
 
 
 def _c_literal(node: Literal, cx: _Cx) -> _V:
@@ -1214,6 +1222,9 @@ class Compiled:
         the conjuncts not pushed down; None when there are none."""
         if not self.residual_conjuncts:
             return None
+        needed = [c for c in table.column_names if c in self.columns]
+        if needed:  # the residual reads only the columns it references
+            table = table.select(needed)
         n = table.num_rows
         mask = np.ones(n, dtype=bool)
         for conj in self.residual_conjuncts:

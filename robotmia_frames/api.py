@@ -8,7 +8,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import requests
 
 from . import _cache, _progress, _sync_state, engine, parse, sinks, transport
+from ._redact import register_secret
 from ._version import __version__
 from .errors import InvalidArgumentError
 from .timeconv import TIME_TYPE, local_seconds_to_utc, resolve_timezone
@@ -234,6 +235,7 @@ def _plan(
     concurrency: Any = 4,
     timeout: float | None = None,
     max_retries: int = 5,
+    retry_backoff: float = 1.0,
     verify: bool | str = True,
     rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
     time_in_ms: bool = False,
@@ -248,13 +250,14 @@ def _plan(
     events = _events(event)
     where_ = _where(where)
     tz = _timezone(project_timezone)
-    if region is not None and region not in transport.REGION_URLS:
+    if region is not None and (not isinstance(region, str) or region not in transport.REGION_URLS):
         raise InvalidArgumentError(
             f"region must be one of {sorted(transport.REGION_URLS)}, got {region!r}"
         )
+    secret = _secret(api_secret)
+    register_secret(secret)  # before any message could show it (e.g. in a base_url)
     url = base_url or transport.REGION_URLS[region or "us"]
     transport.validate_base_url(url)
-    secret = _secret(api_secret)
     extra: dict[str, Any] = {}
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
@@ -266,6 +269,15 @@ def _plan(
         raise InvalidArgumentError(
             f"max_retries must be a non-negative integer, got {max_retries!r}"
         )
+    if (
+        isinstance(retry_backoff, bool)
+        or not isinstance(retry_backoff, (int, float))
+        or not 0 <= retry_backoff < float("inf")
+    ):
+        raise InvalidArgumentError(
+            f"retry_backoff must be a number of seconds >= 0, got {retry_backoff!r}"
+        )
+    extra["backoff_base"] = float(retry_backoff)
     if limit is not None:
         limit = _positive_int(limit, "limit")
     if isinstance(rate_limit, transport.RateLimiter):
@@ -341,7 +353,11 @@ class _Window:
 
 
 def _parse_file(
-    path: Path, label: str, on_bad_lines: parse.OnBadLines, columns: Sequence[str] | None
+    path: Path,
+    label: str,
+    on_bad_lines: parse.OnBadLines,
+    columns: Sequence[str] | None,
+    progress: _progress.Progress | None = None,
 ) -> _Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory)."""
     kinds: dict[str, Kind] = {}
@@ -354,6 +370,8 @@ def _parse_file(
     for batch in engine.read_raw_batches(path, source=label, on_bad_lines=on_bad_lines, keys=keys):
         engine.merge_kinds(kinds, batch)
         batches.append(batch)
+        if progress is not None:
+            progress.rows_done(batch.num_rows)
     return _Parsed(path, label, batches, kinds)
 
 
@@ -382,9 +400,14 @@ def _iter_windows(plan: _ExportPlan, workdir: Path) -> Iterator[_Window]:
             if cache is not None
             else workdir / f"{day.isoformat()}.jsonl.gz"
         )
-        return transport.download_window(
+        result = transport.download_window(
             plan.config, request, dest, session=session, limiter=plan.limiter
         )
+        if cache is not None:
+            # Vouched for at once, so a download that completes while another day
+            # fails (or Ctrl-C) is reused by the next run instead of fetched again.
+            cache.record(plan.config.base_url, result)
+        return result
 
     todo: list[dt.date] = []
     ready: list[tuple[dt.date, transport.DownloadResult]] = []
@@ -427,10 +450,7 @@ def _iter_windows(plan: _ExportPlan, workdir: Path) -> Iterator[_Window]:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: pending[f]):
                 day = pending.pop(fut)
-                result = fut.result()
-                if cache is not None:
-                    cache.record(plan.config.base_url, result)
-                landed[day] = result
+                landed[day] = fut.result()
                 nxt = next(it, None)
                 if nxt is not None:
                     pending[pool.submit(fetch, nxt)] = nxt
@@ -547,31 +567,37 @@ class _DatasetSink:
 
     def write(self, window: _Window, plan: _ExportPlan) -> None:
         """Write one downloaded window as its day's partition."""
-        day = window.day
-        merged = dict(self.kinds)
-        for k, v in window.kinds.items():
+        merged = self.merged_kinds(window.kinds)
+        result = _write_window(self.ds, window.day, window.parsed, merged, plan, self.metadata)
+        self.commit(window.day, merged, result)
+
+    def merged_kinds(
+        self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None
+    ) -> dict[str, Kind]:
+        """The dataset's column kinds (``base``, else the current ones) plus a window's."""
+        merged = dict(self.kinds if base is None else base)
+        for k, v in window_kinds.items():
             key = parse.PROPERTY_PREFIX + k
             merged[key] = unify(merged.get(key), v)
+        return merged
+
+    def commit(
+        self,
+        day: dt.date,
+        merged: dict[str, Kind],
+        result: sinks.DayWriteResult,
+        *,
+        skip: frozenset[dt.date] = frozenset(),
+    ) -> None:
+        """Record ``day`` as written with the ``merged`` kinds: rewrite the other days
+        (except ``skip``) that hold a column it widened, and count what was written."""
         widened = {k for k, v in merged.items() if k in self.kinds and self.kinds[k] is not v}
-        prop_kinds = {
-            k[len(parse.PROPERTY_PREFIX) :]: v
-            for k, v in merged.items()
-            if k.startswith(parse.PROPERTY_PREFIX)
-        }
-        schema = _final_schema(prop_kinds, None)
-        batches = _batches(
-            window.parsed,
-            prop_kinds,
-            plan.timezone,
-            None,
-            dedupe=plan.dedupe,
-            unit=plan.time_unit,
-        )
-        result = self.ds.write_day(day, schema, batches, metadata=self.metadata)
         self.kinds = merged
         if widened:
             for other in self.ds.days():
-                if other != day and any(self._narrower(f, widened) for f in self.ds.files(other)):
+                if other == day or other in skip:
+                    continue
+                if any(self._narrower(f, widened) for f in self.ds.files(other)):
                     self.ds.rewrite_day(other, self.kinds, self.metadata)
         self.rows += result.rows
         self.files += len(result.files)
@@ -596,6 +622,28 @@ class _DatasetSink:
             start,
             end,
         )
+
+
+def _write_window(
+    ds: sinks.ParquetDataset,
+    day: dt.date,
+    parsed: _Parsed,
+    merged: dict[str, Kind],
+    plan: _ExportPlan,
+    metadata: dict[str, Any],
+) -> sinks.DayWriteResult:
+    """Write one parsed window as the partition of ``day``, typed by the dataset's
+    ``merged`` kinds (``_DatasetSink.merged_kinds``); the swap-in is atomic."""
+    prop_kinds = {
+        k[len(parse.PROPERTY_PREFIX) :]: v
+        for k, v in merged.items()
+        if k.startswith(parse.PROPERTY_PREFIX)
+    }
+    schema = _final_schema(prop_kinds, None)
+    batches = _batches(
+        parsed, prop_kinds, plan.timezone, None, dedupe=plan.dedupe, unit=plan.time_unit
+    )
+    return ds.write_day(day, schema, batches, metadata=metadata)
 
 
 def _write_dataset(
@@ -644,6 +692,7 @@ def read_robotmia_export(
     refresh: bool = False,
     timeout: float | None = None,
     max_retries: int = 5,
+    retry_backoff: float = 1.0,
     verify: bool | str = True,
     progress: _progress.ProgressArg = None,
 ) -> pd.DataFrame | pa.Table:
@@ -655,7 +704,13 @@ def read_robotmia_export(
     as day windows, ``concurrency`` at a time within ``rate_limit``; every body is
     verified complete before it is parsed. With ``parquet_path`` the same rows are
     also written as a Hive-partitioned dataset (``date=YYYY-MM-DD/``), one atomic day
-    at a time. See ``docs/api.md`` for every option.
+    at a time. Failed requests are retried ``max_retries`` times with full-jitter
+    exponential backoff starting at ``retry_backoff`` seconds (doubling, at most 60 s;
+    a server's ``Retry-After`` wins). ``region`` (``"us"``, ``"eu"``, ``"in"``) picks
+    the endpoint unless ``base_url`` is given; ``limit`` caps the events of each day
+    window (the export's ``limit`` parameter, sent with every window); ``cache_dir``
+    keeps verified window bodies so that a re-run downloads only what is missing
+    (``refresh=True``: everything). See ``docs/api.md`` for every option.
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer, generate_events
@@ -669,7 +724,8 @@ def read_robotmia_export(
         from_date, to_date, event=event, where=where, api_secret=api_secret,
         project_timezone=project_timezone, base_url=base_url, region=region,
         on_bad_lines=on_bad_lines, columns=columns, concurrency=concurrency, timeout=timeout,
-        max_retries=max_retries, verify=verify, rate_limit=rate_limit, time_in_ms=time_in_ms,
+        max_retries=max_retries, retry_backoff=retry_backoff, verify=verify,
+        rate_limit=rate_limit, time_in_ms=time_in_ms,
         limit=limit, cache_dir=cache_dir, refresh=refresh, dedupe=dedupe, progress=progress,
     )  # fmt: skip
     rtype = _return_type(return_type)
@@ -726,12 +782,15 @@ def read_export_file(
     dedupe: bool = False,
     time_in_ms: bool = False,
     where: str | None = None,
+    progress: _progress.ProgressArg = None,
 ) -> pd.DataFrame | pa.Table:
     """Read a saved export (``.jsonl`` or ``.jsonl.gz``, multi-member gzip included).
 
     Gives exactly what :func:`read_robotmia_export` gives for the same lines. With
     ``where`` (a ``where`` expression, see ``docs/where.md``) only the rows it
     selects are returned, as the export's server-side filter would select them.
+    ``progress`` as in :func:`read_robotmia_export`: a bar counting parsed rows on a
+    terminal when the read lasts over a second, or a callback.
 
     Example:
         >>> import tempfile, pathlib
@@ -756,7 +815,12 @@ def read_export_file(
     parse_cols = cols
     if dedupe and cols is not None:
         parse_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
-    parsed = _parse_file(p, str(p), mode, parse_cols)
+    bar = _progress.make(progress, total=1, desc="robotmia read", unit="row")
+    try:
+        parsed = _parse_file(p, str(p), mode, parse_cols, bar)
+    finally:
+        if bar is not None:
+            bar.close()
     kinds = parsed.kinds
     schema = _final_schema(kinds, cols)
     batches = _batches(parsed, kinds, tz, cols, dedupe=dedupe, unit="ms" if time_in_ms else "s")
@@ -790,6 +854,7 @@ def export_to_parquet(
     refresh: bool = False,
     timeout: float | None = None,
     max_retries: int = 5,
+    retry_backoff: float = 1.0,
     verify: bool | str = True,
     progress: _progress.ProgressArg = None,
 ) -> ExportSummary:
@@ -798,7 +863,8 @@ def export_to_parquet(
     Memory stays bounded whatever the size: each day window is downloaded, verified,
     parsed in record batches and written as it goes, then swapped in atomically. A
     day that fails leaves its old partition (and every day already written) intact;
-    the error names the day.
+    the error names the day. Retries as in :func:`read_robotmia_export`
+    (``max_retries``, ``retry_backoff``).
 
     Example:
         >>> import tempfile
@@ -814,7 +880,8 @@ def export_to_parquet(
         from_date, to_date, event=event, where=where, api_secret=api_secret,
         project_timezone=project_timezone, base_url=base_url, region=region,
         on_bad_lines=on_bad_lines, concurrency=concurrency, timeout=timeout,
-        max_retries=max_retries, verify=verify, rate_limit=rate_limit, time_in_ms=time_in_ms,
+        max_retries=max_retries, retry_backoff=retry_backoff, verify=verify,
+        rate_limit=rate_limit, time_in_ms=time_in_ms,
         limit=limit, cache_dir=cache_dir, refresh=refresh, dedupe=dedupe, progress=progress,
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
@@ -841,6 +908,7 @@ def sync_to_parquet(
     rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
     timeout: float | None = None,
     max_retries: int = 5,
+    retry_backoff: float = 1.0,
     verify: bool | str = True,
     progress: _progress.ProgressArg = None,
 ) -> ExportSummary:
@@ -851,6 +919,7 @@ def sync_to_parquet(
     whole. Late events are never filtered out by a time cursor: a re-exported day
     holds exactly what the server holds for it, so running twice gives identical
     data and nothing is doubled. The state lives in ``<path>/_robotmia/sync.json``.
+    Retries as in :func:`read_robotmia_export` (``max_retries``, ``retry_backoff``).
 
     Example:
         >>> import tempfile
@@ -885,7 +954,8 @@ def sync_to_parquet(
     plan = _plan(
         begin, end, event=event, where=where, api_secret=api_secret,
         project_timezone=tz, base_url=base_url, region=region, on_bad_lines=on_bad_lines,
-        concurrency=concurrency, timeout=timeout, max_retries=max_retries, verify=verify,
+        concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+        retry_backoff=retry_backoff, verify=verify,
         rate_limit=rate_limit, time_in_ms=time_in_ms, dedupe=dedupe, progress=progress,
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
@@ -906,6 +976,7 @@ def read_parquet_dataset(
     dedupe: bool = False,
     where: str | None = None,
     project_timezone: str | None = None,
+    progress: _progress.ProgressArg = None,
 ) -> pd.DataFrame | pa.Table:
     """Read a dataset written by this library back as one table.
 
@@ -914,6 +985,7 @@ def read_parquet_dataset(
     ``where`` keeps the rows a ``where`` expression selects (see ``docs/where.md``),
     pushed down into each file's scan; its times are read in ``project_timezone``,
     else the timezone the dataset recorded when it was written.
+    ``progress`` as in :func:`read_robotmia_export`, counting days read.
 
     Example:
         >>> import tempfile
@@ -925,6 +997,81 @@ def read_parquet_dataset(
         >>> len(read_parquet_dataset(out, from_date="2024-01-02"))
         20
     """
+    query = _dataset_query(
+        path, from_date=from_date, to_date=to_date, columns=columns, event=event,
+        where=where, project_timezone=project_timezone, dedupe=dedupe,
+    )  # fmt: skip
+    rtype = _return_type(return_type)
+    backend = _dtype_backend(dtype_backend)
+    bar = _progress.make(progress, total=len(query.select()), desc="robotmia read", unit="day")
+    try:
+        table = query.read(on_day=None if bar is None else bar.window_done)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _deliver(table, rtype, backend)
+
+
+@dataclass(frozen=True)
+class _DatasetQuery:
+    """A checked :func:`read_parquet_dataset` request (shared with ``robotmia_frames.dask``)."""
+
+    ds: sinks.ParquetDataset
+    start: dt.date | None
+    end: dt.date | None
+    columns: list[str] | None
+    events: tuple[str, ...] | None
+    where: str | None
+    project_timezone: str | None
+    default_timezone: str
+    dedupe: bool
+
+    def select(self) -> dict[dt.date, list[Path]]:
+        """The data files the query reads, by day."""
+        return self.ds.select(from_date=self.start, to_date=self.end, event=self.events)
+
+    def read(
+        self,
+        day: dt.date | None = None,
+        *,
+        on_day: Callable[[int, int], None] | None = None,
+    ) -> pa.Table:
+        """The selected rows (of one ``day`` only, if given) as one unified table."""
+        cols = self.columns
+        read_cols = cols
+        if self.dedupe and cols is not None:
+            read_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
+        table = self.ds.read(
+            from_date=day or self.start,
+            to_date=day or self.end,
+            columns=read_cols,
+            event=self.events,
+            where=self.where,
+            project_timezone=self.project_timezone,
+            default_timezone=self.default_timezone,
+            on_day=on_day,
+        )
+        if self.dedupe:
+            table = pa.Table.from_batches(
+                [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema
+            )
+            if cols is not None and read_cols is not cols:
+                table = table.select(cols)
+        return table
+
+
+def _dataset_query(
+    path: str | os.PathLike[str],
+    *,
+    from_date: DateLike | None,
+    to_date: DateLike | None,
+    columns: Sequence[str] | None,
+    event: str | Sequence[str] | None,
+    where: str | None,
+    project_timezone: str | None,
+    dedupe: bool,
+) -> _DatasetQuery:
+    """Check :func:`read_parquet_dataset`'s arguments and find the dataset's layout."""
     root = Path(os.fspath(path))
     if not root.is_dir():
         raise FileNotFoundError(f"no dataset at {root}")
@@ -932,8 +1079,6 @@ def read_parquet_dataset(
     end = _parse_date(to_date, "to_date") if to_date is not None else None
     if start and end and start > end:
         raise InvalidArgumentError(f"from_date {start} is after to_date {end}")
-    rtype = _return_type(return_type)
-    backend = _dtype_backend(dtype_backend)
     cols = _columns(columns)
     events = _events(event)
     where_ = _where(where)
@@ -948,23 +1093,14 @@ def read_parquet_dataset(
         )
         else ("date",)
     )
-    ds = sinks.ParquetDataset(root, partition_by=layout, create=False)
-    read_cols = cols
-    if dedupe and cols is not None:
-        read_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
-    table = ds.read(
-        from_date=start,
-        to_date=end,
-        columns=read_cols,
-        event=events,
+    return _DatasetQuery(
+        ds=sinks.ParquetDataset(root, partition_by=layout, create=False),
+        start=start,
+        end=end,
+        columns=cols,
+        events=events,
         where=where_,
         project_timezone=project_timezone,
         default_timezone=os.environ.get(TIMEZONE_ENV) or "UTC",
+        dedupe=bool(dedupe),
     )
-    if dedupe:
-        table = pa.Table.from_batches(
-            [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema
-        )
-        if cols is not None and read_cols is not cols:
-            table = table.select(cols)
-    return _deliver(table, rtype, backend)

@@ -123,7 +123,7 @@ def _plain(value: Any) -> Any:
 class _Page:
     """The rows of one page while it streams in: flattened into column buffers.
 
-    Nothing here is visible to the export until :meth:`_Export.commit` takes it,
+    Nothing here is visible to the export until :meth:`_Export._commit` takes it,
     so a page that fails half-way is simply dropped.
     """
 

@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -458,6 +458,34 @@ class ParquetDataset:
 
     # -- reading ------------------------------------------------------------------
 
+    def select(
+        self,
+        *,
+        from_date: dt.date | None = None,
+        to_date: dt.date | None = None,
+        event: Sequence[str] | None = None,
+    ) -> dict[dt.date, list[Path]]:
+        """The data files :meth:`read` reads, by day: the days ``from_date..to_date``,
+        and only the partitions of ``event`` when the dataset is partitioned by event.
+
+        Example:
+            >>> import tempfile, datetime as dt, pyarrow as pa
+            >>> ds = ParquetDataset(tempfile.mkdtemp())
+            >>> t = pa.table({"event": ["a"], "time": pa.array([0], pa.timestamp("us", tz="UTC"))})
+            >>> _ = ds.write_day(dt.date(2024, 1, 2), t.schema, iter(t.to_batches()))
+            >>> [(d.isoformat(), [f.name for f in fs]) for d, fs in ds.select().items()]
+            [('2024-01-02', ['part-0.parquet'])]
+        """
+        out: dict[dt.date, list[Path]] = {}
+        for day in self.days():
+            if (from_date and day < from_date) or (to_date and day > to_date):
+                continue
+            files = self.files(day)
+            if event is not None and self.partition_by == ("date", "event"):
+                files = [f for f in files if _event_of_dirname(f.parent.name) in event]
+            out[day] = files
+        return out
+
     def read(
         self,
         *,
@@ -468,23 +496,19 @@ class ParquetDataset:
         where: str | None = None,
         project_timezone: str | None = None,
         default_timezone: str = "UTC",
+        on_day: Callable[[int, int], None] | None = None,
     ) -> pa.Table:
         """Read days ``from_date..to_date`` back as one table with unified types.
 
         ``where`` keeps the rows a ``where`` expression selects, file by file (see
         :meth:`_read_where`); times are read in ``project_timezone``, else the
-        timezone the file records, else ``default_timezone``.
+        timezone the file records, else ``default_timezone``. ``on_day(bytes, rows)``
+        is called after each day is read (progress reporting).
         """
         tables = []
-        for day in self.days():
-            if (from_date and day < from_date) or (to_date and day > to_date):
-                continue
-            for f in self.files(day):
-                if event is not None and self.partition_by == ("date", "event"):
-                    raw = f.parent.name[len("event=") :]
-                    name = None if raw == NULL_PARTITION else unquote(raw)
-                    if name not in event:
-                        continue
+        for files in self.select(from_date=from_date, to_date=to_date, event=event).values():
+            day_rows = 0
+            for f in files:
                 present = pq.read_schema(f).names
                 want = None if columns is None else [c for c in columns if c in present]
                 if (
@@ -504,11 +528,20 @@ class ParquetDataset:
                     if columns is not None and "event" not in columns:
                         t = t.drop_columns(["event"])
                 tables.append(t)
+                day_rows += t.num_rows
+            if on_day is not None:
+                on_day(0, day_rows)
         order = _column_order(t.schema for t in tables) if columns is None else list(columns)
         kinds = unify_kinds_of_schemas(t.schema for t in tables)
         if not tables:
             return conform_table(pa.table({}), kinds, order)
         return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
+
+
+def _event_of_dirname(name: str) -> str | None:
+    """The event of an ``event=...`` partition folder (None for the null partition)."""
+    raw = name[len("event=") :]
+    return None if raw == NULL_PARTITION else unquote(raw)
 
 
 def _recorded_timezone(path: Path) -> str | None:

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import email.utils
@@ -527,9 +528,16 @@ class _BodyVerifier:
                 if not inflater.eof:
                     raise _Truncated("the gzip stream ended before its trailer")
         line = self._last_line()
-        if line is not None and _TERMINATED_EARLY in line.lower() and not _is_json_object(line):
-            shown = line[:200].decode("utf-8", "replace")
+        if line is None or _is_json_object(line):
+            return
+        shown = line[:200].decode("utf-8", "replace")
+        if _TERMINATED_EARLY in line.lower():
             raise _Truncated(f"the server terminated the export early ({shown!r})")
+        if line.startswith(b"{") and not self._tail.endswith(b"\n"):
+            # Every line of an export ends with a newline: a body that stops inside
+            # what starts as an export line but is not a whole JSON object was cut off
+            # (a plain body without Content-Length has no other sign of it).
+            raise _Truncated(f"the body ends in the middle of a line ({shown[-80:]!r})")
 
     def _last_line(self) -> bytes | None:
         text = self._tail.rstrip()
@@ -873,12 +881,16 @@ class RateLimit:
 
 
 class RateLimiter:
-    """A thread-safe token-bucket scheduler enforcing a :class:`RateLimit`.
+    """A thread-safe scheduler enforcing a :class:`RateLimit` as sliding windows.
 
-    Every HTTP attempt (retries included) takes one token from the hourly and the
-    per-second bucket and holds one of the ``concurrent`` slots while it runs. A
-    ``Retry-After`` from the server pauses every caller until it has passed. Share
-    one limiter between calls (``rate_limiter=``) to keep a budget across them.
+    Every HTTP attempt (retries included) counts as one query when it starts, and
+    holds one of the ``concurrent`` slots while it runs. At most ``per_second``
+    queries start in any interval of one second, and at most ``per_hour`` in any
+    interval of an hour (a sliding window, not a token bucket: a bucket would let a
+    burst at the end of one second or hour follow a full one, and break the
+    server's limit). A ``Retry-After`` from the server pauses every caller until
+    it has passed. Share one limiter between calls (``rate_limit=limiter``) to keep
+    one budget across them.
 
     Example:
         >>> limiter = RateLimiter(RateLimit(per_hour=None, per_second=None))
@@ -894,25 +906,23 @@ class RateLimiter:
         self.limit = limit or RateLimit()
         self._clock = clock
         self._cond = threading.Condition()
-        now = clock()
-        self._buckets: list[list[float]] = []  # [capacity, tokens, refill per second, last]
+        # (window length in seconds, most queries starting in it, their start times)
+        self._windows: list[tuple[float, int, collections.deque[float]]] = []
         if self.limit.per_hour is not None:
-            self._buckets.append(
-                [self.limit.per_hour, self.limit.per_hour, self.limit.per_hour / 3600.0, now]
-            )
+            self._windows.append((3600.0, self.limit.per_hour, collections.deque()))
         if self.limit.per_second is not None:
-            self._buckets.append(
-                [self.limit.per_second, self.limit.per_second, float(self.limit.per_second), now]
-            )
+            self._windows.append((1.0, self.limit.per_second, collections.deque()))
         self._running = 0
         self._paused_until = 0.0
         self.queries = 0
         self.waited = 0.0
 
-    def _refill(self, now: float) -> None:
-        for b in self._buckets:
-            b[1] = min(b[0], b[1] + (now - b[3]) * b[2])
-            b[3] = now
+    def __repr__(self) -> str:
+        limit = self.limit
+        return (
+            f"RateLimiter(per_hour={limit.per_hour!r}, per_second={limit.per_second!r}, "
+            f"concurrent={limit.concurrent!r}, queries={self.queries})"
+        )
 
     def expected_wait(self) -> float:
         """Seconds until the next query may start (0 when the budget allows it now)."""
@@ -920,21 +930,24 @@ class RateLimiter:
             return self._wait_locked(self._clock())
 
     def _wait_locked(self, now: float) -> float:
-        self._refill(now)
         wait = max(0.0, self._paused_until - now)
-        for b in self._buckets:
-            if b[1] < 1.0:
-                wait = max(wait, (1.0 - b[1]) / b[2])
+        for length, most, starts in self._windows:
+            while starts and starts[0] <= now - length:
+                starts.popleft()
+            if len(starts) >= most:
+                # the query that frees a place is the one `most` places from the end
+                wait = max(wait, starts[-most] + length - now)
         return wait
 
     def pause(self, seconds: float) -> None:
         """Hold every caller back for ``seconds`` (a server's ``Retry-After``)."""
         with self._cond:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+            self._cond.notify_all()
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """Wait for a token and a free slot; hold the slot for the attempt."""
+        """Wait for the budget and a free slot; hold the slot for the attempt."""
         start = self._clock()
         with self._cond:
             while True:
@@ -944,11 +957,11 @@ class RateLimiter:
                 if wait <= 0 and not busy:
                     break
                 self._cond.wait(timeout=min(wait, 1.0) if wait > 0 else 1.0)
-            for b in self._buckets:
-                b[1] -= 1.0
+            for _, _, starts in self._windows:
+                starts.append(now)
             self._running += 1
             self.queries += 1
-            self.waited += self._clock() - start
+            self.waited += now - start
         try:
             yield
         finally:

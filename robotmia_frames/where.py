@@ -103,7 +103,7 @@ class WhereSyntaxError(InvalidArgumentError):
         ...     parse_where('properties["a"] === 1')
         ... except WhereSyntaxError as exc:
         ...     print(exc)
-        invalid where expression: unexpected '=' at column 19
+        invalid where expression: expected a value, found '=' at column 19
           properties["a"] === 1
                             ^
     """
@@ -193,7 +193,7 @@ class DateTime:
 class Expr:
     """Base class of the AST nodes. ``pos`` is the 0-based offset in the text."""
 
-    pos: int = field(default=0, compare=False, kw_only=True)
+    pos: int = field(default=0, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -373,6 +373,8 @@ def _bad_char_reason(text: str, i: int) -> str:
         return "'||' is not an operator: write 'or'"
     if c == "!":
         return "'!' is not an operator: write 'not' (or '!=')"
+    if c == "." and ((i > 0 and text[i - 1] in _DIGITS) or text[i + 1 : i + 2] in _DIGITS):
+        return "a decimal number needs digits on both sides of '.' (0.5, 2.0)"
     if c == ".":
         return "unexpected '.': write properties[\"name\"], not a dotted name"
     return f"unexpected character {c!r}"
@@ -451,7 +453,8 @@ class _Parser:
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
-        self.depth = 0
+        self.depth = 0  # expr() recursion
+        self.nesting = 0  # open brackets: ( [ and calls
         self.scope: list[str] = []
 
     # -- token helpers ----------------------------------------------------------
@@ -463,6 +466,11 @@ class _Parser:
         if tok.kind != "EOF":
             self.i += 1
         return tok
+
+    def open_bracket(self) -> None:
+        self.nesting += 1
+        if self.nesting > MAX_DEPTH:
+            raise self.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)")
 
     def error(self, reason: str, tok: _Tok | None = None) -> WhereSyntaxError:
         return WhereSyntaxError(reason, self.text, (tok or self.peek()).pos)
@@ -508,7 +516,12 @@ class _Parser:
     def parse(self) -> Expr:
         if self.peek().kind == "EOF":
             raise self.error("empty expression")
-        expr = self.expr(1)
+        try:
+            expr = self.expr(1)
+        except RecursionError:  # a backstop: the depth counter normally stops first
+            raise self.error(
+                f"expression nested too deeply (more than {MAX_DEPTH} levels)"
+            ) from None
         tok = self.peek()
         if tok.kind != "EOF":
             if tok.kind == "OP" and tok.value in ")]":
@@ -519,58 +532,56 @@ class _Parser:
         return expr
 
     def expr(self, min_level: int) -> Expr:
+        """An expression whose operators bind at least as tightly as ``min_level``."""
         self.depth += 1
-        if self.depth > 2 * MAX_DEPTH:
-            raise self.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)")
         try:
-            return self._expr(min_level)
+            if self.depth > 2 * MAX_DEPTH:
+                raise self.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)")
+            tok = self.peek()
+            w = self.word(tok)
+            left: Expr
+            if w == "not":
+                if min_level > _NOT_LEVEL:
+                    raise self.error("'not' cannot appear here: put the operand in parentheses")
+                self.next()
+                left = Not(self.expr(_NOT_LEVEL), pos=tok.pos)
+            elif tok.kind == "OP" and tok.value == "-":
+                self.next()
+                left = Negate(self.expr(_NEG_LEVEL), pos=tok.pos)
+            else:
+                left = self.index(self.primary())
+            while True:
+                found = self.binary_level()
+                if found is None:
+                    return left
+                level, op = found
+                if level < min_level:
+                    return left
+                op_tok = self.next()
+                if op in ("and", "or"):
+                    operands = [left, self.expr(level + 1)]
+                    while self.word(self.peek()) == op:
+                        self.next()
+                        operands.append(self.expr(level + 1))
+                    for operand in operands:
+                        self.check_logic_operand(op, operand)
+                    left = BoolOp(op, tuple(operands), pos=left.pos)
+                elif level == _LEVELS["cmp"]:
+                    if op == "not in":
+                        self.next()  # the 'in'
+                    right = self.expr(level + 1)
+                    if op == "not in":
+                        left = Not(Compare("in", left, right, pos=op_tok.pos), pos=op_tok.pos)
+                    else:
+                        left = Compare(op, left, right, pos=op_tok.pos)
+                    if self.binary_level() is not None and self.binary_level()[0] == level:  # type: ignore[index]
+                        raise self.error(
+                            "comparisons cannot be chained: combine them with 'and' (a < b and b < c)"
+                        )
+                else:
+                    left = Arith(op, left, self.expr(level + 1), pos=op_tok.pos)
         finally:
             self.depth -= 1
-
-    def _expr(self, min_level: int) -> Expr:
-        tok = self.peek()
-        w = self.word(tok)
-        left: Expr
-        if w == "not":
-            if min_level > _NOT_LEVEL:
-                raise self.error("'not' cannot appear here: put the operand in parentheses")
-            self.next()
-            left = Not(self.expr(_NOT_LEVEL), pos=tok.pos)
-        elif tok.kind == "OP" and tok.value == "-":
-            self.next()
-            left = Negate(self.expr(_NEG_LEVEL), pos=tok.pos)
-        else:
-            left = self.postfix()
-        while True:
-            found = self.binary_level()
-            if found is None:
-                return left
-            level, op = found
-            if level < min_level:
-                return left
-            op_tok = self.next()
-            if op in ("and", "or"):
-                operands = [left, self.expr(level + 1)]
-                while self.word(self.peek()) == op:
-                    self.next()
-                    operands.append(self.expr(level + 1))
-                for operand in operands:
-                    self.check_logic_operand(op, operand)
-                left = BoolOp(op, tuple(operands), pos=left.pos)
-            elif level == _LEVELS["cmp"]:
-                if op == "not in":
-                    self.next()  # the 'in'
-                right = self.expr(level + 1)
-                if op == "not in":
-                    left = Not(Compare("in", left, right, pos=op_tok.pos), pos=op_tok.pos)
-                else:
-                    left = Compare(op, left, right, pos=op_tok.pos)
-                if self.binary_level() is not None and self.binary_level()[0] == level:  # type: ignore[index]
-                    raise self.error(
-                        "comparisons cannot be chained: combine them with 'and' (a < b and b < c)"
-                    )
-            else:
-                left = Arith(op, left, self.expr(level + 1), pos=op_tok.pos)
 
     def check_logic_operand(self, op: str, operand: Expr) -> None:
         what = _literal_kind(operand)
@@ -581,8 +592,7 @@ class _Parser:
                 operand.pos,
             )
 
-    def postfix(self) -> Expr:
-        expr = self.primary()
+    def index(self, expr: Expr) -> Expr:
         while self.peek().kind == "OP" and self.peek().value == "[":
             open_tok = self.next()
             key = self.peek()
@@ -605,9 +615,11 @@ class _Parser:
             return Literal(str(tok.value), pos=tok.pos)
         if tok.kind == "OP":
             if tok.value == "(":
+                self.open_bracket()
                 self.next()
                 inner = self.expr(1)
                 self.expect_op(")", "to close '('")
+                self.nesting -= 1
                 return inner
             if tok.value == "[":
                 return self.list_display()
@@ -635,11 +647,12 @@ class _Parser:
         if name in self.scope:
             self.next()
             return Variable(name, pos=tok.pos)
+        shown = name if len(name) <= 30 else name[:27] + "..."
         if name.lower() in _ACCESSORS:
             raise self.error(f"unknown name {name!r}: accessors are lower case ({name.lower()})")
         raise self.error(
-            f"unknown name {name!r}: bare words are not allowed; write "
-            f'properties["{name}"] or a quoted string'
+            f"unknown name {shown!r}: bare words are not allowed; write "
+            f'properties["{shown}"] or a quoted string'
         )
 
     def accessor(self) -> Expr:
@@ -660,10 +673,12 @@ class _Parser:
         return Property(source, str(key.value), pos=tok.pos)
 
     def list_display(self) -> Expr:
+        self.open_bracket()
         open_tok = self.next()
         items: list[Expr] = []
         if self.peek().kind == "OP" and self.peek().value == "]":
             self.next()
+            self.nesting -= 1
             return ListExpr((), pos=open_tok.pos)
         while True:
             items.append(self.expr(1))
@@ -673,12 +688,14 @@ class _Parser:
                 continue
             if tok.kind == "OP" and tok.value == "]":
                 self.next()
+                self.nesting -= 1
                 return ListExpr(tuple(items), pos=open_tok.pos)
             raise self.error(f"expected ',' or ']' in a list, found {self.describe(tok)}")
 
     def call(self, name: str) -> Expr:
         tok = self.next()
         self.expect_op("(", f"after {name}")
+        self.open_bracket()
         lo, hi = _FUNCTIONS[name]
         if name == "any":
             var = self.peek()
@@ -696,6 +713,7 @@ class _Parser:
             finally:
                 self.scope.pop()
             self.expect_op(")", "to close any(...)")
+            self.nesting -= 1
             return AnyExpr(str(var.value), items, predicate, pos=tok.pos)
         args: list[Expr] = []
         if not (self.peek().kind == "OP" and self.peek().value == ")"):
@@ -710,6 +728,7 @@ class _Parser:
                 f"expected ',' or ')' in {name}(...), found {self.describe(self.peek())}"
             )
         close = self.next()
+        self.nesting -= 1
         if not lo <= len(args) <= hi:
             want = str(lo) if lo == hi else f"{lo} or {hi}"
             raise WhereSyntaxError(
@@ -902,7 +921,7 @@ def _fmt(node: Expr, min_prec: int) -> str:
     elif isinstance(node, Not):
         out = "not " + _fmt(node.operand, _NOT_LEVEL)
     elif isinstance(node, Negate):
-        out = "-" + _fmt(node.operand, _NEG_LEVEL + 1)
+        out = "-" + _fmt(node.operand, _NEG_LEVEL)
     elif isinstance(node, BoolOp):
         level = _LEVELS[node.op]
         out = f" {node.op} ".join(_fmt(o, level + 1) for o in node.operands)
@@ -1096,7 +1115,7 @@ def decode_text(cell: str) -> Any:
 
 
 class _Env:
-    __slots__ = ("bindings", "now", "props", "tz", "tz_name")
+    __slots__ = ("bindings", "now", "props", "tz", "tz_name", "user")
 
     def __init__(
         self,
@@ -1104,8 +1123,10 @@ class _Env:
         tz_name: str,
         now: float,
         bindings: dict[str, Any] | None = None,
+        user: Mapping[str, Any] | None = None,
     ) -> None:
         self.props = props
+        self.user = user
         self.tz_name = tz_name
         self.tz: ZoneInfo | None = None
         self.now = now
@@ -1223,6 +1244,8 @@ def _ev_property(node: Property, env: _Env) -> Any:
     if node.source == "event" and node.name == "$time":
         t = to_number(env.props.get("time", UNDEFINED))
         return datetime_of_number(t) if _is_num(t) else _to_datetime(t, env)
+    if node.source == "user" and env.user is not None:
+        return to_number(env.user.get(node.name, UNDEFINED))
     return UNDEFINED  # user[...] in an export; any other event[...] field
 
 
@@ -1392,13 +1415,16 @@ def evaluate(
     project_timezone: str = "UTC",
     now: float | None = None,
     bindings: Mapping[str, Any] | None = None,
+    user: Mapping[str, Any] | None = None,
 ) -> Any:
     """The value of ``expr`` for one export line (``{"event": ..., "properties": {...}}``).
 
     Returns a string, float, bool, list, dict, :class:`DateTime`, ``None`` (JSON
     null) or :data:`UNDEFINED`. ``properties.time`` is project-local seconds, as in
     the export; ``project_timezone`` (default UTC) reads datetime strings that
-    carry an offset. ``now`` fixes ``NOW`` (default: the current time).
+    carry an offset. ``now`` fixes ``NOW`` (default: the current time). ``user``
+    holds the profile properties ``user["..."]`` reads (an Engage query passes the
+    profile as both); without it ``user[...]`` is undefined, as in an export.
 
     Example:
         >>> e = {"properties": {"amount": 42.5, "quantity": 3, "nothing": None}}
@@ -1414,6 +1440,7 @@ def evaluate(
         project_timezone,
         _time.time() if now is None else float(now),
         dict(bindings) if bindings else None,
+        user,
     )
     return _eval(node, env)
 
@@ -1424,10 +1451,12 @@ def matches(
     *,
     project_timezone: str = "UTC",
     now: float | None = None,
+    user: Mapping[str, Any] | None = None,
 ) -> bool:
     """Whether the export keeps ``event``: the expression's value is boolean ``true``.
 
-    Undefined, null, false and non-boolean values drop the event.
+    Undefined, null, false and non-boolean values drop the event. For an Engage
+    profile, pass its properties as ``{"properties": profile}`` and ``user=profile``.
 
     Example:
         >>> e = {"properties": {"time": 1704103200, "tags": ["a", "b"], "zip": "02139"}}
@@ -1438,7 +1467,7 @@ def matches(
         >>> matches('event["$time"] >= datetime("2024-01-01T00:00:00")', e)
         True
     """
-    return evaluate(expr, event, project_timezone=project_timezone, now=now) is True
+    return evaluate(expr, event, project_timezone=project_timezone, now=now, user=user) is True
 
 
 # ======================================================================= Arrow (lazy)

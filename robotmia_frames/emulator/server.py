@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from robotmia_frames._redact import redact, register_secret
+from robotmia_frames.where import matches
 
 from .engage import ENGAGE_PATH, EngageEndpoint, EngageError
 from .generator import DateLike, _to_date, iter_generated_events
@@ -78,7 +79,9 @@ before the first byte is sent) becomes a 400 ``{"error": ...}`` answer."""
 
 where_filter: WhereFilter | None = None
 """Module-level default ``where`` evaluator, used by servers whose own
-``where_filter`` is ``None``. With neither set, ``where`` is ignored."""
+``where_filter`` is ``None``. With neither set, the server filters with
+:func:`robotmia_frames.where.matches` in its project timezone (a syntax error is
+a 400)."""
 
 
 # --------------------------------------------------------------------------- public types
@@ -106,6 +109,10 @@ class Fault:
       e.g. ``Content-Encoding: gzip`` over bytes that are not gzip: a corrupt body.
     - ``raw_body``: send exactly these bytes on the wire; no compression, and a
       ``Content-Encoding`` only if ``content_encoding`` is given.
+    - ``redirect``: answer ``302`` (or ``status``, if it is a 3xx) with this
+      ``Location``; the request's query string is appended unless it has one.
+    - ``content_length``: send a ``Content-Length`` header with the full length of
+      the (encoded) body, even when ``truncate_at``/``reset`` cut it short.
     - ``match``: apply only to requests whose params make it return true.
     - ``times``: how many requests it applies to before it is used up.
 
@@ -127,6 +134,8 @@ class Fault:
     content_encoding: str | None = None
     garbage: bytes | None = None
     raw_body: bytes | None = None
+    redirect: str | None = None
+    content_length: bool = False
     match: Callable[[dict[str, str]], bool] | None = None
     times: int = 1
 
@@ -560,6 +569,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.retry_after is not None:
             ra = fault.retry_after
             extra.append(("Retry-After", ra if isinstance(ra, str) else f"{ra:g}"))
+        if fault is not None and fault.redirect is not None:
+            status = fault.status if fault.status and 300 <= fault.status < 400 else 302
+            location = fault.redirect
+            query_string = urlsplit(self.path).query
+            if query_string and "?" not in location:
+                location = f"{location}?{query_string}"
+            self._send_json_error(status, "moved", [*extra, ("Location", location)])
+            return False
         if fault is not None and fault.status is not None:
             phrase = _phrase(fault.status)
             self._send_json_error(fault.status, fault.message or phrase, extra)
@@ -634,6 +651,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = [("Content-Type", ctype)]
         if content_encoding:
             headers.append(("Content-Encoding", content_encoding))
+        if fault is not None and fault.content_length:
+            first = b"".join([first, *body])  # the whole body, to know its length
+            body = iter(())
+            headers.append(("Content-Length", str(len(first))))
         self._start(200, headers + extra)
         remaining = cut
         for chunk in itertools.chain([first], body):
@@ -667,8 +688,8 @@ class ExportServer:
     ``gzip`` (default True) compresses bodies; ``require_https`` answers 400 to
     plain-HTTP requests, as the real service; ``tls=True`` serves HTTPS with a
     throwaway CA whose PEM file is ``ca_bundle``. ``where_filter`` evaluates
-    the ``where`` parameter (else the module-level ``where_filter``; else it is
-    ignored). ``profiles`` (or ``generate_profiles=N``) are served paged at
+    the ``where`` parameter (else the module-level ``where_filter``; else
+    :func:`robotmia_frames.where.matches` in ``project_timezone``). ``profiles`` (or ``generate_profiles=N``) are served paged at
     ``engage_url``, pages of at most ``engage_page_size`` (see :mod:`.engage`).
 
     Example:
@@ -941,7 +962,12 @@ class ExportServer:
 
     # ------------------------------------------------------------------ data
     def _where(self) -> WhereFilter | None:
-        return self.where_filter if self.where_filter is not None else where_filter
+        if self.where_filter is not None:
+            return self.where_filter
+        return where_filter if where_filter is not None else self._default_where
+
+    def _default_where(self, expr: str, event: dict[str, Any]) -> bool:
+        return matches(expr, event, project_timezone=self.project_timezone)
 
     def _check_where(self, expr: str | None) -> None:
         """Probe the filter once with an empty event: a ValueError means a 400."""

@@ -1,0 +1,62 @@
+"""Shared fixtures for the end-to-end tests: a real export server on loopback.
+
+Hypothesis strategies live in ``tests/strategies.py``, not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+
+from robotmia_frames.emulator import ExportServer
+
+#: The API secret every test server expects (long and distinctive, so that a test can
+#: look for it in messages, logs and files).
+SECRET = "e2e-secret-4b7f0c9a1d"
+
+
+@pytest.fixture
+def secret() -> str:
+    """The API secret the ``server`` fixture's servers accept."""
+    return SECRET
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's robotmia settings (tests set them explicitly)."""
+    monkeypatch.delenv("ROBOTMIA_API_SECRET", raising=False)
+    monkeypatch.delenv("ROBOTMIA_PROJECT_TIMEZONE", raising=False)
+
+
+ServerFactory = Callable[..., ExportServer]
+
+
+@pytest.fixture
+def server() -> Iterator[ServerFactory]:
+    """Start :class:`ExportServer` instances on 127.0.0.1; all are stopped afterwards.
+
+    ``server(events, **kwargs)``: ``api_secret`` defaults to :data:`SECRET`.
+    """
+    started: list[ExportServer] = []
+
+    def start(events: Iterable[dict[str, Any]] | None = None, **kwargs: Any) -> ExportServer:
+        kwargs.setdefault("api_secret", SECRET)
+        srv = ExportServer(events, **kwargs).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+def local_seconds(day: str | dt.date, seconds_into_day: float = 0.0) -> float:
+    """Project-local export seconds, ``seconds_into_day`` after local midnight of ``day``.
+
+    (Imported by other test modules: ``from tests.conftest import local_seconds``.)
+    """
+    d = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    return (d - dt.date(1970, 1, 1)).days * 86400 + seconds_into_day
