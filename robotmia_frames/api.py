@@ -707,8 +707,9 @@ def read_robotmia_export(
     at a time. Failed requests are retried ``max_retries`` times with full-jitter
     exponential backoff starting at ``retry_backoff`` seconds (doubling, at most 60 s;
     a server's ``Retry-After`` wins). ``region`` (``"us"``, ``"eu"``, ``"in"``) picks
-    the endpoint unless ``base_url`` is given; ``limit`` caps the events of each day
-    window (the export's ``limit`` parameter, sent with every window); ``cache_dir``
+    the endpoint unless ``base_url`` is given; ``limit`` caps the number of events
+    returned (the first ones, in day order; it is also sent as the export's ``limit``
+    parameter with every window, so no window downloads more); ``cache_dir``
     keeps verified window bodies so that a re-run downloads only what is missing
     (``refresh=True``: everything). See ``docs/api.md`` for every option.
 
@@ -768,6 +769,8 @@ def read_robotmia_export(
             )
         ]
     table = pa.Table.from_batches(batches, schema=schema)
+    if plan.limit is not None and table.num_rows > plan.limit:
+        table = table.slice(0, plan.limit)
     return _deliver(table, rtype, backend)
 
 
