@@ -564,6 +564,17 @@ class _DatasetSink:
         self.files = 0
         self.bytes = 0
         self.rows_per_day: dict[str, int] = {}
+        self.widened: set[str] = set()
+
+    def finish(self) -> None:
+        """Rewrite, once each, the days holding a column narrower than the dataset's
+        kind for it (a later day widened it), so every file agrees on every type."""
+        if not self.widened:
+            return
+        for day in self.ds.days():
+            if any(self._narrower(f, self.widened) for f in self.ds.files(day)):
+                self.ds.rewrite_day(day, self.kinds, self.metadata)
+        self.widened = set()
 
     def write(self, window: _Window, plan: _ExportPlan) -> None:
         """Write one downloaded window as its day's partition."""
@@ -589,16 +600,11 @@ class _DatasetSink:
         *,
         skip: frozenset[dt.date] = frozenset(),
     ) -> None:
-        """Record ``day`` as written with the ``merged`` kinds: rewrite the other days
-        (except ``skip``) that hold a column it widened, and count what was written."""
-        widened = {k for k, v in merged.items() if k in self.kinds and self.kinds[k] is not v}
+        """Record ``day`` as written with the ``merged`` kinds and count what was
+        written. Days it widened a column for are rewritten once, by :meth:`finish`
+        (``skip`` is accepted for callers that write days concurrently)."""
+        self.widened |= {k for k, v in merged.items() if k in self.kinds and self.kinds[k] is not v}
         self.kinds = merged
-        if widened:
-            for other in self.ds.days():
-                if other == day or other in skip:
-                    continue
-                if any(self._narrower(f, widened) for f in self.ds.files(other)):
-                    self.ds.rewrite_day(other, self.kinds, self.metadata)
         self.rows += result.rows
         self.files += len(result.files)
         self.bytes += result.bytes
@@ -658,9 +664,14 @@ def _write_dataset(
                 if not w.cached and plan.cache_dir is None:
                     with contextlib.suppress(OSError):
                         w.result.path.unlink()
+    except BaseException:
+        with contextlib.suppress(Exception):  # keep the days written consistent; the
+            sink.finish()  # next run repairs them if even this fails
+        raise
     finally:
         if plan.progress is not None:
             plan.progress.close()
+    sink.finish()
     return sink.summary(plan.start, plan.end)
 
 
@@ -755,6 +766,7 @@ def read_robotmia_export(
         if sink is not None:
             for w in windows:
                 sink.write(w, plan)
+            sink.finish()
         schema = _final_schema(kinds, plan.columns)
         batches = [
             b

@@ -1,22 +1,29 @@
 """The ``robotmia-frames`` command: a thin layer over the public functions.
 
-Exit codes: 0 success, 1 unexpected error, 2 bad arguments, 3 authentication,
-4 API error, 5 network or incomplete download, 6 malformed export data.
+Exit codes: 0 success, 1 unexpected error, 2 bad arguments (or a missing file),
+3 authentication, 4 API error, 5 network or incomplete download, 6 malformed
+export data, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
+import json
 import os
+import shutil
 import sys
 import tempfile
+import textwrap
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from . import api
+import pyarrow as pa
+
+from . import _inspect, api, sinks
 from ._redact import redact
 from ._version import __version__
 from .errors import (
@@ -28,72 +35,474 @@ from .errors import (
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_API, EXIT_NETWORK, EXIT_PARSE = range(7)
+EXIT_INTERRUPTED = 130
+_PREVIEW_COLUMNS = 8
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    unexpected error (run again with --debug for the traceback)
+  2    bad arguments: dates, timezone, where expression, missing secret or file
+  3    authentication refused (HTTP 401/403): check the API secret
+  4    API error (any other HTTP error after retries)
+  5    network failure or incomplete download, after retries
+  6    malformed export data (a bad line; see --on-bad-lines)
+  130  interrupted (Ctrl-C)"""
+
+SECRET_HELP = """\
+the API secret (Project Settings in robotmia) is read from ROBOTMIA_API_SECRET, or
+asked for at a hidden prompt when run on a terminal; there is no flag for it, so
+that it never lands in your shell history."""
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _para(text: str) -> str:
+    return textwrap.fill(text, width=79)
+
+
+# ------------------------------------------------------------------ parsers
+
+
+def _common(json_output: bool = True) -> argparse.ArgumentParser:
+    """Options every subcommand shares (they may also come before the subcommand)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an error",
+    )
+    if json_output:
+        p.add_argument("--json", action="store_true", help="print one JSON document (scripts)")
+        p.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="no progress bar (bars show only on a terminal, for work over a second)",
+        )
+    return p
+
+
+def _remote(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that talk to robotmia (export, sync)."""
+    p.add_argument("--out", required=True, type=Path, help="dataset folder (created if needed)")
+    p.add_argument("--event", action="append", metavar="NAME", help="only this event (repeatable)")
+    p.add_argument(
+        "--where", metavar="EXPR", help='server-side filter, e.g. \'properties["$os"] == "Linux"\''
+    )
+    p.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="project timezone, IANA name (default: ROBOTMIA_PROJECT_TIMEZONE)",
+    )
+    p.add_argument(
+        "--region", choices=["us", "eu", "in"], help="data residency region (default: us)"
+    )
+    p.add_argument("--base-url", metavar="URL", help="export endpoint (overrides --region)")
+    p.add_argument("--partition-by-event", action="store_true", help="partition by date and event")
+    p.add_argument("--dedupe", action="store_true", help="drop repeated events ($insert_id)")
+    p.add_argument(
+        "--concurrency", type=int, default=4, metavar="N", help="day windows at once (default 4)"
+    )
+    p.add_argument("--timeout", type=float, metavar="S", help="read timeout in seconds")
+    p.add_argument("--ca-bundle", metavar="PEM", help="CA bundle to verify the server with")
+    p.add_argument(
+        "--on-bad-lines",
+        choices=["error", "skip", "warn"],
+        default="error",
+        help="what a malformed line does (default: error, exit 6)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = _common()
     p = argparse.ArgumentParser(
         prog="robotmia-frames",
-        description="Export robotmia raw events to Parquet with correct UTC times.",
-        epilog="The API secret is read from ROBOTMIA_API_SECRET (never from a flag), the "
-        "project timezone from --timezone or ROBOTMIA_PROJECT_TIMEZONE.",
+        description=_para(
+            "robotmia raw event exports as Parquet datasets, with correct UTC times."
+        ),
+        epilog=f"""\
+start with 'robotmia-frames demo' (no account needed); 'robotmia-frames COMMAND
+--help' shows each command's options and examples.
+
+{SECRET_HELP}
+
+{EXIT_CODES}""",
+        formatter_class=_FORMATTER,
+        parents=[_common(json_output=False)],
     )
+    p.set_defaults(debug=False)
     p.add_argument("--version", action="version", version=f"robotmia-frames {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     e = sub.add_parser(
         "export",
-        help="export a date range to a Parquet dataset",
-        description="Export FROM..TO (inclusive project-local days) into a Hive-partitioned "
-        "Parquet dataset at --out, one atomic day partition at a time.",
+        parents=[common],
+        formatter_class=_FORMATTER,
+        help="export a date range into a Parquet dataset",
+        description=_para(
+            "Export FROM..TO (inclusive days of the project's timezone) into a "
+            "Hive-partitioned Parquet dataset (date=YYYY-MM-DD/), one atomic day at a time. "
+            "Days already in the dataset are replaced whole."
+        ),
+        epilog=f"""\
+examples:
+  export ROBOTMIA_API_SECRET=...  ROBOTMIA_PROJECT_TIMEZONE=Europe/Paris
+  robotmia-frames export 2024-01-01 2024-01-31 --out events/
+  robotmia-frames export 2024-01-01 2024-01-07 --out events/ --event Purchase --event Signup
+  robotmia-frames export 2024-01-01 2024-01-07 --out events/ \\
+      --where 'properties["$os"] == "Linux"' --region eu --json
+
+{SECRET_HELP}
+
+{EXIT_CODES}""",
     )
     e.add_argument("from_date", metavar="FROM", help="first day, YYYY-MM-DD")
     e.add_argument("to_date", metavar="TO", help="last day, YYYY-MM-DD (inclusive)")
-    e.add_argument("--out", required=True, type=Path, help="dataset folder")
-    e.add_argument("--event", action="append", help="only this event (repeatable)")
-    e.add_argument("--where", help='filter expression, e.g. properties["$os"]=="Linux"')
-    e.add_argument("--timezone", help="project timezone (IANA name, e.g. Europe/Paris)")
-    e.add_argument("--base-url", help="export endpoint (default: robotmia's US endpoint)")
-    e.add_argument("--partition-by-event", action="store_true", help="partition by date and event")
-    e.add_argument("--concurrency", type=int, default=4, help="day windows at once")
-    e.add_argument("--ca-bundle", help="CA bundle to verify the server's certificate")
+    _remote(e)
 
-    s = sub.add_parser("serve", help="run the local export server (no account needed)")
-    s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--days", type=int, default=30)
-    s.add_argument("--events-per-day", type=int, default=1000)
-    s.add_argument("--from-date", default="2024-01-01")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--timezone", default="America/Los_Angeles")
-    s.add_argument("--tls", action="store_true", help="serve HTTPS with a throwaway CA")
+    s = sub.add_parser(
+        "sync",
+        parents=[common],
+        formatter_class=_FORMATTER,
+        help="bring a dataset up to date, catching late events",
+        description=_para(
+            "Re-export from (the last synced day - LOOKBACK) through --end-date "
+            "(default: today in the project timezone), replacing those days whole. Mobile "
+            "events can arrive up to 5 days late; running sync daily keeps every day "
+            "complete, and running it twice changes nothing. The state is kept in "
+            "<out>/_robotmia/sync.json."
+        ),
+        epilog=f"""\
+examples:
+  robotmia-frames sync --out events/ --start-date 2024-01-01
+  robotmia-frames sync --out events/ --start-date 2024-01-01 --lookback-days 7 --json
+
+{SECRET_HELP}
+
+{EXIT_CODES}""",
+    )
+    s.add_argument(
+        "--start-date", required=True, metavar="DAY", help="first day ever synced, YYYY-MM-DD"
+    )
+    s.add_argument("--end-date", metavar="DAY", help="last day (default: today, project time)")
+    s.add_argument(
+        "--lookback-days",
+        type=int,
+        default=5,
+        metavar="N",
+        help="days re-exported before the last synced day (default 5)",
+    )
+    _remote(s)
+
+    r = sub.add_parser(
+        "read",
+        parents=[common],
+        formatter_class=_FORMATTER,
+        help="preview a dataset or an export file as a table",
+        description=_para(
+            "Read a local Parquet dataset folder (written by export or sync) or an "
+            "export file (.jsonl or .jsonl.gz) and print the first rows as a table."
+        ),
+        epilog=f"""\
+examples:
+  robotmia-frames read events/
+  robotmia-frames read events/ --from 2024-01-02 --to 2024-01-03 --columns 'event,time,$os'
+  robotmia-frames read events/ --where 'properties["plan"] == "pro"' --limit 50
+  robotmia-frames read export.jsonl.gz --timezone Europe/Paris --json --limit 0 > rows.json
+
+Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
+'properties.$os'. Times are UTC; reading an export file needs the project timezone
+(--timezone or ROBOTMIA_PROJECT_TIMEZONE) to convert them.
+
+{EXIT_CODES}""",
+    )
+    r.add_argument("source", type=Path, metavar="PATH", help="dataset folder or export file")
+    r.add_argument("--where", metavar="EXPR", help="keep the rows this expression selects")
+    r.add_argument(
+        "--columns",
+        action="append",
+        metavar="A,B,...",
+        help="only these columns (comma-separated, repeatable)",
+    )
+    r.add_argument("--from", dest="from_date", metavar="DAY", help="first day (datasets)")
+    r.add_argument("--to", dest="to_date", metavar="DAY", help="last day (datasets)")
+    r.add_argument(
+        "--event", action="append", metavar="NAME", help="only this event (repeatable; datasets)"
+    )
+    r.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="project timezone (export files; datasets recorded theirs)",
+    )
+    r.add_argument(
+        "--limit", type=int, default=10, metavar="N", help="rows to print (default 10; 0: all)"
+    )
+
+    i = sub.add_parser(
+        "inspect",
+        parents=[common],
+        formatter_class=_FORMATTER,
+        help="summarise a dataset or an export file",
+        description=_para(
+            "Summarise a dataset folder or an export file: days and rows per "
+            "day, time range, columns with their types and null rates, and type conflicts. "
+            "For an export file, a conflict is a column whose values had mixed JSON types "
+            "(the type policy folded it to text); for a dataset, a column whose type "
+            "differs between days. A dataset is summarised from its Parquet footers."
+        ),
+        epilog=f"""\
+examples:
+  robotmia-frames inspect events/
+  robotmia-frames inspect export.jsonl.gz
+  robotmia-frames inspect events/ --json | jq '.columns[] | select(.null_rate > 0.5)'
+
+{EXIT_CODES}""",
+    )
+    i.add_argument("source", type=Path, metavar="PATH", help="dataset folder or export file")
+    i.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="project timezone, noted in the summary (a file's days are project-local)",
+    )
+
+    sv = sub.add_parser(
+        "serve",
+        parents=[_common(json_output=False)],
+        formatter_class=_FORMATTER,
+        help="run the local export server (no account needed)",
+        description=_para(
+            "Serve generated events at http://127.0.0.1:PORT/api/2.0/export/ "
+            "(and profiles at /api/2.0/engage), as robotmia does: Basic auth with the "
+            "secret as user name, gzip JSONL, date/event/where filtering. Loopback only."
+        ),
+        epilog="""\
+examples:
+  robotmia-frames serve --port 8765 --timezone Europe/Paris
+  # in another terminal (the secret is ROBOTMIA_API_SECRET, else 'test-secret'):
+  ROBOTMIA_API_SECRET=test-secret robotmia-frames export 2024-01-01 2024-01-07 \\
+      --out events/ --timezone Europe/Paris --base-url http://127.0.0.1:8765/api/2.0/export/""",
+    )
+    sv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    sv.add_argument("--days", type=int, default=30, help="days of data (default 30)")
+    sv.add_argument("--events-per-day", type=int, default=1000, help="default 1000")
+    sv.add_argument("--from-date", default="2024-01-01", help="first day of data")
+    sv.add_argument("--seed", type=int, default=0, help="generator seed")
+    sv.add_argument("--timezone", default="America/Los_Angeles", help="project timezone")
+    sv.add_argument("--tls", action="store_true", help="serve HTTPS with a throwaway CA")
 
     d = sub.add_parser(
-        "demo", help="export two weeks from the built-in local server and summarise them"
+        "demo",
+        parents=[_common(json_output=False)],
+        formatter_class=_FORMATTER,
+        help="export two weeks from the built-in local server and summarise them",
+        description=_para(
+            "Start the local export server, export two weeks (2024-03-01..14, "
+            "across the US daylight-saving change) into a Parquet dataset, and summarise it."
+        ),
+        epilog="""\
+examples:
+  robotmia-frames demo
+  robotmia-frames demo --out demo-events/ && robotmia-frames inspect demo-events/""",
     )
     d.add_argument("--out", type=Path, help="dataset folder (default: a temporary folder)")
-    d.add_argument("--events-per-day", type=int, default=2000)
-    d.add_argument("--timezone", default="America/Los_Angeles")
+    d.add_argument("--events-per-day", type=int, default=2000, help="default 2000")
+    d.add_argument("--timezone", default="America/Los_Angeles", help="project timezone")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def _export(args: argparse.Namespace, out: TextIO) -> int:
-    summary = api.export_to_parquet(
-        args.out,
-        args.from_date,
-        args.to_date,
-        event=args.event,
-        where=args.where,
-        project_timezone=args.timezone,
-        base_url=args.base_url,
-        partition_by=("date", "event") if args.partition_by_event else ("date",),
-        concurrency=args.concurrency,
-        verify=args.ca_bundle or True,
-    )
-    print(
+# ------------------------------------------------------------------ helpers
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    """None: a bar when stderr is a terminal; False with --no-progress."""
+    return False if getattr(args, "no_progress", False) else None
+
+
+def _api_secret() -> str | None:
+    """The secret from a hidden prompt, when the environment has none and we may ask."""
+    if os.environ.get(api.SECRET_ENV, "").strip():
+        return None  # the functions read it themselves
+    if sys.stdin is not None and sys.stdin.isatty():
+        return getpass.getpass("robotmia API secret (input hidden): ").strip() or None
+    return None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _print_json(doc: Any, out: TextIO) -> None:
+    print(json.dumps(doc, default=_json_default, ensure_ascii=False, indent=2), file=out)
+
+
+def _summary_doc(summary: api.ExportSummary) -> dict[str, Any]:
+    return {
+        "path": str(summary.path),
+        "rows": summary.rows,
+        "days": summary.days,
+        "files": summary.files,
+        "bytes": summary.bytes,
+        "from_date": summary.from_date,
+        "to_date": summary.to_date,
+        "rows_per_day": summary.rows_per_day,
+    }
+
+
+def _summary_line(summary: api.ExportSummary) -> str:
+    return (
         f"wrote {summary.rows:,} rows for {summary.days} days in {summary.files} files "
-        f"({summary.bytes / 1e6:.1f} MB) to {summary.path}",
-        file=out,
+        f"({summary.bytes / 1e6:.1f} MB) to {summary.path}"
     )
+
+
+def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "event": args.event,
+        "where": args.where,
+        "api_secret": _api_secret(),
+        "project_timezone": args.timezone,
+        "base_url": args.base_url,
+        "region": args.region,
+        "partition_by": ("date", "event") if args.partition_by_event else ("date",),
+        "dedupe": args.dedupe,
+        "concurrency": args.concurrency,
+        "on_bad_lines": args.on_bad_lines,
+        "verify": args.ca_bundle or True,
+        "progress": _progress(args),
+    }
+    if args.timeout is not None:
+        kwargs["timeout"] = args.timeout
+    return kwargs
+
+
+def _column_names(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return [
+        n if n in ("event", "time") or n.startswith("properties.") else f"properties.{n}"
+        for n in names
+    ]
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _export(args: argparse.Namespace, out: TextIO) -> int:
+    summary = api.export_to_parquet(args.out, args.from_date, args.to_date, **_remote_kwargs(args))
+    if args.json:
+        _print_json(_summary_doc(summary), out)
+    else:
+        print(_summary_line(summary), file=out)
+    return EXIT_OK
+
+
+def _sync(args: argparse.Namespace, out: TextIO) -> int:
+    summary = api.sync_to_parquet(
+        args.out,
+        start_date=args.start_date,
+        end_date=args.end_date,
+        lookback_days=args.lookback_days,
+        **_remote_kwargs(args),
+    )
+    if args.json:
+        _print_json(_summary_doc(summary), out)
+    else:
+        span = f"{summary.from_date} .. {summary.to_date}"
+        print(f"synced {span}: {_summary_line(summary)}", file=out)
+    return EXIT_OK
+
+
+def _read(args: argparse.Namespace, out: TextIO) -> int:
+    src: Path = args.source
+    columns = _column_names(args.columns)
+    if args.limit < 0:
+        raise ValueError(f"--limit must be 0 (all rows) or more, got {args.limit}")
+    table: pa.Table
+    if src.is_dir():
+        table = api.read_parquet_dataset(
+            src,
+            from_date=args.from_date,
+            to_date=args.to_date,
+            columns=columns,
+            event=args.event,
+            where=args.where,
+            project_timezone=args.timezone,
+            return_type="arrow",
+            progress=_progress(args),
+        )
+    elif src.is_file():
+        for flag, value in (("--from", args.from_date), ("--to", args.to_date)):
+            if value is not None:
+                raise ValueError(
+                    f"{flag} applies to datasets; filter an export file by time with "
+                    '--where \'event["$time"] >= datetime("2024-01-02T00:00:00")\''
+                )
+        if args.event:
+            raise ValueError(
+                "--event applies to datasets; an export file holds the events it was exported with"
+            )
+        if not (args.timezone or os.environ.get(api.TIMEZONE_ENV, "").strip()):
+            raise ValueError(
+                "reading an export file needs the project timezone to convert its "
+                f"project-local times to UTC: pass --timezone (e.g. Europe/Paris) or set "
+                f"{api.TIMEZONE_ENV}"
+            )
+        table = api.read_export_file(
+            src,
+            project_timezone=args.timezone,
+            columns=columns,
+            where=args.where,
+            return_type="arrow",
+            progress=_progress(args),
+        )
+    else:
+        raise FileNotFoundError(f"no dataset folder or export file at {src}")
+    shown = table if args.limit == 0 else table.slice(0, args.limit)
+    if args.json:
+        _print_json(
+            {
+                "source": str(src),
+                "rows": table.num_rows,
+                "columns": {f.name: str(f.type) for f in table.schema},
+                "data": shown.to_pylist(),
+            },
+            out,
+        )
+        return EXIT_OK
+    notes = []
+    if shown.num_rows < table.num_rows:
+        notes.append(f"first {shown.num_rows:,} rows shown")
+    if columns is None and table.num_columns > _PREVIEW_COLUMNS:
+        shown = shown.select(table.column_names[:_PREVIEW_COLUMNS])
+        notes.append(f"first {_PREVIEW_COLUMNS} columns shown; choose them with --columns")
+    frame = sinks.to_pandas(shown)
+    width = shutil.get_terminal_size((120, 24)).columns
+    text = frame.to_string(line_width=width, max_colwidth=40) if len(frame) else "(no rows)"
+    print(text, file=out)
+    tail = f" ({'; '.join(notes)})" if notes else ""
+    print(f"\n{table.num_rows:,} rows x {table.num_columns} columns{tail}", file=out)
+    return EXIT_OK
+
+
+def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
+    found = _inspect.inspect_path(
+        args.source, project_timezone=args.timezone, progress=_progress(args)
+    )
+    if args.json:
+        _print_json(found.to_dict(), out)
+    else:
+        print(found.render(), file=out)
     return EXIT_OK
 
 
@@ -132,6 +541,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
             api_secret=secret,
             project_timezone=args.timezone,
             base_url=srv.url,
+            progress=_progress(args),
         )
         requests_made = len(srv.requests)
     df = api.read_parquet_dataset(target, columns=["event", "time"], return_type="pandas")
@@ -142,6 +552,14 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     print(f"UTC time range: {df['time'].min()} .. {df['time'].max()}", file=out)
+    local = df["time"].dt.tz_convert(args.timezone)
+    offsets = list(dict.fromkeys(ts.strftime("%z") for ts in (local.min(), local.max())))
+    if len(offsets) > 1:
+        print(
+            f"project-local offsets: {' -> '.join(offsets)} (a daylight-saving change "
+            "inside the range, converted per event)",
+            file=out,
+        )
     print("top events:", file=out)
     for name, count in df["event"].value_counts().head(5).items():
         print(f"  {count:>7,}  {name}", file=out)
@@ -150,7 +568,15 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         "read it back: robotmia_frames.read_parquet_dataset(" + repr(str(summary.path)) + ")",
         file=out,
     )
+    print(
+        f"next: robotmia-frames inspect {summary.path}\n"
+        f"      robotmia-frames read {summary.path} --columns 'event,time,$os' --limit 5",
+        file=out,
+    )
     return EXIT_OK
+
+
+# ------------------------------------------------------------------ entry point
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
@@ -163,17 +589,42 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     """
     stream = out or sys.stdout
     args = _parser().parse_args(argv)
-    handlers = {"export": _export, "serve": _serve, "demo": _demo}
+    handlers = {
+        "export": _export,
+        "sync": _sync,
+        "read": _read,
+        "inspect": _inspect_cmd,
+        "serve": _serve,
+        "demo": _demo,
+    }
     try:
         return handlers[args.command](args, stream)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `robotmia-frames read ... | head`: the reader left
+        _silence_stdout()
+        return EXIT_OK
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {redact(exc)}", file=sys.stderr)
+        print(f"error: {_one_line(redact(exc))}", file=sys.stderr)
         return _exit_code(exc)
+
+
+def _one_line(message: str) -> str:
+    """A message on one line (a where expression's caret display is dropped)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if set(ln) != {"^"}]
+    return "; ".join(lines) if lines else message
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -185,7 +636,7 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_NETWORK
     if isinstance(exc, ParseError):
         return EXIT_PARSE
-    if isinstance(exc, (ValueError, FileNotFoundError)):
+    if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError)):
         return EXIT_USAGE
     return EXIT_ERROR
 
