@@ -8,11 +8,13 @@ export data, 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import getpass
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import textwrap
@@ -510,6 +512,11 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     from .emulator import serve_forever
 
     secret = os.environ.get(api.SECRET_ENV) or "test-secret"
+    # Stop cleanly on Ctrl-C and on SIGTERM, even when started with SIGINT ignored
+    # (a background job of a non-interactive shell inherits SIG_IGN).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     serve_forever(
         port=args.port,
         api_secret=secret,

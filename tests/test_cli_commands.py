@@ -521,6 +521,10 @@ def test_serve_then_export_against_it(tmp_path: Path) -> None:
                 env={"ROBOTMIA_API_SECRET": "test-secret"},
             )
         )
-        assert doc["rows"] == 150 and doc["days"] == 3
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=60) == 0
+        try:
+            assert doc["rows"] == 150 and doc["days"] == 3
+            server.send_signal(signal.SIGINT)
+            assert server.wait(timeout=60) == 0
+        finally:
+            if server.poll() is None:  # never leave the server (and this test) hanging
+                server.kill()
