@@ -50,8 +50,10 @@ __all__ = [
     "widen_array",
 ]
 
-# A float orjson printed in exponent form ("1e-7"), where Python prints "1e-07".
-_EXPONENT = re.compile(rb"[0-9][eE][-+]?[0-9]")
+# orjson and Python print some floats differently ("1e-7" / "1e-07", and
+# "0.00006103515625" / "6.103515625e-05"): any float in the text, or anything
+# that looks like one, takes the json.dumps path.
+_EXPONENT = re.compile(rb"[0-9][.eE]")
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
@@ -263,7 +265,7 @@ def json_text(value: Any) -> str:
         return str(value)
     if t is float:
         return json.dumps(value)
-    try:  # orjson is ~8x faster and identical but for exponent floats and huge ints
+    try:  # orjson is ~8x faster, and identical but for floats and huge ints
         out = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
         out = None

@@ -1,0 +1,658 @@
+"""Exports and datasets beyond one machine, on a Dask cluster.
+
+``pip install "robotmia-frames[dask]"``. The base package never imports Dask; this
+module imports it only inside its functions.
+
+Three functions mirror the single-machine ones, with one Dask partition per export
+day: :func:`read_robotmia_export` (a lazy ``dask.dataframe.DataFrame``),
+:func:`export_to_parquet` (the same atomic, Hive-partitioned dataset, written by the
+workers) and :func:`read_parquet_dataset`. Every day window is downloaded, verified
+and parsed on a worker with the same transport, parse engine and time stage as on
+one machine; the output is the same.
+
+How the column types are known up front. The type policy unifies a column over
+*every* day (an int column that meets a string on day 30 is a string column on day
+1 too), so the dtypes of the first partition depend on the last. An export is
+therefore read in two passes over the cluster:
+
+1. each window is downloaded once, on a worker, and scanned for its column kinds;
+   the verified body stays in the cluster's memory (compressed, as received, and
+   spilled to disk by Dask when memory runs short), and only the kinds travel back
+   to the client, which unifies them in day order;
+2. each partition parses its body again and conforms it to the unified kinds, so
+   ``meta`` (names and dtypes) is exact and every partition matches it.
+
+The second parse costs CPU, which a cluster has; a second download would cost API
+budget (60 queries an hour), which it has not. ``meta_sample="first"`` skips the
+first pass for the other days (only the first day is fetched up front): a lazy
+graph, for schemas known to be stable; a partition whose columns do not fit the
+sample raises :class:`MetaMismatchError` instead of returning data that disagrees
+with ``meta``.
+
+The rate limit across workers is :class:`ClusterRateLimiter`: a
+``distributed.Semaphore`` holds the ``concurrent`` slots, and a log of query start
+times, kept on the scheduler (``Client.set_metadata``) and read and written
+under a ``distributed.Lock``, holds the per-second and per-hour budgets (sliding
+windows) and any server ``Retry-After`` pause, for every worker at once.
+
+Example:
+    >>> import robotmia_frames.dask as rfd
+    >>> import distributed  # doctest: +SKIP
+    >>> client = distributed.Client(distributed.LocalCluster(n_workers=2))  # doctest: +SKIP
+    >>> ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-31",  # doctest: +SKIP
+    ...                                project_timezone="Europe/Paris")
+    >>> ddf.npartitions  # doctest: +SKIP
+    31
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import api, sinks, transport
+from ._redact import register_secret
+from .api import DateLike, ExportSummary
+from .errors import InvalidArgumentError, RobotmiaError
+from .typepolicy import Kind, unify
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from distributed import Client, Future
+
+__all__ = [
+    "ClusterRateLimiter",
+    "MetaMismatchError",
+    "export_to_parquet",
+    "read_parquet_dataset",
+    "read_robotmia_export",
+]
+
+MetaSample = Literal["all", "first"]
+
+
+class MetaMismatchError(RobotmiaError):
+    """A day's columns do not fit the ``meta`` sampled with ``meta_sample="first"``."""
+
+
+# ------------------------------------------------------------------ rate limit
+
+
+class ClusterRateLimiter(transport.RateLimiter):
+    """A :class:`~robotmia_frames.RateLimit` held across every worker of a cluster.
+
+    On Dask workers (``distributed``): ``concurrent`` is a ``distributed.Semaphore``
+    with that many leases, held for each HTTP attempt; ``per_second`` and
+    ``per_hour`` are sliding windows over a log of attempt start times kept on the
+    scheduler (``Client.set_metadata``), read and updated under a
+    ``distributed.Lock``: an attempt starts only when fewer than ``per_second``
+    attempts started in the last ``1 + margin`` seconds (and fewer than
+    ``per_hour`` in the last ``3600 + margin``). A server's ``Retry-After`` is
+    written to the same log and holds every worker back. ``margin`` absorbs
+    network jitter and clock differences between machines, so that the server,
+    which counts requests when they arrive, sees the budget kept.
+
+    Times are the workers' wall clocks (keep them NTP-synced). A worker that dies
+    holding a slot gives it back when its lease times out
+    (``distributed.scheduler.locks.lease-timeout``, 30 s by default). Outside a
+    Dask worker (or with no limit at all) it acts as a plain, per-process
+    :class:`~robotmia_frames.RateLimiter`. Pass one instance to several calls to
+    share one budget between them; the state lives on the scheduler under
+    ``name``.
+
+    Example:
+        >>> from robotmia_frames import RateLimit
+        >>> limiter = ClusterRateLimiter(RateLimit(per_second=2, concurrent=2))
+        >>> limiter.limit.per_second, limiter.name.startswith("robotmia-rate-")
+        (2, True)
+    """
+
+    def __init__(
+        self,
+        limit: transport.RateLimit | None = None,
+        *,
+        name: str | None = None,
+        margin: float = 0.1,
+    ) -> None:
+        super().__init__(limit)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+            raise InvalidArgumentError(f"margin must be a number of seconds >= 0, got {margin!r}")
+        self.name = name or f"robotmia-rate-{uuid.uuid4().hex}"
+        self.margin = float(margin)
+        self._init_lock = threading.Lock()
+        self._shared: tuple[Any, Any, Any] | None = None
+        lim = self.limit
+        self._cluster_windows = [
+            (length + self.margin, most)
+            for length, most in ((1.0, lim.per_second), (3600.0, lim.per_hour))
+            if most is not None
+        ]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_limiter, (self.limit, self.name, self.margin))
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        return ("robotmia_frames.dask.ClusterRateLimiter", self.name)
+
+    def __repr__(self) -> str:
+        lim = self.limit
+        return (
+            f"ClusterRateLimiter(per_hour={lim.per_hour!r}, per_second={lim.per_second!r}, "
+            f"concurrent={lim.concurrent!r}, name={self.name!r})"
+        )
+
+    @property
+    def unlimited(self) -> bool:
+        """True when no limit is set (nothing to hold across workers)."""
+        return not self._cluster_windows and self.limit.concurrent is None
+
+    def _primitives(self) -> tuple[Any, Any, Any] | None:
+        """(semaphore, lock, client) when running on a Dask worker, else None."""
+        if self.unlimited:
+            return None
+        with self._init_lock:
+            if self._shared is None:
+                from distributed import Lock, Semaphore, get_client, get_worker
+
+                try:
+                    get_worker()
+                except ValueError:
+                    return None
+                concurrent = self.limit.concurrent
+                self._shared = (
+                    Semaphore(max_leases=concurrent, name=f"{self.name}-slots")
+                    if concurrent is not None
+                    else None,
+                    Lock(f"{self.name}-lock"),
+                    get_client(),
+                )
+            return self._shared
+
+    def _load(self, client: Any) -> dict[str, Any]:
+        """The shared log: ``starts`` (wall-clock times) and ``paused_until``."""
+        empty = {"starts": [], "paused_until": 0.0}
+        return cast("dict[str, Any]", client.get_metadata(["robotmia_frames", self.name], empty))
+
+    def _save(self, client: Any, starts: list[float], paused_until: float) -> None:
+        state = {"starts": starts, "paused_until": paused_until}
+        client.set_metadata(["robotmia_frames", self.name], state)
+
+    def _wait(self, state: dict[str, Any], now: float) -> float:
+        wait = max(0.0, float(state["paused_until"]) - now)
+        for length, most in self._cluster_windows:
+            recent = [t for t in state["starts"] if t > now - length]
+            if len(recent) >= most:
+                wait = max(wait, recent[-most] + length - now)
+        return wait
+
+    def _start(self, lock: Any, client: Any) -> None:
+        """Wait until the cluster-wide budget allows one more query, and log it."""
+        horizon = max((length for length, _ in self._cluster_windows), default=0.0)
+        while True:
+            with lock:
+                state = self._load(client)
+                now = time.time()
+                wait = self._wait(state, now)
+                if wait <= 0:
+                    starts = [t for t in state["starts"] if t > now - horizon]
+                    self._save(client, [*starts, now], state["paused_until"])
+                    return
+            time.sleep(min(wait, 1.0))
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Wait for the cluster-wide budget and a free slot; hold the slot for the attempt."""
+        shared = self._primitives()
+        if shared is None:
+            with super().slot():
+                yield
+            return
+        semaphore, lock, client = shared
+        begin = time.monotonic()
+        if semaphore is not None:
+            semaphore.acquire()
+        try:
+            self._start(lock, client)
+            self.queries += 1
+            self.waited += time.monotonic() - begin
+            yield
+        finally:
+            if semaphore is not None:
+                semaphore.release()
+
+    def pause(self, seconds: float) -> None:
+        """Hold every worker back for ``seconds`` (a server's ``Retry-After``)."""
+        shared = self._primitives()
+        if shared is None:
+            super().pause(seconds)
+            return
+        _, lock, client = shared
+        with lock:
+            state = self._load(client)
+            until = max(float(state["paused_until"]), time.time() + seconds)
+            self._save(client, state["starts"], until)
+
+
+def _limiter(limit: transport.RateLimit, name: str, margin: float) -> ClusterRateLimiter:
+    return ClusterRateLimiter(limit, name=name, margin=margin)
+
+
+# ------------------------------------------------------------------ worker tasks
+
+
+_download_slots: dict[int, threading.BoundedSemaphore] = {}
+_download_slots_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _waiting_on_the_network(concurrency: int) -> Iterator[None]:
+    """Leave the worker's thread pool while downloading (``distributed.secede``), so
+    that the worker parses other days meanwhile, as one machine overlaps its
+    downloads with parsing; at most ``concurrency`` downloads at once per worker
+    process (the cluster-wide cap is the rate limit's ``concurrent``)."""
+    from distributed import get_worker, rejoin, secede
+
+    try:
+        get_worker()
+    except ValueError:  # not on a distributed worker
+        yield
+        return
+    with _download_slots_lock:
+        slots = _download_slots.setdefault(concurrency, threading.BoundedSemaphore(concurrency))
+    secede()
+    try:
+        with slots:
+            yield
+    finally:
+        rejoin()
+
+
+def _download(day: dt.date, *, plan: api._ExportPlan) -> bytes:
+    """Task: download and verify one day window; its body, as received."""
+    register_secret(plan.config.api_secret)  # error messages on this worker never show it
+    with (
+        tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp,
+        _waiting_on_the_network(plan.concurrency),
+    ):
+        result = transport.download_window(
+            plan.config,
+            plan.request(day),
+            Path(tmp) / f"{day.isoformat()}.jsonl.gz",
+            limiter=plan.limiter,
+        )
+        return result.path.read_bytes()
+
+
+@contextlib.contextmanager
+def _parsed(body: bytes, day: dt.date, plan: api._ExportPlan) -> Iterator[api._Parsed]:
+    """The parse stage over a body held in memory (in a temporary file meanwhile)."""
+    with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
+        path = Path(tmp) / f"{day.isoformat()}.jsonl.gz"
+        path.write_bytes(body)
+        label = f"window {day.isoformat()}"
+        yield api._parse_file(path, label, plan.on_bad_lines, api._parse_columns(plan))
+
+
+def _window_kinds(body: bytes, day: dt.date, *, plan: api._ExportPlan) -> dict[str, Kind]:
+    """Task: the column kinds of one window (first pass)."""
+    with _parsed(body, day, plan) as parsed:
+        return parsed.kinds
+
+
+def _check_fits(parsed: api._Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
+    for key, kind in parsed.kinds.items():
+        if unify(kinds.get(key), kind) is not kinds.get(key):
+            raise MetaMismatchError(
+                f"window {day.isoformat()}: column properties.{key} ({kind!r}) does not fit "
+                f"the meta sampled from the first day ({kinds.get(key)!r}); use "
+                'meta_sample="all" (the default) for exact types over every day'
+            )
+
+
+def _partition(
+    body: bytes | None,
+    day: dt.date,
+    *,
+    plan: api._ExportPlan,
+    kinds: dict[str, Kind],
+    dtype_backend: sinks.DtypeBackend,
+    check: bool = False,
+) -> pd.DataFrame:
+    """Task: one day window as a pandas partition with the export-wide types."""
+    if body is None:
+        body = _download(day, plan=plan)
+    with _parsed(body, day, plan) as parsed:
+        if check:
+            _check_fits(parsed, kinds, day)
+        batches = api._batches(
+            parsed, kinds, plan.timezone, plan.columns, dedupe=plan.dedupe, unit=plan.time_unit
+        )
+        table = pa.Table.from_batches(list(batches), schema=api._final_schema(kinds, plan.columns))
+    return cast("pd.DataFrame", api._deliver(table, "pandas", dtype_backend))
+
+
+def _write_day(
+    body: bytes,
+    day: dt.date,
+    merged: dict[str, Kind],
+    *,
+    plan: api._ExportPlan,
+    root: str,
+    partition_by: tuple[str, ...],
+    metadata: dict[str, Any],
+) -> sinks.DayWriteResult:
+    """Task: write one day's partition of the dataset (atomically, as on one machine)."""
+    ds = sinks.ParquetDataset(root, partition_by=partition_by, create=False)
+    with _parsed(body, day, plan) as parsed:
+        return api._write_window(ds, day, parsed, merged, plan, metadata)
+
+
+def _dataset_partition(
+    day: dt.date | None,
+    *,
+    query: api._DatasetQuery,
+    kinds: dict[str, Kind],
+    order: list[str],
+    dtype_backend: sinks.DtypeBackend,
+) -> pd.DataFrame:
+    """Task: one day of a dataset, conformed to the types of the whole selection."""
+    table = sinks.conform_table(query.read(day), kinds, order)
+    return cast("pd.DataFrame", api._deliver(table, "pandas", dtype_backend))
+
+
+# ------------------------------------------------------------------ client side
+
+
+def _client(client: Client | None) -> Client:
+    from distributed import get_client
+
+    if client is not None:
+        return client
+    try:
+        return get_client()
+    except ValueError:
+        raise InvalidArgumentError(
+            "no Dask client: start one first, e.g. distributed.Client(distributed.LocalCluster()) "
+            "or distributed.Client('tcp://scheduler:8786'), or pass client=..."
+        ) from None
+
+
+def _cluster_plan(from_date: DateLike, to_date: DateLike, **options: Any) -> api._ExportPlan:
+    """Check every argument (as on one machine) and share the rate limit over the cluster."""
+    plan = api._plan(from_date, to_date, progress=False, **options)
+    limiter = plan.limiter
+    if not isinstance(limiter, ClusterRateLimiter):
+        limiter = ClusterRateLimiter(limiter.limit)
+    return dataclasses.replace(plan, limiter=limiter)
+
+
+def _first_pass(
+    client: Client, plan: api._ExportPlan, days: Sequence[dt.date]
+) -> tuple[list[Future], list[dict[str, Kind]]]:
+    """Download every window once (bodies stay on the workers) and gather their kinds."""
+    tag = uuid.uuid4().hex[:8]
+    names = [d.isoformat() for d in days]
+    bodies = client.map(
+        _download, list(days), plan=plan, key=[f"robotmia-download-{n}-{tag}" for n in names]
+    )
+    kinds = client.map(
+        _window_kinds,
+        bodies,
+        list(days),
+        plan=plan,
+        key=[f"robotmia-kinds-{n}-{tag}" for n in names],
+    )
+    try:
+        return bodies, cast("list[dict[str, Kind]]", client.gather(kinds))
+    except BaseException:
+        client.cancel([*bodies, *kinds])
+        raise
+
+
+def _from_map(func: Any, *iterables: Any, **kwargs: Any) -> dd.DataFrame:
+    """``dask.dataframe.from_map`` keeping the partitions' dtypes as they are.
+
+    The partitions already have the library's dtypes (``string`` columns included);
+    Dask's ``dataframe.convert-string`` would turn the ``object`` dtype of all-null
+    columns into ``string`` and so differ from the single-machine result.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_map(func, *iterables, enforce_metadata=False, **kwargs)
+
+
+def _unified(window_kinds: Sequence[dict[str, Kind]]) -> dict[str, Kind]:
+    """Unify window kinds in day order (columns in order of first appearance)."""
+    kinds: dict[str, Kind] = {}
+    for one in window_kinds:
+        for key, kind in one.items():
+            kinds[key] = unify(kinds.get(key), kind)
+    return kinds
+
+
+def read_robotmia_export(
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    event: str | Sequence[str] | None = None,
+    where: str | None = None,
+    api_secret: str | None = None,
+    project_timezone: str | None = None,
+    base_url: str | None = None,
+    region: str | None = None,
+    on_bad_lines: Literal["error", "skip", "warn"] = "error",
+    columns: Sequence[str] | None = None,
+    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dedupe: bool = False,
+    time_in_ms: bool = False,
+    limit: int | None = None,
+    concurrency: int = 4,
+    rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+    timeout: float | None = None,
+    max_retries: int = 5,
+    retry_backoff: float = 1.0,
+    verify: bool | str = True,
+    meta_sample: MetaSample = "all",
+    client: Client | None = None,
+) -> dd.DataFrame:
+    """Export ``from_date..to_date`` as a Dask DataFrame, one partition per day.
+
+    The keywords mean what they mean in :func:`robotmia_frames.read_robotmia_export`;
+    computed, the frame equals its result (same columns, dtypes and rows, in the same
+    order; each partition keeps its own ``RangeIndex``). Each day window is
+    downloaded and verified on a worker, within ``rate_limit`` across the whole
+    cluster (see :class:`ClusterRateLimiter`); a worker runs at most
+    ``concurrency`` downloads at once, off its thread pool, and parses meanwhile.
+    With ``meta_sample="all"`` (the default) every window is downloaded now and
+    scanned for its column types, so that ``meta`` is exact; the bodies wait in
+    the cluster's memory for the partitions. ``meta_sample="first"`` fetches only the first day now (see the
+    module docs). Needs a ``distributed`` client (``client=``, else the current one).
+    With ``on_bad_lines="warn"`` the warnings are issued on the workers.
+
+    Example:
+        >>> import robotmia_frames.dask as rfd
+        >>> ddf = rfd.read_robotmia_export(  # doctest: +SKIP
+        ...     "2024-01-01", "2024-01-07", api_secret="...", project_timezone="Europe/Paris")
+        >>> ddf.npartitions, list(ddf.columns[:2])  # doctest: +SKIP
+        (7, ['event', 'time'])
+    """
+    plan = _cluster_plan(
+        from_date, to_date, event=event, where=where, api_secret=api_secret,
+        project_timezone=project_timezone, base_url=base_url, region=region,
+        on_bad_lines=on_bad_lines, columns=columns, timeout=timeout, max_retries=max_retries,
+        retry_backoff=retry_backoff, verify=verify, rate_limit=rate_limit,
+        time_in_ms=time_in_ms, limit=limit, dedupe=dedupe, concurrency=concurrency,
+    )  # fmt: skip
+    backend = api._dtype_backend(dtype_backend)
+    if meta_sample not in ("all", "first"):
+        raise InvalidArgumentError(f"meta_sample must be 'all' or 'first', got {meta_sample!r}")
+    dask_client = _client(client)
+    days = plan.days
+    sampled = days if meta_sample == "all" else days[:1]
+    bodies, window_kinds = _first_pass(dask_client, plan, sampled)
+    kinds = _unified(window_kinds)
+    meta = api._deliver(api._final_schema(kinds, plan.columns).empty_table(), "pandas", backend)
+    held: list[Future | None] = [*bodies, *([None] * (len(days) - len(bodies)))]
+    return _from_map(
+        _partition,
+        held,
+        days,
+        plan=plan,
+        kinds=kinds,
+        dtype_backend=backend,
+        check=meta_sample == "first",
+        meta=meta,
+        label="robotmia-export",
+    )
+
+
+def export_to_parquet(
+    path: str | os.PathLike[str],
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    event: str | Sequence[str] | None = None,
+    where: str | None = None,
+    api_secret: str | None = None,
+    project_timezone: str | None = None,
+    base_url: str | None = None,
+    region: str | None = None,
+    on_bad_lines: Literal["error", "skip", "warn"] = "error",
+    partition_by: Sequence[str] = ("date",),
+    dedupe: bool = False,
+    time_in_ms: bool = False,
+    limit: int | None = None,
+    concurrency: int = 4,
+    rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+    timeout: float | None = None,
+    max_retries: int = 5,
+    retry_backoff: float = 1.0,
+    verify: bool | str = True,
+    client: Client | None = None,
+) -> ExportSummary:
+    """Export ``from_date..to_date`` into a Parquet dataset at ``path``, on the workers.
+
+    The dataset is the one :func:`robotmia_frames.export_to_parquet` writes for the
+    same range: the same Hive partitions, files, schemas (per file) and rows. Each
+    worker writes whole days with the same atomic swap; the types are planned on
+    the client from a first pass over the windows, exactly as the single-machine
+    writer unifies them day after day (older days holding a column that a later
+    day widened are rewritten, on the client). ``path`` must be one shared
+    filesystem path that the client and every worker see (the swap is a
+    ``rename``). If any window fails in the first pass nothing is written; a day
+    that fails to write leaves its old partition, the other days are written, and
+    the error names the day. A killed worker's task is run again elsewhere.
+
+    Example:
+        >>> import robotmia_frames.dask as rfd
+        >>> s = rfd.export_to_parquet("/shared/events", "2024-01-01", "2024-12-31",  # doctest: +SKIP
+        ...                           api_secret="...", project_timezone="Europe/Paris")
+        >>> s.days  # doctest: +SKIP
+        366
+    """
+    from distributed import wait
+
+    plan = _cluster_plan(
+        from_date, to_date, event=event, where=where, api_secret=api_secret,
+        project_timezone=project_timezone, base_url=base_url, region=region,
+        on_bad_lines=on_bad_lines, timeout=timeout, max_retries=max_retries,
+        retry_backoff=retry_backoff, verify=verify, rate_limit=rate_limit,
+        time_in_ms=time_in_ms, limit=limit, dedupe=dedupe, concurrency=concurrency,
+    )  # fmt: skip
+    dask_client = _client(client)
+    sink = api._DatasetSink(path, partition_by, plan.metadata())
+    days = plan.days
+    bodies, window_kinds = _first_pass(dask_client, plan, days)
+    merged: list[dict[str, Kind]] = []
+    for one in window_kinds:  # the kinds each day is written with, as on one machine
+        merged.append(sink.merged_kinds(one, merged[-1] if merged else None))
+    tag = uuid.uuid4().hex[:8]
+    writes = dask_client.map(
+        _write_day,
+        bodies,
+        days,
+        merged,
+        plan=plan,
+        root=str(sink.ds.root),
+        partition_by=sink.ds.partition_by,
+        metadata=sink.metadata,
+        key=[f"robotmia-write-{d.isoformat()}-{tag}" for d in days],
+    )
+    wait(writes)
+    done = [i for i, f in enumerate(writes) if f.status == "finished"]
+    results = cast("list[sinks.DayWriteResult]", dask_client.gather([writes[i] for i in done]))
+    written = [days[i] for i in done]
+    for n, (i, result) in enumerate(zip(done, results, strict=True)):
+        # Older days holding a column this day widened are rewritten, as on one machine
+        # (the days after it were written with their own, wider kinds already).
+        sink.commit(days[i], merged[i], result, skip=frozenset(written[n + 1 :]))
+    sink.finish()
+    sink.ds.recover()  # drop what a killed worker left in the staging folder
+    for f in writes:
+        if f.status != "finished":
+            f.result()  # raises that day's error
+    return sink.summary(plan.start, plan.end)
+
+
+def read_parquet_dataset(
+    path: str | os.PathLike[str],
+    *,
+    from_date: DateLike | None = None,
+    to_date: DateLike | None = None,
+    columns: Sequence[str] | None = None,
+    event: str | Sequence[str] | None = None,
+    where: str | None = None,
+    project_timezone: str | None = None,
+    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dedupe: bool = False,
+) -> dd.DataFrame:
+    """Read a dataset written by this library as a Dask DataFrame, one partition per day.
+
+    Same contract as :func:`robotmia_frames.read_parquet_dataset`: computed, it
+    equals that result. Days with different column sets or types are unified by
+    the type policy; ``meta`` comes from the selected files' footers (read on the
+    client), and each partition is conformed to it. Only the selected days,
+    events and columns are read; ``where`` is pushed down into each file's scan.
+    Works with any Dask scheduler (the workers must see ``path``).
+
+    Example:
+        >>> import robotmia_frames.dask as rfd
+        >>> ddf = rfd.read_parquet_dataset("/shared/events", from_date="2024-06-01")  # doctest: +SKIP
+        >>> ddf.groupby("event").size().compute()  # doctest: +SKIP
+    """
+    query = api._dataset_query(
+        path, from_date=from_date, to_date=to_date, columns=columns, event=event,
+        where=where, project_timezone=project_timezone, dedupe=dedupe,
+    )  # fmt: skip
+    backend = api._dtype_backend(dtype_backend)
+    selected = {day: files for day, files in query.select().items() if files}
+    schemas = [pq.read_schema(f) for files in selected.values() for f in files]
+    kinds = sinks.unify_kinds_of_schemas(schemas)
+    order = list(query.columns) if query.columns is not None else sinks._column_order(schemas)
+    meta = api._deliver(sinks.conform_table(pa.table({}), kinds, order), "pandas", backend)
+    days: list[dt.date | None] = [*selected] or [None]
+    return _from_map(
+        _dataset_partition,
+        days,
+        query=query,
+        kinds=kinds,
+        order=order,
+        dtype_backend=backend,
+        meta=meta,
+        label="robotmia-dataset",
+    )

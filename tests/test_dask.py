@@ -1,0 +1,361 @@
+"""robotmia_frames.dask on a real LocalCluster: 2 worker processes, over loopback.
+
+The export server runs in this process; the workers reach it at 127.0.0.1. One
+cluster serves every test of the module (starting one takes seconds).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+pytest.importorskip("dask.dataframe")
+
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+import robotmia_frames as rf  # noqa: E402
+import robotmia_frames.dask as rfd  # noqa: E402
+from robotmia_frames.emulator import ExportServer, Fault, GeneratorConfig  # noqa: E402
+from tests.conftest import SECRET, ServerFactory, local_seconds  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    """2 workers, 1 thread each, in their own processes (processes=True, with nannies).
+
+    The client keeps no log of the messages it sent (a debugging aid of
+    ``distributed`` that holds on to the futures inside them), so that a test's
+    bodies are released with its DataFrames and a worker killed later does not
+    fetch them again from servers long stopped.
+    """
+    with (
+        dask.config.set({"distributed.admin.low-level-log-length": 0}),
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # a free port: no clash with other runs
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _idle_cluster_after(client: Any, server: ServerFactory) -> Iterator[None]:
+    """Wait, before the test's servers stop, for tasks still running on the workers
+    (a compute that raised leaves its running tasks to finish), so that no test
+    finds a worker busy with another test's work."""
+    yield
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        busy = client.run(
+            lambda dask_worker: (
+                len(dask_worker.state.executing) + len(dask_worker.state.long_running)
+            )
+        )
+        if not any(busy.values()) and not any(client.processing().values()):
+            break
+        time.sleep(0.05)
+
+
+def _kw(srv: ExportServer, **extra: Any) -> dict[str, Any]:
+    return {"api_secret": SECRET, "project_timezone": "UTC", "base_url": srv.url, **extra}
+
+
+def _assert_same_dataset(got: Path, want: Path) -> None:
+    """Same files, same per-file schemas (metadata included), same rows read back."""
+    files = sorted(p.relative_to(want) for p in want.rglob("*.parquet"))
+    assert files, "the reference dataset is empty"
+    assert sorted(p.relative_to(got) for p in got.rglob("*.parquet")) == files
+    for rel in files:
+        assert pq.read_schema(got / rel).equals(pq.read_schema(want / rel), check_metadata=True)
+    pd.testing.assert_frame_equal(rf.read_parquet_dataset(got), rf.read_parquet_dataset(want))
+    leftovers = [p.name for p in got.parent.iterdir() if p.name.endswith("robotmia-staging")]
+    assert not leftovers
+
+
+def _assert_partitions_match_meta(ddf: Any) -> None:
+    meta = dict(ddf.dtypes)
+    for i in range(ddf.npartitions):
+        part = ddf.get_partition(i).compute()
+        assert list(part.columns) == list(ddf.columns)
+        assert dict(part.dtypes) == meta
+
+
+def _conflicting_events() -> list[dict[str, Any]]:
+    """Types that change from day to day: int, then float, then string (and lists)."""
+
+    def ev(name: str, day: str, n: int, **props: Any) -> dict[str, Any]:
+        t = local_seconds(day, 3600 + n)
+        return {"event": name, "properties": {"time": t, "$insert_id": f"id-{n}", **props}}
+
+    return [
+        ev("a", "2024-03-01", 1, x=1, tags=[1, 2], distinct_id="u1"),
+        ev("b", "2024-03-01", 2, x=4, distinct_id="u2"),
+        ev("b", "2024-03-02", 3, x=2.5, tags=["s"], flag=True),
+        ev("a", "2024-03-02", 4, x=3),
+        ev("a", "2024-03-03", 5, x="str", extra={"k": [1, None]}),
+        ev("c", "2024-03-04", 6, flag=7, x=None),
+    ]
+
+
+# ------------------------------------------------------------------------ import
+
+
+def test_base_package_does_not_import_dask() -> None:
+    code = (
+        "import sys, robotmia_frames, robotmia_frames.api, robotmia_frames.sinks\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_limiter_pickles_by_name_and_falls_back_outside_workers() -> None:
+    limiter = rfd.ClusterRateLimiter(rf.RateLimit(per_hour=None, per_second=50, concurrent=1))
+    copy = pickle.loads(pickle.dumps(limiter))
+    assert (copy.name, copy.limit, copy.margin) == (limiter.name, limiter.limit, limiter.margin)
+    with copy.slot():  # not on a worker: a plain per-process limiter
+        pass
+    assert copy.queries == 1
+    with pytest.raises(ValueError, match="margin"):
+        rfd.ClusterRateLimiter(margin=-1)
+
+
+# ------------------------------------------------------------------ read exports
+
+
+def test_read_export_equals_single_machine(client: Any, server: ServerFactory) -> None:
+    srv = server(
+        generate=GeneratorConfig(events_per_day=400, seed=7, to_date="2024-01-03"),
+    )
+    kw = _kw(srv)
+    ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-04", **kw)  # the 4th day is empty
+    assert ddf.npartitions == 4
+    got = ddf.compute()
+    assert len(srv.requests) == 4  # one download per day: the second pass reuses the bodies
+    want = rf.read_robotmia_export("2024-01-01", "2024-01-04", **kw)
+    assert len(want) == 1200
+    # row for row, in the same order: partitions are days, rows keep the body's order
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+    by_id = got.sort_values("properties.$insert_id", ignore_index=True)
+    pd.testing.assert_frame_equal(
+        by_id, want.sort_values("properties.$insert_id", ignore_index=True)
+    )
+    assert dict(ddf.dtypes) == dict(got.dtypes) == dict(want.dtypes)
+    _assert_partitions_match_meta(ddf)
+    assert str(got["time"].dtype) == "datetime64[us, UTC]"
+
+
+def test_types_unified_across_partitions(client: Any, server: ServerFactory) -> None:
+    srv = server(_conflicting_events())
+    kw = _kw(srv)
+    ddf = rfd.read_robotmia_export("2024-03-01", "2024-03-04", **kw)
+    want = rf.read_robotmia_export("2024-03-01", "2024-03-04", **kw)
+    assert str(ddf.dtypes["properties.x"]) == "string"  # decided by day 3, typed on day 1
+    assert "properties.extra" in ddf.columns  # a column first seen on day 3
+    pd.testing.assert_frame_equal(ddf.compute().reset_index(drop=True), want)
+    _assert_partitions_match_meta(ddf)
+
+    columns = ["event", "properties.x", "properties.nowhere"]
+    projected = rfd.read_robotmia_export("2024-03-01", "2024-03-04", columns=columns, **kw)
+    assert list(projected.columns) == columns
+    pd.testing.assert_frame_equal(
+        projected.compute().reset_index(drop=True),
+        rf.read_robotmia_export("2024-03-01", "2024-03-04", columns=columns, **kw),
+    )
+
+
+def test_meta_sample_first(client: Any, server: ServerFactory) -> None:
+    stable = server(generate=GeneratorConfig(events_per_day=50, seed=1))
+    kw = _kw(stable, columns=["event", "time", "properties.distinct_id"])
+    ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-03", meta_sample="first", **kw)
+    assert len(stable.requests) == 1  # only the sample so far: the rest is lazy
+    got = ddf.compute().reset_index(drop=True)
+    assert len(stable.requests) == 3  # each day once (the sampled body is reused)
+    pd.testing.assert_frame_equal(got, rf.read_robotmia_export("2024-01-01", "2024-01-03", **kw))
+
+    changing = server(_conflicting_events())
+    lazy = rfd.read_robotmia_export(
+        "2024-03-01", "2024-03-04", meta_sample="first", **_kw(changing, max_retries=0)
+    )
+    with pytest.raises(rfd.MetaMismatchError, match=r"window 2024-03-0\d.*meta_sample=\"all\""):
+        lazy.compute()
+    with pytest.raises(ValueError, match="meta_sample"):
+        rfd.read_robotmia_export("2024-03-01", "2024-03-01", meta_sample="some", **_kw(changing))
+
+
+def test_errors_reach_the_client(client: Any, server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(generate=GeneratorConfig(events_per_day=10))
+    with pytest.raises(rf.AuthenticationError) as info:
+        rfd.read_robotmia_export("2024-01-01", "2024-01-02", **_kw(srv, api_secret="wrong-secret"))
+    assert "wrong-secret" not in str(info.value)
+    bad = server(
+        [{"event": "a", "properties": {"time": local_seconds("2024-01-02", 5)}}],
+    )
+    bad.add_fault(Fault(raw_body=b'{"event": "a", "properties": {"time": 1}}\n{oops\n', times=9))
+    with pytest.raises(rf.ParseError, match=r"window 2024-01-0\d, line 2") as perr:
+        rfd.export_to_parquet(tmp_path / "ds", "2024-01-01", "2024-01-02", **_kw(bad))
+    assert not list((tmp_path / "ds").glob("date=*"))  # a failed first pass writes nothing
+    assert perr.value.line_number == 2
+    with pytest.raises(ValueError, match="from_date"):  # checked before anything is sent
+        rfd.read_robotmia_export("2024-01-02", "2024-01-01", **_kw(srv))
+
+
+# ---------------------------------------------------------------------- datasets
+
+
+@pytest.mark.parametrize("partition_by", [("date",), ("date", "event")])
+def test_export_identical_to_single_machine(
+    client: Any, server: ServerFactory, tmp_path: Path, partition_by: tuple[str, ...]
+) -> None:
+    # fewer events when partitioned by event: a file per (day, event) makes it slow
+    per_day = 300 if partition_by == ("date",) else 80
+    srv = server(generate=GeneratorConfig(events_per_day=per_day, seed=11))
+    kw = _kw(srv, partition_by=partition_by)
+    got = rfd.export_to_parquet(tmp_path / "dask" / "ds", "2024-02-01", "2024-02-03", **kw)
+    want = rf.export_to_parquet(tmp_path / "one" / "ds", "2024-02-01", "2024-02-03", **kw)
+    assert (got.rows, got.days, got.files, got.rows_per_day) == (
+        want.rows,
+        want.days,
+        want.files,
+        want.rows_per_day,
+    )
+    _assert_same_dataset(got.path, want.path)
+
+
+def test_export_with_widening_days_identical(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(_conflicting_events())
+    kw = _kw(srv)
+    root = tmp_path / "dask" / "ds"
+    rf.export_to_parquet(root, "2024-02-27", "2024-02-28", **kw)  # empty days: no partition
+    rfd.export_to_parquet(root, "2024-03-01", "2024-03-04", **kw)
+    want = rf.export_to_parquet(tmp_path / "one" / "ds", "2024-03-01", "2024-03-04", **kw)
+    _assert_same_dataset(root, want.path)
+    # an existing dataset: days outside the range are rewritten when a column widens
+    rfd.export_to_parquet(root, "2024-03-03", "2024-03-03", **kw)
+    rf.export_to_parquet(want.path, "2024-03-03", "2024-03-03", **kw)
+    _assert_same_dataset(root, want.path)
+
+
+def test_read_parquet_dataset_equals_single_machine(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(_conflicting_events())
+    root = tmp_path / "ds"
+    rf.export_to_parquet(root, "2024-03-01", "2024-03-04", **_kw(srv))
+    cases: list[dict[str, Any]] = [
+        {},
+        {"from_date": "2024-03-02", "to_date": "2024-03-03"},
+        {"columns": ["properties.x", "event", "properties.absent"]},
+        {"event": ["a"], "columns": ["properties.x"]},
+        {"where": 'properties["x"] == "str" or properties["flag"] == true'},
+        {"dedupe": True, "columns": ["event"]},
+        {"from_date": "2025-01-01"},  # nothing selected: still typed
+    ]
+    for case in cases:
+        ddf = rfd.read_parquet_dataset(root, **case)
+        got = ddf.compute().reset_index(drop=True)
+        want = rf.read_parquet_dataset(root, **case)
+        pd.testing.assert_frame_equal(got, want, obj=str(case))
+        assert dict(ddf.dtypes) == dict(want.dtypes), case
+    days = rfd.read_parquet_dataset(root)
+    assert days.npartitions == 4
+    _assert_partitions_match_meta(days)
+
+
+# ------------------------------------------------------------------- resilience
+
+
+def test_worker_killed_mid_export(client: Any, server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(generate=GeneratorConfig(events_per_day=500, seed=3))
+    srv.add_fault(Fault(delay_first_byte=0.6, times=1000))  # each download takes a while
+    kw = _kw(srv)
+    days = 6
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(rfd.export_to_parquet, tmp_path / "dask" / "ds", "2024-01-01",
+                          "2024-01-06", **kw)  # fmt: skip
+        victim = None
+        deadline = time.monotonic() + 30
+        while victim is None and time.monotonic() < deadline and not job.done():
+            for addr, keys in client.processing().items():
+                if any("robotmia-download" in str(k) for k in keys):
+                    victim = addr
+                    break
+            time.sleep(0.02)
+        assert victim is not None, "no download task started"
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        time.sleep(0.3)  # its request has reached the server, which holds the first byte
+        os.kill(pid, signal.SIGKILL)  # a worker process this test's cluster started
+        summary = job.result(timeout=120)
+    assert summary.days == days
+    assert len(srv.requests) > days  # the killed worker's download was made again
+    assert any(r.error and "disconnected" in r.error for r in srv.requests)
+    assert victim not in client.scheduler_info()["workers"]
+    srv.clear_faults()
+    want = rf.export_to_parquet(tmp_path / "one" / "ds", "2024-01-01", "2024-01-06", **kw)
+    assert summary.rows == want.rows == 3000
+    _assert_same_dataset(summary.path, want.path)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+def test_rate_limit_held_across_workers(client: Any, server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(generate=GeneratorConfig(events_per_day=20, seed=2))
+    limit = rf.RateLimit(per_hour=None, per_second=2, concurrent=1)
+    with distributed.get_task_stream(client) as stream:
+        summary = rfd.export_to_parquet(
+            tmp_path / "ds", "2024-01-01", "2024-01-08", rate_limit=limit, **_kw(srv)
+        )
+    assert summary.days == 8
+    workers = {t["worker"] for t in stream.data if "robotmia-download" in t["key"]}
+    assert len(workers) == 2  # both workers downloaded, sharing one budget
+    log = sorted(srv.requests, key=lambda r: r.started)
+    assert len(log) == 8
+    starts = [r.started for r in log]
+    # no interval of one second saw more than 2 requests start (the server's clock)
+    assert all(later - first >= 1.0 for first, later in zip(starts, starts[2:], strict=False))
+    # and never two at once (concurrent=1)
+    assert all(b.started >= a.ended - 0.05 for a, b in itertools.pairwise(log))
+
+
+def test_retry_after_pauses_every_worker(client: Any, server: ServerFactory) -> None:
+    srv = server(generate=GeneratorConfig(events_per_day=5, seed=2))
+    srv.add_fault(Fault(status=429, retry_after=1, times=1))
+    limiter = rfd.ClusterRateLimiter(rf.RateLimit(per_hour=None, per_second=50, concurrent=4))
+    ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-04", rate_limit=limiter, **_kw(srv))
+    assert len(ddf.compute()) == 20
+    log = sorted(srv.requests, key=lambda r: r.started)
+    assert log[0].status == 429
+    refused = log[0].ended  # the worker that got it tells every worker to wait 1 s
+    starts = [r.started - refused for r in log[1:]]
+    assert not [s for s in starts if 0.15 < s < 0.9], starts
+    assert max(starts) >= 0.9  # the retry, after Retry-After
+
+
+def test_no_client_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, server: ServerFactory) -> None:
+    srv = server()
+
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("No global client found")
+
+    monkeypatch.setattr(distributed, "get_client", missing)
+    with pytest.raises(ValueError, match="no Dask client"):
+        rfd.read_robotmia_export("2024-01-01", "2024-01-01", **_kw(srv))
