@@ -3,16 +3,15 @@ compressed as received, with a small JSON manifest. Keys never include the secre
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
+from ._fsutil import write_json_atomic
 from .transport import DownloadResult, WindowRequest
 
 MANIFEST = "manifest.json"
@@ -85,13 +84,4 @@ class WindowCache:
             self._save()
 
     def _save(self) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=self.root)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self._manifest, fh, indent=1, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.root / MANIFEST)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        write_json_atomic(self.root / MANIFEST, self._manifest, prefix=".manifest-")

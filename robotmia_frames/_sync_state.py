@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ._fsutil import write_json_atomic
 
 STATE_FILE = Path("_robotmia") / "sync.json"
 
@@ -34,20 +33,9 @@ def load(root: Path) -> SyncState | None:
 
 def save(root: Path, state: SyncState) -> None:
     """Write the state atomically (temp file, fsync, rename)."""
-    target = root / STATE_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "last_day": state.last_day.isoformat() if state.last_day else None,
         "metadata": state.metadata,
         "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    fd, tmp = tempfile.mkstemp(prefix=".sync-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    write_json_atomic(root / STATE_FILE, payload, prefix=".sync-")

@@ -484,10 +484,7 @@ def _final_schema(kinds: dict[str, Kind], columns: Sequence[str] | None) -> pa.S
 
 def _parse_columns(plan: _ExportPlan) -> list[str] | None:
     """The columns to parse: those asked for, plus what dedupe needs."""
-    if plan.columns is None:
-        return None
-    extra = [k for k in sinks.DEDUPE_KEYS if plan.dedupe and k not in plan.columns]
-    return [*plan.columns, *extra]
+    return sinks.with_dedupe_keys(plan.columns, plan.dedupe)
 
 
 def _batches(
@@ -500,9 +497,7 @@ def _batches(
     unit: str = "s",
 ) -> Iterator[pa.RecordBatch]:
     """One source's batches with the final kinds, through the time stage (and dedupe)."""
-    parse_columns = columns
-    if dedupe and columns is not None:
-        parse_columns = [*columns, *(k for k in sinks.DEDUPE_KEYS if k not in columns)]
+    parse_columns = sinks.with_dedupe_keys(columns, dedupe)
     schema = parse.export_schema(kinds, parse_columns)
     deduper = sinks.Deduper() if dedupe else None
     for raw in parsed.batches:
@@ -511,7 +506,7 @@ def _batches(
         out = _finish(engine.conform(raw, kinds, schema, path=parsed.path), tz, unit)
         if deduper is not None:
             out = deduper(out)
-            if columns is not None and parse_columns is not columns:
+            if columns is not None and parse_columns != list(columns):
                 out = out.select(list(columns))
         yield out
 
@@ -554,17 +549,14 @@ class _DatasetSink:
         self.ds.recover()
         self.kinds = self.ds.current_kinds()
         self.metadata = metadata
-        # A run killed between writing a wider day and rewriting the older ones leaves
-        # days with narrower types: bring them in line first.
-        every = set(self.kinds)
-        for day in self.ds.days():
-            if any(self._narrower(f, every) for f in self.ds.files(day)):
-                self.ds.rewrite_day(day, self.kinds, metadata)
         self.rows = 0
         self.files = 0
         self.bytes = 0
         self.rows_per_day: dict[str, int] = {}
-        self.widened: set[str] = set()
+        # A run killed between writing a wider day and rewriting the older ones leaves
+        # days with narrower types: bring them in line first.
+        self.widened: set[str] = set(self.kinds)
+        self.finish()
 
     def finish(self) -> None:
         """Rewrite, once each, the days holding a column narrower than the dataset's
@@ -827,9 +819,7 @@ def read_export_file(
     p = Path(os.fspath(path))
     if not p.is_file():
         raise FileNotFoundError(f"export file not found: {p}")
-    parse_cols = cols
-    if dedupe and cols is not None:
-        parse_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
+    parse_cols = sinks.with_dedupe_keys(cols, dedupe)
     bar = _progress.make(progress, total=1, desc="robotmia read", unit="row")
     try:
         parsed = _parse_file(p, str(p), mode, parse_cols, bar)
@@ -1053,9 +1043,7 @@ class _DatasetQuery:
     ) -> pa.Table:
         """The selected rows (of one ``day`` only, if given) as one unified table."""
         cols = self.columns
-        read_cols = cols
-        if self.dedupe and cols is not None:
-            read_cols = [*cols, *(k for k in sinks.DEDUPE_KEYS if k not in cols)]
+        read_cols = sinks.with_dedupe_keys(cols, self.dedupe)
         table = self.ds.read(
             from_date=day or self.start,
             to_date=day or self.end,
@@ -1070,7 +1058,7 @@ class _DatasetQuery:
             table = pa.Table.from_batches(
                 [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema
             )
-            if cols is not None and read_cols is not cols:
+            if cols is not None and read_cols != cols:
                 table = table.select(cols)
         return table
 

@@ -34,7 +34,7 @@ import threading
 import types
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -558,16 +558,3 @@ def _rebuild(
     if not built:
         return pa.RecordBatch.from_arrays([pa.nulls(0, type=f.type) for f in schema], schema=schema)
     return built[0]
-
-
-def iter_conformed(
-    batches: Sequence[RawBatch],
-    kinds: dict[str, Kind],
-    schema: pa.Schema,
-    *,
-    path_of: Callable[[RawBatch], str | Path],
-) -> Iterator[pa.RecordBatch]:
-    """:func:`conform` every batch, in order."""
-    for b in batches:
-        if b.num_rows:
-            yield conform(b, kinds, schema, path=path_of(b))

@@ -1,7 +1,11 @@
-"""The parse stage: export JSONL to Arrow record batches.
+"""The parse stage: decoding, bad lines, and the reference row-by-row builder.
 
-Two passes over a (local, verified) body, so that a column's type is decided over the
-whole export before any row is built:
+The fast path is ``engine.py`` (one pass, columns per key shape). This module holds
+what it builds on (line decoding, ``on_bad_lines`` handling, the schema of a batch)
+and the reference builder, which the engine falls back to for the rare batches it
+cannot widen exactly and which the property tests compare it against. The
+reference builder takes two passes, so that a column's type is decided over the
+whole input before any row is built:
 
 1. :func:`scan_lines` reads every line and records, per property key, the
    :class:`~robotmia_frames.typepolicy.Kind` of its values (and which lines are
@@ -17,23 +21,18 @@ knows nothing of time zones, pandas or Parquet.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
 import json
 import re
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
-from .errors import IncompleteDownloadError, InvalidArgumentError, ParseError, RobotmiaWarning
+from .errors import InvalidArgumentError, ParseError, RobotmiaWarning
 from .typepolicy import (
     BOOL,
     FLOAT,
@@ -56,7 +55,6 @@ __all__ = [
     "column_array",
     "export_schema",
     "iter_batches",
-    "open_lines",
     "scan_lines",
     "validate_on_bad_lines",
 ]
@@ -83,61 +81,6 @@ def validate_on_bad_lines(value: str) -> OnBadLines:
             f"on_bad_lines must be one of 'error', 'skip', 'warn', got {value!r}"
         )
     return value  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------- lines
-
-
-@contextlib.contextmanager
-def open_lines(path: str | Path, *, label: str | None = None) -> Iterator[Iterator[bytes]]:
-    """Open a ``.jsonl`` or ``.jsonl.gz`` file (gzip detected by its magic bytes,
-    multi-member gzip included) and yield an iterator over its physical lines.
-
-    A gzip stream that ends early raises :class:`IncompleteDownloadError`; corrupt
-    gzip data raises :class:`ParseError` naming the line where it was found.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
-        >>> _ = p.write_bytes(b'{"event": "a"}\\n')
-        >>> with open_lines(p) as lines:
-        ...     list(lines)
-        [b'{"event": "a"}\\n']
-    """
-    p = Path(path)
-    name = label or str(p)
-    try:
-        raw: BinaryIO = open(p, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"export file not found: {p}") from exc
-    try:
-        head = raw.read(2)
-        raw.seek(0)
-        if head == _GZIP_MAGIC:
-            stream: BinaryIO = io.BufferedReader(
-                gzip.GzipFile(fileobj=raw, mode="rb"),
-                buffer_size=1 << 20,
-            )
-            yield _guarded(stream, name)
-        else:
-            yield iter(raw)
-    finally:
-        raw.close()
-
-
-def _guarded(stream: BinaryIO, name: str) -> Iterator[bytes]:
-    n = 0
-    try:
-        for line in stream:
-            n += 1
-            yield line
-    except EOFError as exc:
-        raise IncompleteDownloadError(
-            f"{name}: the gzip stream ends early after line {n} (truncated file or download); "
-            "download it again"
-        ) from exc
-    except (zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise ParseError(f"corrupt gzip data ({exc})", line_number=n + 1, source=name) from exc
 
 
 # ------------------------------------------------------------------------ decoding

@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ._fsutil import fsync_dir
 from .errors import InvalidArgumentError
 from .typepolicy import (
     NULL,
@@ -178,15 +179,6 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not on this filesystem
         return False
     raise OSError(err, os.strerror(err), str(b))
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ------------------------------------------------------------------------ dataset
@@ -388,13 +380,13 @@ class ParquetDataset:
     def _swap_in(self, new: Path | None, final: Path) -> None:
         """Put ``new`` (a complete day folder, or None for "no data") at ``final``."""
         if new is not None:
-            _fsync_dir(new)
+            fsync_dir(new)
             if not final.exists():
                 os.rename(new, final)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 return
             if _exchange(new, final):  # new now holds the old day; removed by the caller
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 return
         if not final.exists():
             return
@@ -408,7 +400,7 @@ class ParquetDataset:
         if new is not None:
             os.rename(new, final)
         journal.unlink()
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         shutil.rmtree(backup, ignore_errors=True)
 
     def rewrite_day(self, day: dt.date, kinds: dict[str, Kind], metadata: dict[str, Any]) -> None:
@@ -570,6 +562,18 @@ def _column_order(schemas: Iterable[pa.Schema]) -> list[str]:
 # ------------------------------------------------------------------------ dedupe
 
 DEDUPE_KEYS = ("event", "time", "properties.distinct_id", "properties.$insert_id")
+
+
+def with_dedupe_keys(columns: Sequence[str] | None, dedupe: bool) -> list[str] | None:
+    """The columns to read: ``columns``, plus the dedupe keys when ``dedupe`` needs them.
+
+    Example:
+        >>> with_dedupe_keys(["event"], True)
+        ['event', 'time', 'properties.distinct_id', 'properties.$insert_id']
+    """
+    if columns is None or not dedupe:
+        return None if columns is None else list(columns)
+    return [*columns, *(k for k in DEDUPE_KEYS if k not in columns)]
 
 
 class Deduper:

@@ -48,6 +48,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 
+from robotmia_frames._fsutil import fsync_dir
 from robotmia_frames._redact import redact, redact_url, register_secret
 from robotmia_frames._version import __version__
 from robotmia_frames.errors import (
@@ -1048,7 +1049,7 @@ def download_window(
                 break
         os.replace(tmp, dest)
         done = True
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     finally:
         if tmp is not None and not done:
             with suppress(OSError):
@@ -1062,19 +1063,6 @@ def download_window(
         attempts=attempt,
         request=request,
     )
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (POSIX); silently skipped where directories can't be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- other endpoints
