@@ -262,6 +262,262 @@ def _suspicious(array: pa.Array, kind: Kind) -> bool:
     return False
 
 
+def _scatter(array: pa.Array, rows: Sequence[int] | np.ndarray, n: int) -> pa.Array:
+    """Place ``array[i]`` at row ``rows[i]`` of an ``n``-row array (nulls elsewhere)."""
+    idx = np.full(n, -1, dtype=np.int64)
+    idx[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows), dtype=np.int64)
+    return array.take(pa.array(idx, mask=idx < 0))
+
+
+def _values_column(
+    values: Sequence[Any],
+    rows: Sequence[int] | np.ndarray,
+    n: int,
+    *,
+    check_big: bool,
+    ordered: bool,
+) -> RawColumn | None:
+    """A key's column from its decoded values at ``rows`` (ascending if ``ordered``).
+
+    None when ``check_big`` finds a float that may be an integer beyond 64 bits
+    that orjson rounded: the caller decodes the batch again, exactly.
+    """
+    guess, is_exact = _classify(values)
+    array, kind = _array(values, guess)
+    if kind is not guess and kind.item is not None:
+        is_exact = False  # list elements re-typed (ints beyond int64): not exact
+    if check_big and _suspicious(array, kind):
+        return None
+    if not ordered or len(rows) != n:
+        array = _scatter(array, rows, n)
+    return RawColumn(array, kind, is_exact)
+
+
+# ------------------------------------------------------------------ C scanner
+
+try:
+    from . import _scan
+except ImportError:  # pragma: no cover - built without a C compiler
+    _scan = None  # type: ignore[assignment]
+
+_T_NULL, _T_FALSE, _T_TRUE, _T_INT, _T_FLOAT, _T_STR, _T_RAW = range(1, 8)
+_B_BOOL = (1 << _T_FALSE) | (1 << _T_TRUE)
+_B_INT = 1 << _T_INT
+_B_NUM = (1 << _T_INT) | (1 << _T_FLOAT)
+_B_STR = 1 << _T_STR
+
+
+def native_enabled() -> bool:
+    """Whether the C scanner is built and not switched off.
+
+    ``ROBOTMIA_FRAMES_NATIVE=0`` switches it off (the pure-Python engine gives
+    the same tables, more slowly).
+
+    Example:
+        >>> isinstance(native_enabled(), bool)
+        True
+    """
+    return _scan is not None and os.environ.get("ROBOTMIA_FRAMES_NATIVE", "1") != "0"
+
+
+def _bitmap(flags: bytes, n: int) -> pa.Buffer | None:
+    ok = np.frombuffer(flags, dtype=np.bool_)
+    if n == 0 or ok.all():
+        return None
+    return pa.py_buffer(np.packbits(ok, bitorder="little").tobytes())
+
+
+def _offsets(ends: bytes) -> pa.Buffer:
+    return pa.py_buffer(b"\0\0\0\0" + ends)
+
+
+def _scan_batch(
+    lines: Sequence[bytes], first_line: int, *, source: str, keys: frozenset[str] | None
+) -> RawBatch | None:
+    """The C scanner's columns as a :class:`RawBatch`; None if it declined the chunk."""
+    got = _scan.scan(
+        lines if type(lines) is list else list(lines), None if keys is None else sorted(keys)
+    )
+    if got is None:
+        return None
+    n, ev_offsets, ev_data, ev_ok, times, time_ok, scanned = got
+    event = pa.Array.from_buffers(
+        pa.string(),
+        n,
+        [_bitmap(ev_ok, n), pa.py_buffer(ev_offsets), pa.py_buffer(ev_data)],
+    )
+    time = pa.Array.from_buffers(pa.float64(), n, [_bitmap(time_ok, n), pa.py_buffer(times)])
+    columns: dict[str, RawColumn] = {}
+    for key, rows_b, tags_b, ints, flts, s_ends, s_data, r_ends, r_data in scanned:
+        rows = np.frombuffer(rows_b, dtype=np.int32)
+        tags = np.frombuffer(tags_b, dtype=np.uint8)
+        counts = np.bincount(tags, minlength=8)
+        present = 0
+        for t in range(_T_FALSE, 8):
+            if counts[t]:
+                present |= 1 << t
+        col: RawColumn | None
+        if present == 0:
+            col = RawColumn(pa.nulls(n), NULL)
+        elif present == _B_INT or present & ~_B_NUM == 0 or present & ~_B_BOOL == 0:
+            col = _numeric_column(present, rows, tags, ints, flts, n)
+        elif present == _B_STR:
+            col = RawColumn(_string_array(rows, tags, s_ends, s_data, n), STR)
+        elif not present & (1 << _T_RAW):
+            col = RawColumn(_text_array(rows, tags, ints, flts, s_ends, s_data, n), TEXT)
+        else:
+            col = _mixed_column(rows, tags, ints, flts, s_ends, s_data, r_ends, r_data, n)
+            if col is None:
+                return None
+        columns[key] = col
+    return RawBatch(
+        source=source,
+        first_line=first_line,
+        line_count=len(lines),
+        num_rows=n,
+        event=event,
+        time=time,
+        columns=columns,
+    )
+
+
+def _numeric_column(
+    present: int, rows: np.ndarray, tags: np.ndarray, ints: bytes, flts: bytes, n: int
+) -> RawColumn:
+    """An int, float or bool column, scattered to ``n`` rows with numpy."""
+    kind: Kind
+    if present & ~_B_BOOL == 0:
+        kind, full = BOOL, np.zeros(n, dtype=np.bool_)
+        sel = tags != _T_NULL
+        full[rows[sel]] = tags[sel] == _T_TRUE
+    elif present == _B_INT:
+        kind, full = INT, np.zeros(n, dtype=np.int64)
+        sel = tags == _T_INT
+        full[rows[sel]] = np.frombuffer(ints, dtype=np.int64)
+    else:
+        kind, full = FLOAT, np.zeros(n, dtype=np.float64)
+        is_int = tags == _T_INT
+        if is_int.any():
+            full[rows[is_int]] = np.frombuffer(ints, dtype=np.int64)
+        is_float = tags == _T_FLOAT
+        full[rows[is_float]] = np.frombuffer(flts, dtype=np.float64)
+        sel = is_int | is_float
+    valid = np.zeros(n, dtype=np.bool_)
+    valid[rows[sel]] = True
+    if valid.all():
+        return RawColumn(pa.array(full), kind)
+    return RawColumn(pa.array(full, mask=~valid), kind)
+
+
+def _string_array(rows: np.ndarray, tags: np.ndarray, ends: bytes, data: bytes, n: int) -> pa.Array:
+    """A string column placed at its rows by offsets alone (the text is not copied)."""
+    count = len(ends) // 4
+    if count == n:
+        return pa.Array.from_buffers(pa.string(), n, [None, _offsets(ends), pa.py_buffer(data)])
+    at = rows if count == len(rows) else rows[tags == _T_STR]
+    lengths = np.zeros(n, dtype=np.int32)
+    lengths[at] = np.diff(np.frombuffer(ends, dtype=np.int32), prepend=np.int32(0))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    valid = np.zeros(n, dtype=np.bool_)
+    valid[at] = True
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
+    return pa.Array.from_buffers(
+        pa.string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+
+def _text_array(
+    rows: np.ndarray,
+    tags: np.ndarray,
+    ints: bytes,
+    flts: bytes,
+    s_ends: bytes,
+    s_data: bytes,
+    n: int,
+) -> pa.Array:
+    """A column of mixed scalars as text: strings as they are, the rest as JSON text.
+
+    Ints are cast by Arrow (their decimal text), floats take Python's ``repr``
+    (what :func:`~robotmia_frames.typepolicy.json_text` gives for them).
+    """
+    pieces: list[pa.Array] = []
+    at: list[np.ndarray] = []
+    for tag in (_T_STR, _T_INT, _T_FLOAT, _T_TRUE, _T_FALSE):
+        where = np.flatnonzero(tags == tag)
+        if not len(where):
+            continue
+        if tag == _T_STR:
+            piece = pa.Array.from_buffers(
+                pa.string(), len(where), [None, _offsets(s_ends), pa.py_buffer(s_data)]
+            )
+        elif tag == _T_INT:
+            piece = pa.array(np.frombuffer(ints, dtype=np.int64)).cast(pa.string())
+        elif tag == _T_FLOAT:
+            floats = np.frombuffer(flts, dtype=np.float64).tolist()
+            piece = pa.array(list(map(float.__repr__, floats)), type=pa.string())
+        else:
+            piece = pa.array(["true" if tag == _T_TRUE else "false"] * len(where), pa.string())
+        pieces.append(piece)
+        at.append(rows[where])
+    return _scatter(pa.concat_arrays(pieces), np.concatenate(at), n)
+
+
+def _mixed_column(
+    rows: np.ndarray,
+    tags: np.ndarray,
+    ints: bytes,
+    flts: bytes,
+    s_ends: bytes,
+    s_data: bytes,
+    r_ends: bytes,
+    r_data: bytes,
+    n: int,
+) -> RawColumn | None:
+    """A key whose values mix types, or hold lists or objects: typed in Python."""
+    values: list[Any] = [None] * len(tags)
+    counts_raw = len(r_ends)
+    for tag, decoded in (
+        (_T_INT, lambda: np.frombuffer(ints, dtype=np.int64).tolist()),
+        (_T_FLOAT, lambda: np.frombuffer(flts, dtype=np.float64).tolist()),
+        (_T_TRUE, None),
+        (_T_FALSE, None),
+        (_T_STR, lambda: _strings(s_ends, s_data)),
+        (_T_RAW, lambda: _raw_values(r_ends, r_data)),
+    ):
+        where = np.flatnonzero(tags == tag).tolist()
+        if not where:
+            continue
+        if decoded is None:
+            flag = tag == _T_TRUE
+            for i in where:
+                values[i] = flag
+            continue
+        try:
+            for i, v in zip(where, decoded(), strict=True):
+                values[i] = v
+        except orjson.JSONDecodeError:
+            return None  # e.g. a float beyond double range inside a list
+    return _values_column(values, rows, n, check_big=bool(counts_raw), ordered=True)
+
+
+def _strings(ends: bytes, data: bytes) -> list[Any]:
+    count = len(ends) // 4
+    strings = pa.Array.from_buffers(pa.string(), count, [None, _offsets(ends), pa.py_buffer(data)])
+    return list(strings.to_pylist())
+
+
+def _raw_values(ends: bytes, data: bytes) -> list[Any]:
+    view = memoryview(data)
+    out = []
+    start = 0
+    loads = orjson.loads
+    for end in np.frombuffer(ends, dtype=np.int32).tolist():
+        out.append(loads(view[start:end]))
+        start = end
+    return out
+
+
 def build_raw_batch(
     lines: Sequence[bytes],
     first_line: int,
@@ -271,7 +527,15 @@ def build_raw_batch(
     keys: frozenset[str] | None = None,
     exact: bool = False,
 ) -> RawBatch:
-    """Parse one chunk of lines into a :class:`RawBatch` (see the module docs)."""
+    """Parse one chunk of lines into a :class:`RawBatch` (see the module docs).
+
+    The C scanner takes the chunk when it is built and every line is plain; any
+    chunk it declines (a bad line, an odd value) is parsed here in Python.
+    """
+    if not exact and native_enabled():
+        scanned = _scan_batch(lines, first_line, source=source, keys=keys)
+        if scanned is not None:
+            return scanned
     loads = orjson.loads if not exact else None
     groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
     events: list[Any] = []
@@ -334,19 +598,12 @@ def build_raw_batch(
         else:
             rows = list(itertools.chain.from_iterable(p[0] for p in parts))
             values = list(itertools.chain.from_iterable(p[1] for p in parts))
-        guess, is_exact = _classify(values)
-        array, kind = _array(values, guess)
-        if kind is not guess and kind.item is not None:
-            is_exact = False  # list elements re-typed (ints beyond int64): not exact
-        if not exact and _suspicious(array, kind):
+        col = _values_column(values, rows, n, check_big=not exact, ordered=len(parts) == 1)
+        if col is None:
             return build_raw_batch(
                 lines, first_line, source=source, bad=_Recheck(bad), keys=keys, exact=True
             )
-        if len(parts) > 1 or len(rows) != n:
-            idx = np.full(n, -1, dtype=np.int64)
-            idx[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows), dtype=np.int64)
-            array = array.take(pa.array(idx, mask=idx < 0))
-        columns[key] = RawColumn(array, kind, is_exact)
+        columns[key] = col
 
     try:
         event = pa.array(events, type=pa.string())
