@@ -1,10 +1,11 @@
 /*
  * robotmia_frames._scan: export lines to per-key columns, in C.
  *
- * One call scans a chunk of JSONL lines (a list of bytes) and returns, for every
+ * One call scans a chunk of JSONL (newline-separated lines) and returns, for every
  * property key, the rows it appears in, a type tag per value and the values
- * themselves in flat buffers (int64, float64, UTF-8 string data with end offsets,
- * and the raw JSON text of objects and arrays). engine.py turns those into Arrow
+ * themselves in flat buffers: int64, float64, the text of every scalar (strings
+ * decoded, numbers and booleans as JSON text) with end offsets, and the raw JSON
+ * text of objects and arrays. engine.py turns those into Arrow
  * arrays with a handful of vectorised calls per key.
  *
  * The scanner is deliberately partial: it accepts only lines it fully validates
@@ -30,7 +31,8 @@
 #endif
 #endif
 
-enum { T_NULL = 1, T_FALSE = 2, T_TRUE = 3, T_INT = 4, T_FLOAT = 5, T_STR = 6, T_RAW = 7 };
+enum { T_NULL = 1, T_FALSE = 2, T_TRUE = 3, T_INT = 4, T_FLOAT = 5, T_STR = 6, T_RAW = 7, T_LIST = 8 };
+enum { NOT_FLAT = -3 };
 enum { OK = 0, HARD = -1, NOMEM = -2 };
 #define MAX_DEPTH 256
 
@@ -70,8 +72,13 @@ typedef struct {
     uint64_t hash;
     int skip;        /* not wanted (projection): validated, not stored */
     int seen;        /* appeared in this chunk */
+    int odd;         /* a float whose text is not Python's repr of it */
     int32_t last_row;
+    int32_t next; /* the key that followed this one last time (-1: none yet) */
     buf_t rows, tags, ints, flts, soff, sdat, roff, rdat;
+    /* Lists of scalars, flattened: element tags, ints, floats, string text with
+       one end offset per element, and each list's end (in elements). */
+    buf_t ctags, cints, cflts, coff, cdat, lend;
 } col_t;
 
 typedef struct {
@@ -82,6 +89,7 @@ typedef struct {
     size_t *order; /* columns in order of first appearance */
     size_t norder;
     int only_wanted;
+    int32_t first; /* the first key of the last properties object (-1: none) */
 } table_t;
 
 static uint64_t hash_bytes(const char *s, size_t n) {
@@ -135,6 +143,7 @@ static int table_get(table_t *t, const char *name, size_t n, int add_skip, col_t
     c->hash = h;
     c->skip = add_skip;
     c->last_row = -1;
+    c->next = -1;
     t->slots[j] = (int32_t)(t->ncols + 1);
     t->ncols++;
     if (t->ncols * 2 > t->nslots && table_rehash(t, t->nslots * 2) != OK) return NOMEM;
@@ -147,6 +156,8 @@ static void table_free(table_t *t) {
         col_t *c = &t->cols[i];
         free(c->rows.p); free(c->tags.p); free(c->ints.p); free(c->flts.p);
         free(c->soff.p); free(c->sdat.p); free(c->roff.p); free(c->rdat.p);
+        free(c->ctags.p); free(c->cints.p); free(c->cflts.p); free(c->coff.p);
+        free(c->cdat.p); free(c->lend.p);
     }
     free(t->cols);
     free(t->slots);
@@ -213,6 +224,17 @@ static int hex4(const unsigned char *p, unsigned *out) {
 static int lex_string(cur_t *c, const unsigned char **s, size_t *n, int *escaped, buf_t *out) {
     const unsigned char *p = ++c->p, *e = c->e;
     int high = 0, esc = 0;
+    /* Eight bytes at a time while none is a quote, a backslash, a control
+       character or non-ASCII. */
+    while (e - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t q = w ^ 0x2222222222222222ULL, b = w ^ 0x5C5C5C5C5C5C5C5CULL;
+        uint64_t hit = ((q - 0x0101010101010101ULL) & ~q) | ((b - 0x0101010101010101ULL) & ~b) |
+                       (w - 0x2020202020202020ULL) | w;
+        if (hit & 0x8080808080808080ULL) break;
+        p += 8;
+    }
     while (p < e) {
         unsigned char ch = *p;
         if (ch == '"') break;
@@ -344,6 +366,44 @@ static int lex_number(cur_t *c, int *is_int, int64_t *iv, double *dv) {
         }
         return OK;
     }
+#if !defined(__FLT_EVAL_METHOD__) || __FLT_EVAL_METHOD__ == 0
+    {
+        /* Exact fast path: at most 15 significant digits and a power of ten up
+           to 1e22 are both exact doubles, and one IEEE multiply or divide
+           rounds correctly. */
+        static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+        const unsigned char *d = digits;
+        uint64_t m = 0;
+        int nd = 0, frac = 0, ok = 1;
+        while (d < p && *d >= '0' && *d <= '9') { m = m * 10 + (unsigned)(*d - '0'); nd++; d++; }
+        if (d < p && *d == '.') {
+            d++;
+            while (d < p && *d >= '0' && *d <= '9') {
+                m = m * 10 + (unsigned)(*d - '0'); nd++; frac++; d++;
+                if (nd > 15) { ok = 0; break; }
+            }
+        }
+        long ex = 0;
+        if (ok && d < p && (*d == 'e' || *d == 'E')) {
+            int eneg = 0;
+            d++;
+            if (*d == '+' || *d == '-') { eneg = *d == '-'; d++; }
+            while (d < p && ex < 100000) { ex = ex * 10 + (*d - '0'); d++; }
+            if (eneg) ex = -ex;
+        }
+        if (ok && nd <= 15) {
+            ex -= frac;
+            if (ex >= -22 && ex <= 22 && m != 0) {
+                double v = (double)m;
+                v = ex < 0 ? v / pow10[-ex] : v * pow10[ex];
+                *dv = neg ? -v : v;
+                return OK;
+            }
+        }
+    }
+#endif
     if (!floats_ok) return HARD;
     char tmp[128];
     size_t len = (size_t)(p - start);
@@ -428,7 +488,92 @@ static int skip_value(cur_t *c, int depth) {
     }
 }
 
-/* One property value into its column. */
+/*
+ * Is this JSON float spelled as Python's repr spells its value? True for plain
+ * decimals (no exponent) of at most 15 significant digits, no trailing zero after
+ * the first decimal and a magnitude from 1e-4 up, the form repr uses there: such
+ * a decimal is the shortest one that reads back as its double.
+ */
+static int float_canonical(const unsigned char *s, size_t n) {
+    const unsigned char *p = s, *e = s + n, *dot = NULL;
+    if (p < e && *p == '-') p++;
+    for (const unsigned char *q = p; q < e; q++) {
+        if (*q == '.') dot = q;
+        else if (*q == 'e' || *q == 'E') return 0;
+    }
+    if (!dot) return 0;
+    size_t ilen = (size_t)(dot - p), flen = (size_t)(e - dot - 1);
+    if (flen > 1 && e[-1] == '0') return 0;
+    if (ilen == 1 && *p == '0') {
+        size_t z = 0;
+        while (z < flen && dot[1 + z] == '0') z++;
+        if (z == flen) return 1; /* 0.0 */
+        return z <= 3 && flen - z <= 15;
+    }
+    return ilen + flen <= 15;
+}
+
+/* A list whose elements are all scalars, into the column's element buffers.
+   NOT_FLAT (nothing kept) for a list holding lists or objects. */
+static int put_flat_list(cur_t *c, col_t *col) {
+    size_t m_tags = col->ctags.len, m_ints = col->cints.len, m_flts = col->cflts.len,
+           m_off = col->coff.len, m_dat = col->cdat.len;
+    const unsigned char *s;
+    size_t n;
+    int esc, r;
+    c->p++; /* '[' */
+    ws(c);
+    if (c->p < c->e && *c->p == ']') {
+        c->p++;
+    } else {
+        for (;;) {
+            unsigned char tag;
+            if (c->p >= c->e) return HARD;
+            switch (*c->p) {
+                case '"':
+                    if ((r = lex_string(c, &s, &n, &esc, &col->cdat)) != OK) return r;
+                    tag = T_STR;
+                    break;
+                case 't': if ((r = lit(c, "true", 4)) != OK) return r; tag = T_TRUE; break;
+                case 'f': if ((r = lit(c, "false", 5)) != OK) return r; tag = T_FALSE; break;
+                case 'n': if ((r = lit(c, "null", 4)) != OK) return r; tag = T_NULL; break;
+                case '[':
+                case '{':
+                    col->ctags.len = m_tags; col->cints.len = m_ints; col->cflts.len = m_flts;
+                    col->coff.len = m_off; col->cdat.len = m_dat;
+                    return NOT_FLAT;
+                default: {
+                    int is_int;
+                    int64_t iv;
+                    double dv;
+                    if ((r = lex_number(c, &is_int, &iv, &dv)) != OK) return r;
+                    if (is_int) {
+                        if (buf_put(&col->cints, &iv, sizeof iv) != OK) return NOMEM;
+                        tag = T_INT;
+                    } else {
+                        if (buf_put(&col->cflts, &dv, sizeof dv) != OK) return NOMEM;
+                        tag = T_FLOAT;
+                    }
+                }
+            }
+            if (col->cdat.len > INT32_MAX || col->ctags.len >= INT32_MAX) return HARD;
+            if (buf_i32(&col->coff, (int32_t)col->cdat.len) != OK) return NOMEM;
+            if (buf_put(&col->ctags, &tag, 1) != OK) return NOMEM;
+            ws(c);
+            if (c->p >= c->e) return HARD;
+            if (*c->p == ',') { c->p++; ws(c); continue; }
+            if (*c->p == ']') { c->p++; break; }
+            return HARD;
+        }
+    }
+    return buf_i32(&col->lend, (int32_t)col->ctags.len);
+}
+
+/*
+ * One property value into its column. Every scalar also leaves its text in sdat
+ * (strings decoded, numbers and booleans as their JSON text, nulls empty), one
+ * end offset per value, so a column of mixed scalars is already its text column.
+ */
 static int put_value(cur_t *c, col_t *col, int32_t row) {
     const unsigned char *s;
     size_t n;
@@ -438,37 +583,58 @@ static int put_value(cur_t *c, col_t *col, int32_t row) {
     switch (*c->p) {
         case '"':
             if ((r = lex_string(c, &s, &n, &esc, &col->sdat)) != OK) return r;
-            if (col->sdat.len > INT32_MAX) return HARD;
-            if (buf_i32(&col->soff, (int32_t)col->sdat.len) != OK) return NOMEM;
             tag = T_STR;
             break;
-        case 't': if ((r = lit(c, "true", 4)) != OK) return r; tag = T_TRUE; break;
-        case 'f': if ((r = lit(c, "false", 5)) != OK) return r; tag = T_FALSE; break;
+        case 't':
+            if ((r = lit(c, "true", 4)) != OK) return r;
+            if (buf_put(&col->sdat, "true", 4) != OK) return NOMEM;
+            tag = T_TRUE;
+            break;
+        case 'f':
+            if ((r = lit(c, "false", 5)) != OK) return r;
+            if (buf_put(&col->sdat, "false", 5) != OK) return NOMEM;
+            tag = T_FALSE;
+            break;
         case 'n': if ((r = lit(c, "null", 4)) != OK) return r; tag = T_NULL; break;
         case '{':
         case '[': {
+            /* The raw text is kept for every list and object; lists of scalars are
+               also flattened, so most list columns need no Python. */
             const unsigned char *start = c->p;
-            if ((r = skip_value(c, 1)) != OK) return r;
+            tag = T_RAW;
+            if (*c->p == '[') {
+                r = put_flat_list(c, col);
+                if (r == OK) tag = T_LIST;
+                else if (r != NOT_FLAT) return r;
+                else c->p = start;
+            }
+            if (tag == T_RAW && (r = skip_value(c, 1)) != OK) return r;
             if (buf_put(&col->rdat, start, (size_t)(c->p - start)) != OK) return NOMEM;
             if (col->rdat.len > INT32_MAX) return HARD;
             if (buf_i32(&col->roff, (int32_t)col->rdat.len) != OK) return NOMEM;
-            tag = T_RAW;
             break;
         }
         default: {
             int is_int;
             int64_t iv;
             double dv;
+            const unsigned char *start = c->p;
             if ((r = lex_number(c, &is_int, &iv, &dv)) != OK) return r;
+            size_t len = (size_t)(c->p - start);
             if (is_int) {
                 if (buf_put(&col->ints, &iv, sizeof iv) != OK) return NOMEM;
+                if (iv == 0) { start = (const unsigned char *)"0"; len = 1; } /* -0 */
                 tag = T_INT;
             } else {
                 if (buf_put(&col->flts, &dv, sizeof dv) != OK) return NOMEM;
+                if (!col->odd && !float_canonical(start, len)) col->odd = 1;
                 tag = T_FLOAT;
             }
+            if (buf_put(&col->sdat, start, len) != OK) return NOMEM;
         }
     }
+    if (col->sdat.len > INT32_MAX) return HARD;
+    if (buf_i32(&col->soff, (int32_t)col->sdat.len) != OK) return NOMEM;
     if (buf_i32(&col->rows, row) != OK || buf_put(&col->tags, &tag, 1) != OK) return NOMEM;
     return OK;
 }
@@ -476,6 +642,7 @@ static int put_value(cur_t *c, col_t *col, int32_t row) {
 /* The properties object of one line. */
 static int scan_properties(cur_t *c, table_t *t, int32_t row, double *time, uint8_t *time_ok) {
     int r, esc, seen_time = 0;
+    int32_t prev = -1;
     const unsigned char *s;
     size_t n;
     c->p++; /* '{' */
@@ -509,8 +676,20 @@ static int scan_properties(cur_t *c, table_t *t, int32_t row, double *time, uint
                 return r;
             }
         } else {
-            col_t *col;
-            if ((r = table_get(t, (const char *)s, n, t->only_wanted, &col)) != OK) return r;
+            /* Events of one name repeat their keys in the same order: try the key
+               that followed the previous one last time before hashing. */
+            col_t *col = NULL;
+            int32_t guess = prev < 0 ? t->first : t->cols[prev].next;
+            if (guess >= 0) {
+                col_t *g = &t->cols[guess];
+                if (g->name_len == n && memcmp(g->name, s, n) == 0) col = g;
+            }
+            if (!col) {
+                if ((r = table_get(t, (const char *)s, n, t->only_wanted, &col)) != OK) return r;
+                if (prev < 0) t->first = (int32_t)(col - t->cols);
+                else t->cols[prev].next = (int32_t)(col - t->cols);
+            }
+            prev = (int32_t)(col - t->cols);
             if (col->last_row == row) return HARD; /* duplicate key: the Python path */
             col->last_row = row;
             if (!col->seen) {
@@ -610,15 +789,161 @@ static PyObject *bytes_of(buf_t *b) {
     return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->len);
 }
 
-static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows) {
+/*
+ * After a chunk: decide each column's kind the way engine.py's Python path would
+ * and lay its values out as Arrow buffers over all n rows (validity bitmap,
+ * values or offsets), so Python only wraps them. Columns left to Python (lists
+ * or objects mixed with other values, odd floats in mixed columns, lists of
+ * mixed elements) get K_PY and keep their per-value buffers.
+ */
+enum { K_PY = -1, K_NULL = 0, K_INT = 1, K_FLOAT = 2, K_BOOL = 3, K_STR = 4, K_TEXT = 5, K_LIST = 6 };
+#define B(t) (1 << (t))
+#define B_NUM (B(T_INT) | B(T_FLOAT))
+#define B_BOOL (B(T_FALSE) | B(T_TRUE))
+#define B_NESTED (B(T_RAW) | B(T_LIST))
+
+typedef struct {
+    int kind, ckind, cexact;
+    buf_t valid, vals, cvalid, cvals;
+} placed_t;
+
+static int present_of(const buf_t *tags) {
+    int p = 0;
+    for (size_t i = 0; i < tags->len; i++) p |= 1 << (unsigned char)tags->p[i];
+    return p & ~B(T_NULL);
+}
+
+static int scalar_kind(int p) {
+    if (p == 0) return K_NULL;
+    if ((p & ~B_NUM) == 0) return p == B(T_INT) ? K_INT : K_FLOAT;
+    if ((p & ~B_BOOL) == 0) return K_BOOL;
+    return K_PY;
+}
+
+/* A validity bitmap of n bits (left empty when every bit is set). */
+static int put_bitmap(buf_t *out, const unsigned char *tags, const int32_t *rows, size_t m, size_t n) {
+    size_t set = 0, nbytes = (n + 7) / 8;
+    for (size_t i = 0; i < m; i++) set += tags[i] != T_NULL;
+    if (set == n) return OK;
+    if (buf_grow(out, nbytes ? nbytes : 1) != OK) return NOMEM;
+    memset(out->p, 0, nbytes);
+    out->len = nbytes;
+    for (size_t i = 0; i < m; i++) {
+        if (tags[i] == T_NULL) continue;
+        size_t r = rows ? (size_t)rows[i] : i;
+        out->p[r >> 3] |= (char)(1 << (r & 7));
+    }
+    return OK;
+}
+
+/* Values of a numeric or boolean kind at their rows (rows NULL: one per value). */
+static int put_values(buf_t *out, int kind, const unsigned char *tags, const int32_t *rows,
+                      size_t m, size_t n, const buf_t *ints, const buf_t *flts) {
+    size_t width = kind == K_INT ? 8 : kind == K_FLOAT ? 8 : 0;
+    size_t nbytes = kind == K_BOOL ? (n + 7) / 8 : n * width;
+    if (buf_grow(out, nbytes ? nbytes : 1) != OK) return NOMEM;
+    memset(out->p, 0, nbytes);
+    out->len = nbytes;
+    const int64_t *iv = (const int64_t *)ints->p;
+    const double *dv = (const double *)flts->p;
+    size_t ii = 0, fi = 0;
+    for (size_t i = 0; i < m; i++) {
+        size_t r = rows ? (size_t)rows[i] : i;
+        switch (tags[i]) {
+            case T_INT:
+                if (kind == K_INT) ((int64_t *)out->p)[r] = iv[ii];
+                else ((double *)out->p)[r] = (double)iv[ii];
+                ii++;
+                break;
+            case T_FLOAT: ((double *)out->p)[r] = dv[fi++]; break;
+            case T_TRUE: out->p[r >> 3] |= (char)(1 << (r & 7)); break;
+            default: break;
+        }
+    }
+    return OK;
+}
+
+/* n+1 offsets over rows from per-value ends (values with a non-matching tag
+   contribute nothing). */
+static int put_offsets(buf_t *out, const int32_t *rows, const unsigned char *tags, int only_tag,
+                       const int32_t *ends, size_t m, size_t n) {
+    if (buf_grow(out, (n + 1) * 4) != OK) return NOMEM;
+    int32_t *off = (int32_t *)out->p;
+    out->len = (n + 1) * 4;
+    int32_t pos = 0;
+    size_t e = 0, k = 0;
+    for (size_t r = 0; r < n; r++) {
+        off[r] = pos;
+        if (e < m && (size_t)rows[e] == r) {
+            if (only_tag == 0 || tags[e] == only_tag) pos = ends[only_tag ? k++ : e];
+            e++;
+        }
+    }
+    off[n] = pos;
+    return OK;
+}
+
+static int place(col_t *c, size_t n, placed_t *out) {
+    memset(out, 0, sizeof *out);
+    size_t m = c->tags.len;
+    const unsigned char *tags = (const unsigned char *)c->tags.p;
+    const int32_t *rows = (const int32_t *)c->rows.p;
+    int p = present_of(&c->tags);
+    int k = scalar_kind(p);
+    if (k == K_PY) {
+        if (p == B(T_LIST)) {
+            int cp = present_of(&c->ctags);
+            int ck = scalar_kind(cp);
+            if (ck == K_PY && cp == B(T_STR)) ck = K_STR;
+            if (ck == K_PY) { out->kind = K_PY; return OK; }
+            size_t cm = c->ctags.len;
+            const unsigned char *ctags = (const unsigned char *)c->ctags.p;
+            out->ckind = ck;
+            out->cexact = cp != B_NUM;
+            if (put_bitmap(&out->cvalid, ctags, NULL, cm, cm) != OK) return NOMEM;
+            if (ck == K_STR) {
+                if (buf_i32(&out->cvals, 0) != OK || buf_put(&out->cvals, c->coff.p, c->coff.len) != OK)
+                    return NOMEM;
+            } else if (ck != K_NULL &&
+                       put_values(&out->cvals, ck, ctags, NULL, cm, cm, &c->cints, &c->cflts) != OK) {
+                return NOMEM;
+            }
+            k = K_LIST;
+        } else if (!(p & B_NESTED) && (p == B(T_STR) || !c->odd)) {
+            k = p == B(T_STR) ? K_STR : K_TEXT;
+        } else {
+            out->kind = K_PY;
+            return OK;
+        }
+    }
+    out->kind = k;
+    if (k == K_NULL) return OK;
+    if (put_bitmap(&out->valid, tags, rows, m, n) != OK) return NOMEM;
+    if (k == K_STR || k == K_TEXT)
+        return put_offsets(&out->vals, rows, tags, 0, (const int32_t *)c->soff.p, m, n);
+    if (k == K_LIST)
+        return put_offsets(&out->vals, rows, tags, T_LIST, (const int32_t *)c->lend.p, m, n);
+    return put_values(&out->vals, k, tags, rows, m, n, &c->ints, &c->flts);
+}
+
+static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows, placed_t *placed) {
     PyObject *cols = PyList_New((Py_ssize_t)t->norder);
     if (!cols) return NULL;
+    buf_t none = {NULL, 0, 0};
     for (size_t i = 0; i < t->norder; i++) {
         col_t *c = &t->cols[t->order[i]];
+        placed_t *pl = &placed[i];
+        int py = pl->kind == K_PY;
+        int text = pl->kind == K_STR || pl->kind == K_TEXT;
         PyObject *item = Py_BuildValue(
-            "(s#NNNNNNNN)", c->name, (Py_ssize_t)c->name_len, bytes_of(&c->rows),
-            bytes_of(&c->tags), bytes_of(&c->ints), bytes_of(&c->flts), bytes_of(&c->soff),
-            bytes_of(&c->sdat), bytes_of(&c->roff), bytes_of(&c->rdat));
+            "(s#iNNNiiNNNNNNNNNN)", c->name, (Py_ssize_t)c->name_len, pl->kind,
+            bytes_of(&pl->valid), bytes_of(&pl->vals), bytes_of(py || text ? &c->sdat : &none),
+            pl->ckind, pl->cexact, bytes_of(&pl->cvalid), bytes_of(&pl->cvals),
+            bytes_of(pl->kind == K_LIST && pl->ckind == K_STR ? &c->cdat : &none),
+            bytes_of(py ? &c->rows : &none), bytes_of(py ? &c->tags : &none),
+            bytes_of(py ? &c->ints : &none), bytes_of(py ? &c->flts : &none),
+            bytes_of(py ? &c->soff : &none), bytes_of(py ? &c->roff : &none),
+            bytes_of(py ? &c->rdat : &none));
         if (!item) { Py_DECREF(cols); return NULL; }
         PyList_SET_ITEM(cols, (Py_ssize_t)i, item);
     }
@@ -627,36 +952,27 @@ static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows) {
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(lines, wanted=None) -> tuple | None\n\n"
-"Scan a list of JSONL lines (bytes, without newlines) into per-key columns.\n"
+"scan(chunk, wanted=None, /) -> tuple | None\n\n"
+"Scan a chunk of JSONL (lines separated by newlines) into per-key columns.\n"
 "``wanted`` (a list of str) limits the keys stored. Returns None when any line\n"
 "needs the Python engine.");
 
 static PyObject *scan(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *lines, *wanted = Py_None;
-    if (!PyArg_ParseTuple(args, "O!|O", &PyList_Type, &lines, &wanted)) return NULL;
-    Py_ssize_t nlines = PyList_GET_SIZE(lines);
-    const unsigned char **ptrs = NULL;
-    size_t *lens = NULL;
+    Py_buffer view;
+    PyObject *wanted = Py_None;
+    if (!PyArg_ParseTuple(args, "y*|O", &view, &wanted)) return NULL;
     table_t t;
     rows_t o;
     memset(&t, 0, sizeof t);
     memset(&o, 0, sizeof o);
     PyObject *result = NULL;
+    placed_t *placed = NULL;
     int r = OK;
-    int32_t nrows = 0;
+    int64_t nrows = 0;
+    const unsigned char *p = (const unsigned char *)view.buf, *end = p + view.len;
 
-    ptrs = (const unsigned char **)malloc(sizeof(*ptrs) * (size_t)(nlines ? nlines : 1));
-    lens = (size_t *)malloc(sizeof(*lens) * (size_t)(nlines ? nlines : 1));
-    if (!ptrs || !lens) { PyErr_NoMemory(); goto done; }
-    for (Py_ssize_t i = 0; i < nlines; i++) {
-        PyObject *b = PyList_GET_ITEM(lines, i);
-        if (!PyBytes_Check(b)) { PyErr_SetString(PyExc_TypeError, "lines must be bytes"); goto done; }
-        ptrs[i] = (const unsigned char *)PyBytes_AS_STRING(b);
-        lens[i] = (size_t)PyBytes_GET_SIZE(b);
-    }
-    if (nlines >= INT32_MAX) { result = Py_None; Py_INCREF(result); goto done; }
+    t.first = -1;
     if (table_rehash(&t, 256) != OK) { PyErr_NoMemory(); goto done; }
     if (wanted != Py_None) {
         if (!PyList_Check(wanted)) { PyErr_SetString(PyExc_TypeError, "wanted must be a list"); goto done; }
@@ -672,27 +988,68 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     if (buf_i32(&o.ev_off, 0) != OK) { PyErr_NoMemory(); goto done; }
 
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < nlines && r == OK; i++) {
-        if (blank(ptrs[i], lens[i])) continue;
-        cur_t c = {ptrs[i], ptrs[i] + lens[i]};
-        r = scan_line(&c, &t, &o, nrows);
-        nrows++;
+    while (p < end && r == OK) {
+        const unsigned char *nl = (const unsigned char *)memchr(p, '\n', (size_t)(end - p));
+        const unsigned char *stop = nl ? nl : end;
+        if (!blank(p, (size_t)(stop - p))) {
+            if (nrows >= INT32_MAX) { r = HARD; break; }
+            cur_t c = {p, stop};
+            r = scan_line(&c, &t, &o, (int32_t)nrows);
+            nrows++;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (r == OK) {
+        placed = (placed_t *)calloc(t.norder ? t.norder : 1, sizeof(placed_t));
+        if (!placed) r = NOMEM;
+        for (size_t i = 0; r == OK && i < t.norder; i++)
+            r = place(&t.cols[t.order[i]], (size_t)nrows, &placed[i]);
     }
     Py_END_ALLOW_THREADS
 
     if (r == NOMEM) { PyErr_NoMemory(); goto done; }
     if (r == HARD) { result = Py_None; Py_INCREF(result); goto done; }
-    result = build_result(&t, &o, nrows);
+    result = build_result(&t, &o, (int32_t)nrows, placed);
 done:
-    free(ptrs);
-    free(lens);
+    if (placed) {
+        for (size_t i = 0; i < t.norder; i++) {
+            free(placed[i].valid.p); free(placed[i].vals.p);
+            free(placed[i].cvalid.p); free(placed[i].cvals.p);
+        }
+        free(placed);
+    }
+    PyBuffer_Release(&view);
     table_free(&t);
     free(o.ev_off.p); free(o.ev_dat.p); free(o.ev_ok.p); free(o.time.p); free(o.time_ok.p);
     return result;
 }
 
+PyDoc_STRVAR(cut_doc,
+"cut(chunk, start, n, /) -> int\n\n"
+"The offset just past the n-th newline at or after ``start``, or -1 if fewer.");
+
+static PyObject *cut(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    Py_ssize_t start, n;
+    if (!PyArg_ParseTuple(args, "y*nn", &view, &start, &n)) return NULL;
+    const char *p = (const char *)view.buf + start, *end = (const char *)view.buf + view.len;
+    Py_ssize_t found = -1;
+    if (start >= 0 && start <= view.len && n > 0) {
+        while (p < end) {
+            const char *nl = (const char *)memchr(p, '\n', (size_t)(end - p));
+            if (!nl) break;
+            p = nl + 1;
+            if (--n == 0) { found = (Py_ssize_t)(p - (const char *)view.buf); break; }
+        }
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"cut", cut, METH_VARARGS, cut_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,13 +29,14 @@ import gzip
 import itertools
 import multiprocessing
 import os
+import queue
 import re
 import threading
 import types
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -79,6 +80,7 @@ __all__ = [
 ]
 
 _BLOCK = 4 << 20
+_BIG_BLOCK = 8 << 20
 #: Lines per batch: small enough that a batch's transient Python objects stay a few
 #: tens of MB, large enough that Arrow conversion dominates per-batch overhead.
 BATCH_ROWS = 16_384
@@ -162,6 +164,76 @@ def iter_line_chunks(
         if stream is not raw:
             stream.close()
         raw.close()
+
+
+def iter_line_blocks(
+    path: str | Path, *, label: str, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[int, memoryview, int]]:
+    """Yield ``(first_line_number, chunk, line_count)`` for the C scanner.
+
+    Like :func:`iter_line_chunks`, but a chunk is the file's own bytes for
+    ``batch_rows`` lines (newlines included), not a list of lines: the scanner
+    finds the lines itself, and nothing is split unless a chunk needs the Python
+    engine (:func:`split_lines`). Needs the C scanner.
+    """
+    p = Path(path)
+    try:
+        raw, stream = _open_stream(p)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"export file not found: {p}") from exc
+    first = 1
+    pieces: list[bytes] = []
+    pending = 0  # newlines in pieces
+    try:
+        while True:
+            try:
+                block = stream.read(_BIG_BLOCK)
+            except EOFError as exc:
+                raise IncompleteDownloadError(
+                    f"{label}: the gzip stream ends early after line {first + pending - 1} "
+                    "(truncated file or download); download it again"
+                ) from exc
+            except (zlib.error, gzip.BadGzipFile, OSError) as exc:
+                raise ParseError(
+                    f"corrupt gzip data ({exc})", line_number=first + pending, source=label
+                ) from exc
+            if not block:
+                break
+            pieces.append(block)
+            pending += block.count(b"\n")
+            if pending < batch_rows:
+                continue
+            buf = b"".join(pieces) if len(pieces) > 1 else pieces[0]
+            view = memoryview(buf)
+            pos = 0
+            while pending >= batch_rows:
+                end = _scan.cut(buf, pos, batch_rows)
+                yield first, view[pos:end], batch_rows
+                first += batch_rows
+                pending -= batch_rows
+                pos = end
+            pieces = [buf[pos:]] if pos < len(buf) else []
+        tail = b"".join(pieces)
+        if tail:
+            count = tail.count(b"\n") + (0 if tail.endswith(b"\n") else 1)
+            yield first, memoryview(tail), count
+    finally:
+        if stream is not raw:
+            stream.close()
+        raw.close()
+
+
+def split_lines(chunk: bytes | memoryview) -> list[bytes]:
+    """The lines of a chunk from :func:`iter_line_blocks` (newlines dropped).
+
+    Example:
+        >>> split_lines(b'a\\n\\nb\\n')
+        [b'a', b'', b'b']
+    """
+    lines = bytes(chunk).split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 # ---------------------------------------------------------------------- batches
@@ -300,11 +372,10 @@ try:
 except ImportError:  # pragma: no cover - built without a C compiler
     _scan = None  # type: ignore[assignment]
 
-_T_NULL, _T_FALSE, _T_TRUE, _T_INT, _T_FLOAT, _T_STR, _T_RAW = range(1, 8)
-_B_BOOL = (1 << _T_FALSE) | (1 << _T_TRUE)
-_B_INT = 1 << _T_INT
-_B_NUM = (1 << _T_INT) | (1 << _T_FLOAT)
-_B_STR = 1 << _T_STR
+_T_NULL, _T_FALSE, _T_TRUE, _T_INT, _T_FLOAT, _T_STR, _T_RAW, _T_LIST = range(1, 9)
+# The scanner's kind codes (K_* in _scan.c); _K_PY leaves the column to Python.
+_K_PY, _K_NULL, _K_LIST = -1, 0, 6
+_KINDS: dict[int, Kind] = {0: NULL, 1: INT, 2: FLOAT, 3: BOOL, 4: STR, 5: TEXT}
 
 
 def native_enabled() -> bool:
@@ -331,14 +402,26 @@ def _offsets(ends: bytes) -> pa.Buffer:
     return pa.py_buffer(b"\0\0\0\0" + ends)
 
 
+def _wanted(keys: frozenset[str] | None) -> list[str] | None:
+    return None if keys is None else sorted(keys)
+
+
 def _scan_batch(
-    lines: Sequence[bytes], first_line: int, *, source: str, keys: frozenset[str] | None
+    lines: Sequence[bytes],
+    first_line: int,
+    *,
+    source: str,
+    keys: frozenset[str] | None,
+    scanned: Any = None,
 ) -> RawBatch | None:
-    """The C scanner's columns as a :class:`RawBatch`; None if it declined the chunk."""
-    got = _scan.scan(
-        lines if type(lines) is list else list(lines), None if keys is None else sorted(keys)
-    )
+    """The C scanner's columns as a :class:`RawBatch`; None if it declined the chunk.
+
+    ``scanned`` is the scanner's result if it already ran (see :func:`_prescan`).
+    """
+    got = scanned
     if got is None:
+        got = _scan.scan(b"\n".join(lines), _wanted(keys))
+    if got is None or got is _DECLINED:
         return None
     n, ev_offsets, ev_data, ev_ok, times, time_ok, scanned = got
     event = pa.Array.from_buffers(
@@ -348,27 +431,33 @@ def _scan_batch(
     )
     time = pa.Array.from_buffers(pa.float64(), n, [_bitmap(time_ok, n), pa.py_buffer(times)])
     columns: dict[str, RawColumn] = {}
-    for key, rows_b, tags_b, ints, flts, s_ends, s_data, r_ends, r_data in scanned:
-        rows = np.frombuffer(rows_b, dtype=np.int32)
-        tags = np.frombuffer(tags_b, dtype=np.uint8)
-        counts = np.bincount(tags, minlength=8)
-        present = 0
-        for t in range(_T_FALSE, 8):
-            if counts[t]:
-                present |= 1 << t
+    for (
+        key, code, valid, values, text, item_code, item_exact, item_valid, item_values,
+        item_text, rows, tags, ints, floats, text_ends, raw_ends, raw,
+    ) in scanned:  # fmt: skip
         col: RawColumn | None
-        if present == 0:
-            col = RawColumn(pa.nulls(n), NULL)
-        elif present == _B_INT or present & ~_B_NUM == 0 or present & ~_B_BOOL == 0:
-            col = _numeric_column(present, rows, tags, ints, flts, n)
-        elif present == _B_STR:
-            col = RawColumn(_string_array(rows, tags, s_ends, s_data, n), STR)
-        elif not present & (1 << _T_RAW):
-            col = RawColumn(_text_array(rows, tags, ints, flts, s_ends, s_data, n), TEXT)
-        else:
-            col = _mixed_column(rows, tags, ints, flts, s_ends, s_data, r_ends, r_data, n)
+        if code == _K_PY:
+            col = _mixed_column(
+                np.frombuffer(rows, dtype=np.int32),
+                np.frombuffer(tags, dtype=np.uint8),
+                ints, floats, text_ends, text, raw_ends, raw, n,
+            )  # fmt: skip
             if col is None:
                 return None
+        elif code == _K_NULL:
+            col = RawColumn(pa.nulls(n), NULL)
+        elif code == _K_LIST:
+            item = _KINDS[item_code]
+            m = int(np.frombuffer(values, dtype=np.int32)[-1]) if n else 0
+            child = _placed(item, m, item_valid, item_values, item_text)
+            kind = list_of(item)
+            array = pa.Array.from_buffers(
+                arrow_type(kind), n, [_buffer(valid), pa.py_buffer(values)], children=[child]
+            )
+            col = RawColumn(array, kind, bool(item_exact))
+        else:
+            kind = _KINDS[code]
+            col = RawColumn(_placed(kind, n, valid, values, text), kind)
         columns[key] = col
     return RawBatch(
         source=source,
@@ -381,86 +470,18 @@ def _scan_batch(
     )
 
 
-def _numeric_column(
-    present: int, rows: np.ndarray, tags: np.ndarray, ints: bytes, flts: bytes, n: int
-) -> RawColumn:
-    """An int, float or bool column, scattered to ``n`` rows with numpy."""
-    kind: Kind
-    if present & ~_B_BOOL == 0:
-        kind, full = BOOL, np.zeros(n, dtype=np.bool_)
-        sel = tags != _T_NULL
-        full[rows[sel]] = tags[sel] == _T_TRUE
-    elif present == _B_INT:
-        kind, full = INT, np.zeros(n, dtype=np.int64)
-        sel = tags == _T_INT
-        full[rows[sel]] = np.frombuffer(ints, dtype=np.int64)
-    else:
-        kind, full = FLOAT, np.zeros(n, dtype=np.float64)
-        is_int = tags == _T_INT
-        if is_int.any():
-            full[rows[is_int]] = np.frombuffer(ints, dtype=np.int64)
-        is_float = tags == _T_FLOAT
-        full[rows[is_float]] = np.frombuffer(flts, dtype=np.float64)
-        sel = is_int | is_float
-    valid = np.zeros(n, dtype=np.bool_)
-    valid[rows[sel]] = True
-    if valid.all():
-        return RawColumn(pa.array(full), kind)
-    return RawColumn(pa.array(full, mask=~valid), kind)
+def _buffer(data: bytes) -> pa.Buffer | None:
+    return pa.py_buffer(data) if data else None
 
 
-def _string_array(rows: np.ndarray, tags: np.ndarray, ends: bytes, data: bytes, n: int) -> pa.Array:
-    """A string column placed at its rows by offsets alone (the text is not copied)."""
-    count = len(ends) // 4
-    if count == n:
-        return pa.Array.from_buffers(pa.string(), n, [None, _offsets(ends), pa.py_buffer(data)])
-    at = rows if count == len(rows) else rows[tags == _T_STR]
-    lengths = np.zeros(n, dtype=np.int32)
-    lengths[at] = np.diff(np.frombuffer(ends, dtype=np.int32), prepend=np.int32(0))
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    valid = np.zeros(n, dtype=np.bool_)
-    valid[at] = True
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
-    return pa.Array.from_buffers(
-        pa.string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)]
-    )
-
-
-def _text_array(
-    rows: np.ndarray,
-    tags: np.ndarray,
-    ints: bytes,
-    flts: bytes,
-    s_ends: bytes,
-    s_data: bytes,
-    n: int,
-) -> pa.Array:
-    """A column of mixed scalars as text: strings as they are, the rest as JSON text.
-
-    Ints are cast by Arrow (their decimal text), floats take Python's ``repr``
-    (what :func:`~robotmia_frames.typepolicy.json_text` gives for them).
-    """
-    pieces: list[pa.Array] = []
-    at: list[np.ndarray] = []
-    for tag in (_T_STR, _T_INT, _T_FLOAT, _T_TRUE, _T_FALSE):
-        where = np.flatnonzero(tags == tag)
-        if not len(where):
-            continue
-        if tag == _T_STR:
-            piece = pa.Array.from_buffers(
-                pa.string(), len(where), [None, _offsets(s_ends), pa.py_buffer(s_data)]
-            )
-        elif tag == _T_INT:
-            piece = pa.array(np.frombuffer(ints, dtype=np.int64)).cast(pa.string())
-        elif tag == _T_FLOAT:
-            floats = np.frombuffer(flts, dtype=np.float64).tolist()
-            piece = pa.array(list(map(float.__repr__, floats)), type=pa.string())
-        else:
-            piece = pa.array(["true" if tag == _T_TRUE else "false"] * len(where), pa.string())
-        pieces.append(piece)
-        at.append(rows[where])
-    return _scatter(pa.concat_arrays(pieces), np.concatenate(at), n)
+def _placed(kind: Kind, n: int, valid: bytes, values: bytes, text: bytes) -> pa.Array:
+    """An array from the scanner's buffers, already laid out over its ``n`` rows."""
+    if kind is NULL:
+        return pa.nulls(n)
+    buffers = [_buffer(valid), pa.py_buffer(values)]
+    if kind is STR or kind is TEXT:
+        buffers.append(pa.py_buffer(text))
+    return pa.Array.from_buffers(arrow_type(kind), n, buffers)
 
 
 def _mixed_column(
@@ -468,13 +489,13 @@ def _mixed_column(
     tags: np.ndarray,
     ints: bytes,
     flts: bytes,
-    s_ends: bytes,
-    s_data: bytes,
+    t_ends: bytes,
+    t_data: bytes,
     r_ends: bytes,
     r_data: bytes,
     n: int,
 ) -> RawColumn | None:
-    """A key whose values mix types, or hold lists or objects: typed in Python."""
+    """A key whose values hold lists or objects (or odd floats): typed in Python."""
     values: list[Any] = [None] * len(tags)
     counts_raw = len(r_ends)
     for tag, decoded in (
@@ -482,10 +503,10 @@ def _mixed_column(
         (_T_FLOAT, lambda: np.frombuffer(flts, dtype=np.float64).tolist()),
         (_T_TRUE, None),
         (_T_FALSE, None),
-        (_T_STR, lambda: _strings(s_ends, s_data)),
+        (_T_STR, lambda: _strings(t_ends, t_data, tags)),
         (_T_RAW, lambda: _raw_values(r_ends, r_data)),
     ):
-        where = np.flatnonzero(tags == tag).tolist()
+        where = np.flatnonzero(_is_nested(tags) if tag == _T_RAW else tags == tag).tolist()
         if not where:
             continue
         if decoded is None:
@@ -501,10 +522,16 @@ def _mixed_column(
     return _values_column(values, rows, n, check_big=bool(counts_raw), ordered=True)
 
 
-def _strings(ends: bytes, data: bytes) -> list[Any]:
-    count = len(ends) // 4
-    strings = pa.Array.from_buffers(pa.string(), count, [None, _offsets(ends), pa.py_buffer(data)])
-    return list(strings.to_pylist())
+def _is_nested(tags: np.ndarray) -> np.ndarray:
+    nested: np.ndarray = (tags == _T_RAW) | (tags == _T_LIST)
+    return nested
+
+
+def _strings(ends: bytes, data: bytes, tags: np.ndarray) -> list[Any]:
+    texts = pa.Array.from_buffers(
+        pa.string(), len(tags), [None, _offsets(ends), pa.py_buffer(data)]
+    )
+    return list(texts.filter(pa.array(tags == _T_STR)).to_pylist())
 
 
 def _raw_values(ends: bytes, data: bytes) -> list[Any]:
@@ -526,16 +553,18 @@ def build_raw_batch(
     bad: parse.BadLines,
     keys: frozenset[str] | None = None,
     exact: bool = False,
+    scanned: Any = None,
+    native: bool = True,
 ) -> RawBatch:
     """Parse one chunk of lines into a :class:`RawBatch` (see the module docs).
 
     The C scanner takes the chunk when it is built and every line is plain; any
     chunk it declines (a bad line, an odd value) is parsed here in Python.
     """
-    if not exact and native_enabled():
-        scanned = _scan_batch(lines, first_line, source=source, keys=keys)
-        if scanned is not None:
-            return scanned
+    if native and not exact and native_enabled():
+        fast = _scan_batch(lines, first_line, source=source, keys=keys, scanned=scanned)
+        if fast is not None:
+            return fast
     loads = orjson.loads if not exact else None
     groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
     events: list[Any] = []
@@ -664,12 +693,26 @@ def read_raw_batches(
         (1, int)
     """
     n = _worker_count() if workers is None else workers
-    chunks = iter_line_chunks(path, label=source, batch_rows=batch_rows)
     if n < 2 or Path(path).stat().st_size < PARALLEL_MIN_BYTES:
         bad = parse.BadLines(source, on_bad_lines)
-        for first, lines in chunks:
-            yield build_raw_batch(lines, first, source=source, bad=bad, keys=keys)
+        if not native_enabled():
+            for first, lines in iter_line_chunks(path, label=source, batch_rows=batch_rows):
+                yield build_raw_batch(lines, first, source=source, bad=bad, keys=keys)
+            return
+        blocks = iter_line_blocks(path, label=source, batch_rows=batch_rows)
+        for first, chunk, count, got in _prescan(blocks, keys):
+            batch = None
+            if got is not _DECLINED:
+                batch = _scan_batch((), first, source=source, keys=keys, scanned=got)
+            if batch is None:
+                lines = split_lines(chunk)
+                batch = build_raw_batch(
+                    lines, first, source=source, bad=bad, keys=keys, native=False
+                )
+            batch.line_count = count
+            yield batch
         return
+    chunks = iter_line_chunks(path, label=source, batch_rows=batch_rows)
     pool = _pool(n)
     inflight: collections.deque[Future[tuple[RawBatch, list[str]]]] = collections.deque()
     try:
@@ -682,6 +725,64 @@ def read_raw_batches(
     finally:
         for fut in inflight:
             fut.cancel()
+
+
+_DECLINED = object()  # the scanner ran and declined the chunk
+_END = object()
+
+
+def _prescan(
+    chunks: Iterator[tuple[int, memoryview, int]], keys: frozenset[str] | None
+) -> Iterator[tuple[int, memoryview, int, Any]]:
+    """Read and inflate chunks in one helper thread and C-scan them in another.
+
+    Inflating and scanning release the GIL, so on two cores they overlap the
+    Arrow building of earlier chunks here; at most a few chunks are in flight.
+    Errors (a truncated or corrupt file) are raised here, after every chunk
+    before them; closing this generator stops both threads.
+    """
+    wanted = _wanted(keys)
+    ready: queue.Queue[Any] = queue.Queue(maxsize=3)
+    stop = threading.Event()
+    scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robotmia-frames-scan")
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for first, chunk, count in chunks:
+                if not put((first, chunk, count, scanner.submit(_scan.scan, chunk, wanted))):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+        finally:
+            if isinstance(chunks, types.GeneratorType):
+                chunks.close()
+
+    thread = threading.Thread(target=produce, name="robotmia-frames-scan", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            first, chunk, count, scanning = item
+            got = scanning.result()
+            yield first, chunk, count, _DECLINED if got is None else got
+    finally:
+        stop.set()
+        thread.join()
+        scanner.shutdown(wait=True, cancel_futures=True)
 
 
 #: Files smaller than this (on disk, compressed or not) are parsed in-process.
