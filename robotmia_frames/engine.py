@@ -742,9 +742,9 @@ def _prescan(
     before them; closing this generator stops both threads.
     """
     wanted = _wanted(keys)
-    ready: queue.Queue[Any] = queue.Queue(maxsize=3)
+    ready: queue.Queue[Any] = queue.Queue(maxsize=4)
     stop = threading.Event()
-    scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robotmia-frames-scan")
+    scanner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="robotmia-frames-scan")
 
     def put(item: Any) -> bool:
         while not stop.is_set():

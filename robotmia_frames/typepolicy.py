@@ -27,8 +27,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "BOOL",
@@ -301,7 +303,41 @@ def widen_array(array: pa.Array | pa.ChunkedArray, kind: Kind) -> pa.Array | pa.
         return array.cast(target, safe=False)  # int64 -> float64 rounds, by the policy
     if src is INT and kind in (STR, TEXT):
         return array.cast(pa.int64()).cast(pa.string())
+    if src is FLOAT and kind in (STR, TEXT) and isinstance(array, pa.Array):
+        return float_texts(array)
+    if src is BOOL and kind in (STR, TEXT):
+        return pc.if_else(array, "true", "false")
     return pa.array([_as_policy_values(v, kind) for v in array.to_pylist()], type=target)
+
+
+def float_texts(array: pa.Array) -> pa.Array:
+    """:func:`json_text` of every float in a float64 array, mostly vectorised.
+
+    Arrow's cast gives the same shortest digits as ``repr`` wherever it writes a
+    plain decimal; those only lack ``repr``'s ``.0`` on whole numbers. Values
+    Arrow writes otherwise (exponents, below 1e-4, not finite) are done one by one.
+
+    Example:
+        >>> float_texts(pa.array([1.0, 0.5, 1e-05, None])).to_pylist()
+        ['1.0', '0.5', '1e-05', None]
+    """
+    text = pc.cast(array, pa.string())
+    plain = pc.and_(
+        pc.invert(pc.match_substring(text, "e")),
+        pc.or_(pc.greater_equal(pc.abs(array), 1e-4), pc.equal(array, 0)),
+    )
+    plain = pc.and_(plain, pc.is_finite(array))
+    fixed = pc.if_else(
+        pc.match_substring(text, "."), text, pc.binary_join_element_wise(text, ".0", "")
+    )
+    odd = pc.and_(pc.invert(plain), pc.is_valid(array))
+    if not pc.any(odd).as_py():
+        return fixed
+    out = fixed.to_pylist()
+    values = array.to_pylist()
+    for i in np.flatnonzero(odd.to_numpy(zero_copy_only=False)).tolist():
+        out[i] = json_text(values[i])
+    return pa.array(out, type=pa.string())
 
 
 def _numeric_list(src: Kind, dst: Kind) -> bool:

@@ -352,3 +352,16 @@ def test_parallel_parse_equals_in_process(tmp_path: Path) -> None:
         for k in a.columns:
             assert a.columns[k].kind is b.columns[k].kind
             assert a.columns[k].array.equals(b.columns[k].array)
+
+
+# ------------------------------------------------- float text, vectorised
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats()), max_size=60))
+def test_float_texts_match_json_text(values: list[float | None]) -> None:
+    """Widening a float column to text spells every float as json_text does."""
+    from robotmia_frames.typepolicy import float_texts, json_text
+
+    got = float_texts(pa.array(values, type=pa.float64())).to_pylist()
+    assert got == [None if v is None else json_text(v) for v in values]
