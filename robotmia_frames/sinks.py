@@ -34,6 +34,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -108,8 +109,25 @@ def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable"
         raise InvalidArgumentError(
             f"dtype_backend must be 'numpy_nullable' or 'pyarrow', got {dtype_backend!r}"
         )
-    df = table.to_pandas(types_mapper=_nullable_mapper)
+    df = _large_strings(table).to_pandas(types_mapper=_nullable_mapper)
     return df
+
+
+def _large_strings(table: pa.Table) -> pa.Table:
+    """Cast string columns to ``large_string`` on a few threads.
+
+    pandas' ``string[pyarrow]`` keeps large strings and would cast each column
+    itself, one after another; Arrow's cast releases the GIL, so doing it here in
+    parallel saves most of that time on big tables. The values do not change.
+    """
+    at = [i for i, f in enumerate(table.schema) if pa.types.is_string(f.type)]
+    if table.num_rows < 65_536 or len(at) < 2:
+        return table
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        cast = list(pool.map(lambda i: table.column(i).cast(pa.large_string()), at))
+    for i, column in zip(at, cast, strict=True):
+        table = table.set_column(i, table.schema.field(i).with_type(pa.large_string()), column)
+    return table
 
 
 # ------------------------------------------------------------------ type widening
