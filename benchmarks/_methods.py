@@ -28,6 +28,14 @@ def ours_arrow(path: str) -> tuple[int, int]:
     return t.num_rows, t.num_columns
 
 
+def ours_python(path: str) -> tuple[int, int]:
+    """Ours to Arrow with the C scanner off: the pure-Python engine."""
+    import os
+
+    os.environ["ROBOTMIA_FRAMES_NATIVE"] = "0"
+    return ours_arrow(path)
+
+
 def ours_pandas(path: str) -> tuple[int, int]:
     import robotmia_frames as rf
 
@@ -144,7 +152,7 @@ def parquet_export(url: str, start: str, end: str, secret: str, out: str) -> tup
 METHODS: dict[str, Callable[..., tuple[int, int]]] = {
     f.__name__: f
     for f in (
-        ours_arrow, ours_pandas, ours_projection, pandas_json_normalize, pyarrow_json,
+        ours_arrow, ours_python, ours_pandas, ours_projection, pandas_json_normalize, pyarrow_json,
         polars_ndjson, duckdb_auto, duckdb_fixed, floor_zlib, floor_isal, floor_orjson,
         http_ours, parquet_export,
     )
