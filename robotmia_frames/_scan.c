@@ -56,6 +56,7 @@ static int buf_grow(buf_t *b, size_t extra) {
 }
 
 static inline int buf_put(buf_t *b, const void *src, size_t n) {
+    if (n == 0) return OK;
     if (b->len + n > b->cap && buf_grow(b, n) != OK) return NOMEM;
     memcpy(b->p + b->len, src, n);
     b->len += n;
