@@ -918,8 +918,19 @@ static int place(col_t *c, size_t n, placed_t *out) {
         }
     }
     out->kind = k;
+    if (k != K_LIST) out->cexact = 1; /* lists set their own, above */
     if (k == K_NULL) return OK;
     if (put_bitmap(&out->valid, tags, rows, m, n) != OK) return NOMEM;
+    if (k == K_FLOAT) {
+        /* A float column that also holds ints keeps its JSON text (offsets in
+           cvals), in case it becomes text: ints must keep their spelling. With
+           an odd float spelling there is none, and the column is not exact. */
+        if (p == B_NUM) {
+            if (c->odd) out->cexact = 0;
+            else if (put_offsets(&out->cvals, rows, tags, 0, (const int32_t *)c->soff.p, m, n) != OK)
+                return NOMEM;
+        }
+    }
     if (k == K_STR || k == K_TEXT)
         return put_offsets(&out->vals, rows, tags, 0, (const int32_t *)c->soff.p, m, n);
     if (k == K_LIST)
@@ -938,7 +949,8 @@ static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows, placed_t *pl
         int text = pl->kind == K_STR || pl->kind == K_TEXT;
         PyObject *item = Py_BuildValue(
             "(s#iNNNiiNNNNNNNNNN)", c->name, (Py_ssize_t)c->name_len, pl->kind,
-            bytes_of(&pl->valid), bytes_of(&pl->vals), bytes_of(py || text ? &c->sdat : &none),
+            bytes_of(&pl->valid), bytes_of(&pl->vals),
+            bytes_of(py || text || pl->cvals.len ? &c->sdat : &none),
             pl->ckind, pl->cexact, bytes_of(&pl->cvalid), bytes_of(&pl->cvals),
             bytes_of(pl->kind == K_LIST && pl->ckind == K_STR ? &c->cdat : &none),
             bytes_of(py ? &c->rows : &none), bytes_of(py ? &c->tags : &none),

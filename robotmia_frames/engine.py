@@ -245,11 +245,15 @@ class RawColumn:
 
     ``exact`` is False when the batch's list values had mixed element kinds: then
     widening the column further cannot be done from the Arrow data alone.
+    ``text`` is the column as JSON text, kept for a float column that also held
+    ints: if the column becomes text export-wide, its ints keep their spelling
+    (``3``, not ``3.0``).
     """
 
     array: pa.Array
     kind: Kind
     exact: bool = True
+    text: pa.Array | None = None
 
 
 @dataclass
@@ -274,7 +278,9 @@ def _classify(values: Sequence[Any]) -> tuple[Kind, bool]:
         return NULL, True
     kind = _SCALAR_TYPES.get(frozenset(types))
     if kind is not None:
-        return kind, True
+        # Ints read as floats cannot be spelled back as ints if the column later
+        # becomes text ("0", not "0.0"): such a batch is rebuilt in that case.
+        return kind, not (kind is FLOAT and int in types)
     if types == {list}:
         elems = set(map(type, itertools.chain.from_iterable(v for v in values if v is not None)))
         elems.discard(_NONE)
@@ -360,9 +366,13 @@ def _values_column(
         is_exact = False  # list elements re-typed (ints beyond int64): not exact
     if check_big and _suspicious(array, kind):
         return None
+    text = None
+    if kind is FLOAT and not is_exact:  # ints and floats: keep the ints' spelling
+        text, is_exact = pa.array(_as_text(values), type=pa.string()), True
     if not ordered or len(rows) != n:
         array = _scatter(array, rows, n)
-    return RawColumn(array, kind, is_exact)
+        text = None if text is None else _scatter(text, rows, n)
+    return RawColumn(array, kind, is_exact, text)
 
 
 # ------------------------------------------------------------------ C scanner
@@ -457,7 +467,11 @@ def _scan_batch(
             col = RawColumn(array, kind, bool(item_exact))
         else:
             kind = _KINDS[code]
-            col = RawColumn(_placed(kind, n, valid, values, text), kind)
+            col = RawColumn(_placed(kind, n, valid, values, text), kind, bool(item_exact))
+            if kind is FLOAT and item_values:  # ints and floats: their JSON text too
+                col.text = pa.Array.from_buffers(
+                    pa.string(), n, [_buffer(valid), pa.py_buffer(item_values), pa.py_buffer(text)]
+                )
         columns[key] = col
     return RawBatch(
         source=source,
@@ -646,8 +660,10 @@ def build_raw_batch(
         event=event,
         time=_times(times),
         columns=columns,
+        # A re-decode (_Recheck) shares the set of lines already reported, so it
+        # must look them up by range even though it reported nothing new.
         bad_lines=frozenset(x for x in bad.lines if first_line <= x < first_line + len(lines))
-        if len(bad.lines) != bad_before
+        if len(bad.lines) != bad_before or isinstance(bad, _Recheck)
         else frozenset(),
     )
 
@@ -881,6 +897,8 @@ def conform(
             arrays.append(pa.nulls(batch.num_rows, type=f.type))
         elif col.kind is target:
             arrays.append(col.array)
+        elif col.text is not None and target is TEXT:
+            arrays.append(col.text)
         elif _needs_rebuild(col, target):
             return _rebuild(batch, kinds, schema, path)
         else:
