@@ -21,10 +21,15 @@ def _peak_rss_mib() -> float:
     return float("nan")
 
 
+#: Extra figures a method reports (merged into its JSON line).
+EXTRA: dict[str, Any] = {}
+
+
 def ours_arrow(path: str) -> tuple[int, int]:
     import robotmia_frames as rf
 
     t = rf.read_export_file(path, project_timezone="UTC", return_type="arrow")
+    EXTRA["table_mib"] = t.nbytes / 2**20
     return t.num_rows, t.num_columns
 
 
@@ -166,6 +171,7 @@ def main() -> None:
     wall = time.perf_counter() - t
     report: dict[str, Any] = {
         "method": method, "wall": wall, "rss_mib": _peak_rss_mib(), "rows": rows, "cols": cols,
+        **EXTRA,
     }  # fmt: skip
     print(json.dumps(report))
 

@@ -75,6 +75,12 @@ def _targets(results: dict[str, list[dict]], ours: float, ours_rss: float) -> No
         return median(ok) if ok else None
 
     print("targets (issue 4):")
+    table = [x["table_mib"] for x in results.get("ours_arrow", []) if "table_mib" in x]
+    if table:
+        print(
+            f"  ours to Arrow: peak RSS {ours_rss:,.0f} MiB for a {median(table):,.0f} MiB table: "
+            f"{ours_rss / median(table):.2f}x (target < 1.5x)"
+        )
     duck = wall("duckdb_fixed")
     if duck is None:
         print("  DuckDB (fixed) failed on this file: no speed ratio")
