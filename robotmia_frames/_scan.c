@@ -786,8 +786,51 @@ static int blank(const unsigned char *p, size_t n) {
 
 /* ------------------------------------------------------------------ Python */
 
+/*
+ * A read-only buffer that owns a scanner buffer's memory, so results reach Arrow
+ * and numpy without a copy (pa.py_buffer and np.frombuffer take it as is).
+ */
+typedef struct {
+    PyObject_HEAD
+    char *p;
+    Py_ssize_t len;
+} BufferObject;
+
+static void buffer_dealloc(BufferObject *self) {
+    free(self->p);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int buffer_get(BufferObject *self, Py_buffer *view, int flags) {
+    static char empty[1];
+    return PyBuffer_FillInfo(view, (PyObject *)self, self->p ? self->p : empty, self->len, 1, flags);
+}
+
+static Py_ssize_t buffer_len(BufferObject *self) { return self->len; }
+
+static PyBufferProcs buffer_procs = {(getbufferproc)buffer_get, NULL};
+static PySequenceMethods buffer_seq = {.sq_length = (lenfunc)buffer_len};
+
+static PyTypeObject BufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "robotmia_frames._scan.Buffer",
+    .tp_basicsize = sizeof(BufferObject),
+    .tp_dealloc = (destructor)buffer_dealloc,
+    .tp_as_sequence = &buffer_seq,
+    .tp_as_buffer = &buffer_procs,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Read-only memory of a scan result (supports the buffer protocol).",
+};
+
+/* Hand a buffer's memory to a new Buffer object (the buf_t is left empty). */
 static PyObject *bytes_of(buf_t *b) {
-    return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->len);
+    BufferObject *o = PyObject_New(BufferObject, &BufferType);
+    if (!o) return NULL;
+    o->p = b->p;
+    o->len = (Py_ssize_t)b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)o;
 }
 
 /*
@@ -946,11 +989,13 @@ static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows, placed_t *pl
         col_t *c = &t->cols[t->order[i]];
         placed_t *pl = &placed[i];
         int py = pl->kind == K_PY;
-        int text = pl->kind == K_STR || pl->kind == K_TEXT;
+        /* Decided before the call: bytes_of empties the buffers it hands over,
+           and the order in which arguments are evaluated is unspecified. */
+        int text = pl->kind == K_STR || pl->kind == K_TEXT || pl->cvals.len > 0;
         PyObject *item = Py_BuildValue(
             "(s#iNNNiiNNNNNNNNNN)", c->name, (Py_ssize_t)c->name_len, pl->kind,
             bytes_of(&pl->valid), bytes_of(&pl->vals),
-            bytes_of(py || text || pl->cvals.len ? &c->sdat : &none),
+            bytes_of(py || text ? &c->sdat : &none),
             pl->ckind, pl->cexact, bytes_of(&pl->cvalid), bytes_of(&pl->cvals),
             bytes_of(pl->kind == K_LIST && pl->ckind == K_STR ? &c->cdat : &none),
             bytes_of(py ? &c->rows : &none), bytes_of(py ? &c->tags : &none),
@@ -1039,7 +1084,8 @@ done:
 
 PyDoc_STRVAR(cut_doc,
 "cut(chunk, start, n, /) -> int\n\n"
-"The offset just past the n-th newline at or after ``start``, or -1 if fewer.");
+"The offset just past the n-th newline at or after ``start``; if there are\n"
+"only k < n newlines, -1 - k.");
 
 static PyObject *cut(PyObject *self, PyObject *args) {
     (void)self;
@@ -1047,14 +1093,15 @@ static PyObject *cut(PyObject *self, PyObject *args) {
     Py_ssize_t start, n;
     if (!PyArg_ParseTuple(args, "y*nn", &view, &start, &n)) return NULL;
     const char *p = (const char *)view.buf + start, *end = (const char *)view.buf + view.len;
-    Py_ssize_t found = -1;
+    Py_ssize_t found = -1, seen = 0;
     if (start >= 0 && start <= view.len && n > 0) {
         while (p < end) {
             const char *nl = (const char *)memchr(p, '\n', (size_t)(end - p));
             if (!nl) break;
             p = nl + 1;
-            if (--n == 0) { found = (Py_ssize_t)(p - (const char *)view.buf); break; }
+            if (++seen == n) { found = (Py_ssize_t)(p - (const char *)view.buf); break; }
         }
+        if (found < 0) found = -1 - seen;
     }
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(found);
@@ -1079,5 +1126,14 @@ PyMODINIT_FUNC PyInit__scan(void) {
     struct lconv *lc = localeconv();
     floats_ok = lc && lc->decimal_point && strcmp(lc->decimal_point, ".") == 0;
 #endif
-    return PyModule_Create(&module);
+    if (PyType_Ready(&BufferType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&BufferType);
+    if (PyModule_AddObject(m, "Buffer", (PyObject *)&BufferType) < 0) {
+        Py_DECREF(&BufferType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

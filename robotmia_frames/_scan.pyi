@@ -1,15 +1,21 @@
 # Type stub of the optional C scanner (robotmia_frames/_scan.c).
-from typing_extensions import Buffer
+from typing_extensions import Buffer as _BufferLike
+
+class Buffer:
+    """Read-only memory of a scan result, owned by this object (buffer protocol)."""
+
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
 
 # name, kind code, validity, values, text, item kind code, exact, item validity,
 # item values (or text offsets), item text, then the per-value buffers of a
 # column left to Python: rows, tags, ints, floats, text ends, raw ends, raw text.
 _Column = tuple[
-    str, int, bytes, bytes, bytes, int, int, bytes, bytes, bytes,
-    bytes, bytes, bytes, bytes, bytes, bytes, bytes,
+    str, int, Buffer, Buffer, Buffer, int, int, Buffer, Buffer, Buffer,
+    Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer,
 ]  # fmt: skip
 
 def scan(
-    chunk: Buffer, wanted: list[str] | None = None, /
-) -> tuple[int, bytes, bytes, bytes, bytes, bytes, list[_Column]] | None: ...
-def cut(chunk: Buffer, start: int, n: int, /) -> int: ...
+    chunk: _BufferLike, wanted: list[str] | None = None, /
+) -> tuple[int, Buffer, Buffer, Buffer, Buffer, Buffer, list[_Column]] | None: ...
+def cut(chunk: _BufferLike, start: int, n: int, /) -> int: ...

@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
 import orjson
@@ -182,8 +182,8 @@ def iter_line_blocks(
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"export file not found: {p}") from exc
     first = 1
-    pieces: list[bytes] = []
-    pending = 0  # newlines in pieces
+    pieces: list[memoryview] = []  # the lines read so far of the next chunk
+    pending = 0  # complete lines in pieces
     try:
         while True:
             try:
@@ -199,23 +199,22 @@ def iter_line_blocks(
                 ) from exc
             if not block:
                 break
-            pieces.append(block)
-            pending += block.count(b"\n")
-            if pending < batch_rows:
-                continue
-            buf = b"".join(pieces) if len(pieces) > 1 else pieces[0]
-            view = memoryview(buf)
+            view = memoryview(block)
             pos = 0
-            while pending >= batch_rows:
-                end = _scan.cut(buf, pos, batch_rows)
-                yield first, view[pos:end], batch_rows
+            while pos < len(block):
+                end = _scan.cut(block, pos, batch_rows - pending)
+                if end < 0:  # the rest of the block is not a whole chunk yet
+                    pieces.append(view[pos:])
+                    pending += -1 - end
+                    break
+                # A chunk inside one block is a view of it; one spanning blocks is joined.
+                chunk = memoryview(b"".join([*pieces, view[pos:end]])) if pieces else view[pos:end]
+                yield first, chunk, batch_rows
                 first += batch_rows
-                pending -= batch_rows
-                pos = end
-            pieces = [buf[pos:]] if pos < len(buf) else []
+                pieces, pending, pos = [], 0, end
         tail = b"".join(pieces)
         if tail:
-            count = tail.count(b"\n") + (0 if tail.endswith(b"\n") else 1)
+            count = pending + (0 if tail.endswith(b"\n") else 1)
             yield first, memoryview(tail), count
     finally:
         if stream is not raw:
@@ -382,6 +381,9 @@ try:
 except ImportError:  # pragma: no cover - built without a C compiler
     _scan = None  # type: ignore[assignment]
 
+#: The scanner's result buffers (``_scan.Buffer``, read-only memory it owns).
+_Mem: TypeAlias = "bytes | _scan.Buffer"
+
 _T_NULL, _T_FALSE, _T_TRUE, _T_INT, _T_FLOAT, _T_STR, _T_RAW, _T_LIST = range(1, 9)
 # The scanner's kind codes (K_* in _scan.c); _K_PY leaves the column to Python.
 _K_PY, _K_NULL, _K_LIST = -1, 0, 6
@@ -401,14 +403,14 @@ def native_enabled() -> bool:
     return _scan is not None and os.environ.get("ROBOTMIA_FRAMES_NATIVE", "1") != "0"
 
 
-def _bitmap(flags: bytes, n: int) -> pa.Buffer | None:
-    ok = np.frombuffer(flags, dtype=np.bool_)
+def _bitmap(flags: _Mem, n: int) -> pa.Buffer | None:
+    ok = np.frombuffer(memoryview(flags), dtype=np.bool_)
     if n == 0 or ok.all():
         return None
     return pa.py_buffer(np.packbits(ok, bitorder="little").tobytes())
 
 
-def _offsets(ends: bytes) -> pa.Buffer:
+def _offsets(ends: _Mem) -> pa.Buffer:
     return pa.py_buffer(b"\0\0\0\0" + ends)
 
 
@@ -484,11 +486,11 @@ def _scan_batch(
     )
 
 
-def _buffer(data: bytes) -> pa.Buffer | None:
+def _buffer(data: _Mem) -> pa.Buffer | None:
     return pa.py_buffer(data) if data else None
 
 
-def _placed(kind: Kind, n: int, valid: bytes, values: bytes, text: bytes) -> pa.Array:
+def _placed(kind: Kind, n: int, valid: _Mem, values: _Mem, text: _Mem) -> pa.Array:
     """An array from the scanner's buffers, already laid out over its ``n`` rows."""
     if kind is NULL:
         return pa.nulls(n)
@@ -501,20 +503,20 @@ def _placed(kind: Kind, n: int, valid: bytes, values: bytes, text: bytes) -> pa.
 def _mixed_column(
     rows: np.ndarray,
     tags: np.ndarray,
-    ints: bytes,
-    flts: bytes,
-    t_ends: bytes,
-    t_data: bytes,
-    r_ends: bytes,
-    r_data: bytes,
+    ints: _Mem,
+    flts: _Mem,
+    t_ends: _Mem,
+    t_data: _Mem,
+    r_ends: _Mem,
+    r_data: _Mem,
     n: int,
 ) -> RawColumn | None:
     """A key whose values hold lists or objects (or odd floats): typed in Python."""
     values: list[Any] = [None] * len(tags)
     counts_raw = len(r_ends)
     for tag, decoded in (
-        (_T_INT, lambda: np.frombuffer(ints, dtype=np.int64).tolist()),
-        (_T_FLOAT, lambda: np.frombuffer(flts, dtype=np.float64).tolist()),
+        (_T_INT, lambda: np.frombuffer(memoryview(ints), dtype=np.int64).tolist()),
+        (_T_FLOAT, lambda: np.frombuffer(memoryview(flts), dtype=np.float64).tolist()),
         (_T_TRUE, None),
         (_T_FALSE, None),
         (_T_STR, lambda: _strings(t_ends, t_data, tags)),
@@ -541,19 +543,19 @@ def _is_nested(tags: np.ndarray) -> np.ndarray:
     return nested
 
 
-def _strings(ends: bytes, data: bytes, tags: np.ndarray) -> list[Any]:
+def _strings(ends: _Mem, data: _Mem, tags: np.ndarray) -> list[Any]:
     texts = pa.Array.from_buffers(
         pa.string(), len(tags), [None, _offsets(ends), pa.py_buffer(data)]
     )
     return list(texts.filter(pa.array(tags == _T_STR)).to_pylist())
 
 
-def _raw_values(ends: bytes, data: bytes) -> list[Any]:
+def _raw_values(ends: _Mem, data: _Mem) -> list[Any]:
     view = memoryview(data)
     out = []
     start = 0
     loads = orjson.loads
-    for end in np.frombuffer(ends, dtype=np.int32).tolist():
+    for end in np.frombuffer(memoryview(ends), dtype=np.int32).tolist():
         out.append(loads(view[start:end]))
         start = end
     return out
