@@ -95,28 +95,23 @@ def duckdb_auto(path: str) -> tuple[int, int]:
 
 def duckdb_fixed(path: str) -> tuple[int, int]:
     """DuckDB plus json_extract_string on its JSON-typed (conflicting) columns."""
-    import duckdb
-
-    con = duckdb.connect()
-    rel = con.sql(f"SELECT event, properties.* FROM read_ndjson_auto('{path}')")
-    cols = []
-    for name, typ in zip(rel.columns, rel.types, strict=True):
-        q = '"' + name.replace('"', '""') + '"'
-        cols.append(f"json_extract_string({q}, '$') AS {q}" if str(typ) == "JSON" else q)
-    t = con.sql(f"SELECT {', '.join(cols)} FROM rel").fetch_arrow_table()
-    return t.num_rows, t.num_columns
+    return _duckdb_fixed(path, "")
 
 
 def duckdb_fixed_full(path: str) -> tuple[int, int]:
     """duckdb_fixed with type inference over the whole file (sample_size=-1).
 
     What it takes for DuckDB to read an export whose types change after its
-    default 20,480-row sample; the fix for its JSON-typed columns as above.
+    default 20,480-row sample.
     """
+    return _duckdb_fixed(path, ", sample_size=-1")
+
+
+def _duckdb_fixed(path: str, options: str) -> tuple[int, int]:
     import duckdb
 
     con = duckdb.connect()
-    rel = con.sql(f"SELECT event, properties.* FROM read_ndjson_auto('{path}', sample_size=-1)")
+    rel = con.sql(f"SELECT event, properties.* FROM read_ndjson_auto('{path}'{options})")
     cols = []
     for name, typ in zip(rel.columns, rel.types, strict=True):
         q = '"' + name.replace('"', '""') + '"'
