@@ -20,6 +20,9 @@
 #include <Python.h>
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <locale.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -74,6 +77,8 @@ typedef struct {
     int skip;        /* not wanted (projection): validated, not stored */
     int seen;        /* appeared in this chunk */
     int odd;         /* a float whose text is not Python's repr of it */
+    int raw_odd;     /* a list or object whose text is not its canonical JSON text */
+    int objects;     /* holds a JSON object */
     int32_t last_row;
     int32_t next; /* the key that followed this one last time (-1: none yet) */
     buf_t rows, tags, ints, flts, soff, sdat, roff, rdat;
@@ -571,6 +576,61 @@ static int put_flat_list(cur_t *c, col_t *col) {
 }
 
 /*
+ * Is this (valid) list or object text already what json_text writes for its
+ * parsed value: compact, no escapes, every number as Python spells it (no "-0",
+ * floats in repr's form) and no key twice in one object? Conservative: anything
+ * unusual (escapes, more than 64 keys open) says no, and Python writes the text.
+ */
+static int canonical_span(const unsigned char *s, size_t n) {
+    struct { int depth; const unsigned char *k; size_t len; } keys[64];
+    int nkeys = 0, depth = 0;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char ch = s[i];
+        if (ch == '"') {
+            size_t j = i + 1;
+            while (j < n && s[j] != '"') {
+                if (s[j] == '\\') return 0;
+                j++;
+            }
+            if (j + 1 < n && s[j + 1] == ':') { /* a key */
+                for (int q = nkeys - 1; q >= 0 && keys[q].depth == depth; q--)
+                    if (keys[q].len == j - i - 1 && memcmp(keys[q].k, s + i + 1, j - i - 1) == 0)
+                        return 0;
+                if (nkeys == 64) return 0;
+                keys[nkeys].depth = depth;
+                keys[nkeys].k = s + i + 1;
+                keys[nkeys].len = j - i - 1;
+                nkeys++;
+            }
+            i = j + 1;
+            continue;
+        }
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') return 0;
+        if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            size_t j = i;
+            int isfloat = 0;
+            while (j < n && ((s[j] >= '0' && s[j] <= '9') || s[j] == '-' || s[j] == '+' ||
+                             s[j] == '.' || s[j] == 'e' || s[j] == 'E')) {
+                if (s[j] == '.' || s[j] == 'e' || s[j] == 'E') isfloat = 1;
+                j++;
+            }
+            if (isfloat ? !float_canonical(s + i, j - i) : (j - i == 2 && s[i] == '-' && s[i + 1] == '0'))
+                return 0;
+            i = j;
+            continue;
+        }
+        if (ch == '{' || ch == '[') depth++;
+        else if (ch == '}' || ch == ']') {
+            while (nkeys > 0 && keys[nkeys - 1].depth == depth) nkeys--;
+            depth--;
+        }
+        i++;
+    }
+    return 1;
+}
+
+/*
  * One property value into its column. Every scalar also leaves its text in sdat
  * (strings decoded, numbers and booleans as their JSON text, nulls empty), one
  * end offset per value, so a column of mixed scalars is already its text column.
@@ -610,6 +670,10 @@ static int put_value(cur_t *c, col_t *col, int32_t row) {
                 else c->p = start;
             }
             if (tag == T_RAW && (r = skip_value(c, 1)) != OK) return r;
+            if (*start == '{') col->objects = 1;
+            /* Whether its text (kept in rdat) can serve as is if the column turns
+               out to be text (objects, or lists mixed with other values). */
+            if (!col->raw_odd && !canonical_span(start, (size_t)(c->p - start))) col->raw_odd = 1;
             if (buf_put(&col->rdat, start, (size_t)(c->p - start)) != OK) return NOMEM;
             if (col->rdat.len > INT32_MAX) return HARD;
             if (buf_i32(&col->roff, (int32_t)col->rdat.len) != OK) return NOMEM;
@@ -826,6 +890,12 @@ static PyTypeObject BufferType = {
 static PyObject *bytes_of(buf_t *b) {
     BufferObject *o = PyObject_New(BufferObject, &BufferType);
     if (!o) return NULL;
+    if (b->p && b->cap - b->len > 4096) {
+        /* Give back the unused growth room: the buffer lives as long as the
+           result does. */
+        char *p = (char *)realloc(b->p, b->len ? b->len : 1);
+        if (p) b->p = p;
+    }
     o->p = b->p;
     o->len = (Py_ssize_t)b->len;
     b->p = NULL;
@@ -848,7 +918,7 @@ enum { K_PY = -1, K_NULL = 0, K_INT = 1, K_FLOAT = 2, K_BOOL = 3, K_STR = 4, K_T
 
 typedef struct {
     int kind, ckind, cexact;
-    buf_t valid, vals, cvalid, cvals;
+    buf_t valid, vals, cvalid, cvals, text;
 } placed_t;
 
 static int present_of(const buf_t *tags) {
@@ -927,6 +997,38 @@ static int put_offsets(buf_t *out, const int32_t *rows, const unsigned char *tag
     return OK;
 }
 
+/* The text column of a key holding lists or objects among other values: each
+   row's scalar text (sdat) or list/object text (rdat), in row order. */
+static int put_merged_text(placed_t *out, col_t *c, size_t n) {
+    size_t m = c->tags.len;
+    const unsigned char *tags = (const unsigned char *)c->tags.p;
+    const int32_t *rows = (const int32_t *)c->rows.p;
+    const int32_t *soff = (const int32_t *)c->soff.p, *roff = (const int32_t *)c->roff.p;
+    if (buf_grow(&out->vals, (n + 1) * 4) != OK) return NOMEM;
+    if (buf_grow(&out->text, c->sdat.len + c->rdat.len + 1) != OK) return NOMEM;
+    int32_t *off = (int32_t *)out->vals.p;
+    out->vals.len = (n + 1) * 4;
+    int32_t sprev = 0, rprev = 0;
+    size_t e = 0, ri = 0;
+    for (size_t r = 0; r < n; r++) {
+        off[r] = (int32_t)out->text.len;
+        if (e < m && (size_t)rows[e] == r) {
+            if (tags[e] == T_RAW || tags[e] == T_LIST) {
+                int32_t rend = roff[ri++];
+                if (buf_put(&out->text, c->rdat.p + rprev, (size_t)(rend - rprev)) != OK) return NOMEM;
+                rprev = rend;
+            } else if (buf_put(&out->text, c->sdat.p + sprev, (size_t)(soff[e] - sprev)) != OK) {
+                return NOMEM;
+            }
+            sprev = soff[e];
+            e++;
+        }
+    }
+    if (out->text.len > INT32_MAX) return HARD;
+    off[n] = (int32_t)out->text.len;
+    return OK;
+}
+
 static int place(col_t *c, size_t n, placed_t *out) {
     memset(out, 0, sizeof *out);
     size_t m = c->tags.len;
@@ -955,6 +1057,13 @@ static int place(col_t *c, size_t n, placed_t *out) {
             k = K_LIST;
         } else if (!(p & B_NESTED) && (p == B(T_STR) || !c->odd)) {
             k = p == B(T_STR) ? K_STR : K_TEXT;
+        } else if ((c->objects || (p & ~B_NESTED)) && !c->odd && !c->raw_odd) {
+            /* Objects, or lists mixed with scalars: a text column, each value
+               its canonical JSON text (strings as they are). */
+            out->kind = K_TEXT;
+            out->cexact = 1;
+            if (put_bitmap(&out->valid, tags, rows, m, n) != OK) return NOMEM;
+            return put_merged_text(out, c, n);
         } else {
             out->kind = K_PY;
             return OK;
@@ -992,10 +1101,11 @@ static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows, placed_t *pl
         /* Decided before the call: bytes_of empties the buffers it hands over,
            and the order in which arguments are evaluated is unspecified. */
         int text = pl->kind == K_STR || pl->kind == K_TEXT || pl->cvals.len > 0;
+        buf_t *text_buf = pl->text.p ? &pl->text : (py || text) ? &c->sdat : &none;
         PyObject *item = Py_BuildValue(
             "(s#iNNNiiNNNNNNNNNN)", c->name, (Py_ssize_t)c->name_len, pl->kind,
             bytes_of(&pl->valid), bytes_of(&pl->vals),
-            bytes_of(py || text ? &c->sdat : &none),
+            bytes_of(text_buf),
             pl->ckind, pl->cexact, bytes_of(&pl->cvalid), bytes_of(&pl->cvals),
             bytes_of(pl->kind == K_LIST && pl->ckind == K_STR ? &c->cdat : &none),
             bytes_of(py ? &c->rows : &none), bytes_of(py ? &c->tags : &none),
@@ -1072,7 +1182,7 @@ done:
     if (placed) {
         for (size_t i = 0; i < t.norder; i++) {
             free(placed[i].valid.p); free(placed[i].vals.p);
-            free(placed[i].cvalid.p); free(placed[i].cvals.p);
+            free(placed[i].cvalid.p); free(placed[i].cvals.p); free(placed[i].text.p);
         }
         free(placed);
     }
@@ -1107,7 +1217,24 @@ static PyObject *cut(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(found);
 }
 
+PyDoc_STRVAR(trim_doc,
+"trim() -> None\n\n"
+"Return the C heap's free memory to the system (glibc's malloc_trim; a no-op\n"
+"elsewhere). Freed chunks and scan buffers otherwise stay resident.");
+
+static PyObject *trim(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+#ifdef __GLIBC__
+    Py_BEGIN_ALLOW_THREADS
+    malloc_trim(0);
+    Py_END_ALLOW_THREADS
+#endif
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"trim", trim, METH_NOARGS, trim_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
     {"cut", cut, METH_VARARGS, cut_doc},
     {NULL, NULL, 0, NULL},

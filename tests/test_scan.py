@@ -16,6 +16,7 @@ chunks only.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import warnings
 from pathlib import Path
@@ -620,6 +621,41 @@ def test_read_export_file_same_with_and_without_scanner(
         assert_same(native, pure)
 
 
+_PY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@PROPERTY
+@given(values=st.lists(st.lists(_PY_JSON, min_size=1, max_size=3), min_size=1, max_size=8))
+def test_objects_and_lists_written_compactly_same_with_and_without_scanner(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+    values: list[list[Any]],
+) -> None:
+    # Values serialised as json_text writes them (compact, keys in order), which
+    # the scanner may keep as they are for a text column: the same table.
+    lines = [
+        json.dumps(
+            {"event": "e", "properties": {f"k{i}": v for i, v in enumerate(row)}},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        for row in values
+    ]
+    path = write(tmp_path_factory.mktemp("compact"), lines)
+    native, pure = both(monkeypatch, lambda: outcome(path, "error"))
+    assert_same(native, pure)
+
+
 @PROPERTY
 @given(lines=export_lines(), data=st.data())
 def test_projection_same_with_and_without_scanner(
@@ -926,8 +962,9 @@ def test_scan_rows_events_and_times(scan_module: Any) -> None:
 
 
 def test_scan_tags_of_a_mixed_column(scan_module: Any) -> None:
-    # A column that mixes objects with scalars is left to Python: per-value tags.
-    values = [b"null", b"false", b"true", b"-7", b"2.5", b'"s\\n"', b'{"a":[1]}', b"[1,null]"]
+    # Objects mixed with scalars whose JSON text is not canonical (the space in
+    # the object) are left to Python: per-value tags.
+    values = [b"null", b"false", b"true", b"-7", b"2.5", b'"s\\n"', b'{"a": [1]}', b"[1,null]"]
     lines = [b'{"properties":{"v":%s}}' % v for v in values]
     got = scan(scan_module, lines)
     assert got is not None
@@ -938,8 +975,8 @@ def test_scan_tags_of_a_mixed_column(scan_module: Any) -> None:
     assert list(v["tags"]) == [T_NULL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_RAW, T_LIST]
     assert np.frombuffer(v["ints"], dtype=np.int64).tolist() == [-7]
     assert np.frombuffer(v["floats"], dtype=np.float64).tolist() == [2.5]
-    assert v["raw"] == b'{"a":[1]}[1,null]'  # raw JSON text, as written
-    assert i32(v["raw_ends"]) == [9, 17]
+    assert v["raw"] == b'{"a": [1]}[1,null]'  # raw JSON text, as written
+    assert i32(v["raw_ends"]) == [10, 18]
     text = v["text"]  # every scalar's text: strings decoded, others as JSON
     ends = i32(v["text_ends"])
     assert [text[a:b] for a, b in zip([0, *ends], ends, strict=False)] == [
@@ -952,6 +989,32 @@ def test_scan_tags_of_a_mixed_column(scan_module: Any) -> None:
         b"",
         b"",
     ]
+
+
+def test_scan_objects_with_canonical_text_make_a_text_column(scan_module: Any) -> None:
+    # Objects, and lists mixed with scalars, already written as json_text writes
+    # them: the scanner makes the text column itself. Anything else: Python.
+    lines = [
+        b'{"properties":{"o":{"a":[1,2.5,"\xc3\xa9"],"b":{"a":null}},"m":[1,"x"],"n":null}}',
+        b'{"properties":{"o":"s","m":3,"n":{"x":1,"x":2}}}',
+        b'{"properties":{"o":true,"m":"y","n":{"y":-0}}}',
+    ]
+    cols = columns_of(scan(scan_module, lines))
+    o, m, n = cols["o"], cols["m"], cols["n"]
+    assert (o["code"], m["code"]) == (K_TEXT, K_TEXT)
+    ends = i32(o["values"])
+    assert [o["text"][a:b] for a, b in itertools.pairwise(ends)] == [
+        '{"a":[1,2.5,"é"],"b":{"a":null}}'.encode(),
+        b"s",
+        b"true",
+    ]
+    ends = i32(m["values"])
+    assert [m["text"][a:b] for a, b in itertools.pairwise(ends)] == [
+        b'[1,"x"]',
+        b"3",
+        b"y",
+    ]
+    assert n["code"] == K_PY  # a key twice, and -0: not canonical
 
 
 def test_scan_settled_columns(scan_module: Any) -> None:
