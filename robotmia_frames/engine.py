@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import gzip
 import itertools
 import multiprocessing
@@ -101,14 +102,37 @@ _SCALAR_TYPES: dict[frozenset[type], Kind] = {
 # ------------------------------------------------------------------------- lines
 
 
-def _open_stream(path: Path) -> tuple[BinaryIO, BinaryIO]:
-    raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - the caller closes it
-    head = raw.read(2)
-    raw.seek(0)
-    if head == b"\x1f\x8b":
-        stream: BinaryIO = _gzip_impl.GzipFile(fileobj=raw, mode="rb")
-        return raw, stream
-    return raw, raw
+@contextlib.contextmanager
+def _opened(path: str | Path) -> Iterator[BinaryIO]:
+    """The file's bytes, inflated if it is gzip."""
+    p = Path(path)
+    try:
+        raw: BinaryIO = open(p, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"export file not found: {p}") from exc
+    try:
+        head = raw.read(2)
+        raw.seek(0)
+        if head != b"\x1f\x8b":
+            yield raw
+            return
+        with _gzip_impl.GzipFile(fileobj=raw, mode="rb") as stream:
+            yield stream
+    finally:
+        raw.close()
+
+
+def _read(stream: BinaryIO, size: int, *, label: str, next_line: int) -> bytes:
+    """Up to ``size`` bytes; a truncated or corrupt gzip stream raises ours."""
+    try:
+        return stream.read(size)
+    except EOFError as exc:
+        raise IncompleteDownloadError(
+            f"{label}: the gzip stream ends early after line {next_line - 1} "
+            "(truncated file or download); download it again"
+        ) from exc
+    except (zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise ParseError(f"corrupt gzip data ({exc})", line_number=next_line, source=label) from exc
 
 
 def iter_line_chunks(
@@ -126,27 +150,12 @@ def iter_line_chunks(
         >>> list(iter_line_chunks(p, label="x"))
         [(1, [b'{"event":"a"}', b'', b'{"event":"b"}'])]
     """
-    p = Path(path)
-    try:
-        raw, stream = _open_stream(p)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"export file not found: {p}") from exc
     first = 1
     pending: list[bytes] = []
     carry = b""
-    try:
+    with _opened(path) as stream:
         while True:
-            try:
-                block = stream.read(_BLOCK)
-            except EOFError as exc:
-                raise IncompleteDownloadError(
-                    f"{label}: the gzip stream ends early after line "
-                    f"{first + len(pending) - 1} (truncated file or download); download it again"
-                ) from exc
-            except (zlib.error, gzip.BadGzipFile, OSError) as exc:
-                raise ParseError(
-                    f"corrupt gzip data ({exc})", line_number=first + len(pending), source=label
-                ) from exc
+            block = _read(stream, _BLOCK, label=label, next_line=first + len(pending))
             if not block:
                 break
             parts = (carry + block).split(b"\n") if carry else block.split(b"\n")
@@ -160,10 +169,6 @@ def iter_line_chunks(
             pending.append(carry)
         if pending:
             yield first, pending
-    finally:
-        if stream is not raw:
-            stream.close()
-        raw.close()
 
 
 def iter_line_blocks(
@@ -176,27 +181,12 @@ def iter_line_blocks(
     finds the lines itself, and nothing is split unless a chunk needs the Python
     engine (:func:`split_lines`). Needs the C scanner.
     """
-    p = Path(path)
-    try:
-        raw, stream = _open_stream(p)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"export file not found: {p}") from exc
     first = 1
     pieces: list[memoryview] = []  # the lines read so far of the next chunk
     pending = 0  # complete lines in pieces
-    try:
+    with _opened(path) as stream:
         while True:
-            try:
-                block = stream.read(_BIG_BLOCK)
-            except EOFError as exc:
-                raise IncompleteDownloadError(
-                    f"{label}: the gzip stream ends early after line {first + pending - 1} "
-                    "(truncated file or download); download it again"
-                ) from exc
-            except (zlib.error, gzip.BadGzipFile, OSError) as exc:
-                raise ParseError(
-                    f"corrupt gzip data ({exc})", line_number=first + pending, source=label
-                ) from exc
+            block = _read(stream, _BIG_BLOCK, label=label, next_line=first + pending)
             if not block:
                 break
             view = memoryview(block)
@@ -216,10 +206,6 @@ def iter_line_blocks(
         if tail:
             count = pending + (0 if tail.endswith(b"\n") else 1)
             yield first, memoryview(tail), count
-    finally:
-        if stream is not raw:
-            stream.close()
-        raw.close()
 
 
 def split_lines(chunk: bytes | memoryview) -> list[bytes]:
@@ -418,23 +404,12 @@ def _wanted(keys: frozenset[str] | None) -> list[str] | None:
     return None if keys is None else sorted(keys)
 
 
-def _scan_batch(
-    lines: Sequence[bytes],
-    first_line: int,
-    *,
-    source: str,
-    keys: frozenset[str] | None,
-    scanned: Any = None,
-) -> RawBatch | None:
-    """The C scanner's columns as a :class:`RawBatch`; None if it declined the chunk.
+def _from_scan(got: Any, first_line: int, line_count: int, source: str) -> RawBatch | None:
+    """One result of ``_scan.scan`` as a :class:`RawBatch`.
 
-    ``scanned`` is the scanner's result if it already ran (see :func:`_prescan`).
+    None when a column needs the batch decoded again exactly (see
+    :func:`_values_column`): the caller parses the chunk in Python.
     """
-    got = scanned
-    if got is None:
-        got = _scan.scan(b"\n".join(lines), _wanted(keys))
-    if got is None or got is _DECLINED:
-        return None
     n, ev_offsets, ev_data, ev_ok, times, time_ok, scanned = got
     event = pa.Array.from_buffers(
         pa.string(),
@@ -478,7 +453,7 @@ def _scan_batch(
     return RawBatch(
         source=source,
         first_line=first_line,
-        line_count=len(lines),
+        line_count=line_count,
         num_rows=n,
         event=event,
         time=time,
@@ -569,16 +544,17 @@ def build_raw_batch(
     bad: parse.BadLines,
     keys: frozenset[str] | None = None,
     exact: bool = False,
-    scanned: Any = None,
     native: bool = True,
 ) -> RawBatch:
     """Parse one chunk of lines into a :class:`RawBatch` (see the module docs).
 
     The C scanner takes the chunk when it is built and every line is plain; any
     chunk it declines (a bad line, an odd value) is parsed here in Python.
+    ``native=False`` skips the scanner (it has already declined the chunk).
     """
     if native and not exact and native_enabled():
-        fast = _scan_batch(lines, first_line, source=source, keys=keys, scanned=scanned)
+        scanned = _scan.scan(b"\n".join(lines), _wanted(keys))
+        fast = None if scanned is None else _from_scan(scanned, first_line, len(lines), source)
         if fast is not None:
             return fast
     loads = orjson.loads if not exact else None
@@ -719,15 +695,12 @@ def read_raw_batches(
             return
         blocks = iter_line_blocks(path, label=source, batch_rows=batch_rows)
         for first, chunk, count, got in _prescan(blocks, keys):
-            batch = None
-            if got is not _DECLINED:
-                batch = _scan_batch((), first, source=source, keys=keys, scanned=got)
+            batch = None if got is None else _from_scan(got, first, count, source)
             if batch is None:
                 lines = split_lines(chunk)
                 batch = build_raw_batch(
                     lines, first, source=source, bad=bad, keys=keys, native=False
                 )
-            batch.line_count = count
             yield batch
         return
     chunks = iter_line_chunks(path, label=source, batch_rows=batch_rows)
@@ -745,7 +718,6 @@ def read_raw_batches(
             fut.cancel()
 
 
-_DECLINED = object()  # the scanner ran and declined the chunk
 #: Chunks between two returns of the C heap's free memory to the system: without
 #: them, freed chunks and scan buffers of the helper threads stay resident and
 #: the peak grows by a third of the result.
@@ -756,7 +728,9 @@ _END = object()
 def _prescan(
     chunks: Iterator[tuple[int, memoryview, int]], keys: frozenset[str] | None
 ) -> Iterator[tuple[int, memoryview, int, Any]]:
-    """Read and inflate chunks in one helper thread and C-scan them in another.
+    """Read and inflate chunks in one helper thread and C-scan them in others.
+
+    Yields ``(first_line, chunk, line_count, scan result or None if declined)``.
 
     Inflating and scanning release the GIL, so on two cores they overlap the
     Arrow building of earlier chunks here; at most a few chunks are in flight.
@@ -804,7 +778,7 @@ def _prescan(
             taken += 1
             if taken % _TRIM_EVERY == 0:
                 _scan.trim()
-            yield first, chunk, count, _DECLINED if got is None else got
+            yield first, chunk, count, got
     finally:
         stop.set()
         thread.join()
