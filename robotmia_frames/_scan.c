@@ -35,7 +35,7 @@
 #endif
 
 enum { T_NULL = 1, T_FALSE = 2, T_TRUE = 3, T_INT = 4, T_FLOAT = 5, T_STR = 6, T_RAW = 7, T_LIST = 8 };
-enum { NOT_FLAT = -3 };
+enum { NOT_FLAT = -3, NOT_SCALAR = -4 };
 enum { OK = 0, HARD = -1, NOMEM = -2 };
 #define MAX_DEPTH 256
 
@@ -519,14 +519,64 @@ static int float_canonical(const unsigned char *s, size_t n) {
     return ilen + flen <= 15;
 }
 
+/*
+ * A scalar at c->p into ints/floats, its text into `text`: strings decoded, and
+ * with `all_text` also booleans and numbers as JSON text ("-0" as "0"), so a
+ * column of mixed scalars is its own text column. `odd` (if given) is set by a
+ * float not spelled as repr spells it. NOT_SCALAR, consuming nothing, at a list
+ * or an object.
+ */
+static int put_scalar(cur_t *c, buf_t *ints, buf_t *flts, buf_t *text, int all_text, int *odd,
+                      unsigned char *tag) {
+    const unsigned char *s;
+    size_t n;
+    int esc, r;
+    if (c->p >= c->e) return HARD;
+    switch (*c->p) {
+        case '"':
+            *tag = T_STR;
+            return lex_string(c, &s, &n, &esc, text);
+        case 't':
+            *tag = T_TRUE;
+            if ((r = lit(c, "true", 4)) != OK) return r;
+            return all_text ? buf_put(text, "true", 4) : OK;
+        case 'f':
+            *tag = T_FALSE;
+            if ((r = lit(c, "false", 5)) != OK) return r;
+            return all_text ? buf_put(text, "false", 5) : OK;
+        case 'n':
+            *tag = T_NULL;
+            return lit(c, "null", 4);
+        case '[':
+        case '{':
+            return NOT_SCALAR;
+        default: {
+            int is_int;
+            int64_t iv;
+            double dv;
+            const unsigned char *start = c->p;
+            if ((r = lex_number(c, &is_int, &iv, &dv)) != OK) return r;
+            size_t len = (size_t)(c->p - start);
+            if (is_int) {
+                if (buf_put(ints, &iv, sizeof iv) != OK) return NOMEM;
+                if (iv == 0) { start = (const unsigned char *)"0"; len = 1; } /* -0 */
+                *tag = T_INT;
+            } else {
+                if (buf_put(flts, &dv, sizeof dv) != OK) return NOMEM;
+                if (odd && !*odd && !float_canonical(start, len)) *odd = 1;
+                *tag = T_FLOAT;
+            }
+            return all_text ? buf_put(text, start, len) : OK;
+        }
+    }
+}
+
 /* A list whose elements are all scalars, into the column's element buffers.
    NOT_FLAT (nothing kept) for a list holding lists or objects. */
 static int put_flat_list(cur_t *c, col_t *col) {
     size_t m_tags = col->ctags.len, m_ints = col->cints.len, m_flts = col->cflts.len,
            m_off = col->coff.len, m_dat = col->cdat.len;
-    const unsigned char *s;
-    size_t n;
-    int esc, r;
+    int r;
     c->p++; /* '[' */
     ws(c);
     if (c->p < c->e && *c->p == ']') {
@@ -534,34 +584,13 @@ static int put_flat_list(cur_t *c, col_t *col) {
     } else {
         for (;;) {
             unsigned char tag;
-            if (c->p >= c->e) return HARD;
-            switch (*c->p) {
-                case '"':
-                    if ((r = lex_string(c, &s, &n, &esc, &col->cdat)) != OK) return r;
-                    tag = T_STR;
-                    break;
-                case 't': if ((r = lit(c, "true", 4)) != OK) return r; tag = T_TRUE; break;
-                case 'f': if ((r = lit(c, "false", 5)) != OK) return r; tag = T_FALSE; break;
-                case 'n': if ((r = lit(c, "null", 4)) != OK) return r; tag = T_NULL; break;
-                case '[':
-                case '{':
-                    col->ctags.len = m_tags; col->cints.len = m_ints; col->cflts.len = m_flts;
-                    col->coff.len = m_off; col->cdat.len = m_dat;
-                    return NOT_FLAT;
-                default: {
-                    int is_int;
-                    int64_t iv;
-                    double dv;
-                    if ((r = lex_number(c, &is_int, &iv, &dv)) != OK) return r;
-                    if (is_int) {
-                        if (buf_put(&col->cints, &iv, sizeof iv) != OK) return NOMEM;
-                        tag = T_INT;
-                    } else {
-                        if (buf_put(&col->cflts, &dv, sizeof dv) != OK) return NOMEM;
-                        tag = T_FLOAT;
-                    }
-                }
+            r = put_scalar(c, &col->cints, &col->cflts, &col->cdat, 0, NULL, &tag);
+            if (r == NOT_SCALAR) {
+                col->ctags.len = m_tags; col->cints.len = m_ints; col->cflts.len = m_flts;
+                col->coff.len = m_off; col->cdat.len = m_dat;
+                return NOT_FLAT;
             }
+            if (r != OK) return r;
             if (col->cdat.len > INT32_MAX || col->ctags.len >= INT32_MAX) return HARD;
             if (buf_i32(&col->coff, (int32_t)col->cdat.len) != OK) return NOMEM;
             if (buf_put(&col->ctags, &tag, 1) != OK) return NOMEM;
@@ -636,67 +665,30 @@ static int canonical_span(const unsigned char *s, size_t n) {
  * end offset per value, so a column of mixed scalars is already its text column.
  */
 static int put_value(cur_t *c, col_t *col, int32_t row) {
-    const unsigned char *s;
-    size_t n;
-    int esc, r;
+    int r;
     unsigned char tag;
-    if (c->p >= c->e) return HARD;
-    switch (*c->p) {
-        case '"':
-            if ((r = lex_string(c, &s, &n, &esc, &col->sdat)) != OK) return r;
-            tag = T_STR;
-            break;
-        case 't':
-            if ((r = lit(c, "true", 4)) != OK) return r;
-            if (buf_put(&col->sdat, "true", 4) != OK) return NOMEM;
-            tag = T_TRUE;
-            break;
-        case 'f':
-            if ((r = lit(c, "false", 5)) != OK) return r;
-            if (buf_put(&col->sdat, "false", 5) != OK) return NOMEM;
-            tag = T_FALSE;
-            break;
-        case 'n': if ((r = lit(c, "null", 4)) != OK) return r; tag = T_NULL; break;
-        case '{':
-        case '[': {
-            /* The raw text is kept for every list and object; lists of scalars are
-               also flattened, so most list columns need no Python. */
-            const unsigned char *start = c->p;
-            tag = T_RAW;
-            if (*c->p == '[') {
-                r = put_flat_list(c, col);
-                if (r == OK) tag = T_LIST;
-                else if (r != NOT_FLAT) return r;
-                else c->p = start;
-            }
-            if (tag == T_RAW && (r = skip_value(c, 1)) != OK) return r;
-            if (*start == '{') col->objects = 1;
-            /* Whether its text (kept in rdat) can serve as is if the column turns
-               out to be text (objects, or lists mixed with other values). */
-            if (!col->raw_odd && !canonical_span(start, (size_t)(c->p - start))) col->raw_odd = 1;
-            if (buf_put(&col->rdat, start, (size_t)(c->p - start)) != OK) return NOMEM;
-            if (col->rdat.len > INT32_MAX) return HARD;
-            if (buf_i32(&col->roff, (int32_t)col->rdat.len) != OK) return NOMEM;
-            break;
+    r = put_scalar(c, &col->ints, &col->flts, &col->sdat, 1, &col->odd, &tag);
+    if (r == NOT_SCALAR) {
+        /* The raw text is kept for every list and object; lists of scalars are
+           also flattened, so most list columns need no Python. */
+        const unsigned char *start = c->p;
+        tag = T_RAW;
+        if (*c->p == '[') {
+            r = put_flat_list(c, col);
+            if (r == OK) tag = T_LIST;
+            else if (r != NOT_FLAT) return r;
+            else c->p = start;
         }
-        default: {
-            int is_int;
-            int64_t iv;
-            double dv;
-            const unsigned char *start = c->p;
-            if ((r = lex_number(c, &is_int, &iv, &dv)) != OK) return r;
-            size_t len = (size_t)(c->p - start);
-            if (is_int) {
-                if (buf_put(&col->ints, &iv, sizeof iv) != OK) return NOMEM;
-                if (iv == 0) { start = (const unsigned char *)"0"; len = 1; } /* -0 */
-                tag = T_INT;
-            } else {
-                if (buf_put(&col->flts, &dv, sizeof dv) != OK) return NOMEM;
-                if (!col->odd && !float_canonical(start, len)) col->odd = 1;
-                tag = T_FLOAT;
-            }
-            if (buf_put(&col->sdat, start, len) != OK) return NOMEM;
-        }
+        if (tag == T_RAW && (r = skip_value(c, 1)) != OK) return r;
+        if (*start == '{') col->objects = 1;
+        /* Whether its text (kept in rdat) can serve as is if the column turns
+           out to be text (objects, or lists mixed with other values). */
+        if (!col->raw_odd && !canonical_span(start, (size_t)(c->p - start))) col->raw_odd = 1;
+        if (buf_put(&col->rdat, start, (size_t)(c->p - start)) != OK) return NOMEM;
+        if (col->rdat.len > INT32_MAX) return HARD;
+        if (buf_i32(&col->roff, (int32_t)col->rdat.len) != OK) return NOMEM;
+    } else if (r != OK) {
+        return r;
     }
     if (col->sdat.len > INT32_MAX) return HARD;
     if (buf_i32(&col->soff, (int32_t)col->sdat.len) != OK) return NOMEM;
