@@ -24,10 +24,11 @@ from .errors import (
     ParseError,
     RobotmiaError,
     RobotmiaWarning,
+    WhereSyntaxError,
 )
 from .profiles import read_robotmia_profiles
 from .transport import RateLimit, RateLimiter
-from .where import WhereSyntaxError, validate_where
+from .where import validate_where
 
 __all__ = [
     "APIError",

@@ -12,7 +12,8 @@
     RobotmiaWarning (UserWarning)    one per bad line with on_bad_lines="warn"
 
 Bad arguments raise :class:`ValueError` (``InvalidArgumentError`` is the subclass we
-use, so ``except ValueError`` works) before any request is sent.
+use, so ``except ValueError`` works) before any request is sent; a ``where``
+expression that does not parse raises its subclass :class:`WhereSyntaxError`.
 
 Every message names what failed (the URL without secrets, the status, the day
 window, the line number) and what to do next.
@@ -31,6 +32,7 @@ __all__ = [
     "ParseError",
     "RobotmiaError",
     "RobotmiaWarning",
+    "WhereSyntaxError",
 ]
 
 
@@ -101,6 +103,64 @@ def _parse_error(reason: str, line_number: int, source: str | None) -> ParseErro
 
 class InvalidArgumentError(ValueError):
     """A bad argument, raised before any request is sent. A :class:`ValueError`."""
+
+
+class WhereSyntaxError(InvalidArgumentError):
+    """A ``where`` expression that cannot be parsed (or has a literal type error).
+
+    A :class:`ValueError`. ``position`` is the 0-based offset in ``expression``,
+    ``line`` and ``column`` are 1-based; the message shows the expression (the
+    offending line of it) with a caret under the position.
+
+    Example:
+        >>> from robotmia_frames.where import parse_where
+        >>> try:
+        ...     parse_where('properties["a"] === 1')
+        ... except WhereSyntaxError as exc:
+        ...     print(exc)
+        invalid where expression: expected a value, found '=' at column 19
+          properties["a"] === 1
+                            ^
+    """
+
+    def __init__(self, reason: str, expression: str, position: int) -> None:
+        position = max(0, min(position, len(expression)))
+        before = expression[:position]
+        line = before.count("\n") + 1
+        start = before.rfind("\n") + 1
+        column = position - start + 1
+        end = expression.find("\n", position)
+        text = expression[start : end if end >= 0 else len(expression)]
+        where = f"line {line}, column {column}" if "\n" in expression else f"column {column}"
+        shown, caret = _window(text, column - 1)
+        shown = "".join(" " if c in "\t\r" else c for c in shown)
+        super().__init__(
+            f"invalid where expression: {reason} at {where}\n  {shown}\n  {' ' * caret}^"
+        )
+        self.reason = reason
+        self.expression = expression
+        self.position = position
+        self.line = line
+        self.column = column
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (type(self), (self.reason, self.expression, self.position))
+
+
+def _window(text: str, index: int, width: int = 72) -> tuple[str, int]:
+    """A slice of a long line around ``index`` and the caret offset inside it."""
+    if len(text) <= width:
+        return text, index
+    lo = max(0, min(index - width // 2, len(text) - width))
+    hi = lo + width
+    shown = text[lo:hi]
+    caret = index - lo
+    if lo > 0:
+        shown = "..." + shown
+        caret += 3
+    if hi < len(text):
+        shown += "..."
+    return shown, caret
 
 
 class RobotmiaWarning(UserWarning):

@@ -21,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import robotmia_frames as rf
-from robotmia_frames import _where_arrow
 from robotmia_frames.emulator import ExportServer
 from robotmia_frames.where import (
     MAX_DEPTH,
@@ -30,6 +29,7 @@ from robotmia_frames.where import (
     BoolOp,
     Call,
     Compare,
+    Compiled,
     DateTime,
     Index,
     Literal,
@@ -613,7 +613,7 @@ def test_vectorisable_constructs_do_not_fall_back_to_rows(
     def boom(*_: Any) -> Any:
         raise AssertionError("row-by-row evaluation")
 
-    monkeypatch.setattr(_where_arrow.Compiled, "_rows", boom)
+    monkeypatch.setattr(Compiled, "_rows", boom)
     for text in [
         '"b" in properties["t"]',
         'any(X, properties["t"], X == "b" or X + "!" == "a!")',

@@ -1,4 +1,4 @@
-"""Compile ``where`` expressions to :mod:`pyarrow.compute` (see :mod:`.where`).
+"""Compile ``where`` expressions to :mod:`pyarrow.compute`.
 
 The table contract: ``time`` is a UTC timestamp (``properties["time"]`` and
 ``event["$time"]`` are read back as project-local seconds), ``properties.<key>``
@@ -34,27 +34,22 @@ import datetime as _dt
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InvalidArgumentError
-from .timeconv import resolve_timezone
-from .typepolicy import KIND_METADATA_KEY
-from .where import (
-    DECIMAL_PATTERN,
-    JSON_NUMBER_PATTERN,
-    MAX_SECONDS,
-    UNDEFINED,
+from ..errors import InvalidArgumentError
+from ..timeconv import resolve_timezone
+from ..typepolicy import KIND_METADATA_KEY
+from ._ast import (
     AnyExpr,
     Arith,
     BoolOp,
     Call,
     Compare,
-    DateTime,
     Expr,
     Index,
     ListExpr,
@@ -64,21 +59,36 @@ from .where import (
     Now,
     Property,
     Variable,
-    _Env,
-    _eval,
-    _to_datetime,
-    _walk,
+    columns_of,
+    walk,
+)
+from ._evaluate import Env, evaluate, evaluate_node, to_datetime, values_equal
+from ._parser import format_where, parse_where
+from ._values import (
+    ASCII_LOWER,
+    DECIMAL_PATTERN,
+    JSON_NUMBER_PATTERN,
+    MAX_SECONDS,
+    UNDEFINED,
+    DateTime,
+    Value,
     decode_text,
-    evaluate,
     format_datetime,
     format_number,
-    format_where,
     parse_datetime_text,
-    parse_where,
-    values_equal,
 )
 
 __all__ = ["Compiled", "compile_where", "filter_table"]
+
+#: What a compiled node computes: an expression to push down (expression mode), or
+#: arrays and scalars over the rows that survived it (array mode).
+Datum: TypeAlias = "pc.Expression | pa.Array | pa.ChunkedArray | pa.Scalar"
+#: One boolean per row.
+Mask: TypeAlias = "np.ndarray[tuple[int], np.dtype[np.bool_]]"
+#: The decoded type of each row of a folded-text column (``_T_*``).
+Tags: TypeAlias = "np.ndarray[tuple[int], np.dtype[np.int8]]"
+#: Floats as numpy holds them.
+Floats: TypeAlias = "np.ndarray[tuple[int], np.dtype[np.float64]]"
 
 TIME_TYPE: Final = pa.timestamp("us", tz="UTC")
 _US = 1_000_000
@@ -126,7 +136,7 @@ class _V:
     """A compiled value: static type, datum (expression, array or scalar), constant."""
 
     ty: _Ty
-    d: Any = None
+    d: Datum | None = None
     const: Any = _NOCONST
     items: tuple[_V, ...] = ()
     tform: str | None = None  # "L": properties["time"]; "D": datetime of it
@@ -136,7 +146,7 @@ class _V:
         return self.const is not _NOCONST
 
 
-def _const(value: Any) -> _V:
+def _const(value: Value) -> _V:
     t = type(value)
     if t is float:
         return _V(NUM, const=value)
@@ -207,22 +217,22 @@ class _Cx:
         self.take = take
         self.bindings: dict[str, _V] = bindings or {}
         self.expr_mode = table is None and parent is None
-        self._cols: dict[str, Any] = {}
-        self._local: Any = None
+        self._cols: dict[str, Datum] = {}
+        self._local: Datum | None = None
 
     # -- datums -----------------------------------------------------------------------
     def need_arrays(self) -> None:
         if self.expr_mode:
             raise _Unsupported
 
-    def scalar(self, value: Any, typ: pa.DataType) -> Any:
+    def scalar(self, value: Value, typ: pa.DataType) -> Datum:
         s = pa.scalar(value, typ)
         return pc.scalar(s) if self.expr_mode else s
 
-    def null(self, typ: pa.DataType) -> Any:
+    def null(self, typ: pa.DataType) -> Datum:
         return self.scalar(None, typ)
 
-    def datum(self, v: _V) -> Any:
+    def datum(self, v: _V) -> Datum:
         if not v.is_const:
             if v.d is None:
                 raise _Unsupported
@@ -240,7 +250,7 @@ class _Cx:
             return self.null(_F64)
         raise _Unsupported
 
-    def cast(self, d: Any, typ: pa.DataType) -> Any:
+    def cast(self, d: Datum, typ: pa.DataType) -> Datum:
         if isinstance(d, pc.Expression):
             return d.cast(typ, safe=False)
         return pc.cast(d, typ, safe=False)
@@ -252,7 +262,7 @@ class _Cx:
         assert self.table is not None
         return int(self.table.num_rows)
 
-    def column(self, name: str) -> Any:
+    def column(self, name: str) -> Datum:
         if self.expr_mode:
             return pc.field(name)
         got = self._cols.get(name)
@@ -291,14 +301,14 @@ class _Cx:
         return cx
 
     # -- time -------------------------------------------------------------------------
-    def time_datum(self) -> Any:
+    def time_datum(self) -> Datum:
         col = self.column("time")
         t = self.schema.field("time").type
         if t == TIME_TYPE:
             return col
         return self.cast(col, TIME_TYPE)
 
-    def local_us(self) -> Any:
+    def local_us(self) -> Datum:
         """Project-local microseconds (int64) of ``time``."""
         utc = self.cast(self.time_datum(), pa.int64())
         if self.tz in _UTC_NAMES:
@@ -317,7 +327,7 @@ def _seconds_of_us(k: int) -> float:
     return float(k // _US) + (k % _US) / 1e6
 
 
-def _seconds_datum(us: Any) -> Any:
+def _seconds_datum(us: Datum) -> Datum:
     frac = pc.modulo(us, 1_000_000)
     whole = pc.divide(pc.subtract(us, frac), 1_000_000)
     if isinstance(whole, pc.Expression):
@@ -337,7 +347,7 @@ def _fold0_offset(tz: ZoneInfo, local_second: int) -> int:
     return 0 if off is None else off // _dt.timedelta(seconds=1)
 
 
-def _utc_to_local_us(utc: Any, tz: ZoneInfo) -> pa.Array:
+def _utc_to_local_us(utc: Datum, tz: ZoneInfo) -> pa.Array:
     """Local wall-clock microseconds of UTC microseconds (an int64 array)."""
     arr = utc.combine_chunks() if isinstance(utc, pa.ChunkedArray) else utc
     valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
@@ -473,11 +483,11 @@ class _Thresholds:
 # ============================================================================ compile
 
 
-def _coalesce_false(cx: _Cx, d: Any) -> Any:
+def _coalesce_false(cx: _Cx, d: Datum) -> Datum:
     return pc.coalesce(d, cx.scalar(False, _BOOL))
 
 
-def _bool_v(cx: _Cx, d: Any) -> _V:
+def _bool_v(cx: _Cx, d: Datum) -> _V:
     return _V(BOOL, d=d)
 
 
@@ -492,7 +502,7 @@ def _truth(cx: _Cx, v: _V) -> _V:
 
 def _and(cx: _Cx, parts: Sequence[_V]) -> _V:
     """AND of never-null boolean values."""
-    out: Any = None
+    out: Datum | None = None
     for p in parts:
         if p.is_const:
             if p.const is False:
@@ -503,7 +513,7 @@ def _and(cx: _Cx, parts: Sequence[_V]) -> _V:
 
 
 def _or(cx: _Cx, parts: Sequence[_V]) -> _V:
-    out: Any = None
+    out: Datum | None = None
     for p in parts:
         if p.is_const:
             if p.const is True:
@@ -530,7 +540,7 @@ def _is_null(cx: _Cx, v: _V) -> _V:
 def _data_free(node: Expr, cx: _Cx) -> bool:
     """Whether ``node``'s value is the same for every row of this schema."""
     names = cx.schema.names
-    for n in _walk(node):
+    for n in walk(node):
         if isinstance(n, Property):
             if n.source == "properties":
                 col = "time" if n.name == "time" else "properties." + n.name
@@ -546,8 +556,8 @@ def _data_free(node: Expr, cx: _Cx) -> bool:
 
 
 def _fold(node: Expr, cx: _Cx) -> _V:
-    env = _Env({}, cx.tz, cx.now, {k: v.const for k, v in cx.bindings.items() if v.is_const})
-    return _const(_eval(node, env))
+    env = Env({}, cx.tz, cx.now, {k: v.const for k, v in cx.bindings.items() if v.is_const})
+    return _const(evaluate_node(node, env))
 
 
 def comp(node: Expr, cx: _Cx) -> _V:
@@ -677,16 +687,16 @@ def _coerce(cx: _Cx, a: _V, b: _V) -> tuple[_V, _V]:
     return a, b
 
 
-def _floor(cx: _Cx, v: _V) -> Any:
+def _floor(cx: _Cx, v: _V) -> Datum:
     return pc.floor(cx.datum(v))
 
 
 def _eq(cx: _Cx, a: _V, b: _V, a0: _V, b0: _V) -> _V:
     """``==`` (never null) of coerced ``a``, ``b``; ``a0``, ``b0`` before coercion."""
     if a.is_const and b.is_const:
-        return _const(values_equal(a.const, b.const, _Env({}, cx.tz, cx.now)))
+        return _const(values_equal(a.const, b.const, Env({}, cx.tz, cx.now)))
     both_undefined = _and(cx, [_is_null(cx, a0), _is_null(cx, b0)])
-    core: Any = None
+    core: Datum | None = None
     if a.ty is b.ty and a.ty in _SCALARS:
         core = pc.equal(cx.datum(a), cx.datum(b))
     elif a.ty is DT and b.ty is DT:
@@ -738,14 +748,14 @@ def _member(cx: _Cx, a: _V, b: _V) -> _V:
     return _UNDEF_V
 
 
-def _in_const_list(cx: _Cx, a: _V, elems: list[Any]) -> _V:
+def _in_const_list(cx: _Cx, a: _V, elems: list[Value]) -> _V:
     if a.ty in _SCALARS:
-        same: list[Any] = []
+        same: list[Value] = []
         others: list[_V] = []
         for e in elems:
             ev = _const(e)
             if ev.ty is a.ty:
-                if not (a.ty is NUM and math.isnan(e)):
+                if not (type(e) is float and math.isnan(e)):
                     same.append(e)
             elif ev.ty is UNDEF or (ev.ty is DT):
                 others.append(ev)
@@ -786,7 +796,7 @@ def _in_list_column(cx: _Cx, a: _V, b: _V) -> _V:
     return _V(BOOL, d=pa.array(res, mask=_np_bool(pc.is_null(lst))))
 
 
-def _np_bool(arr: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
+def _np_bool(arr: Datum) -> Mask:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     return np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
@@ -816,7 +826,7 @@ def _time_compare(cx: _Cx, op: str, a: _V, b: _V) -> _V | None:
     return None
 
 
-def _range(cx: _Cx, th: _Thresholds, lo: int | None, hi: int | None) -> Any:
+def _range(cx: _Cx, th: _Thresholds, lo: int | None, hi: int | None) -> Datum:
     """``time`` in local microseconds ``[lo, hi)`` (None: unbounded), null if null."""
     t = cx.time_datum()
     parts = []
@@ -868,7 +878,7 @@ def _time_datetime(cx: _Cx, op: str, n: int) -> _V:
         if b is not None and a >= b:
             continue
         pieces.append(_range(cx, th, a, b))
-    inset: Any = None
+    inset: Datum | None = None
     for p in pieces:
         inset = p if inset is None else pc.or_kleene(inset, p)
     if op in ("==", "!="):
@@ -904,7 +914,7 @@ def _c_arith(node: Arith, cx: _Cx) -> _V:
     return _UNDEF_V
 
 
-def _np_f64(cx: _Cx, d: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def _np_f64(cx: _Cx, d: Datum) -> tuple[Floats, Mask]:
     if isinstance(d, pa.Scalar):
         value = d.as_py()
         valid = np.full(cx.n, value is not None)
@@ -915,7 +925,7 @@ def _np_f64(cx: _Cx, d: Any) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]
     return np.asarray(d.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64), valid
 
 
-def _fmod(cx: _Cx, x: Any, y: Any) -> pa.Array:
+def _fmod(cx: _Cx, x: Datum, y: Datum) -> pa.Array:
     a, va = _np_f64(cx, x)
     b, vb = _np_f64(cx, y)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -926,7 +936,7 @@ def _fmod(cx: _Cx, x: Any, y: Any) -> pa.Array:
 # -- functions -----------------------------------------------------------------------
 
 
-def _map_unique(cx: _Cx, d: Any, fn: Callable[[Any], Any], typ: pa.DataType) -> pa.Array:
+def _map_unique(cx: _Cx, d: Datum, fn: Callable[[Any], Value], typ: pa.DataType) -> pa.Array:
     """``fn`` applied once per distinct value (UNDEFINED -> null)."""
     cx.need_arrays()
     if isinstance(d, pa.Scalar):
@@ -957,7 +967,7 @@ def _per_row(cx: _Cx, args: Sequence[_V], fn: Callable[..., Any], typ: pa.DataTy
 def _datetime_of(cx: _Cx, v: _V) -> _V:
     if v.is_const:
         if v.ty in (NUM, STR, DT):
-            return _const(_to_datetime(v.const, _Env({}, cx.tz, cx.now)))
+            return _const(to_datetime(v.const, Env({}, cx.tz, cx.now)))
         return _UNDEF_V
     if v.ty is DT:
         return v
@@ -1065,7 +1075,7 @@ def _c_call(node: Call, cx: _Cx) -> _V:
         if x.ty is not STR or p.ty is not STR:
             return _UNDEF_V
         if p.is_const:
-            prefix = str(p.const).translate(_ASCII_LOWER)
+            prefix = str(p.const).translate(ASCII_LOWER)
             return _V(BOOL, d=pc.starts_with(pc.ascii_lower(cx.datum(x)), pattern=prefix))
         cx.need_arrays()
         return _V(
@@ -1073,14 +1083,11 @@ def _c_call(node: Call, cx: _Cx) -> _V:
             d=_per_row(
                 cx,
                 [x, p],
-                lambda s, q: s.translate(_ASCII_LOWER).startswith(q.translate(_ASCII_LOWER)),
+                lambda s, q: s.translate(ASCII_LOWER).startswith(q.translate(ASCII_LOWER)),
                 _BOOL,
             ),
         )
     raise AssertionError(name)  # pragma: no cover
-
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def _c_any(node: AnyExpr, cx: _Cx) -> _V:
@@ -1118,7 +1125,7 @@ def _c_any(node: AnyExpr, cx: _Cx) -> _V:
     return _V(BOOL, d=pa.array(res, mask=_np_bool(pc.is_null(lst))))
 
 
-def cx_truth_datum(cx: _Cx, v: _V) -> Any:
+def cx_truth_datum(cx: _Cx, v: _V) -> Datum:
     t = _truth(cx, v)
     if t.is_const:
         return pa.repeat(pa.scalar(bool(t.const)), cx.n)
@@ -1129,7 +1136,7 @@ def _c_now(node: Now, cx: _Cx) -> _V:  # pragma: no cover - always folded
     return _const(cx.now)
 
 
-_COMP: dict[type, Callable[[Any, _Cx], _V]] = {
+_COMP: dict[type[Expr], Callable[[Any, _Cx], _V]] = {
     Literal: _c_literal,
     Now: _c_now,
     Property: _c_property,
@@ -1149,22 +1156,11 @@ _COMP: dict[type, Callable[[Any, _Cx], _V]] = {
 # ============================================================================ residual
 
 
-def _columns_of(node: Expr) -> set[str]:
-    out: set[str] = set()
-    for n in _walk(node):
-        if isinstance(n, Property):
-            if n.source == "properties":
-                out.add("time" if n.name == "time" else "properties." + n.name)
-            elif n.source == "event" and n.name == "$time":
-                out.add("time")
-    return out
-
-
 _NUM_RE = f"^(?:{JSON_NUMBER_PATTERN}|Infinity|-Infinity|NaN)$"
 _T_NULL, _T_NUM, _T_STR, _T_BOOL, _T_COMPLEX = 0, 1, 2, 3, 4
 
 
-def _decode_column(col: pa.Array) -> tuple[np.ndarray[Any, Any], dict[int, pa.Array]]:
+def _decode_column(col: pa.Array) -> tuple[Tags, dict[int, pa.Array]]:
     """Vectorised :func:`decode_text` of a folded-text column: per-row tags and the
     typed arrays of the number, string and boolean rows."""
     n = len(col)
@@ -1244,10 +1240,10 @@ class Compiled:
         return table if mask is None else table.filter(mask)
 
     # -- tiers ------------------------------------------------------------------------
-    def _conjunct(self, conj: Expr, table: pa.Table) -> np.ndarray[Any, Any]:
+    def _conjunct(self, conj: Expr, table: pa.Table) -> Mask:
         texts = [
             c
-            for c in sorted(_columns_of(conj))
+            for c in sorted(columns_of(conj))
             if c in table.column_names
             and _is_text_field(table.schema.field(c))
             and (pa.types.is_string(table.schema.field(c).type))
@@ -1274,7 +1270,7 @@ class Compiled:
             out[idx] = self._arrays_or_rows(conj, sub)
         return out
 
-    def _arrays_or_rows(self, conj: Expr, table: pa.Table) -> np.ndarray[Any, Any]:
+    def _arrays_or_rows(self, conj: Expr, table: pa.Table) -> Mask:
         try:
             cx = _Cx(table.schema, self.project_timezone, self.now, table)
             v = _truth(cx, comp(conj, cx))
@@ -1284,11 +1280,11 @@ class Compiled:
             return np.full(table.num_rows, bool(v.const))
         return _np_bool(v.d)
 
-    def _rows(self, conj: Expr, table: pa.Table) -> np.ndarray[Any, Any]:
+    def _rows(self, conj: Expr, table: pa.Table) -> Mask:
         """The reference evaluator on event dicts rebuilt from ``table``'s rows."""
         n = table.num_rows
-        columns: dict[str, list[Any]] = {}
-        for c in sorted(_columns_of(conj)):
+        columns: dict[str, list[object]] = {}
+        for c in sorted(columns_of(conj)):
             if c not in table.column_names:
                 continue
             col = table.column(c)
@@ -1315,11 +1311,11 @@ class Compiled:
         return out
 
 
-def _combined(col: Any) -> pa.Array:
+def _combined(col: Datum) -> pa.Array:
     return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
-def _decode_deep(v: Any) -> Any:
+def _decode_deep(v: object) -> object:
     if isinstance(v, str):
         return decode_text(v)
     if isinstance(v, list):
@@ -1327,7 +1323,7 @@ def _decode_deep(v: Any) -> Any:
     return v
 
 
-def _local_seconds_list(col: Any, tz: str) -> list[Any]:
+def _local_seconds_list(col: Datum, tz: str) -> list[object]:
     cx = _Cx(pa.schema([pa.field("time", col.type)]), tz, 0.0, pa.table({"time": col}))
     return list(_seconds_datum(cx.local_us()).to_pylist())
 
@@ -1338,7 +1334,11 @@ def _local_seconds_list(col: Any, tz: str) -> list[Any]:
 def compile_where(
     where: str | Expr, schema: pa.Schema, *, project_timezone: str = "UTC"
 ) -> Compiled:
-    """Compile ``where`` against ``schema``; see :func:`robotmia_frames.where.compile_where`.
+    """Compile an expression against a table schema for :mod:`pyarrow` filtering.
+
+    Returns a :class:`Compiled` with ``.expression`` (a :class:`pyarrow.compute.Expression`
+    to push down into a scan, or None) and ``.residual(table)`` (a vectorised
+    second pass over the rows that survive it, or None). See :func:`filter_table`.
 
     Example:
         >>> import pyarrow as pa
@@ -1357,7 +1357,7 @@ def compile_where(
     conjuncts = expr.operands if isinstance(expr, BoolOp) and expr.op == "and" else (expr,)
     pushed: list[Expr] = []
     residual: list[Expr] = []
-    exprs: list[Any] = []
+    exprs: list[Datum] = []
     for conj in conjuncts:
         cx = _Cx(schema, project_timezone, now)
         try:
@@ -1380,7 +1380,7 @@ def compile_where(
         where=text if text is not None else format_where(expr),
         expression=expression,
         project_timezone=project_timezone,
-        columns=frozenset(c for c in _columns_of(expr) if c in schema.names),
+        columns=frozenset(c for c in columns_of(expr) if c in schema.names),
         pushed=tuple(pushed),
         residual_conjuncts=tuple(residual),
         now=now,
@@ -1388,7 +1388,12 @@ def compile_where(
 
 
 def filter_table(table: pa.Table, where: str | Expr, *, project_timezone: str = "UTC") -> pa.Table:
-    """The rows of ``table`` that ``where`` keeps; see :func:`robotmia_frames.where.filter_table`.
+    """The rows of ``table`` that ``where`` keeps, in order.
+
+    ``table`` has the library's columns (``event``, UTC ``time``,
+    ``properties.<key>``), as :func:`robotmia_frames.read_export_file` returns
+    them with ``return_type="arrow"``; ``project_timezone`` is the project's
+    (``properties["time"]`` and ``event["$time"]`` are project-local).
 
     Example:
         >>> import pyarrow as pa
