@@ -12,17 +12,32 @@ Example:
 from __future__ import annotations
 
 from .engage import EngageEndpoint, generate_profiles
-from .generator import generate_events, iter_generated_events, write_export_file
-from .server import ExportServer, Fault, GeneratorConfig, RequestRecord, serve_forever
+from .generator import generate_events, hostile_lines, iter_generated_events, write_export_file
+from .server import (
+    HTML_PAGE,
+    Budget,
+    ExportServer,
+    Fault,
+    GeneratorConfig,
+    RequestRecord,
+    ServerStats,
+    VirtualClock,
+    serve_forever,
+)
 
 __all__ = [
+    "HTML_PAGE",
+    "Budget",
     "EngageEndpoint",
     "ExportServer",
     "Fault",
     "GeneratorConfig",
     "RequestRecord",
+    "ServerStats",
+    "VirtualClock",
     "generate_events",
     "generate_profiles",
+    "hostile_lines",
     "iter_generated_events",
     "serve_forever",
     "write_export_file",

@@ -40,6 +40,7 @@ import orjson
 
 __all__ = [
     "generate_events",
+    "hostile_lines",
     "iter_generated_events",
     "write_export_file",
 ]
@@ -629,6 +630,63 @@ def generate_events(
         project_timezone=project_timezone,
     )
     return list(itertools.islice(it, n))
+
+
+_BIG_INT = "18446744073709551616"  # 2**64: beyond int64 and uint64
+_HUGE_INT = "100000000000000000000000000000"  # 1e29, as an integer
+
+
+def hostile_lines(day: DateLike = "2024-01-01", *, depth: int = 1000) -> dict[str, bytes]:
+    """Raw export lines that stress a reader, by name: serve them with ``ExportServer``.
+
+    Each is one JSON object line (no newline) that ``orjson`` cannot write: an
+    event at 12:00 project-local time of ``day``, with ``distinct_id`` ``"hostile"``
+    and ``$insert_id`` ``"hostile-<name>"``. The names:
+
+    - ``deep_list``, ``deep_object``: ``properties.v`` nested ``depth`` levels deep;
+    - ``inf_top``, ``inf_in_object``, ``inf_in_list``: ``1e400`` (infinity as a double)
+      as a property, inside an object, inside a list;
+    - ``big_int_property``, ``big_int_in_object``: ``2**64`` as a property, ``10**29``
+      inside an object;
+    - ``big_int_event``, ``int_event``, ``float_event``, ``null_event``,
+      ``bool_event``, ``list_event``, ``object_event``: a non-string ``event``
+      (``2**64``, ``42``, ``1.5``, ``null``, ``true``, ``["a"]``, ``{"a": 1}``).
+
+    Example:
+        >>> lines = hostile_lines("2024-01-01", depth=3)
+        >>> lines["deep_list"]
+        b'{"event":"hostile","properties":{"time":1704110400,"distinct_id":"hostile","$insert_id":"hostile-deep_list","v":[[[1]]]}}'
+        >>> lines["big_int_event"][:31]
+        b'{"event":18446744073709551616,"'
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    start = _to_date(day, "day")
+    t = (start - _EPOCH).days * _DAY + 12 * 3600
+    extras = {
+        "deep_list": ("hostile", '"v":' + "[" * depth + "1" + "]" * depth),
+        "deep_object": ("hostile", '"v":' + '{"a":' * depth + "1" + "}" * depth),
+        "inf_top": ("hostile", '"x":1e400'),
+        "inf_in_object": ("hostile", '"o":{"x":1e400}'),
+        "inf_in_list": ("hostile", '"l":[1,1e400]'),
+        "big_int_property": ("hostile", f'"n":{_BIG_INT}'),
+        "big_int_in_object": ("hostile", f'"o":{{"n":{_HUGE_INT}}}'),
+        "big_int_event": (_BIG_INT, None),
+        "int_event": ("42", None),
+        "float_event": ("1.5", None),
+        "null_event": ("null", None),
+        "bool_event": ("true", None),
+        "list_event": ('["a"]', None),
+        "object_event": ('{"a":1}', None),
+    }
+    out: dict[str, bytes] = {}
+    for name, (event, extra) in extras.items():
+        event_json = '"hostile"' if event == "hostile" else event
+        props = f'"time":{t},"distinct_id":"hostile","$insert_id":"hostile-{name}"'
+        if extra is not None:
+            props += "," + extra
+        out[name] = f'{{"event":{event_json},"properties":{{{props}}}}}'.encode()
+    return out
 
 
 def write_export_file(

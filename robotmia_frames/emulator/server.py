@@ -17,12 +17,14 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import collections
 import contextlib
 import dataclasses
 import datetime as _dt
 import hmac
 import ipaddress
 import itertools
+import json
 import logging
 import math
 import re
@@ -52,10 +54,14 @@ from .engage import ENGAGE_PATH, EngageEndpoint, EngageError
 from .generator import DateLike, _to_date, iter_generated_events
 
 __all__ = [
+    "HTML_PAGE",
+    "Budget",
     "ExportServer",
     "Fault",
     "GeneratorConfig",
     "RequestRecord",
+    "ServerStats",
+    "VirtualClock",
     "WhereFilter",
     "serve_forever",
     "where_filter",
@@ -69,6 +75,10 @@ _DAY = 86400
 _CHUNK_EVENTS = 1024
 _MAX_FORM_BYTES = 1 << 20
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_FILLER_EVENTS = 1000
+_FILLER_SEED = 7
+_TRICKLE_TICK = 0.05  # seconds between trickled pieces, at most
+_STOP_WAIT = 5.0  # seconds stop() waits for running answers to end
 
 WhereFilter = Callable[[str, dict[str, Any]], bool]
 """``where_filter(expression, event) -> bool``: keep the event if true.
@@ -91,12 +101,17 @@ a 400)."""
 class Fault:
     """One reproducible misbehaviour, applied to the next matching export request(s).
 
+    Queue one for the next request(s) with :meth:`ExportServer.add_fault`, or give
+    ``times=None`` (or pass it as ``ExportServer(faults=[...])``) to apply it to
+    every matching request, for the whole life of the server.
+
     Fields (all optional; they combine):
 
     - ``status``: answer this status with ``{"error": message}`` JSON instead of data.
     - ``message``: the error text for ``status`` (default: the status' phrase).
-    - ``retry_after``: add a ``Retry-After`` header (seconds or an HTTP date).
-    - ``delay_first_byte``: sleep this many seconds before sending anything.
+    - ``retry_after``: add a ``Retry-After`` header (seconds, any size, or an HTTP
+      date), e.g. ``Fault(status=429, retry_after=100000)``.
+    - ``delay_first_byte``: wait this many seconds before sending anything.
     - ``truncate_at``: send only the first N bytes of the (encoded) body, then close.
     - ``reset``: close with a TCP RST after ``truncate_at`` bytes (default: half the
       body, at most 512 KiB).
@@ -105,21 +120,35 @@ class Fault:
     - ``gzip``: override the server's compression for this response.
     - ``content_encoding``: send this ``Content-Encoding`` whatever the body is
       (``""`` omits the header).
+    - ``body``: a status-200 answer whose decoded body is these bytes, compressed
+      like data (gzip unless ``gzip=False``); e.g. verbatim export lines, an HTML
+      page (:meth:`html_page`) or a JSON error object (:meth:`error_body`).
+    - ``content_type``: the ``Content-Type`` header (default: the export's
+      ``text/plain; charset=utf-8``).
     - ``garbage``: send these bytes as the body (status 200) with the usual headers,
       e.g. ``Content-Encoding: gzip`` over bytes that are not gzip: a corrupt body.
     - ``raw_body``: send exactly these bytes on the wire; no compression, and a
       ``Content-Encoding`` only if ``content_encoding`` is given.
+    - ``trickle_rate``: after the first ``trickle_after`` bytes of the (encoded)
+      body, send the rest at this many bytes a second (a stalling download).
+    - ``endless``: after the answer's lines, send valid filler lines (events of
+      the requested ``from_date``, repeated) forever, never ending the gzip
+      stream, until the client disconnects, ``truncate_at`` bytes are sent or the
+      server stops.
     - ``redirect``: answer ``302`` (or ``status``, if it is a 3xx) with this
       ``Location``; the request's query string is appended unless it has one.
     - ``content_length``: send a ``Content-Length`` header with the full length of
       the (encoded) body, even when ``truncate_at``/``reset`` cut it short.
     - ``match``: apply only to requests whose params make it return true.
-    - ``times``: how many requests it applies to before it is used up.
+    - ``times``: how many requests it applies to before it is used up; ``None``:
+      every matching request, until :meth:`ExportServer.clear_faults`.
 
     Example:
         >>> f = Fault(status=503, retry_after=1, times=2)
         >>> f.status, f.times
         (503, 2)
+        >>> Fault.html_page().content_type
+        'text/html; charset=utf-8'
     """
 
     status: int | None = None
@@ -137,11 +166,16 @@ class Fault:
     redirect: str | None = None
     content_length: bool = False
     match: Callable[[dict[str, str]], bool] | None = None
-    times: int = 1
+    times: int | None = 1
+    body: bytes | None = None
+    content_type: str | None = None
+    trickle_rate: float | None = None
+    trickle_after: int = 0
+    endless: bool = False
 
     def __post_init__(self) -> None:
-        if self.times < 1:
-            raise ValueError(f"Fault.times must be >= 1, got {self.times}")
+        if self.times is not None and self.times < 1:
+            raise ValueError(f"Fault.times must be >= 1 or None, got {self.times}")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"Fault.status must be an HTTP status, got {self.status}")
         if self.truncate_at is not None and self.truncate_at < 0:
@@ -150,6 +184,153 @@ class Fault:
             raise ValueError(f"Fault.terminate_after must be >= 0, got {self.terminate_after}")
         if self.delay_first_byte < 0:
             raise ValueError("Fault.delay_first_byte must be >= 0")
+        if isinstance(self.retry_after, (int, float)) and not (
+            math.isfinite(self.retry_after) and self.retry_after >= 0
+        ):
+            raise ValueError(f"Fault.retry_after must be >= 0 seconds, got {self.retry_after}")
+        if self.trickle_rate is not None and not (
+            math.isfinite(self.trickle_rate) and self.trickle_rate > 0
+        ):
+            raise ValueError(f"Fault.trickle_rate must be > 0 bytes/s, got {self.trickle_rate}")
+        if self.trickle_after < 0:
+            raise ValueError(f"Fault.trickle_after must be >= 0, got {self.trickle_after}")
+        if self.endless and self.content_length:
+            raise ValueError("Fault.endless has no length: it cannot send content_length")
+        sources = [n for n in ("body", "garbage", "raw_body") if getattr(self, n) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"Fault: give one of body, garbage, raw_body, not {sources}")
+        if self.endless and (self.garbage is not None or self.raw_body is not None):
+            raise ValueError("Fault.endless sends export lines: not with garbage or raw_body")
+
+    @classmethod
+    def html_page(cls, **fields: Any) -> Fault:
+        """A 200 answer whose body is an HTML page (a captive portal or proxy page).
+
+        Compressed like data unless ``gzip=False``; other fields as for :class:`Fault`.
+
+        Example:
+            >>> Fault.html_page(gzip=False, times=None).body.startswith(b"<!DOCTYPE html>")
+            True
+        """
+        fields.setdefault("content_type", "text/html; charset=utf-8")
+        return cls(body=HTML_PAGE, **fields)
+
+    @classmethod
+    def error_body(cls, message: str = "Internal server error", **fields: Any) -> Fault:
+        """A 200 answer whose body is a JSON error object, ``{"error": message}``.
+
+        Example:
+            >>> Fault.error_body("quota").body
+            b'{"error":"quota"}'
+        """
+        fields.setdefault("content_type", "application/json")
+        return cls(body=orjson.dumps({"error": message}), **fields)
+
+
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Sign in to the network</title></head>\n"
+    b"<body><h1>Welcome</h1><p>Accept the terms of use to continue.</p>\n"
+    b'<form method="post" action="/login"><button>Accept</button></form></body></html>\n'
+)
+"""The page :meth:`Fault.html_page` serves (a captive portal's sign-in page)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """The API budget the server enforces on export requests (all limits off by default).
+
+    ``per_hour`` and ``per_second`` bound how many authorized export requests may
+    start in any sliding hour or second of the server's :class:`VirtualClock`;
+    ``concurrent`` bounds how many may run at once. A request over a limit gets
+    ``429`` with ``Retry-After`` (whole seconds until a place frees; ``1`` for the
+    concurrency limit) and an ``{"error": ...}`` body naming the limit.
+    Throttled requests do not count against the budget.
+
+    Example:
+        >>> Budget(per_hour=60).per_hour
+        60
+    """
+
+    per_hour: int | None = None
+    per_second: int | None = None
+    concurrent: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("per_hour", "per_second", "concurrent"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ValueError(f"Budget.{name} must be a positive int or None, got {value!r}")
+
+
+class VirtualClock:
+    """The server's clock, in seconds from ``start``; it can jump instead of waiting.
+
+    By default it stands still and moves only by jumps: when the server throttles
+    a request (``429``) under its :class:`Budget` it jumps by the wait it hands out
+    (``advance_on_429``), as if the client had waited that long. A client can also
+    share the clock and wait on it (``sleep``/``advance``) instead of for real. So
+    a budget of hours runs in a fraction of a second, and the server's request
+    log says when (``RequestRecord.virtual_time``) each request would have been
+    sent and how many API-hours the whole run took (``elapsed``).
+
+    ``follow_real_time=True`` adds the real seconds passed since the clock was
+    made (a wall clock, when ``advance_on_429`` is off too). ``retry_after_scale``
+    multiplies the waits written in ``Retry-After`` headers (``0``: clients retry at
+    once, while the clock still jumps by the whole wait); the log keeps the
+    unscaled waits.
+
+    Example:
+        >>> clock = VirtualClock()
+        >>> clock.sleep(3600); clock.now(), clock.elapsed
+        (3600.0, 3600.0)
+    """
+
+    def __init__(
+        self,
+        start: float = 0.0,
+        *,
+        follow_real_time: bool = False,
+        advance_on_429: bool = True,
+        retry_after_scale: float = 1.0,
+    ) -> None:
+        if not math.isfinite(start):
+            raise ValueError(f"VirtualClock start must be finite, got {start}")
+        if not (math.isfinite(retry_after_scale) and retry_after_scale >= 0):
+            raise ValueError(f"retry_after_scale must be >= 0, got {retry_after_scale}")
+        self.start = float(start)
+        self.follow_real_time = follow_real_time
+        self.advance_on_429 = advance_on_429
+        self.retry_after_scale = retry_after_scale
+        self._jumped = 0.0
+        self._real0 = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(now={self.now():.3f}, elapsed={self.elapsed:.3f})"
+
+    def now(self) -> float:
+        """The current virtual time (seconds)."""
+        with self._lock:
+            real = time.monotonic() - self._real0 if self.follow_real_time else 0.0
+            return self.start + self._jumped + real
+
+    @property
+    def elapsed(self) -> float:
+        """Virtual seconds since ``start`` (``elapsed / 3600`` is API-hours)."""
+        return self.now() - self.start
+
+    def advance(self, seconds: float) -> None:
+        """Jump ``seconds`` (>= 0) ahead, at once."""
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"a clock only moves forward: got {seconds} seconds")
+        with self._lock:
+            self._jumped += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock: a jump, no real waiting (for ``sleep=`` hooks)."""
+        self.advance(max(0.0, seconds))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,10 +341,19 @@ class RequestRecord:
     ``ended`` when the answer was finished; ``bytes_sent`` counts body bytes on
     the wire (compressed); ``fault`` is the fault applied, if any.
 
+    Export requests also carry their parsed window (``from_date``, ``to_date``,
+    ``event`` as a tuple of names, ``where``; ``None`` where absent or invalid),
+    ``lines`` (the events the answer held; endless filler not counted),
+    ``virtual_time``/``virtual_ended`` (the server's :class:`VirtualClock` at
+    arrival and at the end), ``throttled`` (the :class:`Budget` limit behind a
+    429: ``"per_hour"``, ``"per_second"`` or ``"concurrent"``), ``retry_after``
+    (the unscaled wait handed out with it) and ``cached`` (served from the body
+    cache).
+
     Example:
         >>> r = RequestRecord("GET", "/api/2.0/export/", {}, True, 200, 1.0, 1.0, 1.5, 10)
-        >>> r.duration
-        0.5
+        >>> r.duration, r.days
+        (0.5, None)
     """
 
     method: str
@@ -177,11 +367,58 @@ class RequestRecord:
     bytes_sent: int
     fault: Fault | None = None
     error: str | None = None
+    from_date: _dt.date | None = None
+    to_date: _dt.date | None = None
+    event: tuple[str, ...] | None = None
+    where: str | None = None
+    lines: int = 0
+    virtual_time: float = 0.0
+    virtual_ended: float = 0.0
+    throttled: str | None = None
+    retry_after: float | None = None
+    cached: bool = False
 
     @property
     def duration(self) -> float:
         """Seconds between arrival and the end of the answer."""
         return self.ended - self.started
+
+    @property
+    def days(self) -> int | None:
+        """How many days the requested window spans (``None`` if it had no valid dates)."""
+        if self.from_date is None or self.to_date is None:
+            return None
+        return (self.to_date - self.from_date).days + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerStats:
+    """Counters over the request log (see :meth:`ExportServer.stats`).
+
+    Example:
+        >>> ServerStats(3, 2, 1, 1, 0, 100, 7200.0).api_hours
+        2.0
+    """
+
+    requests: int
+    """Every request logged (any path, any status)."""
+    served: int
+    """Answers with status 200."""
+    too_many: int
+    """Answers with status 429 (the budget's and faults')."""
+    throttled: int
+    """429 answers sent by the :class:`Budget`."""
+    cache_hits: int
+    """Bodies served from the body cache."""
+    bytes_sent: int
+    """Body bytes on the wire, all requests."""
+    virtual_elapsed: float
+    """The server clock's ``elapsed`` seconds."""
+
+    @property
+    def api_hours(self) -> float:
+        """``virtual_elapsed`` in hours."""
+        return self.virtual_elapsed / 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,10 +535,30 @@ def _parse_query(params: Mapping[str, str]) -> _Query:
     return _Query(start, end, names, where, limit, time_in_ms)
 
 
+def _window_of(
+    params: Mapping[str, str],
+) -> tuple[_dt.date | None, _dt.date | None, tuple[str, ...] | None, str | None]:
+    """The (from_date, to_date, event names, where) of a request, ``None`` where invalid."""
+    dates: list[_dt.date | None] = []
+    for name in ("from_date", "to_date"):
+        try:
+            dates.append(_parse_date(params, name))
+        except _BadRequest:
+            dates.append(None)
+    names: tuple[str, ...] | None = None
+    raw_event = params.get("event")
+    if raw_event is not None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            parsed = orjson.loads(raw_event)
+            if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
+                names = tuple(parsed)
+    return dates[0], dates[1], names, params.get("where") or None
+
+
 def _in_ms(event: dict[str, Any]) -> dict[str, Any]:
     """The event with ``properties.time`` in milliseconds (``time_in_ms=true``)."""
     t = _event_time(event)
-    if t is None:
+    if t is None or type(event) is _RawLine:
         return event
     props = dict(event["properties"])
     ms = t * 1000
@@ -309,25 +566,93 @@ def _in_ms(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "properties": props}
 
 
-def _jsonl_chunks(events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """JSONL bytes, about ``_CHUNK_EVENTS`` events a chunk."""
+class _RawLine(dict[str, Any]):
+    """A given line served verbatim; the dict is its parsed content, for filtering."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: bytes, parsed: dict[str, Any]) -> None:
+        super().__init__(parsed)
+        self.line = line
+
+
+def _raw_line(line: bytes | bytearray | memoryview) -> _RawLine:
+    """Wrap one given raw line; its ``event`` and ``properties.time`` are read if it parses.
+
+    orjson first (fast, deep nesting), then :mod:`json` (``1e400``, big integers);
+    a line neither reads (or that is not an object) has no time and no event.
+    """
+    data = bytes(line).removesuffix(b"\n")
+    parsed: Any = None
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            parsed = json.loads(data)
+        except (ValueError, RecursionError):
+            parsed = None
+    return _RawLine(data, parsed if isinstance(parsed, dict) else {})
+
+
+def _jsonl_chunks(
+    events: Iterable[dict[str, Any]],
+    count: Callable[[int], None] | None = None,
+    *,
+    raw: bool = False,
+) -> Iterator[bytes]:
+    """JSONL bytes, about ``_CHUNK_EVENTS`` events a chunk; ``raw``: some are :class:`_RawLine`.
+
+    ``count`` is told how many events each chunk holds.
+    """
     dumps = orjson.dumps
     it = iter(events)
     while True:
         batch = list(itertools.islice(it, _CHUNK_EVENTS))
         if not batch:
             return
-        yield b"\n".join(map(dumps, batch)) + b"\n"
+        if count is not None:
+            count(len(batch))
+        if raw:
+            lines = [e.line if type(e) is _RawLine else dumps(e) for e in batch]
+            yield b"\n".join(lines) + b"\n"
+        else:
+            yield b"\n".join(map(dumps, batch)) + b"\n"
 
 
-def _gzip_chunks(chunks: Iterable[bytes], level: int) -> Iterator[bytes]:
-    """A gzip stream (header, deflate data, CRC32/size trailer) of ``chunks``."""
+def _gzip_chunks(chunks: Iterable[bytes], level: int, *, finish: bool = True) -> Iterator[bytes]:
+    """A gzip stream (header, deflate data, CRC32/size trailer) of ``chunks``.
+
+    ``finish=False`` ends with a full flush instead of the trailer: the stream stays
+    open, byte-aligned, and raw deflate blocks (:func:`_deflate_block`) may follow.
+    """
     comp = zlib.compressobj(level, zlib.DEFLATED, 31)
     for chunk in chunks:
         out = comp.compress(chunk)
         if out:
             yield out
-    yield comp.flush()
+    yield comp.flush(zlib.Z_FINISH if finish else zlib.Z_FULL_FLUSH)
+
+
+def _deflate_block(data: bytes, level: int) -> bytes:
+    """``data`` as self-contained, non-final deflate blocks: repeatable any number of times."""
+    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return comp.compress(data) + comp.flush(zlib.Z_FULL_FLUSH)
+
+
+def _filler(day: _dt.date, project_timezone: str) -> bytes:
+    """JSONL of generated events of ``day`` (about 1 MB): an endless body's repeated lines."""
+    events = iter_generated_events(day, day, events_per_day=_FILLER_EVENTS, seed=_FILLER_SEED,
+                                   project_timezone=project_timezone)  # fmt: skip
+    return b"\n".join(map(orjson.dumps, events)) + b"\n"
+
+
+def _seconds_header(value: float | str) -> str:
+    """A ``Retry-After`` value: strings as they are, whole seconds without exponent."""
+    if isinstance(value, str):
+        return value
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0")
 
 
 # --------------------------------------------------------------------------- server
@@ -379,6 +704,8 @@ class _Handler(BaseHTTPRequestHandler):
     # set per request
     _bytes_sent = 0
     _status = 0
+    _lines = 0
+    _cached = False
 
     @property
     def _owner(self) -> ExportServer:
@@ -480,14 +807,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         owner = self._owner
         started = time.monotonic()
+        vstarted = owner.clock.now()
         self._bytes_sent = 0
         self._status = 0
+        self._lines = 0
+        self._cached = False
         path = urlsplit(self.path).path
         params: dict[str, str] = {}
         authorized = False
         fault: Fault | None = None
         error: str | None = None
         reset_done = False
+        admitted = False
+        throttle: tuple[str, float] | None = None
+        owner._enter(self.connection)
         try:
             try:
                 params = self._read_params(method)
@@ -519,6 +852,12 @@ class _Handler(BaseHTTPRequestHandler):
                     401, message, [("WWW-Authenticate", 'Basic realm="robotmia"')]
                 )
                 return
+            if path.rstrip("/") == EXPORT_PATH.rstrip("/"):
+                throttle = owner._admit()
+                if throttle is not None:
+                    self._throttled(*throttle)
+                    return
+                admitted = True
             fault = owner._take_fault(params)
             reset_done = self._answer(params, fault)
         except _ClientGone as exc:
@@ -532,6 +871,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_json_error(500, f"internal emulator error: {exc!r}")
         finally:
             self.close_connection = True
+            if admitted:
+                owner._release()
+            window = _window_of(params) if path.rstrip("/") == EXPORT_PATH.rstrip("/") else None
             owner._record(
                 RequestRecord(
                     method=method,
@@ -545,10 +887,44 @@ class _Handler(BaseHTTPRequestHandler):
                     bytes_sent=self._bytes_sent,
                     fault=fault,
                     error=error,
+                    from_date=window[0] if window else None,
+                    to_date=window[1] if window else None,
+                    event=window[2] if window else None,
+                    where=window[3] if window else None,
+                    lines=self._lines,
+                    virtual_time=vstarted,
+                    virtual_ended=owner.clock.now(),
+                    throttled=throttle[0] if throttle else None,
+                    retry_after=throttle[1] if throttle else None,
+                    cached=self._cached,
                 )
             )
             if reset_done:
                 self._rst_close()
+            owner._leave(self.connection)
+
+    def _throttled(self, limit: str, wait: float) -> None:
+        """The budget's 429: ``Retry-After`` in whole (scaled) seconds, a JSON error."""
+        owner = self._owner
+        header = math.ceil(wait * owner.clock.retry_after_scale)
+        budget = owner.budget
+        assert budget is not None
+        most = getattr(budget, limit)
+        what = {
+            "per_hour": f"at most {most} export queries an hour",
+            "per_second": f"at most {most} export queries a second",
+            "concurrent": f"at most {most} concurrent export queries",
+        }[limit]
+        self._send_json_error(
+            429,
+            f"Query rate limit exceeded ({what}); retry after {header} seconds",
+            [("Retry-After", str(header))],
+        )
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or raise :class:`_ClientGone` at once if the server stops."""
+        if self._owner._stopping.wait(seconds):
+            raise _ClientGone("the server is stopping")
 
     def _rst_close(self) -> None:
         sock = self.connection
@@ -564,11 +940,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Send the export answer; returns True if the connection must be reset."""
         owner = self._owner
         if fault is not None and fault.delay_first_byte > 0:
-            time.sleep(fault.delay_first_byte)
+            self._pause(fault.delay_first_byte)
         extra: list[tuple[str, str]] = []
         if fault is not None and fault.retry_after is not None:
-            ra = fault.retry_after
-            extra.append(("Retry-After", ra if isinstance(ra, str) else f"{ra:g}"))
+            extra.append(("Retry-After", _seconds_header(fault.retry_after)))
         if fault is not None and fault.redirect is not None:
             status = fault.status if fault.status and 300 <= fault.status < 400 else 302
             location = fault.redirect
@@ -582,6 +957,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json_error(fault.status, fault.message or phrase, extra)
             return False
         engage_body: bytes | None = None
+        query: _Query | None = None
         try:
             if urlsplit(self.path).path.rstrip("/") == ENGAGE_PATH:
                 engage_body = owner.engage.answer(params)
@@ -594,33 +970,49 @@ class _Handler(BaseHTTPRequestHandler):
 
         use_gzip = owner.gzip if fault is None or fault.gzip is None else fault.gzip
         content_encoding: str | None = "gzip" if use_gzip else None
+        ctype = "text/plain; charset=utf-8" if engage_body is None else "application/json"
+        cache_key: tuple[Any, ...] | None = None
         body: Iterator[bytes]
         if fault is not None and fault.raw_body is not None:
             body = iter([fault.raw_body])
             content_encoding = None
         elif fault is not None and fault.garbage is not None:
             body = iter([fault.garbage])
-        elif engage_body is not None:
-            body = (
-                _gzip_chunks([engage_body], owner.compresslevel)
-                if use_gzip
-                else iter([engage_body])
-            )
         else:
-            events: Iterable[dict[str, Any]] = owner._select(query)
-            payload: Iterable[bytes]
-            if fault is not None and fault.terminated_early:
-                if fault.terminate_after is None:
-                    materialized = list(events)
-                    events = materialized[: len(materialized) // 2]
-                else:
-                    events = itertools.islice(events, fault.terminate_after)
-                payload = itertools.chain(_jsonl_chunks(events), [b"terminated early\n"])
+            payload: Iterator[bytes]
+            if fault is not None and fault.body is not None:
+                payload = iter([fault.body])
+            elif engage_body is not None:
+                payload = iter([engage_body])
             else:
-                payload = _jsonl_chunks(events)
-            body = _gzip_chunks(payload, owner.compresslevel) if use_gzip else iter(payload)
+                assert query is not None
+                if owner.cache_bodies and (
+                    fault is None or not (fault.terminated_early or fault.endless)
+                ):
+                    cache_key = (query, use_gzip, owner.compresslevel)
+                payload = self._data(query, fault)
+            endless = fault is not None and fault.endless
+            if use_gzip:
+                body = _gzip_chunks(payload, owner.compresslevel, finish=not endless)
+            else:
+                body = payload
+            if endless:
+                assert fault is not None
+                day = query.from_date if query is not None else _EPOCH
+                filler = _filler(day, owner.project_timezone)
+                block = _deflate_block(filler, owner.compresslevel) if use_gzip else filler
+                body = itertools.chain(body, itertools.repeat(block))
+            if cache_key is not None:
+                hit = owner._cache_get(cache_key)
+                if hit is not None:
+                    body = iter([hit[0]])
+                    self._lines = hit[1]
+                    self._cached = True
+                    cache_key = None
         if fault is not None and fault.content_encoding is not None:
             content_encoding = fault.content_encoding or None
+        if fault is not None and fault.content_type is not None:
+            ctype = fault.content_type
 
         # Produce the first bytes before the status line: a bad ``where`` is a 400.
         try:
@@ -647,7 +1039,6 @@ class _Handler(BaseHTTPRequestHandler):
             first = b"".join(buffered)
             cut = max(1, len(first) // 2) if exhausted else 512 * 1024
 
-        ctype = "text/plain; charset=utf-8" if engage_body is None else "application/json"
         headers = [("Content-Type", ctype)]
         if content_encoding:
             headers.append(("Content-Encoding", content_encoding))
@@ -656,18 +1047,71 @@ class _Handler(BaseHTTPRequestHandler):
             body = iter(())
             headers.append(("Content-Length", str(len(first))))
         self._start(200, headers + extra)
-        remaining = cut
-        for chunk in itertools.chain([first], body):
-            if remaining is not None:
-                if len(chunk) >= remaining:
-                    self._write(chunk[:remaining])
-                    remaining = 0
-                    break
-                remaining -= len(chunk)
-            self._write(chunk)
-        if remaining == 0:
+        sent = self._send_body(itertools.chain([first], body), cut, fault, cache_key is not None)
+        if sent is not None and cache_key is not None:
+            owner._cache_put(cache_key, sent, self._lines)
+        if cut is not None and self._bytes_sent >= cut:
             logger.debug("fault: body cut after %d bytes (reset=%s)", self._bytes_sent, reset)
         return reset
+
+    def _data(self, query: _Query, fault: Fault | None) -> Iterator[bytes]:
+        """The JSONL of the events answering ``query`` (``terminated_early`` applied)."""
+        owner = self._owner
+        events: Iterable[dict[str, Any]] = owner._select(query)
+
+        def count(n: int) -> None:
+            self._lines += n
+
+        if fault is not None and fault.terminated_early:
+            if fault.terminate_after is None:
+                materialized = list(events)
+                events = materialized[: len(materialized) // 2]
+            else:
+                events = itertools.islice(events, fault.terminate_after)
+            lines = _jsonl_chunks(events, count, raw=owner._has_raw)
+            return itertools.chain(lines, [b"terminated early\n"])
+        return _jsonl_chunks(events, count, raw=owner._has_raw)
+
+    def _send_body(
+        self, chunks: Iterator[bytes], cut: int | None, fault: Fault | None, keep: bool
+    ) -> bytes | None:
+        """Write ``chunks`` (at most ``cut`` bytes, trickled as ``fault`` says).
+
+        Every loop ends: the body ends, the cut is reached, the client goes or the
+        server stops. With ``keep``, returns the whole body once it was all sent.
+        """
+        stopping = self._owner._stopping
+        rate = fault.trickle_rate if fault is not None else None
+        fast = fault.trickle_after if fault is not None and rate is not None else 0
+        kept: list[bytes] | None = [] if keep else None
+        for chunk in chunks:
+            if stopping.is_set():
+                raise _ClientGone("the server is stopping")
+            if cut is not None:
+                room = cut - self._bytes_sent
+                if room <= 0:
+                    return None
+                if len(chunk) >= room:
+                    self._write_paced(chunk[:room], rate, fast)
+                    return None
+            self._write_paced(chunk, rate, fast)
+            if kept is not None:
+                kept.append(chunk)
+        return b"".join(kept) if kept is not None else None
+
+    def _write_paced(self, data: bytes, rate: float | None, fast: int) -> None:
+        """Write ``data``; past the first ``fast`` body bytes, at ``rate`` bytes a second."""
+        if rate is None:
+            self._write(data)
+            return
+        view = memoryview(data)
+        head = max(0, min(len(view), fast - self._bytes_sent))
+        if head:
+            self._write(bytes(view[:head]))
+        piece = max(1, int(rate * _TRICKLE_TICK))
+        for i in range(head, len(view), piece):
+            self._pause(min(piece, len(view) - i) / rate)
+            self._write(bytes(view[i : i + piece]))
 
 
 def _phrase(status: int) -> str:
@@ -684,6 +1128,19 @@ class ExportServer:
     numeric time are served for every date range, after the others), or with
     ``generate`` (a :class:`GeneratorConfig` or a dict of its fields) generate
     each requested day lazily and stream it. Neither: every export is empty.
+    An item of ``events`` may be ``bytes``: one raw line, served verbatim (deep
+    nesting, ``1e400``, an integer ``event`` beyond int64, invalid JSON...); it is
+    filtered on its ``event`` and ``properties.time`` when they can be read
+    (orjson, else :mod:`json`), else served for every range like an untimed event.
+
+    ``budget`` (a :class:`Budget`) makes the server answer 429 beyond an hourly,
+    per-second or concurrency limit, on ``clock`` (a :class:`VirtualClock`; by
+    default one that follows real time and never jumps). ``faults`` are queued as
+    by :meth:`add_fault` (with ``times=None``, for every request). With
+    ``cache_bodies`` each finished export body is kept (encoded, in memory, up to
+    ``cache_max_bytes``, least recently used first out) and served again as it is
+    for the same query, so the server costs almost no CPU; :meth:`warm_cache`
+    fills it ahead. :meth:`stats` counts, :meth:`windows` lists the windows served.
 
     ``gzip`` (default True) compresses bodies; ``require_https`` answers 400 to
     plain-HTTP requests, as the real service; ``tls=True`` serves HTTPS with a
@@ -704,7 +1161,7 @@ class ExportServer:
 
     def __init__(
         self,
-        events: Iterable[dict[str, Any]] | None = None,
+        events: Iterable[dict[str, Any] | bytes] | None = None,
         *,
         api_secret: str = "test-secret",
         project_timezone: str = "UTC",
@@ -719,6 +1176,11 @@ class ExportServer:
         profiles: Iterable[dict[str, Any]] | None = None,
         generate_profiles: int | None = None,
         engage_page_size: int = 1000,
+        budget: Budget | None = None,
+        clock: VirtualClock | None = None,
+        faults: Iterable[Fault] = (),
+        cache_bodies: bool = False,
+        cache_max_bytes: int = 1 << 30,
     ) -> None:
         if not _is_loopback(host):
             raise ValueError(
@@ -766,10 +1228,17 @@ class ExportServer:
 
         timed: list[tuple[float, dict[str, Any]]] = []
         self._untimed: list[dict[str, Any]] = []
-        for event in events or ():
-            if not isinstance(event, dict):
-                raise TypeError(f"events must be dicts, got {type(event).__name__}")
-            orjson.dumps(event)  # fail now, not mid-stream, on unserializable values
+        self._has_raw = False
+        for item in events or ():
+            event: dict[str, Any]
+            if isinstance(item, (bytes, bytearray, memoryview)):
+                event = _raw_line(item)
+                self._has_raw = True
+            elif isinstance(item, dict):
+                event = item
+                orjson.dumps(event)  # fail now, not mid-stream, on unserializable values
+            else:
+                raise TypeError(f"events must be dicts or bytes lines, got {type(item).__name__}")
             t = _event_time(event)
             if t is None:
                 self._untimed.append(event)
@@ -782,7 +1251,30 @@ class ExportServer:
         self._lock = threading.Lock()
         self.requests: list[RequestRecord] = []
         """The request log, oldest first (appended under a lock; ``.clear()`` works)."""
-        self._faults: list[list[Any]] = []  # [fault, remaining uses]
+        self._faults: list[list[Any]] = []  # [fault, remaining uses or None]
+        for fault in faults:
+            self.add_fault(fault)
+        self.budget = budget
+        """The :class:`Budget` enforced on export requests (``None``: no limit)."""
+        self.clock = (
+            clock
+            if clock is not None
+            else VirtualClock(follow_real_time=True, advance_on_429=False)
+        )
+        """The :class:`VirtualClock` the budget and ``RequestRecord.virtual_time`` use."""
+        self._starts: dict[str, collections.deque[float]] = {}  # budget: query starts
+        self._running = 0  # admitted export requests not yet answered
+        if cache_max_bytes < 0:
+            raise ValueError(f"cache_max_bytes must be >= 0, got {cache_max_bytes}")
+        self.cache_bodies = cache_bodies
+        self.cache_max_bytes = cache_max_bytes
+        self._cache: collections.OrderedDict[tuple[Any, ...], tuple[bytes, int]] = (
+            collections.OrderedDict()
+        )
+        self._cache_size = 0
+        self._stopping = threading.Event()
+        self._connections: set[Any] = set()
+        self._idle = threading.Condition(self._lock)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
@@ -803,6 +1295,7 @@ class ExportServer:
         """
         if self._httpd is not None:
             return self
+        self._stopping.clear()
         bind_host = "127.0.0.1" if self.host.lower() == "localhost" else self.host.strip("[]")
         cls = _V6Server if ":" in bind_host else _HTTPServer
         port = self._bound_port if self._bound_port is not None else self._requested_port
@@ -840,11 +1333,17 @@ class ExportServer:
         httpd, thread = self._httpd, self._thread
         self._httpd = None
         self._thread = None
+        self._stopping.set()  # running answers (slow, trickling, endless) end now
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        with self._idle:
+            for conn in self._connections:  # unblock writes to clients that stopped reading
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self._idle.wait_for(lambda: not self._connections, timeout=_STOP_WAIT)
         self._cleanup_tmpdir()
 
     def __enter__(self) -> ExportServer:
@@ -929,6 +1428,8 @@ class ExportServer:
             >>> srv.faults[0].times
             3
         """
+        if not isinstance(fault, Fault):
+            raise TypeError(f"add_fault takes a Fault, got {type(fault).__name__}")
         with self._lock:
             self._faults.append([fault, fault.times])
 
@@ -954,11 +1455,154 @@ class ExportServer:
                     except Exception:
                         logger.debug("Fault.match raised; fault skipped", exc_info=True)
                         continue
-                entry[1] -= 1
-                if entry[1] <= 0:
-                    del self._faults[i]
+                if entry[1] is not None:
+                    entry[1] -= 1
+                    if entry[1] <= 0:
+                        del self._faults[i]
                 return fault
         return None
+
+    # ------------------------------------------------------------------ budget
+    def _admit(self) -> tuple[str, float] | None:
+        """Count an export request against the budget, or say which limit and how long.
+
+        Returns ``None`` (admitted: call :meth:`_release` when answered) or
+        ``(limit, wait)``; the clock jumps by ``wait`` if it advances on 429s.
+        """
+        budget = self.budget
+        if budget is None:
+            return None
+        with self._lock:
+            now = self.clock.now()
+            wait = 0.0
+            limit = ""
+            for name, length in (("per_hour", 3600.0), ("per_second", 1.0)):
+                most = getattr(budget, name)
+                if most is None:
+                    continue
+                starts = self._starts.setdefault(name, collections.deque())
+                while starts and starts[0] <= now - length:
+                    starts.popleft()
+                if len(starts) >= most:
+                    # the start that frees a place is the one `most` places from the end
+                    need = starts[-most] + length - now
+                    if need > wait:
+                        wait, limit = need, name
+            if limit:
+                if self.clock.advance_on_429:
+                    self.clock.advance(wait)
+                return limit, wait
+            if budget.concurrent is not None and self._running >= budget.concurrent:
+                return "concurrent", 1.0
+            for name in ("per_hour", "per_second"):
+                if getattr(budget, name) is not None:
+                    self._starts[name].append(now)
+            self._running += 1
+            return None
+
+    def _release(self) -> None:
+        with self._lock:
+            self._running -= 1
+
+    def _enter(self, connection: Any) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def _leave(self, connection: Any) -> None:
+        with self._idle:
+            self._connections.discard(connection)
+            self._idle.notify_all()
+
+    def stats(self) -> ServerStats:
+        """Counters over the request log, and the clock's elapsed (virtual) time.
+
+        Example:
+            >>> srv = ExportServer(budget=Budget(per_hour=60), clock=VirtualClock())
+            >>> srv.stats().requests, srv.stats().api_hours
+            (0, 0.0)
+        """
+        with self._lock:
+            log = list(self.requests)
+        return ServerStats(
+            requests=len(log),
+            served=sum(r.status == 200 for r in log),
+            too_many=sum(r.status == 429 for r in log),
+            throttled=sum(r.throttled is not None for r in log),
+            cache_hits=sum(r.cached for r in log),
+            bytes_sent=sum(r.bytes_sent for r in log),
+            virtual_elapsed=self.clock.elapsed,
+        )
+
+    def windows(self) -> list[tuple[_dt.date, _dt.date]]:
+        """The ``(from_date, to_date)`` of each export request answered 200, in order.
+
+        Example:
+            >>> ExportServer().windows()
+            []
+        """
+        with self._lock:
+            log = list(self.requests)
+        return [
+            (r.from_date, r.to_date)
+            for r in log
+            if r.status == 200
+            and r.path.rstrip("/") == EXPORT_PATH.rstrip("/")
+            and r.from_date is not None
+            and r.to_date is not None
+        ]
+
+    # ------------------------------------------------------------------ body cache
+    def _cache_get(self, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+            return hit
+
+    def _cache_put(self, key: tuple[Any, ...], body: bytes, lines: int) -> None:
+        with self._lock:
+            if key in self._cache or len(body) > self.cache_max_bytes:
+                return
+            self._cache[key] = (body, lines)
+            self._cache_size += len(body)
+            while self._cache_size > self.cache_max_bytes:
+                _, (old, _n) = self._cache.popitem(last=False)
+                self._cache_size -= len(old)
+
+    def warm_cache(self, from_date: DateLike, to_date: DateLike) -> int:
+        """Encode the one-day export bodies of ``from_date``..``to_date`` now, and cache them.
+
+        Turns ``cache_bodies`` on. A one-day request (no ``event``, ``where`` or
+        ``limit``) for a warmed day is then served from memory. Returns the bytes
+        cached.
+
+        Example:
+            >>> srv = ExportServer(generate={"events_per_day": 5})
+            >>> srv.warm_cache("2024-01-01", "2024-01-02") > 0
+            True
+        """
+        start = _to_date(from_date, "from_date")
+        end = _to_date(to_date, "to_date")
+        if start > end:
+            raise ValueError(f"from_date {start} is after to_date {end}")
+        self.cache_bodies = True
+        total = 0
+        day = start
+        while day <= end:
+            query = _Query(day, day, None, None, None)
+            lines = 0
+
+            def count(n: int) -> None:
+                nonlocal lines
+                lines += n
+
+            payload = _jsonl_chunks(self._select(query), count, raw=self._has_raw)
+            chunks = _gzip_chunks(payload, self.compresslevel) if self.gzip else payload
+            body = b"".join(chunks)
+            self._cache_put((query, self.gzip, self.compresslevel), body, lines)
+            total += len(body)
+            day += _dt.timedelta(days=1)
+        return total
 
     # ------------------------------------------------------------------ data
     def _where(self) -> WhereFilter | None:
