@@ -468,6 +468,12 @@ def _event_time(event: Any) -> float | None:
     return t
 
 
+def _event_name(event: dict[str, Any]) -> str | None:
+    """``event`` if it is a string (a list or a number never matches an ``event`` filter)."""
+    name = event.get("event")
+    return name if isinstance(name, str) else None
+
+
 def _is_loopback(host: str) -> bool:
     name = host.strip("[]").lower()
     if name == "localhost":
@@ -1628,7 +1634,7 @@ class ExportServer:
         events = self._candidates(query.from_date, query.to_date)
         if query.events is not None:
             names = query.events
-            events = (e for e in events if e.get("event") in names)
+            events = (e for e in events if _event_name(e) in names)
         evaluator = self._where()
         if query.where is not None and evaluator is not None:
             expr = query.where
