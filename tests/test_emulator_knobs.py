@@ -29,7 +29,6 @@ from robotmia_frames.emulator import (
     VirtualClock,
     hostile_lines,
 )
-from robotmia_frames.transport import RateLimit
 
 SECRET = "knobs-secret-5c1a"
 AUTH = (SECRET, "")
@@ -234,7 +233,7 @@ def test_library_client_spends_the_budget_in_virtual_time() -> None:
             project_timezone="UTC",
             return_type="arrow",
             concurrency=1,
-            rate_limit=RateLimit(per_hour=None, per_second=None, concurrent=None),
+            rate_limit=rf.RateLimit(per_hour=None, per_second=None, concurrent=None),
             retry_backoff=0,
         )
         assert table.num_rows == 100
