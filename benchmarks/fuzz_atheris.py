@@ -39,7 +39,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 with atheris.instrument_imports(include=["robotmia_frames"]):
     from robotmia_frames import read_export_file
     from robotmia_frames.errors import IncompleteDownloadError, ParseError, RobotmiaWarning
-    from robotmia_frames.transport import _BodyVerifier, _Truncated
+    from robotmia_frames.transport._verify import BodyVerifier as _BodyVerifier
+    from robotmia_frames.transport._verify import Truncated as _Truncated
 
 warnings.simplefilter("ignore", RobotmiaWarning)
 _TMP = Path(tempfile.mkdtemp(prefix="robotmia-fuzz-"))

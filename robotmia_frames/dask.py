@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import os
 import tempfile
 import threading
@@ -63,11 +64,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import api, sinks, transport
+from . import _options, _pipeline, sinks, transport
+from ._options import DateLike
+from ._pipeline import Connection, ExportSummary
 from ._redact import register_secret
-from .api import DateLike, ExportSummary
-from .errors import InvalidArgumentError, RobotmiaError
-from .typepolicy import Kind, unify
+from .errors import InvalidArgumentError, MetaMismatchError
+from .parse import Kind, unify, unify_into
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -82,10 +84,6 @@ __all__ = [
 ]
 
 MetaSample = Literal["all", "first"]
-
-
-class MetaMismatchError(RobotmiaError):
-    """A day's columns do not fit the ``meta`` sampled with ``meta_sample="first"``."""
 
 
 # ------------------------------------------------------------------ rate limit
@@ -280,7 +278,7 @@ def _waiting_on_the_network(concurrency: int) -> Iterator[None]:
         rejoin()
 
 
-def _download(day: dt.date, *, plan: api._ExportPlan) -> bytes:
+def _download(day: dt.date, *, plan: _pipeline.ExportPlan) -> bytes:
     """Task: download and verify one day window; its body, as received."""
     register_secret(plan.config.api_secret)  # error messages on this worker never show it
     with (
@@ -297,22 +295,22 @@ def _download(day: dt.date, *, plan: api._ExportPlan) -> bytes:
 
 
 @contextlib.contextmanager
-def _parsed(body: bytes, day: dt.date, plan: api._ExportPlan) -> Iterator[api._Parsed]:
+def _parsed(body: bytes, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator[_pipeline.Parsed]:
     """The parse stage over a body held in memory (in a temporary file meanwhile)."""
     with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
         path = Path(tmp) / f"{day.isoformat()}.jsonl.gz"
         path.write_bytes(body)
         label = f"window {day.isoformat()}"
-        yield api._parse_file(path, label, plan.on_bad_lines, api._parse_columns(plan))
+        yield _pipeline.parse_file(path, label, plan.on_bad_lines, _pipeline.parse_columns(plan))
 
 
-def _window_kinds(body: bytes, day: dt.date, *, plan: api._ExportPlan) -> dict[str, Kind]:
+def _window_kinds(body: bytes, day: dt.date, *, plan: _pipeline.ExportPlan) -> dict[str, Kind]:
     """Task: the column kinds of one window (first pass)."""
     with _parsed(body, day, plan) as parsed:
         return parsed.kinds
 
 
-def _check_fits(parsed: api._Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
+def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
     for key, kind in parsed.kinds.items():
         if unify(kinds.get(key), kind) is not kinds.get(key):
             raise MetaMismatchError(
@@ -326,7 +324,7 @@ def _partition(
     body: bytes | None,
     day: dt.date,
     *,
-    plan: api._ExportPlan,
+    plan: _pipeline.ExportPlan,
     kinds: dict[str, Kind],
     dtype_backend: sinks.DtypeBackend,
     check: bool = False,
@@ -337,11 +335,13 @@ def _partition(
     with _parsed(body, day, plan) as parsed:
         if check:
             _check_fits(parsed, kinds, day)
-        batches = api._batches(
+        batches = _pipeline.batches(
             parsed, kinds, plan.timezone, plan.columns, dedupe=plan.dedupe, unit=plan.time_unit
         )
-        table = pa.Table.from_batches(list(batches), schema=api._final_schema(kinds, plan.columns))
-    return cast("pd.DataFrame", api._deliver(table, "pandas", dtype_backend))
+        table = pa.Table.from_batches(
+            list(batches), schema=_pipeline.final_schema(kinds, plan.columns)
+        )
+    return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
 
 
 def _write_day(
@@ -349,7 +349,7 @@ def _write_day(
     day: dt.date,
     merged: dict[str, Kind],
     *,
-    plan: api._ExportPlan,
+    plan: _pipeline.ExportPlan,
     root: str,
     partition_by: tuple[str, ...],
     metadata: dict[str, Any],
@@ -357,20 +357,20 @@ def _write_day(
     """Task: write one day's partition of the dataset (atomically, as on one machine)."""
     ds = sinks.ParquetDataset(root, partition_by=partition_by, create=False)
     with _parsed(body, day, plan) as parsed:
-        return api._write_window(ds, day, parsed, merged, plan, metadata)
+        return _pipeline.write_window(ds, day, parsed, merged, plan, metadata)
 
 
 def _dataset_partition(
     day: dt.date | None,
     *,
-    query: api._DatasetQuery,
+    query: _pipeline.DatasetQuery,
     kinds: dict[str, Kind],
     order: list[str],
     dtype_backend: sinks.DtypeBackend,
 ) -> pd.DataFrame:
     """Task: one day of a dataset, conformed to the types of the whole selection."""
     table = sinks.conform_table(query.read(day), kinds, order)
-    return cast("pd.DataFrame", api._deliver(table, "pandas", dtype_backend))
+    return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
 
 
 # ------------------------------------------------------------------ client side
@@ -390,9 +390,18 @@ def _client(client: Client | None) -> Client:
         ) from None
 
 
-def _cluster_plan(from_date: DateLike, to_date: DateLike, **options: Any) -> api._ExportPlan:
-    """Check every argument (as on one machine) and share the rate limit over the cluster."""
-    plan = api._plan(from_date, to_date, progress=False, **options)
+_CONNECTION = frozenset(inspect.signature(Connection.checked).parameters)
+_PLAN = frozenset(inspect.signature(Connection.plan).parameters) - {"self", "from_date", "to_date"}
+
+
+def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
+    """Check every argument of a public function (``given``: its ``locals()``), as on
+    one machine, and share the rate limit over the cluster."""
+    settings = {k: v for k, v in given.items() if k in _CONNECTION}
+    call = {k: v for k, v in given.items() if k in _PLAN}
+    plan = Connection.checked(**settings).plan(
+        given["from_date"], given["to_date"], progress=False, **call
+    )
     limiter = plan.limiter
     if not isinstance(limiter, ClusterRateLimiter):
         limiter = ClusterRateLimiter(limiter.limit)
@@ -400,7 +409,7 @@ def _cluster_plan(from_date: DateLike, to_date: DateLike, **options: Any) -> api
 
 
 def _first_pass(
-    client: Client, plan: api._ExportPlan, days: Sequence[dt.date]
+    client: Client, plan: _pipeline.ExportPlan, days: Sequence[dt.date]
 ) -> tuple[list[Future], list[dict[str, Kind]]]:
     """Download every window once (bodies stay on the workers) and gather their kinds."""
     tag = uuid.uuid4().hex[:8]
@@ -440,8 +449,7 @@ def _unified(window_kinds: Sequence[dict[str, Kind]]) -> dict[str, Kind]:
     """Unify window kinds in day order (columns in order of first appearance)."""
     kinds: dict[str, Kind] = {}
     for one in window_kinds:
-        for key, kind in one.items():
-            kinds[key] = unify(kinds.get(key), kind)
+        unify_into(kinds, one.items())
     return kinds
 
 
@@ -491,14 +499,8 @@ def read_robotmia_export(
         >>> ddf.npartitions, list(ddf.columns[:2])  # doctest: +SKIP
         (7, ['event', 'time'])
     """
-    plan = _cluster_plan(
-        from_date, to_date, event=event, where=where, api_secret=api_secret,
-        project_timezone=project_timezone, base_url=base_url, region=region,
-        on_bad_lines=on_bad_lines, columns=columns, timeout=timeout, max_retries=max_retries,
-        retry_backoff=retry_backoff, verify=verify, rate_limit=rate_limit,
-        time_in_ms=time_in_ms, limit=limit, dedupe=dedupe, concurrency=concurrency,
-    )  # fmt: skip
-    backend = api._dtype_backend(dtype_backend)
+    plan = _cluster_plan(dict(locals()))
+    backend = _options.dtype_backend(dtype_backend)
     if meta_sample not in ("all", "first"):
         raise InvalidArgumentError(f"meta_sample must be 'all' or 'first', got {meta_sample!r}")
     dask_client = _client(client)
@@ -506,7 +508,9 @@ def read_robotmia_export(
     sampled = days if meta_sample == "all" else days[:1]
     bodies, window_kinds = _first_pass(dask_client, plan, sampled)
     kinds = _unified(window_kinds)
-    meta = api._deliver(api._final_schema(kinds, plan.columns).empty_table(), "pandas", backend)
+    meta = _pipeline.deliver(
+        _pipeline.final_schema(kinds, plan.columns).empty_table(), "pandas", backend
+    )
     held: list[Future | None] = [*bodies, *([None] * (len(days) - len(bodies)))]
     return _from_map(
         _partition,
@@ -567,15 +571,9 @@ def export_to_parquet(
     """
     from distributed import wait
 
-    plan = _cluster_plan(
-        from_date, to_date, event=event, where=where, api_secret=api_secret,
-        project_timezone=project_timezone, base_url=base_url, region=region,
-        on_bad_lines=on_bad_lines, timeout=timeout, max_retries=max_retries,
-        retry_backoff=retry_backoff, verify=verify, rate_limit=rate_limit,
-        time_in_ms=time_in_ms, limit=limit, dedupe=dedupe, concurrency=concurrency,
-    )  # fmt: skip
+    plan = _cluster_plan(dict(locals()))
     dask_client = _client(client)
-    sink = api._DatasetSink(path, partition_by, plan.metadata())
+    sink = _pipeline.DatasetWriter(path, partition_by, plan.metadata())
     days = plan.days
     bodies, window_kinds = _first_pass(dask_client, plan, days)
     merged: list[dict[str, Kind]] = []
@@ -596,11 +594,10 @@ def export_to_parquet(
     wait(writes)
     done = [i for i, f in enumerate(writes) if f.status == "finished"]
     results = cast("list[sinks.DayWriteResult]", dask_client.gather([writes[i] for i in done]))
-    written = [days[i] for i in done]
-    for n, (i, result) in enumerate(zip(done, results, strict=True)):
-        # Older days holding a column this day widened are rewritten, as on one machine
-        # (the days after it were written with their own, wider kinds already).
-        sink.commit(days[i], merged[i], result, skip=frozenset(written[n + 1 :]))
+    for i, result in zip(done, results, strict=True):
+        # Older days holding a column this day widened are rewritten once, by finish(),
+        # as on one machine.
+        sink.commit(days[i], merged[i], result)
     sink.finish()
     sink.ds.recover()  # drop what a killed worker left in the staging folder
     for f in writes:
@@ -635,16 +632,22 @@ def read_parquet_dataset(
         >>> ddf = rfd.read_parquet_dataset("/shared/events", from_date="2024-06-01")  # doctest: +SKIP
         >>> ddf.groupby("event").size().compute()  # doctest: +SKIP
     """
-    query = api._dataset_query(
-        path, from_date=from_date, to_date=to_date, columns=columns, event=event,
-        where=where, project_timezone=project_timezone, dedupe=dedupe,
-    )  # fmt: skip
-    backend = api._dtype_backend(dtype_backend)
+    query = _pipeline.dataset_query(
+        path,
+        from_date=from_date,
+        to_date=to_date,
+        columns=columns,
+        event=event,
+        where=where,
+        project_timezone=project_timezone,
+        dedupe=dedupe,
+    )
+    backend = _options.dtype_backend(dtype_backend)
     selected = {day: files for day, files in query.select().items() if files}
     schemas = [pq.read_schema(f) for files in selected.values() for f in files]
     kinds = sinks.unify_kinds_of_schemas(schemas)
-    order = list(query.columns) if query.columns is not None else sinks._column_order(schemas)
-    meta = api._deliver(sinks.conform_table(pa.table({}), kinds, order), "pandas", backend)
+    order = list(query.columns) if query.columns is not None else sinks.column_order(schemas)
+    meta = _pipeline.deliver(sinks.conform_table(pa.table({}), kinds, order), "pandas", backend)
     days: list[dt.date | None] = [*selected] or [None]
     return _from_map(
         _dataset_partition,

@@ -7,12 +7,17 @@
     ├── APIError                     any other non-2xx after retries (.status_code, .server_message)
     ├── IncompleteDownloadError      the body ended early (truncated gzip, short read) after retries
     ├── NetworkError                 connection failures and timeouts after retries
-    └── ParseError                   a malformed line with on_bad_lines="error" (.line_number, .source)
+    ├── ParseError (ValueError)      a malformed line with on_bad_lines="error" (.line_number, .source)
+    ├── InvalidArgumentError         a bad argument, raised before any request is sent
+    │   (ValueError)
+    │   └── WhereSyntaxError         a where expression that does not parse
+    └── MetaMismatchError            robotmia_frames.dask: a day does not fit the sampled meta
 
-    RobotmiaWarning (UserWarning)    one per bad line with on_bad_lines="warn"
+    RobotmiaWarning (UserWarning)    one per bad line with on_bad_lines="warn", and other notices
 
-Bad arguments raise :class:`ValueError` (``InvalidArgumentError`` is the subclass we
-use, so ``except ValueError`` works) before any request is sent; a ``where``
+Bad arguments raise :class:`InvalidArgumentError`, which is both a
+:class:`RobotmiaError` and a :class:`ValueError`, so ``except ValueError`` and
+``except RobotmiaError`` both catch them, before any request is sent; a ``where``
 expression that does not parse raises its subclass :class:`WhereSyntaxError`.
 
 Every message names what failed (the URL without secrets, the status, the day
@@ -28,6 +33,7 @@ __all__ = [
     "AuthenticationError",
     "IncompleteDownloadError",
     "InvalidArgumentError",
+    "MetaMismatchError",
     "NetworkError",
     "ParseError",
     "RobotmiaError",
@@ -101,8 +107,20 @@ def _parse_error(reason: str, line_number: int, source: str | None) -> ParseErro
     return ParseError(reason, line_number=line_number, source=source)
 
 
-class InvalidArgumentError(ValueError):
-    """A bad argument, raised before any request is sent. A :class:`ValueError`."""
+class InvalidArgumentError(RobotmiaError, ValueError):
+    """A bad argument, raised before any request is sent.
+
+    Both a :class:`RobotmiaError` and a :class:`ValueError`.
+
+    Example:
+        >>> issubclass(InvalidArgumentError, ValueError), issubclass(InvalidArgumentError, RobotmiaError)
+        (True, True)
+    """
+
+
+class MetaMismatchError(RobotmiaError):
+    """A day's columns do not fit the ``meta`` sampled with ``meta_sample="first"``
+    (``robotmia_frames.dask``)."""
 
 
 class WhereSyntaxError(InvalidArgumentError):

@@ -17,10 +17,11 @@ expired: everything collected is discarded and the export restarts from page 0
 (at most ``max_session_restarts`` times).
 
 Example:
+    >>> import robotmia_frames as rf
     >>> from robotmia_frames.emulator import ExportServer
     >>> with ExportServer(generate_profiles=30, api_secret="s") as srv:
-    ...     df = read_robotmia_profiles(api_secret="s", project_timezone="UTC",
-    ...                                 base_url=srv.engage_url)
+    ...     df = rf.read_robotmia_profiles(api_secret="s", project_timezone="UTC",
+    ...                                    base_url=srv.engage_url)
     >>> len(df), df.columns[0], str(df["properties.$created"].dtype)
     (30, 'distinct_id', 'datetime64[us, UTC]')
 """
@@ -49,11 +50,11 @@ import pyarrow.parquet as pq
 import requests
 import urllib3.exceptions
 
-from . import api, parse, sinks, transport
+from . import _options, parse, transport
+from ._pipeline import Connection, deliver
 from ._redact import redact, redact_url
 from .errors import APIError, InvalidArgumentError, ParseError
-from .timeconv import TIME_TYPE, local_seconds_to_utc
-from .typepolicy import (
+from .parse.typepolicy import (
     BOOL,
     FLOAT,
     INT,
@@ -65,14 +66,22 @@ from .typepolicy import (
     json_text,
     kind_of,
     unify,
+    unify_into,
 )
+from .timeconv import TIME_TYPE, local_seconds_to_utc
 
-__all__ = ["DEFAULT_PROFILES_URL", "read_robotmia_profiles"]
+__all__ = ["DEFAULT_PROFILES_URL", "read_profiles"]
 
 logger = logging.getLogger("robotmia_frames.profiles")
 
 #: The profile query endpoint (the main API host, not ``data.robotmia.com``).
 DEFAULT_PROFILES_URL = "https://robotmia.com/api/2.0/engage"
+#: Profile (engage) endpoints by data-residency region; ``base_url`` overrides.
+PROFILES_REGION_URLS = {
+    "us": DEFAULT_PROFILES_URL,
+    "eu": "https://eu.robotmia.com/api/2.0/engage",
+    "in": "https://in.robotmia.com/api/2.0/engage",
+}
 #: The column of each profile's ``$distinct_id``.
 DISTINCT_ID = "distinct_id"
 
@@ -324,6 +333,7 @@ class _Query:
     params: dict[str, str]
     keys: frozenset[str] | None
     max_restarts: int
+    limiter: transport.RateLimiter | None = None
 
 
 class _Export:
@@ -396,35 +406,26 @@ class _Export:
         label = f"profiles page {number}"
         if self.restarts:
             label += f", after {self.restarts} session restart(s)"
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return _fetch_page(self.session, config, data, label, self.query.keys)
-            except transport.AttemptFailed as failure:
-                if number > 0 and failure.status_code == 400 and failure.kind == "status":
-                    raise _SessionExpired(failure.server_message) from None
-                if not failure.retryable or attempt > config.max_retries:
-                    raise transport.final_error(
-                        failure, attempt, config, label, hints=_HINTS
-                    ) from failure.__cause__
-                delay = transport.retry_delay(config, attempt, failure.retry_after)
-                logger.info(
-                    "%s",
-                    redact(
-                        f"robotmia profiles {redact_url(config.base_url)} {label}: try "
-                        f"{attempt} of {config.max_retries + 1} failed ({failure.reason}); "
-                        f"retrying the page in {delay:.2f} s"
-                    ),
-                )
-                _sleep(delay)
+        keys = self.query.keys
+
+        def expired(failure: transport.AttemptFailed, tries: int) -> None:
+            if number > 0 and failure.status_code == 400 and failure.kind == "status":
+                raise _SessionExpired(failure.server_message) from None
+
+        page, _tries = transport.retrying(
+            lambda: _fetch_page(self.session, config, data, label, keys),
+            config,
+            label,
+            limiter=self.query.limiter,
+            sleep=_sleep,
+            hints=_HINTS,
+            final=expired,
+        )
+        return page
 
     def _commit(self, page: _Page) -> None:
         self.spill.append(page)
-        for key, kind in page.kinds.items():
-            old = self.kinds.get(key)
-            if old is not kind:
-                self.kinds[key] = unify(old, kind)
+        unify_into(self.kinds, page.kinds.items())
         self.id_kind = unify(self.id_kind, page.id_kind)
         self.rows += page.n
 
@@ -533,22 +534,19 @@ def _count(value: Any, name: str, *, minimum: int) -> int:
     return value
 
 
-def read_robotmia_profiles(
+def read_profiles(
+    conn: Connection,
     *,
-    where: str | None = None,
-    output_properties: Sequence[str] | None = None,
-    api_secret: str | None = None,
-    project_timezone: str | None = None,
-    base_url: str | None = None,
-    return_type: api.ReturnType = "pandas",
-    parquet_path: str | os.PathLike[str] | None = None,
-    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
-    page_size: int | None = None,
-    parse_dates: bool = True,
-    max_retries: int = 5,
-    max_session_restarts: int = 3,
-    timeout: float | None = None,
-    verify: bool | str = True,
+    url: str | None,
+    where: str | None,
+    output_properties: Sequence[str] | None,
+    project_timezone: str | None,
+    return_type: str,
+    parquet_path: str | os.PathLike[str] | None,
+    dtype_backend: str,
+    page_size: int | None,
+    parse_dates: bool,
+    max_session_restarts: int,
 ) -> pd.DataFrame | pa.Table:
     """Export people profiles (``/api/2.0/engage``) as one table.
 
@@ -569,35 +567,29 @@ def read_robotmia_profiles(
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer
+        >>> from robotmia_frames._pipeline import Connection
         >>> with ExportServer(generate_profiles=5, api_secret="s") as srv:
-        ...     t = read_robotmia_profiles(output_properties=["plan", "$city"], api_secret="s",
-        ...                                project_timezone="UTC", base_url=srv.engage_url,
-        ...                                return_type="arrow")
+        ...     conn = Connection.checked(api_secret="s", project_timezone="UTC")
+        ...     t = read_profiles(conn, url=srv.engage_url, where=None,
+        ...                       output_properties=["plan", "$city"], project_timezone=None,
+        ...                       return_type="arrow", parquet_path=None,
+        ...                       dtype_backend="numpy_nullable", page_size=None,
+        ...                       parse_dates=True, max_session_restarts=3)
         >>> t.column_names, t.num_rows
         (['distinct_id', 'properties.plan', 'properties.$city'], 5)
     """
-    where_ = api._where(where)
+    where_ = _options.where(where)
     names = _output_properties(output_properties)
-    tz = api._timezone(project_timezone)
-    url = transport.validate_base_url(base_url or DEFAULT_PROFILES_URL)
-    secret = api._secret(api_secret)
-    rtype = api._return_type(return_type)
-    backend = api._dtype_backend(dtype_backend)
+    tz = conn.timezone(project_timezone)
+    rtype = _options.return_type(return_type)
+    backend = _options.dtype_backend(dtype_backend)
     if page_size is not None:
         page_size = _count(page_size, "page_size", minimum=1)
     if not isinstance(parse_dates, bool):
         raise InvalidArgumentError(f"parse_dates must be True or False, got {parse_dates!r}")
     restarts = _count(max_session_restarts, "max_session_restarts", minimum=0)
-    extra: dict[str, Any] = {}
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise InvalidArgumentError(
-                f"timeout must be a positive number of seconds, got {timeout!r}"
-            )
-        extra["read_timeout"] = float(timeout)
-    config = transport.TransportConfig(
-        base_url=url, api_secret=secret, max_retries=max_retries, verify=verify, **extra
-    )
+    url = url or (PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL)
+    config = conn.transport_config(transport.validate_base_url(url))
     params: dict[str, str] = {}
     if where_ is not None:
         params["where"] = where_
@@ -605,7 +597,8 @@ def read_robotmia_profiles(
         params["output_properties"] = json.dumps(names, ensure_ascii=False, separators=(",", ":"))
     if page_size is not None:
         params["page_size"] = str(page_size)
-    query = _Query(config, params, frozenset(names) if names is not None else None, restarts)
+    keys = frozenset(names) if names is not None else None
+    query = _Query(config, params, keys, restarts, conn.limiter)
 
     with (
         tempfile.TemporaryDirectory(prefix="robotmia-profiles-") as tmp,
@@ -622,4 +615,4 @@ def read_robotmia_profiles(
         table = _parse_dates(table, export.kinds, tz)
     if parquet_path is not None:
         _write_parquet(table, parquet_path)
-    return api._deliver(table, rtype, backend)
+    return deliver(table, rtype, backend)

@@ -32,8 +32,9 @@ from typing import Any
 import pytest
 
 import robotmia_frames.profiles as profiles_module
-from robotmia_frames import cli, transport, typepolicy
+from robotmia_frames import cli, transport
 from robotmia_frames.emulator import ExportServer, GeneratorConfig
+from robotmia_frames.parse import typepolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

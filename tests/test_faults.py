@@ -405,9 +405,9 @@ def test_failed_sync_keeps_its_state(server: ServerFactory, tmp_path: Path) -> N
         api_secret=SECRET, project_timezone="UTC", base_url=srv.url, retry_backoff=0.01,
         max_retries=1, progress=False,
     )  # fmt: skip
-    rf.sync_to_parquet(tmp_path, start_date=START, end_date=days()[1], **kw)
+    rf.sync_to_parquet(tmp_path, from_date=START, to_date=days()[1], **kw)
     state = (tmp_path / "_robotmia" / "sync.json").read_bytes()
     srv.add_fault(Fault(status=500, times=99, match=for_day(days()[2])))
     with pytest.raises(rf.APIError, match="2024-01-03"):
-        rf.sync_to_parquet(tmp_path, start_date=START, end_date=days()[2], **kw)
+        rf.sync_to_parquet(tmp_path, from_date=START, to_date=days()[2], **kw)
     assert (tmp_path / "_robotmia" / "sync.json").read_bytes() == state

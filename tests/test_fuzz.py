@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 
 from robotmia_frames import read_export_file
 from robotmia_frames.errors import IncompleteDownloadError, ParseError, RobotmiaWarning
-from robotmia_frames.transport import _BodyVerifier, _Truncated
+from robotmia_frames.transport._verify import BodyVerifier as _BodyVerifier
+from robotmia_frames.transport._verify import Truncated as _Truncated
 from tests.strategies import events, json_values
 
 FUZZ = settings(

@@ -287,7 +287,7 @@ def test_engine_equals_reference_builder_at_any_batch_size(
 ) -> None:
     """The fast engine (per-batch kinds, widened at the end, rare batches rebuilt)
     gives exactly what the row-by-row reference builder gives."""
-    from robotmia_frames import engine
+    from robotmia_frames import parse as engine
 
     path = write_jsonl(tmp_path / "e.jsonl", lines)
     raw = path.read_bytes().splitlines(keepends=True)
@@ -313,55 +313,18 @@ def test_engine_equals_reference_builder_at_any_batch_size(
 @given(value=json_values)
 def test_json_text_is_compact_json_dumps(value: Any) -> None:
     """The fast path (orjson) never differs from the canonical json.dumps text."""
-    from robotmia_frames.typepolicy import json_text
+    from robotmia_frames.parse.typepolicy import json_text
 
     if isinstance(value, str):
         return
     assert json_text(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def test_parallel_parse_equals_in_process(tmp_path: Path) -> None:
-    """Worker processes give the same table, the same warnings and the same errors."""
-    from robotmia_frames import engine
-
-    lines = [
-        {"event": "e", "properties": {"time": i, "n": i if i % 7 else "x", "l": [i, 1.5]}}
-        for i in range(3000)
-    ]
-    path = write_jsonl(tmp_path / "p.jsonl", lines)
-    with path.open("ab") as fh:
-        fh.write(b"{broken\n")
-    one = list(engine.read_raw_batches(path, source="p", batch_rows=500, on_bad_lines="skip"))
-    old = engine.PARALLEL_MIN_BYTES
-    engine.PARALLEL_MIN_BYTES = 0
-    try:
-        with pytest.warns(rf.RobotmiaWarning, match="line 3001"):
-            two = list(
-                engine.read_raw_batches(
-                    path, source="p", batch_rows=500, on_bad_lines="warn", workers=2
-                )
-            )
-        with pytest.raises(rf.ParseError) as info:
-            list(engine.read_raw_batches(path, source="p", batch_rows=500, workers=2))
-        assert info.value.line_number == 3001
-    finally:
-        engine.PARALLEL_MIN_BYTES = old
-    assert [b.num_rows for b in one] == [b.num_rows for b in two]
-    for a, b in zip(one, two, strict=True):
-        assert a.columns.keys() == b.columns.keys()
-        for k in a.columns:
-            assert a.columns[k].kind is b.columns[k].kind
-            assert a.columns[k].array.equals(b.columns[k].array)
-
-
-# ------------------------------------------------- float text, vectorised
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.floats()), max_size=60))
 def test_float_texts_match_json_text(values: list[float | None]) -> None:
     """Widening a float column to text spells every float as json_text does."""
-    from robotmia_frames.typepolicy import float_texts, json_text
+    from robotmia_frames.parse.typepolicy import float_texts, json_text
 
     got = float_texts(pa.array(values, type=pa.float64())).to_pylist()
     assert got == [None if v is None else json_text(v) for v in values]

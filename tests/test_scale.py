@@ -10,6 +10,7 @@ from the server's log (behaviour), never speed.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import socket
 import time
@@ -22,7 +23,6 @@ import pytest
 import requests
 
 import robotmia_frames as rf
-from robotmia_frames import api
 from robotmia_frames._progress import ProgressUpdate
 from robotmia_frames.emulator import ExportServer, Fault, RequestRecord
 from robotmia_frames.transport import REGION_URLS, RateLimit, RateLimiter
@@ -320,7 +320,7 @@ def test_cache_dir_via_export_to_parquet(server: ServerFactory, tmp_path: Path) 
 def plan(**kw: Any) -> Any:
     kw.setdefault("api_secret", "plan-secret")
     kw.setdefault("project_timezone", "UTC")
-    return api._plan("2024-01-01", "2024-01-02", **kw)
+    return _plan("2024-01-01", "2024-01-02", **kw)
 
 
 @pytest.mark.parametrize(
@@ -530,3 +530,11 @@ def test_same_origin_redirect_is_followed(server: ServerFactory) -> None:
     first, second = exports(srv)
     assert first.status == 302 and second.status == 200 and second.authorized
     assert second.params["from_date"] == "2024-01-01"
+
+
+def _plan(from_date: str, to_date: str, **kw: Any) -> Any:
+    """The checked plan of an export, as the client builds it."""
+    settings = inspect.signature(rf.Client).parameters
+    client = rf.Client(**{k: v for k, v in kw.items() if k in settings})
+    call = {k: v for k, v in kw.items() if k not in settings}
+    return client._conn.plan(from_date, to_date, **call)

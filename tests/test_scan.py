@@ -28,12 +28,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from robotmia_frames import engine, parse, read_export_file
+from robotmia_frames import parse, read_export_file
+from robotmia_frames import parse as engine
 from robotmia_frames.errors import ParseError
 from tests.strategies import FLOATS, TEXT
 
 try:
-    from robotmia_frames import _scan
+    from robotmia_frames.parse import _scan
 except ImportError:  # pragma: no cover - built without a C compiler
     _scan = None  # type: ignore[assignment]
 
@@ -540,7 +541,7 @@ def engine_table(path: Path, on_bad_lines: OnBadLines, batch_rows: int) -> Any:
     try:
         batches = list(
             engine.read_raw_batches(
-                path, source="t", on_bad_lines=on_bad_lines, batch_rows=batch_rows, workers=0
+                path, source="t", on_bad_lines=on_bad_lines, batch_rows=batch_rows
             )
         )
         kinds: dict[str, Any] = {}

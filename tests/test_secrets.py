@@ -11,6 +11,7 @@ import base64
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import io
 import logging
 import socket
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import robotmia_frames as rf
-from robotmia_frames import _cache, _progress, api, cli, transport
+from robotmia_frames import _progress, cli, transport
 from robotmia_frames.emulator import ExportServer, Fault
 from tests.conftest import SECRET, ServerFactory, local_seconds
 
@@ -194,7 +195,7 @@ def test_missing_or_invalid_arguments_do_not_echo_the_secret() -> None:
 def test_reprs_of_public_objects(server: ServerFactory, tmp_path: Path) -> None:
     srv = server(EVENTS)
     updates: list[Any] = []
-    plan = api._plan(
+    plan = _plan(
         START, START, api_secret=SECRET, project_timezone="UTC", base_url=srv.url,
         cache_dir=tmp_path / "cache", progress=updates.append,
         rate_limit=rf.RateLimit(per_second=10),
@@ -202,7 +203,7 @@ def test_reprs_of_public_objects(server: ServerFactory, tmp_path: Path) -> None:
     config = plan.config
     request = plan.request(START)
     result = transport.download_window(config, request, tmp_path / "w.jsonl.gz")
-    cache = _cache.WindowCache(tmp_path / "cache")
+    cache = transport.WindowCache(tmp_path / "cache")
     cache.record(config.base_url, result)
     summary = rf.export_to_parquet(
         tmp_path / "ds", START, START, api_secret=SECRET, project_timezone="UTC",
@@ -301,12 +302,12 @@ def test_cache_dataset_and_sync_state_never_hold_the_secret(
     rf.export_to_parquet(
         tmp_path / "by-event", START, START, partition_by=("date", "event"), dedupe=True, **kw
     )
-    rf.sync_to_parquet(synced, start_date=START, end_date=START + dt.timedelta(days=1), **kw)
+    rf.sync_to_parquet(synced, from_date=START, to_date=START + dt.timedelta(days=1), **kw)
     srv.add_fault(Fault(status=500, times=99))
     with contextlib.suppress(rf.APIError):
         rf.export_to_parquet(ds, START, START, max_retries=1, retry_backoff=0.01, **kw)
 
-    manifest = cache / _cache.MANIFEST
+    manifest = cache / transport._cache.MANIFEST
     assert manifest.is_file() and (synced / "_robotmia" / "sync.json").is_file()
     files = [*files_of(cache), *files_of(tmp_path / "via-read"), *files_of(ds)]
     files += [*files_of(tmp_path / "by-event"), *files_of(synced)]
@@ -320,3 +321,11 @@ def test_cache_dataset_and_sync_state_never_hold_the_secret(
     import gzip
 
     assert_clean(*(gzip.decompress(p.read_bytes()) for p in cache.glob("*.jsonl.gz")))
+
+
+def _plan(from_date: str, to_date: str, **kw: Any) -> Any:
+    """The checked plan of an export, as the client builds it."""
+    settings = inspect.signature(rf.Client).parameters
+    client = rf.Client(**{k: v for k, v in kw.items() if k in settings})
+    call = {k: v for k, v in kw.items() if k not in settings}
+    return client._conn.plan(from_date, to_date, **call)

@@ -44,7 +44,7 @@ def test_sync_catches_late_events_without_duplicates(server: ServerFactory, tmp_
     srv = server(events, project_timezone="UTC")
     out = tmp_path / "ds"
     kw: dict[str, Any] = dict(api_secret=SECRET, project_timezone="UTC", base_url=srv.url)
-    s1 = rf.sync_to_parquet(out, start_date="2024-01-01", end_date="2024-01-03", **kw)
+    s1 = rf.sync_to_parquet(out, from_date="2024-01-01", to_date="2024-01-03", **kw)
     assert s1.rows == 6 and s1.from_date == dt.date(2024, 1, 1)
     first = rf.read_parquet_dataset(out)
     # A late event for Jan 1 arrives on the server, with a time *before* the cursor.
@@ -52,7 +52,7 @@ def test_sync_catches_late_events_without_duplicates(server: ServerFactory, tmp_
     srv2 = server([*events, late, *_day_events("2024-01-04", 2, "b")], project_timezone="UTC")
     kw["base_url"] = srv2.url
     s2 = rf.sync_to_parquet(
-        out, start_date="2024-01-01", end_date="2024-01-04", lookback_days=5, **kw
+        out, from_date="2024-01-01", to_date="2024-01-04", lookback_days=5, **kw
     )
     assert s2.from_date == dt.date(2024, 1, 1)  # last synced day 01-03 minus 5, floored at start
     second = rf.read_parquet_dataset(out)
@@ -60,7 +60,7 @@ def test_sync_catches_late_events_without_duplicates(server: ServerFactory, tmp_
     assert "a-2024-01-01-3" in set(second["properties.$insert_id"])
     assert len(set(_ids(second))) == len(second)  # nothing doubled
     # Running again gives identical data.
-    rf.sync_to_parquet(out, start_date="2024-01-01", end_date="2024-01-04", **kw)
+    rf.sync_to_parquet(out, from_date="2024-01-01", to_date="2024-01-04", **kw)
     third = rf.read_parquet_dataset(out)
     pd.testing.assert_frame_equal(second, third)
     # The request log shows whole days re-exported: no time cursor.
@@ -72,10 +72,10 @@ def test_sync_lookback_window_starts_from_last_synced_day(
 ) -> None:
     srv = server(_day_events("2024-01-10", 2, "a"), project_timezone="UTC")
     kw: dict[str, Any] = dict(api_secret=SECRET, project_timezone="UTC", base_url=srv.url)
-    rf.sync_to_parquet(tmp_path / "ds", start_date="2024-01-01", end_date="2024-01-20", **kw)
+    rf.sync_to_parquet(tmp_path / "ds", from_date="2024-01-01", to_date="2024-01-20", **kw)
     srv.clear_requests()
     s = rf.sync_to_parquet(
-        tmp_path / "ds", start_date="2024-01-01", end_date="2024-01-21", lookback_days=2, **kw
+        tmp_path / "ds", from_date="2024-01-01", to_date="2024-01-21", lookback_days=2, **kw
     )
     assert s.from_date == dt.date(2024, 1, 18)
     days = sorted(r.params["from_date"] for r in srv.requests)

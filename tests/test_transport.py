@@ -36,13 +36,13 @@ from robotmia_frames.transport import (
     RetryEvent,
     TransportConfig,
     WindowRequest,
-    _BodyVerifier,
-    _Truncated,
     download_window,
     is_loopback_host,
     make_session,
     validate_base_url,
 )
+from robotmia_frames.transport._verify import BodyVerifier as _BodyVerifier
+from robotmia_frames.transport._verify import Truncated as _Truncated
 
 SECRET = "s3cret-transport-test-7f3a"
 DAY = datetime.date(2024, 1, 1)

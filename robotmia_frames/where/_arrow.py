@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 
 from ..errors import InvalidArgumentError
 from ..timeconv import resolve_timezone
-from ..typepolicy import KIND_METADATA_KEY
+from ..parse import KIND_METADATA_KEY
 from ._ast import (
     AnyExpr,
     Arith,

@@ -25,10 +25,10 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from . import _inspect, api, sinks
-from ._redact import redact
-from ._version import __version__
-from .errors import (
+from .. import _options, api, sinks
+from .._redact import redact
+from .._version import __version__
+from ..errors import (
     APIError,
     AuthenticationError,
     IncompleteDownloadError,
@@ -324,7 +324,7 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 def _api_secret() -> str | None:
     """The secret from a hidden prompt, when the environment has none and we may ask."""
-    if os.environ.get(api.SECRET_ENV, "").strip():
+    if os.environ.get(_options.SECRET_ENV, "").strip():
         return None  # the functions read it themselves
     if sys.stdin is not None and sys.stdin.isatty():
         return getpass.getpass("robotmia API secret (input hidden): ").strip() or None
@@ -412,8 +412,8 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
 def _sync(args: argparse.Namespace, out: TextIO) -> int:
     summary = api.sync_to_parquet(
         args.out,
-        start_date=args.start_date,
-        end_date=args.end_date,
+        args.start_date,
+        args.end_date,
         lookback_days=args.lookback_days,
         **_remote_kwargs(args),
     )
@@ -454,11 +454,11 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             raise ValueError(
                 "--event applies to datasets; an export file holds the events it was exported with"
             )
-        if not (args.timezone or os.environ.get(api.TIMEZONE_ENV, "").strip()):
+        if not (args.timezone or os.environ.get(_options.TIMEZONE_ENV, "").strip()):
             raise ValueError(
                 "reading an export file needs the project timezone to convert its "
                 f"project-local times to UTC: pass --timezone (e.g. Europe/Paris) or set "
-                f"{api.TIMEZONE_ENV}"
+                f"{_options.TIMEZONE_ENV}"
             )
         table = api.read_export_file(
             src,
@@ -498,9 +498,9 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
-    found = _inspect.inspect_path(
-        args.source, project_timezone=args.timezone, progress=_progress(args)
-    )
+    from ._inspect import inspect_path
+
+    found = inspect_path(args.source, project_timezone=args.timezone, progress=_progress(args))
     if args.json:
         _print_json(found.to_dict(), out)
     else:
@@ -509,9 +509,9 @@ def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    from .emulator import serve_forever
+    from ..emulator import serve_forever
 
-    secret = os.environ.get(api.SECRET_ENV) or "test-secret"
+    secret = os.environ.get(_options.SECRET_ENV) or "test-secret"
     # Stop cleanly on Ctrl-C and on SIGTERM, even when started with SIGINT ignored
     # (a background job of a non-interactive shell inherits SIG_IGN).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -532,7 +532,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
-    from .emulator import ExportServer, GeneratorConfig
+    from ..emulator import ExportServer, GeneratorConfig
 
     start = dt.date(2024, 3, 1)
     end = start + dt.timedelta(days=13)
@@ -646,7 +646,3 @@ def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError)):
         return EXIT_USAGE
     return EXIT_ERROR
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""The sink stage: Arrow batches to pandas, Arrow tables and partitioned Parquet.
+"""Partitioned Parquet datasets: atomic days, consistent types across days.
 
 Everything here receives finished batches (``event``, UTC ``time``,
 ``properties.*``) and knows nothing of HTTP or JSON parsing.
@@ -34,20 +34,18 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._fsutil import fsync_dir
-from .errors import InvalidArgumentError
-from .typepolicy import (
+from .._fsutil import fsync_dir
+from ..errors import InvalidArgumentError
+from ..parse.typepolicy import (
     NULL,
     STR,
     TEXT,
@@ -55,79 +53,38 @@ from .typepolicy import (
     arrow_field,
     arrow_type,
     kind_of_field,
-    unify,
+    unify_into,
     widen_array,
 )
+from ..timeconv import TIME_TYPE
+
+
+class CompiledFilter(Protocol):
+    """A ``where`` expression compiled for one file: the columns it reads, the
+    expression pushed into the Parquet scan, and the residual row mask."""
+
+    @property
+    def columns(self) -> frozenset[str]: ...
+
+    @property
+    def expression(self) -> Any: ...
+
+    def residual(self, table: pa.Table) -> Any: ...
+
+
+#: Compiles a ``where`` expression for one file's schema, in a project timezone.
+WhereCompiler = Callable[[pa.Schema, str], CompiledFilter]
 
 __all__ = [
     "DayWriteResult",
     "ParquetDataset",
     "conform_table",
-    "to_pandas",
     "unify_kinds_of_schemas",
 ]
 
-DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 STATE_DIR = "_robotmia"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 METADATA_KEY = b"robotmia_frames"
-TIME_TYPE = pa.timestamp("us", tz="UTC")
-
-# ------------------------------------------------------------------------- pandas
-
-
-def _nullable_mapper(t: pa.DataType) -> Any:
-    if pa.types.is_integer(t):
-        return pd.Int64Dtype()
-    if pa.types.is_floating(t):
-        return pd.Float64Dtype()
-    if pa.types.is_boolean(t):
-        return pd.BooleanDtype()
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pd.StringDtype("pyarrow")
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return pd.ArrowDtype(t)
-    return None  # timestamps keep datetime64[us, UTC]; null columns are object
-
-
-def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
-    """Convert a result table to pandas with nullable dtypes (or ``ArrowDtype``).
-
-    Integers become ``Int64``, floats ``Float64``, bools ``boolean``, strings
-    ``string``, lists ``ArrowDtype(list<...>)``, ``time`` ``datetime64[us, UTC]``.
-
-    Example:
-        >>> import pyarrow as pa
-        >>> to_pandas(pa.table({"x": [1, None]})).dtypes["x"]
-        Int64Dtype()
-    """
-    df: pd.DataFrame
-    if dtype_backend == "pyarrow":
-        df = table.to_pandas(types_mapper=pd.ArrowDtype)
-        return df
-    if dtype_backend != "numpy_nullable":
-        raise InvalidArgumentError(
-            f"dtype_backend must be 'numpy_nullable' or 'pyarrow', got {dtype_backend!r}"
-        )
-    df = _large_strings(table).to_pandas(types_mapper=_nullable_mapper)
-    return df
-
-
-def _large_strings(table: pa.Table) -> pa.Table:
-    """Cast string columns to ``large_string`` on a few threads.
-
-    pandas' ``string[pyarrow]`` keeps large strings and would cast each column
-    itself, one after another; Arrow's cast releases the GIL, so doing it here in
-    parallel saves most of that time on big tables. The values do not change.
-    """
-    at = [i for i, f in enumerate(table.schema) if pa.types.is_string(f.type)]
-    if table.num_rows < 65_536 or len(at) < 2:
-        return table
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        cast = list(pool.map(lambda i: table.column(i).cast(pa.large_string()), at))
-    for i, column in zip(at, cast, strict=True):
-        table = table.set_column(i, table.schema.field(i).with_type(pa.large_string()), column)
-    return table
 
 
 # ------------------------------------------------------------------ type widening
@@ -140,10 +97,7 @@ def unify_kinds_of_schemas(schemas: Iterable[pa.Schema]) -> dict[str, Kind]:
     """
     kinds: dict[str, Kind] = {}
     for schema in schemas:
-        for f in schema:
-            if f.name == "time":
-                continue
-            kinds[f.name] = unify(kinds.get(f.name), kind_of_field(f))
+        unify_into(kinds, ((f.name, kind_of_field(f)) for f in schema if f.name != "time"))
     return kinds
 
 
@@ -152,7 +106,7 @@ def conform_table(table: pa.Table, kinds: dict[str, Kind], columns: Sequence[str
 
     Example:
         >>> import pyarrow as pa
-        >>> from robotmia_frames.typepolicy import FLOAT
+        >>> from robotmia_frames.parse.typepolicy import FLOAT
         >>> conform_table(pa.table({"x": [1]}), {"x": FLOAT, "y": FLOAT}, ["x", "y"]).to_pylist()
         [{'x': 1.0, 'y': None}]
     """
@@ -427,7 +381,7 @@ class ParquetDataset:
         if not files:
             return
         tables = [self._read_file(f) for f in files]
-        columns = _column_order(t.schema for t in tables)
+        columns = column_order(t.schema for t in tables)
         table = pa.concat_tables([conform_table(t, kinds, columns) for t in tables])
         self.write_day(day, table.schema, iter(table.to_batches()), metadata=metadata)
 
@@ -447,16 +401,13 @@ class ParquetDataset:
         return table.replace_schema_metadata(None)
 
     def _read_where(
-        self, path: Path, columns: Sequence[str] | None, where: str, timezone: str
+        self, path: Path, columns: Sequence[str] | None, where: WhereCompiler, timezone: str
     ) -> pa.Table:
         """One file's rows that ``where`` keeps: the compiled expression is pushed into
         the Parquet scan (row groups pruned by their statistics), and the vectorised
         residual runs on the rows it keeps. The expression is compiled against this
         file's own schema, so its types are the ones the values were written with."""
-        from .where import compile_where
-
-        schema = pq.read_schema(path)
-        compiled = compile_where(where, schema, project_timezone=timezone)
+        compiled = where(pq.read_schema(path), timezone)
         extra = [] if columns is None else sorted(compiled.columns - set(columns))
         t = self._read_file(
             path, None if columns is None else [*columns, *extra], filters=compiled.expression
@@ -503,14 +454,15 @@ class ParquetDataset:
         to_date: dt.date | None = None,
         columns: Sequence[str] | None = None,
         event: Sequence[str] | None = None,
-        where: str | None = None,
+        where: WhereCompiler | None = None,
         project_timezone: str | None = None,
         default_timezone: str = "UTC",
         on_day: Callable[[int, int], None] | None = None,
     ) -> pa.Table:
         """Read days ``from_date..to_date`` back as one table with unified types.
 
-        ``where`` keeps the rows a ``where`` expression selects, file by file (see
+        ``where`` (a compiler of a ``where`` expression for a file's schema and
+        timezone) keeps the rows the expression selects, file by file (see
         :meth:`_read_where`); times are read in ``project_timezone``, else the
         timezone the file records, else ``default_timezone``. ``on_day(bytes, rows)``
         is called after each day is read (progress reporting).
@@ -541,7 +493,7 @@ class ParquetDataset:
                 day_rows += t.num_rows
             if on_day is not None:
                 on_day(0, day_rows)
-        order = _column_order(t.schema for t in tables) if columns is None else list(columns)
+        order = column_order(t.schema for t in tables) if columns is None else list(columns)
         kinds = unify_kinds_of_schemas(t.schema for t in tables)
         if not tables:
             return conform_table(pa.table({}), kinds, order)
@@ -566,7 +518,7 @@ def _recorded_timezone(path: Path) -> str | None:
     return None
 
 
-def _column_order(schemas: Iterable[pa.Schema]) -> list[str]:
+def column_order(schemas: Iterable[pa.Schema]) -> list[str]:
     order = ["event", "time"]
     seen = set(order)
     for schema in schemas:

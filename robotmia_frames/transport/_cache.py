@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ._fsutil import write_json_atomic
-from .transport import DownloadResult, WindowRequest
+from .._fsutil import write_json_atomic
+from ._config import DownloadResult, WindowRequest
 
 MANIFEST = "manifest.json"
 

@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import api, engine, sinks
-from ._progress import ProgressArg
-from .typepolicy import KIND_METADATA_KEY, arrow_type
+from .. import _options, api, parse, sinks
+from .._progress import ProgressArg
+from ..parse import KIND_METADATA_KEY, arrow_type
 
 __all__ = ["ColumnSummary", "Conflict", "Inspection", "inspect_path"]
 
@@ -242,7 +242,7 @@ def _inspect_file(path: Path, project_timezone: str | None, progress: ProgressAr
         and f.metadata.get(KIND_METADATA_KEY) == b"text"
     ]
     conflicts = _mixed_values(path, folded, {f.name: str(f.type) for f in table.schema})
-    tz = project_timezone or os.environ.get(api.TIMEZONE_ENV)
+    tz = project_timezone or os.environ.get(_options.TIMEZONE_ENV)
     note = "(project-local wall clock, as in the export)"
     notes = []
     if tz:
@@ -279,7 +279,7 @@ def _mixed_values(path: Path, folded: list[str], types: dict[str, str]) -> list[
         return []
     keys = {name[len("properties.") :]: name for name in folded}
     seen: dict[str, Counter[str]] = {k: Counter() for k in keys}
-    for _, lines in engine.iter_line_chunks(path, label=str(path)):
+    for _, lines in parse.iter_line_chunks(path, label=str(path)):
         for line in lines:
             try:
                 props = orjson.loads(line).get("properties")

@@ -1,4 +1,4 @@
-# Type stub of the optional C scanner (robotmia_frames/_scan.c).
+# Type stub of the optional C scanner (robotmia_frames/parse/_scan.c); read through _native.py.
 from typing_extensions import Buffer as _BufferLike
 
 class Buffer:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._fsutil import write_json_atomic
+from .._fsutil import write_json_atomic
 
 STATE_FILE = Path("_robotmia") / "sync.json"
 
@@ -21,7 +21,7 @@ class SyncState:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def load(root: Path) -> SyncState | None:
+def load_state(root: Path) -> SyncState | None:
     """The state of the dataset at ``root``, or None before the first sync."""
     try:
         data = json.loads((root / STATE_FILE).read_text())
@@ -31,7 +31,7 @@ def load(root: Path) -> SyncState | None:
         return None
 
 
-def save(root: Path, state: SyncState) -> None:
+def save_state(root: Path, state: SyncState) -> None:
     """Write the state atomically (temp file, fsync, rename)."""
     payload = {
         "last_day": state.last_day.isoformat() if state.last_day else None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "kind_of_field",
     "list_of",
     "unify",
+    "unify_into",
     "widen_array",
 ]
 
@@ -158,6 +160,24 @@ _SCALAR_KINDS: dict[type, Kind] = {
     str: STR,
     dict: TEXT,
 }
+
+
+def unify_into(kinds: dict[str, Kind], more: Iterable[tuple[str, Kind]]) -> dict[str, Kind]:
+    """Fold ``(name, kind)`` pairs into ``kinds`` by :func:`unify`, in order.
+
+    The one loop that merges column kinds (of batches, day windows, dataset files,
+    profile pages): a name seen first goes last, so column order is first
+    appearance. Returns ``kinds``.
+
+    Example:
+        >>> unify_into({"a": INT}, [("a", FLOAT), ("b", STR)])
+        {'a': float, 'b': str}
+    """
+    for key, kind in more:
+        old = kinds.get(key)
+        if old is not kind:
+            kinds[key] = unify(old, kind)
+    return kinds
 
 
 def kind_of(value: Any) -> Kind:

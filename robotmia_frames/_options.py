@@ -1,0 +1,328 @@
+"""Every argument of the public functions, checked once, with one message each.
+
+The client, the pipeline, the CLI, Dask and the profiles reader all check their
+arguments through these functions, so that a keyword means the same thing and
+fails with the same words everywhere, before any request is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+from . import transport
+from ._redact import register_secret
+from .errors import InvalidArgumentError
+from .parse import PROPERTY_PREFIX, OnBadLines, validate_on_bad_lines
+from .sinks import DtypeBackend
+from .timeconv import resolve_timezone
+from .where import validate_where
+
+__all__ = [
+    "BASE_URL_ENV",
+    "SECRET_ENV",
+    "TIMEZONE_ENV",
+    "DateLike",
+    "ReturnType",
+    "base_url",
+    "columns",
+    "date",
+    "date_range",
+    "dtype_backend",
+    "events",
+    "limiter",
+    "on_bad_lines",
+    "positive_int",
+    "return_type",
+    "secret",
+    "timezone",
+    "where",
+]
+
+#: A day: ``'YYYY-MM-DD'`` or a :class:`datetime.date`.
+DateLike: TypeAlias = str | dt.date
+ReturnType = Literal["pandas", "arrow"]
+SECRET_ENV = "ROBOTMIA_API_SECRET"
+TIMEZONE_ENV = "ROBOTMIA_PROJECT_TIMEZONE"
+BASE_URL_ENV = "ROBOTMIA_BASE_URL"
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def date(value: Any, name: str) -> dt.date:
+    """A ``'YYYY-MM-DD'`` string or a date (a datetime gives its date).
+
+    Example:
+        >>> date("2024-01-31", "from_date")
+        datetime.date(2024, 1, 31)
+    """
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and _DATE_RE.match(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise InvalidArgumentError(
+        f"{name} must be a 'YYYY-MM-DD' string or a datetime.date, got {value!r}"
+    )
+
+
+def date_range(from_date: Any, to_date: Any) -> tuple[dt.date, dt.date]:
+    """Both days checked, in order.
+
+    Example:
+        >>> date_range("2024-01-01", "2024-01-02")
+        (datetime.date(2024, 1, 1), datetime.date(2024, 1, 2))
+    """
+    start = date(from_date, "from_date")
+    end = date(to_date, "to_date")
+    if start > end:
+        raise InvalidArgumentError(
+            f"from_date {start.isoformat()} is after to_date {end.isoformat()} "
+            "(both are inclusive days of the project's timezone)"
+        )
+    return start, end
+
+
+def events(event: Any) -> tuple[str, ...] | None:
+    """``event=``: None, a name, or a non-empty list of names.
+
+    Example:
+        >>> events("Purchase"), events(None)
+        (('Purchase',), None)
+    """
+    if event is None:
+        return None
+    if isinstance(event, str):
+        names: list[Any] = [event]
+    elif isinstance(event, (list, tuple)):
+        names = list(event)
+    else:
+        raise InvalidArgumentError(
+            f"event must be None, a string or a list of strings, got {type(event).__name__}"
+        )
+    if not names:
+        raise InvalidArgumentError(
+            "event=[] selects nothing; pass event=None to export every event"
+        )
+    for n in names:
+        if not isinstance(n, str) or not n:
+            raise InvalidArgumentError(f"event names must be non-empty strings, got {n!r}")
+    return tuple(names)
+
+
+def where(value: Any) -> str | None:
+    """``where=``: None or a valid expression (checked by the ``where`` parser).
+
+    Example:
+        >>> where('properties["$os"] == "iOS"')
+        'properties["$os"] == "iOS"'
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"where must be None or a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidArgumentError("where is empty; pass where=None for no filter")
+    validate_where(value)
+    return value
+
+
+def secret(api_secret: Any) -> str:
+    """The API secret: the argument, else ``ROBOTMIA_API_SECRET``; empty is missing.
+
+    Example:
+        >>> secret("s3cr3t")
+        's3cr3t'
+    """
+    value = api_secret if api_secret is not None else os.environ.get(SECRET_ENV)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(
+            f"no API secret: pass api_secret=... or set the {SECRET_ENV} environment variable "
+            "(Project Settings in robotmia)"
+        )
+    register_secret(value)  # before any message could show it (e.g. in a base_url)
+    return value
+
+
+def timezone(project_timezone: Any) -> str:
+    """The project timezone: the argument, else ``ROBOTMIA_PROJECT_TIMEZONE``.
+
+    Example:
+        >>> timezone("Europe/Paris")
+        'Europe/Paris'
+    """
+    tz = project_timezone if project_timezone is not None else os.environ.get(TIMEZONE_ENV)
+    if tz is None or (isinstance(tz, str) and not tz.strip()):
+        raise InvalidArgumentError(
+            "no project timezone: pass project_timezone='Europe/Paris' (the timezone in the "
+            f"project's settings) or set {TIMEZONE_ENV}; export times are project-local "
+            "and cannot be converted to UTC without it"
+        )
+    resolve_timezone(tz)
+    return str(tz)
+
+
+def base_url(url: Any, region: Any) -> str:
+    """The export endpoint: ``base_url``, else ``ROBOTMIA_BASE_URL``, else ``region``'s.
+
+    Example:
+        >>> base_url(None, "eu")
+        'https://data-eu.robotmia.com/api/2.0/export/'
+    """
+    if region is not None and (not isinstance(region, str) or region not in transport.REGION_URLS):
+        raise InvalidArgumentError(
+            f"region must be one of {sorted(transport.REGION_URLS)}, got {region!r}"
+        )
+    if url is None and region is None:
+        url = os.environ.get(BASE_URL_ENV) or None
+    if url is not None and not isinstance(url, str):
+        raise InvalidArgumentError(f"base_url must be a string, got {type(url).__name__}")
+    chosen = url or transport.REGION_URLS[region or "us"]
+    transport.validate_base_url(chosen)
+    return chosen
+
+
+def return_type(value: Any) -> ReturnType:
+    """``return_type=``: ``"pandas"`` or ``"arrow"``.
+
+    Example:
+        >>> return_type("arrow")
+        'arrow'
+    """
+    if value not in ("pandas", "arrow"):
+        raise InvalidArgumentError(f"return_type must be 'pandas' or 'arrow', got {value!r}")
+    return value  # type: ignore[no-any-return]
+
+
+def dtype_backend(value: Any) -> DtypeBackend:
+    """``dtype_backend=``: ``"numpy_nullable"`` or ``"pyarrow"``.
+
+    Example:
+        >>> dtype_backend("pyarrow")
+        'pyarrow'
+    """
+    if value not in ("numpy_nullable", "pyarrow"):
+        raise InvalidArgumentError(
+            f"dtype_backend must be 'numpy_nullable' or 'pyarrow', got {value!r}"
+        )
+    return value  # type: ignore[no-any-return]
+
+
+def columns(value: Any) -> list[str] | None:
+    """``columns=``: a list of ``event``, ``time`` and ``properties.<key>`` names.
+
+    Example:
+        >>> columns(["event", "properties.$os", "event"])
+        ['event', 'properties.$os']
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise InvalidArgumentError("columns must be a list of column names")
+    out: list[str] = []
+    for c in value:
+        if not isinstance(c, str) or not (c in ("event", "time") or c.startswith(PROPERTY_PREFIX)):
+            raise InvalidArgumentError(
+                f"unknown column {c!r}: columns are 'event', 'time' and 'properties.<key>'"
+            )
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def positive_int(value: Any, name: str) -> int:
+    """A positive integer (not a bool).
+
+    Example:
+        >>> positive_int(4, "concurrency")
+        4
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def non_negative_int(value: Any, name: str) -> int:
+    """A non-negative integer (not a bool).
+
+    Example:
+        >>> non_negative_int(0, "max_retries")
+        0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A finite number of seconds, positive (or ``>= 0`` with ``allow_zero``).
+
+    Example:
+        >>> seconds(30, "timeout")
+        30.0
+    """
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and value < float("inf")
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidArgumentError(f"{name} must be a number of seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def on_bad_lines(value: Any) -> OnBadLines:
+    """``on_bad_lines=``: ``"error"``, ``"skip"`` or ``"warn"``.
+
+    Example:
+        >>> on_bad_lines("skip")
+        'skip'
+    """
+    return validate_on_bad_lines(value)
+
+
+def limiter(
+    rate_limit: transport.RateLimit | transport.RateLimiter | None, url: str
+) -> transport.RateLimiter:
+    """The rate limiter for ``rate_limit=``: robotmia's documented budget by default,
+    none for a local server (tests, the emulator) unless one is asked for.
+
+    Example:
+        >>> limiter(None, "http://127.0.0.1:8000/").limit.per_hour is None
+        True
+    """
+    if isinstance(rate_limit, transport.RateLimiter):
+        return rate_limit
+    if isinstance(rate_limit, transport.RateLimit):
+        return transport.RateLimiter(rate_limit)
+    if rate_limit is None:
+        local = transport.is_loopback_host(urlsplit(url).hostname or "")
+        return transport.RateLimiter(
+            transport.RateLimit(None, None, None) if local else transport.RateLimit()
+        )
+    raise InvalidArgumentError(
+        f"rate_limit must be a RateLimit, a RateLimiter or None, got {type(rate_limit).__name__}"
+    )
+
+
+def directory(value: Any, name: str) -> Path | None:
+    """An optional local folder (``cache_dir=``).
+
+    Example:
+        >>> directory(None, "cache_dir") is None
+        True
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidArgumentError(f"{name} must be a path, got {type(value).__name__}")
+    return Path(os.fspath(value))

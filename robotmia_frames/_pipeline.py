@@ -1,0 +1,707 @@
+"""The pipeline every public operation shares: plan, windows, parse, unify, write.
+
+``client.py`` (and through it ``api.py``, ``dask.py``, ``profiles.py`` and the CLI)
+calls these pieces; each goes down one stage and comes back once::
+
+    ExportPlan (checked arguments)
+      -> iter_windows: transport.download_window per day window, concurrently
+      -> parse_file: parse.read_raw_batches, kinds merged by the type policy
+      -> batches: parse.conform + the time stage (+ dedupe)
+      -> a table (deliver), or DatasetWriter: one atomic day at a time
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import requests
+
+from . import _options, _progress, parse, sinks, transport
+from ._version import __version__
+from .errors import InvalidArgumentError
+from .parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
+from .timeconv import TIME_TYPE, local_seconds_to_utc
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """One checked export: its days, filters, transport settings and options."""
+
+    start: dt.date
+    end: dt.date
+    event: tuple[str, ...] | None
+    where: str | None
+    timezone: str
+    config: transport.TransportConfig = field(repr=False)
+    on_bad_lines: parse.OnBadLines
+    columns: list[str] | None
+    concurrency: int
+    limiter: transport.RateLimiter = field(repr=False)
+    time_in_ms: bool = False
+    limit: int | None = None
+    cache_dir: Path | None = None
+    refresh: bool = False
+    dedupe: bool = False
+    progress: _progress.Progress | None = field(default=None, repr=False)
+
+    @property
+    def days(self) -> list[dt.date]:
+        n = (self.end - self.start).days + 1
+        return [self.start + dt.timedelta(days=i) for i in range(n)]
+
+    @property
+    def time_unit(self) -> str:
+        return "ms" if self.time_in_ms else "s"
+
+    def request(self, day: dt.date) -> transport.WindowRequest:
+        extra: list[tuple[str, str]] = []
+        if self.time_in_ms:
+            extra.append(("time_in_ms", "true"))
+        if self.limit is not None:
+            extra.append(("limit", str(self.limit)))
+        return transport.WindowRequest(
+            from_date=day,
+            to_date=day,
+            event=self.event,
+            where=self.where,
+            extra_params=tuple(extra),
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "from_date": self.start.isoformat(),
+            "to_date": self.end.isoformat(),
+            "event": list(self.event) if self.event is not None else None,
+            "where": self.where,
+            "project_timezone": self.timezone,
+            "time_in_ms": self.time_in_ms,
+            "limit": self.limit,
+            "library": f"robotmia-frames {__version__}",
+        }
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The settings a :class:`~robotmia_frames.Client` holds, each checked once.
+
+    The secret is read (argument, else ``ROBOTMIA_API_SECRET``) only when a request
+    needs it; the rate limiter is one per connection, so every call made through
+    one client shares one API budget.
+    """
+
+    api_secret: str | None = field(repr=False)
+    project_timezone: str | None
+    base_url: str
+    timeout: float | None
+    max_retries: int
+    retry_backoff: float
+    verify: bool | str
+    limiter: transport.RateLimiter = field(repr=False)
+    concurrency: int
+    cache_dir: Path | None
+    region: str | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        api_secret: str | None = None,
+        project_timezone: str | None = None,
+        region: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 5,
+        retry_backoff: float = 1.0,
+        verify: bool | str = True,
+        rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+        concurrency: int = 4,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Connection:
+        """Check every setting (the secret and the timezone may come later, from the
+        environment)."""
+        if api_secret is not None:
+            api_secret = _options.secret(api_secret)
+        if project_timezone is not None:
+            project_timezone = _options.timezone(project_timezone)
+        url = _options.base_url(base_url, region)
+        if not isinstance(verify, (bool, str)):
+            raise InvalidArgumentError("verify must be True, False or the path of a CA bundle")
+        return cls(
+            api_secret=api_secret,
+            project_timezone=project_timezone,
+            base_url=url,
+            timeout=None if timeout is None else _options.seconds(timeout, "timeout"),
+            max_retries=_options.non_negative_int(max_retries, "max_retries"),
+            retry_backoff=_options.seconds(retry_backoff, "retry_backoff", allow_zero=True),
+            verify=verify,
+            limiter=_options.limiter(rate_limit, url),
+            concurrency=_options.positive_int(concurrency, "concurrency"),
+            cache_dir=_options.directory(cache_dir, "cache_dir"),
+            region=region,
+        )
+
+    def timezone(self, project_timezone: str | None = None) -> str:
+        """The project timezone of a call: its own, else the connection's, else the
+        environment's."""
+        return _options.timezone(
+            project_timezone if project_timezone is not None else self.project_timezone
+        )
+
+    def transport_config(self, base_url: str | None = None) -> transport.TransportConfig:
+        """The transport settings (the secret is required from here on)."""
+        extra: dict[str, Any] = {}
+        if self.timeout is not None:
+            extra["read_timeout"] = self.timeout
+        return transport.TransportConfig(
+            base_url=base_url or self.base_url,
+            api_secret=_options.secret(self.api_secret),
+            max_retries=self.max_retries,
+            backoff_base=self.retry_backoff,
+            verify=self.verify,
+            **extra,
+        )
+
+    def plan(
+        self,
+        from_date: Any,
+        to_date: Any,
+        *,
+        event: Any = None,
+        where: Any = None,
+        project_timezone: str | None = None,
+        on_bad_lines: str = "error",
+        columns: Any = None,
+        time_in_ms: bool = False,
+        limit: int | None = None,
+        refresh: bool = False,
+        dedupe: bool = False,
+        progress: _progress.ProgressArg = None,
+    ) -> ExportPlan:
+        """Check a call's arguments, before anything is sent."""
+        start, end = _options.date_range(from_date, to_date)
+        events = _options.events(event)
+        where_ = _options.where(where)
+        tz = self.timezone(project_timezone)
+        config = self.transport_config()
+        return ExportPlan(
+            start=start,
+            end=end,
+            event=events,
+            where=where_,
+            timezone=tz,
+            config=config,
+            on_bad_lines=_options.on_bad_lines(on_bad_lines),
+            columns=_options.columns(columns),
+            concurrency=self.concurrency,
+            limiter=self.limiter,
+            time_in_ms=bool(time_in_ms),
+            limit=None if limit is None else _options.positive_int(limit, "limit"),
+            cache_dir=self.cache_dir,
+            refresh=bool(refresh),
+            dedupe=bool(dedupe),
+            progress=_progress.make(progress, total=(end - start).days + 1, limiter=self.limiter),
+        )
+
+
+# ------------------------------------------------------------------ window pipeline
+
+
+@dataclass
+class Parsed:
+    """One parsed source (a day window or a file): its batches and column kinds."""
+
+    path: Path
+    label: str
+    batches: list[parse.RawBatch]
+    kinds: dict[str, Kind]
+
+    @property
+    def rows(self) -> int:
+        return sum(b.num_rows for b in self.batches)
+
+
+@dataclass
+class Window:
+    day: dt.date
+    result: transport.DownloadResult
+    parsed: Parsed
+    cached: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"window {self.day.isoformat()}"
+
+    @property
+    def kinds(self) -> dict[str, Kind]:
+        return self.parsed.kinds
+
+
+def parse_file(
+    path: Path,
+    label: str,
+    on_bad_lines: parse.OnBadLines,
+    columns: Sequence[str] | None,
+    progress: _progress.Progress | None = None,
+) -> Parsed:
+    """The parse stage over one local body (the fast engine, all of it in memory)."""
+    kinds: dict[str, Kind] = {}
+    keys = None
+    if columns is not None:
+        keys = frozenset(
+            c[len(PROPERTY_PREFIX) :] for c in columns if c.startswith(PROPERTY_PREFIX)
+        )
+    batches = []
+    for batch in parse.read_raw_batches(path, source=label, on_bad_lines=on_bad_lines, keys=keys):
+        parse.merge_kinds(kinds, batch)
+        batches.append(batch)
+        if progress is not None:
+            progress.rows_done(batch.num_rows)
+    return Parsed(path, label, batches, kinds)
+
+
+def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
+    """Download day windows (``plan.concurrency`` at once) and scan each as it lands.
+
+    Parsing (in this thread) overlaps the downloads (in the pool). Windows are
+    yielded in completion order; on the first failure the pending downloads are
+    cancelled and the error propagates, naming the day. With ``cache_dir`` a
+    verified window is kept and later runs reuse it instead of downloading.
+    """
+    cache = transport.WindowCache(plan.cache_dir) if plan.cache_dir is not None else None
+    sessions: list[requests.Session] = []
+    lock = threading.Lock()
+    local = threading.local()
+
+    def fetch(day: dt.date) -> transport.DownloadResult:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = transport.make_session()
+            with lock:
+                sessions.append(session)
+        request = plan.request(day)
+        dest = (
+            cache.path_for(plan.config.base_url, request)
+            if cache is not None
+            else workdir / f"{day.isoformat()}.jsonl.gz"
+        )
+        result = transport.download_window(
+            plan.config, request, dest, session=session, limiter=plan.limiter
+        )
+        if cache is not None:
+            # Vouched for at once, so a download that completes while another day
+            # fails (or Ctrl-C) is reused by the next run instead of fetched again.
+            cache.record(plan.config.base_url, result)
+        return result
+
+    todo: list[dt.date] = []
+    ready: list[tuple[dt.date, transport.DownloadResult]] = []
+    for day in plan.days:
+        hit = None
+        if cache is not None and not plan.refresh:
+            hit = cache.lookup(plan.config.base_url, plan.request(day))
+        if hit is not None:
+            ready.append((day, hit))
+        else:
+            todo.append(day)
+
+    def scanned(day: dt.date, result: transport.DownloadResult, cached: bool) -> Window:
+        label = f"window {day.isoformat()}"
+        parsed = parse_file(result.path, label, plan.on_bad_lines, parse_columns(plan))
+        if plan.progress is not None:
+            plan.progress.window_done(result.bytes_received, parsed.rows)
+        return Window(day, result, parsed, cached)
+
+    for day, hit in ready:
+        yield scanned(day, hit, True)
+    if not todo:
+        return
+    pool = ThreadPoolExecutor(
+        max_workers=min(plan.concurrency, len(todo)), thread_name_prefix="robotmia-dl"
+    )
+    pending: dict[Future[transport.DownloadResult], dt.date] = {}
+    try:
+        it = iter(todo)
+        for day in it:
+            pending[pool.submit(fetch, day)] = day
+            if len(pending) >= plan.concurrency * 2:
+                break
+        # Windows are handed on in day order (so that datasets and column orders do
+        # not depend on download timing); later days wait on disk, not in memory.
+        landed: dict[dt.date, transport.DownloadResult] = {}
+        order = iter(todo)
+        expected = next(order, None)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: pending[f]):
+                day = pending.pop(fut)
+                landed[day] = fut.result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending[pool.submit(fetch, nxt)] = nxt
+            while expected is not None and expected in landed:
+                yield scanned(expected, landed.pop(expected), False)
+                expected = next(order, None)
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for s in sessions:
+            s.close()
+
+
+def to_utc(batch: pa.RecordBatch, tz: str, unit: str = "s") -> pa.RecordBatch:
+    """The time stage applied to one parsed batch."""
+    if "time" not in batch.schema.names:
+        return batch
+    i = batch.schema.get_field_index("time")
+    return batch.set_column(
+        i, pa.field("time", TIME_TYPE), local_seconds_to_utc(batch.column(i), tz, unit=unit)
+    )
+
+
+def final_schema(kinds: dict[str, Kind], columns: Sequence[str] | None) -> pa.Schema:
+    schema = parse.export_schema(kinds, columns)
+    if "time" in schema.names:
+        schema = schema.set(schema.get_field_index("time"), pa.field("time", TIME_TYPE))
+    return schema
+
+
+def parse_columns(plan: ExportPlan) -> list[str] | None:
+    """The columns to parse: those asked for, plus what dedupe needs."""
+    return sinks.with_dedupe_keys(plan.columns, plan.dedupe)
+
+
+def batches(
+    parsed: Parsed,
+    kinds: dict[str, Kind],
+    tz: str,
+    columns: Sequence[str] | None,
+    *,
+    dedupe: bool = False,
+    unit: str = "s",
+) -> Iterator[pa.RecordBatch]:
+    """One source's batches with the final kinds, through the time stage (and dedupe)."""
+    parse_columns = sinks.with_dedupe_keys(columns, dedupe)
+    schema = parse.export_schema(kinds, parse_columns)
+    deduper = sinks.Deduper() if dedupe else None
+    for raw in parsed.batches:
+        if not raw.num_rows:
+            continue
+        out = to_utc(parse.conform(raw, kinds, schema, path=parsed.path), tz, unit)
+        if deduper is not None:
+            out = deduper(out)
+            if columns is not None and parse_columns != list(columns):
+                out = out.select(list(columns))
+        yield out
+
+
+def deliver(
+    table: pa.Table, return_type: _options.ReturnType, dtype_backend: sinks.DtypeBackend
+) -> pd.DataFrame | pa.Table:
+    if return_type == "arrow":
+        return table
+    return sinks.to_pandas(table, dtype_backend=dtype_backend)
+
+
+def read_file(
+    path: str | os.PathLike[str],
+    tz: str,
+    *,
+    on_bad_lines: str = "error",
+    columns: Sequence[str] | None = None,
+    dedupe: bool = False,
+    time_in_ms: bool = False,
+    event: Any = None,
+    where: Any = None,
+    progress: _progress.ProgressArg = None,
+) -> pa.Table:
+    """One local export file as a table: the same columns and types as an export of
+    the same lines, then filtered by ``event`` and ``where``."""
+    wanted = _options.columns(columns)
+    events = _options.events(event)
+    where_ = _options.where(where)
+    mode = _options.on_bad_lines(on_bad_lines)
+    cols = wanted
+    if cols is not None:  # read the columns the filters need
+        need: set[str] = set()
+        if where_ is not None:
+            from .where import referenced_columns
+
+            need |= referenced_columns(where_)
+        if events is not None:
+            need.add("event")
+        cols = [*cols, *sorted(need - set(cols))]
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"export file not found: {p}")
+    bar = _progress.make(progress, total=1, desc="robotmia read", unit="row")
+    try:
+        parsed = parse_file(p, str(p), mode, sinks.with_dedupe_keys(cols, dedupe), bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    unit = "ms" if time_in_ms else "s"
+    out = batches(parsed, parsed.kinds, tz, cols, dedupe=dedupe, unit=unit)
+    table = pa.Table.from_batches(list(out), schema=final_schema(parsed.kinds, cols))
+    if events is not None:
+        table = table.filter(pc.is_in(table.column("event"), pa.array(events, pa.string())))
+    if where_ is not None:
+        from .where import filter_table
+
+        table = filter_table(table, where_, project_timezone=tz)
+    if wanted is not None and wanted != cols:
+        table = table.select(wanted)
+    return table
+
+
+# ----------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_to_parquet` (or :func:`sync_to_parquet`) wrote."""
+
+    path: Path
+    rows: int
+    days: int
+    files: int
+    bytes: int
+    rows_per_day: dict[str, int] = field(default_factory=dict)
+    from_date: dt.date | None = None
+    to_date: dt.date | None = None
+
+
+class DatasetWriter:
+    """Writes one day at a time, keeping column types consistent across days."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        partition_by: Sequence[str],
+        metadata: dict[str, Any],
+    ) -> None:
+        self.ds = sinks.ParquetDataset(Path(os.fspath(root)), partition_by=partition_by)
+        self.ds.recover()
+        self.kinds = self.ds.current_kinds()
+        self.metadata = metadata
+        self.rows = 0
+        self.files = 0
+        self.bytes = 0
+        self.rows_per_day: dict[str, int] = {}
+        # A run killed between writing a wider day and rewriting the older ones leaves
+        # days with narrower types: bring them in line first.
+        self.widened: set[str] = set(self.kinds)
+        self.finish()
+
+    def finish(self) -> None:
+        """Rewrite, once each, the days holding a column narrower than the dataset's
+        kind for it (a later day widened it), so every file agrees on every type."""
+        if not self.widened:
+            return
+        for day in self.ds.days():
+            if any(self._narrower(f, self.widened) for f in self.ds.files(day)):
+                self.ds.rewrite_day(day, self.kinds, self.metadata)
+        self.widened = set()
+
+    def write(self, window: Window, plan: ExportPlan) -> None:
+        """Write one downloaded window as its day's partition."""
+        merged = self.merged_kinds(window.kinds)
+        result = write_window(self.ds, window.day, window.parsed, merged, plan, self.metadata)
+        self.commit(window.day, merged, result)
+
+    def merged_kinds(
+        self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None
+    ) -> dict[str, Kind]:
+        """The dataset's column kinds (``base``, else the current ones) plus a window's."""
+        merged = dict(self.kinds if base is None else base)
+        return unify_into(merged, ((PROPERTY_PREFIX + k, v) for k, v in window_kinds.items()))
+
+    def commit(
+        self,
+        day: dt.date,
+        merged: dict[str, Kind],
+        result: sinks.DayWriteResult,
+    ) -> None:
+        """Record ``day`` as written with the ``merged`` kinds and count what was
+        written. Days it widened a column for are rewritten once, by :meth:`finish`."""
+        self.widened |= {k for k, v in merged.items() if k in self.kinds and self.kinds[k] is not v}
+        self.kinds = merged
+        self.rows += result.rows
+        self.files += len(result.files)
+        self.bytes += result.bytes
+        self.rows_per_day[day.isoformat()] = result.rows
+
+    def _narrower(self, path: Path, widened: set[str]) -> bool:
+        schema = pq.read_schema(path)
+        return any(
+            name in widened and schema.field(name).type != arrow_type(self.kinds[name])
+            for name in schema.names
+        )
+
+    def summary(self, start: dt.date, end: dt.date) -> ExportSummary:
+        return ExportSummary(
+            self.ds.root,
+            self.rows,
+            len(self.rows_per_day),
+            self.files,
+            self.bytes,
+            dict(self.rows_per_day),
+            start,
+            end,
+        )
+
+
+def write_window(
+    ds: sinks.ParquetDataset,
+    day: dt.date,
+    parsed: Parsed,
+    merged: dict[str, Kind],
+    plan: ExportPlan,
+    metadata: dict[str, Any],
+) -> sinks.DayWriteResult:
+    """Write one parsed window as the partition of ``day``, typed by the dataset's
+    ``merged`` kinds (``DatasetWriter.merged_kinds``); the swap-in is atomic."""
+    prop_kinds = {
+        k[len(PROPERTY_PREFIX) :]: v for k, v in merged.items() if k.startswith(PROPERTY_PREFIX)
+    }
+    schema = final_schema(prop_kinds, None)
+    out = batches(parsed, prop_kinds, plan.timezone, None, dedupe=plan.dedupe, unit=plan.time_unit)
+    return ds.write_day(day, schema, out, metadata=metadata)
+
+
+def write_dataset(
+    plan: ExportPlan, path: str | os.PathLike[str], partition_by: Sequence[str], workdir: Path
+) -> ExportSummary:
+    sink = DatasetWriter(path, partition_by, plan.metadata())
+    try:
+        for w in iter_windows(plan, workdir):
+            try:
+                sink.write(w, plan)
+            finally:
+                if not w.cached and plan.cache_dir is None:
+                    with contextlib.suppress(OSError):
+                        w.result.path.unlink()
+    except BaseException:
+        with contextlib.suppress(Exception):  # keep the days written consistent; the
+            sink.finish()  # next run repairs them if even this fails
+        raise
+    finally:
+        if plan.progress is not None:
+            plan.progress.close()
+    sink.finish()
+    return sink.summary(plan.start, plan.end)
+
+
+@dataclass(frozen=True)
+class DatasetQuery:
+    """A checked :func:`read_parquet_dataset` request (shared with ``robotmia_frames.dask``)."""
+
+    ds: sinks.ParquetDataset
+    start: dt.date | None
+    end: dt.date | None
+    columns: list[str] | None
+    events: tuple[str, ...] | None
+    where: str | None
+    project_timezone: str | None
+    default_timezone: str
+    dedupe: bool
+
+    def select(self) -> dict[dt.date, list[Path]]:
+        """The data files the query reads, by day."""
+        return self.ds.select(from_date=self.start, to_date=self.end, event=self.events)
+
+    def read(
+        self,
+        day: dt.date | None = None,
+        *,
+        on_day: Callable[[int, int], None] | None = None,
+    ) -> pa.Table:
+        """The selected rows (of one ``day`` only, if given) as one unified table."""
+        cols = self.columns
+        read_cols = sinks.with_dedupe_keys(cols, self.dedupe)
+        table = self.ds.read(
+            from_date=day or self.start,
+            to_date=day or self.end,
+            columns=read_cols,
+            event=self.events,
+            where=None if self.where is None else _where_compiler(self.where),
+            project_timezone=self.project_timezone,
+            default_timezone=self.default_timezone,
+            on_day=on_day,
+        )
+        if self.dedupe:
+            table = pa.Table.from_batches(
+                [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema
+            )
+            if cols is not None and read_cols != cols:
+                table = table.select(cols)
+        return table
+
+
+def _where_compiler(expression: str) -> sinks.WhereCompiler:
+    """The ``where`` expression compiled for each file's schema and timezone."""
+    from .where import compile_where
+
+    return lambda schema, tz: compile_where(expression, schema, project_timezone=tz)
+
+
+def dataset_query(
+    path: str | os.PathLike[str],
+    *,
+    from_date: _options.DateLike | None,
+    to_date: _options.DateLike | None,
+    columns: Sequence[str] | None,
+    event: str | Sequence[str] | None,
+    where: str | None,
+    project_timezone: str | None,
+    dedupe: bool,
+) -> DatasetQuery:
+    """Check :func:`read_parquet_dataset`'s arguments and find the dataset's layout."""
+    root = Path(os.fspath(path))
+    if not root.is_dir():
+        raise FileNotFoundError(f"no dataset at {root}")
+    start: dt.date | None = None
+    end: dt.date | None = None
+    if from_date is not None and to_date is not None:
+        start, end = _options.date_range(from_date, to_date)
+    elif from_date is not None:
+        start = _options.date(from_date, "from_date")
+    elif to_date is not None:
+        end = _options.date(to_date, "to_date")
+    cols = _options.columns(columns)
+    events = _options.events(event)
+    where_ = _options.where(where)
+    if project_timezone is not None:
+        _options.timezone(project_timezone)
+    layout = (
+        ("date", "event")
+        if any(
+            p.is_dir() and p.name.startswith("event=")
+            for d in root.glob("date=*")
+            for p in d.iterdir()
+        )
+        else ("date",)
+    )
+    return DatasetQuery(
+        ds=sinks.ParquetDataset(root, partition_by=layout, create=False),
+        start=start,
+        end=end,
+        columns=cols,
+        events=events,
+        where=where_,
+        project_timezone=project_timezone,
+        default_timezone=os.environ.get(_options.TIMEZONE_ENV) or "UTC",
+        dedupe=bool(dedupe),
+    )

@@ -1,0 +1,149 @@
+"""Keyword types of the public functions, for their ``@overload`` s on ``return_type``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Literal, TypedDict
+
+from . import _progress, sinks, transport
+from ._options import DateLike
+
+__all__: list[str] = []
+
+
+class ApiReadRobotmiaExport(TypedDict, total=False):
+    """The keywords of ``read_robotmia_export`` other than ``return_type``."""
+
+    event: str | Sequence[str] | None
+    where: str | None
+    api_secret: str | None
+    project_timezone: str | None
+    base_url: str | None
+    parquet_path: str | os.PathLike[str] | None
+    on_bad_lines: Literal["error", "skip", "warn"]
+    columns: Sequence[str] | None
+    dtype_backend: sinks.DtypeBackend
+    partition_by: Sequence[str]
+    dedupe: bool
+    region: str | None
+    time_in_ms: bool
+    limit: int | None
+    concurrency: int
+    rate_limit: transport.RateLimit | transport.RateLimiter | None
+    cache_dir: str | os.PathLike[str] | None
+    refresh: bool
+    timeout: float | None
+    max_retries: int
+    retry_backoff: float
+    verify: bool | str
+    progress: _progress.ProgressArg
+
+
+class ApiReadExportFile(TypedDict, total=False):
+    """The keywords of ``read_export_file`` other than ``return_type``."""
+
+    project_timezone: str | None
+    on_bad_lines: Literal["error", "skip", "warn"]
+    columns: Sequence[str] | None
+    dtype_backend: sinks.DtypeBackend
+    dedupe: bool
+    time_in_ms: bool
+    event: str | Sequence[str] | None
+    where: str | None
+    progress: _progress.ProgressArg
+
+
+class ApiReadParquetDataset(TypedDict, total=False):
+    """The keywords of ``read_parquet_dataset`` other than ``return_type``."""
+
+    from_date: DateLike | None
+    to_date: DateLike | None
+    columns: Sequence[str] | None
+    event: str | Sequence[str] | None
+    dtype_backend: sinks.DtypeBackend
+    dedupe: bool
+    where: str | None
+    project_timezone: str | None
+    progress: _progress.ProgressArg
+
+
+class ApiReadRobotmiaProfiles(TypedDict, total=False):
+    """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
+
+    where: str | None
+    output_properties: Sequence[str] | None
+    api_secret: str | None
+    project_timezone: str | None
+    base_url: str | None
+    region: str | None
+    parquet_path: str | os.PathLike[str] | None
+    dtype_backend: sinks.DtypeBackend
+    page_size: int | None
+    parse_dates: bool
+    max_retries: int
+    retry_backoff: float
+    max_session_restarts: int
+    rate_limit: transport.RateLimit | transport.RateLimiter | None
+    timeout: float | None
+    verify: bool | str
+
+
+class ClientReadRobotmiaExport(TypedDict, total=False):
+    """The keywords of ``read_robotmia_export`` other than ``return_type``."""
+
+    event: str | Sequence[str] | None
+    where: str | None
+    project_timezone: str | None
+    parquet_path: str | os.PathLike[str] | None
+    on_bad_lines: Literal["error", "skip", "warn"]
+    columns: Sequence[str] | None
+    dtype_backend: sinks.DtypeBackend
+    partition_by: Sequence[str]
+    dedupe: bool
+    time_in_ms: bool
+    limit: int | None
+    refresh: bool
+    progress: _progress.ProgressArg
+
+
+class ClientReadExportFile(TypedDict, total=False):
+    """The keywords of ``read_export_file`` other than ``return_type``."""
+
+    project_timezone: str | None
+    on_bad_lines: Literal["error", "skip", "warn"]
+    columns: Sequence[str] | None
+    dtype_backend: sinks.DtypeBackend
+    dedupe: bool
+    time_in_ms: bool
+    event: str | Sequence[str] | None
+    where: str | None
+    progress: _progress.ProgressArg
+
+
+class ClientReadParquetDataset(TypedDict, total=False):
+    """The keywords of ``read_parquet_dataset`` other than ``return_type``."""
+
+    from_date: DateLike | None
+    to_date: DateLike | None
+    columns: Sequence[str] | None
+    event: str | Sequence[str] | None
+    dtype_backend: sinks.DtypeBackend
+    dedupe: bool
+    where: str | None
+    project_timezone: str | None
+    progress: _progress.ProgressArg
+
+
+class ClientReadRobotmiaProfiles(TypedDict, total=False):
+    """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
+
+    where: str | None
+    output_properties: Sequence[str] | None
+    project_timezone: str | None
+    profiles_url: str | None
+    parquet_path: str | os.PathLike[str] | None
+    dtype_backend: sinks.DtypeBackend
+    page_size: int | None
+    parse_dates: bool
+    max_session_restarts: int

@@ -1,0 +1,476 @@
+"""``Client``: the connection settings, held once; the public operations as methods."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
+
+import pandas as pd
+import pyarrow as pa
+
+from . import _options, _pipeline, _progress, sinks, transport
+from ._options import DateLike, ReturnType
+from ._pipeline import Connection, ExportSummary, deliver
+from ._redact import redact_url
+from .errors import InvalidArgumentError
+from .parse import Kind, unify_into
+from .timeconv import resolve_timezone
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
+
+    from . import _typing
+
+__all__ = ["Client"]
+
+OnBadLines = Literal["error", "skip", "warn"]
+
+
+class Client:
+    """The settings of one robotmia project, held once, as ``httpx.Client`` holds its own.
+
+    ``api_secret`` defaults to ``ROBOTMIA_API_SECRET``, ``project_timezone`` to
+    ``ROBOTMIA_PROJECT_TIMEZONE`` and ``base_url`` to ``ROBOTMIA_BASE_URL``, else the
+    endpoint of ``region`` (``"us"``, ``"eu"``, ``"in"``). ``timeout`` is the read
+    timeout in seconds (default 600), ``max_retries`` and ``retry_backoff`` shape the
+    retries, ``verify`` is ``True``, ``False`` or a CA bundle path, ``rate_limit`` a
+    :class:`RateLimit` or a shared :class:`RateLimiter` (robotmia's budget by
+    default; none for a loopback server), ``concurrency`` the windows downloaded at
+    once and ``cache_dir`` a folder that keeps verified window bodies. Every call
+    made through one client shares its rate limiter.
+
+    Every setting is checked here, once; the secret is required when a method
+    sends a request. The module-level functions (``rf.read_robotmia_export`` and
+    the others) build a client and call its method of the same name.
+
+    Example:
+        >>> import robotmia_frames as rf
+        >>> from robotmia_frames.emulator import ExportServer, generate_events
+        >>> with ExportServer(generate_events(20, days=2), api_secret="s") as srv:
+        ...     client = rf.Client(api_secret="s", project_timezone="UTC", base_url=srv.url)
+        ...     df = client.read_robotmia_export("2024-01-01", "2024-01-02")
+        >>> len(df)
+        20
+    """
+
+    def __init__(
+        self,
+        *,
+        api_secret: str | None = None,
+        project_timezone: str | None = None,
+        region: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 5,
+        retry_backoff: float = 1.0,
+        verify: bool | str = True,
+        rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+        concurrency: int = 4,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._conn = Connection.checked(
+            api_secret=api_secret,
+            project_timezone=project_timezone,
+            region=region,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            verify=verify,
+            rate_limit=rate_limit,
+            concurrency=concurrency,
+            cache_dir=cache_dir,
+        )
+
+    def __repr__(self) -> str:
+        c = self._conn
+        return (
+            f"Client(base_url={redact_url(c.base_url)!r}, "
+            f"project_timezone={c.project_timezone!r}, api_secret="
+            f"{'***' if c.api_secret or os.environ.get(_options.SECRET_ENV) else None!r})"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the client holds (nothing stays open between calls today).
+
+        Example:
+            >>> Client(api_secret="s").close()
+        """
+
+    @property
+    def base_url(self) -> str:
+        """The export endpoint this client talks to."""
+        return self._conn.base_url
+
+    @property
+    def rate_limiter(self) -> transport.RateLimiter:
+        """The rate limiter every call of this client shares."""
+        return self._conn.limiter
+
+    # ------------------------------------------------------------------ exports
+
+    @overload
+    def read_robotmia_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        return_type: Literal["pandas"] = ...,
+        **options: Unpack[_typing.ClientReadRobotmiaExport],
+    ) -> pd.DataFrame: ...
+    @overload
+    def read_robotmia_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        return_type: Literal["arrow"],
+        **options: Unpack[_typing.ClientReadRobotmiaExport],
+    ) -> pa.Table: ...
+    def read_robotmia_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        event: str | Sequence[str] | None = None,
+        where: str | None = None,
+        project_timezone: str | None = None,
+        parquet_path: str | os.PathLike[str] | None = None,
+        return_type: ReturnType = "pandas",
+        on_bad_lines: OnBadLines = "error",
+        columns: Sequence[str] | None = None,
+        dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+        partition_by: Sequence[str] = ("date",),
+        dedupe: bool = False,
+        time_in_ms: bool = False,
+        limit: int | None = None,
+        refresh: bool = False,
+        progress: _progress.ProgressArg = None,
+    ) -> pd.DataFrame | pa.Table:
+        """Export every event of ``from_date..to_date`` (inclusive, project-local days).
+
+        See :func:`robotmia_frames.read_robotmia_export` for every option.
+
+        Example:
+            >>> from robotmia_frames.emulator import ExportServer, generate_events
+            >>> with ExportServer(generate_events(10, days=1), api_secret="s") as srv:
+            ...     t = Client(api_secret="s", project_timezone="UTC", base_url=srv.url
+            ...                ).read_robotmia_export("2024-01-01", "2024-01-01",
+            ...                                       return_type="arrow")
+            >>> t.num_rows
+            10
+        """
+        plan = self._conn.plan(
+            from_date,
+            to_date,
+            event=event,
+            where=where,
+            project_timezone=project_timezone,
+            on_bad_lines=on_bad_lines,
+            columns=columns,
+            time_in_ms=time_in_ms,
+            limit=limit,
+            refresh=refresh,
+            dedupe=dedupe,
+            progress=progress,
+        )
+        rtype = _options.return_type(return_type)
+        backend = _options.dtype_backend(dtype_backend)
+        if parquet_path is not None and plan.columns is not None:
+            raise InvalidArgumentError(
+                "columns= cannot be combined with parquet_path= (the dataset keeps every column)"
+            )
+        writer = (
+            _pipeline.DatasetWriter(parquet_path, partition_by, plan.metadata())
+            if parquet_path is not None
+            else None
+        )
+        with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
+            windows: list[_pipeline.Window] = []
+            try:
+                windows.extend(_pipeline.iter_windows(plan, Path(tmp)))
+            finally:
+                if plan.progress is not None:
+                    plan.progress.close()
+            windows.sort(key=lambda w: w.day)
+            kinds: dict[str, Kind] = {}
+            for w in windows:  # in day order: columns in order of first appearance
+                unify_into(kinds, w.kinds.items())
+            if writer is not None:
+                for w in windows:
+                    writer.write(w, plan)
+                writer.finish()
+            schema = _pipeline.final_schema(kinds, plan.columns)
+            batches = [
+                b
+                for w in windows
+                for b in _pipeline.batches(
+                    w.parsed,
+                    kinds,
+                    plan.timezone,
+                    plan.columns,
+                    dedupe=plan.dedupe,
+                    unit=plan.time_unit,
+                )
+            ]
+        table = pa.Table.from_batches(batches, schema=schema)
+        if plan.limit is not None and table.num_rows > plan.limit:
+            table = table.slice(0, plan.limit)
+        return deliver(table, rtype, backend)
+
+    def export_to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        event: str | Sequence[str] | None = None,
+        where: str | None = None,
+        project_timezone: str | None = None,
+        on_bad_lines: OnBadLines = "error",
+        partition_by: Sequence[str] = ("date",),
+        dedupe: bool = False,
+        time_in_ms: bool = False,
+        limit: int | None = None,
+        refresh: bool = False,
+        progress: _progress.ProgressArg = None,
+    ) -> ExportSummary:
+        """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
+
+        See :func:`robotmia_frames.export_to_parquet`.
+
+        Example:
+            >>> import tempfile
+            >>> from robotmia_frames.emulator import ExportServer, generate_events
+            >>> with ExportServer(generate_events(30, days=3), api_secret="s") as srv:
+            ...     client = Client(api_secret="s", project_timezone="UTC", base_url=srv.url)
+            ...     s = client.export_to_parquet(tempfile.mkdtemp(), "2024-01-01", "2024-01-03")
+            >>> s.rows, s.days
+            (30, 3)
+        """
+        plan = self._conn.plan(
+            from_date,
+            to_date,
+            event=event,
+            where=where,
+            project_timezone=project_timezone,
+            on_bad_lines=on_bad_lines,
+            time_in_ms=time_in_ms,
+            limit=limit,
+            refresh=refresh,
+            dedupe=dedupe,
+            progress=progress,
+        )
+        with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
+            return _pipeline.write_dataset(plan, path, partition_by, Path(tmp))
+
+    def sync_to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        from_date: DateLike,
+        to_date: DateLike | None = None,
+        *,
+        lookback_days: int = 5,
+        event: str | Sequence[str] | None = None,
+        where: str | None = None,
+        project_timezone: str | None = None,
+        on_bad_lines: OnBadLines = "error",
+        partition_by: Sequence[str] = ("date",),
+        dedupe: bool = False,
+        time_in_ms: bool = False,
+        progress: _progress.ProgressArg = None,
+    ) -> ExportSummary:
+        """Bring a dataset up to date, catching events that arrive up to 5 days late.
+
+        See :func:`robotmia_frames.sync_to_parquet`.
+
+        Example:
+            >>> import tempfile
+            >>> from robotmia_frames.emulator import ExportServer, generate_events
+            >>> with ExportServer(generate_events(40, days=4), api_secret="s") as srv:
+            ...     client = Client(api_secret="s", project_timezone="UTC", base_url=srv.url)
+            ...     s = client.sync_to_parquet(tempfile.mkdtemp(), "2024-01-01", "2024-01-04")
+            >>> s.rows
+            40
+        """
+        tz = self._conn.timezone(project_timezone)
+        start = _options.date(from_date, "from_date")
+        lookback = _options.non_negative_int(lookback_days, "lookback_days")
+        end = (
+            _options.date(to_date, "to_date")
+            if to_date is not None
+            else dt.datetime.now(resolve_timezone(tz)).date()
+        )
+        root = Path(os.fspath(path))
+        state = sinks.load_state(root)
+        begin = start
+        if state is not None and state.last_day is not None:
+            begin = max(start, state.last_day - dt.timedelta(days=lookback))
+        if begin > end:
+            raise InvalidArgumentError(
+                f"nothing to sync: the range starts {begin.isoformat()}, "
+                f"after to_date {end.isoformat()}"
+            )
+        plan = self._conn.plan(
+            begin,
+            end,
+            event=event,
+            where=where,
+            project_timezone=tz,
+            on_bad_lines=on_bad_lines,
+            time_in_ms=time_in_ms,
+            dedupe=dedupe,
+            progress=progress,
+        )
+        with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
+            summary = _pipeline.write_dataset(plan, root, partition_by, Path(tmp))
+        sinks.save_state(root, sinks.SyncState(last_day=end, metadata=plan.metadata()))
+        return summary
+
+    # ------------------------------------------------------------------- local reads
+
+    def read_export_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        project_timezone: str | None = None,
+        return_type: ReturnType = "pandas",
+        on_bad_lines: OnBadLines = "error",
+        columns: Sequence[str] | None = None,
+        dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+        dedupe: bool = False,
+        time_in_ms: bool = False,
+        event: str | Sequence[str] | None = None,
+        where: str | None = None,
+        progress: _progress.ProgressArg = None,
+    ) -> pd.DataFrame | pa.Table:
+        """Read a saved export (``.jsonl`` or ``.jsonl.gz``).
+
+        See :func:`robotmia_frames.read_export_file`.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> p = pathlib.Path(tempfile.mkdtemp(), "export.jsonl")
+            >>> _ = p.write_text('{"event":"a","properties":{"time":1704067200}}\\n')
+            >>> len(Client(project_timezone="UTC").read_export_file(p))
+            1
+        """
+        tz = self._conn.timezone(project_timezone)
+        table = _pipeline.read_file(
+            path,
+            tz,
+            on_bad_lines=on_bad_lines,
+            columns=columns,
+            dedupe=dedupe,
+            time_in_ms=time_in_ms,
+            event=event,
+            where=where,
+            progress=progress,
+        )
+        return deliver(
+            table, _options.return_type(return_type), _options.dtype_backend(dtype_backend)
+        )
+
+    def read_parquet_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        from_date: DateLike | None = None,
+        to_date: DateLike | None = None,
+        columns: Sequence[str] | None = None,
+        event: str | Sequence[str] | None = None,
+        return_type: ReturnType = "pandas",
+        dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+        dedupe: bool = False,
+        where: str | None = None,
+        project_timezone: str | None = None,
+        progress: _progress.ProgressArg = None,
+    ) -> pd.DataFrame | pa.Table:
+        """Read a dataset written by this library back as one table.
+
+        See :func:`robotmia_frames.read_parquet_dataset`.
+
+        Example:
+            >>> import tempfile
+            >>> from robotmia_frames.emulator import ExportServer, generate_events
+            >>> out = tempfile.mkdtemp()
+            >>> with ExportServer(generate_events(30, days=3), api_secret="s") as srv:
+            ...     client = Client(api_secret="s", project_timezone="UTC", base_url=srv.url)
+            ...     _ = client.export_to_parquet(out, "2024-01-01", "2024-01-03")
+            >>> len(client.read_parquet_dataset(out, from_date="2024-01-02"))
+            20
+        """
+        query = _pipeline.dataset_query(
+            path,
+            from_date=from_date,
+            to_date=to_date,
+            columns=columns,
+            event=event,
+            where=where,
+            project_timezone=project_timezone or self._conn.project_timezone,
+            dedupe=dedupe,
+        )
+        rtype = _options.return_type(return_type)
+        backend = _options.dtype_backend(dtype_backend)
+        bar = _progress.make(progress, total=len(query.select()), desc="robotmia read", unit="day")
+        try:
+            table = query.read(on_day=None if bar is None else bar.window_done)
+        finally:
+            if bar is not None:
+                bar.close()
+        return deliver(table, rtype, backend)
+
+    # ------------------------------------------------------------------- profiles
+
+    def read_robotmia_profiles(
+        self,
+        *,
+        where: str | None = None,
+        output_properties: Sequence[str] | None = None,
+        project_timezone: str | None = None,
+        profiles_url: str | None = None,
+        return_type: ReturnType = "pandas",
+        parquet_path: str | os.PathLike[str] | None = None,
+        dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+        page_size: int | None = None,
+        parse_dates: bool = True,
+        max_session_restarts: int = 3,
+    ) -> pd.DataFrame | pa.Table:
+        """Export people profiles (``/api/2.0/engage``) as one table.
+
+        ``profiles_url`` is the engage endpoint (default robotmia's). See
+        :func:`robotmia_frames.read_robotmia_profiles`.
+
+        Example:
+            >>> from robotmia_frames.emulator import ExportServer
+            >>> with ExportServer(generate_profiles=5, api_secret="s") as srv:
+            ...     t = Client(api_secret="s", project_timezone="UTC").read_robotmia_profiles(
+            ...         profiles_url=srv.engage_url, return_type="arrow")
+            >>> t.num_rows
+            5
+        """
+        from .profiles import read_profiles
+
+        return read_profiles(
+            self._conn,
+            url=profiles_url,
+            where=where,
+            output_properties=output_properties,
+            project_timezone=project_timezone,
+            return_type=return_type,
+            parquet_path=parquet_path,
+            dtype_backend=dtype_backend,
+            page_size=page_size,
+            parse_dates=parse_dates,
+            max_session_restarts=max_session_restarts,
+        )

@@ -1,0 +1,67 @@
+"""The parse stage: export lines (JSONL, gzip or plain) to typed Arrow columns.
+
+The face of the stage. :func:`read_raw_batches` reads a local body chunk by chunk
+(the C scanner where it is built, else Python) into :class:`RawBatch` es typed per
+chunk; :func:`merge_kinds` folds their column kinds into the export's, by the type
+policy (:mod:`robotmia_frames.parse.typepolicy`); :func:`conform` gives every batch
+those final kinds. The reference row-by-row builder (:func:`scan_lines`,
+:func:`iter_batches`) is what the engine falls back to and is tested against.
+
+Modules: ``_lines`` (chunks of whole lines), ``_batch`` (a chunk's columns),
+``_native`` (the C scanner bridge), ``_engine`` (the pipeline over them),
+``_reference`` (row-by-row), ``typepolicy`` (the JSON to Arrow type rules).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+    >>> _ = p.write_bytes(b'{"event":"a","properties":{"time":1,"n":2}}\\n')
+    >>> kinds = {}
+    >>> for batch in read_raw_batches(p, source="x"):
+    ...     merge_kinds(kinds, batch)
+    >>> kinds
+    {'n': int}
+"""
+
+from ._batch import RawBatch, RawColumn
+from ._decode import (
+    PROPERTY_PREFIX,
+    BadLines,
+    OnBadLines,
+    column_array,
+    export_schema,
+    time_value,
+    validate_on_bad_lines,
+)
+from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
+from ._lines import BATCH_ROWS, iter_line_chunks
+from ._native import native_enabled
+from ._reference import ScanResult, iter_batches, scan_lines
+from .typepolicy import KIND_METADATA_KEY, Kind, arrow_type, json_text, unify, unify_into
+
+__all__ = [
+    "BATCH_ROWS",
+    "KIND_METADATA_KEY",
+    "PROPERTY_PREFIX",
+    "BadLines",
+    "Kind",
+    "OnBadLines",
+    "RawBatch",
+    "RawColumn",
+    "ScanResult",
+    "arrow_type",
+    "build_raw_batch",
+    "column_array",
+    "conform",
+    "export_schema",
+    "iter_batches",
+    "iter_line_chunks",
+    "json_text",
+    "merge_kinds",
+    "native_enabled",
+    "read_raw_batches",
+    "scan_lines",
+    "time_value",
+    "unify",
+    "unify_into",
+    "validate_on_bad_lines",
+]

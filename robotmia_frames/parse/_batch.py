@@ -1,0 +1,190 @@
+"""One parsed chunk: :class:`RawBatch` of :class:`RawColumn` s, typed per chunk."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import re
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import _decode as parse
+from .typepolicy import (
+    BOOL,
+    FLOAT,
+    INT,
+    NULL,
+    STR,
+    TEXT,
+    Kind,
+    arrow_type,
+    json_text,
+    kind_of,
+    list_of,
+    unify,
+)
+
+_gzip_impl: types.ModuleType
+try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
+    from isal import igzip as _gzip_impl
+except ImportError:  # pragma: no cover - platforms without wheels
+    _gzip_impl = gzip
+
+
+_BIG = float(2**63)
+_BIG_EXPONENT = re.compile(r"e\+(?:1[89]|[2-9]\d|\d{3})")
+_NONE = type(None)
+_PURE = frozenset((NULL, BOOL, INT, FLOAT, STR))
+_SCALAR_TYPES: dict[frozenset[type], Kind] = {
+    frozenset((int,)): INT,
+    frozenset((float,)): FLOAT,
+    frozenset((int, float)): FLOAT,
+    frozenset((bool,)): BOOL,
+    frozenset((str,)): STR,
+    frozenset((dict,)): TEXT,
+}
+
+
+# ---------------------------------------------------------------------- batches
+
+
+@dataclass
+class RawColumn:
+    """One property column of a batch, typed by the batch's own values.
+
+    ``exact`` is False when the batch's list values had mixed element kinds: then
+    widening the column further cannot be done from the Arrow data alone.
+    ``text`` is the column as JSON text, kept for a float column that also held
+    ints: if the column becomes text export-wide, its ints keep their spelling
+    (``3``, not ``3.0``).
+    """
+
+    array: pa.Array
+    kind: Kind
+    exact: bool = True
+    text: pa.Array | None = None
+
+
+@dataclass
+class RawBatch:
+    """A parsed batch before the export-wide types are known."""
+
+    source: str
+    first_line: int
+    line_count: int
+    num_rows: int
+    event: pa.Array
+    time: pa.Array
+    columns: dict[str, RawColumn] = field(default_factory=dict)
+    bad_lines: frozenset[int] = frozenset()
+
+
+def _classify(values: Sequence[Any]) -> tuple[Kind, bool]:
+    """Kind of a column's values (and whether list widening stays exact)."""
+    types = set(map(type, values))
+    types.discard(_NONE)
+    if not types:
+        return NULL, True
+    kind = _SCALAR_TYPES.get(frozenset(types))
+    if kind is not None:
+        # Ints read as floats cannot be spelled back as ints if the column later
+        # becomes text ("0", not "0.0"): such a batch is rebuilt in that case.
+        return kind, not (kind is FLOAT and int in types)
+    if types == {list}:
+        elems = set(map(type, itertools.chain.from_iterable(v for v in values if v is not None)))
+        elems.discard(_NONE)
+        if not elems:
+            return list_of(NULL), True
+        item = _SCALAR_TYPES.get(frozenset(elems))
+        if item is not None and item is not TEXT:
+            return list_of(item), len(elems) == 1
+        k: Kind = NULL
+        for v in values:
+            if v is not None:
+                k = unify(k, kind_of(v))
+        return k, False
+    return TEXT, True
+
+
+def as_text(values: Sequence[Any]) -> list[Any]:
+    return [v if v is None or type(v) is str else json_text(v) for v in values]
+
+
+def _array(values: Sequence[Any], kind: Kind) -> tuple[pa.Array, Kind]:
+    """The Arrow array of ``values`` for ``kind`` (which may turn out to be TEXT)."""
+    if kind is NULL:
+        return pa.nulls(len(values)), NULL
+    if kind is TEXT:
+        return pa.array(as_text(values), type=pa.string()), TEXT
+    if kind is INT:
+        try:
+            return pa.array(values, type=pa.int64()), INT
+        except (OverflowError, pa.ArrowInvalid):  # an int beyond int64: exact text
+            return pa.array(as_text(values), type=pa.string()), TEXT
+    if kind.item is not None and kind.item not in _PURE:
+        return parse.values_array(kind, list(values)), kind
+    try:
+        return pa.array(values, type=arrow_type(kind)), kind
+    except (OverflowError, pa.ArrowInvalid):
+        # Ints beyond int64 (text) or beyond 2**53 (floats Arrow will not convert):
+        # type the values one by one, as the reference builder does.
+        k: Kind = NULL
+        for v in values:
+            if v is not None:
+                k = unify(k, kind_of(v))
+        return parse.values_array(k, list(values)), k
+
+
+def _suspicious(array: pa.Array, kind: Kind) -> bool:
+    """Could this column hold a >64-bit integer that orjson read as a float?"""
+    while kind.item is not None:
+        array, kind = array.flatten(), kind.item
+    if len(array) == 0 or array.null_count == len(array):
+        return False
+    if kind is FLOAT:
+        biggest = pc.max(pc.abs(array)).as_py()
+        return biggest is not None and biggest >= _BIG
+    if kind is TEXT:
+        return bool(pc.any(pc.match_substring_regex(array, _BIG_EXPONENT.pattern)).as_py())
+    return False
+
+
+def _scatter(array: pa.Array, rows: Sequence[int] | np.ndarray, n: int) -> pa.Array:
+    """Place ``array[i]`` at row ``rows[i]`` of an ``n``-row array (nulls elsewhere)."""
+    idx = np.full(n, -1, dtype=np.int64)
+    idx[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows), dtype=np.int64)
+    return array.take(pa.array(idx, mask=idx < 0))
+
+
+def values_column(
+    values: Sequence[Any],
+    rows: Sequence[int] | np.ndarray,
+    n: int,
+    *,
+    check_big: bool,
+    ordered: bool,
+) -> RawColumn | None:
+    """A key's column from its decoded values at ``rows`` (ascending if ``ordered``).
+
+    None when ``check_big`` finds a float that may be an integer beyond 64 bits
+    that orjson rounded: the caller decodes the batch again, exactly.
+    """
+    guess, is_exact = _classify(values)
+    array, kind = _array(values, guess)
+    if kind is not guess and kind.item is not None:
+        is_exact = False  # list elements re-typed (ints beyond int64): not exact
+    if check_big and _suspicious(array, kind):
+        return None
+    text = None
+    if kind is FLOAT and not is_exact:  # ints and floats: keep the ints' spelling
+        text, is_exact = pa.array(as_text(values), type=pa.string()), True
+    if not ordered or len(rows) != n:
+        array = _scatter(array, rows, n)
+        text = None if text is None else _scatter(text, rows, n)
+    return RawColumn(array, kind, is_exact, text)

@@ -1,0 +1,291 @@
+"""The parse engine: JSONL to columnar Arrow batches in one pass over the bytes.
+
+This is the fast half of the parse stage (``parse.py`` holds line reading, bad-line
+handling and the reference row-by-row builder). It works batch by batch:
+
+1. Decode each line with orjson and group rows by their *shape*, the tuple of
+   their property keys. Events of one name share a shape, so a batch has a few
+   hundred shapes, not one per row.
+2. Transpose each shape group in C (``zip(*rows)``), so each key's values come as
+   one sequence; classify them by the set of their Python types (again in C) into
+   a batch-local :class:`~robotmia_frames.parse.typepolicy.Kind`, and build one Arrow
+   array per key, scattered back to row order with a single ``take``.
+3. When the whole export (or day) is read, :func:`conform` gives every batch the
+   export-wide kinds. Widening an array (int to float, anything to text) is exact
+   from the Arrow data alone, except for lists whose elements were themselves
+   mixed; those rare batches are re-read from the source with the reference
+   builder, so the result never depends on where the batch boundaries fell.
+
+Integers beyond 64 bits, which orjson reads as floats, are caught after the fact
+(a float of magnitude 2**63 or more anywhere in a batch) and that batch is decoded
+again with the exact standard-library parser.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import types
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from . import _decode as parse
+from ._batch import RawBatch, RawColumn, as_text, values_column
+from ._lines import BATCH_ROWS, iter_line_chunks, split_lines
+from ._native import from_scan, iter_line_blocks, native_enabled, prescan, scan_chunk
+from ._reference import iter_batches
+from .typepolicy import (
+    NULL,
+    TEXT,
+    Kind,
+    unify_into,
+    widen_array,
+)
+
+_gzip_impl: types.ModuleType
+try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
+    from isal import igzip as _gzip_impl
+except ImportError:  # pragma: no cover - platforms without wheels
+    _gzip_impl = gzip
+
+
+def build_raw_batch(
+    lines: Sequence[bytes],
+    first_line: int,
+    *,
+    source: str,
+    bad: parse.BadLines,
+    keys: frozenset[str] | None = None,
+    exact: bool = False,
+    native: bool = True,
+) -> RawBatch:
+    """Parse one chunk of lines into a :class:`RawBatch` (see the module docs).
+
+    The C scanner takes the chunk when it is built and every line is plain; any
+    chunk it declines (a bad line, an odd value) is parsed here in Python.
+    ``native=False`` skips the scanner (it has already declined the chunk).
+    """
+    if native and not exact and native_enabled():
+        scanned = scan_chunk(b"\n".join(lines), keys)
+        fast = None if scanned is None else from_scan(scanned, first_line, len(lines), source)
+        if fast is not None:
+            return fast
+    loads = orjson.loads if not exact else None
+    groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
+    events: list[Any] = []
+    times: list[Any] = []
+    row = 0
+    bad_before = len(bad.lines)
+    for offset, line in enumerate(lines):
+        if not line or line.isspace():
+            continue
+        try:
+            if loads is not None:
+                try:
+                    obj = loads(line)
+                except orjson.JSONDecodeError:
+                    obj = parse.slow_loads(line)
+            else:
+                obj, _ = parse.loads_exact(line)
+            if type(obj) is not dict:
+                raise parse.BadLineError(f"expected a JSON object, got {type(obj).__name__}")
+            props = obj.get("properties")
+            if props is None:
+                props = {}
+            elif type(props) is not dict:
+                raise parse.BadLineError(
+                    f'"properties" must be a JSON object, got {type(props).__name__}'
+                )
+        except parse.BadLineError as exc:
+            bad.report(first_line + offset, str(exc), line)
+            continue
+        events.append(obj.get("event"))
+        times.append(props.pop("time", None))
+        shape = tuple(props)
+        group = groups.get(shape)
+        if group is None:
+            group = groups[shape] = ([], [])
+        group[0].append(row)
+        group[1].append(tuple(props.values()))
+        row += 1
+
+    n = row
+    pieces: dict[str, list[tuple[list[int], Sequence[Any]]]] = {}
+    for shape, (shape_rows, shape_values) in groups.items():
+        if not shape:
+            continue
+        for key, column in zip(shape, zip(*shape_values, strict=True), strict=True):
+            if keys is not None and key not in keys:
+                continue
+            got = pieces.get(key)
+            if got is None:
+                pieces[key] = [(shape_rows, column)]
+            else:
+                got.append((shape_rows, column))
+
+    columns: dict[str, RawColumn] = {}
+    for key, parts in pieces.items():
+        values: Sequence[Any]
+        rows: list[int]
+        if len(parts) == 1:
+            rows, values = parts[0]
+        else:
+            rows = list(itertools.chain.from_iterable(p[0] for p in parts))
+            values = list(itertools.chain.from_iterable(p[1] for p in parts))
+        col = values_column(values, rows, n, check_big=not exact, ordered=len(parts) == 1)
+        if col is None:
+            return build_raw_batch(
+                lines, first_line, source=source, bad=_Recheck(bad), keys=keys, exact=True
+            )
+        columns[key] = col
+
+    try:
+        event = pa.array(events, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        event = pa.array(as_text(events), type=pa.string())
+    return RawBatch(
+        source=source,
+        first_line=first_line,
+        line_count=len(lines),
+        num_rows=n,
+        event=event,
+        time=_times(times),
+        columns=columns,
+        # A re-decode (_Recheck) shares the set of lines already reported, so it
+        # must look them up by range even though it reported nothing new.
+        bad_lines=frozenset(x for x in bad.lines if first_line <= x < first_line + len(lines))
+        if len(bad.lines) != bad_before or isinstance(bad, _Recheck)
+        else frozenset(),
+    )
+
+
+class _Recheck(parse.BadLines):
+    """Bad-line bookkeeping for a second decoding of lines already reported."""
+
+    def __init__(self, inner: parse.BadLines) -> None:
+        super().__init__(inner.source, "skip", inner.lines)
+
+
+def _times(values: list[Any]) -> pa.Array:
+    clean = [v if type(v) is int or type(v) is float else None for v in values]
+    try:
+        return pa.array(clean, type=pa.float64())
+    except (OverflowError, pa.ArrowInvalid):
+        return pa.array([parse.time_value(v) for v in clean], type=pa.float64())
+
+
+def read_raw_batches(
+    path: str | Path,
+    *,
+    source: str,
+    on_bad_lines: parse.OnBadLines = "error",
+    keys: frozenset[str] | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[RawBatch]:
+    """Parse a local export file into :class:`RawBatch` es, one per chunk of lines.
+
+    With the C scanner, one helper thread reads and inflates and two scan, while
+    this thread wraps their buffers; a chunk the scanner declines is parsed here in
+    Python. Batches come in line order either way.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_bytes(b'{"event":"a","properties":{"time":1,"n":2}}\\n')
+        >>> b = next(read_raw_batches(p, source="x"))
+        >>> b.num_rows, b.columns["n"].kind
+        (1, int)
+    """
+    bad = parse.BadLines(source, on_bad_lines)
+    if not native_enabled():
+        for first, lines in iter_line_chunks(path, label=source, batch_rows=batch_rows):
+            yield build_raw_batch(lines, first, source=source, bad=bad, keys=keys)
+        return
+    blocks = iter_line_blocks(path, label=source, batch_rows=batch_rows)
+    for first, chunk, count, got in prescan(blocks, keys):
+        batch = None if got is None else from_scan(got, first, count, source)
+        if batch is None:
+            batch = build_raw_batch(
+                split_lines(chunk), first, source=source, bad=bad, keys=keys, native=False
+            )
+        yield batch
+
+
+def merge_kinds(kinds: dict[str, Kind], batch: RawBatch) -> None:
+    """Fold a batch's column kinds into ``kinds`` (first appearance keeps order)."""
+    unify_into(kinds, ((key, col.kind) for key, col in batch.columns.items()))
+
+
+def _needs_rebuild(col: RawColumn, target: Kind) -> bool:
+    return not col.exact and col.kind is not target
+
+
+def conform(
+    batch: RawBatch,
+    kinds: dict[str, Kind],
+    schema: pa.Schema,
+    *,
+    path: str | Path,
+) -> pa.RecordBatch:
+    """Give a batch the export-wide kinds, as a record batch of ``schema``.
+
+    ``schema`` is :func:`parse.export_schema` of ``kinds`` (possibly projected);
+    ``path`` is the batch's source file, re-read only in the rare inexact case.
+    """
+    arrays: list[pa.Array] = []
+    for f in schema:
+        name = f.name
+        if name == "event":
+            arrays.append(batch.event)
+            continue
+        if name == "time":
+            arrays.append(batch.time)
+            continue
+        key = name[len(parse.PROPERTY_PREFIX) :]
+        col = batch.columns.get(key)
+        target = kinds.get(key, NULL)
+        if col is None:
+            arrays.append(pa.nulls(batch.num_rows, type=f.type))
+        elif col.kind is target:
+            arrays.append(col.array)
+        elif col.text is not None and target is TEXT:
+            arrays.append(col.text)
+        elif _needs_rebuild(col, target):
+            return _rebuild(batch, kinds, schema, path)
+        else:
+            arrays.append(widen_array(col.array, target))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _rebuild(
+    batch: RawBatch, kinds: dict[str, Kind], schema: pa.Schema, path: str | Path
+) -> pa.RecordBatch:
+    """Re-read a batch's lines and build it with the reference (row-by-row) builder."""
+    lines: list[bytes] = []
+    for first, chunk in iter_line_chunks(path, label=batch.source, batch_rows=1 << 16):
+        end = first + len(chunk)
+        if end <= batch.first_line:
+            continue
+        lo = max(0, batch.first_line - first)
+        hi = min(len(chunk), batch.first_line + batch.line_count - first)
+        lines.extend(chunk[lo:hi])
+        if end >= batch.first_line + batch.line_count:
+            break
+    skip = frozenset(x - batch.first_line + 1 for x in batch.bad_lines)
+    built = list(
+        iter_batches(
+            lines,
+            kinds,
+            source=batch.source,
+            skip_lines=skip,
+            columns=schema.names,
+            batch_rows=max(1, len(lines)),
+        )
+    )
+    if not built:
+        return pa.RecordBatch.from_arrays([pa.nulls(0, type=f.type) for f in schema], schema=schema)
+    return built[0]

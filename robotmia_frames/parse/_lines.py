@@ -1,0 +1,110 @@
+"""Reading an export body as chunks of whole lines (gzip or plain, multi-member)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import types
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import IncompleteDownloadError, ParseError
+
+_gzip_impl: types.ModuleType
+try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
+    from isal import igzip as _gzip_impl
+except ImportError:  # pragma: no cover - platforms without wheels
+    _gzip_impl = gzip
+
+
+_BLOCK = 4 << 20
+BIG_BLOCK = 8 << 20
+#: Lines per batch: small enough that a batch's transient Python objects stay a few
+#: tens of MB, large enough that Arrow conversion dominates per-batch overhead.
+BATCH_ROWS = 16_384
+
+# ------------------------------------------------------------------------- lines
+
+
+@contextlib.contextmanager
+def opened(path: str | Path) -> Iterator[BinaryIO]:
+    """The file's bytes, inflated if it is gzip."""
+    p = Path(path)
+    try:
+        raw: BinaryIO = open(p, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"export file not found: {p}") from exc
+    try:
+        head = raw.read(2)
+        raw.seek(0)
+        if head != b"\x1f\x8b":
+            yield raw
+            return
+        with _gzip_impl.GzipFile(fileobj=raw, mode="rb") as stream:
+            yield stream
+    finally:
+        raw.close()
+
+
+def read_block(stream: BinaryIO, size: int, *, label: str, next_line: int) -> bytes:
+    """Up to ``size`` bytes; a truncated or corrupt gzip stream raises ours."""
+    try:
+        return stream.read(size)
+    except EOFError as exc:
+        raise IncompleteDownloadError(
+            f"{label}: the gzip stream ends early after line {next_line - 1} "
+            "(truncated file or download); download it again"
+        ) from exc
+    except (zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise ParseError(f"corrupt gzip data ({exc})", line_number=next_line, source=label) from exc
+
+
+def iter_line_chunks(
+    path: str | Path, *, label: str, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[int, list[bytes]]]:
+    """Yield ``(first_line_number, lines)`` chunks of a ``.jsonl``/``.jsonl.gz`` file.
+
+    Lines keep no ``\\n``; line numbers are 1-based physical lines. A truncated gzip
+    stream raises :class:`IncompleteDownloadError`, corrupt data :class:`ParseError`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_bytes(b'{"event":"a"}\\n\\n{"event":"b"}')
+        >>> list(iter_line_chunks(p, label="x"))
+        [(1, [b'{"event":"a"}', b'', b'{"event":"b"}'])]
+    """
+    first = 1
+    pending: list[bytes] = []
+    carry = b""
+    with opened(path) as stream:
+        while True:
+            block = read_block(stream, _BLOCK, label=label, next_line=first + len(pending))
+            if not block:
+                break
+            parts = (carry + block).split(b"\n") if carry else block.split(b"\n")
+            carry = parts.pop()
+            pending.extend(parts)
+            while len(pending) >= batch_rows:
+                yield first, pending[:batch_rows]
+                first += batch_rows
+                pending = pending[batch_rows:]
+        if carry:
+            pending.append(carry)
+        if pending:
+            yield first, pending
+
+
+def split_lines(chunk: bytes | memoryview) -> list[bytes]:
+    """The lines of a chunk from :func:`iter_line_blocks` (newlines dropped).
+
+    Example:
+        >>> split_lines(b'a\\n\\nb\\n')
+        [b'a', b'', b'b']
+    """
+    lines = bytes(chunk).split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines

@@ -1,0 +1,393 @@
+"""The bridge to the C scanner (``_scan``): a typed result, the type codes, threads.
+
+The scanner lays each property key's values out as Arrow buffers over a chunk's
+rows. Its result is read here into :class:`ScanResult` / :class:`ScannedColumn`
+(named fields, in the order ``_scan.c`` builds them) and wrapped into a
+:class:`~robotmia_frames.parse._batch.RawBatch` without copying.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import queue
+import threading
+import types
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple, TypeAlias
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from ._batch import RawBatch, RawColumn, values_column
+from ._lines import BATCH_ROWS, BIG_BLOCK, opened, read_block
+from .typepolicy import (
+    BOOL,
+    FLOAT,
+    INT,
+    NULL,
+    STR,
+    TEXT,
+    Kind,
+    arrow_type,
+    list_of,
+)
+
+_gzip_impl: types.ModuleType
+try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
+    from isal import igzip as _gzip_impl
+except ImportError:  # pragma: no cover - platforms without wheels
+    _gzip_impl = gzip
+
+
+# ------------------------------------------------------------------ C scanner
+
+try:
+    from . import _scan
+except ImportError:  # pragma: no cover - built without a C compiler
+    _scan = None  # type: ignore[assignment]
+
+#: The scanner's result buffers (``_scan.Buffer``, read-only memory it owns).
+_Mem: TypeAlias = "bytes | _scan.Buffer"
+
+_T_NULL, _T_FALSE, _T_TRUE, _T_INT, _T_FLOAT, _T_STR, _T_RAW, _T_LIST = range(1, 9)
+# The scanner's kind codes (K_* in _scan.c); _K_PY leaves the column to Python.
+_K_PY, _K_NULL, _K_LIST = -1, 0, 6
+_KINDS: dict[int, Kind] = {0: NULL, 1: INT, 2: FLOAT, 3: BOOL, 4: STR, 5: TEXT}
+
+
+class ScannedColumn(NamedTuple):
+    """One property key of a scanned chunk, as ``_scan.scan`` lays it out.
+
+    ``code`` is the column's kind code (:data:`KIND_CODES`, or ``K_PY`` / ``K_LIST``);
+    ``valid`` holds one byte per row; ``values``/``text`` are the Arrow value and
+    string-data buffers. List columns fill the ``item_*`` fields for their elements
+    (``values`` is then the list offsets). ``K_PY`` columns (objects, mixed lists)
+    come as per-value ``tags`` (``T_*``) at ``rows`` with their ``ints``, ``floats``,
+    strings (``text_ends`` over ``text``) and raw JSON (``raw_ends`` over ``raw``).
+    """
+
+    key: str
+    code: int
+    valid: _Mem
+    values: _Mem
+    text: _Mem
+    item_code: int
+    item_exact: int
+    item_valid: _Mem
+    item_values: _Mem
+    item_text: _Mem
+    rows: _Mem
+    tags: _Mem
+    ints: _Mem
+    floats: _Mem
+    text_ends: _Mem
+    raw_ends: _Mem
+    raw: _Mem
+
+
+class ScanResult(NamedTuple):
+    """One chunk scanned by the C scanner: the ``event`` and ``time`` columns and
+    a :class:`ScannedColumn` per property key."""
+
+    rows: int
+    event_offsets: _Mem
+    event_data: _Mem
+    event_valid: _Mem
+    times: _Mem
+    time_valid: _Mem
+    columns: list[ScannedColumn]
+
+
+def scan_chunk(chunk: bytes | memoryview, keys: frozenset[str] | None) -> ScanResult | None:
+    """Scan one chunk of whole lines; None when the scanner declines it.
+
+    Example:
+        >>> got = scan_chunk(b'{"event":"a","properties":{"time":1,"n":2}}', None)
+        >>> got is None or [c.key for c in got.columns] == ["n"]
+        True
+    """
+    got = _scan.scan(chunk, _wanted(keys))
+    if got is None:
+        return None
+    rows, ev_offsets, ev_data, ev_ok, times, time_ok, columns = got
+    return ScanResult(
+        rows, ev_offsets, ev_data, ev_ok, times, time_ok, [ScannedColumn(*c) for c in columns]
+    )
+
+
+def iter_line_blocks(
+    path: str | Path, *, label: str, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[int, memoryview, int]]:
+    """Yield ``(first_line_number, chunk, line_count)`` for the C scanner.
+
+    Like :func:`iter_line_chunks`, but a chunk is the file's own bytes for
+    ``batch_rows`` lines (newlines included), not a list of lines: the scanner
+    finds the lines itself, and nothing is split unless a chunk needs the Python
+    engine (:func:`split_lines`). Needs the C scanner.
+    """
+    first = 1
+    pieces: list[memoryview] = []  # the lines read so far of the next chunk
+    pending = 0  # complete lines in pieces
+    with opened(path) as stream:
+        while True:
+            block = read_block(stream, BIG_BLOCK, label=label, next_line=first + pending)
+            if not block:
+                break
+            view = memoryview(block)
+            pos = 0
+            while pos < len(block):
+                end = _scan.cut(block, pos, batch_rows - pending)
+                if end < 0:  # the rest of the block is not a whole chunk yet
+                    pieces.append(view[pos:])
+                    pending += -1 - end
+                    break
+                # A chunk inside one block is a view of it; one spanning blocks is joined.
+                chunk = memoryview(b"".join([*pieces, view[pos:end]])) if pieces else view[pos:end]
+                yield first, chunk, batch_rows
+                first += batch_rows
+                pieces, pending, pos = [], 0, end
+        tail = b"".join(pieces)
+        if tail:
+            count = pending + (0 if tail.endswith(b"\n") else 1)
+            yield first, memoryview(tail), count
+
+
+def native_enabled() -> bool:
+    """Whether the C scanner is built and not switched off.
+
+    ``ROBOTMIA_FRAMES_NATIVE=0`` switches it off (the pure-Python engine gives
+    the same tables, more slowly).
+
+    Example:
+        >>> isinstance(native_enabled(), bool)
+        True
+    """
+    return _scan is not None and os.environ.get("ROBOTMIA_FRAMES_NATIVE", "1") != "0"
+
+
+def _bitmap(flags: _Mem, n: int) -> pa.Buffer | None:
+    ok = np.frombuffer(memoryview(flags), dtype=np.bool_)
+    if n == 0 or ok.all():
+        return None
+    return pa.py_buffer(np.packbits(ok, bitorder="little").tobytes())
+
+
+def _offsets(ends: _Mem) -> pa.Buffer:
+    return pa.py_buffer(b"\0\0\0\0" + ends)
+
+
+def _wanted(keys: frozenset[str] | None) -> list[str] | None:
+    return None if keys is None else sorted(keys)
+
+
+def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) -> RawBatch | None:
+    """One result of ``_scan.scan`` as a :class:`RawBatch`.
+
+    None when a column needs the batch decoded again exactly (see
+    :func:`_values_column`): the caller parses the chunk in Python.
+    """
+    n = got.rows
+    event = pa.Array.from_buffers(
+        pa.string(),
+        n,
+        [
+            _bitmap(got.event_valid, n),
+            pa.py_buffer(got.event_offsets),
+            pa.py_buffer(got.event_data),
+        ],
+    )
+    time = pa.Array.from_buffers(
+        pa.float64(), n, [_bitmap(got.time_valid, n), pa.py_buffer(got.times)]
+    )
+    columns: dict[str, RawColumn] = {}
+    for c in got.columns:
+        col: RawColumn | None
+        if c.code == _K_PY:
+            col = _mixed_column(
+                np.frombuffer(memoryview(c.rows), dtype=np.int32),
+                np.frombuffer(memoryview(c.tags), dtype=np.uint8),
+                c.ints,
+                c.floats,
+                c.text_ends,
+                c.text,
+                c.raw_ends,
+                c.raw,
+                n,
+            )
+            if col is None:
+                return None
+        elif c.code == _K_NULL:
+            col = RawColumn(pa.nulls(n), NULL)
+        elif c.code == _K_LIST:
+            item = _KINDS[c.item_code]
+            m = int(np.frombuffer(memoryview(c.values), dtype=np.int32)[-1]) if n else 0
+            child = _placed(item, m, c.item_valid, c.item_values, c.item_text)
+            kind = list_of(item)
+            array = pa.Array.from_buffers(
+                arrow_type(kind), n, [_buffer(c.valid), pa.py_buffer(c.values)], children=[child]
+            )
+            col = RawColumn(array, kind, bool(c.item_exact))
+        else:
+            kind = _KINDS[c.code]
+            col = RawColumn(_placed(kind, n, c.valid, c.values, c.text), kind, bool(c.item_exact))
+            if kind is FLOAT and c.item_values:  # c.ints and c.floats: their JSON c.text too
+                col.text = pa.Array.from_buffers(
+                    pa.string(),
+                    n,
+                    [_buffer(c.valid), pa.py_buffer(c.item_values), pa.py_buffer(c.text)],
+                )
+        columns[c.key] = col
+    return RawBatch(
+        source=source,
+        first_line=first_line,
+        line_count=line_count,
+        num_rows=n,
+        event=event,
+        time=time,
+        columns=columns,
+    )
+
+
+def _buffer(data: _Mem) -> pa.Buffer | None:
+    return pa.py_buffer(data) if data else None
+
+
+def _placed(kind: Kind, n: int, valid: _Mem, values: _Mem, text: _Mem) -> pa.Array:
+    """An array from the scanner's buffers, already laid out over its ``n`` rows."""
+    if kind is NULL:
+        return pa.nulls(n)
+    buffers = [_buffer(valid), pa.py_buffer(values)]
+    if kind is STR or kind is TEXT:
+        buffers.append(pa.py_buffer(text))
+    return pa.Array.from_buffers(arrow_type(kind), n, buffers)
+
+
+def _mixed_column(
+    rows: np.ndarray,
+    tags: np.ndarray,
+    ints: _Mem,
+    flts: _Mem,
+    t_ends: _Mem,
+    t_data: _Mem,
+    r_ends: _Mem,
+    r_data: _Mem,
+    n: int,
+) -> RawColumn | None:
+    """A key whose values hold lists or objects (or odd floats): typed in Python."""
+    values: list[Any] = [None] * len(tags)
+    counts_raw = len(r_ends)
+    for tag, decoded in (
+        (_T_INT, lambda: np.frombuffer(memoryview(ints), dtype=np.int64).tolist()),
+        (_T_FLOAT, lambda: np.frombuffer(memoryview(flts), dtype=np.float64).tolist()),
+        (_T_TRUE, None),
+        (_T_FALSE, None),
+        (_T_STR, lambda: _strings(t_ends, t_data, tags)),
+        (_T_RAW, lambda: _raw_values(r_ends, r_data)),
+    ):
+        where = np.flatnonzero(_is_nested(tags) if tag == _T_RAW else tags == tag).tolist()
+        if not where:
+            continue
+        if decoded is None:
+            flag = tag == _T_TRUE
+            for i in where:
+                values[i] = flag
+            continue
+        try:
+            for i, v in zip(where, decoded(), strict=True):
+                values[i] = v
+        except orjson.JSONDecodeError:
+            return None  # e.g. a float beyond double range inside a list
+    return values_column(values, rows, n, check_big=bool(counts_raw), ordered=True)
+
+
+def _is_nested(tags: np.ndarray) -> np.ndarray:
+    nested: np.ndarray = (tags == _T_RAW) | (tags == _T_LIST)
+    return nested
+
+
+def _strings(ends: _Mem, data: _Mem, tags: np.ndarray) -> list[Any]:
+    texts = pa.Array.from_buffers(
+        pa.string(), len(tags), [None, _offsets(ends), pa.py_buffer(data)]
+    )
+    return list(texts.filter(pa.array(tags == _T_STR)).to_pylist())
+
+
+def _raw_values(ends: _Mem, data: _Mem) -> list[Any]:
+    view = memoryview(data)
+    out = []
+    start = 0
+    loads = orjson.loads
+    for end in np.frombuffer(memoryview(ends), dtype=np.int32).tolist():
+        out.append(loads(view[start:end]))
+        start = end
+    return out
+
+
+_TRIM_EVERY = 8
+_END = object()
+
+
+def prescan(
+    chunks: Iterator[tuple[int, memoryview, int]], keys: frozenset[str] | None
+) -> Iterator[tuple[int, memoryview, int, Any]]:
+    """Read and inflate chunks in one helper thread and C-scan them in others.
+
+    Yields ``(first_line, chunk, line_count, scan result or None if declined)``.
+
+    Inflating and scanning release the GIL, so on two cores they overlap the
+    Arrow building of earlier chunks here; at most a few chunks are in flight.
+    Errors (a truncated or corrupt file) are raised here, after every chunk
+    before them; closing this generator stops both threads.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+    scanner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="robotmia-frames-scan")
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for first, chunk, count in chunks:
+                if not put((first, chunk, count, scanner.submit(scan_chunk, chunk, keys))):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+        finally:
+            if isinstance(chunks, types.GeneratorType):
+                chunks.close()
+
+    thread = threading.Thread(target=produce, name="robotmia-frames-scan", daemon=True)
+    thread.start()
+    taken = 0
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            first, chunk, count, scanning = item
+            got = scanning.result()
+            taken += 1
+            if taken % _TRIM_EVERY == 0:
+                _scan.trim()
+            yield first, chunk, count, got
+    finally:
+        stop.set()
+        thread.join()
+        scanner.shutdown(wait=True, cancel_futures=True)
+
+
+#: Files smaller than this (on disk, compressed or not) are parsed in-process.

@@ -1,0 +1,365 @@
+"""One HTTP attempt: sessions, sending, classifying failures, receiving a verified body."""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import http.client
+import json
+import logging
+import math
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import closing, suppress
+from typing import IO, NoReturn
+from urllib.parse import urljoin
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from requests.auth import HTTPBasicAuth
+
+from .._redact import redact, redact_url
+from ._config import DEFAULT_USER_AGENT, TransportConfig, WindowRequest, origin
+from ._verify import CHUNK_SIZE, BodyVerifier, Truncated
+
+logger = logging.getLogger("robotmia_frames.transport")
+
+
+#: Redirects followed per attempt (same scheme, host and port only).
+MAX_REDIRECTS = 5
+#: How much of an error body is read to find the server's message.
+_ERROR_BODY_LIMIT = 64 * 1024
+#: How much of a text error body ends up in ``APIError.server_message``.
+_SERVER_MESSAGE_LIMIT = 500
+
+# --------------------------------------------------------------------------- sessions
+
+
+def make_session(
+    *, user_agent: str = DEFAULT_USER_AGENT, pool_maxsize: int = 10
+) -> requests.Session:
+    """A ``requests.Session`` for the export endpoint (our User-Agent, a connection pool).
+
+    Environment proxies and CA settings are honoured as usual. Close it when done.
+
+    Example:
+        >>> with make_session() as session:
+        ...     session.headers["User-Agent"].startswith("robotmia-frames/")
+        True
+    """
+    session = requests.Session()
+    session.headers["User-Agent"] = user_agent
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+# --------------------------------------------------------------------------- failures
+
+
+class AttemptFailed(Exception):
+    """One try failed. ``kind`` picks the public exception if it is the last one."""
+
+    def __init__(
+        self,
+        kind: str,
+        reason: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        server_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(redact(reason))
+        self.kind = kind  # "auth" | "status" | "network" | "incomplete"
+        self.reason = redact(reason)
+        self.retryable = retryable
+        self.status_code = status_code
+        self.server_message = server_message
+        self.retry_after = retry_after
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its causes and contexts, and exceptions carried in ``args``."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        yield cur
+        todo.extend(a for a in cur.args if isinstance(a, BaseException))
+        for nxt in (cur.__cause__, cur.__context__):
+            if nxt is not None:
+                todo.append(nxt)
+
+
+def _is_cert_failure(exc: BaseException) -> bool:
+    for cur in _chain(exc):
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(cur):
+            return True
+    return False
+
+
+def _is_truncation(exc: BaseException) -> bool:
+    for cur in _chain(exc):
+        if isinstance(cur, http.client.IncompleteRead):
+            return True
+        if "ended prematurely" in str(cur):
+            return True
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    return redact(f"{type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- one attempt
+
+
+def send(
+    session: requests.Session,
+    config: TransportConfig,
+    url: str,
+    params: dict[str, str] | None,
+    *,
+    method: str = "GET",
+    data: dict[str, str] | None = None,
+) -> requests.Response:
+    try:
+        return session.request(
+            method,
+            url,
+            params=params,
+            data=data,
+            auth=HTTPBasicAuth(config.api_secret.encode("utf-8"), b""),
+            headers={"Accept-Encoding": "gzip", "User-Agent": config.user_agent},
+            stream=True,
+            timeout=(config.connect_timeout, config.read_timeout),
+            allow_redirects=False,
+            verify=config.verify,
+        )
+    except requests.exceptions.SSLError as exc:
+        if _is_cert_failure(exc):
+            raise AttemptFailed(
+                "network",
+                f"TLS certificate verification failed ({describe(exc)}); pass verify= with "
+                "the path of the right CA bundle",
+                retryable=False,
+            ) from exc
+        raise AttemptFailed("network", f"TLS error ({describe(exc)})", retryable=True) from exc
+    except requests.exceptions.ConnectTimeout as exc:
+        raise AttemptFailed(
+            "network",
+            f"connecting timed out after {config.connect_timeout:g} s ({describe(exc)})",
+            retryable=True,
+        ) from exc
+    except requests.exceptions.Timeout as exc:
+        raise AttemptFailed(
+            "network",
+            f"no answer within read_timeout={config.read_timeout:g} s ({describe(exc)})",
+            retryable=True,
+        ) from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise AttemptFailed(
+            "network", f"connection failed ({describe(exc)})", retryable=True
+        ) from exc
+    except requests.exceptions.RequestException as exc:
+        raise AttemptFailed(
+            "network", f"request failed ({describe(exc)})", retryable=False
+        ) from exc
+
+
+def export_attempt(
+    session: requests.Session,
+    config: TransportConfig,
+    request: WindowRequest,
+    sink: IO[bytes],
+) -> tuple[bool, int]:
+    """One try, redirects included. Returns ``(compressed, bytes_received)``."""
+    url = config.base_url
+    params: dict[str, str] | None = request.params()
+    home = origin(url)
+    for _hop in range(MAX_REDIRECTS + 1):
+        resp = send(session, config, url, params)
+        try:
+            status = resp.status_code
+            if status == 200:
+                return _receive(resp, config, sink)
+            if 300 <= status < 400 and resp.headers.get("Location"):
+                target = urljoin(resp.url or url, resp.headers["Location"])
+                if origin(target) != home:
+                    raise AttemptFailed(
+                        "status",
+                        f"the server redirected (HTTP {status}) to another host or scheme "
+                        f"({redact_url(target)}); the request was not followed so that the "
+                        "API secret is not sent there",
+                        retryable=False,
+                        status_code=status,
+                    )
+                url, params = target, None  # the Location carries its own query
+                continue
+            fail_on_status(resp, config)
+        finally:
+            resp.close()
+    raise AttemptFailed(
+        "status", f"more than {MAX_REDIRECTS} redirects", retryable=False, status_code=status
+    )
+
+
+def _server_message(resp: requests.Response) -> str | None:
+    try:
+        raw = resp.raw.read(_ERROR_BODY_LIMIT, decode_content=True) if resp.raw else b""
+    except Exception:  # a broken error body must not hide the status
+        return None
+    if not raw:
+        return None
+    text = raw.decode(resp.encoding or "utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return redact(body["error"])
+    return redact(text.strip()[:_SERVER_MESSAGE_LIMIT]) or None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def fail_on_status(resp: requests.Response, config: TransportConfig) -> NoReturn:
+    status = resp.status_code
+    message = _server_message(resp)
+    if status in (401, 403):
+        raise AttemptFailed(
+            "auth", f"HTTP {status}", retryable=False, status_code=status, server_message=message
+        )
+    retryable = status == 429 or status >= 500
+    raise AttemptFailed(
+        "status",
+        f"HTTP {status}" + (f": {message}" if message else ""),
+        retryable=retryable,
+        status_code=status,
+        server_message=message,
+        retry_after=_parse_retry_after(resp.headers.get("Retry-After")) if retryable else None,
+    )
+
+
+def body_failure(exc: BaseException, received: int, config: TransportConfig) -> AttemptFailed:
+    """The (retryable) :class:`AttemptFailed` for an error raised while reading a body.
+
+    Example:
+        >>> import http.client
+        >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret")
+        >>> body_failure(http.client.IncompleteRead(b"x"), 1, config).kind
+        'incomplete'
+    """
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return AttemptFailed(
+            "network",
+            f"the body stalled for more than read_timeout={config.read_timeout:g} s "
+            f"after {received} bytes",
+            retryable=True,
+        )
+    if _is_truncation(exc):
+        return AttemptFailed(
+            "incomplete",
+            f"the body was cut off after {received} bytes ({describe(exc)})",
+            retryable=True,
+        )
+    return AttemptFailed(
+        "network",
+        f"the connection broke after {received} bytes ({describe(exc)})",
+        retryable=True,
+    )
+
+
+def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) -> tuple[bool, int]:
+    """Stream the raw (still encoded) body into ``sink``, verifying it on the way."""
+    expected: int | None = None
+    if "chunked" not in resp.headers.get("Transfer-Encoding", "").lower():
+        with suppress(ValueError):
+            expected = int(resp.headers.get("Content-Length", ""))
+    verifier = BodyVerifier()
+    received = 0
+    chunks = resp.raw.stream(CHUNK_SIZE, decode_content=False)
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            break
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            raise body_failure(exc, received, config) from exc
+        if not chunk:
+            continue
+        sink.write(chunk)
+        received += len(chunk)
+        try:
+            verifier.feed(chunk)
+        except Truncated as exc:
+            raise AttemptFailed("incomplete", str(exc), retryable=True) from exc.__cause__
+    if expected is not None and received < expected:
+        raise AttemptFailed(
+            "incomplete",
+            f"the body ended after {received} of {expected} bytes (Content-Length)",
+            retryable=True,
+        )
+    try:
+        verifier.finish()
+    except Truncated as exc:
+        raise AttemptFailed(
+            "incomplete", f"{exc} after {received} bytes", retryable=True
+        ) from exc.__cause__
+    return bool(verifier.compressed), received
+
+
+def open_response(
+    session: requests.Session,
+    config: TransportConfig,
+    *,
+    url: str | None = None,
+    method: str = "GET",
+    params: dict[str, str] | None = None,
+    data: dict[str, str] | None = None,
+) -> requests.Response:
+    """One try: send a request and return the 200 response, its body not read yet.
+
+    The request carries ``config``'s Basic auth, timeouts, TLS settings and
+    ``Accept-Encoding: gzip``; redirects are not followed. Connection failures and
+    every other status raise :class:`AttemptFailed`, classified as for exports (401
+    and 403 final; 429 and 5xx retryable, with their ``Retry-After``). Close the
+    response when done.
+
+    Example:
+        >>> config = TransportConfig(base_url="https://robotmia.com/api/2.0/engage",
+        ...                          api_secret="my-secret")
+        >>> with make_session() as s:  # doctest: +SKIP
+        ...     resp = open_response(s, config, method="POST", data={"page_size": "10"})
+    """
+    resp = send(session, config, url or config.base_url, params, method=method, data=data)
+    if resp.status_code == 200:
+        return resp
+    with closing(resp):
+        fail_on_status(resp, config)

@@ -1,0 +1,255 @@
+"""The one retry loop (exports and engage pages): backoff, Retry-After, final errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+
+from .._fsutil import fsync_dir
+from .._redact import redact, redact_url
+from ..errors import (
+    APIError,
+    AuthenticationError,
+    IncompleteDownloadError,
+    NetworkError,
+    RobotmiaError,
+)
+from ._config import DEFAULT_BASE_URL, DownloadResult, RetryEvent, TransportConfig, WindowRequest
+from ._http import AttemptFailed, export_attempt, make_session
+from ._ratelimit import RateLimiter
+
+logger = logging.getLogger("robotmia_frames.transport")
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def retry_delay(config: TransportConfig, attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before retrying after try ``attempt`` (1-based): full-jitter
+    exponential backoff, or the server's ``Retry-After`` (capped by ``max_retry_after``).
+
+    Example:
+        >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret")
+        >>> retry_delay(config, 1, retry_after=7.0)
+        7.0
+    """
+    cap = min(config.backoff_max, config.backoff_base * 2.0 ** min(attempt - 1, 60))
+    delay = random.uniform(0.0, cap)
+    if retry_after is not None:
+        jitter = random.uniform(0.0, min(1.0, config.backoff_base))
+        delay = min(config.max_retry_after, max(retry_after, jitter))
+    return delay
+
+
+_EXPORT_HINTS = {
+    400: " Check the dates, the event names and the where expression.",
+    404: f" Check base_url (the export endpoint is {DEFAULT_BASE_URL}).",
+}
+
+
+def final_error(
+    failure: AttemptFailed,
+    attempts: int,
+    config: TransportConfig,
+    label: str,
+    *,
+    hints: Mapping[int, str] | None = None,
+) -> RobotmiaError:
+    """The public error for the last failed try of a request (``label`` names it).
+
+    ``hints`` maps HTTP statuses to advice appended to the message (default: the
+    export endpoint's). Used by every endpoint, so messages read the same.
+
+    Example:
+        >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret")
+        >>> failure = AttemptFailed("status", "HTTP 503", retryable=True, status_code=503)
+        >>> str(final_error(failure, 6, config, "window 2024-01-05"))  # doctest: +ELLIPSIS
+        'robotmia answered HTTP 503 for https://data.robotmia.com/... after 6 attempts: ...'
+    """
+    url = redact_url(config.base_url)
+    where = f"{url} ({label})"
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    if failure.kind == "auth":
+        detail = failure.server_message or "no message"
+        return AuthenticationError(
+            redact(
+                f"robotmia rejected the API secret (HTTP {failure.status_code}) for {where}: "
+                f"{detail}. Check ROBOTMIA_API_SECRET / api_secret."
+            ),
+            status_code=failure.status_code,
+        )
+    if failure.kind == "status":
+        if failure.status_code is None or failure.status_code < 400:
+            text = f"Could not download {where}: {failure.reason}."
+        else:
+            hint = (_EXPORT_HINTS if hints is None else hints).get(failure.status_code, "")
+            if failure.retryable:
+                hint = " The server kept failing; try again later or raise max_retries."
+            detail = failure.server_message or "no message"
+            after = f" after {tries}" if attempts > 1 else ""
+            text = (
+                f"robotmia answered HTTP {failure.status_code} for {where}{after}: {detail}.{hint}"
+            )
+        return APIError(
+            redact(text), status_code=failure.status_code, server_message=failure.server_message
+        )
+    if failure.kind == "incomplete":
+        return IncompleteDownloadError(
+            redact(
+                f"The export {where} arrived incomplete after {tries}: {failure.reason}. "
+                "Nothing was kept; try again later."
+            )
+        )
+    return NetworkError(
+        redact(
+            f"Could not download {where} after {tries}: {failure.reason}. "
+            "Check the network (large exports may need a longer read_timeout)."
+        )
+    )
+
+
+def retrying(
+    attempt: Callable[[], T],
+    config: TransportConfig,
+    label: str,
+    *,
+    limiter: RateLimiter | None = None,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    hints: Mapping[int, str] | None = None,
+    final: Callable[[AttemptFailed, int], None] | None = None,
+) -> tuple[T, int]:
+    """Run ``attempt`` until it succeeds; return its value and the number of tries.
+
+    The one retry loop of every endpoint. Each try holds a ``limiter`` slot; an
+    :class:`AttemptFailed` that is retryable is retried ``config.max_retries`` times
+    after :func:`retry_delay` (a ``Retry-After`` also pauses the limiter). ``final``
+    sees each failure first and may raise an error of its own. The last failure
+    becomes the public error of :func:`final_error`, naming ``label``.
+
+    Example:
+        >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="s", max_retries=2)
+        >>> tries = iter([AttemptFailed("network", "reset", retryable=True), None])
+        >>> def attempt():
+        ...     failure = next(tries)
+        ...     if failure is not None:
+        ...         raise failure
+        ...     return "body"
+        >>> retrying(attempt, config, "window 2024-01-05", sleep=lambda s: None)
+        ('body', 2)
+    """
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            if limiter is None:
+                return attempt(), tries
+            with limiter.slot():
+                return attempt(), tries
+        except AttemptFailed as failure:
+            if limiter is not None and failure.retry_after:
+                limiter.pause(min(failure.retry_after, config.max_retry_after))
+            if final is not None:
+                final(failure, tries)
+            if not failure.retryable or tries > config.max_retries:
+                raise final_error(failure, tries, config, label, hints=hints) from (
+                    failure.__cause__
+                )
+            delay = retry_delay(config, tries, failure.retry_after)
+            logger.info(
+                "%s",
+                redact(
+                    f"robotmia {redact_url(config.base_url)} {label}: try {tries} of "
+                    f"{config.max_retries + 1} failed ({failure.reason}); retrying in {delay:.2f} s"
+                ),
+            )
+            if on_retry is not None:
+                on_retry(RetryEvent(tries, delay, failure.reason, failure.status_code))
+            sleep(delay)
+
+
+def download_window(
+    config: TransportConfig,
+    request: WindowRequest,
+    dest: Path,
+    *,
+    session: requests.Session | None = None,
+    on_retry: Callable[[RetryEvent], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    limiter: RateLimiter | None = None,
+) -> DownloadResult:
+    """Download one export window to ``dest``, complete and verified, or raise.
+
+    The body is written, still compressed as received, to a hidden temporary file in
+    ``dest``'s directory and renamed onto ``dest`` only once it is known complete. On
+    failure ``dest`` is left as it was and no temporary file remains. Retries (429,
+    5xx, resets, timeouts, truncated bodies) start the window again from scratch.
+
+    Raises:
+        AuthenticationError: 401/403 (never retried).
+        APIError: other non-2xx answers (400/404 at once, 429/5xx after retries),
+            or a redirect to another host.
+        IncompleteDownloadError: the body ended early on every try.
+        NetworkError: connection failures and timeouts on every try.
+
+    Example:
+        >>> import datetime, pathlib
+        >>> config = TransportConfig(base_url="https://data.robotmia.com/api/2.0/export/",
+        ...                          api_secret="my-secret")
+        >>> day = WindowRequest(datetime.date(2024, 1, 5), datetime.date(2024, 1, 5))
+        >>> result = download_window(config, day, pathlib.Path("2024-01-05.jsonl.gz"))  # doctest: +SKIP
+        >>> result.compressed, result.attempts  # doctest: +SKIP
+        (True, 1)
+    """
+    dest = Path(dest)
+    own_session = session is None
+    active = session if session is not None else make_session(user_agent=config.user_agent)
+    tmp: Path | None = None
+    done = False
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "w+b") as sink:
+
+            def attempt() -> tuple[bool, int]:
+                sink.seek(0)
+                sink.truncate()
+                return export_attempt(active, config, request, sink)
+
+            (compressed, received), attempts = retrying(
+                attempt,
+                config,
+                f"window {request.label}",
+                limiter=limiter,
+                on_retry=on_retry,
+                sleep=sleep,
+            )
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(tmp, dest)
+        done = True
+        fsync_dir(dest.parent)
+    finally:
+        if tmp is not None and not done:
+            with suppress(OSError):
+                tmp.unlink()
+        if own_session:
+            active.close()
+    return DownloadResult(
+        path=dest,
+        compressed=compressed,
+        bytes_received=received,
+        attempts=attempts,
+        request=request,
+    )

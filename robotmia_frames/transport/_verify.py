@@ -1,0 +1,127 @@
+"""Body verification while it streams: gzip trailers, the "terminated early" marker."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+#: Size of one raw read from the socket and of one bounded decompression step.
+CHUNK_SIZE = 1 << 20
+#: Decompressed bytes kept to inspect the last line (a longer line is data, not a marker).
+_TAIL_LIMIT = 64 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_TERMINATED_EARLY = b"terminated early"
+
+# --------------------------------------------------------------------------- body verification
+
+
+class Truncated(Exception):
+    """The body is incomplete or corrupt; retryable."""
+
+
+class BodyVerifier:
+    """Checks a body chunk by chunk: gzip members to their trailers, then the last line.
+
+    Decompressed output is thrown away except a tail used to look at the last line.
+    """
+
+    def __init__(self) -> None:
+        self.compressed: bool | None = None
+        self._head = b""
+        self._inflater: zlib._Decompress | None = None
+        self._state = "member"  # gzip: "member" | "between" | "padding"
+        self._tail = b""
+        self._tail_seen = 0  # total bytes passed through the tail
+
+    def feed(self, data: bytes) -> None:
+        if self.compressed is None:
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, b""
+            self.compressed = data.startswith(_GZIP_MAGIC)
+            if self.compressed:
+                self._inflater = zlib.decompressobj(wbits=31)
+        if self.compressed:
+            self._inflate(data)
+        else:
+            self._keep(data)
+
+    def _inflate(self, data: bytes) -> None:
+        while data:
+            if self._state == "padding":
+                if data.strip(b"\x00"):
+                    raise Truncated("non-zero bytes after the gzip padding")
+                return
+            if self._state == "between":
+                if data[0] == 0:
+                    self._state = "padding"
+                    continue
+                self._inflater = zlib.decompressobj(wbits=31)
+                self._state = "member"
+            inflater = self._inflater
+            assert inflater is not None
+            try:
+                while True:
+                    out = inflater.decompress(data, CHUNK_SIZE)
+                    self._keep(out)
+                    data = inflater.unconsumed_tail
+                    if inflater.eof or (not data and len(out) < CHUNK_SIZE):
+                        break
+            except zlib.error as exc:
+                raise Truncated(f"corrupt gzip data ({exc})") from exc
+            if not inflater.eof:
+                return
+            self._state = "between"
+            data = inflater.unused_data
+
+    def _keep(self, out: bytes) -> None:
+        if out:
+            self._tail = (self._tail + out)[-_TAIL_LIMIT:]
+            self._tail_seen += len(out)
+
+    def finish(self) -> None:
+        """Raise :class:`Truncated` unless the body is complete."""
+        if self.compressed is None:
+            if self._head == _GZIP_MAGIC[:1]:
+                raise Truncated("the gzip body ended after one byte")
+            self.compressed = False
+            self._keep(self._head)
+            self._head = b""
+        if self.compressed:
+            inflater = self._inflater
+            assert inflater is not None
+            if self._state == "member":
+                try:
+                    self._keep(inflater.flush())
+                except zlib.error as exc:  # pragma: no cover - flush rarely raises
+                    raise Truncated(f"corrupt gzip data ({exc})") from exc
+                if not inflater.eof:
+                    raise Truncated("the gzip stream ended before its trailer")
+        line = self._last_line()
+        if line is None or _is_json_object(line):
+            return
+        shown = line[:200].decode("utf-8", "replace")
+        if _TERMINATED_EARLY in line.lower():
+            raise Truncated(f"the server terminated the export early ({shown!r})")
+        if line.startswith(b"{") and not self._tail.endswith(b"\n"):
+            # Every line of an export ends with a newline: a body that stops inside
+            # what starts as an export line but is not a whole JSON object was cut off
+            # (a plain body without Content-Length has no other sign of it).
+            raise Truncated(f"the body ends in the middle of a line ({shown[-80:]!r})")
+
+    def _last_line(self) -> bytes | None:
+        text = self._tail.rstrip()
+        if not text:
+            return None
+        cut = text.rfind(b"\n")
+        if cut < 0 and self._tail_seen > len(self._tail):
+            return None  # a line longer than the tail: data, not a marker
+        return text[cut + 1 :].strip()
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
