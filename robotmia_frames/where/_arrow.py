@@ -42,8 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InvalidArgumentError
-from ..timeconv import resolve_timezone
 from ..parse import KIND_METADATA_KEY
+from ..timeconv import resolve_timezone
 from ._ast import (
     AnyExpr,
     Arith,
