@@ -45,7 +45,8 @@ __all__ = [
 
 #: A day: ``'YYYY-MM-DD'`` or a :class:`datetime.date`.
 DateLike: TypeAlias = str | dt.date
-ReturnType = Literal["pandas", "arrow"]
+ReturnType = Literal["pandas", "arrow", "polars"]
+RETURN_TYPES: tuple[str, ...] = ("pandas", "arrow", "polars")
 SECRET_ENV = "ROBOTMIA_API_SECRET"
 TIMEZONE_ENV = "ROBOTMIA_PROJECT_TIMEZONE"
 BASE_URL_ENV = "ROBOTMIA_BASE_URL"
@@ -190,14 +191,24 @@ def base_url(url: Any, region: Any) -> str:
 
 
 def return_type(value: Any) -> ReturnType:
-    """``return_type=``: ``"pandas"`` or ``"arrow"``.
+    """``return_type=``: ``"pandas"``, ``"arrow"`` or ``"polars"`` (the ``[polars]`` extra).
 
     Example:
         >>> return_type("arrow")
         'arrow'
     """
-    if value not in ("pandas", "arrow"):
-        raise InvalidArgumentError(f"return_type must be 'pandas' or 'arrow', got {value!r}")
+    if value not in RETURN_TYPES:
+        raise InvalidArgumentError(
+            f"return_type must be 'pandas', 'arrow' or 'polars', got {value!r}"
+        )
+    if value == "polars":
+        try:
+            import polars  # noqa: F401
+        except ImportError:
+            raise InvalidArgumentError(
+                "return_type='polars' needs polars, which is not installed: "
+                "pip install polars (or pip install 'robotmia-frames[polars]')"
+            ) from None
     return value  # type: ignore[no-any-return]
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +33,9 @@ from ._version import __version__
 from .errors import InvalidArgumentError
 from .parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
 from .timeconv import TIME_TYPE, local_seconds_to_utc
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -409,9 +412,15 @@ def batches(
 
 def deliver(
     table: pa.Table, return_type: _options.ReturnType, dtype_backend: sinks.DtypeBackend
-) -> pd.DataFrame | pa.Table:
+) -> pd.DataFrame | pa.Table | pl.DataFrame:
+    """The result table as the caller asked: Arrow as is, polars without a copy
+    (``polars.from_arrow`` keeps the Arrow buffers), else pandas."""
     if return_type == "arrow":
         return table
+    if return_type == "polars":
+        import polars
+
+        return polars.from_arrow(table, rechunk=False)
     return sinks.to_pandas(table, dtype_backend=dtype_backend)
 
 

@@ -24,6 +24,7 @@ from ._pipeline import ExportSummary
 from .client import Client
 
 if TYPE_CHECKING:
+    import polars as pl
     from typing_extensions import Unpack
 
     from . import _typing
@@ -65,6 +66,14 @@ def read_robotmia_export(
     return_type: Literal["arrow"],
     **options: Unpack[_typing.ApiReadRobotmiaExport],
 ) -> pa.Table: ...
+@overload
+def read_robotmia_export(
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    return_type: Literal["polars"],
+    **options: Unpack[_typing.ApiReadRobotmiaExport],
+) -> pl.DataFrame: ...
 def read_robotmia_export(
     from_date: DateLike,
     to_date: DateLike,
@@ -93,13 +102,14 @@ def read_robotmia_export(
     retry_backoff: float = 1.0,
     verify: bool | str = True,
     progress: _progress.ProgressArg = None,
-) -> pd.DataFrame | pa.Table:
+) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
     Returns a pandas DataFrame (nullable dtypes; ``dtype_backend="pyarrow"`` for
-    ``ArrowDtype``) or, with ``return_type="arrow"``, a :class:`pyarrow.Table`, with
-    columns ``event``, ``time`` (UTC) and ``properties.<key>``. The range is fetched
-    as day windows, ``concurrency`` at a time within ``rate_limit``; every body is
+    ``ArrowDtype``) or, with ``return_type="arrow"``, a :class:`pyarrow.Table`
+    (``return_type="polars"``: a ``polars.DataFrame`` over the same Arrow memory, with
+    the ``[polars]`` extra), with columns ``event``, ``time`` (UTC) and
+    ``properties.<key>``. The range is fetched as day windows, ``concurrency`` at a time within ``rate_limit``; every body is
     verified complete before it is parsed. With ``parquet_path`` the same rows are
     also written as a Hive-partitioned dataset (``date=YYYY-MM-DD/``), one atomic day
     at a time. Failed requests are retried ``max_retries`` times with full-jitter
@@ -137,6 +147,13 @@ def read_export_file(
     return_type: Literal["arrow"],
     **options: Unpack[_typing.ApiReadExportFile],
 ) -> pa.Table: ...
+@overload
+def read_export_file(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["polars"],
+    **options: Unpack[_typing.ApiReadExportFile],
+) -> pl.DataFrame: ...
 def read_export_file(
     path: str | os.PathLike[str],
     *,
@@ -150,7 +167,7 @@ def read_export_file(
     event: str | Sequence[str] | None = None,
     where: str | None = None,
     progress: _progress.ProgressArg = None,
-) -> pd.DataFrame | pa.Table:
+) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Read a saved export (``.jsonl`` or ``.jsonl.gz``, multi-member gzip included).
 
     Gives exactly what :func:`read_robotmia_export` gives for the same lines. ``event``
@@ -282,6 +299,13 @@ def read_parquet_dataset(
     return_type: Literal["arrow"],
     **options: Unpack[_typing.ApiReadParquetDataset],
 ) -> pa.Table: ...
+@overload
+def read_parquet_dataset(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["polars"],
+    **options: Unpack[_typing.ApiReadParquetDataset],
+) -> pl.DataFrame: ...
 def read_parquet_dataset(
     path: str | os.PathLike[str],
     *,
@@ -295,7 +319,7 @@ def read_parquet_dataset(
     where: str | None = None,
     project_timezone: str | None = None,
     progress: _progress.ProgressArg = None,
-) -> pd.DataFrame | pa.Table:
+) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Read a dataset written by this library back as one table.
 
     Days with different column sets or types are unified by the same type policy;
@@ -327,6 +351,10 @@ def read_robotmia_profiles(
 def read_robotmia_profiles(
     *, return_type: Literal["arrow"], **options: Unpack[_typing.ApiReadRobotmiaProfiles]
 ) -> pa.Table: ...
+@overload
+def read_robotmia_profiles(
+    *, return_type: Literal["polars"], **options: Unpack[_typing.ApiReadRobotmiaProfiles]
+) -> pl.DataFrame: ...
 def read_robotmia_profiles(
     *,
     where: str | None = None,
@@ -346,7 +374,7 @@ def read_robotmia_profiles(
     rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
     timeout: float | None = None,
     verify: bool | str = True,
-) -> pd.DataFrame | pa.Table:
+) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Export people profiles (``/api/2.0/engage``) as one table.
 
     Columns: ``distinct_id`` (string, from ``$distinct_id``), then one

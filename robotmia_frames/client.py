@@ -21,6 +21,7 @@ from .parse import Kind, unify_into
 from .timeconv import resolve_timezone
 
 if TYPE_CHECKING:
+    import polars as pl
     from typing_extensions import Self, Unpack
 
     from . import _typing
@@ -137,6 +138,15 @@ class Client:
         return_type: Literal["arrow"],
         **options: Unpack[_typing.ClientReadRobotmiaExport],
     ) -> pa.Table: ...
+    @overload
+    def read_robotmia_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        return_type: Literal["polars"],
+        **options: Unpack[_typing.ClientReadRobotmiaExport],
+    ) -> pl.DataFrame: ...
     def read_robotmia_export(
         self,
         from_date: DateLike,
@@ -156,7 +166,7 @@ class Client:
         limit: int | None = None,
         refresh: bool = False,
         progress: _progress.ProgressArg = None,
-    ) -> pd.DataFrame | pa.Table:
+    ) -> pd.DataFrame | pa.Table | pl.DataFrame:
         """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
         See :func:`robotmia_frames.read_robotmia_export` for every option.
@@ -339,6 +349,30 @@ class Client:
 
     # ------------------------------------------------------------------- local reads
 
+    @overload
+    def read_export_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["pandas"] = ...,
+        **options: Unpack[_typing.ClientReadExportFile],
+    ) -> pd.DataFrame: ...
+    @overload
+    def read_export_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["arrow"],
+        **options: Unpack[_typing.ClientReadExportFile],
+    ) -> pa.Table: ...
+    @overload
+    def read_export_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["polars"],
+        **options: Unpack[_typing.ClientReadExportFile],
+    ) -> pl.DataFrame: ...
     def read_export_file(
         self,
         path: str | os.PathLike[str],
@@ -353,7 +387,7 @@ class Client:
         event: str | Sequence[str] | None = None,
         where: str | None = None,
         progress: _progress.ProgressArg = None,
-    ) -> pd.DataFrame | pa.Table:
+    ) -> pd.DataFrame | pa.Table | pl.DataFrame:
         """Read a saved export (``.jsonl`` or ``.jsonl.gz``).
 
         See :func:`robotmia_frames.read_export_file`.
@@ -381,6 +415,30 @@ class Client:
             table, _options.return_type(return_type), _options.dtype_backend(dtype_backend)
         )
 
+    @overload
+    def read_parquet_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["pandas"] = ...,
+        **options: Unpack[_typing.ClientReadParquetDataset],
+    ) -> pd.DataFrame: ...
+    @overload
+    def read_parquet_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["arrow"],
+        **options: Unpack[_typing.ClientReadParquetDataset],
+    ) -> pa.Table: ...
+    @overload
+    def read_parquet_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["polars"],
+        **options: Unpack[_typing.ClientReadParquetDataset],
+    ) -> pl.DataFrame: ...
     def read_parquet_dataset(
         self,
         path: str | os.PathLike[str],
@@ -395,7 +453,7 @@ class Client:
         where: str | None = None,
         project_timezone: str | None = None,
         progress: _progress.ProgressArg = None,
-    ) -> pd.DataFrame | pa.Table:
+    ) -> pd.DataFrame | pa.Table | pl.DataFrame:
         """Read a dataset written by this library back as one table.
 
         See :func:`robotmia_frames.read_parquet_dataset`.
@@ -432,6 +490,27 @@ class Client:
 
     # ------------------------------------------------------------------- profiles
 
+    @overload
+    def read_robotmia_profiles(
+        self,
+        *,
+        return_type: Literal["pandas"] = ...,
+        **options: Unpack[_typing.ClientReadRobotmiaProfiles],
+    ) -> pd.DataFrame: ...
+    @overload
+    def read_robotmia_profiles(
+        self,
+        *,
+        return_type: Literal["arrow"],
+        **options: Unpack[_typing.ClientReadRobotmiaProfiles],
+    ) -> pa.Table: ...
+    @overload
+    def read_robotmia_profiles(
+        self,
+        *,
+        return_type: Literal["polars"],
+        **options: Unpack[_typing.ClientReadRobotmiaProfiles],
+    ) -> pl.DataFrame: ...
     def read_robotmia_profiles(
         self,
         *,
@@ -445,7 +524,7 @@ class Client:
         page_size: int | None = None,
         parse_dates: bool = True,
         max_session_restarts: int = 3,
-    ) -> pd.DataFrame | pa.Table:
+    ) -> pd.DataFrame | pa.Table | pl.DataFrame:
         """Export people profiles (``/api/2.0/engage``) as one table.
 
         ``profiles_url`` is the engage endpoint (default robotmia's). See

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import ijson
 import pandas as pd
@@ -69,6 +69,9 @@ from .parse.typepolicy import (
     unify_into,
 )
 from .timeconv import TIME_TYPE, local_seconds_to_utc
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["DEFAULT_PROFILES_URL", "read_profiles"]
 
@@ -547,7 +550,7 @@ def read_profiles(
     page_size: int | None,
     parse_dates: bool,
     max_session_restarts: int,
-) -> pd.DataFrame | pa.Table:
+) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Export people profiles (``/api/2.0/engage``) as one table.
 
     Columns: ``distinct_id`` (string, from ``$distinct_id``), then one

@@ -298,7 +298,7 @@ def test_emulator_where_uses_the_evaluator_contract(
         ({"base_url": "http://robotmia.com/api/2.0/engage"}, "clear text"),
         ({"api_secret": ""}, "no API secret"),
         ({"project_timezone": "Mars/Olympus"}, "unknown project_timezone"),
-        ({"return_type": "polars"}, "return_type"),
+        ({"return_type": "dataframe"}, "return_type"),
         ({"parse_dates": "yes"}, "parse_dates"),
     ],
 )
