@@ -1,0 +1,274 @@
+"""End to end: HTTP to Arrow, pandas and Parquet against reading the same export file.
+
+    python benchmarks/bench_e2e.py [--events 1000000] [--days 31] [--small-days 365]
+                                   [--small-per-day 3000] [--repeat 1]
+
+A generated export (cached under ``bench-data/``, one gzip body per day) is served
+by a minimal static server on 127.0.0.1 that answers a ``from_date..to_date``
+request with the day bodies concatenated (a multi-member gzip, as robotmia sends),
+so that almost all the CPU goes to the client. Each path runs in its own fresh
+interpreter, one after another in the same run, and reports its wall time, its
+peak RSS (``VmHWM``) and, for Arrow results, the table's size. The script prints
+every path's ratio to the file read, and the targets of the end-to-end issue:
+
+- HTTP -> Arrow against the file read (target <= 1.15x);
+- HTTP -> pandas against HTTP -> Arrow (<= 1.3x);
+- pandas peak RSS against the Arrow table (<= 1.6x);
+- HTTP -> Parquet against the file read (<= 2.0x, stretch 1.5x);
+- 365 small windows (one request a day) against one file of the same events (<= 1.3x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DATA, ROOT, machine, median
+
+SECRET = "bench-secret"
+START = dt.date(2024, 1, 1)
+
+
+# ------------------------------------------------------------------------- data
+
+
+def day_bodies(events: int, days: int, tag: str) -> Path:
+    """One gzip body per day (cached), ``events`` in all over ``days`` days."""
+    from robotmia_frames.emulator import iter_generated_events, write_export_file
+
+    folder = DATA / f"e2e-{tag}-{events}-{days}"
+    done = folder / "DONE"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    per_day = -(-events // days)
+    t = time.perf_counter()
+    left = events
+    for i in range(days):
+        day = START + dt.timedelta(days=i)
+        n = min(per_day, left)
+        left -= n
+        gen = iter_generated_events(day, day, events_per_day=n, seed=42, conflict_rate=0.0)
+        write_export_file(folder / f"{day.isoformat()}.jsonl.gz", gen, compresslevel=1)
+    done.write_text(str(events))
+    print(f"# generated {folder.name} in {time.perf_counter() - t:.1f} s", flush=True)
+    return folder
+
+
+def whole_file(folder: Path) -> Path:
+    """The day bodies concatenated: one multi-member gzip export file."""
+    out = folder / "all.jsonl.gz"
+    if not out.exists():
+        with out.open("wb") as dst:
+            for p in sorted(folder.glob("20*.jsonl.gz")):
+                dst.write(p.read_bytes())
+    return out
+
+
+# ------------------------------------------------------------------ static server
+
+
+def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve ``folder``'s day bodies for any ``from_date..to_date`` on loopback."""
+    bodies = {p.name[:10]: p.read_bytes() for p in folder.glob("20*.jsonl.gz")}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            q = parse_qs(urlsplit(self.path).query)
+            a = dt.date.fromisoformat(q["from_date"][0])
+            b = dt.date.fromisoformat(q["to_date"][0])
+            parts = []
+            while a <= b:
+                parts.append(bodies.get(a.isoformat(), b""))
+                a += dt.timedelta(days=1)
+            body = b"".join(parts)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            view = memoryview(body)
+            for i in range(0, len(body), 1 << 20):
+                self.wfile.write(view[i : i + (1 << 20)])
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/api/2.0/export/"
+
+
+# ------------------------------------------------------------------------- child
+
+
+def _peak_rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(method: str, args: list[str]) -> None:
+    """One measured path in this fresh interpreter; prints one JSON line."""
+    import robotmia_frames as rf
+
+    remote: dict[str, Any] = {"api_secret": SECRET, "project_timezone": "UTC", "progress": False}
+    out: dict[str, Any] = {"method": method}
+    t = time.perf_counter()
+    if method == "file_arrow":
+        table = rf.read_export_file(args[0], project_timezone="UTC", return_type="arrow")
+        out["rows"], out["table_mib"] = table.num_rows, table.nbytes / 2**20
+    elif method == "http_arrow":
+        url, start, end = args
+        table = rf.read_robotmia_export(start, end, base_url=url, return_type="arrow", **remote)
+        out["rows"], out["table_mib"] = table.num_rows, table.nbytes / 2**20
+    elif method == "http_pandas":
+        url, start, end = args
+        df = rf.read_robotmia_export(start, end, base_url=url, **remote)
+        out["rows"] = len(df)
+    elif method in ("http_parquet", "http_delta"):
+        url, start, end, path = args
+        extra = {"table_format": "delta"} if method == "http_delta" else {}
+        summary = rf.export_to_parquet(path, start, end, base_url=url, **remote, **extra)
+        out["rows"] = summary.rows
+    elif method == "http_small_windows":
+        url, start, end = args
+        try:
+            table = rf.read_robotmia_export(
+                start, end, base_url=url, return_type="arrow", window_days=1, **remote
+            )
+        except TypeError:  # a version without window_days: one request a day already
+            table = rf.read_robotmia_export(start, end, base_url=url, return_type="arrow", **remote)
+        out["rows"] = table.num_rows
+    else:
+        raise SystemExit(f"unknown method {method}")
+    out["wall"] = time.perf_counter() - t
+    out["rss_mib"] = _peak_rss_mib()
+    print(json.dumps(out))
+
+
+def run(method: str, *args: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, __file__, "--child", method, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode != 0:
+        return {"method": method, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# -------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--days", type=int, default=31)
+    ap.add_argument("--small-days", type=int, default=365)
+    ap.add_argument("--small-per-day", type=int, default=3000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each path (median kept)")
+    ap.add_argument("--delta", action="store_true", help="also HTTP -> Delta Lake")
+    opts = ap.parse_args()
+
+    big = day_bodies(opts.events, opts.days, "clean")
+    small = day_bodies(opts.small_days * opts.small_per_day, opts.small_days, "small")
+    big_file, small_file = whole_file(big), whole_file(small)
+    json_mib = sum(len(gzip.decompress(p.read_bytes())) for p in [big_file]) / 2**20
+    print(f"# {machine()}; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"# {opts.events:,} events over {opts.days} days: {json_mib:,.0f} MiB of JSON, "
+        f"{big_file.stat().st_size / 2**20:,.0f} MiB gzip"
+    )
+    srv, url = serve(big)
+    small_srv, small_url = serve(small)
+    end = (START + dt.timedelta(days=opts.days - 1)).isoformat()
+    small_end = (START + dt.timedelta(days=opts.small_days - 1)).isoformat()
+    tmp = Path(tempfile.mkdtemp(prefix="robotmia-bench-e2e-"))
+    paths: list[tuple[str, tuple[str, ...]]] = [
+        ("file_arrow", (str(big_file),)),
+        ("http_arrow", (url, START.isoformat(), end)),
+        ("http_pandas", (url, START.isoformat(), end)),
+        ("http_parquet", (url, START.isoformat(), end, str(tmp / "hive"))),
+        ("small_one_file", (str(small_file),)),
+        ("http_small_windows", (small_url, START.isoformat(), small_end)),
+    ]
+    if opts.delta:
+        paths.insert(4, ("http_delta", (url, START.isoformat(), end, str(tmp / "delta"))))
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for name, args in paths:
+            runs = []
+            for _ in range(opts.repeat):
+                shutil.rmtree(tmp / "hive", ignore_errors=True)
+                shutil.rmtree(tmp / "delta", ignore_errors=True)
+                method = "file_arrow" if name == "small_one_file" else name
+                runs.append(run(method, *args))
+            ok = [r for r in runs if "error" not in r]
+            if not ok:
+                results[name] = runs[0]
+                print(f"{name:20s} failed: {runs[0]['error']}", flush=True)
+                continue
+            best = dict(ok[0])
+            best["wall"] = median([r["wall"] for r in ok])
+            best["rss_mib"] = median([r["rss_mib"] for r in ok])
+            results[name] = best
+            print(
+                f"{name:20s} {best['wall']:8.2f} s  peak {best['rss_mib']:8,.0f} MiB  "
+                f"rows {best.get('rows', 0):,}",
+                flush=True,
+            )
+    finally:
+        srv.shutdown()
+        small_srv.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def ratio(a: str, b: str, key: str = "wall") -> str:
+        if "error" in results.get(a, {"error": 1}) or "error" in results.get(b, {"error": 1}):
+            return "n/a"
+        return f"{results[a][key] / results[b][key]:.2f}x"
+
+    table = results.get("http_arrow", {}).get("table_mib")
+    pandas_vs_table = (
+        f"{results['http_pandas']['rss_mib'] / table:.2f}x"
+        if table and "rss_mib" in results.get("http_pandas", {})
+        else "n/a"
+    )
+    print()
+    print("| path | ratio | target |")
+    print("|---|---|---|")
+    print(f"| HTTP -> Arrow / file read | {ratio('http_arrow', 'file_arrow')} | <= 1.15x |")
+    print(f"| HTTP -> pandas / HTTP -> Arrow | {ratio('http_pandas', 'http_arrow')} | <= 1.3x |")
+    print(
+        f"| pandas peak RSS / Arrow table ({table or 0:,.0f} MiB) | {pandas_vs_table} | <= 1.6x |"
+    )
+    print(f"| HTTP -> Parquet / file read | {ratio('http_parquet', 'file_arrow')} | <= 2.0x |")
+    if opts.delta:
+        print(f"| HTTP -> Delta / file read | {ratio('http_delta', 'file_arrow')} | - |")
+    print(
+        f"| {opts.small_days} small windows / one file | "
+        f"{ratio('http_small_windows', 'small_one_file')} | <= 1.3x |"
+    )
+
+
+if __name__ == "__main__":
+    main()
