@@ -300,7 +300,12 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             else workdir / f"{day.isoformat()}.jsonl.gz"
         )
         result = transport.download_window(
-            plan.config, request, dest, session=session, limiter=plan.limiter
+            plan.config,
+            request,
+            dest,
+            session=session,
+            limiter=plan.limiter,
+            durable=cache is not None,  # a scratch body is parsed and deleted at once
         )
         if cache is not None:
             # Vouched for at once, so a download that completes while another day

@@ -290,6 +290,7 @@ def _download(day: dt.date, *, plan: _pipeline.ExportPlan) -> bytes:
             plan.request(day),
             Path(tmp) / f"{day.isoformat()}.jsonl.gz",
             limiter=plan.limiter,
+            durable=False,
         )
         return result.path.read_bytes()
 

@@ -187,6 +187,7 @@ def download_window(
     on_retry: Callable[[RetryEvent], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     limiter: RateLimiter | None = None,
+    durable: bool = True,
 ) -> DownloadResult:
     """Download one export window to ``dest``, complete and verified, or raise.
 
@@ -194,6 +195,9 @@ def download_window(
     ``dest``'s directory and renamed onto ``dest`` only once it is known complete. On
     failure ``dest`` is left as it was and no temporary file remains. Retries (429,
     5xx, resets, timeouts, truncated bodies) start the window again from scratch.
+    ``durable`` (the default) flushes the body and its folder to disk before
+    returning, so a kept body survives a crash; a scratch body that is parsed and
+    deleted at once needs no such flush (``durable=False``).
 
     Raises:
         AuthenticationError: 401/403 (never retried).
@@ -236,10 +240,12 @@ def download_window(
                 sleep=sleep,
             )
             sink.flush()
-            os.fsync(sink.fileno())
+            if durable:
+                os.fsync(sink.fileno())
         os.replace(tmp, dest)
         done = True
-        fsync_dir(dest.parent)
+        if durable:
+            fsync_dir(dest.parent)
     finally:
         if tmp is not None and not done:
             with suppress(OSError):
