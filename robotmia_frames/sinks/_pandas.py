@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import InvalidArgumentError
 
@@ -34,35 +35,40 @@ def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable"
     Integers become ``Int64``, floats ``Float64``, bools ``boolean``, strings
     ``string``, lists ``ArrowDtype(list<...>)``, ``time`` ``datetime64[us, UTC]``.
 
+    Columns are converted one by one, on two threads; string columns keep their
+    Arrow data (pandas' ``string[pyarrow]`` shares it), only their offsets are
+    widened, in memory returned to the system when the frame is dropped.
+
     Example:
         >>> import pyarrow as pa
         >>> to_pandas(pa.table({"x": [1, None]})).dtypes["x"]
         Int64Dtype()
     """
-    df: pd.DataFrame
-    if dtype_backend == "pyarrow":
-        df = table.to_pandas(types_mapper=pd.ArrowDtype)
-        return df
-    if dtype_backend != "numpy_nullable":
+    if dtype_backend not in ("numpy_nullable", "pyarrow"):
         raise InvalidArgumentError(
             f"dtype_backend must be 'numpy_nullable' or 'pyarrow', got {dtype_backend!r}"
         )
-    df = _large_strings(table).to_pandas(types_mapper=_nullable_mapper)
-    return df
+    names = table.column_names
+    rows = table.num_rows
+    columns: list[pa.ChunkedArray | None] = list(table.columns)
+    del table
+    mapper = pd.ArrowDtype if dtype_backend == "pyarrow" else _nullable_mapper
 
+    def convert(i: int) -> pd.Series:
+        column = cast(pa.ChunkedArray, columns[i])
+        columns[i] = None
+        if dtype_backend == "numpy_nullable" and pa.types.is_string(column.type):
+            # pandas keeps large strings; Arrow's cast shares the string data and
+            # releases the GIL, so it runs here, in parallel, not in pandas.
+            column = pc.cast(column, pa.large_string(), memory_pool=pa.system_memory_pool())
+        series: pd.Series = column.to_pandas(types_mapper=mapper)
+        series.name = names[i]
+        return series
 
-def _large_strings(table: pa.Table) -> pa.Table:
-    """Cast string columns to ``large_string`` on a few threads.
-
-    pandas' ``string[pyarrow]`` keeps large strings and would cast each column
-    itself, one after another; Arrow's cast releases the GIL, so doing it here in
-    parallel saves most of that time on big tables. The values do not change.
-    """
-    at = [i for i, f in enumerate(table.schema) if pa.types.is_string(f.type)]
-    if table.num_rows < 65_536 or len(at) < 2:
-        return table
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        cast = list(pool.map(lambda i: table.column(i).cast(pa.large_string()), at))
-    for i, column in zip(at, cast, strict=True):
-        table = table.set_column(i, table.schema.field(i).with_type(pa.large_string()), column)
-    return table
+    workers = min(2, os.cpu_count() or 1, max(1, len(names)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        converted = list(pool.map(convert, range(len(names))))
+    frame: pd.DataFrame = pd.DataFrame(
+        dict(zip(names, converted, strict=True)), index=pd.RangeIndex(rows)
+    )
+    return frame
