@@ -1,24 +1,24 @@
-"""The parse engine: JSONL to columnar Arrow batches in one pass over the bytes.
+"""The parse engine: an export body to Arrow batches, chunk by chunk, in line order.
 
-This is the fast half of the parse stage (``parse.py`` holds line reading, bad-line
-handling and the reference row-by-row builder). It works batch by batch:
+:func:`read_raw_batches` cuts the body into chunks of whole lines
+(:data:`~robotmia_frames.parse._lines.BATCH_ROWS` each) and turns each chunk into a
+:class:`~robotmia_frames.parse._batch.RawBatch`, typed by the chunk's own values:
 
-1. Decode each line with orjson and group rows by their *shape*, the tuple of
-   their property keys. Events of one name share a shape, so a batch has a few
-   hundred shapes, not one per row.
-2. Transpose each shape group in C (``zip(*rows)``), so each key's values come as
-   one sequence; classify them by the set of their Python types (again in C) into
-   a batch-local :class:`~robotmia_frames.parse.typepolicy.Kind`, and build one Arrow
-   array per key, scattered back to row order with a single ``take``.
+1. **The C scanner** (``_scan.c``, through :mod:`~robotmia_frames.parse._native`)
+   takes a chunk when it is built and every line in it is plain: one helper thread
+   reads and inflates, two scan with the GIL released, and this thread wraps their
+   Arrow buffers without copying. ``ROBOTMIA_FRAMES_NATIVE=0`` switches it off.
+2. **Python** parses every chunk the scanner declines (a bad line, an escaped or
+   duplicate key, an integer beyond int64, an odd float, deep nesting), or all of
+   them without the scanner: :func:`build_raw_batch` decodes each line with orjson
+   (exactly, with the standard library, where orjson would round), groups rows by
+   their shape (the tuple of their keys), and builds one Arrow array per key.
 3. When the whole export (or day) is read, :func:`conform` gives every batch the
-   export-wide kinds. Widening an array (int to float, anything to text) is exact
-   from the Arrow data alone, except for lists whose elements were themselves
-   mixed; those rare batches are re-read from the source with the reference
-   builder, so the result never depends on where the batch boundaries fell.
-
-Integers beyond 64 bits, which orjson reads as floats, are caught after the fact
-(a float of magnitude 2**63 or more anywhere in a batch) and that batch is decoded
-again with the exact standard-library parser.
+   export-wide kinds (:func:`merge_kinds` folded them). Widening an array (int to
+   float, anything to text) is exact from the Arrow data alone, except for lists
+   whose elements were themselves mixed; those rare batches are re-read from the
+   source with the reference builder, so the result never depends on where the
+   batch boundaries fell.
 """
 
 from __future__ import annotations
