@@ -8,8 +8,10 @@ fails with the same words everywhere, before any request is sent.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -29,11 +31,13 @@ __all__ = [
     "DateLike",
     "ReturnType",
     "base_url",
+    "column_name",
     "columns",
     "date",
     "date_range",
     "dtype_backend",
     "events",
+    "known_columns",
     "limiter",
     "on_bad_lines",
     "positive_int",
@@ -226,11 +230,36 @@ def dtype_backend(value: Any) -> DtypeBackend:
     return value  # type: ignore[no-any-return]
 
 
-def columns(value: Any) -> list[str] | None:
-    """``columns=``: a list of ``event``, ``time`` and ``properties.<key>`` names.
+def column_name(name: Any) -> str:
+    """One column name: ``event``, ``time``, ``properties.<key>``, or ``$key``, short for
+    ``properties.$key`` (robotmia's own properties: ``$os``, ``$city``, ...).
+
+    The CLI's ``--columns`` follows the same rule. Any other bare name is refused
+    with the property column it probably means, so that ``columns=["plan"]`` never
+    silently reads an all-null column.
 
     Example:
-        >>> columns(["event", "properties.$os", "event"])
+        >>> column_name("$os"), column_name("properties.plan"), column_name("time")
+        ('properties.$os', 'properties.plan', 'time')
+    """
+    if isinstance(name, str) and name.startswith("$") and len(name) > 1:
+        return PROPERTY_PREFIX + name
+    if isinstance(name, str) and (
+        name in ("event", "time") or (name.startswith(PROPERTY_PREFIX) and name != PROPERTY_PREFIX)
+    ):
+        return name
+    hint = f"; did you mean {PROPERTY_PREFIX + name!r}?" if isinstance(name, str) and name else ""
+    raise InvalidArgumentError(
+        f"unknown column {name!r}: columns are 'event', 'time' and 'properties.<key>' "
+        f"('$key' is short for 'properties.$key'){hint}"
+    )
+
+
+def columns(value: Any) -> list[str] | None:
+    """``columns=``: a list of column names (:func:`column_name`), duplicates dropped.
+
+    Example:
+        >>> columns(["event", "$os", "properties.$os"])
         ['event', 'properties.$os']
     """
     if value is None:
@@ -239,13 +268,46 @@ def columns(value: Any) -> list[str] | None:
         raise InvalidArgumentError("columns must be a list of column names")
     out: list[str] = []
     for c in value:
-        if not isinstance(c, str) or not (c in ("event", "time") or c.startswith(PROPERTY_PREFIX)):
-            raise InvalidArgumentError(
-                f"unknown column {c!r}: columns are 'event', 'time' and 'properties.<key>'"
-            )
-        if c not in out:
-            out.append(c)
+        name = column_name(c)
+        if name not in out:
+            out.append(name)
     return out
+
+
+def known_columns(wanted: Sequence[str] | None, known: Iterable[str], source: str) -> None:
+    """Every column of ``wanted`` is one of ``known`` (the columns ``source`` holds),
+    else an error suggesting the nearest names (same name in another case, then
+    ``difflib``'s close matches).
+
+    Example:
+        >>> try:
+        ...     known_columns(["properties.Price"], ["event", "properties.price"], "x.jsonl")
+        ... except InvalidArgumentError as e:
+        ...     print(e)
+        unknown column 'properties.Price': x.jsonl has no such column; did you mean 'properties.price'?
+    """
+    have = list(dict.fromkeys(known))
+    if wanted is None:
+        return
+    missing = [c for c in wanted if c not in have and c not in ("event", "time")]
+    if not missing:
+        return
+    problems = []
+    for name in missing:
+        folded = {c.casefold(): c for c in have}
+        near = [folded[name.casefold()]] if name.casefold() in folded else []
+        # compared without the shared "properties." prefix, which would make all alike
+        keys = {c.removeprefix(PROPERTY_PREFIX): c for c in have}
+        close = difflib.get_close_matches(name.removeprefix(PROPERTY_PREFIX), keys, n=3)
+        near += [keys[k] for k in close if keys[k] not in near]
+        hint = (
+            f"did you mean {' or '.join(repr(c) for c in near[:3])}?"
+            if near
+            else f"its columns include {', '.join(repr(c) for c in have[:8])}"
+            + (f" and {len(have) - 8} more" if len(have) > 8 else "")
+        )
+        problems.append(f"unknown column {name!r}: {source} has no such column; {hint}")
+    raise InvalidArgumentError("; ".join(problems))
 
 
 def positive_int(value: Any, name: str) -> int:

@@ -274,6 +274,23 @@ def parse_file(
     return Parsed(path, label, batches, kinds)
 
 
+def check_columns(
+    wanted: Sequence[str] | None, kinds: dict[str, Kind], sources: Sequence[Parsed], what: str
+) -> None:
+    """An asked-for column that none of ``sources`` holds is an error with the nearest
+    names (see ``_options.known_columns``). Sources without a row tell nothing: an
+    empty file or range gives all-null columns as asked."""
+    if wanted is None:
+        return
+    names = ["event", "time", *(PROPERTY_PREFIX + k for k in kinds)]
+    full = [s for s in sources if s.rows]
+    if not full or all(c in names for c in wanted):
+        return
+    for src in full[:3]:  # the parse kept the wanted keys only: read a few for the others
+        names += [PROPERTY_PREFIX + k for k in parse_file(src.path, src.label, "skip", None).kinds]
+    _options.known_columns(wanted, names, what)
+
+
 def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     """Download day windows (``plan.concurrency`` at once) and scan each as it lands.
 
@@ -466,6 +483,7 @@ def read_file(
     finally:
         if bar is not None:
             bar.close()
+    check_columns(wanted, parsed.kinds, [parsed], str(p))
     unit = "ms" if time_in_ms else "s"
     out = batches(parsed, parsed.kinds, tz, cols, dedupe=dedupe, unit=unit)
     table = pa.Table.from_batches(list(out), schema=final_schema(parsed.kinds, cols))
@@ -708,8 +726,12 @@ def dataset_query(
         )
         else ("date",)
     )
+    ds = sinks.ParquetDataset(root, partition_by=layout, create=False)
+    if cols is not None and any(c.startswith(PROPERTY_PREFIX) for c in cols) and ds.files():
+        known = ["event", "time", *ds.current_kinds()]
+        _options.known_columns(cols, known, f"the dataset at {root}")
     return DatasetQuery(
-        ds=sinks.ParquetDataset(root, partition_by=layout, create=False),
+        ds=ds,
         start=start,
         end=end,
         columns=cols,

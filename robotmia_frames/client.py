@@ -216,6 +216,12 @@ class Client:
             kinds: dict[str, Kind] = {}
             for w in windows:  # in day order: columns in order of first appearance
                 unify_into(kinds, w.kinds.items())
+            _pipeline.check_columns(
+                plan.columns,
+                kinds,
+                [w.parsed for w in windows],
+                f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}",
+            )
             if writer is not None:
                 for w in windows:
                     writer.write(w, plan)

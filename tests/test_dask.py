@@ -265,7 +265,7 @@ def test_read_parquet_dataset_equals_single_machine(
     cases: list[dict[str, Any]] = [
         {},
         {"from_date": "2024-03-02", "to_date": "2024-03-03"},
-        {"columns": ["properties.x", "event", "properties.absent"]},
+        {"columns": ["properties.x", "event", "properties.extra"]},
         {"event": ["a"], "columns": ["properties.x"]},
         {"where": 'properties["x"] == "str" or properties["flag"] == true'},
         {"dedupe": True, "columns": ["event"]},
@@ -277,6 +277,9 @@ def test_read_parquet_dataset_equals_single_machine(
         want = rf.read_parquet_dataset(root, **case)
         pd.testing.assert_frame_equal(got, want, obj=str(case))
         assert dict(ddf.dtypes) == dict(want.dtypes), case
+    for read in (rfd.read_parquet_dataset, rf.read_parquet_dataset):  # both refuse it
+        with pytest.raises(rf.InvalidArgumentError, match=r"unknown column 'properties\.absent'"):
+            read(root, columns=["properties.x", "properties.absent"])
     days = rfd.read_parquet_dataset(root)
     assert days.npartitions == 4
     _assert_partitions_match_meta(days)

@@ -261,12 +261,14 @@ def test_columns_projection(tmp_path: Path) -> None:
         p,
         project_timezone="UTC",
         return_type="arrow",
-        columns=["properties.b", "event", "properties.zz"],
+        columns=["properties.b", "event", "properties.a"],
     )
-    assert t.column_names == ["properties.b", "event", "properties.zz"]
-    assert t.to_pylist() == [{"properties.b": "x", "event": "e", "properties.zz": None}]
-    with pytest.raises(ValueError, match="unknown column"):
+    assert t.column_names == ["properties.b", "event", "properties.a"]
+    assert t.to_pylist() == [{"properties.b": "x", "event": "e", "properties.a": 1}]
+    with pytest.raises(ValueError, match=r"unknown column 'b'.*did you mean 'properties\.b'"):
         rf.read_export_file(p, project_timezone="UTC", columns=["b"])
+    with pytest.raises(ValueError, match=r"unknown column 'properties\.zz'"):
+        rf.read_export_file(p, project_timezone="UTC", columns=["properties.zz"])
 
 
 def test_empty_file_has_typed_event_and_time(tmp_path: Path) -> None:

@@ -214,7 +214,7 @@ examples:
   robotmia-frames read export.jsonl.gz --timezone Europe/Paris --json --limit 0 > rows.json
 
 Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
-'properties.$os'. Times are UTC; reading an export file needs the project timezone
+'properties.$os' (any other name is refused, with the nearest column). Times are UTC; reading an export file needs the project timezone
 (--timezone or ROBOTMIA_PROJECT_TIMEZONE) to convert them.
 
 {EXIT_CODES}""",
@@ -388,13 +388,11 @@ def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _column_names(values: list[str] | None) -> list[str] | None:
+    """The names of ``--columns`` (comma-separated, repeatable), read by the rule of
+    ``columns=`` in Python: ``event``, ``time``, ``properties.<key>``, ``$key``."""
     if not values:
         return None
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    return [
-        n if n in ("event", "time") or n.startswith("properties.") else f"properties.{n}"
-        for n in names
-    ]
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
 
 
 # ------------------------------------------------------------------ commands
