@@ -30,7 +30,7 @@ import requests
 
 from . import _options, _progress, parse, sinks, transport
 from ._version import __version__
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, ParseError
 from .parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
 from .timeconv import TIME_TYPE, local_seconds_to_utc
 
@@ -257,8 +257,16 @@ def parse_file(
     on_bad_lines: parse.OnBadLines,
     columns: Sequence[str] | None,
     progress: _progress.Progress | None = None,
+    *,
+    export_body: bool = True,
 ) -> Parsed:
-    """The parse stage over one local body (the fast engine, all of it in memory)."""
+    """The parse stage over one local body (the fast engine, all of it in memory).
+
+    An ``export_body`` (a downloaded window) in which no line at all is an export
+    line is not an export (a proxy's page, an error text): that raises
+    :class:`ParseError` in every ``on_bad_lines`` mode, so the window fails instead
+    of becoming an empty day.
+    """
     kinds: dict[str, Kind] = {}
     keys = None
     if columns is not None:
@@ -271,6 +279,17 @@ def parse_file(
         batches.append(batch)
         if progress is not None:
             progress.rows_done(batch.num_rows)
+    if export_body and not any(b.num_rows for b in batches):
+        bad = sorted(set().union(*(b.bad_lines for b in batches)))
+        if bad:
+            raise ParseError(
+                f"the body is not an export: none of its lines is an export line "
+                f"({len(bad)} malformed, the first shown by its number). Nothing was kept "
+                "for this window; if a proxy or gateway answers instead of robotmia, check "
+                "base_url and the network, then try again",
+                line_number=bad[0],
+                source=label,
+            )
     return Parsed(path, label, batches, kinds)
 
 
@@ -479,7 +498,9 @@ def read_file(
         raise FileNotFoundError(f"export file not found: {p}")
     bar = _progress.make(progress, total=1, desc="robotmia read", unit="row")
     try:
-        parsed = parse_file(p, str(p), mode, sinks.with_dedupe_keys(cols, dedupe), bar)
+        parsed = parse_file(
+            p, str(p), mode, sinks.with_dedupe_keys(cols, dedupe), bar, export_body=False
+        )
     finally:
         if bar is not None:
             bar.close()

@@ -22,7 +22,7 @@ from requests.auth import HTTPBasicAuth
 
 from .._redact import redact, redact_url
 from ._config import DEFAULT_USER_AGENT, TransportConfig, WindowRequest, origin
-from ._verify import CHUNK_SIZE, BodyVerifier, Truncated
+from ._verify import CHUNK_SIZE, BodyVerifier, NotAnExport, Truncated
 
 logger = logging.getLogger("robotmia_frames.transport")
 
@@ -332,6 +332,16 @@ def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) 
         raise AttemptFailed(
             "incomplete", f"{exc} after {received} bytes", retryable=True
         ) from exc.__cause__
+    except NotAnExport as exc:
+        # A proxy, captive portal or failing gateway: a failed window (retried like a
+        # 5xx), never an empty day.
+        raise AttemptFailed(
+            "status",
+            str(exc),
+            retryable=True,
+            status_code=200,
+            server_message=redact(exc.server_message) if exc.server_message else None,
+        ) from None
     return bool(verifier.compressed), received
 
 

@@ -89,7 +89,14 @@ def final_error(
             status_code=failure.status_code,
         )
     if failure.kind == "status":
-        if failure.status_code is None or failure.status_code < 400:
+        if failure.status_code == 200:
+            text = (
+                f"robotmia answered HTTP 200 for {where} after {tries}, but {failure.reason}. "
+                "Nothing was kept for that window. A proxy, captive portal or gateway may be "
+                "answering instead of robotmia: check base_url and the network's proxy "
+                "settings, then try again."
+            )
+        elif failure.status_code is None or failure.status_code < 400:
             text = f"Could not download {where}: {failure.reason}."
         else:
             hint = (_EXPORT_HINTS if hints is None else hints).get(failure.status_code, "")

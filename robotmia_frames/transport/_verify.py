@@ -19,6 +19,17 @@ class Truncated(Exception):
     """The body is incomplete or corrupt; retryable."""
 
 
+class NotAnExport(Exception):
+    """A complete body that is not an export: an HTML page or a JSON error object.
+
+    ``server_message`` is the ``error`` of a JSON error object, if any.
+    """
+
+    def __init__(self, reason: str, server_message: str | None = None) -> None:
+        super().__init__(reason)
+        self.server_message = server_message
+
+
 class BodyVerifier:
     """Checks a body chunk by chunk: gzip members to their trailers, then the last line.
 
@@ -32,6 +43,7 @@ class BodyVerifier:
         self._state = "member"  # gzip: "member" | "between" | "padding"
         self._tail = b""
         self._tail_seen = 0  # total bytes passed through the tail
+        self._first = b""  # the start of the decompressed body, to tell what it is
 
     def feed(self, data: bytes) -> None:
         if self.compressed is None:
@@ -76,6 +88,8 @@ class BodyVerifier:
             data = inflater.unused_data
 
     def _keep(self, out: bytes) -> None:
+        if out and len(self._first) < _TAIL_LIMIT:
+            self._first += out[: _TAIL_LIMIT - len(self._first)]
         if out:
             self._tail = (self._tail + out)[-_TAIL_LIMIT:]
             self._tail_seen += len(out)
@@ -98,6 +112,7 @@ class BodyVerifier:
                     raise Truncated(f"corrupt gzip data ({exc})") from exc
                 if not inflater.eof:
                     raise Truncated("the gzip stream ended before its trailer")
+        self._check_first_line()
         line = self._last_line()
         if line is None or _is_json_object(line):
             return
@@ -109,6 +124,32 @@ class BodyVerifier:
             # what starts as an export line but is not a whole JSON object was cut off
             # (a plain body without Content-Length has no other sign of it).
             raise Truncated(f"the body ends in the middle of a line ({shown[-80:]!r})")
+
+    def _check_first_line(self) -> None:
+        """Raise :class:`NotAnExport` if the body is an HTML page or a JSON error
+        object (what proxies, captive portals and failing gateways answer with 200)."""
+        head = self._first.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head[:1] == b"<":
+            shown = " ".join(head[:200].decode("utf-8", "replace").split())
+            raise NotAnExport(f"the body is an HTML page, not an export ({shown[:80]!r})")
+        line = head.split(b"\n", 1)[0].strip()
+        if not line.startswith(b"{") or b'"error"' not in line:
+            return
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return
+        if (
+            isinstance(obj, dict)
+            and "error" in obj
+            and "event" not in obj
+            and "properties" not in obj
+        ):
+            message = obj["error"] if isinstance(obj["error"], str) else json.dumps(obj["error"])
+            raise NotAnExport(
+                f"the body is a JSON error object, not an export ({line[:200].decode('utf-8', 'replace')!r})",
+                server_message=message,
+            )
 
     def _last_line(self) -> bytes | None:
         text = self._tail.rstrip()
