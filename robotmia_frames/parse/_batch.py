@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - platforms without wheels
 
 
 _BIG = float(2**63)
-_BIG_EXPONENT = re.compile(r"e\+(?:1[89]|[2-9]\d|\d{3})")
+BIG_EXPONENT = re.compile(r"e\+(?:1[89]|[2-9]\d|\d{3})")
 _NONE = type(None)
 _PURE = frozenset((NULL, BOOL, INT, FLOAT, STR))
 _SCALAR_TYPES: dict[frozenset[type], Kind] = {
@@ -151,7 +151,7 @@ def _suspicious(array: pa.Array, kind: Kind) -> bool:
         biggest = pc.max(pc.abs(array)).as_py()
         return biggest is not None and biggest >= _BIG
     if kind is TEXT:
-        return bool(pc.any(pc.match_substring_regex(array, _BIG_EXPONENT.pattern)).as_py())
+        return bool(pc.any(pc.match_substring_regex(array, BIG_EXPONENT.pattern)).as_py())
     return False
 
 

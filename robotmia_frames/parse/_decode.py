@@ -18,6 +18,7 @@ from ..errors import InvalidArgumentError, ParseError, RobotmiaWarning
 from .typepolicy import (
     NULL,
     TEXT,
+    JsonNumber,
     Kind,
     arrow_field,
     arrow_type,
@@ -37,6 +38,14 @@ _LONG_RUN = b"0" * 19
 _GZIP_MAGIC = b"\x1f\x8b"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 BLANK = frozenset((b"", b"\n", b"\r\n"))
+
+#: The deepest nesting of a value inside ``properties`` (or of ``event``) that is
+#: read; a line nested deeper is malformed (``on_bad_lines`` decides). Lists that
+#: deep would become Arrow types hundreds of levels deep, which nothing downstream
+#: (pandas, Parquet) handles.
+MAX_NESTING = 256
+_LINE_NESTING = MAX_NESTING + 2  # the line's own object and ``properties``
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 def validate_on_bad_lines(value: str) -> OnBadLines:
@@ -75,16 +84,64 @@ def _clean_surrogates(value: Any) -> Any:
     return value
 
 
+def _float(text: str) -> float | JsonNumber:
+    """A JSON float, or its exact text when it overflows a double (``1e400``)."""
+    value = float(text)
+    if value in (_INF, -_INF):
+        return JsonNumber(text)
+    return value
+
+
+_INF = float("inf")
+
+
 def slow_loads(line: bytes) -> Any:
     try:
         text = line.decode("utf-8")
-        return _clean_surrogates(json.loads(text, parse_constant=_no_constants))
+        return _clean_surrogates(json.loads(text, parse_constant=_no_constants, parse_float=_float))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadLineError(str(exc)) from None
 
 
+def check_nesting(line: bytes) -> None:
+    """Raise :class:`BadLineError` if ``line`` nests deeper than :data:`MAX_NESTING`.
+
+    Cheap for ordinary lines (two counts); only a line with many brackets is walked.
+
+    Example:
+        >>> check_nesting(b'{"properties":{"v":[[1]]}}')
+        >>> check_nesting(b'{"properties":{"v":' + b"[" * 300 + b"]" * 300 + b"}}")
+        Traceback (most recent call last):
+        ...
+        robotmia_frames.parse._decode.BadLineError: nested 302 levels deep (values nested more than 256 levels are not read)
+    """
+    if line.count(b"[") + line.count(b"{") <= _LINE_NESTING:
+        return
+    depth = nesting_depth(line)
+    if depth > _LINE_NESTING:
+        raise BadLineError(
+            f"nested {depth} levels deep (values nested more than {MAX_NESTING} levels "
+            "are not read)"
+        )
+
+
+def nesting_depth(line: bytes) -> int:
+    """How many ``[``/``{`` are open at once, at most, outside strings.
+
+    Example:
+        >>> nesting_depth(b'{"a":[{"b":"[[["}]}')
+        3
+    """
+    codes = np.frombuffer(_STRING.sub(b'""', line), dtype=np.uint8)
+    steps = np.zeros(len(codes), dtype=np.int32)
+    steps[(codes == 0x5B) | (codes == 0x7B)] = 1
+    steps[(codes == 0x5D) | (codes == 0x7D)] = -1
+    return int(np.cumsum(steps).max(initial=0))
+
+
 def loads_exact(line: bytes) -> tuple[Any, bool]:
     """Decode one line; the flag says the exact (slow) path was taken."""
+    check_nesting(line)
     if _LONG_RUN not in line.translate(_DIGIT_MAP):
         try:
             return orjson.loads(line), False

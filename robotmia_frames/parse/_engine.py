@@ -34,7 +34,7 @@ import orjson
 import pyarrow as pa
 
 from . import _decode as parse
-from ._batch import RawBatch, RawColumn, as_text, values_column
+from ._batch import BIG_EXPONENT, RawBatch, RawColumn, as_text, values_column
 from ._lines import BATCH_ROWS, iter_line_chunks, split_lines
 from ._native import from_scan, iter_line_blocks, native_enabled, prescan, scan_chunk
 from ._reference import iter_batches
@@ -85,6 +85,7 @@ def build_raw_batch(
             continue
         try:
             if loads is not None:
+                parse.check_nesting(line)
                 try:
                     obj = loads(line)
                 except orjson.JSONDecodeError:
@@ -146,7 +147,17 @@ def build_raw_batch(
     try:
         event = pa.array(events, type=pa.string())
     except (pa.ArrowTypeError, pa.ArrowInvalid):
-        event = pa.array(as_text(events), type=pa.string())
+        texts = as_text(events)
+        if not exact and any(
+            type(e) is not str and t is not None and BIG_EXPONENT.search(t)
+            for e, t in zip(events, texts, strict=True)
+        ):
+            # A non-string event holding an integer beyond 64 bits (alone or inside
+            # an object or a list), which orjson read as a float: decode exactly.
+            return build_raw_batch(
+                lines, first_line, source=source, bad=_Recheck(bad), keys=keys, exact=True
+            )
+        event = pa.array(texts, type=pa.string())
     return RawBatch(
         source=source,
         first_line=first_line,

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 
 __all__ = [
     "BOOL",
+    "JsonNumber",
     "FLOAT",
     "INT",
     "KIND_METADATA_KEY",
@@ -268,11 +269,39 @@ def kind_of_arrow_type(t: pa.DataType) -> Kind:
     return TEXT
 
 
+class JsonNumber:
+    """A JSON number that no float64 can hold (``1e400`` overflows to infinity),
+    kept as its exact source text.
+
+    The decoder gives one instead of ``inf``; its kind is ``text`` (like an integer
+    outside int64) and :func:`json_text` writes the source text back unchanged.
+
+    Example:
+        >>> json_text({"x": JsonNumber("1e400")}), kind_of(JsonNumber("-1E999"))
+        ('{"x":1e400}', text)
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"JsonNumber({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is JsonNumber and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+
 def json_text(value: Any) -> str:
     """Compact JSON text of a parsed value: keys in source order, non-ASCII kept.
 
     Floats use Python's shortest round-trip form (``repr``), so ``json.loads`` of the
-    text gives the value back.
+    text gives the value back; a :class:`JsonNumber` (a number beyond float64)
+    keeps its source text. Any depth of nesting is written.
 
     Example:
         >>> json_text({"a": [1, 2.5, True, None], "é": "x"})
@@ -285,15 +314,73 @@ def json_text(value: Any) -> str:
         return "true" if value else "false"
     if t is int:
         return str(value)
-    if t is float:
-        return json.dumps(value)
+    if t is float or t is JsonNumber:
+        return _scalar_text(value)
     try:  # orjson is ~8x faster, and identical but for floats and huge ints
         out = orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
+    except (TypeError, orjson.JSONEncodeError):  # a JsonNumber, or nested over 255 deep
         out = None
     if out is not None and _EXPONENT.search(out) is None:
         return out.decode()
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return _dumps(value)
+
+
+def _scalar_text(value: Any) -> str:
+    t = type(value)
+    if t is str:
+        return json.dumps(value, ensure_ascii=False)
+    if t is JsonNumber:
+        return str(value.text)
+    if value is None:
+        return "null"
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return str(value)
+    if t is float:
+        return json.dumps(value)
+    raise TypeError(f"not a parsed JSON value: {type(value).__name__}")
+
+
+def _dumps(value: Any) -> str:
+    """:func:`json_text` without recursion (for JsonNumber values and deep nesting)."""
+    parts: list[str] = []
+    stack: list[tuple[Any, str]] = []  # (iterator of (key, value), closing bracket)
+    item: tuple[str | None, Any] | None = (None, value)
+    first = True
+    while True:
+        if item is not None:
+            key, v = item
+            if not first:
+                parts.append(",")
+            if key is not None:
+                parts.append(json.dumps(key, ensure_ascii=False) + ":")
+            t = type(v)
+            if t is dict:
+                parts.append("{")
+                stack.append((iter(v.items()), "}"))
+                first = True
+            elif t is list:
+                parts.append("[")
+                stack.append((((None, x) for x in v), "]"))
+                first = True
+            else:
+                parts.append(_scalar_text(v))
+                first = False
+        if not stack:
+            break
+        it, closer = stack[-1]
+        item = next(it, None)
+        if item is None:
+            parts.append(closer)
+            stack.pop()
+            first = False
+            if not stack:
+                break
+    return "".join(parts)
 
 
 def _as_policy_values(value: Any, kind: Kind) -> Any:
