@@ -144,7 +144,7 @@ def _deep(kind: str, depth: int) -> bytes:
         value = "[" * depth + "1" + "]" * depth
     else:
         value = '{"a":' * depth + "1" + "}" * depth
-    return ('{"event":"deep","properties":{"time":1704067200,"v":%s}}' % value).encode()
+    return (f'{{"event":"deep","properties":{{"time":1704067200,"v":{value}}}}}').encode()
 
 
 @pytest.mark.parametrize("depth", [900, 1000, 1022, 1030, 5000])

@@ -35,13 +35,13 @@ import pyarrow.compute as pc
 
 __all__ = [
     "BOOL",
-    "JsonNumber",
     "FLOAT",
     "INT",
     "KIND_METADATA_KEY",
     "NULL",
     "STR",
     "TEXT",
+    "JsonNumber",
     "Kind",
     "arrow_field",
     "arrow_type",
