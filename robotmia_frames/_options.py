@@ -353,6 +353,32 @@ def seconds(value: Any, name: str, *, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def bytes_per_second(value: Any, name: str) -> float:
+    """A download speed in bytes a second, ``>= 0`` (``min_speed=``; 0 switches it off).
+
+    Example:
+        >>> bytes_per_second(1024, "min_speed")
+        1024.0
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < float("inf")
+    ):
+        raise InvalidArgumentError(f"{name} must be a number of bytes a second >= 0, got {value!r}")
+    return float(value)
+
+
+def byte_cap(value: Any, name: str) -> int | None:
+    """A size cap in bytes (``max_window_bytes=``): a positive integer, or None for none.
+
+    Example:
+        >>> byte_cap(1 << 30, "max_window_bytes"), byte_cap(None, "max_window_bytes")
+        (1073741824, None)
+    """
+    return None if value is None else positive_int(value, name)
+
+
 def on_bad_lines(value: Any) -> OnBadLines:
     """``on_bad_lines=``: ``"error"``, ``"skip"`` or ``"warn"``.
 

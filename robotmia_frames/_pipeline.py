@@ -115,6 +115,10 @@ class Connection:
     concurrency: int
     cache_dir: Path | None
     region: str | None = None
+    max_retry_after: float = 300.0
+    stall_timeout: float = 60.0
+    min_speed: float = 1024.0
+    max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES
 
     @classmethod
     def checked(
@@ -131,6 +135,10 @@ class Connection:
         rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
         concurrency: int = 4,
         cache_dir: str | os.PathLike[str] | None = None,
+        max_retry_after: float = 300.0,
+        stall_timeout: float = 60.0,
+        min_speed: float = 1024.0,
+        max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
     ) -> Connection:
         """Check every setting (the secret and the timezone may come later, from the
         environment)."""
@@ -153,6 +161,10 @@ class Connection:
             concurrency=_options.positive_int(concurrency, "concurrency"),
             cache_dir=_options.directory(cache_dir, "cache_dir"),
             region=region,
+            max_retry_after=_options.seconds(max_retry_after, "max_retry_after", allow_zero=True),
+            stall_timeout=_options.seconds(stall_timeout, "stall_timeout"),
+            min_speed=_options.bytes_per_second(min_speed, "min_speed"),
+            max_window_bytes=_options.byte_cap(max_window_bytes, "max_window_bytes"),
         )
 
     def timezone(self, project_timezone: str | None = None) -> str:
@@ -173,6 +185,10 @@ class Connection:
             max_retries=self.max_retries,
             backoff_base=self.retry_backoff,
             verify=self.verify,
+            max_retry_after=self.max_retry_after,
+            stall_timeout=self.stall_timeout,
+            min_speed=self.min_speed,
+            max_window_bytes=self.max_window_bytes,
             **extra,
         )
 
@@ -546,6 +562,7 @@ class DatasetWriter:
         metadata: dict[str, Any],
     ) -> None:
         self.ds = sinks.ParquetDataset(Path(os.fspath(root)), partition_by=partition_by)
+        self.ds.check_writable()  # before any request: a read-only folder fails at once
         self.ds.recover()
         self.kinds = self.ds.current_kinds()
         self.metadata = metadata
@@ -634,6 +651,18 @@ def write_window(
     return ds.write_day(day, schema, out, metadata=metadata)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or, in the command line, SIGTERM) while a dataset was written.
+
+    ``days`` lists the days written, each whole; nothing partial is kept, so a rerun
+    of the same call finishes the job.
+    """
+
+    def __init__(self, days: list[str]) -> None:
+        super().__init__(f"interrupted after writing {len(days)} days")
+        self.days = days
+
+
 def write_dataset(
     plan: ExportPlan, path: str | os.PathLike[str], partition_by: Sequence[str], workdir: Path
 ) -> ExportSummary:
@@ -642,13 +671,19 @@ def write_dataset(
         for w in iter_windows(plan, workdir):
             try:
                 sink.write(w, plan)
+            except OSError as exc:
+                if exc.errno in transport.NO_ROOM:
+                    raise transport.no_room(exc, f"day {w.day.isoformat()}", sink.ds.root) from exc
+                raise
             finally:
                 if not w.cached and plan.cache_dir is None:
                     with contextlib.suppress(OSError):
                         w.result.path.unlink()
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(Exception):  # keep the days written consistent; the
             sink.finish()  # next run repairs them if even this fails
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+            raise Interrupted(sorted(sink.rows_per_day)) from exc
         raise
     finally:
         if plan.progress is not None:

@@ -34,6 +34,10 @@ class ApiReadRobotmiaExport(TypedDict, total=False):
     cache_dir: str | os.PathLike[str] | None
     refresh: bool
     timeout: float | None
+    max_retry_after: float
+    stall_timeout: float
+    min_speed: float
+    max_window_bytes: int | None
     max_retries: int
     retry_backoff: float
     verify: bool | str

@@ -4,7 +4,8 @@
 ``sync_to_parquet`` and ``read_parquet_dataset`` keep the signatures of
 ``design.md``; the connection settings among their keywords (``api_secret``,
 ``project_timezone``, ``base_url``, ``region``, ``timeout``, ``max_retries``,
-``retry_backoff``, ``verify``, ``rate_limit``, ``concurrency``, ``cache_dir``) go to
+``retry_backoff``, ``verify``, ``rate_limit``, ``concurrency``, ``cache_dir``,
+``max_retry_after``, ``stall_timeout``, ``min_speed``, ``max_window_bytes``) go to
 the :class:`Client`, the rest to its method of the same name.
 """
 
@@ -98,6 +99,10 @@ def read_robotmia_export(
     cache_dir: str | os.PathLike[str] | None = None,
     refresh: bool = False,
     timeout: float | None = None,
+    max_retry_after: float = 300.0,
+    stall_timeout: float = 60.0,
+    min_speed: float = 1024.0,
+    max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
     max_retries: int = 5,
     retry_backoff: float = 1.0,
     verify: bool | str = True,
@@ -209,6 +214,10 @@ def export_to_parquet(
     cache_dir: str | os.PathLike[str] | None = None,
     refresh: bool = False,
     timeout: float | None = None,
+    max_retry_after: float = 300.0,
+    stall_timeout: float = 60.0,
+    min_speed: float = 1024.0,
+    max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
     max_retries: int = 5,
     retry_backoff: float = 1.0,
     verify: bool | str = True,
@@ -256,6 +265,10 @@ def sync_to_parquet(
     concurrency: int = 4,
     rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
     timeout: float | None = None,
+    max_retry_after: float = 300.0,
+    stall_timeout: float = 60.0,
+    min_speed: float = 1024.0,
+    max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
     max_retries: int = 5,
     retry_backoff: float = 1.0,
     verify: bool | str = True,

@@ -42,7 +42,12 @@ class Client:
     :class:`RateLimit` or a shared :class:`RateLimiter` (robotmia's budget by
     default; none for a loopback server), ``concurrency`` the windows downloaded at
     once and ``cache_dir`` a folder that keeps verified window bodies. Every call
-    made through one client shares its rate limiter.
+    made through one client shares its rate limiter. ``max_retry_after`` (300 s) is
+    the longest server ``Retry-After`` waited for: a longer one fails at once with
+    :class:`APIError` saying when to retry. A body that, once started, arrives
+    slower than ``min_speed`` bytes a second (1024) over ``stall_timeout`` seconds
+    (60) has stalled and is retried (``min_speed=0``: never). A window body larger
+    than ``max_window_bytes`` (64 GiB as received; ``None``: no cap) fails.
 
     Every setting is checked here, once; the secret is required when a method
     sends a request. The module-level functions (``rf.read_robotmia_export`` and
@@ -72,6 +77,10 @@ class Client:
         rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
         concurrency: int = 4,
         cache_dir: str | os.PathLike[str] | None = None,
+        max_retry_after: float = 300.0,
+        stall_timeout: float = 60.0,
+        min_speed: float = 1024.0,
+        max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
     ) -> None:
         self._conn = Connection.checked(
             api_secret=api_secret,
@@ -85,6 +94,10 @@ class Client:
             rate_limit=rate_limit,
             concurrency=concurrency,
             cache_dir=cache_dir,
+            max_retry_after=max_retry_after,
+            stall_timeout=stall_timeout,
+            min_speed=min_speed,
+            max_window_bytes=max_window_bytes,
         )
 
     def __repr__(self) -> str:

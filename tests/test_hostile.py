@@ -184,3 +184,105 @@ def test_deep_nesting_in_an_export_window(server: ServerFactory, engine: str) ->
         rf.read_robotmia_export(DAY, DAY, **_kw(srv))
     df = rf.read_robotmia_export(DAY, DAY, on_bad_lines="skip", **_kw(srv))
     assert df["event"].tolist() == ["ok", "ok"]
+
+
+# ------------------------------------------- 7, 8, 9, 11. slow, stubborn and absent servers
+
+
+def _exports(srv: ExportServer) -> int:
+    return sum(1 for r in srv.requests if r.path.startswith("/api/2.0/export"))
+
+
+def test_a_trickling_body_is_a_stall_and_is_retried(server: ServerFactory) -> None:
+    srv = server(generate_events(200, days=1))
+    srv.add_fault(Fault(trickle_rate=40, trickle_after=200, times=1))
+    df = rf.read_robotmia_export(DAY, DAY, stall_timeout=0.5, min_speed=1000, **_kw(srv))
+    assert len(df) == 200
+
+
+def test_a_body_that_always_trickles_fails_naming_the_setting(server: ServerFactory) -> None:
+    srv = server(generate_events(200, days=1))
+    srv.add_fault(Fault(trickle_rate=40, trickle_after=200, times=None))
+    with pytest.raises(rf.NetworkError, match="stalled.*min_speed=1000.*stall_timeout=0.5") as e:
+        rf.read_robotmia_export(DAY, DAY, stall_timeout=0.5, min_speed=1000, **_kw(srv))
+    assert "after 2 attempts" in str(e.value)
+
+
+@pytest.mark.parametrize("bad", [{"stall_timeout": 0}, {"min_speed": -1}, {"max_retry_after": -1}])
+def test_stall_and_wait_settings_are_checked(bad: dict[str, Any]) -> None:
+    with pytest.raises(rf.InvalidArgumentError, match=next(iter(bad))):
+        rf.Client(**bad)
+
+
+@pytest.mark.parametrize("retry_after", [100000, "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_a_retry_after_beyond_the_cap_fails_at_once(
+    server: ServerFactory, retry_after: Any
+) -> None:
+    srv = server(generate_events(20, days=1))
+    srv.add_fault(Fault(status=429, retry_after=retry_after, times=None))
+    with pytest.raises(rf.APIError, match=r"Try again after \d{4}-\d\d-\d\d") as info:
+        rf.read_robotmia_export(DAY, DAY, **_kw(srv, max_retries=5))
+    assert info.value.status_code == 429
+    assert "max_retry_after=300" in str(info.value)
+    assert _exports(srv) == 1
+
+
+def test_a_retry_after_within_the_cap_is_waited_for(server: ServerFactory) -> None:
+    srv = server(generate_events(20, days=1))
+    srv.add_fault(Fault(status=429, retry_after=100000, times=1))
+    with pytest.raises(rf.APIError, match="max_retry_after=50"):
+        rf.read_robotmia_export(DAY, DAY, **_kw(srv, max_retry_after=50))
+    srv.add_fault(Fault(status=429, retry_after=0.2, times=1))
+    df = rf.read_robotmia_export(DAY, DAY, **_kw(srv, max_retry_after=1))
+    assert len(df) == 20
+
+
+def test_an_unresolvable_host_is_final() -> None:
+    # A name longer than DNS allows (255) fails in the resolver: no query leaves the machine.
+    url = "https://" + ".".join(["x" * 60] * 5) + ".example/api/2.0/export/"
+    with pytest.raises(rf.NetworkError, match="could not be resolved") as info:
+        rf.read_robotmia_export(DAY, DAY, **{**_kw_url(url), "max_retries": 5, "retry_backoff": 5})
+    assert "1 attempt" in str(info.value) and "not retried" in str(info.value)
+
+
+def _kw_url(url: str) -> dict[str, Any]:
+    return dict(api_secret=SECRET, project_timezone="UTC", base_url=url, progress=False)
+
+
+def test_a_host_name_that_cannot_be_used_is_a_clear_final_error() -> None:
+    url = "https://" + "x" * 70 + ".example/api/2.0/export/"
+    with pytest.raises(rf.NetworkError, match="1 attempt"):
+        rf.read_robotmia_export(DAY, DAY, **{**_kw_url(url), "max_retries": 5})
+
+
+def test_connection_refused_is_retried_briefly() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api/2.0/export/"
+    with pytest.raises(rf.NetworkError, match="refused") as info:
+        rf.read_robotmia_export(
+            DAY, DAY, **{**_kw_url(url), "max_retries": 5, "retry_backoff": 0.01}
+        )
+    assert "3 attempts" in str(info.value)
+
+
+def test_tls_verification_failure_is_final(server: ServerFactory) -> None:
+    pytest.importorskip("trustme")
+    srv = server(generate_events(5, days=1), tls=True)
+    with pytest.raises(rf.NetworkError, match="certificate") as info:
+        rf.read_robotmia_export(DAY, DAY, **{**_kw(srv), "max_retries": 5, "retry_backoff": 5})
+    assert "1 attempt" in str(info.value)
+    assert _exports(srv) == 0  # the handshake failed: no request was read
+
+
+def test_an_endless_body_stops_at_max_window_bytes(server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(generate_events(20, days=1))
+    srv.add_fault(Fault(endless=True, times=None))
+    with pytest.raises(rf.APIError, match="max_window_bytes=200000") as info:
+        rf.export_to_parquet(tmp_path / "ds", DAY, DAY, **_kw(srv, max_window_bytes=200_000))
+    assert "2024-01-01" in str(info.value)
+    assert "after 1 attempt" in str(info.value) or _exports(srv) == 1  # not retried
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and "date=" in str(p)]

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments (or a missing file),
 3 authentication, 4 API error, 5 network or incomplete download, 6 malformed
-export data, 130 interrupted (Ctrl-C).
+export data, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -38,6 +39,7 @@ from ..errors import (
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_API, EXIT_NETWORK, EXIT_PARSE = range(7)
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it terminated
 _PREVIEW_COLUMNS = 8
 
 EXIT_CODES = """\
@@ -49,7 +51,11 @@ exit codes:
   4    API error (any other HTTP error after retries)
   5    network failure or incomplete download, after retries
   6    malformed export data (a bad line; see --on-bad-lines)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  stopped by SIGTERM (timeout, Kubernetes, Airflow)
+
+Ctrl-C and SIGTERM stop cleanly: days already written stay whole, nothing
+partial or temporary is left, and running the same command again finishes the job."""
 
 SECRET_HELP = """\
 the API secret (Project Settings in robotmia) is read from ROBOTMIA_API_SECRET, or
@@ -107,6 +113,30 @@ def _remote(p: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, default=4, metavar="N", help="day windows at once (default 4)"
     )
     p.add_argument("--timeout", type=float, metavar="S", help="read timeout in seconds")
+    p.add_argument(
+        "--max-retry-after",
+        type=float,
+        metavar="S",
+        help="longest server Retry-After waited for (default 300); longer fails at once",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a body may arrive slower than --min-speed before it is retried (default 60)",
+    )
+    p.add_argument(
+        "--min-speed",
+        type=float,
+        metavar="B",
+        help="bytes a second a started body must keep up (default 1024; 0: off)",
+    )
+    p.add_argument(
+        "--max-window-bytes",
+        type=int,
+        metavar="B",
+        help="largest body one window may send, as received (default 64 GiB)",
+    )
     p.add_argument("--ca-bundle", metavar="PEM", help="CA bundle to verify the server with")
     p.add_argument(
         "--on-bad-lines",
@@ -382,8 +412,9 @@ def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "verify": args.ca_bundle or True,
         "progress": _progress(args),
     }
-    if args.timeout is not None:
-        kwargs["timeout"] = args.timeout
+    for name in ("timeout", "max_retry_after", "stall_timeout", "min_speed", "max_window_bytes"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     return kwargs
 
 
@@ -602,19 +633,74 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         "serve": _serve,
         "demo": _demo,
     }
+    stopped_by: list[str] = []
+    restore = _stop_on_sigterm(stopped_by) if args.command in ("export", "sync") else None
     try:
         return handlers[args.command](args, stream)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        how = stopped_by[0] if stopped_by else "Ctrl-C"
+        print(_interrupted(how, exc), file=sys.stderr)
+        return EXIT_TERMINATED if stopped_by else EXIT_INTERRUPTED
     except BrokenPipeError:  # `robotmia-frames read ... | head`: the reader left
         _silence_stdout()
         return EXIT_OK
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {_one_line(redact(exc))}", file=sys.stderr)
+        print(f"error: {cli_words(_one_line(redact(exc)))}", file=sys.stderr)
         return _exit_code(exc)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _stop_on_sigterm(stopped_by: list[str]) -> Any:
+    """Make SIGTERM stop an export like Ctrl-C (clean up, report); returns the undo."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if not stopped_by:
+            stopped_by.append("SIGTERM")
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # not the main thread
+        return None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(how: str, exc: BaseException) -> str:
+    days = getattr(exc, "days", None)
+    if days is None:
+        written = "no day was written by this run"
+    elif not days:
+        written = "no day had been written yet"
+    else:
+        shown = days[0] if len(days) == 1 else f"{days[0]} .. {days[-1]}"
+        written = f"{len(days)} day{'s' if len(days) != 1 else ''} written completely ({shown})"
+    return (
+        f"interrupted by {how}: {written}; nothing partial or temporary was left. "
+        "Run the same command again to finish the job."
+    )
+
+
+_OPTION_NAMES = re.compile(
+    r"(?<![\w-])(timeout|max_retry_after|stall_timeout|min_speed|max_window_bytes|"
+    r"on_bad_lines)="
+)
+_CLI_ALIASES = {"verify=": "--ca-bundle=", "base_url": "--base-url"}
+
+
+def cli_words(message: str) -> str:
+    """A library message in the command line's words (``timeout=`` -> ``--timeout=``).
+
+    Example:
+        >>> cli_words("raise timeout= or min_speed=0; check base_url")
+        'raise --timeout= or --min-speed=0; check --base-url'
+    """
+    for name, flag in _CLI_ALIASES.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}", flag, message)
+    return _OPTION_NAMES.sub(lambda m: "--" + m.group(1).replace("_", "-") + "=", message)
 
 
 def _one_line(message: str) -> str:

@@ -32,6 +32,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -202,9 +203,36 @@ class ParquetDataset:
                 f"partition_by must be ('date',) or ('date', 'event'), got {partition_by!r}"
             )
         self.partition_by = parts
-        if create:
-            self.root.mkdir(parents=True, exist_ok=True)
         self.staging = self.root.parent / f".{self.root.name}.robotmia-staging"
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._unwritable(self.root, exc) from None
+
+    def check_writable(self) -> None:
+        """Raise :class:`InvalidArgumentError` unless the dataset folder and the
+        folder beside it (where days are staged) take new files, so that a
+        read-only or full folder is reported before anything is downloaded.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetDataset(tempfile.mkdtemp()).check_writable()
+        """
+        for folder in (self.root, self.root.parent):
+            try:
+                fd, name = tempfile.mkstemp(prefix=".robotmia-probe-", dir=folder)
+                os.close(fd)
+                os.unlink(name)
+            except OSError as exc:
+                raise self._unwritable(folder, exc) from None
+
+    def _unwritable(self, folder: Path, exc: OSError) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"the dataset {self.root} cannot be written: creating a file in {folder} "
+            f"failed ({exc.strerror or exc}). Nothing was downloaded. Check the folder's "
+            "permissions and that its disk is not read-only or full, or choose another path."
+        )
 
     # -- state --------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ Example:
 from ._cache import WindowCache
 from ._config import (
     DEFAULT_BASE_URL,
+    DEFAULT_MAX_WINDOW_BYTES,
     DEFAULT_USER_AGENT,
     REGION_URLS,
     DownloadResult,
@@ -33,11 +34,13 @@ from ._config import (
 )
 from ._http import AttemptFailed, body_failure, make_session, open_response
 from ._ratelimit import RateLimit, RateLimiter
-from ._retry import download_window, final_error, retry_delay, retrying
+from ._retry import NO_ROOM, download_window, final_error, no_room, retry_delay, retrying
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_WINDOW_BYTES",
     "DEFAULT_USER_AGENT",
+    "NO_ROOM",
     "REGION_URLS",
     "AttemptFailed",
     "DownloadResult",
@@ -52,6 +55,7 @@ __all__ = [
     "final_error",
     "is_loopback_host",
     "make_session",
+    "no_room",
     "open_response",
     "retry_delay",
     "retrying",

@@ -29,6 +29,8 @@ REGION_URLS = {
     "in": "https://data-in.robotmia.com/api/2.0/export/",
 }
 DEFAULT_USER_AGENT = f"robotmia-frames/{__version__}"
+#: The largest window body accepted, in bytes as received (compressed): 64 GiB.
+DEFAULT_MAX_WINDOW_BYTES = 64 << 30
 
 _CORE_PARAMS = frozenset({"from_date", "to_date", "event", "where"})
 
@@ -115,7 +117,12 @@ class TransportConfig:
     """How to reach the export endpoint, and how patiently.
 
     ``max_retries`` counts retries after the first try. ``verify`` is ``True``, ``False``
-    or the path of a CA bundle. The secret is never shown by ``repr``.
+    or the path of a CA bundle. ``max_retry_after`` is the longest ``Retry-After``
+    waited for (a longer one fails at once). Once a body has started, a download
+    slower than ``min_speed`` bytes a second over ``stall_timeout`` seconds has
+    stalled and is retried (``min_speed=0`` switches this off); a body larger than
+    ``max_window_bytes`` fails (``None``: no cap). The secret is never shown by
+    ``repr``.
 
     Example:
         >>> TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret", max_retries=2)
@@ -133,6 +140,9 @@ class TransportConfig:
     max_retry_after: float = 300.0
     verify: bool | str = True
     user_agent: str = DEFAULT_USER_AGENT
+    stall_timeout: float = 60.0
+    min_speed: float = 1024.0
+    max_window_bytes: int | None = DEFAULT_MAX_WINDOW_BYTES
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_secret, str) or not self.api_secret:
@@ -142,11 +152,11 @@ class TransportConfig:
             )
         register_secret(self.api_secret)
         validate_base_url(self.base_url)
-        for name in ("connect_timeout", "read_timeout"):
+        for name in ("connect_timeout", "read_timeout", "stall_timeout"):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or value <= 0:
                 raise InvalidArgumentError(f"{name} must be a positive number of seconds")
-        for name in ("backoff_base", "backoff_max", "max_retry_after"):
+        for name in ("backoff_base", "backoff_max", "max_retry_after", "min_speed"):
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or value < 0:
                 raise InvalidArgumentError(f"{name} must be a number of seconds >= 0")
@@ -156,6 +166,12 @@ class TransportConfig:
             or self.max_retries < 0
         ):
             raise InvalidArgumentError("max_retries must be an integer >= 0")
+        if self.max_window_bytes is not None and (
+            not isinstance(self.max_window_bytes, int)
+            or isinstance(self.max_window_bytes, bool)
+            or self.max_window_bytes <= 0
+        ):
+            raise InvalidArgumentError("max_window_bytes must be a positive integer or None")
         if isinstance(self.verify, str):
             if not os.path.exists(self.verify):
                 raise InvalidArgumentError(

@@ -8,12 +8,13 @@ import http.client
 import json
 import logging
 import math
+import socket
 import ssl
 import time
 from collections.abc import Iterator
 from contextlib import closing, suppress
 from typing import IO, NoReturn
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -72,14 +73,22 @@ class AttemptFailed(Exception):
         status_code: int | None = None,
         server_message: str | None = None,
         retry_after: float | None = None,
+        max_tries: int | None = None,
     ) -> None:
         super().__init__(redact(reason))
-        self.kind = kind  # "auth" | "status" | "network" | "incomplete"
+        self.kind = kind  # "auth" | "status" | "network" | "incomplete" | "too_big"
         self.reason = redact(reason)
         self.retryable = retryable
         self.status_code = status_code
         self.server_message = server_message
         self.retry_after = retry_after
+        #: At most this many tries for this kind of failure (whatever ``max_retries``).
+        self.max_tries = max_tries
+
+
+#: Tries for a refused connection: a server restarting comes back within seconds;
+#: one that is not there at all should be reported quickly.
+REFUSED_TRIES = 3
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -105,6 +114,17 @@ def _is_cert_failure(exc: BaseException) -> bool:
         if "CERTIFICATE_VERIFY_FAILED" in str(cur):
             return True
     return False
+
+
+def _is_dns_failure(exc: BaseException) -> bool:
+    for cur in _chain(exc):
+        if isinstance(cur, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            return True
+    return False
+
+
+def _is_refused(exc: BaseException) -> bool:
+    return any(isinstance(cur, ConnectionRefusedError) for cur in _chain(exc))
 
 
 def _is_truncation(exc: BaseException) -> bool:
@@ -163,14 +183,30 @@ def send(
     except requests.exceptions.Timeout as exc:
         raise AttemptFailed(
             "network",
-            f"no answer within read_timeout={config.read_timeout:g} s ({describe(exc)})",
+            f"no answer within timeout={config.read_timeout:g} s ({describe(exc)})",
             retryable=True,
         ) from exc
     except requests.exceptions.ConnectionError as exc:
+        host = urlsplit(url).hostname or url
+        if _is_dns_failure(exc):
+            raise AttemptFailed(
+                "network",
+                f"the host name {host!r} could not be resolved (DNS: {describe(exc)}); "
+                "check base_url / region and the machine's DNS and proxy settings",
+                retryable=False,
+            ) from exc
+        if _is_refused(exc):
+            raise AttemptFailed(
+                "network",
+                f"{host} refused the connection ({describe(exc)}); check base_url and that "
+                "the server is up",
+                retryable=True,
+                max_tries=REFUSED_TRIES,
+            ) from exc
         raise AttemptFailed(
             "network", f"connection failed ({describe(exc)})", retryable=True
         ) from exc
-    except requests.exceptions.RequestException as exc:
+    except (requests.exceptions.RequestException, urllib3.exceptions.LocationParseError) as exc:
         raise AttemptFailed(
             "network", f"request failed ({describe(exc)})", retryable=False
         ) from exc
@@ -276,10 +312,12 @@ def body_failure(exc: BaseException, received: int, config: TransportConfig) -> 
         >>> body_failure(http.client.IncompleteRead(b"x"), 1, config).kind
         'incomplete'
     """
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or any(
+        isinstance(cur, (TimeoutError, socket.timeout)) for cur in _chain(exc)
+    ):
         return AttemptFailed(
             "network",
-            f"the body stalled for more than read_timeout={config.read_timeout:g} s "
+            f"the body stalled for more than timeout={config.read_timeout:g} s "
             f"after {received} bytes",
             retryable=True,
         )
@@ -296,6 +334,39 @@ def body_failure(exc: BaseException, received: int, config: TransportConfig) -> 
     )
 
 
+class _StallWatch:
+    """Fails an attempt whose body, once started, arrives slower than ``min_speed``
+    bytes a second over ``stall_timeout`` seconds (curl's ``--speed-limit`` and
+    ``--speed-time``). A body that stops altogether is caught by the read timeout."""
+
+    def __init__(self, config: TransportConfig) -> None:
+        self.config = config
+        self.start: float | None = None
+        self.base = 0
+
+    def update(self, received: int) -> None:
+        config = self.config
+        if config.min_speed <= 0:
+            return
+        now = time.monotonic()
+        if self.start is None:
+            self.start, self.base = now, received
+            return
+        elapsed = now - self.start
+        if elapsed < config.stall_timeout:
+            return
+        got = received - self.base
+        if got < config.min_speed * elapsed:
+            raise AttemptFailed(
+                "network",
+                f"the body stalled: {got} bytes in {elapsed:.0f} s, slower than "
+                f"min_speed={config.min_speed:g} bytes/s over stall_timeout="
+                f"{config.stall_timeout:g} s (after {received} bytes)",
+                retryable=True,
+            )
+        self.start, self.base = now, received
+
+
 def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) -> tuple[bool, int]:
     """Stream the raw (still encoded) body into ``sink``, verifying it on the way."""
     expected: int | None = None
@@ -304,18 +375,29 @@ def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) 
             expected = int(resp.headers.get("Content-Length", ""))
     verifier = BodyVerifier()
     received = 0
-    chunks = resp.raw.stream(CHUNK_SIZE, decode_content=False)
+    cap = config.max_window_bytes
+    stall = _StallWatch(config)
+    raw = resp.raw
     while True:
         try:
-            chunk = next(chunks)
-        except StopIteration:
-            break
+            # read1: whatever has arrived, so that a trickle is seen as one
+            chunk = raw.read1(CHUNK_SIZE, decode_content=False)
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             raise body_failure(exc, received, config) from exc
         if not chunk:
-            continue
-        sink.write(chunk)
+            break
         received += len(chunk)
+        if cap is not None and received > cap:
+            raise AttemptFailed(
+                "too_big",
+                f"the body grew past max_window_bytes={cap} bytes without ending (an endless "
+                "or runaway answer); nothing was kept. If one window really is that large, "
+                "raise max_window_bytes",
+                retryable=False,
+                status_code=200,
+            )
+        sink.write(chunk)
+        stall.update(received)
         try:
             verifier.feed(chunk)
         except Truncated as exc:

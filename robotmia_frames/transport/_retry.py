@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import errno
 import logging
 import os
 import random
@@ -110,6 +112,11 @@ def final_error(
         return APIError(
             redact(text), status_code=failure.status_code, server_message=failure.server_message
         )
+    if failure.kind == "too_big":
+        return APIError(
+            redact(f"The export {where} was refused: {failure.reason}."),
+            status_code=failure.status_code,
+        )
     if failure.kind == "incomplete":
         return IncompleteDownloadError(
             redact(
@@ -120,8 +127,31 @@ def final_error(
     return NetworkError(
         redact(
             f"Could not download {where} after {tries}: {failure.reason}. "
-            "Check the network (large exports may need a longer read_timeout)."
+            + (
+                "Check the network (a large export may need a longer read timeout: "
+                "timeout=SECONDS)."
+                if failure.retryable
+                else "This is not retried."
+            )
         )
+    )
+
+
+def _wait_too_long(failure: AttemptFailed, config: TransportConfig, label: str) -> APIError:
+    """The error for a ``Retry-After`` longer than ``max_retry_after``: not waited for."""
+    wait = failure.retry_after or 0.0
+    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=wait)
+    status = failure.status_code or 429
+    detail = f": {failure.server_message}" if failure.server_message else ""
+    return APIError(
+        redact(
+            f"robotmia answered HTTP {status} for {redact_url(config.base_url)} ({label}){detail} "
+            f"and asked to wait {wait:.0f} s before retrying, longer than max_retry_after="
+            f"{config.max_retry_after:g} s. Try again after "
+            f"{when.strftime('%Y-%m-%d %H:%M:%S')} UTC, or raise max_retry_after to wait."
+        ),
+        status_code=status,
+        server_message=failure.server_message,
     )
 
 
@@ -164,11 +194,16 @@ def retrying(
             with limiter.slot():
                 return attempt(), tries
         except AttemptFailed as failure:
+            if failure.retry_after is not None and failure.retry_after > config.max_retry_after:
+                raise _wait_too_long(failure, config, label) from failure.__cause__
             if limiter is not None and failure.retry_after:
-                limiter.pause(min(failure.retry_after, config.max_retry_after))
+                limiter.pause(failure.retry_after)
             if final is not None:
                 final(failure, tries)
-            if not failure.retryable or tries > config.max_retries:
+            limit = config.max_retries + 1
+            if failure.max_tries is not None:
+                limit = min(limit, failure.max_tries)
+            if not failure.retryable or tries >= limit:
                 raise final_error(failure, tries, config, label, hints=hints) from (
                     failure.__cause__
                 )
@@ -183,6 +218,26 @@ def retrying(
             if on_retry is not None:
                 on_retry(RetryEvent(tries, delay, failure.reason, failure.status_code))
             sleep(delay)
+
+
+#: The errors of a full disk, a full quota, and a file size limit.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_room(exc: OSError, what: str, folder: Path) -> OSError:
+    """The error for a disk that is full while writing ``what`` into ``folder``.
+
+    Example:
+        >>> print(no_room(OSError(28, "No space left on device"), "window 2024-01-05",
+        ...               Path("/tmp/x")))  # doctest: +ELLIPSIS
+        [Errno 28] No room on disk for window 2024-01-05 in /tmp/x (No space left on device). ...
+    """
+    return OSError(
+        exc.errno,
+        f"No room on disk for {what} in {folder} ({exc.strerror}). Nothing of it was "
+        "kept; days already written are intact. Free space there (or point cache_dir / "
+        "TMPDIR at a bigger disk) and run again: a rerun finishes the job.",
+    )
 
 
 def download_window(
@@ -253,6 +308,10 @@ def download_window(
         done = True
         if durable:
             fsync_dir(dest.parent)
+    except OSError as exc:
+        if exc.errno in NO_ROOM:
+            raise no_room(exc, f"window {request.label}", dest.parent) from exc
+        raise
     finally:
         if tmp is not None and not done:
             with suppress(OSError):
