@@ -124,7 +124,10 @@ def read_robotmia_export(
     returned (the first ones, in day order; it is also sent as the export's ``limit``
     parameter with every window, so no window downloads more); ``cache_dir``
     keeps verified window bodies so that a re-run downloads only what is missing
-    (``refresh=True``: everything). See ``docs/api.md`` for every option.
+    (``refresh=True``: everything). ``max_retry_after`` (a longer server wait fails
+    at once), ``stall_timeout`` and ``min_speed`` (a body slower than that is retried)
+    and ``max_window_bytes`` (the largest body accepted) are described at
+    :class:`Client`. See ``docs/api.md`` for every option.
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer, generate_events

@@ -8,6 +8,11 @@ data.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -203,7 +208,7 @@ def test_a_trickling_body_is_a_stall_and_is_retried(server: ServerFactory) -> No
 def test_a_body_that_always_trickles_fails_naming_the_setting(server: ServerFactory) -> None:
     srv = server(generate_events(200, days=1))
     srv.add_fault(Fault(trickle_rate=40, trickle_after=200, times=None))
-    with pytest.raises(rf.NetworkError, match="stalled.*min_speed=1000.*stall_timeout=0.5") as e:
+    with pytest.raises(rf.NetworkError, match=r"stalled.*min_speed=1000.*stall_timeout=0\.5") as e:
         rf.read_robotmia_export(DAY, DAY, stall_timeout=0.5, min_speed=1000, **_kw(srv))
     assert "after 2 attempts" in str(e.value)
 
@@ -286,3 +291,141 @@ def test_an_endless_body_stops_at_max_window_bytes(server: ServerFactory, tmp_pa
     assert "2024-01-01" in str(info.value)
     assert "after 1 attempt" in str(info.value) or _exports(srv) == 1  # not retried
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and "date=" in str(p)]
+
+
+# ------------------------------------------------------------------ 10, 11, 12. disks, signals
+
+
+def _unwritable_folders(tmp_path: Path) -> list[Path]:
+    """Folders this process cannot write: a chmod'ed one (not for root), /sys."""
+    out = []
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        out += [ro, ro / "ds"]
+    if Path("/sys/kernel").is_dir() and not os.access("/sys/kernel", os.W_OK | os.X_OK):
+        out += [Path("/sys/kernel")]
+    elif Path("/sys/kernel").is_dir():
+        out += [Path("/sys/robotmia-frames-test-ds")]  # sysfs takes no new folders
+    return out
+
+
+def test_an_unwritable_dataset_fails_before_any_request(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    folders = _unwritable_folders(tmp_path)
+    if not folders:
+        pytest.skip("no unwritable folder on this machine")
+    srv = server(generate_events(20, days=1))
+    for folder in folders:
+        with pytest.raises(rf.InvalidArgumentError, match="cannot be written"):
+            rf.export_to_parquet(folder, DAY, DAY, **_kw(srv))
+        with pytest.raises(rf.InvalidArgumentError, match="cannot be written"):
+            rf.sync_to_parquet(folder, DAY, DAY, **_kw(srv))
+        with pytest.raises(rf.InvalidArgumentError, match="cannot be written"):
+            rf.read_robotmia_export(DAY, DAY, parquet_path=folder, **_kw(srv))
+    assert _exports(srv) == 0
+
+
+_CHILD = """
+import os, resource, signal, sys
+import robotmia_frames as rf
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+try:
+    rf.export_to_parquet(sys.argv[1], "2024-01-01", "2024-01-01", api_secret=sys.argv[3],
+                         project_timezone="UTC", base_url=sys.argv[2], progress=False,
+                         max_retries=0)
+except OSError as exc:
+    print(exc.errno, exc)
+"""
+
+
+def test_a_full_disk_names_the_day_the_folder_and_what_to_do(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(generate={"events_per_day": 2000})
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "PYTHONDONTWRITEBYTECODE": "1"}
+    (tmp_path / "tmp").mkdir()
+    got = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path / "ds"), srv.url, SECRET],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    message = got.stdout
+    assert message.startswith("27 "), (got.stdout, got.stderr[-2000:])
+    assert "window 2024-01-01" in message and str(tmp_path / "tmp") in message
+    assert "Free space" in message and "run again" in message
+    assert not list((tmp_path / "tmp").rglob("*.part-*"))
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "robotmia_frames.cli", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_stop_an_export_cleanly(
+    server: ServerFactory, tmp_path: Path, sig: signal.Signals
+) -> None:
+    srv = server(generate={"events_per_day": 200})
+    srv.add_fault(
+        Fault(delay_first_byte=1.0, times=None, match=lambda p: p["from_date"] > "2024-01-01")
+    )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "ROBOTMIA_API_SECRET": SECRET}
+    out = tmp_path / "ds"
+    proc = _cli(
+        "export", "2024-01-01", "2024-01-09", "--out", str(out), "--base-url", srv.url,
+        "--timezone", "UTC", "--concurrency", "1", "--no-progress", env=env,
+    )  # fmt: skip
+    try:
+        # Day 2 on disk: day 1 is surely recorded as written (day 2 may be or not).
+        while not (out / "date=2024-01-02").is_dir() and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err
+    name = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+    assert f"interrupted by {name}" in err and "written completely" in err, err
+    assert "Run the same command again to finish the job" in err
+    assert not list(tmp.iterdir())  # no temporary folder or partial download left
+    assert not [p for p in out.parent.iterdir() if "staging" in p.name and any(p.iterdir())]
+    days = sorted(p.name for p in out.glob("date=*"))
+    assert days and days == [f"date=2024-01-0{i}" for i in range(1, len(days) + 1)]
+
+
+# ------------------------------------------------------------- 6. more text than an array holds
+
+
+def test_chunks_of_long_lines_are_split_by_bytes(
+    tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robotmia_frames import parse
+    from robotmia_frames.parse import _engine
+
+    lines = [
+        b'{"event":"e","properties":{"time":%d,"s":"%s","v":%s}}'
+        % (i, b"x" * 300, b"1" if i < 30 else b'"a"')
+        for i in range(40)
+    ]
+    lines[35] = b"{not json"
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    whole = rf.read_export_file(path, project_timezone="UTC", on_bad_lines="skip")
+    monkeypatch.setattr(_engine, "MAX_CHUNK_BYTES", 2_000)
+    raw = list(parse.read_raw_batches(path, source="x", on_bad_lines="skip"))
+    assert len(raw) >= 6 and [b.first_line for b in raw] == sorted(b.first_line for b in raw)
+    assert sum(b.line_count for b in raw) == 40
+    split = rf.read_export_file(path, project_timezone="UTC", on_bad_lines="skip")
+    assert split.equals(whole)
+    assert split["properties.v"].tolist()[28:31] == ["1", "1", "a"]
+    with pytest.raises(rf.ParseError) as info:
+        rf.read_export_file(path, project_timezone="UTC")
+    assert info.value.line_number == 36

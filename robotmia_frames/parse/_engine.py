@@ -214,16 +214,40 @@ def read_raw_batches(
     bad = parse.BadLines(source, on_bad_lines)
     if not native_enabled():
         for first, lines in iter_line_chunks(path, label=source, batch_rows=batch_rows):
-            yield build_raw_batch(lines, first, source=source, bad=bad, keys=keys)
+            for start, part in _by_bytes(lines, first):
+                yield build_raw_batch(part, start, source=source, bad=bad, keys=keys)
         return
     blocks = iter_line_blocks(path, label=source, batch_rows=batch_rows)
     for first, chunk, count, got in prescan(blocks, keys):
         batch = None if got is None else from_scan(got, first, count, source)
-        if batch is None:
-            batch = build_raw_batch(
-                split_lines(chunk), first, source=source, bad=bad, keys=keys, native=False
-            )
-        yield batch
+        if batch is not None:
+            yield batch
+            continue
+        for start, part in _by_bytes(split_lines(chunk), first):
+            yield build_raw_batch(part, start, source=source, bad=bad, keys=keys, native=False)
+
+
+#: The most bytes of lines the Python engine builds into one batch. A column's
+#: text can be a few times its source (``1e15`` is ``1000000000000000.0``), and an
+#: Arrow string array holds at most 2 GiB, so chunks of very long lines are split
+#: (the C scanner declines a chunk whose column would not fit).
+MAX_CHUNK_BYTES = 256 << 20
+
+
+def _by_bytes(lines: list[bytes], first: int) -> Iterator[tuple[int, list[bytes]]]:
+    """``(first_line_number, lines)`` pieces of a chunk, each at most
+    :data:`MAX_CHUNK_BYTES` (or one line)."""
+    limit = MAX_CHUNK_BYTES
+    if sum(map(len, lines)) + len(lines) <= limit:
+        yield first, lines
+        return
+    start = size = 0
+    for i, line in enumerate(lines):
+        if size and size + len(line) + 1 > limit:
+            yield first + start, lines[start:i]
+            start, size = i, 0
+        size += len(line) + 1
+    yield first + start, lines[start:]
 
 
 def merge_kinds(kinds: dict[str, Kind], batch: RawBatch) -> None:

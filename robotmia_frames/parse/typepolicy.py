@@ -13,6 +13,7 @@ only strings               ``string``
 lists                      ``list<unified element type>``
 JSON objects               ``string`` (their compact JSON text)
 an int outside int64       ``string`` (exact decimal text)
+a number beyond float64    ``string`` (its exact source text)
 any other mix              ``string``: strings kept, others as JSON text
 only nulls / never set     ``null``
 =========================  ==============================================

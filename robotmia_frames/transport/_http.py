@@ -123,6 +123,13 @@ def _is_dns_failure(exc: BaseException) -> bool:
     return False
 
 
+def _dns_reason(exc: BaseException) -> str:
+    for cur in _chain(exc):
+        if isinstance(cur, socket.gaierror):
+            return redact(str(cur.strerror or cur))
+    return type(exc).__name__
+
+
 def _is_refused(exc: BaseException) -> bool:
     return any(isinstance(cur, ConnectionRefusedError) for cur in _chain(exc))
 
@@ -191,15 +198,15 @@ def send(
         if _is_dns_failure(exc):
             raise AttemptFailed(
                 "network",
-                f"the host name {host!r} could not be resolved (DNS: {describe(exc)}); "
+                f"the host name {host!r} could not be resolved (DNS: {_dns_reason(exc)}); "
                 "check base_url / region and the machine's DNS and proxy settings",
                 retryable=False,
             ) from exc
         if _is_refused(exc):
             raise AttemptFailed(
                 "network",
-                f"{host} refused the connection ({describe(exc)}); check base_url and that "
-                "the server is up",
+                f"{host} refused the connection (port {urlsplit(url).port or 'default'}); "
+                "check base_url and that the server is up",
                 retryable=True,
                 max_tries=REFUSED_TRIES,
             ) from exc

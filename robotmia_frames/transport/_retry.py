@@ -128,10 +128,12 @@ def final_error(
         redact(
             f"Could not download {where} after {tries}: {failure.reason}. "
             + (
-                "Check the network (a large export may need a longer read timeout: "
+                "This is not retried."
+                if not failure.retryable
+                else "Check the network (a large export may need a longer read timeout: "
                 "timeout=SECONDS)."
-                if failure.retryable
-                else "This is not retried."
+                if any(w in failure.reason for w in ("timeout", "timed out", "stalled"))
+                else "Check the network and try again."
             )
         )
     )
@@ -142,10 +144,10 @@ def _wait_too_long(failure: AttemptFailed, config: TransportConfig, label: str) 
     wait = failure.retry_after or 0.0
     when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=wait)
     status = failure.status_code or 429
-    detail = f": {failure.server_message}" if failure.server_message else ""
+    detail = f" ({failure.server_message})" if failure.server_message else ""
     return APIError(
         redact(
-            f"robotmia answered HTTP {status} for {redact_url(config.base_url)} ({label}){detail} "
+            f"robotmia answered HTTP {status}{detail} for {redact_url(config.base_url)} ({label}) "
             f"and asked to wait {wait:.0f} s before retrying, longer than max_retry_after="
             f"{config.max_retry_after:g} s. Try again after "
             f"{when.strftime('%Y-%m-%d %H:%M:%S')} UTC, or raise max_retry_after to wait."
