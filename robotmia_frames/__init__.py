@@ -32,6 +32,7 @@ from .errors import (
     ParseError,
     RobotmiaError,
     RobotmiaWarning,
+    TypeMismatchError,
     WhereSyntaxError,
 )
 from .transport import RateLimit, RateLimiter
@@ -53,6 +54,7 @@ __all__ = [
     "RateLimiter",
     "RobotmiaError",
     "RobotmiaWarning",
+    "TypeMismatchError",
     "WhereSyntaxError",
     "__version__",
     "export_to_parquet",

@@ -11,15 +11,17 @@ import datetime as dt
 import difflib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+
 from . import transport
 from ._redact import register_secret
 from .errors import InvalidArgumentError
-from .parse import PROPERTY_PREFIX, OnBadLines, validate_on_bad_lines
+from .parse import PINNABLE, PROPERTY_PREFIX, OnBadLines, OnTypeMismatch, validate_on_bad_lines
 from .sinks import DtypeBackend
 from .timeconv import resolve_timezone
 from .where import validate_where
@@ -35,11 +37,13 @@ __all__ = [
     "columns",
     "date",
     "date_range",
+    "dtype",
     "dtype_backend",
     "events",
     "known_columns",
     "limiter",
     "on_bad_lines",
+    "on_type_mismatch",
     "positive_int",
     "return_type",
     "secret",
@@ -308,6 +312,70 @@ def known_columns(wanted: Sequence[str] | None, known: Iterable[str], source: st
         )
         problems.append(f"unknown column {name!r}: {source} has no such column; {hint}")
     raise InvalidArgumentError("; ".join(problems))
+
+
+_DTYPE_NAMES: dict[str, pa.DataType] = {
+    **dict.fromkeys(["int64", "Int64", "int", "int64[pyarrow]"], pa.int64()),
+    **dict.fromkeys(["float64", "Float64", "float", "double", "double[pyarrow]"], pa.float64()),
+    **dict.fromkeys(["bool", "boolean", "bool[pyarrow]"], pa.bool_()),
+    **dict.fromkeys(["string", "str", "string[pyarrow]", "large_string"], pa.string()),
+}
+
+
+def _one_dtype(column: str, value: Any) -> pa.DataType:
+    if isinstance(value, pa.DataType):
+        target = pa.string() if pa.types.is_large_string(value) else value
+    elif isinstance(value, type) and value in (int, float, bool, str):
+        target = _DTYPE_NAMES[value.__name__]
+    elif hasattr(value, "pyarrow_dtype"):  # pandas.ArrowDtype
+        target = value.pyarrow_dtype
+    else:
+        target = _DTYPE_NAMES.get(str(value), pa.null())
+    if target not in PINNABLE:
+        raise InvalidArgumentError(
+            f"dtype for {column!r} must be one of int64, float64, bool or string "
+            f"(pandas' names, Python's types or Arrow's), got {value!r}"
+        )
+    return target
+
+
+def dtype(value: Any) -> dict[str, pa.DataType]:
+    """``dtype=``: a mapping of column name (:func:`column_name`) to a dtype, as in
+    pandas' readers: ``"int64"``/``"Int64"``/``int``, ``"float64"``/``"Float64"``/
+    ``float``, ``"bool"``/``"boolean"``/``bool``, ``"string"``/``str``, or the Arrow
+    type (``pa.float64()``).
+
+    Example:
+        >>> dtype({"$price": "Float64", "properties.n": int})
+        {'properties.$price': DataType(double), 'properties.n': DataType(int64)}
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            "dtype must be a mapping of column name to dtype, e.g. {'properties.Price': 'float64'}"
+        )
+    out: dict[str, pa.DataType] = {}
+    for key, target in value.items():
+        name = column_name(key)
+        if name in ("event", "time"):
+            raise InvalidArgumentError(f"dtype cannot change the type of {name!r}")
+        out[name] = _one_dtype(name, target)
+    return out
+
+
+def on_type_mismatch(value: Any) -> OnTypeMismatch:
+    """``on_type_mismatch=``: ``"text"``, ``"null"`` or ``"error"``.
+
+    Example:
+        >>> on_type_mismatch("null")
+        'null'
+    """
+    if value not in ("text", "null", "error"):
+        raise InvalidArgumentError(
+            f"on_type_mismatch must be 'text', 'null' or 'error', got {value!r}"
+        )
+    return value  # type: ignore[no-any-return]
 
 
 def positive_int(value: Any, name: str) -> int:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ import requests
 
 from . import _options, _progress, parse, sinks, transport
 from ._version import __version__
-from .errors import InvalidArgumentError, ParseError
+from .errors import InvalidArgumentError, ParseError, RobotmiaWarning
 from .parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
 from .timeconv import TIME_TYPE, local_seconds_to_utc
 
@@ -465,6 +467,50 @@ def batches(
             if columns is not None and parse_columns != list(columns):
                 out = out.select(list(columns))
         yield out
+
+
+def _caller() -> int:
+    """The ``stacklevel`` of the first frame outside this package (the user's call)."""
+    package = os.path.dirname(__file__)
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """``dtype=`` and ``on_type_mismatch=`` of a call, checked (see ``parse.pin_types``)."""
+
+    dtypes: dict[str, pa.DataType]
+    on_type_mismatch: parse.OnTypeMismatch = "text"
+
+    @classmethod
+    def checked(cls, dtype: Any, on_type_mismatch: Any) -> Pinned:
+        return cls(_options.dtype(dtype), _options.on_type_mismatch(on_type_mismatch))
+
+    def apply(self, table: pa.Table, source: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """The pinned types given to ``table`` (read from ``source``), with a
+        ``RobotmiaWarning`` counting the values that did not fit, per column."""
+        if not self.dtypes:
+            return table
+        if columns is None and table.num_rows:
+            absent = [c for c in self.dtypes if c not in table.column_names]
+            _options.known_columns(absent, table.column_names, source)
+        table, report = parse.pin_types(table, self.dtypes, self.on_type_mismatch, source=source)
+        if report.mismatches:
+            counts = "; ".join(report.describe(c, self.dtypes[c]) for c in report.mismatches)
+            if self.on_type_mismatch == "null":
+                then = "they are null, their original text is in <column>__raw"
+            else:
+                then = (
+                    "the column stays text (on_type_mismatch='text'); "
+                    "on_type_mismatch='null' sets them aside in <column>__raw"
+                )
+            warnings.warn(f"{source}: {counts}: {then}", RobotmiaWarning, stacklevel=_caller())
+        return table
 
 
 def deliver(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Literal, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict
 
 from . import _progress, sinks, transport
 from ._options import DateLike
@@ -24,6 +24,8 @@ class ApiReadRobotmiaExport(TypedDict, total=False):
     on_bad_lines: Literal["error", "skip", "warn"]
     columns: Sequence[str] | None
     dtype_backend: sinks.DtypeBackend
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]
     partition_by: Sequence[str]
     dedupe: bool
     region: str | None
@@ -51,6 +53,8 @@ class ApiReadExportFile(TypedDict, total=False):
     on_bad_lines: Literal["error", "skip", "warn"]
     columns: Sequence[str] | None
     dtype_backend: sinks.DtypeBackend
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]
     dedupe: bool
     time_in_ms: bool
     event: str | Sequence[str] | None
@@ -66,6 +70,8 @@ class ApiReadParquetDataset(TypedDict, total=False):
     columns: Sequence[str] | None
     event: str | Sequence[str] | None
     dtype_backend: sinks.DtypeBackend
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]
     dedupe: bool
     where: str | None
     project_timezone: str | None
@@ -103,6 +109,8 @@ class ClientReadRobotmiaExport(TypedDict, total=False):
     on_bad_lines: Literal["error", "skip", "warn"]
     columns: Sequence[str] | None
     dtype_backend: sinks.DtypeBackend
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]
     partition_by: Sequence[str]
     dedupe: bool
     time_in_ms: bool
@@ -118,6 +126,8 @@ class ClientReadExportFile(TypedDict, total=False):
     on_bad_lines: Literal["error", "skip", "warn"]
     columns: Sequence[str] | None
     dtype_backend: sinks.DtypeBackend
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]
     dedupe: bool
     time_in_ms: bool
     event: str | Sequence[str] | None
@@ -133,6 +143,8 @@ class ClientReadParquetDataset(TypedDict, total=False):
     columns: Sequence[str] | None
     event: str | Sequence[str] | None
     dtype_backend: sinks.DtypeBackend
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]
     dedupe: bool
     where: str | None
     project_timezone: str | None

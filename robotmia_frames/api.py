@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import pandas as pd
@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 OnBadLines = Literal["error", "skip", "warn"]
+OnTypeMismatch = Literal["text", "null", "error"]
 _SETTINGS = frozenset(inspect.signature(Client).parameters)
 
 
@@ -89,6 +90,8 @@ def read_robotmia_export(
     on_bad_lines: OnBadLines = "error",
     columns: Sequence[str] | None = None,
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: OnTypeMismatch = "text",
     partition_by: Sequence[str] = ("date",),
     dedupe: bool = False,
     region: str | None = None,
@@ -127,7 +130,10 @@ def read_robotmia_export(
     (``refresh=True``: everything). ``max_retry_after`` (a longer server wait fails
     at once), ``stall_timeout`` and ``min_speed`` (a body slower than that is retried)
     and ``max_window_bytes`` (the largest body accepted) are described at
-    :class:`Client`. See ``docs/api.md`` for every option.
+    :class:`Client`. ``dtype`` pins column types as in pandas' readers
+    (``{"properties.Price": "float64"}``); ``on_type_mismatch`` (``"text"``, ``"null"``,
+    ``"error"``) says what happens to values that do not fit (see
+    ``docs/type-policy.md``). See ``docs/api.md`` for every option.
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer, generate_events
@@ -170,6 +176,8 @@ def read_export_file(
     on_bad_lines: OnBadLines = "error",
     columns: Sequence[str] | None = None,
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: OnTypeMismatch = "text",
     dedupe: bool = False,
     time_in_ms: bool = False,
     event: str | Sequence[str] | None = None,
@@ -331,6 +339,8 @@ def read_parquet_dataset(
     event: str | Sequence[str] | None = None,
     return_type: ReturnType = "pandas",
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: OnTypeMismatch = "text",
     dedupe: bool = False,
     where: str | None = None,
     project_timezone: str | None = None,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pandas as pd
 import pyarrow as pa
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Client"]
 
 OnBadLines = Literal["error", "skip", "warn"]
+OnTypeMismatch = Literal["text", "null", "error"]
 
 
 class Client:
@@ -173,6 +174,8 @@ class Client:
         on_bad_lines: OnBadLines = "error",
         columns: Sequence[str] | None = None,
         dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+        dtype: Mapping[str, Any] | None = None,
+        on_type_mismatch: OnTypeMismatch = "text",
         partition_by: Sequence[str] = ("date",),
         dedupe: bool = False,
         time_in_ms: bool = False,
@@ -209,6 +212,7 @@ class Client:
         )
         rtype = _options.return_type(return_type)
         backend = _options.dtype_backend(dtype_backend)
+        pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
         if parquet_path is not None and plan.columns is not None:
             raise InvalidArgumentError(
                 "columns= cannot be combined with parquet_path= (the dataset keeps every column)"
@@ -255,7 +259,8 @@ class Client:
         table = pa.Table.from_batches(batches, schema=schema)
         if plan.limit is not None and table.num_rows > plan.limit:
             table = table.slice(0, plan.limit)
-        return deliver(table, rtype, backend)
+        source = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
+        return deliver(pinned.apply(table, source, plan.columns), rtype, backend)
 
     def export_to_parquet(
         self,
@@ -401,6 +406,8 @@ class Client:
         on_bad_lines: OnBadLines = "error",
         columns: Sequence[str] | None = None,
         dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+        dtype: Mapping[str, Any] | None = None,
+        on_type_mismatch: OnTypeMismatch = "text",
         dedupe: bool = False,
         time_in_ms: bool = False,
         event: str | Sequence[str] | None = None,
@@ -419,6 +426,7 @@ class Client:
             1
         """
         tz = self._conn.timezone(project_timezone)
+        pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
         table = _pipeline.read_file(
             path,
             tz,
@@ -430,6 +438,7 @@ class Client:
             where=where,
             progress=progress,
         )
+        table = pinned.apply(table, str(path), _options.columns(columns))
         return deliver(
             table, _options.return_type(return_type), _options.dtype_backend(dtype_backend)
         )
@@ -468,6 +477,8 @@ class Client:
         event: str | Sequence[str] | None = None,
         return_type: ReturnType = "pandas",
         dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+        dtype: Mapping[str, Any] | None = None,
+        on_type_mismatch: OnTypeMismatch = "text",
         dedupe: bool = False,
         where: str | None = None,
         project_timezone: str | None = None,
@@ -499,12 +510,14 @@ class Client:
         )
         rtype = _options.return_type(return_type)
         backend = _options.dtype_backend(dtype_backend)
+        pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
         bar = _progress.make(progress, total=len(query.select()), desc="robotmia read", unit="day")
         try:
             table = query.read(on_day=None if bar is None else bar.window_done)
         finally:
             if bar is not None:
                 bar.close()
+        table = pinned.apply(table, f"the dataset at {path}", query.columns)
         return deliver(table, rtype, backend)
 
     # ------------------------------------------------------------------- profiles

@@ -8,6 +8,8 @@
     ├── IncompleteDownloadError      the body ended early (truncated gzip, short read) after retries
     ├── NetworkError                 connection failures and timeouts after retries
     ├── ParseError (ValueError)      a malformed line with on_bad_lines="error" (.line_number, .source)
+    ├── TypeMismatchError            a value that does not fit its dtype= with
+    │   (ValueError)                 on_type_mismatch="error" (.column)
     ├── InvalidArgumentError         a bad argument, raised before any request is sent
     │   (ValueError)
     │   └── WhereSyntaxError         a where expression that does not parse
@@ -38,6 +40,7 @@ __all__ = [
     "ParseError",
     "RobotmiaError",
     "RobotmiaWarning",
+    "TypeMismatchError",
     "WhereSyntaxError",
 ]
 
@@ -105,6 +108,17 @@ class ParseError(RobotmiaError, ValueError):
 
 def _parse_error(reason: str, line_number: int, source: str | None) -> ParseError:
     return ParseError(reason, line_number=line_number, source=source)
+
+
+class TypeMismatchError(RobotmiaError, ValueError):
+    """A value that does not fit the type pinned with ``dtype=``, with
+    ``on_type_mismatch="error"``; the message names the column, the count, examples
+    and the source.
+
+    Example:
+        >>> issubclass(TypeMismatchError, ValueError)
+        True
+    """
 
 
 class InvalidArgumentError(RobotmiaError, ValueError):

@@ -30,6 +30,7 @@ PUBLIC = {
     "RateLimiter",
     "RobotmiaError",
     "RobotmiaWarning",
+    "TypeMismatchError",
     "WhereSyntaxError",
     "__version__",
     "export_to_parquet",

@@ -35,16 +35,21 @@ from ._decode import (
 from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
 from ._lines import BATCH_ROWS, iter_line_chunks
 from ._native import native_enabled
+from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types
 from ._reference import ScanResult, iter_batches, scan_lines
 from .typepolicy import KIND_METADATA_KEY, Kind, arrow_type, json_text, unify, unify_into
 
 __all__ = [
     "BATCH_ROWS",
     "KIND_METADATA_KEY",
+    "PINNABLE",
     "PROPERTY_PREFIX",
+    "RAW_SUFFIX",
     "BadLines",
     "Kind",
     "OnBadLines",
+    "OnTypeMismatch",
+    "PinReport",
     "RawBatch",
     "RawColumn",
     "ScanResult",
@@ -58,6 +63,7 @@ __all__ = [
     "json_text",
     "merge_kinds",
     "native_enabled",
+    "pin_types",
     "read_raw_batches",
     "scan_lines",
     "time_value",

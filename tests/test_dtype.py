@@ -1,0 +1,178 @@
+"""``dtype=`` and ``on_type_mismatch``: the analyst's types for chosen columns, and the
+values that do not fit them set aside (never lost)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import robotmia_frames as rf
+from robotmia_frames.parse import pin_types
+from tests.conftest import ServerFactory
+
+DAY = 1704067200  # 2024-01-01T00:00:00 in UTC
+
+
+def lines(n: int = 50) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        price: Any = round(1.25 * i, 2) if i % 10 else i  # ints and floats
+        if i == 7:
+            price = "n/a"
+        ok: Any = "yes" if i == 9 else i % 2 == 0
+        out.append(
+            {
+                "event": "Purchase",
+                "properties": {"time": DAY + i * 60, "Price": price, "Success": ok, "n": i},
+            }
+        )
+    return out
+
+
+@pytest.fixture
+def export_file(tmp_path: Path) -> Path:
+    p = tmp_path / "export.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines()))
+    return p
+
+
+PINS = {"properties.Price": "float64", "properties.Success": "boolean"}
+
+
+def test_text_is_the_policy_and_warns(export_file: Path) -> None:
+    with pytest.warns(rf.RobotmiaWarning, match=r"properties\.Price: 1 value does not fit float64"):
+        df = rf.read_export_file(export_file, project_timezone="UTC", dtype=PINS)
+    assert df.dtypes["properties.Price"] == "string"  # as without dtype=
+    assert df.dtypes["properties.Success"] == "string"
+    assert "properties.Price__raw" not in df.columns
+
+
+def test_null_sets_the_misfits_aside(export_file: Path) -> None:
+    with pytest.warns(rf.RobotmiaWarning) as got:
+        df = rf.read_export_file(
+            export_file, project_timezone="UTC", dtype=PINS, on_type_mismatch="null"
+        )
+    (w,) = got
+    assert "properties.Price: 1 value does not fit float64 (e.g. 'n/a')" in str(w.message)
+    assert "properties.Success: 1 value does not fit bool (e.g. 'yes')" in str(w.message)
+    assert df.dtypes["properties.Price"] == pd.Float64Dtype()
+    assert df.dtypes["properties.Success"] == pd.BooleanDtype()
+    cols = list(df.columns)
+    assert cols[cols.index("properties.Price") + 1] == "properties.Price__raw"
+    assert pd.isna(df["properties.Price"][7]) and df["properties.Price__raw"][7] == "n/a"
+    assert df["properties.Price__raw"].notna().sum() == 1
+    assert df["properties.Price"][3] == 3.75 and df["properties.Price"][10] == 10.0
+    assert df["properties.Success"][9] is pd.NA and df["properties.Success__raw"][9] == "yes"
+    assert df["properties.Success"][2] == True  # noqa: E712
+
+
+def test_error_names_the_column_and_the_file(export_file: Path) -> None:
+    with pytest.raises(rf.TypeMismatchError) as info:
+        rf.read_export_file(
+            export_file, project_timezone="UTC", dtype=PINS, on_type_mismatch="error"
+        )
+    assert "properties.Price: 1 value does not fit float64 (e.g. 'n/a')" in str(info.value)
+    assert str(export_file) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_values_that_all_fit_take_the_type_silently(export_file: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = rf.read_export_file(
+            export_file,
+            project_timezone="UTC",
+            dtype={"properties.n": pa.float64(), "properties.Price": str},
+            return_type="arrow",
+        )
+    assert t.schema.field("properties.n").type == pa.float64()
+    assert t.column("properties.n").to_pylist()[:3] == [0.0, 1.0, 2.0]
+    assert t.schema.field("properties.Price").type == pa.string()
+
+
+def test_unknown_dtype_column_suggests(export_file: Path) -> None:
+    with pytest.raises(rf.InvalidArgumentError, match=r"did you mean 'properties\.Price'"):
+        rf.read_export_file(export_file, project_timezone="UTC", dtype={"properties.price": float})
+
+
+@pytest.mark.parametrize(
+    ("dtype", "match"),
+    [
+        (["properties.Price"], "mapping"),
+        ({"Price": "float64"}, r"did you mean 'properties\.Price'"),
+        ({"properties.Price": "decimal"}, "int64, float64, bool or string"),
+        ({"time": "string"}, "cannot change the type of 'time'"),
+    ],
+)
+def test_bad_dtype_arguments(export_file: Path, dtype: Any, match: str) -> None:
+    with pytest.raises(rf.InvalidArgumentError, match=match):
+        rf.read_export_file(export_file, project_timezone="UTC", dtype=dtype)
+
+
+def test_bad_on_type_mismatch(export_file: Path) -> None:
+    with pytest.raises(rf.InvalidArgumentError, match="'text', 'null' or 'error'"):
+        rf.read_export_file(export_file, project_timezone="UTC", on_type_mismatch="drop")
+
+
+def test_export_and_dataset_reads(server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(lines(), project_timezone="UTC")
+    client = rf.Client(api_secret=srv.api_secret, project_timezone="UTC", base_url=srv.url)
+    with pytest.warns(rf.RobotmiaWarning, match="the export of 2024-01-01..2024-01-01"):
+        df = client.read_robotmia_export(
+            "2024-01-01", "2024-01-01", dtype=PINS, on_type_mismatch="null"
+        )
+    assert df.dtypes["properties.Price"] == pd.Float64Dtype()
+    assert df["properties.Price__raw"].dropna().tolist() == ["n/a"]
+    client.export_to_parquet(tmp_path / "ds", "2024-01-01", "2024-01-01")
+    with pytest.warns(rf.RobotmiaWarning, match="the dataset at"):
+        back = rf.read_parquet_dataset(
+            tmp_path / "ds", dtype=PINS, on_type_mismatch="null", return_type="polars"
+        )
+    assert str(back.schema["properties.Price"]) == "Float64"
+    assert back["properties.Price__raw"].drop_nulls().to_list() == ["n/a"]
+
+
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    st.sampled_from(["1", "2.5", "-0", "1e3", "true", "n/a", ""]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(JSON_VALUES, min_size=1, max_size=30), st.sampled_from(["int64", "float64", "bool"])
+)
+def test_null_mode_loses_nothing(values: list[Any], target: str) -> None:
+    """Every non-null value is either converted or kept, as text, in ``__raw``."""
+    from robotmia_frames import _options
+
+    arr = pa.array([None if v is None else json.dumps(v) if not isinstance(v, str) else v
+                    for v in values], pa.string())  # fmt: skip
+    typed = _options.dtype({"properties.x": target})
+    out, report = pin_types(pa.table({"properties.x": arr}), typed, "null")
+    got = out.column("properties.x").to_pylist()
+    raw = (
+        out.column("properties.x__raw").to_pylist()
+        if "properties.x__raw" in out.column_names
+        else [None] * len(got)
+    )
+    for original, value, aside in zip(arr.to_pylist(), got, raw, strict=True):
+        if original is None:
+            assert value is None and aside is None
+        else:
+            assert (value is None) != (aside is None), (original, value, aside)
+            if aside is not None:
+                assert aside == original
+    assert report.mismatches.get("properties.x", 0) == sum(r is not None for r in raw)
