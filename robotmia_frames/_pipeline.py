@@ -60,6 +60,7 @@ class ExportPlan:
     refresh: bool = False
     dedupe: bool = False
     progress: _progress.Progress | None = field(default=None, repr=False)
+    pinned: Pinned = field(default_factory=lambda: Pinned({}))
 
     @property
     def days(self) -> list[dt.date]:
@@ -94,6 +95,7 @@ class ExportPlan:
             "time_in_ms": self.time_in_ms,
             "limit": self.limit,
             "library": f"robotmia-frames {__version__}",
+            **self.pinned.metadata(),
         }
 
 
@@ -209,6 +211,8 @@ class Connection:
         refresh: bool = False,
         dedupe: bool = False,
         progress: _progress.ProgressArg = None,
+        dtype: Any = None,
+        on_type_mismatch: str = "text",
     ) -> ExportPlan:
         """Check a call's arguments, before anything is sent."""
         start, end = _options.date_range(from_date, to_date)
@@ -233,6 +237,7 @@ class Connection:
             refresh=bool(refresh),
             dedupe=bool(dedupe),
             progress=_progress.make(progress, total=(end - start).days + 1, limiter=self.limiter),
+            pinned=Pinned.checked(dtype, on_type_mismatch),
         )
 
 
@@ -491,12 +496,41 @@ class Pinned:
     def checked(cls, dtype: Any, on_type_mismatch: Any) -> Pinned:
         return cls(_options.dtype(dtype), _options.on_type_mismatch(on_type_mismatch))
 
-    def apply(self, table: pa.Table, source: str, columns: Sequence[str] | None = None) -> pa.Table:
+    def metadata(self) -> dict[str, Any]:
+        """What a dataset records of the pins (so that ``sync`` keeps them)."""
+        if not self.dtypes:
+            return {}
+        names = {k: parse.type_name(v) for k, v in self.dtypes.items()}
+        return {"dtype": names, "on_type_mismatch": self.on_type_mismatch}
+
+    def kinds(
+        self, merged: dict[str, Kind], before: dict[str, Kind], written: pa.Schema
+    ) -> set[str]:
+        """Give ``merged`` (a dataset's kinds after a day) the kinds of the pinned
+        columns as written; returns the columns whose earlier days are now narrower."""
+        narrower = set()
+        for f in written:
+            if f.name in self.dtypes or f.name.removesuffix(parse.RAW_SUFFIX) in self.dtypes:
+                merged[f.name] = parse.unify(before.get(f.name), parse.kind_of_field(f))
+                if arrow_type(merged[f.name]) != f.type:
+                    narrower.add(f.name)
+        return narrower
+
+    def apply(
+        self,
+        table: pa.Table,
+        source: str,
+        columns: Sequence[str] | None = None,
+        *,
+        whole: bool = True,
+    ) -> pa.Table:
         """The pinned types given to ``table`` (read from ``source``), with a
-        ``RobotmiaWarning`` counting the values that did not fit, per column."""
+        ``RobotmiaWarning`` counting the values that did not fit, per column. A
+        pinned column the ``whole`` result lacks is an error (a day of a dataset may
+        lack it)."""
         if not self.dtypes:
             return table
-        if columns is None and table.num_rows:
+        if whole and columns is None and table.num_rows:
             absent = [c for c in self.dtypes if c not in table.column_names]
             _options.known_columns(absent, table.column_names, source)
         table, report = parse.pin_types(table, self.dtypes, self.on_type_mismatch, source=source)
@@ -635,7 +669,11 @@ class DatasetWriter:
         """Write one downloaded window as its day's partition."""
         merged = self.merged_kinds(window.kinds)
         result = write_window(self.ds, window.day, window.parsed, merged, plan, self.metadata)
+        narrower: set[str] = set()
+        if plan.pinned.dtypes and result.files:  # the pinned types as written
+            narrower = plan.pinned.kinds(merged, self.kinds, pq.read_schema(result.files[0]))
         self.commit(window.day, merged, result)
+        self.widened |= narrower
 
     def merged_kinds(
         self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None
@@ -694,6 +732,11 @@ def write_window(
     }
     schema = final_schema(prop_kinds, None)
     out = batches(parsed, prop_kinds, plan.timezone, None, dedupe=plan.dedupe, unit=plan.time_unit)
+    if plan.pinned.dtypes:  # the day is in memory already: pinned as one table
+        table = plan.pinned.apply(
+            pa.Table.from_batches(list(out), schema=schema), parsed.label, whole=False
+        )
+        schema, out = table.schema, iter(table.to_batches())
     return ds.write_day(day, schema, out, metadata=metadata)
 
 

@@ -215,6 +215,8 @@ def export_to_parquet(
     project_timezone: str | None = None,
     base_url: str | None = None,
     on_bad_lines: OnBadLines = "error",
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: OnTypeMismatch = "text",
     partition_by: Sequence[str] = ("date",),
     dedupe: bool = False,
     region: str | None = None,
@@ -269,6 +271,8 @@ def sync_to_parquet(
     project_timezone: str | None = None,
     base_url: str | None = None,
     on_bad_lines: OnBadLines = "error",
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: OnTypeMismatch = "text",
     partition_by: Sequence[str] = ("date",),
     dedupe: bool = False,
     region: str | None = None,
@@ -291,7 +295,9 @@ def sync_to_parquet(
     ``to_date`` (default: today in the project timezone) and replaces those days
     whole. Late events are never filtered out by a time cursor: a re-exported day
     holds exactly what the server holds for it, so running twice gives identical
-    data and nothing is doubled. The state lives in ``<path>/_robotmia/sync.json``.
+    data and nothing is doubled. The state lives in ``<path>/_robotmia/sync.json``,
+    with the types pinned by ``dtype`` (see ``docs/type-policy.md``): a later sync
+    without ``dtype`` keeps them.
     Retries as in :func:`read_robotmia_export` (``max_retries``, ``retry_backoff``).
 
     Example:

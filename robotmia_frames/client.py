@@ -209,10 +209,11 @@ class Client:
             refresh=refresh,
             dedupe=dedupe,
             progress=progress,
+            dtype=dtype,
+            on_type_mismatch=on_type_mismatch,
         )
         rtype = _options.return_type(return_type)
         backend = _options.dtype_backend(dtype_backend)
-        pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
         if parquet_path is not None and plan.columns is not None:
             raise InvalidArgumentError(
                 "columns= cannot be combined with parquet_path= (the dataset keeps every column)"
@@ -260,7 +261,7 @@ class Client:
         if plan.limit is not None and table.num_rows > plan.limit:
             table = table.slice(0, plan.limit)
         source = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
-        return deliver(pinned.apply(table, source, plan.columns), rtype, backend)
+        return deliver(plan.pinned.apply(table, source, plan.columns), rtype, backend)
 
     def export_to_parquet(
         self,
@@ -272,6 +273,8 @@ class Client:
         where: str | None = None,
         project_timezone: str | None = None,
         on_bad_lines: OnBadLines = "error",
+        dtype: Mapping[str, Any] | None = None,
+        on_type_mismatch: OnTypeMismatch = "text",
         partition_by: Sequence[str] = ("date",),
         dedupe: bool = False,
         time_in_ms: bool = False,
@@ -304,6 +307,8 @@ class Client:
             refresh=refresh,
             dedupe=dedupe,
             progress=progress,
+            dtype=dtype,
+            on_type_mismatch=on_type_mismatch,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
             return _pipeline.write_dataset(plan, path, partition_by, Path(tmp))
@@ -319,6 +324,8 @@ class Client:
         where: str | None = None,
         project_timezone: str | None = None,
         on_bad_lines: OnBadLines = "error",
+        dtype: Mapping[str, Any] | None = None,
+        on_type_mismatch: OnTypeMismatch = "text",
         partition_by: Sequence[str] = ("date",),
         dedupe: bool = False,
         time_in_ms: bool = False,
@@ -326,7 +333,8 @@ class Client:
     ) -> ExportSummary:
         """Bring a dataset up to date, catching events that arrive up to 5 days late.
 
-        See :func:`robotmia_frames.sync_to_parquet`.
+        See :func:`robotmia_frames.sync_to_parquet`. Without ``dtype``, the types the
+        dataset's last sync pinned (with its ``on_type_mismatch``) are kept.
 
         Example:
             >>> import tempfile
@@ -355,6 +363,10 @@ class Client:
                 f"nothing to sync: the range starts {begin.isoformat()}, "
                 f"after to_date {end.isoformat()}"
             )
+        if dtype is None and state is not None and state.metadata.get("dtype"):
+            # the types pinned when the dataset was written, kept by every sync
+            dtype = state.metadata["dtype"]
+            on_type_mismatch = state.metadata.get("on_type_mismatch", on_type_mismatch)
         plan = self._conn.plan(
             begin,
             end,
@@ -365,6 +377,8 @@ class Client:
             time_in_ms=time_in_ms,
             dedupe=dedupe,
             progress=progress,
+            dtype=dtype,
+            on_type_mismatch=on_type_mismatch,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
             summary = _pipeline.write_dataset(plan, root, partition_by, Path(tmp))

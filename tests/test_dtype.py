@@ -176,3 +176,68 @@ def test_null_mode_loses_nothing(values: list[Any], target: str) -> None:
             if aside is not None:
                 assert aside == original
     assert report.mismatches.get("properties.x", 0) == sum(r is not None for r in raw)
+
+
+def three_days() -> list[dict[str, Any]]:
+    out = []
+    for d in range(3):
+        for i in range(5):
+            price: Any = "n/a" if (d, i) == (1, 2) else 1.5 * i
+            out.append({"event": "P", "properties": {"time": DAY + d * 86400 + i, "Price": price}})
+    return out
+
+
+def price_types(root: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    files = sorted(root.glob("date=*/*.parquet"))
+    return [str(pq.read_schema(f).field("properties.Price").type) for f in files]
+
+
+@pytest.mark.parametrize(("mode", "written"), [("null", "double"), ("text", "string")])
+def test_export_to_parquet_pins_every_day(
+    server: ServerFactory, tmp_path: Path, mode: str, written: str
+) -> None:
+    srv = server(three_days(), project_timezone="UTC")
+    client = rf.Client(api_secret=srv.api_secret, project_timezone="UTC", base_url=srv.url)
+    with pytest.warns(rf.RobotmiaWarning, match="window 2024-01-02: properties.Price: 1 value"):
+        client.export_to_parquet(
+            tmp_path / "ds", "2024-01-01", "2024-01-03",
+            dtype={"properties.Price": "float64"}, on_type_mismatch=mode,
+        )  # fmt: skip
+    # "text": one misfit on day 2 makes the column text on every day (as the policy does)
+    assert price_types(tmp_path / "ds") == [written] * 3
+    back = rf.read_parquet_dataset(tmp_path / "ds", return_type="arrow")
+    if mode == "null":
+        assert back.column("properties.Price__raw").drop_null().to_pylist() == ["n/a"]
+        assert back.column("properties.Price").null_count == 1
+
+
+def test_export_with_error_mode_names_the_day(server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(three_days(), project_timezone="UTC")
+    client = rf.Client(api_secret=srv.api_secret, project_timezone="UTC", base_url=srv.url)
+    with pytest.raises(rf.TypeMismatchError, match="in window 2024-01-02"):
+        client.export_to_parquet(
+            tmp_path / "ds", "2024-01-01", "2024-01-03",
+            dtype={"properties.Price": "float64"}, on_type_mismatch="error",
+        )  # fmt: skip
+    assert price_types(tmp_path / "ds") == ["double"]  # the day before stays, whole
+
+
+def test_sync_keeps_the_recorded_dtypes(server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(three_days(), project_timezone="UTC")
+    client = rf.Client(api_secret=srv.api_secret, project_timezone="UTC", base_url=srv.url)
+    root = tmp_path / "ds"
+    client.sync_to_parquet(
+        root, "2024-01-01", "2024-01-01",
+        dtype={"$price": "Int64", "properties.Price": "float64"}, on_type_mismatch="null",
+    )  # fmt: skip
+    state = json.loads((root / "_robotmia" / "sync.json").read_text())["metadata"]
+    assert state["dtype"] == {"properties.$price": "int64", "properties.Price": "float64"}
+    assert state["on_type_mismatch"] == "null"
+    with pytest.warns(rf.RobotmiaWarning, match="they are null"):
+        client.sync_to_parquet(root, "2024-01-01", "2024-01-03")  # no dtype= here
+    assert price_types(root) == ["double"] * 3
+    df = rf.read_parquet_dataset(root)
+    assert df.dtypes["properties.Price"] == pd.Float64Dtype()
+    assert df["properties.Price__raw"].dropna().tolist() == ["n/a"]

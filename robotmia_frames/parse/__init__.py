@@ -35,9 +35,17 @@ from ._decode import (
 from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
 from ._lines import BATCH_ROWS, iter_line_chunks
 from ._native import native_enabled
-from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types
+from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types, type_name
 from ._reference import ScanResult, iter_batches, scan_lines
-from .typepolicy import KIND_METADATA_KEY, Kind, arrow_type, json_text, unify, unify_into
+from .typepolicy import (
+    KIND_METADATA_KEY,
+    Kind,
+    arrow_type,
+    json_text,
+    kind_of_field,
+    unify,
+    unify_into,
+)
 
 __all__ = [
     "BATCH_ROWS",
@@ -61,12 +69,14 @@ __all__ = [
     "iter_batches",
     "iter_line_chunks",
     "json_text",
+    "kind_of_field",
     "merge_kinds",
     "native_enabled",
     "pin_types",
     "read_raw_batches",
     "scan_lines",
     "time_value",
+    "type_name",
     "unify",
     "unify_into",
     "validate_on_bad_lines",
