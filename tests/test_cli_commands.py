@@ -247,8 +247,8 @@ def test_inspect_dataset(dataset: tuple[Path, ExportServer]) -> None:
         if f.name != "time":
             assert types[f.name] == str(f.type), f.name
     assert doc["conflicts"] == []  # the writer keeps every day's types in step
-    assert doc["time_min"] == str(df["time"].min())
-    assert doc["time_max"] == str(df["time"].max())
+    assert doc["time_min"] == df["time"].min().isoformat()  # ISO with "T", as read --json
+    assert doc["time_max"] == df["time"].max().isoformat()
 
     text = run_cli("inspect", str(out))
     assert text.returncode == 0, text.stderr

@@ -241,3 +241,33 @@ def test_sync_keeps_the_recorded_dtypes(server: ServerFactory, tmp_path: Path) -
     df = rf.read_parquet_dataset(root)
     assert df.dtypes["properties.Price"] == pd.Float64Dtype()
     assert df["properties.Price__raw"].dropna().tolist() == ["n/a"]
+
+
+def test_inspect_suggests_dtypes_for_text_columns(
+    export_file: Path, server: ServerFactory, tmp_path: Path
+) -> None:
+    from tests.test_cli import run_cli
+
+    doc = json.loads(run_cli("inspect", str(export_file), "--json").stdout)
+    got = {g["column"]: g for g in doc["suggested_dtypes"]}
+    assert got["properties.Price"] == {
+        "column": "properties.Price", "dtype": "float64", "fit_rate": 0.98,
+        "misfits": 1, "examples": ["n/a"],
+    }  # fmt: skip
+    assert got["properties.Success"]["dtype"] == "bool"
+    assert "properties.n" not in got  # already int64: nothing to suggest
+    text = run_cli("inspect", str(export_file)).stdout
+    assert 'properties.Price: 98.00% float64; 1 value does not fit, e.g. "n/a"' in text
+    assert "dtype={'properties.Price': 'float64', 'properties.Success': 'bool'}" in text
+    # the same from a dataset's files
+    srv = server(lines(), project_timezone="UTC")
+    rf.export_to_parquet(
+        tmp_path / "ds", "2024-01-01", "2024-01-01", api_secret=srv.api_secret,
+        project_timezone="UTC", base_url=srv.url,
+    )  # fmt: skip
+    doc = json.loads(run_cli("inspect", str(tmp_path / "ds"), "--json").stdout)
+    assert {g["column"]: g["dtype"] for g in doc["suggested_dtypes"]} == {
+        "properties.Price": "float64",
+        "properties.Success": "bool",
+    }
+    assert "T" in doc["time_min"]  # ISO 8601, as read --json writes times

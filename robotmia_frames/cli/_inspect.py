@@ -31,7 +31,7 @@ from .. import _options, api, parse, sinks
 from .._progress import ProgressArg
 from ..parse import KIND_METADATA_KEY, arrow_type
 
-__all__ = ["ColumnSummary", "Conflict", "Inspection", "inspect_path"]
+__all__ = ["ColumnSummary", "Conflict", "DtypeSuggestion", "Inspection", "inspect_path"]
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -74,6 +74,76 @@ class Conflict:
         return f"{self.column}: {parts}; read back as {self.resolved}"
 
 
+@dataclass(frozen=True)
+class DtypeSuggestion:
+    """A column widened to text whose values mostly fit a type: pin it with ``dtype=``."""
+
+    column: str
+    dtype: str
+    values: int
+    misfits: int
+    examples: list[str]
+
+    @property
+    def fit_rate(self) -> float:
+        return (self.values - self.misfits) / self.values if self.values else 0.0
+
+    def describe(self) -> str:
+        if not self.misfits:
+            return f"{self.column}: every value fits {self.dtype} (some were sent as strings)"
+        eg = ", ".join(_quoted(e) for e in self.examples)
+        other = "value does" if self.misfits == 1 else "values do"
+        return (
+            f"{self.column}: {100 * self.fit_rate:.2f}% {self.dtype}; "
+            f"{self.misfits:,} {other} not fit, e.g. {eg}"
+        )
+
+
+def _quoted(text: str) -> str:
+    return orjson.dumps(text).decode()
+
+
+#: The types ``inspect`` tries, narrowest first; the best fit wins, ties to the first.
+_CANDIDATES = (pa.int64(), pa.bool_(), pa.float64())
+#: The share of values that must fit before a type is suggested.
+SUGGEST_AT = 0.9
+
+
+def suggest_dtypes(table: pa.Table, names: list[str]) -> list[DtypeSuggestion]:
+    """For each text column of ``names``, the type most of its values fit (if any).
+
+    Example:
+        >>> t = pa.table({"properties.p": ["1.5", "2"] * 10 + ["n/a"]})
+        >>> suggest_dtypes(t, ["properties.p"])[0].describe()
+        'properties.p: 95.24% float64; 1 value does not fit, e.g. "n/a"'
+    """
+    out = []
+    for name in names:
+        col = table.column(name)
+        values = len(col) - col.null_count
+        if not values:
+            continue
+        best: tuple[float, pa.DataType, parse.PinReport] | None = None
+        for target in _CANDIDATES:
+            _, report = parse.pin_types(pa.table({name: col}), {name: target}, "null")
+            fit = (values - report.mismatches.get(name, 0)) / values
+            if best is None or fit > best[0]:
+                best = (fit, target, report)
+        assert best is not None
+        fit, target, report = best
+        if fit >= SUGGEST_AT:
+            out.append(
+                DtypeSuggestion(
+                    name,
+                    parse.type_name(target),
+                    values,
+                    report.mismatches.get(name, 0),
+                    report.examples.get(name, []),
+                )
+            )
+    return out
+
+
 def _days_text(days: list[str]) -> str:
     if len(days) <= 3:
         return ", ".join(days)
@@ -96,6 +166,7 @@ class Inspection:
     time_max: str | None = None
     time_note: str = ""
     notes: list[str] = field(default_factory=list)
+    suggestions: list[DtypeSuggestion] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``--json`` output)."""
@@ -122,6 +193,16 @@ class Inspection:
             "conflicts": [
                 {"column": c.column, "kind": c.kind, "types": c.types, "resolved": c.resolved}
                 for c in self.conflicts
+            ],
+            "suggested_dtypes": [
+                {
+                    "column": g.column,
+                    "dtype": g.dtype,
+                    "fit_rate": round(g.fit_rate, 6),
+                    "misfits": g.misfits,
+                    "examples": g.examples,
+                }
+                for g in self.suggestions
             ],
             "notes": self.notes,
         }
@@ -159,6 +240,14 @@ class Inspection:
             lines.extend(f"  {c.describe()}" for c in self.conflicts)
         else:
             lines.append("type conflicts: none")
+        if self.suggestions:
+            lines.append("suggested dtypes (columns widened to text whose values mostly fit):")
+            lines.extend(f"  {g.describe()}" for g in self.suggestions)
+            pins = ", ".join(f"{g.column!r}: {g.dtype!r}" for g in self.suggestions)
+            lines.append(
+                f"  read them typed with dtype={{{pins}}}, on_type_mismatch='null' "
+                "(the values that do not fit go to <column>__raw)"
+            )
         lines.extend(self.notes)
         return "\n".join(lines)
 
@@ -242,6 +331,7 @@ def _inspect_file(path: Path, project_timezone: str | None, progress: ProgressAr
         and f.metadata.get(KIND_METADATA_KEY) == b"text"
     ]
     conflicts = _mixed_values(path, folded, {f.name: str(f.type) for f in table.schema})
+    suggestions = suggest_dtypes(table, [c.column for c in conflicts if c.resolved == "string"])
     tz = project_timezone or os.environ.get(_options.TIMEZONE_ENV)
     note = "(project-local wall clock, as in the export)"
     notes = []
@@ -265,11 +355,12 @@ def _inspect_file(path: Path, project_timezone: str | None, progress: ProgressAr
         time_max=time_max,
         time_note=note,
         notes=notes,
+        suggestions=suggestions,
     )
 
 
 def _local_text(value: Any) -> str:
-    text: str = value.replace(tzinfo=None).isoformat(sep=" ")
+    text: str = value.replace(tzinfo=None).isoformat()
     return text
 
 
@@ -364,6 +455,7 @@ def _inspect_dataset(root: Path) -> Inspection:
     tmin: Any = None
     tmax: Any = None
     total = 0
+    texts: dict[str, list[Path]] = {}  # columns folded to text, and the files holding them
     for day in ds.days():
         key = day.isoformat()
         rows_per_day[key] = 0
@@ -388,6 +480,8 @@ def _inspect_dataset(root: Path) -> Inspection:
                 present_rows[name] += n
             for fld in schema:
                 day_types[fld.name][key].add(str(fld.type))
+                if fld.metadata and fld.metadata.get(KIND_METADATA_KEY) == b"text":
+                    texts.setdefault(fld.name, []).append(f)
             lo, hi = _time_range(pf)
             if lo is not None:
                 tmin = lo if tmin is None or lo < tmin else tmin
@@ -415,6 +509,14 @@ def _inspect_dataset(root: Path) -> Inspection:
                     next(c.type for c in columns if c.name == name),
                 )
             )
+    suggestions = []
+    for name, paths in texts.items():
+        if pa.types.is_string(arrow_type(kinds[name])):
+            values = pa.chunked_array(
+                [c for f in paths for c in pq.read_table(f, columns=[name]).column(0).chunks],
+                pa.string(),
+            )
+            suggestions += suggest_dtypes(pa.table({name: values}), [name])
     return Inspection(
         source=root,
         kind="dataset",
@@ -424,9 +526,10 @@ def _inspect_dataset(root: Path) -> Inspection:
         conflicts=conflicts,
         files=files,
         bytes=size,
-        time_min=str(tmin) if tmin is not None else None,
-        time_max=str(tmax) if tmax is not None else None,
+        time_min=tmin.isoformat() if tmin is not None else None,  # ISO 8601, as read --json
+        time_max=tmax.isoformat() if tmax is not None else None,
         time_note="(UTC)",
+        suggestions=suggestions,
     )
 
 
