@@ -64,7 +64,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import _options, _pipeline, sinks, transport
+from . import _options, _pipeline, parse, sinks, transport
 from ._options import DateLike
 from ._pipeline import Connection, ExportSummary
 from ._redact import register_secret
@@ -305,10 +305,12 @@ def _parsed(body: bytes, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator[_
         yield _pipeline.parse_file(path, label, plan.on_bad_lines, _pipeline.parse_columns(plan))
 
 
-def _window_kinds(body: bytes, day: dt.date, *, plan: _pipeline.ExportPlan) -> dict[str, Kind]:
-    """Task: the column kinds of one window (first pass)."""
+def _window_kinds(
+    body: bytes, day: dt.date, *, plan: _pipeline.ExportPlan
+) -> tuple[int, dict[str, Kind]]:
+    """Task: the rows and column kinds of one window (first pass)."""
     with _parsed(body, day, plan) as parsed:
-        return parsed.kinds
+        return parsed.rows, parsed.kinds
 
 
 def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
@@ -410,9 +412,12 @@ def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
 
 
 def _first_pass(
-    client: Client, plan: _pipeline.ExportPlan, days: Sequence[dt.date]
+    client: Client, plan: _pipeline.ExportPlan, days: Sequence[dt.date], *, every_day: bool = True
 ) -> tuple[list[Future], list[dict[str, Kind]]]:
-    """Download every window once (bodies stay on the workers) and gather their kinds."""
+    """Download every window once (bodies stay on the workers) and gather their kinds.
+
+    With ``every_day`` (``days`` is the whole range), an asked-for column that no
+    window holds is an error, as on one machine."""
     tag = uuid.uuid4().hex[:8]
     names = [d.isoformat() for d in days]
     bodies = client.map(
@@ -426,10 +431,16 @@ def _first_pass(
         key=[f"robotmia-kinds-{n}-{tag}" for n in names],
     )
     try:
-        return bodies, cast("list[dict[str, Kind]]", client.gather(kinds))
+        got = cast("list[tuple[int, dict[str, Kind]]]", client.gather(kinds))
     except BaseException:
         client.cancel([*bodies, *kinds])
         raise
+    if every_day and plan.columns is not None and any(rows for rows, _ in got):
+        # The windows were parsed for the asked-for keys: one none of them holds is unknown.
+        known = ["event", "time", *(parse.PROPERTY_PREFIX + k for _, one in got for k in one)]
+        what = f"the export of {days[0].isoformat()}..{days[-1].isoformat()}"
+        _options.known_columns(plan.columns, known, what)
+    return bodies, [one for _, one in got]
 
 
 def _from_map(func: Any, *iterables: Any, **kwargs: Any) -> dd.DataFrame:
@@ -507,7 +518,7 @@ def read_robotmia_export(
     dask_client = _client(client)
     days = plan.days
     sampled = days if meta_sample == "all" else days[:1]
-    bodies, window_kinds = _first_pass(dask_client, plan, sampled)
+    bodies, window_kinds = _first_pass(dask_client, plan, sampled, every_day=meta_sample == "all")
     kinds = _unified(window_kinds)
     meta = _pipeline.deliver(
         _pipeline.final_schema(kinds, plan.columns).empty_table(), "pandas", backend

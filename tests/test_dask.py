@@ -173,13 +173,18 @@ def test_types_unified_across_partitions(client: Any, server: ServerFactory) -> 
     pd.testing.assert_frame_equal(ddf.compute().reset_index(drop=True), want)
     _assert_partitions_match_meta(ddf)
 
-    columns = ["event", "properties.x", "properties.nowhere"]
+    columns = ["event", "properties.x", "properties.extra"]
     projected = rfd.read_robotmia_export("2024-03-01", "2024-03-04", columns=columns, **kw)
     assert list(projected.columns) == columns
     pd.testing.assert_frame_equal(
         projected.compute().reset_index(drop=True),
         rf.read_robotmia_export("2024-03-01", "2024-03-04", columns=columns, **kw),
     )
+    unknown = ["event", "properties.nowhere"]
+    with pytest.raises(rf.InvalidArgumentError, match="nowhere"):
+        rfd.read_robotmia_export("2024-03-01", "2024-03-04", columns=unknown, **kw)
+    with pytest.raises(rf.InvalidArgumentError, match="nowhere"):
+        rf.read_robotmia_export("2024-03-01", "2024-03-04", columns=unknown, **kw)
 
 
 def test_meta_sample_first(client: Any, server: ServerFactory) -> None:

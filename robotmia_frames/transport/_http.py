@@ -315,6 +315,7 @@ def body_failure(exc: BaseException, received: int, config: TransportConfig) -> 
 
     Example:
         >>> import http.client
+        >>> from robotmia_frames.transport import DEFAULT_BASE_URL
         >>> config = TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="my-secret")
         >>> body_failure(http.client.IncompleteRead(b"x"), 1, config).kind
         'incomplete'
