@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 import sys
 import threading
 import warnings
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import requests
 
 from . import _options, _progress, parse, sinks, transport
@@ -620,9 +620,11 @@ def read_file(
 
 @dataclass(frozen=True)
 class ExportSummary:
-    """What :func:`export_to_parquet` (or :func:`sync_to_parquet`) wrote."""
+    """What :func:`export_to_parquet` (or :func:`sync_to_parquet`) wrote.
 
-    path: Path
+    ``path`` is the dataset folder (a local ``Path``, or the URL it was given)."""
+
+    path: Path | str
     rows: int
     days: int
     files: int
@@ -632,32 +634,138 @@ class ExportSummary:
     to_date: dt.date | None = None
 
 
+def dataset_location(
+    path: str | os.PathLike[str] | sinks.Location,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
+) -> sinks.Location:
+    """Where a dataset lives (checked before any request; nothing is written)."""
+    if isinstance(path, sinks.Location):
+        return path
+    return sinks.locate(path, storage_options=storage_options, filesystem=filesystem)
+
+
+def dataset_state(location: sinks.Location) -> sinks.DatasetState:
+    """What the dataset at ``location`` records (empty for a new dataset)."""
+    ds = sinks.ParquetDataset(location, create=False)
+    try:
+        schemas = ds.schemas()
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidArgumentError(
+            f"cannot read the dataset at {location.url}: {type(exc).__name__}: {exc}"
+        ) from None
+    return sinks.load_state(location, (sinks.recorded_metadata(s) for s in schemas.values()))
+
+
+def check_timezone(state: sinks.DatasetState, timezone: str, location: sinks.Location) -> None:
+    """Refuse to write days of another project timezone into a dataset."""
+    if state.project_timezone is None or state.project_timezone == timezone:
+        return
+    raise InvalidArgumentError(
+        f"the dataset {location.url} holds days of project timezone "
+        f"{state.project_timezone!r}, not {timezone!r}: one dataset is one timezone. "
+        f"Pass project_timezone={state.project_timezone!r} (or leave it out: the "
+        "dataset's own is used), or write to a new path"
+    )
+
+
+def dataset_timezone(
+    conn: Connection, state: sinks.DatasetState, project_timezone: str | None
+) -> str:
+    """The timezone of a write: the call's, the client's, the dataset's, else the
+    environment's."""
+    given = project_timezone or conn.project_timezone or state.project_timezone
+    return conn.timezone(given)
+
+
 class DatasetWriter:
-    """Writes one day at a time, keeping column types consistent across days."""
+    """Writes one day at a time, keeping column types consistent across days.
+
+    It holds the dataset's writer lock from creation to :meth:`close` (a second
+    writer waits, then fails clearly) and refuses a dataset of another project
+    timezone. A column that a later day adds or widens is added to (widened in) the
+    older days once, at the end (:meth:`finish`), from their own values: widening in
+    steps would be lossy (int 1 -> float 1.0 -> string "1.0" instead of "1").
+    """
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | sinks.Location,
         partition_by: Sequence[str],
         metadata: dict[str, Any],
+        *,
+        storage_options: dict[str, Any] | None = None,
+        filesystem: Any = None,
     ) -> None:
-        self.ds = sinks.ParquetDataset(Path(os.fspath(root)), partition_by=partition_by)
-        self.ds.check_writable()  # before any request: a read-only folder fails at once
-        self.ds.recover()
-        self.kinds = self.ds.current_kinds()
-        self.metadata = metadata
-        self.rows = 0
-        self.files = 0
-        self.bytes = 0
-        self.rows_per_day: dict[str, int] = {}
-        # A run killed between writing a wider day and rewriting the older ones leaves
-        # days with narrower types: bring them in line first.
-        self.widened: set[str] = set(self.kinds)
+        self.location = dataset_location(root, storage_options, filesystem)
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(sinks.writer_lock(self.location))
+        try:
+            self.ds = sinks.ParquetDataset(self.location, partition_by=partition_by)
+            self.ds.check_writable()  # before any request: a read-only folder fails at once
+            self.ds.recover()
+            schemas = self.ds.schemas()
+            self.kinds = sinks.unify_kinds_of_schemas(schemas.values())
+            self.state = sinks.load_state(
+                self.location, (sinks.recorded_metadata(s) for s in schemas.values())
+            )
+            tz = metadata.get("project_timezone")
+            if isinstance(tz, str):
+                check_timezone(self.state, tz, self.location)
+            self.metadata = metadata
+            self.rows = 0
+            self.files = 0
+            self.bytes = 0
+            self.rows_per_day: dict[str, int] = {}
+            self._recorded_complete = False
+            # A run killed while widening older days leaves some of them narrower:
+            # bring them in line first.
+            self.widened: set[str] = set(self.kinds)
+            self.finish()
+        except BaseException:
+            self._held.close()
+            raise
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the writer lock."""
+        self._held.close()
+
+    def complete(self, start: dt.date, end: dt.date) -> None:
+        """Finish a run over ``start..end``: widen what a later day widened, then record
+        the run's range (cut at today) in the footer of the newest day up to ``end``,
+        unless the day ``end`` itself was written with it (:meth:`write`)."""
         self.finish()
+        if not self._recorded_complete:
+            ranges = self._ranges(start, end)
+            days = [d for d in self.ds.days() if d <= end and self.ds.files(d)]
+            if days:
+                self.ds.rewrite_day(
+                    days[-1],
+                    self.kinds,
+                    self.metadata,
+                    update={"complete": sinks.encode_ranges(ranges)},
+                )
+        if self.location.local:  # the state older versions kept inside the folder
+            shutil.rmtree(Path(self.location.path, sinks.LEGACY_DIR), ignore_errors=True)
+
+    def _ranges(self, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+        tz = self.metadata.get("project_timezone")
+        state = sinks.DatasetState(
+            tz if isinstance(tz, str) else self.state.project_timezone,
+            complete=self.state.complete,
+        )
+        return state.with_run(start, end)
 
     def finish(self) -> None:
-        """Rewrite, once each, the days holding a column narrower than the dataset's
-        kind for it (a later day widened it), so every file agrees on every type."""
+        """Rewrite, once each and oldest first, the days lacking a column or holding one
+        narrower than the dataset's kind for it, so every file has every column, typed
+        alike."""
         if not self.widened:
             return
         for day in self.ds.days():
@@ -666,14 +774,21 @@ class DatasetWriter:
         self.widened = set()
 
     def write(self, window: Window, plan: ExportPlan) -> None:
-        """Write one downloaded window as its day's partition."""
+        """Write one downloaded window as its day's partition (older days are brought
+        to its columns and types once, by :meth:`finish`, from their own values)."""
         merged = self.merged_kinds(window.kinds)
-        result = write_window(self.ds, window.day, window.parsed, merged, plan, self.metadata)
+        meta = self.metadata
+        if window.day == plan.end:  # the last day: the run is complete once it lands
+            ranges = self._ranges(plan.start, plan.end)
+            meta = {**meta, "complete": sinks.encode_ranges(ranges)}
+        result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
         narrower: set[str] = set()
         if plan.pinned.dtypes and result.files:  # the pinned types as written
-            narrower = plan.pinned.kinds(merged, self.kinds, pq.read_schema(result.files[0]))
+            narrower = plan.pinned.kinds(merged, self.kinds, self.ds.schema_of(result.files[0]))
         self.commit(window.day, merged, result)
         self.widened |= narrower
+        if window.day == plan.end and result.rows:
+            self._recorded_complete = True
 
     def merged_kinds(
         self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None
@@ -690,23 +805,35 @@ class DatasetWriter:
     ) -> None:
         """Record ``day`` as written with the ``merged`` kinds and count what was
         written. Days it widened a column for are rewritten once, by :meth:`finish`."""
-        self.widened |= {k for k, v in merged.items() if k in self.kinds and self.kinds[k] is not v}
+        self.widened |= self._changed(merged)
         self.kinds = merged
         self.rows += result.rows
         self.files += len(result.files)
         self.bytes += result.bytes
         self.rows_per_day[day.isoformat()] = result.rows
 
-    def _narrower(self, path: Path, widened: set[str]) -> bool:
-        schema = pq.read_schema(path)
-        return any(
-            name in widened and schema.field(name).type != arrow_type(self.kinds[name])
-            for name in schema.names
-        )
+    def _changed(self, merged: dict[str, Kind]) -> set[str]:
+        """The columns ``merged`` adds to the dataset's or widens."""
+        return {k for k, v in merged.items() if self.kinds.get(k) is not v}
+
+    def _narrower(self, path: str, widened: set[str]) -> bool:
+        """Whether a file lacks a column of ``widened`` or holds it narrower: every file
+        has every column, so that readers taking one file's schema (polars) read all."""
+        schema = self.ds.schema_of(path)
+        names = set(schema.names)
+        for name in widened:
+            if name == "time" or name not in self.kinds:
+                continue
+            if name in names:
+                if schema.field(name).type != arrow_type(self.kinds[name]):
+                    return True
+            elif name.startswith(PROPERTY_PREFIX):
+                return True
+        return False
 
     def summary(self, start: dt.date, end: dt.date) -> ExportSummary:
         return ExportSummary(
-            self.ds.root,
+            Path(self.ds.root) if self.location.local else self.location.url,
             self.rows,
             len(self.rows_per_day),
             self.files,
@@ -753,32 +880,39 @@ class Interrupted(KeyboardInterrupt):
 
 
 def write_dataset(
-    plan: ExportPlan, path: str | os.PathLike[str], partition_by: Sequence[str], workdir: Path
+    plan: ExportPlan,
+    location: sinks.Location,
+    partition_by: Sequence[str],
+    workdir: Path,
 ) -> ExportSummary:
-    sink = DatasetWriter(path, partition_by, plan.metadata())
-    try:
-        for w in iter_windows(plan, workdir):
-            try:
-                sink.write(w, plan)
-            except OSError as exc:
-                if exc.errno in transport.NO_ROOM:
-                    raise transport.no_room(exc, f"day {w.day.isoformat()}", sink.ds.root) from exc
-                raise
-            finally:
-                if not w.cached and plan.cache_dir is None:
-                    with contextlib.suppress(OSError):
-                        w.result.path.unlink()
-    except BaseException as exc:
-        with contextlib.suppress(Exception):  # keep the days written consistent; the
-            sink.finish()  # next run repairs them if even this fails
-        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
-            raise Interrupted(sorted(sink.rows_per_day)) from exc
-        raise
-    finally:
-        if plan.progress is not None:
-            plan.progress.close()
-    sink.finish()
-    return sink.summary(plan.start, plan.end)
+    """Download ``plan``'s windows into the dataset at ``location``, one atomic day at a
+    time, under the dataset's writer lock."""
+    with DatasetWriter(location, partition_by, plan.metadata()) as sink:
+        try:
+            for w in iter_windows(plan, workdir):
+                try:
+                    sink.write(w, plan)
+                except OSError as exc:
+                    if exc.errno in transport.NO_ROOM:
+                        raise transport.no_room(
+                            exc, f"day {w.day.isoformat()}", Path(sink.ds.root)
+                        ) from exc
+                    raise
+                finally:
+                    if not w.cached and plan.cache_dir is None:
+                        with contextlib.suppress(OSError):
+                            w.result.path.unlink()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # keep the days written consistent; the
+                sink.finish()  # next run repairs them if even this fails
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+                raise Interrupted(sorted(sink.rows_per_day)) from exc
+            raise
+        finally:
+            if plan.progress is not None:
+                plan.progress.close()
+        sink.complete(plan.start, plan.end)
+        return sink.summary(plan.start, plan.end)
 
 
 @dataclass(frozen=True)
@@ -795,7 +929,7 @@ class DatasetQuery:
     default_timezone: str
     dedupe: bool
 
-    def select(self) -> dict[dt.date, list[Path]]:
+    def select(self) -> dict[dt.date, list[str]]:
         """The data files the query reads, by day."""
         return self.ds.select(from_date=self.start, to_date=self.end, event=self.events)
 
@@ -835,7 +969,7 @@ def _where_compiler(expression: str) -> sinks.WhereCompiler:
 
 
 def dataset_query(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | sinks.Location,
     *,
     from_date: _options.DateLike | None,
     to_date: _options.DateLike | None,
@@ -844,11 +978,17 @@ def dataset_query(
     where: str | None,
     project_timezone: str | None,
     dedupe: bool,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> DatasetQuery:
     """Check :func:`read_parquet_dataset`'s arguments and find the dataset's layout."""
-    root = Path(os.fspath(path))
-    if not root.is_dir():
-        raise FileNotFoundError(f"no dataset at {root}")
+    location = dataset_location(path, storage_options, filesystem)
+    probe = sinks.ParquetDataset(location, create=False)
+    days = probe.days()
+    if location.local and not Path(location.path).is_dir():
+        raise FileNotFoundError(f"no dataset at {location.path}")
+    if not location.local and not days and not _exists(location):
+        raise FileNotFoundError(f"no dataset at {location.url}")
     start: dt.date | None = None
     end: dt.date | None = None
     if from_date is not None and to_date is not None:
@@ -862,19 +1002,16 @@ def dataset_query(
     where_ = _options.where(where)
     if project_timezone is not None:
         _options.timezone(project_timezone)
-    layout = (
-        ("date", "event")
-        if any(
-            p.is_dir() and p.name.startswith("event=")
-            for d in root.glob("date=*")
-            for p in d.iterdir()
-        )
-        else ("date",)
+    by_event = location.local and any(
+        p.is_dir() and p.name.startswith("event=")
+        for d in days
+        for p in Path(location.join(f"date={d.isoformat()}")).iterdir()
     )
-    ds = sinks.ParquetDataset(root, partition_by=layout, create=False)
+    layout = ("date", "event") if by_event else ("date",)
+    ds = sinks.ParquetDataset(location, partition_by=layout, create=False)
     if cols is not None and any(c.startswith(PROPERTY_PREFIX) for c in cols) and ds.files():
         known = ["event", "time", *ds.current_kinds()]
-        _options.known_columns(cols, known, f"the dataset at {root}")
+        _options.known_columns(cols, known, f"the dataset at {location.url}")
     return DatasetQuery(
         ds=ds,
         start=start,
@@ -886,3 +1023,10 @@ def dataset_query(
         default_timezone=os.environ.get(_options.TIMEZONE_ENV) or "UTC",
         dedupe=bool(dedupe),
     )
+
+
+def _exists(location: sinks.Location) -> bool:
+    try:
+        return bool(location.fs.isdir(location.path))
+    except Exception:
+        return False

@@ -44,6 +44,8 @@ class ApiReadRobotmiaExport(TypedDict, total=False):
     retry_backoff: float
     verify: bool | str
     progress: _progress.ProgressArg
+    storage_options: dict[str, Any] | None
+    filesystem: Any
 
 
 class ApiReadExportFile(TypedDict, total=False):
@@ -76,6 +78,8 @@ class ApiReadParquetDataset(TypedDict, total=False):
     where: str | None
     project_timezone: str | None
     progress: _progress.ProgressArg
+    storage_options: dict[str, Any] | None
+    filesystem: Any
 
 
 class ApiReadRobotmiaProfiles(TypedDict, total=False):
@@ -117,6 +121,8 @@ class ClientReadRobotmiaExport(TypedDict, total=False):
     limit: int | None
     refresh: bool
     progress: _progress.ProgressArg
+    storage_options: dict[str, Any] | None
+    filesystem: Any
 
 
 class ClientReadExportFile(TypedDict, total=False):
@@ -149,6 +155,8 @@ class ClientReadParquetDataset(TypedDict, total=False):
     where: str | None
     project_timezone: str | None
     progress: _progress.ProgressArg
+    storage_options: dict[str, Any] | None
+    filesystem: Any
 
 
 class ClientReadRobotmiaProfiles(TypedDict, total=False):

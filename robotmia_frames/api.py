@@ -110,6 +110,8 @@ def read_robotmia_export(
     retry_backoff: float = 1.0,
     verify: bool | str = True,
     progress: _progress.ProgressArg = None,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
@@ -235,6 +237,8 @@ def export_to_parquet(
     retry_backoff: float = 1.0,
     verify: bool | str = True,
     progress: _progress.ProgressArg = None,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> ExportSummary:
     """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
@@ -288,6 +292,8 @@ def sync_to_parquet(
     retry_backoff: float = 1.0,
     verify: bool | str = True,
     progress: _progress.ProgressArg = None,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> ExportSummary:
     """Bring a dataset up to date, catching events that arrive up to 5 days late.
 
@@ -295,9 +301,11 @@ def sync_to_parquet(
     ``to_date`` (default: today in the project timezone) and replaces those days
     whole. Late events are never filtered out by a time cursor: a re-exported day
     holds exactly what the server holds for it, so running twice gives identical
-    data and nothing is doubled. The state lives in ``<path>/_robotmia/sync.json``,
-    with the types pinned by ``dtype`` (see ``docs/type-policy.md``): a later sync
-    without ``dtype`` keeps them.
+    data and nothing is doubled. The state (project timezone, days done, the types
+    pinned by ``dtype``, see ``docs/type-policy.md``) lives in the data files' own
+    Parquet metadata: ``project_timezone`` defaults to the dataset's (another one is
+    refused before any request), a later sync without ``dtype`` keeps the pinned
+    types, and days after today are never counted as done.
     Retries as in :func:`read_robotmia_export` (``max_retries``, ``retry_backoff``).
 
     Example:
@@ -351,6 +359,8 @@ def read_parquet_dataset(
     where: str | None = None,
     project_timezone: str | None = None,
     progress: _progress.ProgressArg = None,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Read a dataset written by this library back as one table.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import tempfile
@@ -182,6 +183,8 @@ class Client:
         limit: int | None = None,
         refresh: bool = False,
         progress: _progress.ProgressArg = None,
+        storage_options: dict[str, Any] | None = None,
+        filesystem: Any = None,
     ) -> pd.DataFrame | pa.Table | pl.DataFrame:
         """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
@@ -219,11 +222,22 @@ class Client:
                 "columns= cannot be combined with parquet_path= (the dataset keeps every column)"
             )
         writer = (
-            _pipeline.DatasetWriter(parquet_path, partition_by, plan.metadata())
+            _pipeline.DatasetWriter(
+                parquet_path,
+                partition_by,
+                plan.metadata(),
+                storage_options=storage_options,
+                filesystem=filesystem,
+            )
             if parquet_path is not None
             else None
         )
-        with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
+        with (
+            contextlib.ExitStack() as held,
+            tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp,
+        ):
+            if writer is not None:
+                held.enter_context(writer)
             windows: list[_pipeline.Window] = []
             try:
                 windows.extend(_pipeline.iter_windows(plan, Path(tmp)))
@@ -243,7 +257,7 @@ class Client:
             if writer is not None:
                 for w in windows:
                     writer.write(w, plan)
-                writer.finish()
+                writer.complete(plan.start, plan.end)
             schema = _pipeline.final_schema(kinds, plan.columns)
             batches = [
                 b
@@ -281,6 +295,8 @@ class Client:
         limit: int | None = None,
         refresh: bool = False,
         progress: _progress.ProgressArg = None,
+        storage_options: dict[str, Any] | None = None,
+        filesystem: Any = None,
     ) -> ExportSummary:
         """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
@@ -295,12 +311,16 @@ class Client:
             >>> s.rows, s.days
             (30, 3)
         """
+        location = _pipeline.dataset_location(path, storage_options, filesystem)
+        state = _pipeline.dataset_state(location)
+        tz = _pipeline.dataset_timezone(self._conn, state, project_timezone)
+        _pipeline.check_timezone(state, tz, location)
         plan = self._conn.plan(
             from_date,
             to_date,
             event=event,
             where=where,
-            project_timezone=project_timezone,
+            project_timezone=tz,
             on_bad_lines=on_bad_lines,
             time_in_ms=time_in_ms,
             limit=limit,
@@ -311,7 +331,7 @@ class Client:
             on_type_mismatch=on_type_mismatch,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
-            return _pipeline.write_dataset(plan, path, partition_by, Path(tmp))
+            return _pipeline.write_dataset(plan, location, partition_by, Path(tmp))
 
     def sync_to_parquet(
         self,
@@ -330,6 +350,8 @@ class Client:
         dedupe: bool = False,
         time_in_ms: bool = False,
         progress: _progress.ProgressArg = None,
+        storage_options: dict[str, Any] | None = None,
+        filesystem: Any = None,
     ) -> ExportSummary:
         """Bring a dataset up to date, catching events that arrive up to 5 days late.
 
@@ -345,7 +367,10 @@ class Client:
             >>> s.rows
             40
         """
-        tz = self._conn.timezone(project_timezone)
+        location = _pipeline.dataset_location(path, storage_options, filesystem)
+        state = _pipeline.dataset_state(location)
+        tz = _pipeline.dataset_timezone(self._conn, state, project_timezone)
+        _pipeline.check_timezone(state, tz, location)
         start = _options.date(from_date, "from_date")
         lookback = _options.non_negative_int(lookback_days, "lookback_days")
         end = (
@@ -353,17 +378,16 @@ class Client:
             if to_date is not None
             else dt.datetime.now(resolve_timezone(tz)).date()
         )
-        root = Path(os.fspath(path))
-        state = sinks.load_state(root)
         begin = start
-        if state is not None and state.last_day is not None:
-            begin = max(start, state.last_day - dt.timedelta(days=lookback))
+        done = state.done_through(start)  # export's days count; future days never do
+        if done is not None:
+            begin = max(start, done - dt.timedelta(days=lookback))
         if begin > end:
             raise InvalidArgumentError(
                 f"nothing to sync: the range starts {begin.isoformat()}, "
                 f"after to_date {end.isoformat()}"
             )
-        if dtype is None and state is not None and state.metadata.get("dtype"):
+        if dtype is None and state.metadata.get("dtype"):
             # the types pinned when the dataset was written, kept by every sync
             dtype = state.metadata["dtype"]
             on_type_mismatch = state.metadata.get("on_type_mismatch", on_type_mismatch)
@@ -381,8 +405,7 @@ class Client:
             on_type_mismatch=on_type_mismatch,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
-            summary = _pipeline.write_dataset(plan, root, partition_by, Path(tmp))
-        sinks.save_state(root, sinks.SyncState(last_day=end, metadata=plan.metadata()))
+            summary = _pipeline.write_dataset(plan, location, partition_by, Path(tmp))
         return summary
 
     # ------------------------------------------------------------------- local reads
@@ -497,6 +520,8 @@ class Client:
         where: str | None = None,
         project_timezone: str | None = None,
         progress: _progress.ProgressArg = None,
+        storage_options: dict[str, Any] | None = None,
+        filesystem: Any = None,
     ) -> pd.DataFrame | pa.Table | pl.DataFrame:
         """Read a dataset written by this library back as one table.
 
@@ -521,6 +546,8 @@ class Client:
             where=where,
             project_timezone=project_timezone or self._conn.project_timezone,
             dedupe=dedupe,
+            storage_options=storage_options,
+            filesystem=filesystem,
         )
         rtype = _options.return_type(return_type)
         backend = _options.dtype_backend(dtype_backend)

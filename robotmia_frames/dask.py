@@ -62,7 +62,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import _options, _pipeline, parse, sinks, transport
 from ._options import DateLike
@@ -353,7 +352,7 @@ def _write_day(
     merged: dict[str, Kind],
     *,
     plan: _pipeline.ExportPlan,
-    root: str,
+    root: sinks.Location,
     partition_by: tuple[str, ...],
     metadata: dict[str, Any],
 ) -> sinks.DayWriteResult:
@@ -586,36 +585,40 @@ def export_to_parquet(
     plan = _cluster_plan(dict(locals()))
     dask_client = _client(client)
     sink = _pipeline.DatasetWriter(path, partition_by, plan.metadata())
-    days = plan.days
-    bodies, window_kinds = _first_pass(dask_client, plan, days)
-    merged: list[dict[str, Kind]] = []
-    for one in window_kinds:  # the kinds each day is written with, as on one machine
-        merged.append(sink.merged_kinds(one, merged[-1] if merged else None))
-    tag = uuid.uuid4().hex[:8]
-    writes = dask_client.map(
-        _write_day,
-        bodies,
-        days,
-        merged,
-        plan=plan,
-        root=str(sink.ds.root),
-        partition_by=sink.ds.partition_by,
-        metadata=sink.metadata,
-        key=[f"robotmia-write-{d.isoformat()}-{tag}" for d in days],
-    )
-    wait(writes)
-    done = [i for i, f in enumerate(writes) if f.status == "finished"]
-    results = cast("list[sinks.DayWriteResult]", dask_client.gather([writes[i] for i in done]))
-    for i, result in zip(done, results, strict=True):
-        # Older days holding a column this day widened are rewritten once, by finish(),
-        # as on one machine.
-        sink.commit(days[i], merged[i], result)
-    sink.finish()
-    sink.ds.recover()  # drop what a killed worker left in the staging folder
-    for f in writes:
-        if f.status != "finished":
-            f.result()  # raises that day's error
-    return sink.summary(plan.start, plan.end)
+    try:
+        days = plan.days
+        bodies, window_kinds = _first_pass(dask_client, plan, days)
+        merged: list[dict[str, Kind]] = []
+        for one in window_kinds:  # the kinds each day is written with, as on one machine
+            merged.append(sink.merged_kinds(one, merged[-1] if merged else None))
+        tag = uuid.uuid4().hex[:8]
+        writes = dask_client.map(
+            _write_day,
+            bodies,
+            days,
+            merged,
+            plan=plan,
+            root=sink.location,
+            partition_by=sink.ds.partition_by,
+            metadata=sink.metadata,
+            key=[f"robotmia-write-{d.isoformat()}-{tag}" for d in days],
+        )
+        wait(writes)
+        done = [i for i, f in enumerate(writes) if f.status == "finished"]
+        results = cast("list[sinks.DayWriteResult]", dask_client.gather([writes[i] for i in done]))
+        for i, result in zip(done, results, strict=True):
+            # Older days holding a column this day widened are rewritten once, by finish(),
+            # as on one machine.
+            sink.commit(days[i], merged[i], result)
+        sink.finish()
+        sink.ds.recover()  # drop what a killed worker left in the staging folder
+        for f in writes:
+            if f.status != "finished":
+                f.result()  # raises that day's error
+        sink.complete(plan.start, plan.end)
+        return sink.summary(plan.start, plan.end)
+    finally:
+        sink.close()
 
 
 def read_parquet_dataset(
@@ -656,7 +659,7 @@ def read_parquet_dataset(
     )
     backend = _options.dtype_backend(dtype_backend)
     selected = {day: files for day, files in query.select().items() if files}
-    schemas = [pq.read_schema(f) for files in selected.values() for f in files]
+    schemas = [query.ds.schema_of(f) for files in selected.values() for f in files]
     kinds = sinks.unify_kinds_of_schemas(schemas)
     order = list(query.columns) if query.columns is not None else sinks.column_order(schemas)
     meta = _pipeline.deliver(sinks.conform_table(pa.table({}), kinds, order), "pandas", backend)

@@ -96,8 +96,10 @@ def test_sync_twice_catches_late_events(server: Any, secret: str, tmp_path: Path
     first = run_cli(*argv, env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("synced 2024-01-01 .. 2024-01-10: wrote 100 rows for 10 days")
-    state = json.loads((out / "_robotmia" / "sync.json").read_text())
-    assert state["last_day"] == "2024-01-10"
+    # the state is in the data files' footers: the run's range is recorded as complete
+    footer = pq.read_schema(out / "date=2024-01-10" / "part-0.parquet").metadata
+    assert json.loads(footer[b"robotmia_frames"])["complete"] == [["2024-01-01", "2024-01-10"]]
+    assert not (out / "_robotmia").exists()
     srv.requests.clear()
     second = _json(run_cli(*argv, "--json", env=env))
     assert second["from_date"] == "2024-01-08" and second["days"] == 3  # 2 days of lookback

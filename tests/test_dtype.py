@@ -232,7 +232,8 @@ def test_sync_keeps_the_recorded_dtypes(server: ServerFactory, tmp_path: Path) -
         root, "2024-01-01", "2024-01-01",
         dtype={"$price": "Int64", "properties.Price": "float64"}, on_type_mismatch="null",
     )  # fmt: skip
-    state = json.loads((root / "_robotmia" / "sync.json").read_text())["metadata"]
+    footer = pq.read_schema(root / "date=2024-01-01" / "part-0.parquet").metadata
+    state = json.loads(footer[b"robotmia_frames"])  # the state is in the files' footers
     assert state["dtype"] == {"properties.$price": "int64", "properties.Price": "float64"}
     assert state["on_type_mismatch"] == "null"
     with pytest.warns(rf.RobotmiaWarning, match="they are null"):

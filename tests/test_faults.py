@@ -20,6 +20,7 @@ import pytest
 import requests
 
 import robotmia_frames as rf
+from robotmia_frames import _pipeline, sinks
 from robotmia_frames.emulator import ExportServer, Fault, RequestRecord
 from tests.conftest import SECRET, ServerFactory, local_seconds
 
@@ -406,8 +407,9 @@ def test_failed_sync_keeps_its_state(server: ServerFactory, tmp_path: Path) -> N
         max_retries=1, progress=False,
     )  # fmt: skip
     rf.sync_to_parquet(tmp_path, from_date=START, to_date=days()[1], **kw)
-    state = (tmp_path / "_robotmia" / "sync.json").read_bytes()
+    state = _pipeline.dataset_state(sinks.locate(tmp_path))
+    assert state.done_through(START) == days()[1]
     srv.add_fault(Fault(status=500, times=99, match=for_day(days()[2])))
     with pytest.raises(rf.APIError, match="2024-01-03"):
         rf.sync_to_parquet(tmp_path, from_date=START, to_date=days()[2], **kw)
-    assert (tmp_path / "_robotmia" / "sync.json").read_bytes() == state
+    assert _pipeline.dataset_state(sinks.locate(tmp_path)) == state

@@ -202,8 +202,9 @@ examples:
             "Re-export from (the last synced day - LOOKBACK) through --end-date "
             "(default: today in the project timezone), replacing those days whole. Mobile "
             "events can arrive up to 5 days late; running sync daily keeps every day "
-            "complete, and running it twice changes nothing. The state is kept in "
-            "<out>/_robotmia/sync.json."
+            "complete, and running it twice changes nothing. The dataset's state (project "
+            "timezone, days done) is kept in its data files' own Parquet metadata; "
+            "--timezone defaults to the dataset's."
         ),
         epilog=f"""\
 examples:

@@ -459,7 +459,8 @@ def _inspect_dataset(root: Path) -> Inspection:
     for day in ds.days():
         key = day.isoformat()
         rows_per_day[key] = 0
-        for f in ds.files(day):
+        for name in ds.files(day):
+            f = Path(name)
             pf = pq.ParquetFile(f)
             n = pf.metadata.num_rows
             files += 1

@@ -5,7 +5,8 @@ Everything here receives finished batches (``event``, UTC ``time``,
 
 Modules: ``_pandas`` (Arrow to pandas with nullable dtypes), ``_dataset`` (the
 Hive-partitioned dataset: atomic days, types kept consistent across days, dedupe),
-``_state`` (the sync state).
+``_state`` (the dataset's state, read from its files' footers), ``_storage``
+(where a dataset lives: local, ``file://`` or any fsspec/pyarrow URL; the writer lock).
 
 Example:
     >>> import pyarrow as pa
@@ -24,28 +25,37 @@ from ._dataset import (
     WhereCompiler,
     column_order,
     conform_table,
+    recorded_metadata,
     unify_kinds_of_schemas,
     with_dedupe_keys,
 )
 from ._pandas import DtypeBackend, to_pandas
-from ._state import SyncState, load_state, save_state
+from ._state import LEGACY_DIR, DatasetState, encode_ranges, load_state
+from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
 
 __all__ = [
     "DEDUPE_KEYS",
+    "LEGACY_DIR",
+    "LOCK_TIMEOUT_ENV",
     "METADATA_KEY",
     "NULL_PARTITION",
     "CompiledFilter",
+    "DatasetState",
     "DayWriteResult",
     "Deduper",
     "DtypeBackend",
+    "Location",
     "ParquetDataset",
-    "SyncState",
     "WhereCompiler",
     "column_order",
     "conform_table",
+    "encode_ranges",
     "load_state",
-    "save_state",
+    "locate",
+    "lock_path",
+    "recorded_metadata",
     "to_pandas",
     "unify_kinds_of_schemas",
     "with_dedupe_keys",
+    "writer_lock",
 ]

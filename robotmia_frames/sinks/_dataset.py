@@ -8,14 +8,20 @@ Parquet layout (``design.md`` section 4)::
     out/
       date=2024-01-31/part-0.parquet                 partition_by=("date",)
       date=2024-01-31/event=Purchase/part-0.parquet  partition_by=("date", "event")
-      _robotmia/                                     library state (ignored by readers)
 
-A day is written into a hidden staging folder next to the dataset
-(``.<name>.robotmia-staging/``, outside it so that no reader's glob can ever see a
-half-written file) and swapped in by one ``rename``: an atomic exchange of the two
-directories where Linux offers it, otherwise two renames guarded by a journal that
-the next writer rolls back. A crash, a kill or a failed download leaves the old
-partition intact.
+Nothing else is ever left inside the folder: the dataset's state is in each data
+file's footer (``_state``), the writer lock in the temporary directory.
+
+Locally a day is written into a hidden staging folder beside the dataset
+(``.<name>.robotmia-staging/``, outside it so that no reader's glob sees a
+half-written file; inside it, hidden, when the dataset folder is itself a mount
+point, so that the swap stays on one filesystem) and swapped in by one ``rename``:
+an atomic exchange of the two directories where Linux offers it, otherwise two
+renames guarded by a journal that the next writer rolls back. A crash, a kill or a
+failed download leaves the old partition intact.
+
+On object storage (any fsspec filesystem) a day is one object, staged in the local
+temporary directory and written by one upload, which replaces it in one step.
 
 Schemas are kept consistent across days: when a new day widens a column (an int
 column meets a float, a string, ...), the days already written are rewritten to the
@@ -31,6 +37,7 @@ import ctypes.util
 import datetime as dt
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 import uuid
@@ -42,6 +49,7 @@ from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .._fsutil import fsync_dir
@@ -58,6 +66,7 @@ from ..parse.typepolicy import (
     widen_array,
 )
 from ..timeconv import TIME_TYPE
+from ._storage import Location, locate
 
 
 class CompiledFilter(Protocol):
@@ -83,7 +92,7 @@ __all__ = [
     "unify_kinds_of_schemas",
 ]
 
-STATE_DIR = "_robotmia"
+STATE_DIR = "_robotmia"  # older versions journalled swaps in <dataset>/_robotmia/
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 METADATA_KEY = b"robotmia_frames"
 
@@ -159,11 +168,12 @@ def _exchange(a: Path, b: Path) -> bool:
 
 @dataclass
 class DayWriteResult:
-    """What writing one day partition produced."""
+    """What writing one day partition produced (``files``: paths inside the dataset's
+    filesystem)."""
 
     day: dt.date
     rows: int
-    files: list[Path] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     bytes: int = 0
 
 
@@ -180,8 +190,18 @@ def _event_dirname(event: str | None) -> str:
     return "event=" + encoded
 
 
+def _hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
 class ParquetDataset:
     """A Hive-partitioned Parquet dataset of export days, written atomically.
+
+    ``root`` is a local path, a URL (``s3://...``, ``memory://...``) or a
+    :class:`Location`. Locally a day is staged on the dataset's own filesystem and
+    swapped in by ``rename``; on object storage a day is one object, written by one
+    upload (a single PUT or a completed multipart upload), so it is replaced in one
+    atomic step and no reader ever sees a staging object.
 
     Example:
         >>> import tempfile, datetime as dt, pyarrow as pa
@@ -194,32 +214,48 @@ class ParquetDataset:
     """
 
     def __init__(
-        self, root: str | Path, *, partition_by: Sequence[str] = ("date",), create: bool = True
+        self,
+        root: str | os.PathLike[str] | Location,
+        *,
+        partition_by: Sequence[str] = ("date",),
+        create: bool = True,
     ) -> None:
-        self.root = Path(root)
+        self.location = root if isinstance(root, Location) else locate(root)
+        self.fs = self.location.fs
+        self.root = self.location.path
         parts = tuple(partition_by)
         if parts not in (("date",), ("date", "event")):
             raise InvalidArgumentError(
                 f"partition_by must be ('date',) or ('date', 'event'), got {partition_by!r}"
             )
+        if parts != ("date",) and not self.location.local:
+            raise InvalidArgumentError(
+                f"partition_by={parts!r} needs a local dataset: on object storage "
+                f"({self.location.url}) a day is one object, replaced in one step; "
+                "use partition_by=('date',) there"
+            )
         self.partition_by = parts
-        self.staging = self.root.parent / f".{self.root.name}.robotmia-staging"
-        if create:
+        if create and self.location.local:
             try:
-                self.root.mkdir(parents=True, exist_ok=True)
+                Path(self.root).mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise self._unwritable(self.root, exc) from None
+                raise self._unwritable(Path(self.root), exc) from None
+        self._arrow_fs = None if self.location.local else _arrow_filesystem(self.fs)
 
     def check_writable(self) -> None:
         """Raise :class:`InvalidArgumentError` unless the dataset folder and the
-        folder beside it (where days are staged) take new files, so that a
-        read-only or full folder is reported before anything is downloaded.
+        folder where days are staged take new files, so that a read-only or full
+        folder is reported before anything is downloaded (local datasets; object
+        storage answers on the first upload).
 
         Example:
             >>> import tempfile
             >>> ParquetDataset(tempfile.mkdtemp()).check_writable()
         """
-        for folder in (self.root, self.root.parent):
+        if not self.location.local:
+            return
+        root = Path(self.root)
+        for folder in dict.fromkeys((root, self.staging.parent)):
             try:
                 fd, name = tempfile.mkstemp(prefix=".robotmia-probe-", dir=folder)
                 os.close(fd)
@@ -234,61 +270,114 @@ class ParquetDataset:
             "permissions and that its disk is not read-only or full, or choose another path."
         )
 
-    # -- state --------------------------------------------------------------------
+    # -- staging and recovery (local) -----------------------------------------------
 
     @property
-    def state_dir(self) -> Path:
-        return self.root / STATE_DIR
+    def staging(self) -> Path:
+        """Where a local day is staged: a hidden folder beside the dataset when that is
+        on the same filesystem (no reader of the dataset sees it), else a hidden folder
+        inside it (a dataset folder that is a mount point), so that the swap is always
+        a ``rename`` within one filesystem."""
+        root = Path(self.root)
+        beside = root.parent / f".{root.name}.robotmia-staging"
+        try:
+            same = os.stat(root.parent).st_dev == os.stat(root).st_dev and os.access(
+                root.parent, os.W_OK
+            )
+        except OSError:
+            same = True
+        return beside if same else root / ".robotmia-staging"
 
     def recover(self) -> None:
-        """Undo what a killed writer left: restore swapped-out days, drop staging."""
-        journal_dir = self.state_dir / "journal"
-        if journal_dir.is_dir():
+        """Undo what a killed writer left: restore swapped-out days, drop staging.
+
+        Call it only while holding the dataset's writer lock
+        (:func:`~robotmia_frames.sinks.writer_lock`): it removes the staging folder.
+        """
+        if not self.location.local:
+            return  # nothing is staged on object storage
+        staging = self.staging
+        for journal_dir in (staging / "journal", Path(self.root) / STATE_DIR / "journal"):
+            if not journal_dir.is_dir():
+                continue
             for entry in sorted(journal_dir.glob("*.json")):
                 with contextlib.suppress(OSError, ValueError):
                     info = json.loads(entry.read_text())
-                    target = self.root / info["target"]
+                    target = Path(self.root) / info["target"]
                     backup = Path(info["backup"])
                     if backup.exists() and not target.exists():
                         os.rename(backup, target)  # the new data never landed: roll back
                 with contextlib.suppress(OSError):
                     entry.unlink()
-        if self.staging.exists():
-            shutil.rmtree(self.staging, ignore_errors=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # -- listing ----------------------------------------------------------------------
 
     def days(self) -> list[dt.date]:
         """The export days present in the dataset, sorted."""
+        names: list[str] = []
+        if self.location.local:
+            root = Path(self.root)
+            if not root.is_dir():
+                return []
+            names = [p.name for p in root.iterdir() if p.is_dir()]
+        else:
+            with contextlib.suppress(Exception):
+                self.fs.invalidate_cache(self.root)
+            try:
+                entries = self.fs.ls(self.root, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            names = [
+                posixpath.basename(str(e["name"]).rstrip("/"))
+                for e in entries
+                if e.get("type") == "directory"
+            ]
         out: list[dt.date] = []
-        if not self.root.is_dir():
-            return out
-        for p in self.root.iterdir():
-            if p.is_dir() and p.name.startswith("date="):
+        for name in names:
+            if name.startswith("date="):
                 with contextlib.suppress(ValueError):
-                    out.append(dt.date.fromisoformat(p.name[5:]))
+                    out.append(dt.date.fromisoformat(name[5:]))
         return sorted(out)
 
-    def files(self, day: dt.date | None = None) -> list[Path]:
-        """Data files of one day (or of all days), sorted."""
-        dirs = (
-            [self.root / _day_dirname(day)]
-            if day
-            else [self.root / _day_dirname(d) for d in self.days()]
-        )
-        out: list[Path] = []
-        for d in dirs:
-            if d.is_dir():
-                out.extend(
-                    p
-                    for p in d.rglob("*.parquet")
-                    if not any(
-                        part.startswith((".", "_")) for part in p.relative_to(self.root).parts
-                    )
+    def files(self, day: dt.date | None = None) -> list[str]:
+        """Data files of one day (or of all days), sorted; paths inside the filesystem."""
+        days = [day] if day else self.days()
+        out: list[str] = []
+        for d in days:
+            base = self.location.join(_day_dirname(d))
+            if self.location.local:
+                found = (
+                    [str(p) for p in Path(base).rglob("*.parquet")] if Path(base).is_dir() else []
                 )
+            else:
+                try:
+                    found = [str(p) for p in self.fs.find(base)]
+                except FileNotFoundError:
+                    found = []
+            out.extend(
+                p
+                for p in found
+                if p.endswith(".parquet") and not _hidden(posixpath.relpath(p, self.root))
+            )
         return sorted(out)
+
+    def schema_of(self, path: str) -> pa.Schema:
+        """The Arrow schema of one data file (its footer only)."""
+        return pq.read_schema(path, filesystem=self._arrow_fs)
+
+    def size_of(self, path: str) -> int:
+        """The size in bytes of one data file."""
+        return os.path.getsize(path) if self.location.local else int(self.fs.size(path))
+
+    def schemas(self) -> dict[str, pa.Schema]:
+        """The schema of every data file (footers only), by path."""
+        return {f: self.schema_of(f) for f in self.files()}
 
     def current_kinds(self) -> dict[str, Kind]:
         """Column kinds of the files already written (from their footers only)."""
-        return unify_kinds_of_schemas(pq.read_schema(f) for f in self.files())
+        return unify_kinds_of_schemas(self.schemas().values())
 
     # -- writing ------------------------------------------------------------------
 
@@ -304,14 +393,24 @@ class ParquetDataset:
         """Replace the partition of ``day`` with ``batches``, atomically.
 
         The batches must all have ``schema``. An empty day removes the partition.
-        If anything raises, the old partition is left exactly as it was.
+        If anything raises, the old partition is left exactly as it was. Each file
+        records ``metadata``, the day and when it was written in its footer.
         """
-        self.staging.mkdir(parents=True, exist_ok=True)
-        stage = self.staging / uuid.uuid4().hex
+        local = self.location.local
+        staging: Path | None = None
+        if local:
+            staging = self.staging
+            staging.mkdir(parents=True, exist_ok=True)
+            stage = staging / uuid.uuid4().hex
+        else:
+            stage = Path(tempfile.mkdtemp(prefix="robotmia-day-"))
         day_dir = stage / _day_dirname(day)
         day_dir.mkdir(parents=True)
         meta = dict(schema.metadata or {})
-        meta[METADATA_KEY] = json.dumps({**(metadata or {}), "day": day.isoformat()}).encode()
+        written_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        record = {**(metadata or {}), "day": day.isoformat()}
+        record.setdefault("written_at", written_at)  # a rewrite keeps the day's own
+        meta[METADATA_KEY] = json.dumps(record).encode()
         by_event = self.partition_by == ("date", "event")
         file_schema = schema.with_metadata(meta)
         if by_event:
@@ -340,22 +439,28 @@ class ParquetDataset:
             for w in writers.values():
                 w.close()
             writers.clear()
-            for p in sorted(day_dir.rglob("*.parquet")):
+            staged = sorted(day_dir.rglob("*.parquet"))
+            for p in staged:
                 result.bytes += p.stat().st_size
-                with open(p, "rb") as fh:
-                    os.fsync(fh.fileno())
-            final = self.root / _day_dirname(day)
+                if local:
+                    with open(p, "rb") as fh:
+                        os.fsync(fh.fileno())
+            final = self.location.join(_day_dirname(day))
             result.files = [
-                final / p.relative_to(day_dir) for p in sorted(day_dir.rglob("*.parquet"))
+                posixpath.join(final, p.relative_to(day_dir).as_posix()) for p in staged
             ]
-            self._swap_in(day_dir if result.rows else None, final)
+            if local:
+                self._swap_in(day_dir if result.rows else None, Path(final))
+            else:
+                self._put_day(day_dir if result.rows else None, final)
         finally:
             for w in writers.values():
                 with contextlib.suppress(Exception):
                     w.close()
             shutil.rmtree(stage, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                self.staging.rmdir()  # only when empty: another writer may be using it
+            if staging is not None:
+                with contextlib.suppress(OSError):
+                    staging.rmdir()  # only when empty: another writer may be using it
         return result
 
     @staticmethod
@@ -377,21 +482,40 @@ class ParquetDataset:
             )
         return w
 
+    def _put_day(self, new: Path | None, final: str) -> None:
+        """Object storage: the day is one object, replaced by one upload (or removed)."""
+        target = posixpath.join(final, "part-0.parquet")
+        if new is not None:
+            source = str(new / "part-0.parquet")
+            if isinstance(self._arrow_fs, pafs.FileSystem) and not isinstance(
+                self._arrow_fs, pafs.PyFileSystem
+            ):  # a pyarrow filesystem: its own copy (one PUT, or a multipart upload)
+                pafs.copy_files(source, target, destination_filesystem=self._arrow_fs)
+            else:  # fsspec: one PUT, or a multipart upload that is aborted on failure
+                self.fs.put_file(source, target)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if self.fs.exists(target):
+                self.fs.rm_file(target)
+        with contextlib.suppress(Exception):  # a pseudo-folder left behind (memory://)
+            if not self.fs.find(final):
+                self.fs.rmdir(final)
+
     def _swap_in(self, new: Path | None, final: Path) -> None:
         """Put ``new`` (a complete day folder, or None for "no data") at ``final``."""
         if new is not None:
             fsync_dir(new)
             if not final.exists():
                 os.rename(new, final)
-                fsync_dir(self.root)
+                fsync_dir(final.parent)
                 return
             if _exchange(new, final):  # new now holds the old day; removed by the caller
-                fsync_dir(self.root)
+                fsync_dir(final.parent)
                 return
         if not final.exists():
             return
         # Fallback: move the old day aside under a journal, then move the new one in.
-        journal_dir = self.state_dir / "journal"
+        journal_dir = self.staging / "journal"
         journal_dir.mkdir(parents=True, exist_ok=True)
         backup = self.staging / f"old-{uuid.uuid4().hex}"
         journal = journal_dir / f"{uuid.uuid4().hex}.json"
@@ -400,42 +524,56 @@ class ParquetDataset:
         if new is not None:
             os.rename(new, final)
         journal.unlink()
-        fsync_dir(self.root)
+        fsync_dir(final.parent)
         shutil.rmtree(backup, ignore_errors=True)
 
-    def rewrite_day(self, day: dt.date, kinds: dict[str, Kind], metadata: dict[str, Any]) -> None:
-        """Rewrite an existing day so its columns have the (wider) ``kinds``."""
+    def rewrite_day(
+        self,
+        day: dt.date,
+        kinds: dict[str, Kind],
+        metadata: dict[str, Any],
+        *,
+        update: dict[str, Any] | None = None,
+    ) -> None:
+        """Rewrite an existing day so that it has every column of ``kinds``, typed by
+        them (wider); its footer keeps what it recorded (else ``metadata``), plus
+        ``update``."""
         files = self.files(day)
         if not files:
             return
         tables = [self._read_file(f) for f in files]
         columns = column_order(t.schema for t in tables)
+        columns += [k for k in kinds if k not in columns and k != "event"]  # every column
         table = pa.concat_tables([conform_table(t, kinds, columns) for t in tables])
-        self.write_day(day, table.schema, iter(table.to_batches()), metadata=metadata)
+        # the day keeps what its files record (when it was downloaded, what was asked)
+        own = {**metadata, **self.recorded(files[0]), **(update or {})}
+        self.write_day(day, table.schema, iter(table.to_batches()), metadata=own)
 
     def _read_file(
-        self, path: Path, columns: Sequence[str] | None = None, filters: Any = None
+        self, path: str, columns: Sequence[str] | None = None, filters: Any = None
     ) -> pa.Table:
         table = pq.read_table(
-            path, columns=list(columns) if columns is not None else None, filters=filters
+            path,
+            columns=list(columns) if columns is not None else None,
+            filters=filters,
+            filesystem=self._arrow_fs,
         )
         if self.partition_by == ("date", "event") and (columns is None or "event" in columns):
-            part = path.parent.name
+            part = posixpath.basename(posixpath.dirname(path))
             event: str | None = None
             if part.startswith("event="):
-                raw = part[len("event=") :]
-                event = None if raw == NULL_PARTITION else unquote(raw)
+                event = _event_of_dirname(part)
             table = table.add_column(0, "event", pa.array([event] * table.num_rows, pa.string()))
         return table.replace_schema_metadata(None)
 
     def _read_where(
-        self, path: Path, columns: Sequence[str] | None, where: WhereCompiler, timezone: str
+        self, path: str, columns: Sequence[str] | None, where: WhereCompiler, timezone: str
     ) -> pa.Table:
         """One file's rows that ``where`` keeps: the compiled expression is pushed into
         the Parquet scan (row groups pruned by their statistics), and the vectorised
         residual runs on the rows it keeps. The expression is compiled against this
         file's own schema, so its types are the ones the values were written with."""
-        compiled = where(pq.read_schema(path), timezone)
+        compiled = where(self.schema_of(path), timezone)
         extra = [] if columns is None else sorted(compiled.columns - set(columns))
         t = self._read_file(
             path, None if columns is None else [*columns, *extra], filters=compiled.expression
@@ -445,6 +583,10 @@ class ParquetDataset:
             t = t.filter(mask)
         return t.drop_columns(extra) if extra else t
 
+    def recorded(self, path: str) -> dict[str, Any]:
+        """What a data file records about itself (``metadata`` of :meth:`write_day`)."""
+        return recorded_metadata(self.schema_of(path))
+
     # -- reading ------------------------------------------------------------------
 
     def select(
@@ -453,7 +595,7 @@ class ParquetDataset:
         from_date: dt.date | None = None,
         to_date: dt.date | None = None,
         event: Sequence[str] | None = None,
-    ) -> dict[dt.date, list[Path]]:
+    ) -> dict[dt.date, list[str]]:
         """The data files :meth:`read` reads, by day: the days ``from_date..to_date``,
         and only the partitions of ``event`` when the dataset is partitioned by event.
 
@@ -462,16 +604,20 @@ class ParquetDataset:
             >>> ds = ParquetDataset(tempfile.mkdtemp())
             >>> t = pa.table({"event": ["a"], "time": pa.array([0], pa.timestamp("us", tz="UTC"))})
             >>> _ = ds.write_day(dt.date(2024, 1, 2), t.schema, iter(t.to_batches()))
-            >>> [(d.isoformat(), [f.name for f in fs]) for d, fs in ds.select().items()]
+            >>> [(d.isoformat(), [posixpath.basename(f) for f in fs]) for d, fs in ds.select().items()]
             [('2024-01-02', ['part-0.parquet'])]
         """
-        out: dict[dt.date, list[Path]] = {}
+        out: dict[dt.date, list[str]] = {}
         for day in self.days():
             if (from_date and day < from_date) or (to_date and day > to_date):
                 continue
             files = self.files(day)
             if event is not None and self.partition_by == ("date", "event"):
-                files = [f for f in files if _event_of_dirname(f.parent.name) in event]
+                files = [
+                    f
+                    for f in files
+                    if _event_of_dirname(posixpath.basename(posixpath.dirname(f))) in event
+                ]
             out[day] = files
         return out
 
@@ -499,7 +645,8 @@ class ParquetDataset:
         for files in self.select(from_date=from_date, to_date=to_date, event=event).values():
             day_rows = 0
             for f in files:
-                present = pq.read_schema(f).names
+                schema = self.schema_of(f)
+                present = schema.names
                 want = None if columns is None else [c for c in columns if c in present]
                 if (
                     event is not None
@@ -511,7 +658,12 @@ class ParquetDataset:
                 if where is None:
                     t = self._read_file(f, want)
                 else:
-                    tz = project_timezone or _recorded_timezone(f) or default_timezone
+                    recorded_tz = recorded_metadata(schema).get("project_timezone")
+                    tz = (
+                        project_timezone
+                        or (recorded_tz if isinstance(recorded_tz, str) and recorded_tz else None)
+                        or default_timezone
+                    )
                     t = self._read_where(f, want, where, tz)
                 if event is not None and self.partition_by == ("date",):
                     t = t.filter(pc.is_in(t.column("event"), pa.array(list(event), pa.string())))
@@ -528,22 +680,32 @@ class ParquetDataset:
         return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
 
 
+def _arrow_filesystem(fs: Any) -> Any:
+    """A pyarrow filesystem for an fsspec one (the wrapped one for pyarrow's own)."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    if isinstance(fs, ArrowFSWrapper):
+        return fs.fs
+    return PyFileSystem(FSSpecHandler(fs))
+
+
+def recorded_metadata(schema: pa.Schema) -> dict[str, Any]:
+    """What a data file's footer records (its ``robotmia_frames`` key), or ``{}``."""
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    if not raw:
+        return {}
+    with contextlib.suppress(ValueError, TypeError):
+        value = json.loads(raw)
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
 def _event_of_dirname(name: str) -> str | None:
     """The event of an ``event=...`` partition folder (None for the null partition)."""
     raw = name[len("event=") :]
     return None if raw == NULL_PARTITION else unquote(raw)
-
-
-def _recorded_timezone(path: Path) -> str | None:
-    """The project timezone a data file records in its metadata, if any."""
-    raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
-    if not raw:
-        return None
-    with contextlib.suppress(ValueError, TypeError):
-        tz = json.loads(raw).get("project_timezone")
-        if isinstance(tz, str) and tz:
-            return tz
-    return None
 
 
 def column_order(schemas: Iterable[pa.Schema]) -> list[str]:

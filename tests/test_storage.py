@@ -1,0 +1,272 @@
+"""Datasets on any filesystem (issue 14): an S3 API server on loopback (moto's
+``ThreadedMotoServer``, reached over HTTP through s3fs and ``pyarrow.fs.S3FileSystem``)
+and ``memory://``. Every reader reads what the library writes there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pytest
+
+import robotmia_frames as rf
+from robotmia_frames.emulator import generate_events
+from tests.conftest import SECRET, ServerFactory
+
+moto_server = pytest.importorskip("moto.server")
+s3fs = pytest.importorskip("s3fs")
+
+KEY, SECRET_KEY, REGION = "testing-key", "testing-secret", "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 API server on 127.0.0.1 (moto), for the whole module."""
+    port = _free_port()
+    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    srv.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    """A new, empty bucket."""
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    creator = s3fs.S3FileSystem(
+        key=KEY, secret=SECRET_KEY, endpoint_url=s3_endpoint, skip_instance_cache=True
+    )
+    creator.mkdir(name)  # us-east-1: no location constraint
+    return name
+
+
+def _options(endpoint: str) -> dict[str, Any]:
+    return {
+        "key": KEY,
+        "secret": SECRET_KEY,
+        "endpoint_url": endpoint,
+        "client_kwargs": {"region_name": REGION},
+    }
+
+
+def _s3fs(endpoint: str) -> Any:
+    return s3fs.S3FileSystem(**_options(endpoint), skip_instance_cache=True)
+
+
+def _arrow_s3(endpoint: str) -> pafs.S3FileSystem:
+    return pafs.S3FileSystem(
+        access_key=KEY,
+        secret_key=SECRET_KEY,
+        endpoint_override=endpoint,
+        region=REGION,
+        allow_bucket_creation=False,
+    )
+
+
+def _kw(srv: Any, **extra: Any) -> dict[str, Any]:
+    return dict(api_secret=SECRET, base_url=srv.url, progress=False, **extra)
+
+
+def _polars_options(endpoint: str) -> dict[str, str]:
+    return {
+        "aws_access_key_id": KEY,
+        "aws_secret_access_key": SECRET_KEY,
+        "aws_endpoint_url": endpoint,
+        "aws_region": REGION,
+        "aws_allow_http": "true",
+    }
+
+
+def _every_reader_on_s3(endpoint: str, bucket: str, prefix: str, rows: int) -> None:
+    url = f"s3://{bucket}/{prefix}"
+    opts = _options(endpoint)
+    assert len(rf.read_parquet_dataset(url, storage_options=opts)) == rows
+    assert (
+        len(rf.read_parquet_dataset(f"{bucket}/{prefix}", filesystem=_arrow_s3(endpoint))) == rows
+    )
+    assert len(pd.read_parquet(url, storage_options=opts)) == rows
+    ds = pads.dataset(f"{bucket}/{prefix}", filesystem=_arrow_s3(endpoint), partitioning="hive")
+    assert ds.count_rows() == rows
+    popts = _polars_options(endpoint)
+    assert pl.read_parquet(url + "/", storage_options=popts).height == rows
+    assert pl.read_parquet(url + "/**/*.parquet", storage_options=popts).height == rows
+    scanned = pl.scan_parquet(url + "/", hive_partitioning=True, storage_options=popts)
+    assert scanned.collect().height == rows
+    con = duckdb.connect()
+    try:
+        con.register_filesystem(_s3fs(endpoint))
+        got = con.execute(
+            f"select count(*) from read_parquet('{url}/**/*.parquet', hive_partitioning=true)"
+        ).fetchall()
+        assert got == [(rows,)]
+    finally:
+        con.close()
+
+
+def _keys(endpoint: str, bucket: str) -> list[str]:
+    return sorted(str(k)[len(bucket) + 1 :] for k in _s3fs(endpoint).find(bucket))
+
+
+def test_export_to_s3_every_reader(
+    server: ServerFactory, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    srv = server(generate_events(60, days=3), project_timezone="UTC")
+    url = f"s3://{bucket}/events"
+    s = rf.export_to_parquet(
+        url,
+        "2024-01-01",
+        "2024-01-03",
+        storage_options=_options(s3_endpoint),
+        **_kw(srv, project_timezone="UTC"),
+    )
+    assert (s.rows, s.days, s.files) == (60, 3, 3)
+    assert s.path == url
+    assert _keys(s3_endpoint, bucket) == [
+        f"events/date=2024-01-0{d}/part-0.parquet" for d in (1, 2, 3)
+    ]  # one object per day, no staging objects, no state object
+    _every_reader_on_s3(s3_endpoint, bucket, "events", 60)
+    local = rf.export_to_parquet(
+        tmp_path / "local", "2024-01-01", "2024-01-03", **_kw(srv, project_timezone="UTC")
+    )
+    assert local.rows == 60
+    pd.testing.assert_frame_equal(
+        rf.read_parquet_dataset(url, storage_options=_options(s3_endpoint)),
+        rf.read_parquet_dataset(tmp_path / "local"),
+    )
+
+
+def test_reexport_on_s3_replaces_the_day_and_sync_takes_its_timezone(
+    server: ServerFactory, s3_endpoint: str, bucket: str
+) -> None:
+    tz = "America/Los_Angeles"
+    fs = _s3fs(s3_endpoint)
+    srv = server(generate_events(40, days=2, seed=1), project_timezone=tz)
+    url = f"s3://{bucket}/ds"
+    rf.export_to_parquet(
+        url, "2024-01-01", "2024-01-02", filesystem=fs, **_kw(srv, project_timezone=tz)
+    )
+    srv2 = server(generate_events(10, days=1, seed=2), project_timezone=tz)
+    s = rf.sync_to_parquet(url, "2024-01-01", "2024-01-03", filesystem=fs, **_kw(srv2))
+    assert s.from_date == dt.date(2024, 1, 1)
+    back = rf.read_parquet_dataset(url, filesystem=fs)
+    assert len(back) == 10  # day 1 replaced (10 events), day 2 came back empty: removed
+    assert _keys(s3_endpoint, bucket) == ["ds/date=2024-01-01/part-0.parquet"]
+    srv2.clear_requests()
+    with pytest.raises(rf.InvalidArgumentError, match="project_timezone='America/Los_Angeles'"):
+        rf.sync_to_parquet(
+            url, "2024-01-01", filesystem=fs, **_kw(srv2, project_timezone="Europe/Paris")
+        )
+    assert srv2.requests == []
+
+
+def test_pyarrow_filesystem_and_aws_environment(
+    server: ServerFactory,
+    s3_endpoint: str,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    srv = server(generate_events(20, days=2), project_timezone="UTC")
+    kw = _kw(srv, project_timezone="UTC")
+    s = rf.export_to_parquet(
+        f"{bucket}/arrow", "2024-01-01", "2024-01-02", filesystem=_arrow_s3(s3_endpoint), **kw
+    )
+    assert s.rows == 20
+    # credentials and endpoint from the AWS environment alone
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    df = rf.read_robotmia_export(
+        "2024-01-01", "2024-01-02", parquet_path=f"s3://{bucket}/env", **kw
+    )
+    assert len(df) == 20
+    _every_reader_on_s3(s3_endpoint, bucket, "env", 20)
+    _every_reader_on_s3(s3_endpoint, bucket, "arrow", 20)
+
+
+def test_memory_filesystem(server: ServerFactory) -> None:
+    srv = server(generate_events(30, days=3), project_timezone="UTC")
+    url = f"memory://robotmia-tests/{uuid.uuid4().hex}"
+    s = rf.export_to_parquet(url, "2024-01-01", "2024-01-03", **_kw(srv, project_timezone="UTC"))
+    assert s.rows == 30
+    s2 = rf.sync_to_parquet(url, "2024-01-01", "2024-01-04", lookback_days=1, **_kw(srv))
+    assert s2.from_date == dt.date(2024, 1, 2)
+    assert len(rf.read_parquet_dataset(url)) == 30
+    assert len(pd.read_parquet(url)) == 30
+    assert len(rf.read_parquet_dataset(url, from_date="2024-01-03")) == 10
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        ("s3x://bucket/events", "unknown storage scheme 's3x'"),
+        ("dropbox://bucket/events", "pip install"),
+        ("oci://bucket@ns/events", "pip install"),
+    ],
+)
+def test_bad_scheme_fails_before_any_request_and_writes_nothing(
+    server: ServerFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    match: str,
+) -> None:
+    srv = server(generate_events(10, days=1), project_timezone="UTC")
+    monkeypatch.chdir(tmp_path)
+    kw = _kw(srv, project_timezone="UTC")
+    calls = [
+        lambda: rf.export_to_parquet(path, "2024-01-01", "2024-01-01", **kw),
+        lambda: rf.sync_to_parquet(path, "2024-01-01", "2024-01-01", **kw),
+        lambda: rf.read_robotmia_export("2024-01-01", "2024-01-01", parquet_path=path, **kw),
+        lambda: rf.read_parquet_dataset(path),
+    ]
+    for call in calls:
+        with pytest.raises(rf.InvalidArgumentError, match=match):
+            call()
+    assert srv.requests == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_storage_arguments(tmp_path: Path) -> None:
+    with pytest.raises(rf.InvalidArgumentError, match="storage_options"):
+        rf.read_parquet_dataset(tmp_path, storage_options={"key": "x"})
+    with pytest.raises(rf.InvalidArgumentError, match="filesystem must be"):
+        rf.read_parquet_dataset(tmp_path, filesystem=object())
+    with pytest.raises(rf.InvalidArgumentError, match="partition_by"):
+        rf.export_to_parquet(
+            "memory://x/y",
+            "2024-01-01",
+            "2024-01-01",
+            partition_by=("date", "event"),
+            api_secret="s",
+            project_timezone="UTC",
+        )
+
+
+def test_file_url_is_the_local_folder(server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(generate_events(10, days=1), project_timezone="UTC")
+    out = tmp_path / "ds"
+    rf.export_to_parquet(
+        out.as_uri(), "2024-01-01", "2024-01-01", **_kw(srv, project_timezone="UTC")
+    )
+    assert (out / "date=2024-01-01" / "part-0.parquet").is_file()
+    assert len(rf.read_parquet_dataset(out.as_uri())) == 10
+    assert len(rf.read_parquet_dataset(out, filesystem=pafs.LocalFileSystem())) == 10
