@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import os
 import shutil
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -32,9 +34,18 @@ import requests
 
 from . import _options, _progress, parse, sinks, transport
 from ._version import __version__
-from .errors import InvalidArgumentError, ParseError, RobotmiaWarning
+from .errors import InvalidArgumentError, ParseError, RobotmiaError, RobotmiaWarning
 from .parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
 from .timeconv import TIME_TYPE, local_seconds_to_utc
+from .where import (
+    Compiled,
+    Mask,
+    compile_where,
+    filter_table,
+    folded_columns,
+    referenced_columns,
+    row_mask,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -458,15 +469,22 @@ def batches(
     *,
     dedupe: bool = False,
     unit: str = "s",
+    keep: Sequence[Mask] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """One source's batches with the final kinds, through the time stage (and dedupe)."""
+    """One source's batches with the final kinds, through the time stage (and dedupe).
+
+    ``keep`` holds one row mask per raw batch (a ``where`` evaluated on raw lines),
+    applied before dedupe, as the export filters before the client dedupes.
+    """
     parse_columns = sinks.with_dedupe_keys(columns, dedupe)
     schema = parse.export_schema(kinds, parse_columns)
     deduper = sinks.Deduper() if dedupe else None
-    for raw in parsed.batches:
+    for i, raw in enumerate(parsed.batches):
         if not raw.num_rows:
             continue
         out = to_utc(parse.conform(raw, kinds, schema, path=parsed.path), tz, unit)
+        if keep is not None:
+            out = out.filter(pa.array(keep[i], type=pa.bool_()))
         if deduper is not None:
             out = deduper(out)
             if columns is not None and parse_columns != list(columns):
@@ -547,6 +565,30 @@ class Pinned:
         return table
 
 
+def raw_where_masks(parsed: Parsed, where: str, tz: str) -> list[Mask]:
+    """``where`` on the raw lines of a parsed source: one row mask per raw batch.
+
+    The rows of a batch are its lines that are neither blank nor bad, in order.
+    """
+    bad = frozenset().union(*(b.bad_lines for b in parsed.batches))
+    rows = (
+        line
+        for first, lines in parse.iter_line_chunks(parsed.path, label=parsed.label)
+        for number, line in enumerate(lines, first)
+        if line and not line.isspace() and number not in bad
+    )
+    now = time.time()
+    masks = []
+    for batch in parsed.batches:
+        mask = row_mask(where, itertools.islice(rows, batch.num_rows), project_timezone=tz, now=now)
+        if len(mask) != batch.num_rows:  # pragma: no cover - the file changed under us
+            raise RobotmiaError(
+                f"{parsed.label}: the file changed while it was read; read it again"
+            )
+        masks.append(mask)
+    return masks
+
+
 def deliver(
     table: pa.Table, return_type: _options.ReturnType, dtype_backend: sinks.DtypeBackend
 ) -> pd.DataFrame | pa.Table | pl.DataFrame:
@@ -583,8 +625,6 @@ def read_file(
     if cols is not None:  # read the columns the filters need
         need: set[str] = set()
         if where_ is not None:
-            from .where import referenced_columns
-
             need |= referenced_columns(where_)
         if events is not None:
             need.add("event")
@@ -602,13 +642,16 @@ def read_file(
             bar.close()
     check_columns(wanted, parsed.kinds, [parsed], str(p))
     unit = "ms" if time_in_ms else "s"
-    out = batches(parsed, parsed.kinds, tz, cols, dedupe=dedupe, unit=unit)
-    table = pa.Table.from_batches(list(out), schema=final_schema(parsed.kinds, cols))
+    schema = final_schema(parsed.kinds, cols)
+    keep = None
+    if where_ is not None and folded_columns(where_, schema):
+        # A column folded to text no longer tells 5 from "5": filter on the raw lines.
+        keep = raw_where_masks(parsed, where_, tz)
+    out = batches(parsed, parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep=keep)
+    table = pa.Table.from_batches(list(out), schema=schema)
     if events is not None:
         table = table.filter(pc.is_in(table.column("event"), pa.array(events, pa.string())))
-    if where_ is not None:
-        from .where import filter_table
-
+    if where_ is not None and keep is None:
         table = filter_table(table, where_, project_timezone=tz)
     if wanted is not None and wanted != cols:
         table = table.select(wanted)
@@ -942,16 +985,19 @@ class DatasetQuery:
         """The selected rows (of one ``day`` only, if given) as one unified table."""
         cols = self.columns
         read_cols = sinks.with_dedupe_keys(cols, self.dedupe)
+        folded: set[str] = set()
         table = self.ds.read(
             from_date=day or self.start,
             to_date=day or self.end,
             columns=read_cols,
             event=self.events,
-            where=None if self.where is None else _where_compiler(self.where),
+            where=None if self.where is None else _where_compiler(self.where, folded),
             project_timezone=self.project_timezone,
             default_timezone=self.default_timezone,
             on_day=on_day,
         )
+        if folded:
+            _warn_folded(sorted(folded), self.where)
         if self.dedupe:
             table = pa.Table.from_batches(
                 [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema
@@ -961,11 +1007,30 @@ class DatasetQuery:
         return table
 
 
-def _where_compiler(expression: str) -> sinks.WhereCompiler:
-    """The ``where`` expression compiled for each file's schema and timezone."""
-    from .where import compile_where
+def _where_compiler(expression: str, folded: set[str]) -> sinks.WhereCompiler:
+    """The ``where`` expression compiled for each file's schema and timezone; the
+    mixed-type columns (folded to text) it compares are added to ``folded``."""
 
-    return lambda schema, tz: compile_where(expression, schema, project_timezone=tz)
+    def compile_for(schema: pa.Schema, tz: str) -> Compiled:
+        folded.update(folded_columns(expression, schema, objects=False))
+        return compile_where(expression, schema, project_timezone=tz)
+
+    return compile_for
+
+
+def _warn_folded(columns: list[str], where: str | None) -> None:
+    """Say that ``where`` compares columns whose mixed types the dataset has merged."""
+    names = ", ".join(columns)
+    warnings.warn(
+        f"where={where!r} reads {names}, stored as text in this dataset because the "
+        'column held values of several types: there the string "5" and the number 5 '
+        'are both stored as "5" and both read as the number 5, while the server\'s '
+        "filter tells them apart. For exact results pass where= to the export "
+        "(export_to_parquet, read_robotmia_export) or to read_export_file on the saved "
+        "export; see 'Mixed-type columns' in docs/where.md.",
+        RobotmiaWarning,
+        stacklevel=_caller(),
+    )
 
 
 def dataset_query(

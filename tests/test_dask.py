@@ -271,6 +271,8 @@ def test_export_with_widening_days_identical(
     _assert_same_dataset(root, want.path)
 
 
+# The where case compares a mixed-type column: both sides warn (tests/test_where_mixed.py).
+@pytest.mark.filterwarnings("ignore:where=.*stored as text:robotmia_frames.errors.RobotmiaWarning")
 def test_read_parquet_dataset_equals_single_machine(
     client: Any, server: ServerFactory, tmp_path: Path
 ) -> None:

@@ -11,6 +11,8 @@ tz=<zone> -->`` comment (a JSON list of export lines, each with a ``$insert_id``
 ``selects`` is checked against the evaluator and the emulator (through
 ``read_robotmia_export``), ``table-selects`` (default: ``selects``) against
 ``filter_table`` on ``read_export_file``'s table and ``read_parquet_dataset``.
+``read_export_file(..., where=...)`` gives ``selects`` when the expression reads a
+mixed-type column (it then filters the raw lines), else ``table-selects``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import ExportServer
-from robotmia_frames.where import filter_table, matches
+from robotmia_frames.where import filter_table, folded_columns, matches
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "where.md"
 TEXT = PAGE.read_text(encoding="utf-8")
@@ -75,7 +78,9 @@ def served() -> Iterator[ExportServer]:
 
 
 @pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory, served: ExportServer) -> tuple[pa.Table, Path]:
+def stored(
+    tmp_path_factory: pytest.TempPathFactory, served: ExportServer
+) -> tuple[pa.Table, Path, Path]:
     root = tmp_path_factory.mktemp("docs")
     path = root / "sample.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
@@ -83,7 +88,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory, served: ExportServer) -> tu
     start, end = _days()
     rf.export_to_parquet(root / "ds", start, end, api_secret=SECRET, project_timezone=TZ,
                          base_url=served.url)  # fmt: skip
-    return table, root / "ds"
+    return table, root / "ds", path
 
 
 def test_the_page_has_enough_examples() -> None:
@@ -99,9 +104,9 @@ def test_example(
     selects: set[str],
     table_selects: set[str],
     served: ExportServer,
-    stored: tuple[pa.Table, Path],
+    stored: tuple[pa.Table, Path, Path],
 ) -> None:
-    table, dataset = stored
+    table, dataset, path = stored
     evaluated = {
         e["properties"]["$insert_id"] for e in EVENTS if matches(where, e, project_timezone=TZ)
     }
@@ -111,7 +116,17 @@ def test_example(
     got = rf.read_robotmia_export(start, end, where=where, api_secret=SECRET, project_timezone=TZ,
                                   base_url=served.url, return_type="arrow")  # fmt: skip
     assert _ids(got) == selects
-    assert _ids(rf.read_parquet_dataset(dataset, where=where, return_type="arrow")) == table_selects
+    mixed = folded_columns(where, table.schema)
+    read = rf.read_export_file(path, project_timezone=TZ, where=where, return_type="arrow")
+    assert _ids(read) == (selects if mixed else table_selects)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _ids(rf.read_parquet_dataset(dataset, where=where, return_type="arrow")) == (
+            table_selects
+        )
+    for w in caught:  # only a comparison of a mixed-type column warns, and names it
+        assert issubclass(w.category, rf.RobotmiaWarning)
+        assert any(c in str(w.message) for c in folded_columns(where, table.schema, objects=False))
 
 
 def test_the_syntax_error_shown_on_the_page_is_the_real_one() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,14 @@ from hypothesis import strategies as st
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import ExportServer
-from robotmia_frames.where import compile_where, filter_table, format_where, matches, parse_where
+from robotmia_frames.where import (
+    compile_where,
+    filter_table,
+    folded_columns,
+    format_where,
+    matches,
+    parse_where,
+)
 
 from .where_strategies import (
     ANCHORS,
@@ -184,8 +192,14 @@ def test_evaluator_table_server_and_dataset_select_the_same_events(
         return_type="arrow",
     )
     assert set(_ids(served)) == expected, text
-    stored = rf.read_parquet_dataset(dataset, where=text, return_type="arrow")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stored = rf.read_parquet_dataset(dataset, where=text, return_type="arrow")
     assert set(_ids(stored)) == expected, text
+    mixed = folded_columns(text, table.schema, objects=False)
+    for w in caught:  # a comparison of a mixed-type column warns, naming it
+        assert issubclass(w.category, rf.RobotmiaWarning), w
+        assert any(c in str(w.message) for c in mixed), w
 
 
 def test_corpus_is_varied(corpus_files: tuple[pa.Table, Path]) -> None:

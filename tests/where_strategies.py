@@ -120,6 +120,27 @@ def lossless_events(draw: st.DrawFn, tz: str, max_events: int = 8) -> list[dict[
     return out
 
 
+#: Values of the mixed family ``m`` including the strings a fold to text confuses
+#: with other values: ``"3"`` next to ``3``, ``"true"`` next to ``true``.
+LOSSY_MIXED = st.one_of(
+    FAMILIES["m"],
+    st.sampled_from(["3", "-1", "2.5", "0", "true", "false", "[1]", '{"k":1}', "1e2"]),
+)
+
+
+@st.composite
+def mixed_events(draw: st.DrawFn, tz: str, max_events: int = 8) -> list[dict[str, Any]]:
+    """:func:`lossless_events` where ``m`` also holds strings that spell other values.
+
+    Only the raw lines tell those strings from the values they spell.
+    """
+    events = draw(lossless_events(tz, max_events))
+    for e in events:
+        if draw(st.integers(0, 2)) > 0:
+            e["properties"]["m"] = draw(LOSSY_MIXED)
+    return events
+
+
 # ------------------------------------------------------------------------- expressions
 
 NUM_CONSTS = [0.0, 1.0, 2.0, 3.0, 0.5, 2.5, 100.0, 1e20, 4294967295.0]

@@ -16,14 +16,19 @@ Three ways to run one expression, which select exactly the same events:
   :mod:`pyarrow.compute` expression to push down into Parquet scans, plus a
   vectorised residual for what no Arrow kernel expresses.
 
+:func:`row_mask` evaluates it on the raw lines (or objects) of a source, one
+boolean per record: what a saved export's reader uses when the expression reads a
+column that the type policy folded to text because its values mix types
+(:func:`folded_columns`), where a table no longer tells ``5`` from ``"5"``.
+
 :func:`parse_where` gives the typed AST (frozen dataclasses);
 :func:`validate_where` checks an expression without running it. Errors are
 :class:`WhereSyntaxError`, a :class:`ValueError` whose message shows the
 expression with a caret under the offending position.
 
-Values: strings, numbers (one type, doubles), booleans, lists, objects,
-datetimes (:class:`DateTime`, project-local wall-clock seconds), ``None`` (JSON
-null) and :data:`UNDEFINED` (a missing key).
+Values (:data:`Value`): strings, numbers (one type, doubles), booleans, lists,
+objects, datetimes (:class:`DateTime`, project-local wall-clock seconds), ``None``
+(JSON null) and :data:`UNDEFINED` (a missing key).
 
 Example:
     >>> event = {"event": "Purchase", "properties": {"time": 1704103200, "$os": "Linux"}}
@@ -54,6 +59,7 @@ from ._ast import (
 )
 from ._evaluate import evaluate, matches
 from ._parser import MAX_DEPTH, format_where, parse_where, validate_where
+from ._raw import Mask, folded_columns, row_mask
 from ._values import UNDEFINED, DateTime, Json, Value
 
 __all__ = [
@@ -71,6 +77,7 @@ __all__ = [
     "Json",
     "ListExpr",
     "Literal",
+    "Mask",
     "Negate",
     "Not",
     "Now",
@@ -81,10 +88,12 @@ __all__ = [
     "compile_where",
     "evaluate",
     "filter_table",
+    "folded_columns",
     "format_where",
     "matches",
     "parse_where",
     "referenced_columns",
+    "row_mask",
     "validate_where",
 ]
 

@@ -42,7 +42,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InvalidArgumentError
-from ..parse import KIND_METADATA_KEY
 from ..timeconv import resolve_timezone
 from ._ast import (
     AnyExpr,
@@ -64,6 +63,7 @@ from ._ast import (
 )
 from ._evaluate import Env, evaluate, evaluate_node, to_datetime, values_equal
 from ._parser import format_where, parse_where
+from ._raw import Mask, is_text_field
 from ._values import (
     ASCII_LOWER,
     DECIMAL_PATTERN,
@@ -83,8 +83,6 @@ __all__ = ["Compiled", "compile_where", "filter_table"]
 #: What a compiled node computes: an expression to push down (expression mode), or
 #: arrays and scalars over the rows that survived it (array mode).
 Datum: TypeAlias = "pc.Expression | pa.Array | pa.ChunkedArray | pa.Scalar"
-#: One boolean per row.
-Mask: TypeAlias = "np.ndarray[tuple[int], np.dtype[np.bool_]]"
 #: The decoded type of each row of a folded-text column (``_T_*``).
 Tags: TypeAlias = "np.ndarray[tuple[int], np.dtype[np.int8]]"
 #: Floats as numpy holds them.
@@ -168,10 +166,6 @@ def _const(value: Value) -> _V:
 _TRUE = _const(True)
 _FALSE = _const(False)
 _UNDEF_V = _const(UNDEFINED)
-
-
-def _is_text_field(f: pa.Field) -> bool:
-    return bool(f.metadata) and f.metadata.get(KIND_METADATA_KEY) == b"text"
 
 
 def _arrow_ty(t: pa.DataType) -> _Ty | None:
@@ -583,7 +577,7 @@ def _c_property(node: Property, cx: _Cx) -> _V:
         return _time_seconds(cx)
     name = "properties." + node.name
     f = cx.schema.field(name)
-    if _is_text_field(f):
+    if is_text_field(f):
         raise _Unsupported
     ty = _arrow_ty(f.type)
     if ty is None:
@@ -1245,7 +1239,7 @@ class Compiled:
             c
             for c in sorted(columns_of(conj))
             if c in table.column_names
-            and _is_text_field(table.schema.field(c))
+            and is_text_field(table.schema.field(c))
             and (pa.types.is_string(table.schema.field(c).type))
         ]
         if not texts:
@@ -1292,7 +1286,7 @@ class Compiled:
                 columns["time"] = _local_seconds_list(col, self.project_timezone)
                 continue
             values = col.to_pylist()
-            if _is_text_field(table.schema.field(c)):
+            if is_text_field(table.schema.field(c)):
                 values = [_decode_deep(v) for v in values]
             columns[c[len("properties.") :]] = values
         keys = list(columns.items())
