@@ -43,22 +43,13 @@ from .where_strategies import (
     ANCHORS,
     TIMEZONES,
     expressions,
+    insert_ids,
     lossless_events,
     roundtrips,
+    write_export,
 )
 
 SECRET = "where-equivalence-secret"
-
-
-def _write(events: list[dict[str, Any]], path: Path) -> Path:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
-
-
-def _ids(table: pa.Table) -> list[str]:
-    if "properties.$insert_id" not in table.column_names:
-        return []
-    return [str(v) for v in table.column("properties.$insert_id").to_pylist()]
 
 
 def _evaluator_ids(text: str, events: list[dict[str, Any]], tz: str) -> list[str]:
@@ -81,16 +72,16 @@ def test_evaluator_and_filter_table_select_the_same_events(
     expr = data.draw(expressions("bool", depth=3) | expressions("any", depth=2), label="expr")
     text = format_where(expr)
     assert parse_where(text) == expr  # the printer round-trips
-    path = _write(events, tmp_path_factory.mktemp("eq") / "export.jsonl")
+    path = write_export(events, tmp_path_factory.mktemp("eq") / "export.jsonl")
     table = rf.read_export_file(path, project_timezone=tz, return_type="arrow")
     events = [json.loads(line) for line in path.read_text().splitlines()]
     expected = _evaluator_ids(text, events, tz)
-    assert _ids(filter_table(table, text, project_timezone=tz)) == expected, text
+    assert insert_ids(filter_table(table, text, project_timezone=tz)) == expected, text
     # the two halves of the compiled form, applied by hand, agree too
     compiled = compile_where(text, table.schema, project_timezone=tz)
     kept = table.filter(compiled.expression) if compiled.expression is not None else table
     mask = compiled.residual(kept)
-    assert _ids(kept.filter(mask) if mask is not None else kept) == expected, text
+    assert insert_ids(kept.filter(mask) if mask is not None else kept) == expected, text
 
 
 # ------------------------------------------------ all three, one server, one corpus
@@ -155,7 +146,7 @@ def corpus_files(
     corpus_server: ExportServer, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[pa.Table, Path]:
     root = tmp_path_factory.mktemp("corpus")
-    path = _write(CORPUS, root / "corpus.jsonl")
+    path = write_export(CORPUS, root / "corpus.jsonl")
     table = rf.read_export_file(path, project_timezone=CORPUS_TZ, return_type="arrow")
     dataset = root / "dataset"
     rf.export_to_parquet(
@@ -181,7 +172,7 @@ def test_evaluator_table_server_and_dataset_select_the_same_events(
     table, dataset = corpus_files
     text = format_where(expr)
     expected = set(_evaluator_ids(text, CORPUS, CORPUS_TZ))
-    assert set(_ids(filter_table(table, text, project_timezone=CORPUS_TZ))) == expected, text
+    assert set(insert_ids(filter_table(table, text, project_timezone=CORPUS_TZ))) == expected, text
     served = rf.read_robotmia_export(
         "2024-11-02",
         "2024-11-04",
@@ -191,11 +182,11 @@ def test_evaluator_table_server_and_dataset_select_the_same_events(
         base_url=corpus_server.url,
         return_type="arrow",
     )
-    assert set(_ids(served)) == expected, text
+    assert set(insert_ids(served)) == expected, text
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         stored = rf.read_parquet_dataset(dataset, where=text, return_type="arrow")
-    assert set(_ids(stored)) == expected, text
+    assert set(insert_ids(stored)) == expected, text
     mixed = folded_columns(text, table.schema, objects=False)
     for w in caught:  # a comparison of a mixed-type column warns, naming it
         assert issubclass(w.category, rf.RobotmiaWarning), w
@@ -223,12 +214,12 @@ def test_lossy_values_read_as_the_table_sees_them(tmp_path: Path) -> None:
         {"event": "e", "properties": {"$insert_id": "b", "m": 3}},
         {"event": "e", "properties": {"$insert_id": "c", "m": "three"}},
     ]
-    table = rf.read_export_file(_write(events, tmp_path / "e.jsonl"), project_timezone="UTC",
+    table = rf.read_export_file(write_export(events, tmp_path / "e.jsonl"), project_timezone="UTC",
                                 return_type="arrow")  # fmt: skip
     assert matches('defined(properties["x"])', events[0]) is True
-    assert _ids(filter_table(table, 'defined(properties["x"])')) == []
+    assert insert_ids(filter_table(table, 'defined(properties["x"])')) == []
     assert [
         e["properties"]["$insert_id"] for e in events if matches('properties["m"] == 3', e)
     ] == ["b"]
-    assert _ids(filter_table(table, 'properties["m"] == 3')) == ["a", "b"]
-    assert _ids(filter_table(table, 'properties["m"] == "three"')) == ["c"]
+    assert insert_ids(filter_table(table, 'properties["m"] == 3')) == ["a", "b"]
+    assert insert_ids(filter_table(table, 'properties["m"] == "three"')) == ["c"]

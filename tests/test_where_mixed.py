@@ -27,7 +27,14 @@ import robotmia_frames as rf
 from robotmia_frames.emulator import ExportServer
 from robotmia_frames.where import Compare, Literal, folded_columns, format_where, matches, row_mask
 
-from .where_strategies import TIMEZONES, P, expressions, mixed_events
+from .where_strategies import (
+    TIMEZONES,
+    P,
+    expressions,
+    insert_ids,
+    mixed_events,
+    write_export,
+)
 
 SECRET = "where-mixed-secret"
 T0 = 1704103200  # 2024-01-01T10:00:00 (project-local seconds)
@@ -40,17 +47,6 @@ MIXED = [
     {"event": "e", "properties": {"time": T0 + 4, "$insert_id": "bool", "n": True}},
     {"event": "e", "properties": {"time": T0 + 5, "$insert_id": "none"}},
 ]
-
-
-def _write(events: list[dict[str, Any]], path: Path) -> Path:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return path
-
-
-def _ids(table: pa.Table) -> list[str]:
-    if "properties.$insert_id" not in table.column_names:
-        return []
-    return [str(v) for v in table.column("properties.$insert_id").to_pylist()]
 
 
 def _expected(text: str, events: list[dict[str, Any]], tz: str = "UTC") -> list[str]:
@@ -80,14 +76,14 @@ def _expected(text: str, events: list[dict[str, Any]], tz: str = "UTC") -> list[
 def test_read_export_file_tells_a_string_from_a_number(
     tmp_path: Path, text: str, kept: list[str]
 ) -> None:
-    path = _write(MIXED, tmp_path / "mixed.jsonl")
+    path = write_export(MIXED, tmp_path / "mixed.jsonl")
     got = rf.read_export_file(path, project_timezone="UTC", return_type="arrow", where=text)
     assert got.schema.field("properties.n").metadata  # the column is folded to text
-    assert _ids(got) == kept == _expected(text, MIXED)
+    assert insert_ids(got) == kept == _expected(text, MIXED)
 
 
 def test_a_string_is_never_a_number_in_pandas_and_with_columns(tmp_path: Path) -> None:
-    path = _write(MIXED, tmp_path / "mixed.jsonl")
+    path = write_export(MIXED, tmp_path / "mixed.jsonl")
     df = rf.read_export_file(
         path, project_timezone="UTC", where='properties["n"] == "5"', columns=["event", "time"]
     )
@@ -113,7 +109,7 @@ def test_raw_lines_stay_aligned_with_rows(tmp_path: Path) -> None:
         got = rf.read_export_file(
             path, project_timezone="UTC", where=text, on_bad_lines="skip", return_type="arrow"
         )
-        assert _ids(got) == _expected(text, kept_events), text
+        assert insert_ids(got) == _expected(text, kept_events), text
     assert len(_expected('properties["n"] == "997"', kept_events)) == 1
 
 
@@ -123,14 +119,14 @@ def test_dedupe_and_where_on_raw_lines(tmp_path: Path) -> None:
         "properties": {"time": T0, "distinct_id": "u", "$insert_id": "d", "n": "5"},
     }
     events = [dup, dup, {"event": "e", "properties": {"time": T0, "$insert_id": "x", "n": 5}}]
-    path = _write(events, tmp_path / "dups.jsonl")
+    path = write_export(events, tmp_path / "dups.jsonl")
     got = rf.read_export_file(path, project_timezone="UTC", where='properties["n"] == "5"',
                               dedupe=True, return_type="arrow")  # fmt: skip
-    assert _ids(got) == ["d"]
+    assert insert_ids(got) == ["d"]
 
 
 def test_a_column_of_one_type_still_uses_the_arrow_filter(tmp_path: Path) -> None:
-    path = _write([{"event": "e", "properties": {"time": T0, "n": i}} for i in range(5)],
+    path = write_export([{"event": "e", "properties": {"time": T0, "n": i}} for i in range(5)],
                   tmp_path / "ints.jsonl")  # fmt: skip
     table = rf.read_export_file(path, project_timezone="UTC", return_type="arrow")
     assert folded_columns('properties["n"] > 2', table.schema) == []
@@ -178,7 +174,7 @@ def test_dataset_where_on_a_mixed_column_warns(mixed_dataset: Path) -> None:
         )
     assert len(caught) == 1
     # the documented loss: the stored "5" reads as the number 5
-    assert _ids(got) == ["num", "str"]
+    assert insert_ids(got) == ["num", "str"]
 
 
 def test_dataset_where_on_other_columns_does_not_warn(mixed_dataset: Path) -> None:
@@ -189,7 +185,7 @@ def test_dataset_where_on_other_columns_does_not_warn(mixed_dataset: Path) -> No
             where='defined(properties["n"]) and properties["$insert_id"] != "num"',
             return_type="arrow",
         )
-    assert _ids(got) == ["str", "word", "true", "bool"]
+    assert insert_ids(got) == ["str", "word", "true", "bool"]
 
 
 # ------------------------------------------------- property: files == server filter
@@ -218,12 +214,12 @@ def test_read_export_file_selects_what_the_server_filter_selects(
     events = data.draw(mixed_events(tz), label="events")
     expr = data.draw(expressions("bool", depth=3) | _about_m, label="expr")
     text = format_where(expr)
-    path = _write(events, tmp_path_factory.mktemp("mx") / "export.jsonl")
+    path = write_export(events, tmp_path_factory.mktemp("mx") / "export.jsonl")
     schema = rf.read_export_file(path, project_timezone=tz, return_type="arrow").schema
     if not folded_columns(text, schema):
         return  # the Arrow filter runs: covered by test_where_equivalence
     got = rf.read_export_file(path, project_timezone=tz, where=text, return_type="arrow")
-    assert _ids(got) == _expected(text, events, tz), text
+    assert insert_ids(got) == _expected(text, events, tz), text
 
 
 CORPUS_TZ = "America/New_York"
@@ -267,7 +263,7 @@ def test_file_and_emulator_select_the_same_events(
     expr: Any, corpus_server: ExportServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     text = format_where(expr)
-    path = _write(CORPUS, tmp_path_factory.mktemp("corpus") / "corpus.jsonl")
+    path = write_export(CORPUS, tmp_path_factory.mktemp("corpus") / "corpus.jsonl")
     local = rf.read_export_file(path, project_timezone=CORPUS_TZ, where=text, return_type="arrow")
     served = rf.read_robotmia_export(
         "2024-11-02",
@@ -278,4 +274,4 @@ def test_file_and_emulator_select_the_same_events(
         base_url=corpus_server.url,
         return_type="arrow",
     )
-    assert sorted(_ids(local)) == sorted(_ids(served)), text
+    assert sorted(insert_ids(local)) == sorted(insert_ids(served)), text

@@ -10,9 +10,12 @@ to ``3``), and a project-local time in a daylight-saving gap.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 from hypothesis import strategies as st
 
 from robotmia_frames.where import (
@@ -52,6 +55,22 @@ def roundtrips(t: float, tz: str) -> bool:
     instant = local.replace(tzinfo=ZoneInfo(tz), fold=0).astimezone(UTC)
     back = instant.astimezone(ZoneInfo(tz)).replace(tzinfo=None)
     return back == local
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def write_export(events: list[dict[str, Any]], path: Path) -> Path:
+    """``events`` as an export file (one JSON line each) at ``path``."""
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def insert_ids(table: pa.Table) -> list[str]:
+    """The ``$insert_id`` of each row of a table read back, in order."""
+    if "properties.$insert_id" not in table.column_names:  # an empty read has no columns
+        return []
+    return [str(v) for v in table.column("properties.$insert_id").to_pylist()]
 
 
 # ------------------------------------------------------------------------------ events
