@@ -173,6 +173,7 @@ def test_dataset_where_on_a_mixed_column_warns(mixed_dataset: Path) -> None:
             mixed_dataset, where='properties["n"] > 4', return_type="arrow"
         )
     assert len(caught) == 1
+    assert caught[0].filename == __file__  # it points at the caller's line
     # the documented loss: the stored "5" reads as the number 5
     assert insert_ids(got) == ["num", "str"]
 
