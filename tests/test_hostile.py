@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import ExportServer, Fault, generate_events
 from tests.conftest import SECRET, ServerFactory
+from tests.strategies import json_values
 
 DAY = dt.date(2024, 1, 1)
 MODES = ("error", "skip", "warn")
@@ -142,6 +145,10 @@ def test_big_integers_in_event_and_objects_keep_their_digits(tmp_path: Path, eng
     assert t.column("properties.o").to_pylist()[3] == (
         '{"n":100000000000000000000000000000,"m":[123456789012345678901234567890]}'
     )
+    # The event alone holds the big integer (no property column to give it away).
+    for event in (b"18446744073709551616", b'{"n":100000000000000000000000000001}'):
+        t = _read_lines(tmp_path, [OK_LINE, b'{"event":%s,"properties":{"time":1}}' % event])
+        assert t.column("event").to_pylist() == ["ok", event.decode()]
 
 
 def _deep(kind: str, depth: int) -> bytes:
@@ -429,3 +436,35 @@ def test_chunks_of_long_lines_are_split_by_bytes(
     with pytest.raises(rf.ParseError) as info:
         rf.read_export_file(path, project_timezone="UTC")
     assert info.value.line_number == 36
+
+
+# ------------------------------------------------------- JSON text: any value, any depth
+
+HUGE = st.builds(
+    lambda m, e, neg, upper: f"{'-' if neg else ''}{m}{'E' if upper else 'e'}{e}",
+    st.integers(1, 9), st.integers(309, 5000), st.booleans(), st.booleans(),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values, huge=st.lists(HUGE, max_size=3), depth=st.integers(0, 400))
+def test_json_text_is_exact_against_the_standard_library(
+    value: Any, huge: list[str], depth: int
+) -> None:
+    """json_text agrees with json.dumps (the independent reference) on any parsed
+    value, keeps numbers beyond float64 as their text, and writes any depth."""
+    import json
+
+    from robotmia_frames.parse import json_text
+    from robotmia_frames.parse._decode import slow_loads
+
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    assert json_text(value) == expected
+    nested: Any = value
+    for _ in range(depth):
+        nested = [nested]
+    assert json_text(nested) == "[" * depth + expected + "]" * depth
+    # Numbers beyond float64 come back from the decoder as their text, wherever they are.
+    source = '{"a":[' + ",".join(huge) + '],"b":' + expected + "}"
+    parsed = slow_loads(source.encode())
+    assert json_text(parsed) == source
