@@ -434,6 +434,9 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     finally:
         for fut in pending:
             fut.cancel()
+        if pending:  # stopped early (an error, Ctrl-C): end the downloads in flight
+            for s in sessions:
+                transport.cancel(s)
         pool.shutdown(wait=True, cancel_futures=True)
         for s in sessions:
             s.close()
@@ -910,6 +913,17 @@ def write_window(
     return ds.write_day(day, schema, out, metadata=metadata)
 
 
+@contextlib.contextmanager
+def _closing(windows: Iterator[Window]) -> Iterator[Iterator[Window]]:
+    """``windows``, closed on the way out (a generator runs its ``finally`` then)."""
+    try:
+        yield windows
+    finally:
+        close = getattr(windows, "close", None)
+        if close is not None:
+            close()
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or, in the command line, SIGTERM) while a dataset was written.
 
@@ -932,19 +946,21 @@ def write_dataset(
     time, under the dataset's writer lock."""
     with DatasetWriter(location, partition_by, plan.metadata()) as sink:
         try:
-            for w in iter_windows(plan, workdir):
-                try:
-                    sink.write(w, plan)
-                except OSError as exc:
-                    if exc.errno in transport.NO_ROOM:
-                        raise transport.no_room(
-                            exc, f"day {w.day.isoformat()}", Path(sink.ds.root)
-                        ) from exc
-                    raise
-                finally:
-                    if not w.cached and plan.cache_dir is None:
-                        with contextlib.suppress(OSError):
-                            w.result.path.unlink()
+            # closing(): on an error or Ctrl-C the downloads still running end here,
+            # before the caller removes their temporary folder.
+            with _closing(iter_windows(plan, workdir)) as windows:
+                for w in windows:
+                    try:
+                        sink.write(w, plan)
+                    except OSError as exc:
+                        if exc.errno in transport.NO_ROOM:
+                            day = f"day {w.day.isoformat()}"
+                            raise transport.no_room(exc, day, Path(sink.ds.root)) from exc
+                        raise
+                    finally:
+                        if not w.cached and plan.cache_dir is None:
+                            with contextlib.suppress(OSError):
+                                w.result.path.unlink()
         except BaseException as exc:
             with contextlib.suppress(Exception):  # keep the days written consistent; the
                 sink.finish()  # next run repairs them if even this fails

@@ -398,6 +398,7 @@ def test_sigterm_and_ctrl_c_stop_an_export_cleanly(
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err
     name = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert f"interrupted by {name}" in err and "written completely" in err, err
@@ -468,3 +469,33 @@ def test_json_text_is_exact_against_the_standard_library(
     source = '{"a":[' + ",".join(huge) + '],"b":' + expected + "}"
     parsed = slow_loads(source.encode())
     assert json_text(parsed) == source
+
+
+def test_sigterm_ends_a_download_in_flight(server: ServerFactory, tmp_path: Path) -> None:
+    """A day that trickles would take minutes: SIGTERM ends it at once, cleanly."""
+    srv = server(generate={"events_per_day": 300})
+    slow = Fault(trickle_rate=100, trickle_after=1000, times=None, match=lambda p: p["from_date"] > "2024-01-01")  # fmt: skip
+    srv.add_fault(slow)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "ROBOTMIA_API_SECRET": SECRET}
+    out = tmp_path / "ds"
+    proc = _cli(
+        "export", "2024-01-01", "2024-01-03", "--out", str(out), "--base-url", srv.url,
+        "--timezone", "UTC", "--concurrency", "1", "--no-progress", "--min-speed", "0",
+        env=env,
+    )  # fmt: skip
+    try:
+        while not (out / "date=2024-01-01").is_dir() and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)  # day 2 is trickling now
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)  # the trickle alone would take minutes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err
+    assert not list(tmp.iterdir())
+    assert sorted(p.name for p in out.glob("date=*")) == ["date=2024-01-01"]

@@ -32,7 +32,7 @@ from ._config import (
     is_loopback_host,
     validate_base_url,
 )
-from ._http import AttemptFailed, body_failure, make_session, open_response
+from ._http import AttemptFailed, body_failure, cancel, make_session, open_response
 from ._ratelimit import RateLimit, RateLimiter
 from ._retry import NO_ROOM, download_window, final_error, no_room, retry_delay, retrying
 
@@ -51,6 +51,7 @@ __all__ = [
     "WindowCache",
     "WindowRequest",
     "body_failure",
+    "cancel",
     "download_window",
     "final_error",
     "is_loopback_host",

@@ -10,9 +10,11 @@ import logging
 import math
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing, suppress
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager, suppress
 from typing import IO, NoReturn
 from urllib.parse import urljoin, urlsplit
 
@@ -226,15 +228,30 @@ def export_attempt(
     sink: IO[bytes],
 ) -> tuple[bool, int]:
     """One try, redirects included. Returns ``(compressed, bytes_received)``."""
+    try:
+        return _export_attempt(session, config, request, sink)
+    except AttemptFailed:
+        _stop_if_cancelled(session)  # a cancelled download is not retried
+        raise
+
+
+def _export_attempt(
+    session: requests.Session,
+    config: TransportConfig,
+    request: WindowRequest,
+    sink: IO[bytes],
+) -> tuple[bool, int]:
     url = config.base_url
     params: dict[str, str] | None = request.params()
     home = origin(url)
     for _hop in range(MAX_REDIRECTS + 1):
+        _stop_if_cancelled(session)
         resp = send(session, config, url, params)
         try:
             status = resp.status_code
             if status == 200:
-                return _receive(resp, config, sink)
+                with _running(session, resp):
+                    return _receive(resp, config, sink, cancelled=lambda: session in _CANCELLED)
             if 300 <= status < 400 and resp.headers.get("Location"):
                 target = urljoin(resp.url or url, resp.headers["Location"])
                 if origin(target) != home:
@@ -254,6 +271,55 @@ def export_attempt(
     raise AttemptFailed(
         "status", f"more than {MAX_REDIRECTS} redirects", retryable=False, status_code=status
     )
+
+
+# ------------------------------------------------------------------ cancellation
+
+_LOCK = threading.Lock()
+_CANCELLED: weakref.WeakSet[requests.Session] = weakref.WeakSet()
+_ACTIVE: weakref.WeakKeyDictionary[requests.Session, set[requests.Response]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def cancel(session: requests.Session) -> None:
+    """Stop, from another thread, the downloads running on ``session`` (Ctrl-C,
+    SIGTERM): their sockets are shut down, and they fail at once, not retried.
+
+    Example:
+        >>> with make_session() as s:
+        ...     cancel(s)
+    """
+    with _LOCK:
+        _CANCELLED.add(session)
+        active = list(_ACTIVE.get(session, ()))
+    for resp in active:
+        _shut(resp)
+
+
+def _shut(resp: requests.Response) -> None:
+    conn = getattr(resp.raw, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def _running(session: requests.Session, resp: requests.Response) -> Iterator[None]:
+    with _LOCK:
+        _ACTIVE.setdefault(session, set()).add(resp)
+    try:
+        _stop_if_cancelled(session)
+        yield
+    finally:
+        with _LOCK:
+            _ACTIVE.get(session, set()).discard(resp)
+
+
+def _stop_if_cancelled(session: requests.Session) -> None:
+    if session in _CANCELLED:
+        raise AttemptFailed("network", "the download was cancelled", retryable=False)
 
 
 def _server_message(resp: requests.Response) -> str | None:
@@ -375,7 +441,13 @@ class _StallWatch:
         self.start, self.base = now, received
 
 
-def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) -> tuple[bool, int]:
+def _receive(
+    resp: requests.Response,
+    config: TransportConfig,
+    sink: IO[bytes],
+    *,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> tuple[bool, int]:
     """Stream the raw (still encoded) body into ``sink``, verifying it on the way."""
     expected: int | None = None
     if "chunked" not in resp.headers.get("Transfer-Encoding", "").lower():
@@ -392,6 +464,8 @@ def _receive(resp: requests.Response, config: TransportConfig, sink: IO[bytes]) 
             chunk = raw.read1(CHUNK_SIZE, decode_content=False)
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             raise body_failure(exc, received, config) from exc
+        if cancelled():
+            raise AttemptFailed("network", "the download was cancelled", retryable=False)
         if not chunk:
             break
         received += len(chunk)
