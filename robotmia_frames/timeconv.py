@@ -18,7 +18,9 @@ Nothing loops over rows in Python.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import zoneinfo
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -61,10 +63,71 @@ def resolve_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        near = timezone_suggestions(name)
+        hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
         raise InvalidArgumentError(
             f"unknown project_timezone {name!r}: use an IANA name such as "
             "'America/Los_Angeles' or 'UTC' (the timezone set in the project's settings)"
+            f"{hint}"
         ) from exc
+
+
+#: Abbreviations people type for a timezone, to the IANA zone they usually mean
+#: (an abbreviation names an offset, not a zone with its daylight-saving rules).
+_ABBREVIATIONS = {
+    "PST": "America/Los_Angeles",
+    "PDT": "America/Los_Angeles",
+    "PT": "America/Los_Angeles",
+    "MDT": "America/Denver",
+    "MT": "America/Denver",
+    "CST": "America/Chicago",
+    "CDT": "America/Chicago",
+    "CT": "America/Chicago",
+    "EDT": "America/New_York",
+    "ET": "America/New_York",
+    "BST": "Europe/London",
+    "CEST": "Europe/Paris",
+    "IST": "Asia/Kolkata",
+    "JST": "Asia/Tokyo",
+    "AEST": "Australia/Sydney",
+    "AEDT": "Australia/Sydney",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _zones() -> dict[str, str]:
+    """Every IANA zone name, by its case-folded form."""
+    return {z.casefold(): z for z in zoneinfo.available_timezones()}
+
+
+def timezone_suggestions(name: str) -> list[str]:
+    """The IANA zones a mistyped name probably means (at most three).
+
+    Same name in another case first, then a known abbreviation, then close matches
+    (``difflib``), ignoring case and ``_`` versus space.
+
+    Example:
+        >>> timezone_suggestions("PST"), timezone_suggestions("Europe/paris")
+        (['America/Los_Angeles'], ['Europe/Paris'])
+        >>> timezone_suggestions("America/LosAngeles")
+        ['America/Los_Angeles']
+    """
+    zones = _zones()
+    key = name.strip().casefold()
+    out: list[str] = []
+    if key in zones:
+        out.append(zones[key])
+    if name.strip().upper() in _ABBREVIATIONS:
+        out.append(_ABBREVIATIONS[name.strip().upper()])
+    if not out:
+        squashed = {k.replace("_", "").replace(" ", ""): v for k, v in zones.items()}
+        probe = key.replace("_", "").replace(" ", "")
+        if probe in squashed:
+            out.append(squashed[probe])
+        else:
+            close = difflib.get_close_matches(probe, list(squashed), n=3, cutoff=0.75)
+            out += [squashed[c] for c in close]
+    return list(dict.fromkeys(out))[:3]
 
 
 def _fold0_offset(tz: ZoneInfo, local_second: int) -> int:

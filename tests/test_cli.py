@@ -26,11 +26,21 @@ def lsec(day: str, seconds: float = 0.0) -> float:
     return (dt.date.fromisoformat(day) - EPOCH).days * 86400 + seconds
 
 
+def _cli() -> list[str]:
+    """The installed ``robotmia-frames`` executable of this interpreter (as a user runs
+    it), else the module (a checkout that was never installed)."""
+    exe = Path(sys.executable).with_name("robotmia-frames")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "robotmia_frames.cli"]
+
+
+CLI = _cli()
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOTMIA_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "robotmia_frames.cli", *args],
+        [*CLI, *args],
         env=full_env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,  # never a terminal: no secret prompt
@@ -94,8 +104,16 @@ def test_demo_summary(tmp_path):
         assert (out / d / "part-0.parquet").is_file()
 
 
-def test_demo_without_out_uses_a_temporary_folder(tmp_path):
+def test_demo_without_out_cleans_its_temporary_folder(tmp_path):
     proc = run_cli("demo", "--events-per-day", "5", env={"TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "exported 70 events over 14 days" in proc.stdout
+    assert "now removed: keep it with --keep" in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # no robotmia-demo-* folder left behind
+
+
+def test_demo_keep_keeps_the_temporary_folder(tmp_path):
+    proc = run_cli("demo", "--events-per-day", "5", "--keep", env={"TMPDIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     m = re.search(r"^dataset: (.+)$", proc.stdout, re.M)
     assert m, proc.stdout

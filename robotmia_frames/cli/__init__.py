@@ -10,15 +10,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import errno
 import getpass
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +39,7 @@ from ..errors import (
     IncompleteDownloadError,
     NetworkError,
     ParseError,
+    TypeMismatchError,
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_API, EXIT_NETWORK, EXIT_PARSE = range(7)
@@ -46,7 +51,7 @@ EXIT_CODES = """\
 exit codes:
   0    success
   1    unexpected error (run again with --debug for the traceback)
-  2    bad arguments: dates, timezone, where expression, missing secret or file
+  2    bad arguments: dates, timezone, where expression, columns, missing secret or file, an output folder that cannot be written (a file, say), a busy serve port
   3    authentication refused (HTTP 401/403): check the API secret
   4    API error (any other HTTP error after retries)
   5    network failure or incomplete download, after retries
@@ -63,6 +68,16 @@ asked for at a hidden prompt when run on a terminal; there is no flag for it, so
 that it never lands in your shell history."""
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def plural(n: int, word: str) -> str:
+    """``n`` and ``word``, in the plural unless there is one: "1 day", "2,048 days".
+
+    Example:
+        >>> plural(1, "day"), plural(3, "file"), plural(1200, "row")
+        ('1 day', '3 files', '1,200 rows')
+    """
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 def _para(text: str) -> str:
@@ -312,11 +327,24 @@ examples:
         epilog="""\
 examples:
   robotmia-frames serve --port 8765 --timezone Europe/Paris
-  # in another terminal (the secret is ROBOTMIA_API_SECRET, else 'test-secret'):
-  ROBOTMIA_API_SECRET=test-secret robotmia-frames export 2024-01-01 2024-01-07 \\
-      --out events/ --timezone Europe/Paris --base-url http://127.0.0.1:8765/api/2.0/export/""",
+  # it prints the lines that point every command (and Python) at it, e.g.
+  export ROBOTMIA_BASE_URL=http://127.0.0.1:8765/api/2.0/export/ \\
+      ROBOTMIA_API_SECRET=test-secret ROBOTMIA_PROJECT_TIMEZONE=Europe/Paris
+
+  # or in the background, this shell set up at once (stop: kill $ROBOTMIA_SERVE_PID);
+  # then any command of the README runs as written against it:
+  eval "$(robotmia-frames serve --print-env)"
+""",
     )
-    sv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free)")
+    sv.add_argument(
+        "--port", type=int, help="port (default 8765, with --print-env any free one; 0: any free)"
+    )
+    sv.add_argument(
+        "--print-env",
+        action="store_true",
+        help="start in the background and print shell lines that point commands at it",
+    )
+    sv.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
     sv.add_argument("--days", type=int, default=30, help="days of data (default 30)")
     sv.add_argument("--events-per-day", type=int, default=1000, help="default 1000")
     sv.add_argument("--from-date", default="2024-01-01", help="first day of data")
@@ -338,7 +366,10 @@ examples:
   robotmia-frames demo
   robotmia-frames demo --out demo-events/ && robotmia-frames inspect demo-events/""",
     )
-    d.add_argument("--out", type=Path, help="dataset folder (default: a temporary folder)")
+    d.add_argument(
+        "--out", type=Path, help="dataset folder (default: a temporary folder, removed after)"
+    )
+    d.add_argument("--keep", action="store_true", help="keep the temporary folder")
     d.add_argument("--events-per-day", type=int, default=2000, help="default 2000")
     d.add_argument("--timezone", default="America/Los_Angeles", help="project timezone")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -393,7 +424,8 @@ def _summary_doc(summary: api.ExportSummary) -> dict[str, Any]:
 
 def _summary_line(summary: api.ExportSummary) -> str:
     return (
-        f"wrote {summary.rows:,} rows for {summary.days} days in {summary.files} files "
+        f"wrote {plural(summary.rows, 'row')} for {plural(summary.days, 'day')} "
+        f"in {plural(summary.files, 'file')} "
         f"({summary.bytes / 1e6:.1f} MB) to {summary.path}"
     )
 
@@ -539,35 +571,113 @@ def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    from ..emulator import serve_forever
+    from ..emulator import ExportServer, serve_forever
 
+    secret_from_env = bool(os.environ.get(_options.SECRET_ENV))
     secret = os.environ.get(_options.SECRET_ENV) or "test-secret"
+    if args.print_env:
+        return _serve_in_background(args, out, secret_from_env)
+    port = 8765 if args.port is None else args.port
+
+    def ready(srv: ExportServer) -> None:
+        if args.ready_file is not None:  # for --print-env: the URL, once listening
+            tmp = args.ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"url": srv.url}))
+            tmp.replace(args.ready_file)
+            return
+        shown = "(your ROBOTMIA_API_SECRET)" if secret_from_env else secret
+        print(f"secret it expects: {shown}; point commands and Python at it with:", file=out)
+        print("  " + " ".join(_env_lines(srv.url, secret, secret_from_env, args)), file=out)
+
     # Stop cleanly on Ctrl-C and on SIGTERM, even when started with SIGINT ignored
     # (a background job of a non-interactive shell inherits SIG_IGN).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-    serve_forever(
-        port=args.port,
-        api_secret=secret,
-        project_timezone=args.timezone,
-        events_per_day=args.events_per_day,
-        days=args.days,
-        seed=args.seed,
-        from_date=args.from_date,
-        tls=args.tls,
-        out=out,
-    )
+    try:
+        serve_forever(
+            port=port,
+            api_secret=secret,
+            project_timezone=args.timezone,
+            events_per_day=args.events_per_day,
+            days=args.days,
+            seed=args.seed,
+            from_date=args.from_date,
+            tls=args.tls,
+            out=out,
+            on_ready=ready,
+        )
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            why = "is in use" if exc.errno == errno.EADDRINUSE else "is not allowed"
+            raise UsageError(
+                f"port {port} {why} (another serve running?): choose another with "
+                "--port N, or --port 0 for any free port"
+            ) from None
+        raise
+    return EXIT_OK
+
+
+def _env_lines(url: str, secret: str, secret_from_env: bool, args: argparse.Namespace) -> list[str]:
+    """``export`` lines pointing the commands (and the library) at a local server."""
+    lines = [f"export {_options.BASE_URL_ENV}={shlex.quote(url)}"]
+    if not secret_from_env:  # a secret of the environment is never printed
+        lines.append(f"{_options.SECRET_ENV}={shlex.quote(secret)}")
+    lines.append(f"{_options.TIMEZONE_ENV}={shlex.quote(args.timezone)}")
+    return lines
+
+
+def _serve_in_background(args: argparse.Namespace, out: TextIO, secret_from_env: bool) -> int:
+    """``serve --print-env``: the server in a background process of its own, and the
+    shell lines for ``eval`` (its URL, secret, timezone and process id)."""
+    folder = Path(tempfile.mkdtemp(prefix="robotmia-serve-"))
+    ready = folder / "ready.json"
+    cmd = [sys.executable, "-m", "robotmia_frames.cli", "serve", "--ready-file", str(ready)]
+    cmd += ["--port", str(0 if args.port is None else args.port), "--days", str(args.days)]
+    cmd += ["--events-per-day", str(args.events_per_day), "--from-date", args.from_date]
+    cmd += ["--seed", str(args.seed), "--timezone", args.timezone] + ["--tls"] * args.tls
+    with open(folder / "serve.log", "w") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this command and the shell's Ctrl-C
+        )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            said = (folder / "serve.log").read_text().strip().splitlines()
+            last = said[-1] if said else "no output"
+            raise UsageError(f"the local export server did not start: {last}")
+        time.sleep(0.05)
+    url = json.loads(ready.read_text())["url"]
+    secret = os.environ.get(_options.SECRET_ENV) or "test-secret"
+    print(" ".join(_env_lines(url, secret, secret_from_env, args)), file=out)
+    print(f"export ROBOTMIA_SERVE_PID={proc.pid}", file=out)
+    print(f"# local export server at {url}; stop it with: kill $ROBOTMIA_SERVE_PID", file=out)
     return EXIT_OK
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    if args.out is not None:
+        return _demo_in(args.out, args, out, keep=True)
+    scratch = Path(tempfile.mkdtemp(prefix="robotmia-demo-"))
+    try:
+        return _demo_in(scratch / "events", args, out, keep=args.keep)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _demo_in(target: Path, args: argparse.Namespace, out: TextIO, *, keep: bool) -> int:
     from ..emulator import ExportServer, GeneratorConfig
 
     start = dt.date(2024, 3, 1)
     end = start + dt.timedelta(days=13)
     secret = "demo-secret"
-    target = args.out or Path(tempfile.mkdtemp(prefix="robotmia-demo-")) / "events"
     gen = GeneratorConfig(events_per_day=args.events_per_day, seed=7, from_date=start, to_date=end)
     with ExportServer(api_secret=secret, project_timezone=args.timezone, generate=gen) as srv:
         print(f"local export server: {srv.url} (project timezone {args.timezone})", file=out)
@@ -583,8 +693,8 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         requests_made = len(srv.requests)
     df = api.read_parquet_dataset(target, columns=["event", "time"], return_type="pandas")
     print(
-        f"exported {summary.rows:,} events over {summary.days} days "
-        f"({requests_made} HTTP requests, {summary.files} Parquet files, "
+        f"exported {plural(summary.rows, 'event')} over {plural(summary.days, 'day')} "
+        f"({plural(requests_made, 'HTTP request')}, {plural(summary.files, 'Parquet file')}, "
         f"{summary.bytes / 1e6:.1f} MB)",
         file=out,
     )
@@ -600,6 +710,13 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     print("top events:", file=out)
     for name, count in df["event"].value_counts().head(5).items():
         print(f"  {count:>7,}  {name}", file=out)
+    if not keep:
+        print(
+            "the dataset was in a temporary folder, now removed: keep it with --keep, "
+            "or choose the folder with --out",
+            file=out,
+        )
+        return EXIT_OK
     print(f"dataset: {summary.path}", file=out)
     print(
         "read it back: robotmia_frames.read_parquet_dataset(" + repr(str(summary.path)) + ")",
@@ -640,7 +757,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         return handlers[args.command](args, stream)
     except KeyboardInterrupt as exc:
         how = stopped_by[0] if stopped_by else "Ctrl-C"
-        print(_interrupted(how, exc), file=sys.stderr)
+        writes = args.command in ("export", "sync")
+        print(_interrupted(how, exc) if writes else "interrupted", file=sys.stderr)
         return EXIT_TERMINATED if stopped_by else EXIT_INTERRUPTED
     except BrokenPipeError:  # `robotmia-frames read ... | head`: the reader left
         _silence_stdout()
@@ -648,8 +766,13 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {cli_words(_one_line(redact(exc)))}", file=sys.stderr)
-        return _exit_code(exc)
+        message = cli_words(_one_line(redact(exc)), args.command)
+        code = _exit_code(exc)
+        print(f"error: {message}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading stdout gets a document too
+            error = {"type": type(exc).__name__, "message": message, "exit_code": code}
+            _print_json({"error": error}, stream)
+        return code
     finally:
         if restore is not None:
             restore()
@@ -678,7 +801,7 @@ def _interrupted(how: str, exc: BaseException) -> str:
         written = "no day had been written yet"
     else:
         shown = days[0] if len(days) == 1 else f"{days[0]} .. {days[-1]}"
-        written = f"{len(days)} day{'s' if len(days) != 1 else ''} written completely ({shown})"
+        written = f"{plural(len(days), 'day')} written completely ({shown})"
     return (
         f"interrupted by {how}: {written}; nothing partial or temporary was left. "
         "Run the same command again to finish the job."
@@ -690,17 +813,50 @@ _OPTION_NAMES = re.compile(
     r"on_bad_lines)="
 )
 _CLI_ALIASES = {"verify=": "--ca-bundle=", "base_url": "--base-url"}
+#: Whole phrases of the library's messages that speak Python, in the CLI's words.
+_CLI_PHRASES = {
+    "pass api_secret=... or set the ROBOTMIA_API_SECRET environment variable": (
+        "set the ROBOTMIA_API_SECRET environment variable (or run on a terminal to be asked for it)"
+    ),
+    "pass project_timezone='Europe/Paris'": "pass --timezone Europe/Paris",
+    "must be a 'YYYY-MM-DD' string or a datetime.date": "must be a day, YYYY-MM-DD",
+    "where is empty; pass where=None for no filter": "--where is empty; leave it out for no filter",
+}
+#: Parameter names, as the flags (or arguments) of each command that sets them.
+_CLI_NAMES: dict[str | None, dict[str, str]] = {
+    None: {
+        "project_timezone": "--timezone",
+        "lookback_days": "--lookback-days",
+        "concurrency": "--concurrency",
+        "limit": "--limit",
+        "where": "--where",
+    },
+    "export": {"from_date": "FROM", "to_date": "TO"},
+    "sync": {"from_date": "--start-date", "to_date": "--end-date"},
+    "read": {"from_date": "--from", "to_date": "--to"},
+}
 
 
-def cli_words(message: str) -> str:
-    """A library message in the command line's words (``timeout=`` -> ``--timeout=``).
+def cli_words(message: str, command: str | None = None) -> str:
+    """A library message in the command line's words: flags, never Python parameters
+    (``timeout=`` -> ``--timeout=``, ``project_timezone`` -> ``--timezone``, and the
+    dates as the ``command`` names them). The one place the CLI translates.
 
     Example:
         >>> cli_words("raise timeout= or min_speed=0; check base_url")
         'raise --timeout= or --min-speed=0; check --base-url'
+        >>> cli_words("from_date must be a 'YYYY-MM-DD' string or a datetime.date", "read")
+        '--from must be a day, YYYY-MM-DD'
     """
+    for phrase, words in _CLI_PHRASES.items():
+        message = message.replace(phrase, words)
     for name, flag in _CLI_ALIASES.items():
         message = re.sub(rf"(?<![\w-]){re.escape(name)}", flag, message)
+    names = {**_CLI_NAMES[None], **_CLI_NAMES.get(command, {})}
+    for name, flag in names.items():
+        # a parameter name, alone or as "name=" (a bare "where" is English: only "where=")
+        tail = "=" if name == "where" else r"(?![\w])"
+        message = re.sub(rf"(?<![\w\-\[\"']){re.escape(name)}{tail}", flag, message)
     return _OPTION_NAMES.sub(lambda m: "--" + m.group(1).replace("_", "-") + "=", message)
 
 
@@ -719,6 +875,10 @@ def _silence_stdout() -> None:
         pass
 
 
+class UsageError(ValueError):
+    """A problem with how the command was called (exit code 2)."""
+
+
 def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, AuthenticationError):
         return EXIT_AUTH
@@ -726,7 +886,7 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_API
     if isinstance(exc, (NetworkError, IncompleteDownloadError)):
         return EXIT_NETWORK
-    if isinstance(exc, ParseError):
+    if isinstance(exc, (ParseError, TypeMismatchError)):
         return EXIT_PARSE
     if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError)):
         return EXIT_USAGE

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from .. import _options, api, parse, sinks
 from .._progress import ProgressArg
 from ..parse import KIND_METADATA_KEY, arrow_type
+from . import plural
 
 __all__ = ["ColumnSummary", "Conflict", "DtypeSuggestion", "Inspection", "inspect_path"]
 
@@ -147,7 +148,7 @@ def suggest_dtypes(table: pa.Table, names: list[str]) -> list[DtypeSuggestion]:
 def _days_text(days: list[str]) -> str:
     if len(days) <= 3:
         return ", ".join(days)
-    return f"{len(days)} days ({days[0]} .. {days[-1]})"
+    return f"{plural(len(days), 'day')} ({days[0]} .. {days[-1]})"
 
 
 @dataclass
@@ -211,10 +212,14 @@ class Inspection:
         """The human-readable summary (the default output)."""
         days = list(self.rows_per_day)
         lines = []
-        size = f", {self.files} files, {self.bytes / 1e6:.1f} MB" if self.kind == "dataset" else ""
+        size = (
+            f", {plural(self.files, 'file')}, {self.bytes / 1e6:.1f} MB"
+            if self.kind == "dataset"
+            else ""
+        )
         span = f", {days[0]} .. {days[-1]}" if days else ""
         lines.append(f"{self.kind}: {self.source}")
-        lines.append(f"rows: {self.rows:,} over {len(days)} days{span}{size}")
+        lines.append(f"rows: {self.rows:,} over {plural(len(days), 'day')}{span}{size}")
         if self.time_min is not None:
             lines.append(f"time: {self.time_min} .. {self.time_max} {self.time_note}".rstrip())
         if days:
@@ -223,7 +228,8 @@ class Inspection:
             for d in shown:
                 lines.append(f"  {d}  {self.rows_per_day[d]:>12,}")
             if len(shown) < len(days):
-                lines.append(f"  ... {len(days) - len(shown)} more days, last {days[-1]}")
+                more = plural(len(days) - len(shown), "more day")
+                lines.append(f"  ... {more}, last {days[-1]}")
         width = max([len(c.name) for c in self.columns] + [6])
         twidth = max([len(c.type) for c in self.columns] + [4])
         lines.append(f"columns ({len(self.columns)}):")

@@ -1689,11 +1689,13 @@ def serve_forever(
     tls: bool = False,
     stop: threading.Event | None = None,
     out: IO[str] | None = None,
+    on_ready: Callable[[ExportServer], None] | None = None,
 ) -> None:
     """Serve generated events until Ctrl-C (or until ``stop`` is set).
 
     Prints the endpoint URL (and the CA bundle with ``tls=True``) to ``out``
-    (default stdout). Used by ``robotmia-frames serve``.
+    (default stdout), then calls ``on_ready`` with the running server. Used by
+    ``robotmia-frames serve``.
 
     Example:
         >>> import io, threading
@@ -1730,6 +1732,8 @@ def serve_forever(
         )
         if srv.ca_bundle:
             print(f"CA bundle: {srv.ca_bundle}", file=stream)
+        if on_ready is not None:
+            on_ready(srv)
         print("Press Ctrl-C to stop.", file=stream, flush=True)
         try:
             while not waiter.wait(0.5):

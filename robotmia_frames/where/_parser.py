@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -119,6 +120,10 @@ def _bad_char_reason(text: str, i: int) -> str:
         return "a decimal number needs digits on both sides of '.' (0.5, 2.0)"
     if c == ".":
         return "unexpected '.': write properties[\"name\"], not a dotted name"
+    if c == "$":
+        m = re.match(r"\$[A-Za-z0-9_]*", text[i:])
+        name = m.group(0) if m and len(m.group(0)) > 1 else "$os"
+        return f"unexpected '$': a property is written properties[\"{name}\"]"
     return f"unexpected character {c!r}"
 
 
