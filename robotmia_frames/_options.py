@@ -42,11 +42,15 @@ __all__ = [
     "events",
     "known_columns",
     "limiter",
+    "max_memory",
     "on_bad_lines",
     "on_type_mismatch",
     "positive_int",
     "return_type",
     "secret",
+    "sparse_columns",
+    "sparse_threshold",
+    "split_by",
     "timezone",
     "where",
 ]
@@ -493,3 +497,69 @@ def directory(value: Any, name: str) -> Path | None:
     if not isinstance(value, (str, os.PathLike)):
         raise InvalidArgumentError(f"{name} must be a path, got {type(value).__name__}")
     return Path(os.fspath(value))
+
+
+SplitBy = Literal["event"]
+SparseColumns = Literal["map"]
+
+
+def split_by(value: Any) -> SplitBy | None:
+    """``split_by=``: None (one table) or ``"event"`` (a dict of one table per event).
+
+    Example:
+        >>> split_by("event"), split_by(None)
+        ('event', None)
+    """
+    if value is None or value == "event":
+        return value  # type: ignore[no-any-return]
+    raise InvalidArgumentError(
+        f"split_by must be None or 'event' (one table per event name), got {value!r}"
+    )
+
+
+def sparse_columns(value: Any) -> SparseColumns | None:
+    """``sparse_columns=``: None (every key a column) or ``"map"`` (rare keys in one
+    ``properties`` map column).
+
+    Example:
+        >>> sparse_columns("map")
+        'map'
+    """
+    if value is None or value == "map":
+        return value  # type: ignore[no-any-return]
+    raise InvalidArgumentError(
+        f"sparse_columns must be None or 'map' (rare keys folded into one 'properties' "
+        f"map column), got {value!r}"
+    )
+
+
+def sparse_threshold(value: Any) -> float:
+    """``sparse_threshold=``: the share of rows (0 to 1) a key must fill to stay a column.
+
+    Example:
+        >>> sparse_threshold(0.05)
+        0.05
+    """
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= 1
+    if not ok:
+        raise InvalidArgumentError(
+            f"sparse_threshold must be a share of rows between 0 and 1, got {value!r}"
+        )
+    return float(value)
+
+
+def max_memory(value: Any) -> int | Literal["auto"] | None:
+    """``max_memory=``: ``"auto"`` (a share of the memory available), a number of
+    bytes, or None (no check).
+
+    Example:
+        >>> max_memory(2**30), max_memory(None), max_memory("auto")
+        (1073741824, None, 'auto')
+    """
+    if value is None or value == "auto":
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(
+            f"max_memory must be 'auto', a positive number of bytes or None, got {value!r}"
+        )
+    return value

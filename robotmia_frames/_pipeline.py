@@ -13,6 +13,7 @@ calls these pieces; each goes down one stage and comes back once::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import itertools
 import os
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -285,6 +286,25 @@ class Window:
         return self.parsed.kinds
 
 
+#: What a read does with each parsed batch before keeping it (``_wide.Collector``:
+#: the result's compact shape, the memory budget): the batches to keep instead.
+BatchHook: TypeAlias = Callable[[parse.RawBatch], list[parse.RawBatch]]
+_BATCH_HOOK: contextvars.ContextVar[BatchHook | None] = contextvars.ContextVar(
+    "robotmia_batch_hook", default=None
+)
+
+
+@contextlib.contextmanager
+def batch_hook(hook: BatchHook | None) -> Iterator[None]:
+    """Within this block, :func:`parse_file` hands every parsed batch to ``hook``
+    (in this thread and context: the windows a read consumes are parsed here)."""
+    token = _BATCH_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _BATCH_HOOK.reset(token)
+
+
 def parse_file(
     path: Path,
     label: str,
@@ -293,14 +313,18 @@ def parse_file(
     progress: _progress.Progress | None = None,
     *,
     export_body: bool = True,
+    hook: BatchHook | None = None,
 ) -> Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory).
 
     An ``export_body`` (a downloaded window) in which no line at all is an export
     line is not an export (a proxy's page, an error text): that raises
     :class:`ParseError` in every ``on_bad_lines`` mode, so the window fails instead
-    of becoming an empty day.
+    of becoming an empty day. Each batch goes through ``hook`` (else the one
+    :func:`batch_hook` set), which may reshape it or stop the read (the memory
+    budget).
     """
+    hook = hook if hook is not None else _BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
     keys = None
     if columns is not None:
@@ -309,8 +333,9 @@ def parse_file(
         )
     batches = []
     for batch in parse.read_raw_batches(path, source=label, on_bad_lines=on_bad_lines, keys=keys):
-        parse.merge_kinds(kinds, batch)
-        batches.append(batch)
+        for piece in [batch] if hook is None else hook(batch):
+            parse.merge_kinds(kinds, piece)
+            batches.append(piece)
         if progress is not None:
             progress.rows_done(batch.num_rows)
     if export_body and not any(b.num_rows for b in batches):
@@ -592,6 +617,41 @@ def raw_where_masks(parsed: Parsed, where: str, tz: str) -> list[Mask]:
     return masks
 
 
+def flat_table(
+    sources: Sequence[Parsed],
+    kinds: dict[str, Kind],
+    tz: str,
+    columns: Sequence[str] | None,
+    *,
+    dedupe: bool = False,
+    unit: str = "s",
+    keep_keys: frozenset[str] = frozenset(),
+) -> pa.Table:
+    """The sources' batches (in order) as one table of the export-wide ``kinds``."""
+    out = [b for s in sources for b in batches(s, kinds, tz, columns, dedupe=dedupe, unit=unit)]
+    return pa.Table.from_batches(out, schema=final_schema(kinds, columns))
+
+
+Tables: TypeAlias = "pa.Table | dict[str | None, pa.Table]"
+
+
+class Build(Protocol):
+    """Builds a read's result from its parsed sources (:func:`flat_table` or a
+    ``_wide`` shape); ``keep_keys`` names keys that must stay columns."""
+
+    def __call__(
+        self,
+        sources: Sequence[Parsed],
+        kinds: dict[str, Kind],
+        tz: str,
+        columns: Sequence[str] | None,
+        *,
+        dedupe: bool = ...,
+        unit: str = ...,
+        keep_keys: frozenset[str] = ...,
+    ) -> Tables: ...
+
+
 def deliver(
     table: pa.Table, return_type: _options.ReturnType, dtype_backend: sinks.DtypeBackend
 ) -> pd.DataFrame | pa.Table | pl.DataFrame:
@@ -617,18 +677,23 @@ def read_file(
     event: Any = None,
     where: Any = None,
     progress: _progress.ProgressArg = None,
-) -> pa.Table:
+    hook: BatchHook | None = None,
+    build: Build = flat_table,
+    keep_keys: frozenset[str] = frozenset(),
+) -> Tables:
     """One local export file as a table: the same columns and types as an export of
-    the same lines, then filtered by ``event`` and ``where``."""
+    the same lines, then filtered by ``event`` and ``where``. ``hook`` and
+    ``build`` shape the result (``_wide``): one table, or a dict of them;
+    ``keep_keys`` names keys that stay columns whatever the shape."""
     wanted = _options.columns(columns)
     events = _options.events(event)
     where_ = _options.where(where)
     mode = _options.on_bad_lines(on_bad_lines)
     cols = wanted
+    need: set[str] = set()
+    if where_ is not None:
+        need |= referenced_columns(where_)
     if cols is not None:  # read the columns the filters need
-        need: set[str] = set()
-        if where_ is not None:
-            need |= referenced_columns(where_)
         if events is not None:
             need.add("event")
         cols = [*cols, *sorted(need - set(cols))]
@@ -638,7 +703,7 @@ def read_file(
     bar = _progress.make(progress, total=1, desc="robotmia read", unit="row")
     try:
         parsed = parse_file(
-            p, str(p), mode, sinks.with_dedupe_keys(cols, dedupe), bar, export_body=False
+            p, str(p), mode, sinks.with_dedupe_keys(cols, dedupe), bar, export_body=False, hook=hook
         )
     finally:
         if bar is not None:
@@ -646,19 +711,37 @@ def read_file(
     check_columns(wanted, parsed.kinds, [parsed], str(p))
     unit = "ms" if time_in_ms else "s"
     schema = final_schema(parsed.kinds, cols)
-    keep = None
-    if where_ is not None and folded_columns(where_, schema):
+    masks = None
+    if where_ is not None and build is flat_table and folded_columns(where_, schema):
         # A column folded to text no longer tells 5 from "5": filter on the raw lines.
-        keep = raw_where_masks(parsed, where_, tz)
-    out = batches(parsed, parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep=keep)
-    table = pa.Table.from_batches(list(out), schema=schema)
-    if events is not None:
-        table = table.filter(pc.is_in(table.column("event"), pa.array(events, pa.string())))
-    if where_ is not None and keep is None:
-        table = filter_table(table, where_, project_timezone=tz)
-    if wanted is not None and wanted != cols:
-        table = table.select(wanted)
-    return table
+        masks = raw_where_masks(parsed, where_, tz)
+    built: Tables
+    if masks is not None:
+        out = batches(parsed, parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep=masks)
+        built = pa.Table.from_batches(list(out), schema=schema)
+    else:
+        keep_keys |= frozenset(
+            c[len(PROPERTY_PREFIX) :] for c in need if c.startswith(PROPERTY_PREFIX)
+        )
+        built = build(
+            [parsed], parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep_keys=keep_keys
+        )
+    del parsed
+
+    def finish(table: pa.Table) -> pa.Table:
+        if events is not None:
+            table = table.filter(pc.is_in(table.column("event"), pa.array(events, pa.string())))
+        if where_ is not None and masks is None:
+            table = filter_table(table, where_, project_timezone=tz)
+        if wanted is not None and wanted != cols:
+            table = table.select(
+                [c for c in table.column_names if c in wanted or c not in (cols or ())]
+            )
+        return table
+
+    if isinstance(built, dict):
+        return {name: finish(t) for name, t in built.items() if events is None or name in events}
+    return finish(built)
 
 
 # ----------------------------------------------------------------------- datasets
@@ -905,12 +988,25 @@ def write_window(
     }
     schema = final_schema(prop_kinds, None)
     out = batches(parsed, prop_kinds, plan.timezone, None, dedupe=plan.dedupe, unit=plan.time_unit)
+    event_columns: dict[str | None, set[str]] | None = None
+    if ds.partition_by == ("date", "event"):  # each event's files: only its columns
+        event_columns = {}
+        for b in parsed.batches:
+            for name, keys in parse.event_keys(b).items():
+                event_columns.setdefault(name, set()).update(PROPERTY_PREFIX + k for k in keys)
     if plan.pinned.dtypes:  # the day is in memory already: pinned as one table
         table = plan.pinned.apply(
             pa.Table.from_batches(list(out), schema=schema), parsed.label, whole=False
         )
         schema, out = table.schema, iter(table.to_batches())
-    return ds.write_day(day, schema, out, metadata=metadata)
+        if event_columns is not None:  # a pinned column's misfits go with it
+            for have in event_columns.values():
+                have.update(
+                    n
+                    for n in schema.names
+                    if n.endswith(parse.RAW_SUFFIX) and n.removesuffix(parse.RAW_SUFFIX) in have
+                )
+    return ds.write_day(day, schema, out, metadata=metadata, event_columns=event_columns)
 
 
 @contextlib.contextmanager
@@ -991,6 +1087,24 @@ class DatasetQuery:
     def select(self) -> dict[dt.date, list[str]]:
         """The data files the query reads, by day."""
         return self.ds.select(from_date=self.start, to_date=self.end, event=self.events)
+
+    def tables(self, *, on_day: Callable[[int, int], None] | None = None) -> list[pa.Table]:
+        """The selected rows, one table per data file with its own columns and types
+        (``dedupe`` is left to the caller)."""
+        folded: set[str] = set()
+        tables = self.ds.read_tables(
+            from_date=self.start,
+            to_date=self.end,
+            columns=sinks.with_dedupe_keys(self.columns, self.dedupe),
+            event=self.events,
+            where=None if self.where is None else _where_compiler(self.where, folded),
+            project_timezone=self.project_timezone,
+            default_timezone=self.default_timezone,
+            on_day=on_day,
+        )
+        if folded:
+            _warn_folded(sorted(folded), self.where)
+        return tables
 
     def read(
         self,

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from . import _progress, sinks, transport
-from ._options import DateLike
+from ._options import DateLike, SparseColumns
 
 __all__: list[str] = []
 
@@ -46,6 +46,9 @@ class ApiReadRobotmiaExport(TypedDict, total=False):
     progress: _progress.ProgressArg
     storage_options: dict[str, Any] | None
     filesystem: Any
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
 
 
 class ApiReadExportFile(TypedDict, total=False):
@@ -62,6 +65,9 @@ class ApiReadExportFile(TypedDict, total=False):
     event: str | Sequence[str] | None
     where: str | None
     progress: _progress.ProgressArg
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
 
 
 class ApiReadParquetDataset(TypedDict, total=False):
@@ -80,6 +86,9 @@ class ApiReadParquetDataset(TypedDict, total=False):
     progress: _progress.ProgressArg
     storage_options: dict[str, Any] | None
     filesystem: Any
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
 
 
 class ApiReadRobotmiaProfiles(TypedDict, total=False):
@@ -123,6 +132,9 @@ class ClientReadRobotmiaExport(TypedDict, total=False):
     progress: _progress.ProgressArg
     storage_options: dict[str, Any] | None
     filesystem: Any
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
 
 
 class ClientReadExportFile(TypedDict, total=False):
@@ -139,6 +151,9 @@ class ClientReadExportFile(TypedDict, total=False):
     event: str | Sequence[str] | None
     where: str | None
     progress: _progress.ProgressArg
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
 
 
 class ClientReadParquetDataset(TypedDict, total=False):
@@ -157,6 +172,9 @@ class ClientReadParquetDataset(TypedDict, total=False):
     progress: _progress.ProgressArg
     storage_options: dict[str, Any] | None
     filesystem: Any
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
 
 
 class ClientReadRobotmiaProfiles(TypedDict, total=False):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 import pandas as pd
 import pyarrow as pa
 
-from . import _progress, sinks, transport
+from . import _options, _progress, _wide, sinks, transport
 from ._options import DateLike, ReturnType
 from ._pipeline import ExportSummary
 from .client import Client
@@ -58,6 +58,7 @@ def read_robotmia_export(
     to_date: DateLike,
     *,
     return_type: Literal["pandas"] = ...,
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadRobotmiaExport],
 ) -> pd.DataFrame: ...
 @overload
@@ -66,6 +67,7 @@ def read_robotmia_export(
     to_date: DateLike,
     *,
     return_type: Literal["arrow"],
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadRobotmiaExport],
 ) -> pa.Table: ...
 @overload
@@ -74,8 +76,36 @@ def read_robotmia_export(
     to_date: DateLike,
     *,
     return_type: Literal["polars"],
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadRobotmiaExport],
 ) -> pl.DataFrame: ...
+@overload
+def read_robotmia_export(
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    return_type: Literal["pandas"] = ...,
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadRobotmiaExport],
+) -> dict[str | None, pd.DataFrame]: ...
+@overload
+def read_robotmia_export(
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    return_type: Literal["arrow"],
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadRobotmiaExport],
+) -> dict[str | None, pa.Table]: ...
+@overload
+def read_robotmia_export(
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    return_type: Literal["polars"],
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadRobotmiaExport],
+) -> dict[str | None, pl.DataFrame]: ...
 def read_robotmia_export(
     from_date: DateLike,
     to_date: DateLike,
@@ -112,7 +142,11 @@ def read_robotmia_export(
     progress: _progress.ProgressArg = None,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
-) -> pd.DataFrame | pa.Table | pl.DataFrame:
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
+) -> _wide.Results:
     """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
     Returns a pandas DataFrame (nullable dtypes; ``dtype_backend="pyarrow"`` for
@@ -154,6 +188,7 @@ def read_export_file(
     path: str | os.PathLike[str],
     *,
     return_type: Literal["pandas"] = ...,
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadExportFile],
 ) -> pd.DataFrame: ...
 @overload
@@ -161,6 +196,7 @@ def read_export_file(
     path: str | os.PathLike[str],
     *,
     return_type: Literal["arrow"],
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadExportFile],
 ) -> pa.Table: ...
 @overload
@@ -168,8 +204,33 @@ def read_export_file(
     path: str | os.PathLike[str],
     *,
     return_type: Literal["polars"],
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadExportFile],
 ) -> pl.DataFrame: ...
+@overload
+def read_export_file(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["pandas"] = ...,
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadExportFile],
+) -> dict[str | None, pd.DataFrame]: ...
+@overload
+def read_export_file(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["arrow"],
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadExportFile],
+) -> dict[str | None, pa.Table]: ...
+@overload
+def read_export_file(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["polars"],
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadExportFile],
+) -> dict[str | None, pl.DataFrame]: ...
 def read_export_file(
     path: str | os.PathLike[str],
     *,
@@ -185,7 +246,11 @@ def read_export_file(
     event: str | Sequence[str] | None = None,
     where: str | None = None,
     progress: _progress.ProgressArg = None,
-) -> pd.DataFrame | pa.Table | pl.DataFrame:
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
+) -> _wide.Results:
     """Read a saved export (``.jsonl`` or ``.jsonl.gz``, multi-member gzip included).
 
     Gives exactly what :func:`read_robotmia_export` gives for the same lines. ``event``
@@ -328,6 +393,7 @@ def read_parquet_dataset(
     path: str | os.PathLike[str],
     *,
     return_type: Literal["pandas"] = ...,
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadParquetDataset],
 ) -> pd.DataFrame: ...
 @overload
@@ -335,6 +401,7 @@ def read_parquet_dataset(
     path: str | os.PathLike[str],
     *,
     return_type: Literal["arrow"],
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadParquetDataset],
 ) -> pa.Table: ...
 @overload
@@ -342,8 +409,33 @@ def read_parquet_dataset(
     path: str | os.PathLike[str],
     *,
     return_type: Literal["polars"],
+    split_by: None = ...,
     **options: Unpack[_typing.ApiReadParquetDataset],
 ) -> pl.DataFrame: ...
+@overload
+def read_parquet_dataset(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["pandas"] = ...,
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadParquetDataset],
+) -> dict[str | None, pd.DataFrame]: ...
+@overload
+def read_parquet_dataset(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["arrow"],
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadParquetDataset],
+) -> dict[str | None, pa.Table]: ...
+@overload
+def read_parquet_dataset(
+    path: str | os.PathLike[str],
+    *,
+    return_type: Literal["polars"],
+    split_by: Literal["event"],
+    **options: Unpack[_typing.ApiReadParquetDataset],
+) -> dict[str | None, pl.DataFrame]: ...
 def read_parquet_dataset(
     path: str | os.PathLike[str],
     *,
@@ -361,7 +453,11 @@ def read_parquet_dataset(
     progress: _progress.ProgressArg = None,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
-) -> pd.DataFrame | pa.Table | pl.DataFrame:
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
+) -> _wide.Results:
     """Read a dataset written by this library back as one table.
 
     Days with different column sets or types are unified by the same type policy;

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import pandas as pd
 import pyarrow as pa
 
-from . import _options, _pipeline, _progress, sinks, transport
+from . import _options, _pipeline, _progress, _wide, sinks, transport
 from ._options import DateLike, ReturnType
-from ._pipeline import Connection, ExportSummary, deliver
+from ._pipeline import Connection, ExportSummary
 from ._redact import redact_url
 from .errors import InvalidArgumentError
 from .parse import Kind, unify_into
@@ -142,6 +142,7 @@ class Client:
         to_date: DateLike,
         *,
         return_type: Literal["pandas"] = ...,
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadRobotmiaExport],
     ) -> pd.DataFrame: ...
     @overload
@@ -151,6 +152,7 @@ class Client:
         to_date: DateLike,
         *,
         return_type: Literal["arrow"],
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadRobotmiaExport],
     ) -> pa.Table: ...
     @overload
@@ -160,8 +162,39 @@ class Client:
         to_date: DateLike,
         *,
         return_type: Literal["polars"],
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadRobotmiaExport],
     ) -> pl.DataFrame: ...
+    @overload
+    def read_robotmia_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        return_type: Literal["pandas"] = ...,
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadRobotmiaExport],
+    ) -> dict[str | None, pd.DataFrame]: ...
+    @overload
+    def read_robotmia_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        return_type: Literal["arrow"],
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadRobotmiaExport],
+    ) -> dict[str | None, pa.Table]: ...
+    @overload
+    def read_robotmia_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        return_type: Literal["polars"],
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadRobotmiaExport],
+    ) -> dict[str | None, pl.DataFrame]: ...
     def read_robotmia_export(
         self,
         from_date: DateLike,
@@ -185,7 +218,11 @@ class Client:
         progress: _progress.ProgressArg = None,
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
-    ) -> pd.DataFrame | pa.Table | pl.DataFrame:
+        split_by: _options.SplitBy | None = None,
+        sparse_columns: _options.SparseColumns | None = None,
+        sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+        max_memory: int | Literal["auto"] | None = "auto",
+    ) -> _wide.Results:
         """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
         See :func:`robotmia_frames.read_robotmia_export` for every option.
@@ -215,8 +252,19 @@ class Client:
             dtype=dtype,
             on_type_mismatch=on_type_mismatch,
         )
-        rtype = _options.return_type(return_type)
-        backend = _options.dtype_backend(dtype_backend)
+        shape = _wide.Shape.checked(
+            split_by=split_by,
+            sparse_columns=sparse_columns,
+            sparse_threshold=sparse_threshold,
+            max_memory=max_memory,
+            return_type=return_type,
+            dtype_backend=dtype_backend,
+        )
+        if shape.split_by is not None and plan.limit is not None:
+            raise InvalidArgumentError(
+                "limit= cannot be combined with split_by= (the first rows of the export "
+                "are not those of each event); read with limit= and no split_by"
+            )
         if parquet_path is not None and plan.columns is not None:
             raise InvalidArgumentError(
                 "columns= cannot be combined with parquet_path= (the dataset keeps every column)"
@@ -240,7 +288,8 @@ class Client:
                 held.enter_context(writer)
             windows: list[_pipeline.Window] = []
             try:
-                windows.extend(_pipeline.iter_windows(plan, Path(tmp)))
+                with _pipeline.batch_hook(_wide.Collector(shape)):
+                    windows.extend(_pipeline.iter_windows(plan, Path(tmp)))
             finally:
                 if plan.progress is not None:
                     plan.progress.close()
@@ -258,24 +307,20 @@ class Client:
                 for w in windows:
                     writer.write(w, plan)
                 writer.complete(plan.start, plan.end)
-            schema = _pipeline.final_schema(kinds, plan.columns)
-            batches = [
-                b
-                for w in windows
-                for b in _pipeline.batches(
-                    w.parsed,
-                    kinds,
-                    plan.timezone,
-                    plan.columns,
-                    dedupe=plan.dedupe,
-                    unit=plan.time_unit,
-                )
-            ]
-        table = pa.Table.from_batches(batches, schema=schema)
-        if plan.limit is not None and table.num_rows > plan.limit:
-            table = table.slice(0, plan.limit)
+            tables = _wide.builder(shape)(
+                [w.parsed for w in windows],
+                kinds,
+                plan.timezone,
+                plan.columns,
+                dedupe=plan.dedupe,
+                unit=plan.time_unit,
+                keep_keys=_wide.pinned_keys(plan.pinned.dtypes),
+            )
+            del windows  # the parsed batches go before the conversion to pandas
+        if not isinstance(tables, dict) and plan.limit is not None and tables.num_rows > plan.limit:
+            tables = tables.slice(0, plan.limit)
         source = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
-        return deliver(plan.pinned.apply(table, source, plan.columns), rtype, backend)
+        return _wide.deliver(_wide.pin(tables, plan.pinned, source, plan.columns), shape)
 
     def export_to_parquet(
         self,
@@ -416,6 +461,7 @@ class Client:
         path: str | os.PathLike[str],
         *,
         return_type: Literal["pandas"] = ...,
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadExportFile],
     ) -> pd.DataFrame: ...
     @overload
@@ -424,6 +470,7 @@ class Client:
         path: str | os.PathLike[str],
         *,
         return_type: Literal["arrow"],
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadExportFile],
     ) -> pa.Table: ...
     @overload
@@ -432,8 +479,36 @@ class Client:
         path: str | os.PathLike[str],
         *,
         return_type: Literal["polars"],
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadExportFile],
     ) -> pl.DataFrame: ...
+    @overload
+    def read_export_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["pandas"] = ...,
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadExportFile],
+    ) -> dict[str | None, pd.DataFrame]: ...
+    @overload
+    def read_export_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["arrow"],
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadExportFile],
+    ) -> dict[str | None, pa.Table]: ...
+    @overload
+    def read_export_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["polars"],
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadExportFile],
+    ) -> dict[str | None, pl.DataFrame]: ...
     def read_export_file(
         self,
         path: str | os.PathLike[str],
@@ -450,7 +525,11 @@ class Client:
         event: str | Sequence[str] | None = None,
         where: str | None = None,
         progress: _progress.ProgressArg = None,
-    ) -> pd.DataFrame | pa.Table | pl.DataFrame:
+        split_by: _options.SplitBy | None = None,
+        sparse_columns: _options.SparseColumns | None = None,
+        sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+        max_memory: int | Literal["auto"] | None = "auto",
+    ) -> _wide.Results:
         """Read a saved export (``.jsonl`` or ``.jsonl.gz``).
 
         See :func:`robotmia_frames.read_export_file`.
@@ -464,7 +543,15 @@ class Client:
         """
         tz = self._conn.timezone(project_timezone)
         pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
-        table = _pipeline.read_file(
+        shape = _wide.Shape.checked(
+            split_by=split_by,
+            sparse_columns=sparse_columns,
+            sparse_threshold=sparse_threshold,
+            max_memory=max_memory,
+            return_type=return_type,
+            dtype_backend=dtype_backend,
+        )
+        tables = _pipeline.read_file(
             path,
             tz,
             on_bad_lines=on_bad_lines,
@@ -474,11 +561,12 @@ class Client:
             event=event,
             where=where,
             progress=progress,
+            hook=_wide.Collector(shape),
+            build=_wide.builder(shape),
+            keep_keys=_wide.pinned_keys(pinned.dtypes),
         )
-        table = pinned.apply(table, str(path), _options.columns(columns))
-        return deliver(
-            table, _options.return_type(return_type), _options.dtype_backend(dtype_backend)
-        )
+        tables = _wide.pin(tables, pinned, str(path), _options.columns(columns))
+        return _wide.deliver(tables, shape)
 
     @overload
     def read_parquet_dataset(
@@ -486,6 +574,7 @@ class Client:
         path: str | os.PathLike[str],
         *,
         return_type: Literal["pandas"] = ...,
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadParquetDataset],
     ) -> pd.DataFrame: ...
     @overload
@@ -494,6 +583,7 @@ class Client:
         path: str | os.PathLike[str],
         *,
         return_type: Literal["arrow"],
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadParquetDataset],
     ) -> pa.Table: ...
     @overload
@@ -502,8 +592,36 @@ class Client:
         path: str | os.PathLike[str],
         *,
         return_type: Literal["polars"],
+        split_by: None = ...,
         **options: Unpack[_typing.ClientReadParquetDataset],
     ) -> pl.DataFrame: ...
+    @overload
+    def read_parquet_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["pandas"] = ...,
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadParquetDataset],
+    ) -> dict[str | None, pd.DataFrame]: ...
+    @overload
+    def read_parquet_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["arrow"],
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadParquetDataset],
+    ) -> dict[str | None, pa.Table]: ...
+    @overload
+    def read_parquet_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        return_type: Literal["polars"],
+        split_by: Literal["event"],
+        **options: Unpack[_typing.ClientReadParquetDataset],
+    ) -> dict[str | None, pl.DataFrame]: ...
     def read_parquet_dataset(
         self,
         path: str | os.PathLike[str],
@@ -522,7 +640,11 @@ class Client:
         progress: _progress.ProgressArg = None,
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
-    ) -> pd.DataFrame | pa.Table | pl.DataFrame:
+        split_by: _options.SplitBy | None = None,
+        sparse_columns: _options.SparseColumns | None = None,
+        sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+        max_memory: int | Literal["auto"] | None = "auto",
+    ) -> _wide.Results:
         """Read a dataset written by this library back as one table.
 
         See :func:`robotmia_frames.read_parquet_dataset`.
@@ -549,17 +671,28 @@ class Client:
             storage_options=storage_options,
             filesystem=filesystem,
         )
-        rtype = _options.return_type(return_type)
-        backend = _options.dtype_backend(dtype_backend)
         pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
+        shape = _wide.Shape.checked(
+            split_by=split_by,
+            sparse_columns=sparse_columns,
+            sparse_threshold=sparse_threshold,
+            max_memory=max_memory,
+            return_type=return_type,
+            dtype_backend=dtype_backend,
+        )
         bar = _progress.make(progress, total=len(query.select()), desc="robotmia read", unit="day")
         try:
-            table = query.read(on_day=None if bar is None else bar.window_done)
+            tables = _wide.read_dataset(
+                query,
+                shape,
+                on_day=None if bar is None else bar.window_done,
+                keep_keys=frozenset(pinned.dtypes),
+            )
         finally:
             if bar is not None:
                 bar.close()
-        table = pinned.apply(table, f"the dataset at {path}", query.columns)
-        return deliver(table, rtype, backend)
+        tables = _wide.pin(tables, pinned, f"the dataset at {path}", query.columns)
+        return _wide.deliver(tables, shape)
 
     # ------------------------------------------------------------------- profiles
 

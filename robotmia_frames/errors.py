@@ -13,7 +13,9 @@
     ├── InvalidArgumentError         a bad argument, raised before any request is sent
     │   (ValueError)
     │   └── WhereSyntaxError         a where expression that does not parse
-    └── MetaMismatchError            robotmia_frames.dask: a day does not fit the sampled meta
+    ├── MetaMismatchError            robotmia_frames.dask: a day does not fit the sampled meta
+    └── MemoryBudgetError            the result would not fit max_memory; raised before it is built
+        (MemoryError)                (.estimate, .max_memory in bytes)
 
     RobotmiaWarning (UserWarning)    one per bad line with on_bad_lines="warn", and other notices
 
@@ -35,6 +37,7 @@ __all__ = [
     "AuthenticationError",
     "IncompleteDownloadError",
     "InvalidArgumentError",
+    "MemoryBudgetError",
     "MetaMismatchError",
     "NetworkError",
     "ParseError",
@@ -135,6 +138,34 @@ class InvalidArgumentError(RobotmiaError, ValueError):
 class MetaMismatchError(RobotmiaError):
     """A day's columns do not fit the ``meta`` sampled with ``meta_sample="first"``
     (``robotmia_frames.dask``)."""
+
+
+class MemoryBudgetError(RobotmiaError, MemoryError):
+    """The result would need more memory than ``max_memory``: raised from what the
+    read has scanned, before the result is built (never an out-of-memory kill).
+
+    ``estimate`` is the estimated peak memory of building the result, ``max_memory``
+    the budget, both in bytes. The message names the ways out: ``columns=``,
+    ``split_by="event"``, ``sparse_columns="map"``, ``export_to_parquet``, or
+    ``max_memory=None`` to turn the check off. Both a :class:`RobotmiaError` and a
+    :class:`MemoryError`.
+
+    Example:
+        >>> issubclass(MemoryBudgetError, MemoryError)
+        True
+    """
+
+    def __init__(self, message: str, *, estimate: int, max_memory: int) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+        self.max_memory = max_memory
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_budget_error, (str(self), self.estimate, self.max_memory))
+
+
+def _budget_error(message: str, estimate: int, max_memory: int) -> MemoryBudgetError:
+    return MemoryBudgetError(message, estimate=estimate, max_memory=max_memory)
 
 
 class WhereSyntaxError(InvalidArgumentError):

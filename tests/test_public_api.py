@@ -22,6 +22,7 @@ PUBLIC = {
     "ExportSummary",
     "IncompleteDownloadError",
     "InvalidArgumentError",
+    "MemoryBudgetError",
     "MetaMismatchError",
     "NetworkError",
     "ParseError",
@@ -69,12 +70,14 @@ def test_error_tree() -> None:
         rf.ParseError,
         rf.InvalidArgumentError,
         rf.MetaMismatchError,
+        rf.MemoryBudgetError,
         rf.WhereSyntaxError,
     ):
         assert issubclass(exc, rf.RobotmiaError), exc
     assert issubclass(rf.InvalidArgumentError, ValueError)
     assert issubclass(rf.WhereSyntaxError, rf.InvalidArgumentError)
     assert issubclass(rf.RobotmiaWarning, UserWarning)
+    assert issubclass(rf.MemoryBudgetError, MemoryError)
 
 
 def test_bad_arguments_are_robotmia_errors() -> None:

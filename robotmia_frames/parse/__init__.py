@@ -9,7 +9,8 @@ those final kinds. The reference row-by-row builder (:func:`scan_lines`,
 
 Modules: ``_lines`` (chunks of whole lines), ``_batch`` (a chunk's columns),
 ``_native`` (the C scanner bridge), ``_engine`` (the pipeline over them),
-``_reference`` (row-by-row), ``typepolicy`` (the JSON to Arrow type rules).
+``_reference`` (row-by-row), ``_wide`` (compact shapes for wide exports),
+``typepolicy`` (the JSON to Arrow type rules).
 
 Example:
     >>> import tempfile, pathlib
@@ -37,6 +38,16 @@ from ._lines import BATCH_ROWS, iter_line_chunks
 from ._native import native_enabled
 from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types, type_name
 from ._reference import ScanResult, iter_batches, scan_lines
+from ._wide import (
+    MAP_TYPE,
+    batch_text,
+    compact,
+    event_keys,
+    filled,
+    map_array,
+    split_events,
+    text_values,
+)
 from .typepolicy import (
     KIND_METADATA_KEY,
     Kind,
@@ -50,6 +61,7 @@ from .typepolicy import (
 __all__ = [
     "BATCH_ROWS",
     "KIND_METADATA_KEY",
+    "MAP_TYPE",
     "PINNABLE",
     "PROPERTY_PREFIX",
     "RAW_SUFFIX",
@@ -62,19 +74,26 @@ __all__ = [
     "RawColumn",
     "ScanResult",
     "arrow_type",
+    "batch_text",
     "build_raw_batch",
     "column_array",
+    "compact",
     "conform",
+    "event_keys",
     "export_schema",
+    "filled",
     "iter_batches",
     "iter_line_chunks",
     "json_text",
     "kind_of_field",
+    "map_array",
     "merge_kinds",
     "native_enabled",
     "pin_types",
     "read_raw_batches",
     "scan_lines",
+    "split_events",
+    "text_values",
     "time_value",
     "type_name",
     "unify",

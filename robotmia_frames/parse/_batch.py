@@ -69,6 +69,17 @@ class RawColumn:
     kind: Kind
     exact: bool = True
     text: pa.Array | None = None
+    #: When set, the column is *compact*: ``array`` (and ``text``) hold only the
+    #: values at these batch rows (int32, ascending); every other row is null.
+    rows: pa.Array | None = None
+
+    def dense(self, n: int) -> RawColumn:
+        """The column laid out over all ``n`` rows of its batch."""
+        if self.rows is None:
+            return self
+        rows = self.rows.to_numpy()
+        text = None if self.text is None else _scatter(self.text, rows, n)
+        return RawColumn(_scatter(self.array, rows, n), self.kind, self.exact, text)
 
 
 @dataclass
@@ -83,6 +94,9 @@ class RawBatch:
     time: pa.Array
     columns: dict[str, RawColumn] = field(default_factory=dict)
     bad_lines: frozenset[int] = frozenset()
+    #: When set, the batch holds only these rows (int32, ascending) of the rows
+    #: parsed from its lines (a part of a chunk: one event's rows of it).
+    rows: pa.Array | None = None
 
 
 def _classify(values: Sequence[Any]) -> tuple[Kind, bool]:

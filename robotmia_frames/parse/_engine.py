@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from . import _decode as parse
 from ._batch import BIG_EXPONENT, RawBatch, RawColumn, as_text, values_column
-from ._lines import BATCH_ROWS, iter_line_chunks, split_lines
+from ._lines import BATCH_ROWS, iter_line_chunks, rows_per_chunk, split_lines
 from ._native import from_scan, iter_line_blocks, native_enabled, prescan, scan_chunk
 from ._reference import iter_batches
 from .typepolicy import (
@@ -195,13 +195,15 @@ def read_raw_batches(
     source: str,
     on_bad_lines: parse.OnBadLines = "error",
     keys: frozenset[str] | None = None,
-    batch_rows: int = BATCH_ROWS,
+    batch_rows: int | None = None,
 ) -> Iterator[RawBatch]:
     """Parse a local export file into :class:`RawBatch` es, one per chunk of lines.
 
     With the C scanner, one helper thread reads and inflates and two scan, while
     this thread wraps their buffers; a chunk the scanner declines is parsed here in
-    Python. Batches come in line order either way.
+    Python. Batches come in line order either way. ``batch_rows`` lines go into a
+    chunk (default: :data:`BATCH_ROWS`, fewer for an export with thousands of keys,
+    see :func:`rows_per_chunk`).
 
     Example:
         >>> import tempfile, pathlib
@@ -212,13 +214,16 @@ def read_raw_batches(
         (1, int)
     """
     bad = parse.BadLines(source, on_bad_lines)
+    if batch_rows is None:  # fewer rows per chunk for wide exports (memory)
+        batch_rows = rows_per_chunk(path) if keys is None else BATCH_ROWS
     if not native_enabled():
         for first, lines in iter_line_chunks(path, label=source, batch_rows=batch_rows):
             for start, part in _by_bytes(lines, first):
                 yield build_raw_batch(part, start, source=source, bad=bad, keys=keys)
         return
     blocks = iter_line_blocks(path, label=source, batch_rows=batch_rows)
-    for first, chunk, count, got in prescan(blocks, keys):
+    # Fewer chunks read ahead of a wide export: each holds more memory.
+    for first, chunk, count, got in prescan(blocks, keys, 4 if batch_rows >= BATCH_ROWS else 1):
         batch = None if got is None else from_scan(got, first, count, source)
         if batch is not None:
             yield batch
@@ -283,6 +288,8 @@ def conform(
         key = name[len(parse.PROPERTY_PREFIX) :]
         col = batch.columns.get(key)
         target = kinds.get(key, NULL)
+        if col is not None and col.rows is not None:
+            col = col.dense(batch.num_rows)
         if col is None:
             arrays.append(pa.nulls(batch.num_rows, type=f.type))
         elif col.kind is target:
@@ -323,4 +330,6 @@ def _rebuild(
     )
     if not built:
         return pa.RecordBatch.from_arrays([pa.nulls(0, type=f.type) for f in schema], schema=schema)
+    if batch.rows is not None:  # one part of the chunk (one event's rows of it)
+        return built[0].take(batch.rows)
     return built[0]

@@ -24,6 +24,12 @@ BIG_BLOCK = 8 << 20
 #: Lines per batch: small enough that a batch's transient Python objects stay a few
 #: tens of MB, large enough that Arrow conversion dominates per-batch overhead.
 BATCH_ROWS = 16_384
+#: A chunk lays every key it meets out over all its rows (about 10 bytes a row and
+#: key), so a wide export (thousands of keys) is read in fewer rows per chunk, to
+#: keep each chunk near this size: see :func:`rows_per_chunk`.
+CHUNK_BYTES = 16 << 20
+_MIN_ROWS = 256
+_PROBE_LINES = 2048
 
 # ------------------------------------------------------------------------- lines
 
@@ -108,3 +114,30 @@ def split_lines(chunk: bytes | memoryview) -> list[bytes]:
     if lines and not lines[-1]:
         lines.pop()
     return lines
+
+
+def rows_per_chunk(path: str | Path, *, most: int = BATCH_ROWS) -> int:
+    """Lines per chunk for this file: ``most``, or fewer when its first lines carry
+    so many distinct property keys that a chunk of ``most`` rows (laid out over
+    every key it meets) would pass :data:`CHUNK_BYTES`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_text("".join(
+        ...     '{"event":"e","properties":{"k%d":1}}\\n' % i for i in range(3000)))
+        >>> rows_per_chunk(p) < BATCH_ROWS
+        True
+    """
+    import orjson
+
+    keys: set[str] = set()
+    with contextlib.suppress(Exception), opened(path) as stream:
+        head = stream.read(8 << 20)
+        for line in head.split(b"\n", _PROBE_LINES)[:_PROBE_LINES]:
+            with contextlib.suppress(Exception):
+                props = orjson.loads(line).get("properties")
+                if isinstance(props, dict):
+                    keys.update(props)
+    rows = CHUNK_BYTES // (10 * max(1, len(keys)))
+    return max(_MIN_ROWS, min(most, rows))

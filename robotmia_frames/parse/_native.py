@@ -332,7 +332,7 @@ _END = object()
 
 
 def prescan(
-    chunks: Iterator[tuple[int, memoryview, int]], keys: frozenset[str] | None
+    chunks: Iterator[tuple[int, memoryview, int]], keys: frozenset[str] | None, depth: int = 4
 ) -> Iterator[tuple[int, memoryview, int, Any]]:
     """Read and inflate chunks in one helper thread and C-scan them in others.
 
@@ -341,9 +341,10 @@ def prescan(
     Inflating and scanning release the GIL, so on two cores they overlap the
     Arrow building of earlier chunks here; at most a few chunks are in flight.
     Errors (a truncated or corrupt file) are raised here, after every chunk
-    before them; closing this generator stops both threads.
+    before them; closing this generator stops both threads. ``depth`` chunks at
+    most wait in the queue.
     """
-    ready: queue.Queue[Any] = queue.Queue(maxsize=4)
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
     scanner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="robotmia-frames-scan")
 

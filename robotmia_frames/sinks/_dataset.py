@@ -41,7 +41,7 @@ import posixpath
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -363,6 +363,10 @@ class ParquetDataset:
             )
         return sorted(out)
 
+    def metadata_of(self, path: str) -> pq.FileMetaData:
+        """The footer of one data file (rows, row groups, column sizes)."""
+        return pq.read_metadata(path, filesystem=self._arrow_fs)
+
     def schema_of(self, path: str) -> pa.Schema:
         """The Arrow schema of one data file (its footer only)."""
         return pq.read_schema(path, filesystem=self._arrow_fs)
@@ -389,12 +393,15 @@ class ParquetDataset:
         *,
         metadata: dict[str, Any] | None = None,
         row_group_rows: int = 128 * 1024,
+        event_columns: Mapping[str | None, Collection[str]] | None = None,
     ) -> DayWriteResult:
         """Replace the partition of ``day`` with ``batches``, atomically.
 
         The batches must all have ``schema``. An empty day removes the partition.
         If anything raises, the old partition is left exactly as it was. Each file
-        records ``metadata``, the day and when it was written in its footer.
+        records ``metadata``, the day and when it was written in its footer. With
+        ``partition_by=("date", "event")``, ``event_columns`` names the columns
+        each event has values for: its files hold only those (and ``time``).
         """
         local = self.location.local
         staging: Path | None = None
@@ -433,7 +440,15 @@ class ParquetDataset:
                     mask = pc.is_null(events) if value is None else pc.equal(events, value)
                     part = rest.filter(mask)
                     target = day_dir / _event_dirname(value)
-                    self._writer(writers, value, target, file_schema).write_batch(
+                    event_schema = file_schema
+                    if event_columns is not None:
+                        have = event_columns.get(value, ())
+                        event_schema = pa.schema(
+                            [f for f in file_schema if f.name == "time" or f.name in have],
+                            metadata=file_schema.metadata,
+                        )
+                        part = part.select(event_schema.names)
+                    self._writer(writers, value, target, event_schema).write_batch(
                         part, row_group_size=row_group_rows
                     )
             for w in writers.values():
@@ -544,10 +559,23 @@ class ParquetDataset:
         tables = [self._read_file(f) for f in files]
         columns = column_order(t.schema for t in tables)
         columns += [k for k in kinds if k not in columns and k != "event"]  # every column
+        event_columns: dict[str | None, set[str]] | None = None
+        if self.partition_by == ("date", "event"):  # each event keeps its own columns
+            event_columns = {}
+            for f, t in zip(files, tables, strict=True):
+                event = _event_of_dirname(posixpath.basename(posixpath.dirname(f)))
+                have = event_columns.setdefault(event, set())
+                have.update(t.column_names)
         table = pa.concat_tables([conform_table(t, kinds, columns) for t in tables])
         # the day keeps what its files record (when it was downloaded, what was asked)
         own = {**metadata, **self.recorded(files[0]), **(update or {})}
-        self.write_day(day, table.schema, iter(table.to_batches()), metadata=own)
+        self.write_day(
+            day,
+            table.schema,
+            iter(table.to_batches()),
+            metadata=own,
+            event_columns=event_columns,
+        )
 
     def _read_file(
         self, path: str, columns: Sequence[str] | None = None, filters: Any = None
@@ -641,6 +669,36 @@ class ParquetDataset:
         timezone the file records, else ``default_timezone``. ``on_day(bytes, rows)``
         is called after each day is read (progress reporting).
         """
+        tables = self.read_tables(
+            from_date=from_date,
+            to_date=to_date,
+            columns=columns,
+            event=event,
+            where=where,
+            project_timezone=project_timezone,
+            default_timezone=default_timezone,
+            on_day=on_day,
+        )
+        order = column_order(t.schema for t in tables) if columns is None else list(columns)
+        kinds = unify_kinds_of_schemas(t.schema for t in tables)
+        if not tables:
+            return conform_table(pa.table({}), kinds, order)
+        return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
+
+    def read_tables(
+        self,
+        *,
+        from_date: dt.date | None = None,
+        to_date: dt.date | None = None,
+        columns: Sequence[str] | None = None,
+        event: Sequence[str] | None = None,
+        where: WhereCompiler | None = None,
+        project_timezone: str | None = None,
+        default_timezone: str = "UTC",
+        on_day: Callable[[int, int], None] | None = None,
+    ) -> list[pa.Table]:
+        """What :meth:`read` reads, one table per data file, each with its own
+        columns and types (not yet unified)."""
         tables = []
         for files in self.select(from_date=from_date, to_date=to_date, event=event).values():
             day_rows = 0
@@ -673,11 +731,7 @@ class ParquetDataset:
                 day_rows += t.num_rows
             if on_day is not None:
                 on_day(0, day_rows)
-        order = column_order(t.schema for t in tables) if columns is None else list(columns)
-        kinds = unify_kinds_of_schemas(t.schema for t in tables)
-        if not tables:
-            return conform_table(pa.table({}), kinds, order)
-        return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
+        return tables
 
 
 def _arrow_filesystem(fs: Any) -> Any:

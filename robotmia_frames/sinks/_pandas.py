@@ -24,7 +24,7 @@ def _nullable_mapper(t: pa.DataType) -> Any:
         return pd.BooleanDtype()
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return pd.StringDtype("pyarrow")
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         return pd.ArrowDtype(t)
     return None  # timestamps keep datetime64[us, UTC]; null columns are object
 
@@ -33,7 +33,7 @@ def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable"
     """Convert a result table to pandas with nullable dtypes (or ``ArrowDtype``).
 
     Integers become ``Int64``, floats ``Float64``, bools ``boolean``, strings
-    ``string``, lists ``ArrowDtype(list<...>)``, ``time`` ``datetime64[us, UTC]``.
+    ``string``, lists ``ArrowDtype(list<...>)`` (maps ``ArrowDtype(map<...>)``), ``time`` ``datetime64[us, UTC]``.
 
     Columns are converted one by one, on two threads; string columns keep their
     Arrow data (pandas' ``string[pyarrow]`` shares it), only their offsets are

@@ -1,0 +1,593 @@
+"""Wide projects: the shape of a read's result, and the memory budget that guards it.
+
+A project with thousands of property keys, a few dozen per event, gives a flat
+table that is mostly nulls, stored densely by Arrow and pandas. A read can ask
+for another shape (:class:`Shape`):
+
+- ``split_by="event"``: a dict of one table per event name, each with only the
+  columns its events carry;
+- ``sparse_columns="map"``: keys filled in at least ``sparse_threshold`` of the
+  rows stay columns, the rest go into one ``properties`` column of Arrow type
+  ``map<string, string>`` (each value as the type policy writes text).
+
+Whatever the shape, :class:`Collector` receives each parsed batch, keeps it in the
+shape's compact form and estimates the memory the result will need; past
+``max_memory`` it raises :class:`~robotmia_frames.errors.MemoryBudgetError`, before
+the result is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import _options, _pipeline, parse, sinks
+from .errors import MemoryBudgetError
+from .parse import MAP_TYPE, PROPERTY_PREFIX, Kind
+from .parse.typepolicy import BOOL, FLOAT, INT, NULL, STR, TEXT, kind_of_field
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = [
+    "MEMORY_SHARE",
+    "SPARSE_THRESHOLD",
+    "Collector",
+    "Shape",
+    "available_memory",
+]
+
+#: The share of the available memory a read may use by default (``max_memory="auto"``).
+MEMORY_SHARE = 0.5
+#: The default ``sparse_threshold``: a key filled in under 10% of the rows goes to the map
+#: (a column costs about 8 bytes in every row, a map entry about 25 in the rows it fills).
+SPARSE_THRESHOLD = 0.1
+#: The name of the map column of ``sparse_columns="map"``.
+MAP_COLUMN = "properties"
+
+Result: TypeAlias = "pd.DataFrame | pa.Table | pl.DataFrame"
+Results: TypeAlias = "Result | dict[str | None, Result]"
+
+
+# ------------------------------------------------------------------ the budget
+
+
+def _read_int(path: str) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        text = Path(path).read_text().split()[0]
+        return None if text == "max" else int(text)
+    return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: the system's available memory
+    (``psutil`` if installed, else ``MemAvailable`` of ``/proc/meminfo``), capped by
+    the room left under a cgroup limit (containers); None when unknown.
+
+    Example:
+        >>> m = available_memory()
+        >>> m is None or m > 0
+        True
+    """
+    found: list[int] = []
+    try:
+        psutil: Any = importlib.import_module("psutil")
+        found.append(int(psutil.virtual_memory().available))
+    except ImportError:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    for limit_path, usage_path in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit, usage = _read_int(limit_path), _read_int(usage_path)
+        if limit is not None and usage is not None and limit < 1 << 60:
+            found.append(max(0, limit - usage))
+            break
+    return min(found) if found else None
+
+
+def current_memory() -> int:
+    """The resident memory of this process now, in bytes (0 when unknown).
+
+    Example:
+        >>> current_memory() >= 0
+        True
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    try:
+        psutil: Any = importlib.import_module("psutil")
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A read's checked ``split_by``, ``sparse_columns``, ``sparse_threshold``,
+    ``max_memory``, ``return_type`` and ``dtype_backend``."""
+
+    split_by: _options.SplitBy | None = None
+    sparse: _options.SparseColumns | None = None
+    threshold: float = SPARSE_THRESHOLD
+    budget: int | None = None
+    budget_note: str = ""
+    base: int = 0  # the process's memory when the read began
+    return_type: _options.ReturnType = "pandas"
+    dtype_backend: sinks.DtypeBackend = "numpy_nullable"
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        split_by: Any = None,
+        sparse_columns: Any = None,
+        sparse_threshold: Any = SPARSE_THRESHOLD,
+        max_memory: Any = "auto",
+        return_type: Any = "pandas",
+        dtype_backend: Any = "numpy_nullable",
+    ) -> Shape:
+        """Check the shape keywords of a read (before anything is sent)."""
+        split = _options.split_by(split_by)
+        sparse = _options.sparse_columns(sparse_columns)
+        threshold = _options.sparse_threshold(sparse_threshold)
+        budget_arg = _options.max_memory(max_memory)
+        budget: int | None
+        base = current_memory()
+        if budget_arg == "auto":
+            avail = available_memory()
+            budget = None if avail is None else base + int(avail * MEMORY_SHARE)
+            note = (
+                ""
+                if avail is None
+                else f"max_memory='auto': this process's {_size(base)} and "
+                f"{MEMORY_SHARE:.0%} of the {_size(avail)} available"
+            )
+        else:
+            budget = budget_arg
+            note = "" if budget is None else f"max_memory={budget:,} bytes"
+        return cls(
+            split,
+            sparse,
+            threshold,
+            budget,
+            note,
+            base,
+            _options.return_type(return_type),
+            _options.dtype_backend(dtype_backend),
+        )
+
+    @property
+    def compact(self) -> bool:
+        return self.split_by is not None or self.sparse is not None
+
+    def check(self, peak: float, result: float, what: str) -> None:
+        """Raise :class:`MemoryBudgetError` when this process (its memory when the
+        read began, plus the ``peak`` bytes building the result needs) would pass
+        the budget."""
+        if self.budget is None or self.base + peak <= self.budget:
+            return
+        peak += self.base
+        ways = ["columns=[...] to read only the columns you need"]
+        if self.split_by is None:
+            ways.append("split_by='event' for one narrow table per event")
+        if self.sparse is None:
+            ways.append("sparse_columns='map' to fold rare keys into one 'properties' map column")
+        ways.append("export_to_parquet(...) to write the export to disk one day at a time")
+        ways.append("max_memory=None to turn this check off")
+        raise MemoryBudgetError(
+            f"building the result would take this process to about {_size(peak)} of memory "
+            f"({_size(result)} as a table; {what}), over the budget of {_size(self.budget)} "
+            f"({self.budget_note}). Nothing was built. Ways out: " + "; ".join(ways) + ".",
+            estimate=int(peak),
+            max_memory=self.budget,
+        )
+
+
+# Bytes per row of a column of each kind: Arrow (values and validity) and pandas
+# with nullable dtypes (values and mask; strings become large strings; a column
+# of only nulls is an object column of pointers).
+_ARROW_WIDTH: dict[Kind, float] = {NULL: 0, BOOL: 0.25, INT: 8.125, FLOAT: 8.125}
+_PANDAS_WIDTH: dict[Kind, float] = {NULL: 8, BOOL: 2, INT: 9, FLOAT: 9}
+_STRING_ARROW, _STRING_PANDAS = 4.125, 9.0
+#: Parsed chunks in flight at once: read ahead, being scanned, being wrapped.
+_IN_FLIGHT = 10
+
+
+def _widths(kind: Kind, pandas: bool) -> float:
+    if kind is STR or kind is TEXT:
+        return _STRING_PANDAS if pandas else _STRING_ARROW
+    if kind.item is not None:
+        return 0 if pandas else _STRING_ARROW  # lists stay Arrow in pandas (ArrowDtype)
+    return (_PANDAS_WIDTH if pandas else _ARROW_WIDTH)[kind]
+
+
+def _column_bytes(col: parse.RawColumn) -> int:
+    size = col.array.get_total_buffer_size()
+    return int(size if col.text is None else size + col.text.get_total_buffer_size())
+
+
+def batch_bytes(batch: parse.RawBatch) -> int:
+    """The memory a parsed batch holds."""
+    return (
+        int(batch.event.get_total_buffer_size())
+        + int(batch.time.get_total_buffer_size())
+        + sum(_column_bytes(c) for c in batch.columns.values())
+    )
+
+
+@dataclass
+class Collector:
+    """Receives a read's parsed batches: keeps each in the shape's compact form and
+    checks the memory the result will need against the budget as it goes.
+
+    The estimate counts what has been scanned so far, so it only grows; the check
+    fails as soon as it passes the budget, while what is held is still well under it.
+    """
+
+    shape: Shape
+    rows: int = 0
+    held: int = 0
+    chunk: int = 0  # the biggest parsed chunk so far: a few are in flight at once
+    variable: int = 0  # string data and list values of the flat columns
+    kinds: dict[str, Kind] = field(default_factory=dict)
+
+    def __call__(self, batch: parse.RawBatch) -> list[parse.RawBatch]:
+        if self.shape.split_by is not None:
+            pieces = [b for _, b in parse.split_events(batch)]
+        elif self.shape.sparse is not None:
+            pieces = [parse.compact(batch)]
+        else:
+            pieces = [batch]
+        n = batch.num_rows
+        self.rows += n
+        size = batch_bytes(batch)
+        self.chunk = max(self.chunk, size)
+        if self.shape.compact:
+            self.held += sum(batch_bytes(b) for b in pieces)
+        else:
+            self.held += size
+            for col in batch.columns.values():
+                if col.kind is STR or col.kind is TEXT or col.kind.item is not None:
+                    self.variable += max(0, _column_bytes(col) - int(n * _STRING_ARROW))
+            parse.merge_kinds(self.kinds, batch)
+        self.check(batch.source)
+        return pieces
+
+    def estimate(self) -> tuple[float, float]:
+        """(peak bytes to build the result, bytes of the result as a table)."""
+        pandas = self.shape.return_type == "pandas"
+        nullable = pandas and self.shape.dtype_backend == "numpy_nullable"
+        if self.shape.compact:
+            # Compact pieces become the result's columns (scattered back over their
+            # rows for kept sparse keys; map values as text): at most twice as big.
+            result = self.held * (2.0 if self.shape.sparse else 1.0)
+            converted = result * 1.2 if nullable else 0.0
+        else:
+            fixed = 4.125 + 8.125 + sum(_widths(k, False) for k in self.kinds.values())
+            result = self.rows * fixed + self.variable
+            converted = 0.0
+            if nullable:
+                fixed_pd = 9 + 8 + sum(_widths(k, True) for k in self.kinds.values())
+                converted = self.rows * fixed_pd + self.variable
+        # The parsed batches and the table exist together, then the table and its
+        # pandas conversion (the batches are let go first); while parsing, a few
+        # chunks are in flight (read ahead and being scanned).
+        in_flight = _IN_FLIGHT * self.chunk
+        peak = max(self.held + in_flight, self.held + result, result + converted)
+        # ... and the next chunk lands before the next check.
+        return peak + 3 * self.chunk * (1 + converted / max(result, 1)), result
+
+    def check(self, source: str) -> None:
+        peak, result = self.estimate()
+        what = (
+            f"{self.rows:,} rows scanned so far, {len(self.kinds) + 2:,} columns, in {source}"
+            if not self.shape.compact
+            else f"{self.rows:,} rows scanned so far, in {source}"
+        )
+        self.shape.check(peak, result, what)
+
+
+# ------------------------------------------------------------------ materialize
+
+
+def _by_event(
+    sources: Sequence[_pipeline.Parsed],
+) -> dict[str | None, list[tuple[_pipeline.Parsed, parse.RawBatch]]]:
+    out: dict[str | None, list[tuple[_pipeline.Parsed, parse.RawBatch]]] = {}
+    for src in sources:
+        for b in src.batches:
+            if b.num_rows:
+                out.setdefault(b.event[0].as_py(), []).append((src, b))
+    return out
+
+
+def split_tables(
+    sources: Sequence[_pipeline.Parsed],
+    kinds: dict[str, Kind],
+    tz: str,
+    columns: Sequence[str] | None,
+    *,
+    dedupe: bool = False,
+    unit: str = "s",
+    keep_keys: frozenset[str] = frozenset(),
+) -> dict[str | None, pa.Table]:
+    """One table per event name (in order of first appearance), each with ``event``,
+    ``time`` and only the property columns that event has values for, typed by the
+    export-wide ``kinds`` (the types of the flat table)."""
+    out: dict[str | None, pa.Table] = {}
+    for name, parts in _by_event(sources).items():
+        have: set[str] = set()
+        for _, b in parts:
+            have.update(b.columns)
+        sub = {k: v for k, v in kinds.items() if k in have}
+        cols = None
+        if columns is not None:
+            cols = [
+                c
+                for c in columns
+                if not c.startswith(PROPERTY_PREFIX) or c[len(PROPERTY_PREFIX) :] in have
+            ]
+        schema = _pipeline.final_schema(sub, cols)
+        batches: list[pa.RecordBatch] = []
+        for src, b in parts:
+            one = _pipeline.Parsed(src.path, src.label, [b], src.kinds)
+            batches.extend(_pipeline.batches(one, sub, tz, cols, dedupe=dedupe, unit=unit))
+        out[name] = pa.Table.from_batches(batches, schema=schema)
+    return out
+
+
+def sparse_table(
+    sources: Sequence[_pipeline.Parsed],
+    kinds: dict[str, Kind],
+    tz: str,
+    columns: Sequence[str] | None,
+    *,
+    threshold: float = SPARSE_THRESHOLD,
+    dedupe: bool = False,
+    unit: str = "s",
+    keep_keys: frozenset[str] = frozenset(),
+) -> pa.Table:
+    """The flat table with the keys filled in under ``threshold`` of the rows folded
+    into one ``properties`` map column. Keys named in ``columns`` or ``keep_keys`` (those
+    a ``where`` reads) stay columns; with ``columns`` there is no map column."""
+    if columns is not None:
+        return _pipeline.flat_table(sources, kinds, tz, columns, dedupe=dedupe, unit=unit)
+    rows = sum(s.rows for s in sources)
+    fill: dict[str, int] = dict.fromkeys(kinds, 0)
+    for src in sources:
+        for b in src.batches:
+            for key, col in b.columns.items():
+                fill[key] = fill.get(key, 0) + parse.filled(col)
+    named = set(keep_keys)
+    if dedupe:  # the dedupe keys stay columns
+        named |= {k[len(PROPERTY_PREFIX) :] for k in sinks.DEDUPE_KEYS[2:]}
+    kept = {
+        k: v
+        for k, v in kinds.items()
+        if k in named or (rows and fill.get(k, 0) >= threshold * rows)
+    }
+    rare = [k for k in kinds if k not in kept]
+    schema = _pipeline.final_schema(kept, None)
+    tables = []
+    for src in sources:
+        deduper = sinks.Deduper() if dedupe else None
+        for b in src.batches:
+            if not b.num_rows:
+                continue
+            one = _pipeline.Parsed(src.path, src.label, [b], src.kinds)
+            flat = list(_pipeline.batches(one, kept, tz, None, unit=unit))
+            entries = [
+                (key, *parse.batch_text(b, key, src.path)) for key in rare if key in b.columns
+            ]
+            props = parse.map_array(b.num_rows, entries)
+            t = pa.Table.from_batches(flat, schema=schema)
+            t = t.append_column(pa.field(MAP_COLUMN, MAP_TYPE), props)
+            if deduper is not None:
+                t = pa.Table.from_batches([deduper(x) for x in t.to_batches()], schema=t.schema)
+            tables.append(t)
+    out_schema = schema.append(pa.field(MAP_COLUMN, MAP_TYPE))
+    return pa.Table.from_batches([b for t in tables for b in t.to_batches()], schema=out_schema)
+
+
+def pinned_keys(dtypes: dict[str, pa.DataType]) -> frozenset[str]:
+    """The property keys of pinned columns (``dtype=``): they stay columns."""
+    return frozenset(
+        c[len(PROPERTY_PREFIX) :].removesuffix(parse.RAW_SUFFIX)
+        for c in dtypes
+        if c.startswith(PROPERTY_PREFIX)
+    )
+
+
+def pin(
+    tables: _pipeline.Tables,
+    pinned: _pipeline.Pinned,
+    source: str,
+    columns: Sequence[str] | None,
+) -> _pipeline.Tables:
+    """The pinned types (``dtype=``) given to one table, or to each event's table
+    (an event may lack a pinned column)."""
+    if not isinstance(tables, dict):
+        return pinned.apply(tables, source, columns)
+    return {
+        name: pinned.apply(t, f"{source}, event {name!r}", columns, whole=False)
+        for name, t in tables.items()
+    }
+
+
+def builder(shape: Shape) -> _pipeline.Build:
+    """The function that builds a result of ``shape`` from parsed sources."""
+    if shape.split_by is not None:
+        return split_tables
+    if shape.sparse is not None:
+        return functools.partial(sparse_table, threshold=shape.threshold)
+    return _pipeline.flat_table
+
+
+def deliver(tables: _pipeline.Tables, shape: Shape) -> Results:
+    """The result as the caller asked: Arrow or pandas, one table or a dict."""
+    if isinstance(tables, dict):
+        out: dict[str | None, Result] = {}
+        for name in list(tables):
+            out[name] = _pipeline.deliver(tables.pop(name), shape.return_type, shape.dtype_backend)
+        return out
+    return _pipeline.deliver(tables, shape.return_type, shape.dtype_backend)
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def _file_estimate(
+    ds: sinks.ParquetDataset, path: str, columns: Sequence[str] | None
+) -> tuple[int, dict[str, float]]:
+    """A data file's rows and, per column, the bytes it takes in memory (from its
+    footer: the uncompressed size, at least the fixed width of its kind per row)."""
+    md = ds.metadata_of(path)
+    schema = md.schema.to_arrow_schema()
+    rows = md.num_rows
+    sizes: dict[str, float] = {}
+    for i in range(md.num_columns):
+        name = md.schema.column(i).path.split(".list.")[0]
+        if name.startswith(PROPERTY_PREFIX) and name not in schema.names:
+            name = next((n for n in schema.names if md.schema.column(i).path.startswith(n)), name)
+        if columns is not None and name not in columns:
+            continue
+        size = sum(
+            md.row_group(g).column(i).total_uncompressed_size for g in range(md.num_row_groups)
+        )
+        sizes[name] = sizes.get(name, 0) + size
+    for f in schema:
+        if f.name in sizes:
+            sizes[f.name] = max(sizes[f.name], rows * _widths(kind_of_field(f), False))
+    return rows, sizes
+
+
+def dataset_check(query: _pipeline.DatasetQuery, shape: Shape) -> None:
+    """Check the memory a dataset read will need against the budget, from the
+    footers of the files it selects, before any data is read."""
+    if shape.budget is None:
+        return
+    files = [f for fs in query.select().values() for f in fs]
+    per_file = [_file_estimate(query.ds, f, query.columns) for f in files]
+    union: set[str] = set()
+    for _, sizes in per_file:
+        union.update(sizes)
+    own = sum(sum(sizes.values()) for _, sizes in per_file)
+    if shape.compact:
+        result = own
+    else:  # every file's rows get every column (nulls where the file has none)
+        result = own + sum(rows * 8.125 * len(union - set(sizes)) for rows, sizes in per_file)
+    nullable = shape.return_type == "pandas" and shape.dtype_backend == "numpy_nullable"
+    peak = own + result + (result * 1.2 if nullable else 0)
+    shape.check(peak, result, f"{len(files):,} files, {len(union):,} columns, from their footers")
+
+
+def _split_table(table: pa.Table) -> Iterable[tuple[str | None, pa.Table]]:
+    """A table's rows by event, each part without the columns it has no value in."""
+    events = table.column("event")
+    for value in pc.unique(events).to_pylist():
+        mask = pc.is_null(events) if value is None else pc.equal(events, value)
+        part = table.filter(mask)
+        keep = [
+            n
+            for n in part.column_names
+            if n in ("event", "time") or part.column(n).null_count < part.num_rows
+        ]
+        yield value, part.select(keep)
+
+
+def _dedupe(table: pa.Table) -> pa.Table:
+    deduper = sinks.Deduper()
+    return pa.Table.from_batches([deduper(b) for b in table.to_batches()], schema=table.schema)
+
+
+def read_dataset(
+    query: _pipeline.DatasetQuery,
+    shape: Shape,
+    *,
+    on_day: Any = None,
+    keep_keys: frozenset[str] = frozenset(),
+) -> _pipeline.Tables:
+    """A dataset read in ``shape``: checked against the budget first, then one
+    table, one per event (``split_by``), or the rare keys in a map column."""
+    dataset_check(query, shape)
+    if not shape.compact:
+        return query.read(on_day=on_day)
+    tables = query.tables(on_day=on_day)
+    kinds = sinks.unify_kinds_of_schemas(t.schema for t in tables)
+    cols = query.columns
+    if shape.split_by is not None:
+        groups: dict[str | None, list[pa.Table]] = {}
+        for t in tables:
+            if "event" not in t.column_names:
+                continue
+            for name, part in _split_table(t):
+                groups.setdefault(name, []).append(part)
+        tables.clear()
+        out: dict[str | None, pa.Table] = {}
+        for name, parts in groups.items():
+            order = sinks.column_order(p.schema for p in parts)
+            if cols is not None:
+                order = [c for c in cols if c in order]
+            one = pa.concat_tables([sinks.conform_table(p, kinds, order) for p in parts])
+            out[name] = _dedupe(one) if query.dedupe else one
+        return out
+    if cols is not None:  # the named columns, no map
+        return query.read(on_day=on_day)
+    rows = sum(t.num_rows for t in tables)
+    fill: dict[str, int] = {}
+    for t in tables:
+        for n in t.column_names:
+            fill[n] = fill.get(n, 0) + t.num_rows - t.column(n).null_count
+    named = {"event", "time", *keep_keys, *(sinks.DEDUPE_KEYS if query.dedupe else ())}
+    kept = [
+        n
+        for n in sinks.column_order(t.schema for t in tables)
+        if n in named or (rows and fill.get(n, 0) >= shape.threshold * rows)
+    ]
+    parts = []
+    for t in tables:
+        entries = []
+        for f in t.schema:
+            if f.name in kept:
+                continue
+            array = t.column(f.name).combine_chunks()
+            valid = array.is_valid()
+            col = parse.RawColumn(array.filter(valid), kind_of_field(f))
+            rows_at = pc.indices_nonzero(valid).cast(pa.int32())
+            entries.append((f.name[len(PROPERTY_PREFIX) :], rows_at, parse.text_values(col)))
+        part = sinks.conform_table(t, kinds, kept)
+        parts.append(
+            part.append_column(pa.field(MAP_COLUMN, MAP_TYPE), parse.map_array(t.num_rows, entries))
+        )
+    tables.clear()
+    schema = sinks.conform_table(pa.table({}), kinds, kept).schema.append(
+        pa.field(MAP_COLUMN, MAP_TYPE)
+    )
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    return _dedupe(table) if query.dedupe else table

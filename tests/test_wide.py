@@ -1,0 +1,402 @@
+"""Wide projects (issue 20): ``split_by="event"``, ``sparse_columns="map"``, narrow
+event partitions, and the memory budget (``max_memory``, ``MemoryBudgetError``).
+
+Every export here is generated: a project of ``keys`` distinct property keys, 30
+per event name, over the local export server or a local file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import robotmia_frames as rf
+from robotmia_frames.parse import json_text
+
+DAY0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wide_events(n: int, keys: int, per_event: int = 30, seed: int = 1) -> list[dict[str, Any]]:
+    """``n`` events over ``keys // per_event`` event names, each with its own keys
+    (ints, floats, strings, bools and lists in turn), plus two keys every event has."""
+    rnd = random.Random(seed)
+    names = max(1, keys // per_event)
+    out = []
+    for i in range(n):
+        e = rnd.randrange(names)
+        props: dict[str, Any] = {
+            "time": int(DAY0) + (i * 7) % 172_800,
+            "distinct_id": f"u{rnd.randrange(50)}",
+            "$insert_id": f"i{i}",
+        }
+        for j in range(per_event):
+            k = e * per_event + j
+            if rnd.random() < 0.2:
+                continue  # keys an event sometimes leaves out
+            m = k % 5
+            props[f"k{k}"] = (
+                rnd.randrange(-5, 1000)
+                if m == 0
+                else round(rnd.random() * 100, 3)
+                if m == 1
+                else f"v{rnd.randrange(40)}"
+                if m == 2
+                else bool(rnd.randrange(2))
+                if m == 3
+                else [rnd.randrange(9) for _ in range(rnd.randrange(3))]
+            )
+        out.append({"event": f"E{e}", "properties": props})
+    return out
+
+
+def dumps(event: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(event)
+    except TypeError:  # an int beyond 64 bits
+        return json.dumps(event).encode()
+
+
+def write_jsonl(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_bytes(b"".join(dumps(e) + b"\n" for e in events))
+    return path
+
+
+def policy_text(value: Any) -> str:
+    return value if isinstance(value, str) else json_text(value)
+
+
+# ------------------------------------------------------------------ split_by
+
+
+def assert_split_matches_flat(split: dict[Any, pa.Table], flat: pa.Table) -> None:
+    """Each event's table is the flat table's rows of that event, with exactly the
+    columns that hold a value in one of them, of the flat table's types."""
+    assert set(split) == set(flat.column("event").to_pylist())
+    for name, table in split.items():
+        rows = flat.filter(pc.equal(flat.column("event"), name))
+        carried = [
+            c
+            for c in rows.column_names
+            if c in ("event", "time") or rows.column(c).null_count < rows.num_rows
+        ]
+        assert table.column_names == carried, name
+        assert table.equals(rows.select(carried)), name
+
+
+def test_split_by_event_file_matches_flat(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "wide.jsonl", wide_events(3000, 600))
+    flat = rf.read_export_file(path, project_timezone="UTC", return_type="arrow")
+    split = rf.read_export_file(path, project_timezone="UTC", return_type="arrow", split_by="event")
+    assert len(split) == 20
+    assert_split_matches_flat(split, flat)
+    assert max(t.num_columns for t in split.values()) <= 2 + 2 + 30
+    assert sum(t.nbytes for t in split.values()) * 5 < flat.nbytes
+
+
+def test_split_by_event_export_matches_flat_pandas_too(server, secret) -> None:
+    srv = server(wide_events(2000, 300))
+    kw: dict[str, Any] = dict(api_secret=secret, project_timezone="UTC", base_url=srv.url)
+    flat = rf.read_robotmia_export("2024-01-01", "2024-01-02", return_type="arrow", **kw)
+    split = rf.read_robotmia_export(
+        "2024-01-01", "2024-01-02", return_type="arrow", split_by="event", **kw
+    )
+    assert_split_matches_flat(split, flat)
+    frames = rf.read_robotmia_export("2024-01-01", "2024-01-02", split_by="event", **kw)
+    assert {k: len(v) for k, v in frames.items()} == {k: v.num_rows for k, v in split.items()}
+    assert str(frames["E0"]["properties.k0"].dtype) == "Int64"
+
+
+def test_split_by_event_with_columns_and_where(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "wide.jsonl", wide_events(1500, 90))
+    got = rf.read_export_file(
+        path,
+        project_timezone="UTC",
+        return_type="arrow",
+        split_by="event",
+        columns=["event", "properties.k0", "properties.k30"],
+        where='properties["distinct_id"] == "u1"',
+    )
+    assert set(got) <= {"E0", "E1", "E2"}
+    assert got["E0"].column_names == ["event", "properties.k0"]
+    assert got["E1"].column_names == ["event", "properties.k30"]
+    flat = rf.read_export_file(path, project_timezone="UTC", return_type="arrow")
+    ones = flat.filter(pc.equal(flat.column("properties.distinct_id"), "u1"))
+    assert sum(t.num_rows for t in got.values()) == ones.num_rows
+
+
+def test_split_by_and_limit_refused(server, secret) -> None:
+    srv = server(wide_events(10, 60))
+    with pytest.raises(rf.InvalidArgumentError, match="limit= cannot be combined with split_by"):
+        rf.read_robotmia_export(
+            "2024-01-01",
+            "2024-01-01",
+            api_secret=secret,
+            project_timezone="UTC",
+            base_url=srv.url,
+            split_by="event",
+            limit=5,
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"split_by": "day"}, "split_by must be None or 'event'"),
+        ({"sparse_columns": "json"}, "sparse_columns must be None or 'map'"),
+        ({"sparse_threshold": 1.5}, "sparse_threshold must be a share"),
+        ({"max_memory": 0}, "max_memory must be 'auto'"),
+        ({"max_memory": "1GB"}, "max_memory must be 'auto'"),
+    ],
+)
+def test_bad_shape_arguments(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
+    path = write_jsonl(tmp_path / "x.jsonl", wide_events(3, 30))
+    with pytest.raises(rf.InvalidArgumentError, match=match):
+        rf.read_export_file(path, project_timezone="UTC", **kwargs)
+
+
+# ------------------------------------------------------------------ sparse map
+
+
+def assert_map_holds_the_rest(
+    table: pa.Table, events: list[dict[str, Any]], threshold: float
+) -> None:
+    """Kept columns are those filled in at least ``threshold`` of the rows; every
+    other value is in the ``properties`` map, as the type policy writes text."""
+    fill: dict[str, int] = {}
+    for e in events:
+        for k, v in e["properties"].items():
+            if k != "time":
+                fill[k] = fill.get(k, 0) + (v is not None)
+    kept = {k for k, n in fill.items() if n >= threshold * len(events)}
+    assert set(table.column_names) == {"event", "time", "properties"} | {
+        "properties." + k for k in kept
+    }
+    assert table.schema.field("properties").type == pa.map_(pa.string(), pa.string())
+    maps = table.column("properties").to_pylist()
+    for e, entries in zip(events, maps, strict=True):
+        want = {
+            k: policy_text(v)
+            for k, v in e["properties"].items()
+            if k != "time" and k not in kept and v is not None
+        }
+        assert dict(entries) == want
+        assert len(entries) == len(want)
+
+
+def test_sparse_map_file_loses_nothing(tmp_path: Path) -> None:
+    events = wide_events(3000, 600)
+    path = write_jsonl(tmp_path / "wide.jsonl", events)
+    flat = rf.read_export_file(path, project_timezone="UTC", return_type="arrow")
+    got = rf.read_export_file(
+        path, project_timezone="UTC", return_type="arrow", sparse_columns="map"
+    )
+    assert_map_holds_the_rest(got, events, 0.1)
+    for name in got.column_names:
+        if name != "properties":
+            assert got.column(name).equals(flat.column(name)), name
+    assert got.nbytes * 5 < flat.nbytes
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    values=st.lists(
+        st.dictionaries(
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(2**70), 2**70),
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.text(max_size=4),
+                st.lists(st.integers(0, 9), max_size=2),
+                st.dictionaries(st.text(max_size=2), st.integers(0, 3), max_size=2),
+            ),
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    threshold=st.sampled_from([0.0, 0.3, 0.7, 1.0]),
+)
+def test_sparse_map_values_are_policy_text(
+    tmp_path_factory: pytest.TempPathFactory, values: list[dict[str, Any]], threshold: float
+) -> None:
+    events = [{"event": "e", "properties": {"time": int(DAY0), **v}} for v in values]
+    path = write_jsonl(tmp_path_factory.mktemp("sparse") / "x.jsonl", events)
+    got = rf.read_export_file(
+        path,
+        project_timezone="UTC",
+        return_type="arrow",
+        sparse_columns="map",
+        sparse_threshold=threshold,
+    )
+    assert_map_holds_the_rest(got, events, threshold)
+
+
+def test_sparse_map_where_and_pandas(tmp_path: Path) -> None:
+    events = wide_events(2000, 600)
+    path = write_jsonl(tmp_path / "wide.jsonl", events)
+    got = rf.read_export_file(
+        path,
+        project_timezone="UTC",
+        sparse_columns="map",
+        where='properties["k31"] > 500',  # a rare key: kept a column for the filter
+    )
+    want = [e for e in events if isinstance(e["properties"].get("k31"), int)]
+    want = [e for e in want if e["properties"]["k31"] > 500]
+    assert len(got) == len(want)
+    assert "properties.k31" in got.columns
+    assert str(got["properties"].dtype).startswith("map<string, string>")
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def test_event_partitions_hold_only_their_columns(server, secret, tmp_path: Path) -> None:
+    events = wide_events(2000, 300)
+    srv = server(events)
+    out = tmp_path / "ds"
+    kw: dict[str, Any] = dict(api_secret=secret, project_timezone="UTC", base_url=srv.url)
+    rf.export_to_parquet(out, "2024-01-01", "2024-01-02", partition_by=("date", "event"), **kw)
+    for f in out.rglob("*.parquet"):
+        name = f.parent.name[len("event=") :]
+        carried = {k for e in events if e["event"] == name for k in e["properties"]} - {"time"}
+        assert set(pq.read_schema(f).names) == {"time"} | {"properties." + k for k in carried}
+    narrow = rf.read_parquet_dataset(out, event="E3", return_type="arrow")
+    assert narrow.num_columns <= 2 + 2 + 30
+    flat = rf.read_robotmia_export("2024-01-01", "2024-01-02", return_type="arrow", **kw)
+    back = rf.read_parquet_dataset(out, return_type="arrow")
+    assert back.num_rows == flat.num_rows
+    assert set(back.column_names) == set(flat.column_names)
+    split = rf.read_parquet_dataset(out, return_type="arrow", split_by="event")
+    assert {k: v.num_rows for k, v in split.items()} == {
+        k: flat.filter(pc.equal(flat.column("event"), k)).num_rows for k in split
+    }
+    e3 = flat.filter(pc.equal(flat.column("event"), "E3"))
+    assert set(split["E3"].column_names) == set(narrow.column_names)
+    assert split["E3"].num_rows == e3.num_rows
+
+
+def test_dataset_sparse_map(server, secret, tmp_path: Path) -> None:
+    events = wide_events(1500, 300)
+    srv = server(events)
+    out = tmp_path / "ds"
+    kw: dict[str, Any] = dict(api_secret=secret, project_timezone="UTC", base_url=srv.url)
+    rf.export_to_parquet(out, "2024-01-01", "2024-01-02", **kw)
+    got = rf.read_parquet_dataset(out, return_type="arrow", sparse_columns="map")
+    flat = rf.read_parquet_dataset(out, return_type="arrow")
+    assert got.num_rows == flat.num_rows
+    order = pc.sort_indices(flat, [("properties.$insert_id", "ascending")])
+    by_id = {e["properties"]["$insert_id"]: e for e in events}
+    ids = got.column("properties.$insert_id").to_pylist()
+    assert_map_holds_the_rest(got, [by_id[i] for i in ids], 0.1)
+    assert order is not None
+
+
+# ------------------------------------------------------------------ the budget
+
+
+def rss() -> int:
+    """This process's resident memory now (the budget counts it)."""
+    import os
+
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_budget_error_names_the_ways_out(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "wide.jsonl", wide_events(20_000, 2000))
+    budget = rss() + 100_000_000
+    with pytest.raises(rf.MemoryBudgetError) as info:
+        rf.read_export_file(path, project_timezone="UTC", max_memory=budget)
+    err = info.value
+    assert isinstance(err, MemoryError)
+    assert err.estimate > err.max_memory == budget
+    for way in ("columns=", "split_by='event'", "sparse_columns='map'", "export_to_parquet"):
+        assert way in str(err)
+    # the ways out fit
+    budget = rss() + 300_000_000
+    split = rf.read_export_file(path, project_timezone="UTC", split_by="event", max_memory=budget)
+    assert sum(len(v) for v in split.values()) == 20_000
+    del split
+    budget = rss() + 300_000_000
+    sparse = rf.read_export_file(
+        path, project_timezone="UTC", sparse_columns="map", max_memory=budget
+    )
+    assert len(sparse) == 20_000
+
+
+def test_budget_on_export_and_dataset(server, secret, tmp_path: Path) -> None:
+    srv = server(wide_events(3000, 600))
+    kw: dict[str, Any] = dict(api_secret=secret, project_timezone="UTC", base_url=srv.url)
+    with pytest.raises(rf.MemoryBudgetError, match="window 2024-01-0"):
+        rf.read_robotmia_export("2024-01-01", "2024-01-02", max_memory=rss() + 5_000_000, **kw)
+    out = tmp_path / "ds"
+    rf.export_to_parquet(out, "2024-01-01", "2024-01-02", **kw)  # no budget: day by day
+    with pytest.raises(rf.MemoryBudgetError, match="from their footers"):
+        rf.read_parquet_dataset(out, max_memory=rss() + 5_000_000)
+    assert rf.read_parquet_dataset(out, max_memory=None).shape[0] == 3000
+
+
+def test_budget_error_pickles() -> None:
+    import pickle
+
+    err = rf.MemoryBudgetError("too big", estimate=10, max_memory=5)
+    back = pickle.loads(pickle.dumps(err))
+    assert (str(back), back.estimate, back.max_memory) == ("too big", 10, 5)
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, resource, sys
+    import robotmia_frames as rf
+    path, budget = sys.argv[1], int(sys.argv[2])
+    try:
+        rf.read_export_file(path, project_timezone="UTC", max_memory=budget)
+        outcome = {"error": None}
+    except rf.MemoryBudgetError as exc:
+        outcome = {"error": str(exc), "estimate": exc.estimate}
+    # This process's own high-water mark (VmHWM): ru_maxrss would also count the
+    # pages of the forked parent (pytest) that this process began with.
+    status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+    peak = int(status) * 1024
+    rusage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({**outcome, "peak": peak, "ru_maxrss": rusage}))
+    """
+)
+
+
+def test_budget_error_fires_before_memory_runs_out(tmp_path: Path) -> None:
+    """A flat read of a wide export that would need several times the budget fails
+    with the error in a process whose peak memory stayed under the budget."""
+    path = write_jsonl(tmp_path / "wide.jsonl", wide_events(60_000, 2000))
+    budget = 450_000_000
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(budget)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["error"] is not None and "split_by='event'" in got["error"], got
+    assert got["estimate"] > budget
+    assert got["peak"] < budget, got
+    # Without the budget the same read needs far more (measured in the benchmark:
+    # benchmarks/bench_wide.py); the estimate says so from the rows it had scanned.
+    assert "rows scanned so far" in got["error"]
