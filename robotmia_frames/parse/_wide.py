@@ -59,11 +59,6 @@ def _event_codes(batch: RawBatch) -> tuple[list[str | None], np.ndarray]:
     return names, indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
-def _take(col: RawColumn, idx: pa.Array) -> RawColumn:
-    text = None if col.text is None else col.text.take(idx)
-    return RawColumn(col.array.take(idx), col.kind, col.exact, text)
-
-
 def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
     """The batch's rows by event name, each part with only the columns that hold a
     value in one of its rows (in the batch's column order).
@@ -85,19 +80,42 @@ def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
     bounds = np.concatenate([[0], np.cumsum(counts)])
     whole = len(names) == 1
     idx = [pa.array(order[bounds[e] : bounds[e + 1]]) for e in range(len(names))]
-    parts: list[dict[str, RawColumn]] = [{} for _ in names]
-    for key, col in batch.columns.items():
-        col = col.dense(n)
-        nulls = col.array.null_count
-        if nulls == n:
-            continue
-        if nulls == 0:
-            hit = counts > 0
-        else:
-            valid = col.array.is_valid().to_numpy(zero_copy_only=False)
-            hit = np.bincount(codes[valid], minlength=len(names)) > 0
-        for e in np.flatnonzero(hit).tolist():
-            parts[e][key] = col if whole else _take(col, idx[e])
+    # Which events each column has a value in: one validity row per column with
+    # nulls, against one indicator column per event, in one matrix product.
+    cols = [(key, col.dense(n)) for key, col in batch.columns.items()]
+    cols = [(key, col) for key, col in cols if col.array.null_count < n]
+    events_of = np.zeros((len(cols), len(names)), dtype=bool)
+    sparse_at = [i for i, (_, col) in enumerate(cols) if col.array.null_count]
+    events_of[[i for i, (_, c) in enumerate(cols) if not c.array.null_count]] = counts > 0
+    if sparse_at:
+        valid = np.stack(
+            [cols[i][1].array.is_valid().to_numpy(zero_copy_only=False) for i in sparse_at]
+        )
+        onehot = np.zeros((n, len(names)), dtype=np.float32)
+        onehot[np.arange(n), codes] = 1
+        events_of[sparse_at] = (valid.astype(np.float32) @ onehot) > 0
+    # Each event's rows of its columns: one take per event over all of them.
+    arrays = [col.array for _, col in cols]
+    texts = {
+        i: len(arrays) + j
+        for j, i in enumerate(i for i, (_, c) in enumerate(cols) if c.text is not None)
+    }
+    arrays += [cols[i][1].text for i in texts]
+    table = pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(arrays))])
+    parts: list[dict[str, RawColumn]] = []
+    for e in range(len(names)):
+        have = np.flatnonzero(events_of[:, e]).tolist()
+        extra = [texts[i] for i in have if i in texts]
+        sub = table.select(have + extra)
+        if not whole:
+            sub = sub.take(idx[e])
+        at = {i: j for j, i in enumerate(have + extra)}
+        part = {}
+        for i in have:
+            key, col = cols[i]
+            text = sub.column(at[texts[i]]) if i in texts else None
+            part[key] = RawColumn(sub.column(at[i]), col.kind, col.exact, text)
+        parts.append(part)
     out = []
     for e, name in enumerate(names):
         rows = idx[e] if batch.rows is None else batch.rows.take(idx[e])

@@ -1,0 +1,210 @@
+"""Wide projects: result size and peak memory of the three shapes beside DuckDB.
+
+A wide export: ``keys`` distinct property keys, 30 per event name (``keys / 30``
+event names), plus ``distinct_id`` and ``$insert_id`` on every event. Each method
+reads the same ``.jsonl.gz`` in its own fresh subprocess, which reports the size
+of its result in memory and its own peak RSS (``VmHWM``):
+
+- ``flat``: ``read_export_file`` (the default flat table), Arrow and pandas, with
+  the default ``max_memory`` (half the memory available): a result that would not
+  fit fails early with ``MemoryBudgetError``, which the table shows;
+- ``split``: ``split_by="event"``, Arrow and pandas;
+- ``sparse``: ``sparse_columns="map"`` (default ``sparse_threshold``), Arrow and pandas;
+- ``duckdb``: ``read_ndjson_auto`` (past 200 keys it infers ``MAP(VARCHAR, JSON)``)
+  to an Arrow table.
+
+Run: ``python benchmarks/bench_wide.py`` (every size), or e.g.
+``python benchmarks/bench_wide.py --events 100000 --keys 2000``. Files are cached
+in ``bench-data/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ROBOTMIA_BENCH_DATA", ROOT / "bench-data"))
+METHODS = [
+    "flat_arrow",
+    "flat_pandas",
+    "split_arrow",
+    "split_pandas",
+    "sparse_arrow",
+    "sparse_pandas",
+    "duckdb_auto",
+]
+
+
+def wide_file(events: int, keys: int, per_event: int = 30) -> Path:
+    """A generated wide export (cached), and its JSON size next to it."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"wide-{events}-{keys}.jsonl.gz"
+    if path.exists():
+        return path
+    import orjson
+
+    rnd = random.Random(7)
+    names = max(1, keys // per_event)
+    t = time.perf_counter()
+    size = 0
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wb", compresslevel=1) as fh:
+        lines = []
+        for i in range(events):
+            e = rnd.randrange(names)
+            props: dict[str, Any] = {
+                "time": 1_704_067_200 + i % 86_400,
+                "distinct_id": f"user-{rnd.randrange(100_000)}",
+                "$insert_id": f"{i:016x}",
+            }
+            for j in range(per_event):
+                k = e * per_event + j
+                m = k % 4
+                props[f"prop_{k}"] = (
+                    rnd.randrange(100_000)
+                    if m == 0
+                    else round(rnd.random() * 1000, 2)
+                    if m == 1
+                    else f"value-{rnd.randrange(500)}"
+                    if m == 2
+                    else bool(rnd.randrange(2))
+                )
+            lines.append(orjson.dumps({"event": f"Event {e}", "properties": props}) + b"\n")
+            if len(lines) == 10_000:
+                chunk = b"".join(lines)
+                size += len(chunk)
+                fh.write(chunk)
+                lines = []
+        chunk = b"".join(lines)
+        size += len(chunk)
+        fh.write(chunk)
+    tmp.rename(path)
+    path.with_suffix(".size").write_text(str(size))
+    print(f"# generated {path.name}: {size / 1e6:,.0f} MB of JSON in {time.perf_counter() - t:.0f} s")
+    return path
+
+
+# ------------------------------------------------------------------ child side
+
+
+def _peak() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _size(result: Any) -> int:
+    import pandas as pd
+
+    if isinstance(result, dict):
+        return sum(_size(v) for v in result.values())
+    if isinstance(result, pd.DataFrame):
+        return int(result.memory_usage(deep=True).sum())
+    return int(result.nbytes)
+
+
+def child(method: str, path: str) -> None:
+    import robotmia_frames as rf
+
+    t = time.perf_counter()
+    out: dict[str, Any] = {"method": method}
+    try:
+        if method == "duckdb_auto":
+            import duckdb
+
+            result: Any = duckdb.sql(f"SELECT * FROM read_ndjson_auto('{path}')").fetch_arrow_table()
+        else:
+            shape, kind = method.split("_")
+            options: dict[str, Any] = {"split": {"split_by": "event"}, "sparse": {}}.get(
+                shape, {}
+            )
+            if shape == "sparse":
+                options = {"sparse_columns": "map"}
+            result = rf.read_export_file(
+                path,
+                project_timezone="UTC",
+                return_type="arrow" if kind == "arrow" else "pandas",
+                **options,
+            )
+        out["bytes"] = _size(result)
+        out["tables"] = len(result) if isinstance(result, dict) else 1
+    except rf.MemoryBudgetError as exc:
+        out["error"] = f"MemoryBudgetError (estimate {exc.estimate / 1e9:.1f} GB)"
+    out["seconds"] = time.perf_counter() - t
+    out["peak"] = _peak()
+    print(json.dumps(out))
+
+
+# ----------------------------------------------------------------- parent side
+
+
+def run(method: str, path: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", method, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {"method": method, "error": f"exit {proc.returncode}: {last[:60]}"}
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--keys", type=int, nargs="*", default=[200, 2_000, 10_000])
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--child", nargs=2, metavar=("METHOD", "PATH"))
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    from robotmia_frames._wide import available_memory
+
+    avail = available_memory() or 0
+    print(
+        f"# {os.cpu_count()} cores, {avail / 1e9:.1f} GB available "
+        f"(default max_memory: half of it); peak RSS = the child's VmHWM"
+    )
+    print(
+        f"{'events':>9} {'keys':>6} {'method':<14} {'result':>10} {'x JSON':>7} "
+        f"{'peak RSS':>9} {'seconds':>8}  note"
+    )
+    for events in args.events:
+        for keys in args.keys:
+            path = wide_file(events, keys)
+            json_size = int(path.with_suffix(".size").read_text())
+            for method in args.methods:
+                r = run(method, path)
+                result = r.get("bytes")
+                note = r.get("error", "")
+                if r.get("tables", 1) > 1:
+                    note = f"{r['tables']} tables"
+                print(
+                    f"{events:>9,} {keys:>6,} {method:<14} "
+                    f"{'-' if result is None else f'{result / 1e6:,.0f} MB':>10} "
+                    f"{'-' if result is None else f'{result / json_size:.1f}x':>7} "
+                    f"{r.get('peak', 0) / 1e9:>7.2f} GB {r.get('seconds', float('nan')):>8.1f}  "
+                    f"{note}",
+                    flush=True,
+                )
+            print(f"# JSON: {json_size / 1e6:,.0f} MB ({events:,} events, {keys:,} keys)")
+
+
+if __name__ == "__main__":
+    main()
