@@ -89,7 +89,9 @@ def wide_file(events: int, keys: int, per_event: int = 30) -> Path:
         fh.write(chunk)
     tmp.rename(path)
     path.with_suffix(".size").write_text(str(size))
-    print(f"# generated {path.name}: {size / 1e6:,.0f} MB of JSON in {time.perf_counter() - t:.0f} s")
+    print(
+        f"# generated {path.name}: {size / 1e6:,.0f} MB of JSON in {time.perf_counter() - t:.0f} s"
+    )
     return path
 
 
@@ -123,12 +125,12 @@ def child(method: str, path: str) -> None:
         if method == "duckdb_auto":
             import duckdb
 
-            result: Any = duckdb.sql(f"SELECT * FROM read_ndjson_auto('{path}')").fetch_arrow_table()
+            result: Any = duckdb.sql(
+                f"SELECT * FROM read_ndjson_auto('{path}')"
+            ).fetch_arrow_table()
         else:
             shape, kind = method.split("_")
-            options: dict[str, Any] = {"split": {"split_by": "event"}, "sparse": {}}.get(
-                shape, {}
-            )
+            options: dict[str, Any] = {"split": {"split_by": "event"}, "sparse": {}}.get(shape, {})
             if shape == "sparse":
                 options = {"sparse_columns": "map"}
             result = rf.read_export_file(
