@@ -1,13 +1,17 @@
 """Progress reporting for exports and reads: a tqdm bar on a terminal, or a callback.
 
-``progress=None`` (the default) shows a bar only when stderr is a terminal and the
-work lasts more than a second; ``True``/``False`` force it on or off; a callable
-receives a :class:`ProgressUpdate` after every window (an export's day, a dataset's
-file) or, reading an export file, after every batch of parsed rows.
+``progress=None`` (the default) shows a bar where people look, when the work lasts
+more than a second: a widget in Jupyter (with ``ipywidgets``, the ``[notebooks]``
+extra), a text bar when stderr is a terminal, and nothing when the output is piped
+or the ``CI`` environment variable is set. ``True``/``False`` force it on or off; a
+callable receives a :class:`ProgressUpdate` after every window (an export's day, a
+dataset's file) or, reading an export file, after every batch of parsed rows.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -52,6 +56,7 @@ class Progress:
         limiter: _Limiter | None,
         desc: str = "robotmia export",
         unit: str = "day",
+        delay: float = 1.0,
     ) -> None:
         self.total = total
         self.unit = unit
@@ -63,14 +68,13 @@ class Progress:
         self._lock = threading.Lock()
         self._bar: Any = None
         if bar:
-            from tqdm.auto import tqdm
-
+            tqdm = _bar_class()
             self._bar = tqdm(
                 total=None if unit == "row" else total,
                 unit=unit,
                 unit_scale=unit == "row",
                 desc=desc,
-                delay=1.0,
+                delay=delay,
                 leave=False,
             )
 
@@ -106,6 +110,38 @@ class Progress:
             self._bar = None
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where a bar is a widget, not stderr).
+
+    Example:
+        >>> in_notebook()
+        False
+    """
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if callable(get) else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def _bar_class() -> Any:
+    """tqdm's notebook widget in Jupyter when ipywidgets is there, else its text bar
+    (never tqdm's "IProgress not found" warning)."""
+    if in_notebook() and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as widget
+
+        return widget
+    from tqdm.std import tqdm as text
+
+    return text
+
+
+def _wanted() -> bool:
+    """``progress=None``: a bar in Jupyter or on a terminal, none in CI or a pipe."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false"):
+        return False
+    return in_notebook() or bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 def make(
     arg: ProgressArg,
     *,
@@ -126,12 +162,16 @@ def make(
         >>> seen[0].windows_done, seen[0].rows
         (1, 5)
     """
-    if arg is None:
-        arg = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if arg is None:  # the default: where people look, after a second of work
+        if not _wanted():
+            return None
+        return Progress(total, bar=True, callback=None, limiter=limiter, desc=desc, unit=unit)
     if arg is False:
         return None
-    if arg is True:
-        return Progress(total, bar=True, callback=None, limiter=limiter, desc=desc, unit=unit)
+    if arg is True:  # asked for: shown at once, however short the work
+        return Progress(
+            total, bar=True, callback=None, limiter=limiter, desc=desc, unit=unit, delay=0.0
+        )
     if callable(arg):
         return Progress(total, bar=False, callback=arg, limiter=limiter, desc=desc, unit=unit)
     raise ValueError(f"progress must be None, a bool or a callable, got {arg!r}")
