@@ -1,4 +1,4 @@
-"""The optional C scanner (``robotmia_frames._scan``) changes speed, never results.
+"""The optional C scanner (``robotmia_frames.parse._scan``) changes speed, never results.
 
 Every table read with the scanner must equal the table the pure-Python engine
 gives (``ROBOTMIA_FRAMES_NATIVE=0``): same schema, same values, same bad-line
@@ -819,7 +819,7 @@ _FIELDS = [
 
 @pytest.fixture
 def scan_module() -> Any:
-    return pytest.importorskip("robotmia_frames._scan")
+    return pytest.importorskip("robotmia_frames.parse._scan")
 
 
 def scan(module: Any, lines: list[bytes], wanted: list[str] | None = None) -> Any:
