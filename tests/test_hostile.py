@@ -8,6 +8,7 @@ data.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -499,3 +500,111 @@ def test_sigterm_ends_a_download_in_flight(server: ServerFactory, tmp_path: Path
     assert "interrupted by SIGTERM" in err
     assert not list(tmp.iterdir())
     assert sorted(p.name for p in out.glob("date=*")) == ["date=2024-01-01"]
+
+
+# ------------------------------------------- a differential fuzz against json.loads
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _reference_rows(lines: list[bytes]) -> tuple[list[Any], list[Any], list[int]]:
+    """``event`` and ``properties.o`` text per good row, and the bad line numbers,
+    by the standard library alone (the independent reference)."""
+
+    def depth(v: Any) -> int:
+        todo, best = [(v, 1)], 0
+        while todo:
+            cur, d = todo.pop()
+            if isinstance(cur, (list, dict)):
+                best = max(best, d)
+                todo.extend((c, d + 1) for c in (cur.values() if isinstance(cur, dict) else cur))
+        return best
+
+    def text(v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+    events, objects, bad = [], [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            bad.append(number)
+            continue
+        props = obj.get("properties") if isinstance(obj, dict) else None
+        if not isinstance(obj, dict) or not isinstance(props, (dict, type(None))):
+            bad.append(number)
+            continue
+        if depth(obj) > 258:
+            bad.append(number)
+            continue
+        events.append(text(obj.get("event")))
+        objects.append(text((props or {}).get("o")))
+    return events, objects, bad
+
+
+_DEEP = st.integers(200, 1100).map(
+    lambda d: b'{"event":"d","properties":{"o":%s}}' % (b"[" * d + b"]" * d)
+)
+_OBJECTS = st.dictionaries(st.text(max_size=4), json_values, max_size=3)
+_GOOD = st.builds(
+    lambda event, o: json.dumps({"event": event, "properties": {"time": 1, "o": o}}).encode(),
+    st.one_of(st.text(max_size=6), json_values),
+    _OBJECTS,
+)
+_BAD = st.sampled_from([b"<html>", b"{", b"[]", b'{"properties":3}', b"not json", b'{"a":NaN}'])
+
+
+@settings(max_examples=int(os.environ.get("ROBOTMIA_FUZZ_EXAMPLES", "60")), deadline=None)
+@given(lines=st.lists(st.one_of(_GOOD, _GOOD, _BAD, _DEEP), min_size=1, max_size=12))
+def test_parser_agrees_with_json_loads(lines: list[bytes]) -> None:
+    """Both engines, every on_bad_lines mode, against the standard library: the rows
+    kept, the bad lines, the event text and object text, exactly."""
+    import tempfile
+
+    events, objects, bad = _reference_rows(lines)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        for native in ("1", "0"):
+            os.environ["ROBOTMIA_FRAMES_NATIVE"] = native
+            try:
+                if bad:
+                    with pytest.raises(rf.ParseError) as info:
+                        rf.read_export_file(path, project_timezone="UTC")
+                    assert info.value.line_number == bad[0]
+                t = rf.read_export_file(
+                    path, project_timezone="UTC", on_bad_lines="skip", return_type="arrow"
+                )
+            finally:
+                os.environ.pop("ROBOTMIA_FRAMES_NATIVE", None)
+            assert t.column("event").to_pylist() == events
+            if "properties.o" in t.column_names and all(
+                o is None or o.startswith("{") for o in objects
+            ):
+                assert t.column("properties.o").to_pylist() == objects
+
+
+def test_the_command_line_names_its_own_options(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from robotmia_frames import cli
+
+    monkeypatch.setenv("ROBOTMIA_API_SECRET", SECRET)
+    url = "https://" + ".".join(["x" * 60] * 5) + ".example/api/2.0/export/"
+    code = cli.main(
+        ["export", "2024-01-01", "2024-01-01", "--out", str(tmp_path / "ds"),
+         "--base-url", url, "--timezone", "UTC", "--no-progress"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 5
+    assert "check --base-url / region" in err and "not retried" in err
+    assert "base_url" not in err
+    assert cli.cli_words("min_speed=1024 bytes/s over stall_timeout=60 s") == (
+        "--min-speed=1024 bytes/s over --stall-timeout=60 s"
+    )
