@@ -110,6 +110,8 @@ class ApiReadRobotmiaProfiles(TypedDict, total=False):
     rate_limit: transport.RateLimit | transport.RateLimiter | None
     timeout: float | None
     verify: bool | str
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]
 
 
 class ClientReadRobotmiaExport(TypedDict, total=False):
@@ -189,3 +191,5 @@ class ClientReadRobotmiaProfiles(TypedDict, total=False):
     page_size: int | None
     parse_dates: bool
     max_session_restarts: int
+    dtype: Mapping[str, Any] | None
+    on_type_mismatch: Literal["text", "null", "error"]

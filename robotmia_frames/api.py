@@ -512,6 +512,8 @@ def read_robotmia_profiles(
     rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
     timeout: float | None = None,
     verify: bool | str = True,
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: OnTypeMismatch = "text",
 ) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Export people profiles (``/api/2.0/engage``) as one table.
 

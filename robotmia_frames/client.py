@@ -730,6 +730,8 @@ class Client:
         page_size: int | None = None,
         parse_dates: bool = True,
         max_session_restarts: int = 3,
+        dtype: Mapping[str, Any] | None = None,
+        on_type_mismatch: OnTypeMismatch = "text",
     ) -> pd.DataFrame | pa.Table | pl.DataFrame:
         """Export people profiles (``/api/2.0/engage``) as one table.
 
@@ -758,4 +760,6 @@ class Client:
             page_size=page_size,
             parse_dates=parse_dates,
             max_session_restarts=max_session_restarts,
+            dtype=dtype,
+            on_type_mismatch=on_type_mismatch,
         )

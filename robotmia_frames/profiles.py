@@ -51,7 +51,7 @@ import requests
 import urllib3.exceptions
 
 from . import _options, parse, transport
-from ._pipeline import Connection, deliver
+from ._pipeline import Connection, Pinned, deliver
 from ._redact import redact, redact_url
 from .errors import APIError, InvalidArgumentError, ParseError
 from .parse.typepolicy import (
@@ -550,6 +550,8 @@ def read_profiles(
     page_size: int | None,
     parse_dates: bool,
     max_session_restarts: int,
+    dtype: Any = None,
+    on_type_mismatch: str = "text",
 ) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """Export people profiles (``/api/2.0/engage``) as one table.
 
@@ -566,7 +568,8 @@ def read_profiles(
     pages than the server's default (1000). ``parquet_path`` also writes the table
     to that single Parquet file, atomically (a temporary file renamed over it).
     The secret and timezone default to ``ROBOTMIA_API_SECRET`` and
-    ``ROBOTMIA_PROJECT_TIMEZONE``; errors are those of exports.
+    ``ROBOTMIA_PROJECT_TIMEZONE``; errors are those of exports. ``dtype`` and
+    ``on_type_mismatch`` pin column types as for events (``docs/type-policy.md``).
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer
@@ -586,6 +589,7 @@ def read_profiles(
     tz = conn.timezone(project_timezone)
     rtype = _options.return_type(return_type)
     backend = _options.dtype_backend(dtype_backend)
+    pinned = Pinned.checked(dtype, on_type_mismatch)
     if page_size is not None:
         page_size = _count(page_size, "page_size", minimum=1)
     if not isinstance(parse_dates, bool):
@@ -616,6 +620,7 @@ def read_profiles(
             spill.close()
     if parse_dates:
         table = _parse_dates(table, export.kinds, tz)
+    table = pinned.apply(table, "the profiles", names)
     if parquet_path is not None:
         _write_parquet(table, parquet_path)
     return deliver(table, rtype, backend)

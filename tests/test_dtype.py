@@ -273,3 +273,36 @@ def test_inspect_suggests_dtypes_for_text_columns(
         "properties.Success": "bool",
     }
     assert "T" in doc["time_min"]  # ISO 8601, as read --json writes times
+
+
+def test_profiles_take_dtype_too(server: ServerFactory) -> None:
+    srv = server(generate_profiles=60)
+    kw: dict[str, Any] = {
+        "api_secret": srv.api_secret, "project_timezone": "UTC", "base_url": srv.engage_url,
+        "return_type": "arrow",
+    }  # fmt: skip
+    policy = rf.read_robotmia_profiles(**kw)
+    assert policy.schema.field("properties.team_size").type == pa.string()  # mixed values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rf.RobotmiaWarning)
+        pinned = rf.read_robotmia_profiles(
+            dtype={"properties.team_size": "Int64", "properties.sessions": float},
+            on_type_mismatch="null",
+            **kw,
+        )
+    assert pinned.schema.field("properties.team_size").type == pa.int64()
+    assert pinned.schema.field("properties.sessions").type == pa.float64()
+    raw = (
+        pinned.column("properties.team_size__raw").to_pylist()
+        if ("properties.team_size__raw" in pinned.column_names)
+        else [None] * pinned.num_rows
+    )
+    for text, value, aside in zip(
+        policy.column("properties.team_size").to_pylist(),
+        pinned.column("properties.team_size").to_pylist(),
+        raw,
+        strict=True,
+    ):
+        assert (text is None) or (value is not None) != (aside is not None)
+        if value is not None:
+            assert float(text) == value
