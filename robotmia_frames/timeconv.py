@@ -21,7 +21,8 @@ from __future__ import annotations
 import difflib
 import functools
 import zoneinfo
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -31,13 +32,21 @@ import pyarrow.compute as pc
 
 from .errors import InvalidArgumentError
 
-__all__ = ["TIME_TYPE", "local_seconds_to_utc", "resolve_timezone"]
+__all__ = [
+    "TIME_TYPE",
+    "fold0_offset",
+    "instant_offset",
+    "local_seconds_to_utc",
+    "resolve_timezone",
+    "utc_to_local_us",
+]
 
 #: The Arrow type of the ``time`` column.
 TIME_TYPE = pa.timestamp("us", tz="UTC")
 
 _US = 1_000_000
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Python's datetime range, in microseconds since 1970-01-01 (naive).
 _MIN_US = (datetime(1, 1, 1) - _EPOCH) // timedelta(microseconds=1)
 _MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999) - _EPOCH) // timedelta(microseconds=1)
@@ -130,16 +139,34 @@ def timezone_suggestions(name: str) -> list[str]:
     return list(dict.fromkeys(out))[:3]
 
 
-def _fold0_offset(tz: ZoneInfo, local_second: int) -> int:
-    """UTC offset, in whole seconds, that fold=0 gives a local wall-clock second."""
+def fold0_offset(tz: ZoneInfo, local_second: int) -> int:
+    """UTC offset, in whole seconds, that ``fold=0`` gives a local wall-clock second.
+
+    Example:
+        >>> fold0_offset(ZoneInfo("Europe/Paris"), 1704067200)  # 2024-01-01 00:00 local
+        3600
+    """
     local_second = min(max(local_second, _MIN_S), _MAX_S)
     wall = (_EPOCH + timedelta(seconds=local_second)).replace(tzinfo=tz, fold=0)
     offset = wall.utcoffset()
     return 0 if offset is None else offset // timedelta(seconds=1)
 
 
-def _day_offsets(tz: ZoneInfo, seconds: I64) -> I64:
-    """Offsets for sorted-or-not local seconds, asking zoneinfo per distinct day."""
+def instant_offset(tz: ZoneInfo, utc_second: int) -> int:
+    """UTC offset, in whole seconds, of ``tz`` at a UTC instant (seconds since 1970).
+
+    Example:
+        >>> instant_offset(ZoneInfo("Europe/Paris"), 1719792000)  # 2024-07-01 00:00 UTC
+        7200
+    """
+    utc_second = min(max(utc_second, _MIN_S), _MAX_S)
+    offset = (_EPOCH_UTC + timedelta(seconds=utc_second)).astimezone(tz).utcoffset()
+    return 0 if offset is None else offset // timedelta(seconds=1)
+
+
+def _offsets_by_day(seconds: I64, offset_of: Callable[[int], int]) -> I64:
+    """``offset_of`` of every second, asked once per distinct day (the one offset
+    search: a day whose first and last seconds differ is bisected)."""
     out = np.zeros(len(seconds), dtype=np.int64)
     if len(seconds) == 0:
         return out
@@ -148,15 +175,15 @@ def _day_offsets(tz: ZoneInfo, seconds: I64) -> I64:
     for i, day in enumerate(udays.tolist()):
         start = day * 86400
         end = start + 86399
-        o_start = _fold0_offset(tz, start)
-        o_end = _fold0_offset(tz, end)
+        o_start = offset_of(start)
+        o_end = offset_of(end)
         sel = inverse == i
         if o_start == o_end:
             out[sel] = o_start
             continue
         # A transition within this day: bisect the change points of the offset.
         bounds: list[tuple[int, int]] = []  # (first second of a segment, its offset)
-        _bisect(tz, start, end, o_start, o_end, bounds)
+        _bisect(offset_of, start, end, o_start, o_end, bounds)
         bounds.sort()
         secs = seconds[sel]
         offs = np.full(len(secs), o_start, dtype=np.int64)
@@ -167,19 +194,42 @@ def _day_offsets(tz: ZoneInfo, seconds: I64) -> I64:
 
 
 def _bisect(
-    tz: ZoneInfo, lo: int, hi: int, o_lo: int, o_hi: int, bounds: list[tuple[int, int]]
+    offset_of: Callable[[int], int],
+    lo: int,
+    hi: int,
+    o_lo: int,
+    o_hi: int,
+    bounds: list[tuple[int, int]],
 ) -> None:
-    """Find where the fold=0 offset changes between local seconds lo and hi."""
+    """Find where the offset changes between seconds lo and hi."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        o_mid = _fold0_offset(tz, mid)
+        o_mid = offset_of(mid)
         if o_mid != o_lo:
             if o_mid != o_hi:  # more than one change: split the right half too
-                _bisect(tz, mid, hi, o_mid, o_hi, bounds)
+                _bisect(offset_of, mid, hi, o_mid, o_hi, bounds)
             hi, o_hi = mid, o_mid
         else:
             lo, o_lo = mid, o_mid
     bounds.append((hi, o_hi))
+
+
+def utc_to_local_us(utc: pa.Array | pa.ChunkedArray, tz: ZoneInfo) -> pa.Array:
+    """Local wall-clock microseconds (int64) of UTC microseconds, in ``tz``.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> utc_to_local_us(pa.array([0], pa.int64()), ZoneInfo("Asia/Tokyo"))[0].as_py()
+        32400000000
+    """
+    arr = utc.combine_chunks() if isinstance(utc, pa.ChunkedArray) else utc
+    valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
+    us = np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    offsets = np.zeros(len(us), dtype=np.int64)
+    offsets[valid] = _offsets_by_day(
+        np.floor_divide(us[valid], _US), functools.partial(instant_offset, tz)
+    )
+    return pa.array(us + offsets * _US, type=pa.int64(), mask=~valid)
 
 
 def local_seconds_to_utc(
@@ -233,7 +283,7 @@ def local_seconds_to_utc(
         offsets = np.zeros(n, dtype=np.int64)
     else:
         offsets = np.zeros(n, dtype=np.int64)
-        offsets[valid] = _day_offsets(tz, local_s[valid])
+        offsets[valid] = _offsets_by_day(local_s[valid], functools.partial(fold0_offset, tz))
     utc_us = local_us - offsets * _US
     valid &= (utc_us >= _MIN_US) & (utc_us <= _MAX_US)
     return pa.array(np.where(valid, utc_us, 0), type=pa.int64(), mask=~valid).cast(TIME_TYPE)

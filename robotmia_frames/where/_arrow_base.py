@@ -7,13 +7,12 @@ import datetime as _dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, TypeAlias
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..timeconv import resolve_timezone
+from ..timeconv import resolve_timezone, utc_to_local_us
 from ._evaluate import Env, to_datetime
 from ._raw import Mask
 from ._values import (
@@ -296,7 +295,7 @@ class _Cx:
             return utc
         self.need_arrays()
         if self._local is None:
-            self._local = _utc_to_local_us(utc, resolve_timezone(self.tz))
+            self._local = utc_to_local_us(utc, resolve_timezone(self.tz))
         return self._local
 
 
@@ -311,63 +310,6 @@ def _seconds_datum(us: Datum) -> Datum:
     if isinstance(whole, pc.Expression):
         return pc.add(whole.cast(_F64), pc.divide(frac.cast(_F64), 1e6))
     return pc.add(pc.cast(whole, _F64), pc.divide(pc.cast(frac, _F64), 1e6))
-
-
-def _instant_offset(tz: ZoneInfo, utc_second: int) -> int:
-    s = min(max(utc_second, _K_MIN // _US), _K_MAX // _US)
-    off = (_EPOCH_UTC + _dt.timedelta(seconds=s)).astimezone(tz).utcoffset()
-    return 0 if off is None else off // _dt.timedelta(seconds=1)
-
-
-def _fold0_offset(tz: ZoneInfo, local_second: int) -> int:
-    s = min(max(local_second, _K_MIN // _US), _K_MAX // _US)
-    off = (_EPOCH + _dt.timedelta(seconds=s)).replace(tzinfo=tz, fold=0).utcoffset()
-    return 0 if off is None else off // _dt.timedelta(seconds=1)
-
-
-def _utc_to_local_us(utc: Datum, tz: ZoneInfo) -> pa.Array:
-    """Local wall-clock microseconds of UTC microseconds (an int64 array)."""
-    arr = utc.combine_chunks() if isinstance(utc, pa.ChunkedArray) else utc
-    valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
-    us = np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    secs = np.floor_divide(us, _US)
-    days = np.floor_divide(secs, 86400)
-    offsets = np.zeros(len(us), dtype=np.int64)
-    if len(us):
-        udays, inverse = np.unique(days[valid], return_inverse=True)
-        vsecs = secs[valid]
-        voff = np.zeros(len(vsecs), dtype=np.int64)
-        for i, day in enumerate(udays.tolist()):
-            sel = inverse == i
-            lo, hi = day * 86400, day * 86400 + 86399
-            o_lo, o_hi = _instant_offset(tz, lo), _instant_offset(tz, hi)
-            if o_lo == o_hi:
-                voff[sel] = o_lo
-                continue
-            points: list[tuple[int, int]] = []
-            _changes(tz, lo, hi, o_lo, o_hi, points)
-            s = vsecs[sel]
-            out = np.full(len(s), o_lo, dtype=np.int64)
-            for first, off in sorted(points):
-                out[s >= first] = off
-            voff[sel] = out
-        offsets[valid] = voff
-    return pa.array(us + offsets * _US, type=pa.int64(), mask=~valid)
-
-
-def _changes(
-    tz: ZoneInfo, lo: int, hi: int, o_lo: int, o_hi: int, out: list[tuple[int, int]]
-) -> None:
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        o_mid = _instant_offset(tz, mid)
-        if o_mid != o_lo:
-            if o_mid != o_hi:
-                _changes(tz, mid, hi, o_mid, o_hi, out)
-            hi, o_hi = mid, o_mid
-        else:
-            lo, o_lo = mid, o_mid
-    out.append((hi, o_hi))
 
 
 def _first_true(pred: Callable[[int], bool], guess: int) -> int:

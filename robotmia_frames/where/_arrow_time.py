@@ -6,7 +6,7 @@ import math
 
 import pyarrow.compute as pc
 
-from ..timeconv import resolve_timezone
+from ..timeconv import fold0_offset, instant_offset, resolve_timezone
 from ._arrow_base import (
     _BOOL,
     _FALSE,
@@ -26,8 +26,6 @@ from ._arrow_base import (
     _Cx,
     _datetime_of,
     _first_true,
-    _fold0_offset,
-    _instant_offset,
     _invert,
     _seconds_of_us,
 )
@@ -87,12 +85,12 @@ class _Thresholds:
                     hi = mid
                 else:
                     lo = mid
-            return (hi - _fold0_offset(self.tz, hi)) * _US
-        return k - _fold0_offset(self.tz, s) * _US
+            return (hi - fold0_offset(self.tz, hi)) * _US
+        return k - fold0_offset(self.tz, s) * _US
 
     def _nongap(self, s: int) -> bool:
-        u = s - _fold0_offset(self.tz, s)
-        return u + _instant_offset(self.tz, u) == s
+        u = s - fold0_offset(self.tz, s)
+        return u + instant_offset(self.tz, u) == s
 
 
 def _time_compare(cx: _Cx, op: str, a: _V, b: _V) -> _V | None:
