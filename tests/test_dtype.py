@@ -306,3 +306,23 @@ def test_profiles_take_dtype_too(server: ServerFactory) -> None:
         assert (text is None) or (value is not None) != (aside is not None)
         if value is not None:
             assert float(text) == value
+
+
+def test_cli_dtype_flags(export_file: Path) -> None:
+    from tests.test_cli import run_cli
+
+    base = ["read", str(export_file), "--timezone", "UTC", "--json", "--limit", "0"]
+    proc = run_cli(*base, "--dtype", "properties.Price=float64,properties.n=float64",
+                   "--on-type-mismatch", "null")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["columns"]["properties.Price"] == "double"
+    assert doc["columns"]["properties.Price__raw"] == "string"
+    assert doc["columns"]["properties.n"] == "double"
+    (warning,) = proc.stderr.strip().splitlines()
+    assert warning.startswith("warning: ") and "1 value does not fit float64" in warning
+    bad = run_cli(*base, "--dtype", "properties.Price=float64", "--on-type-mismatch", "error")
+    assert bad.returncode == 6  # data that does not fit, as a malformed line
+    assert "--on-type-mismatch null" in bad.stderr and "on_type_mismatch" not in bad.stderr
+    usage = run_cli(*base, "--dtype", "properties.Price")
+    assert usage.returncode == 2 and "--dtype takes COLUMN=TYPE" in usage.stderr

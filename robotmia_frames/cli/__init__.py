@@ -24,6 +24,7 @@ import tempfile
 import textwrap
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -159,6 +160,25 @@ def _remote(p: argparse.ArgumentParser) -> None:
         default="error",
         help="what a malformed line does (default: error, exit 6)",
     )
+    _typed(p)
+
+
+def _typed(p: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--on-type-mismatch`` (``dtype=``, ``on_type_mismatch=``)."""
+    p.add_argument(
+        "--dtype",
+        action="append",
+        metavar="COL=TYPE",
+        help="pin a column's type: int64, float64, bool or string (repeatable or "
+        "comma-separated), e.g. --dtype properties.Price=float64",
+    )
+    p.add_argument(
+        "--on-type-mismatch",
+        choices=["text", "null", "error"],
+        default="text",
+        help="a value that does not fit its --dtype: keep the column text (default), "
+        "null with the original in <column>__raw, or an error (exit 6)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -286,6 +306,7 @@ Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
     r.add_argument(
         "--limit", type=int, default=10, metavar="N", help="rows to print (default 10; 0: all)"
     )
+    _typed(r)
 
     i = sub.add_parser(
         "inspect",
@@ -444,11 +465,28 @@ def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "on_bad_lines": args.on_bad_lines,
         "verify": args.ca_bundle or True,
         "progress": _progress(args),
+        **_typed_kwargs(args),
     }
     for name in ("timeout", "max_retry_after", "stall_timeout", "min_speed", "max_window_bytes"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     return kwargs
+
+
+def _typed_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``dtype=`` and ``on_type_mismatch=`` from ``--dtype COL=TYPE`` (repeatable,
+    comma-separated); the names follow the rule of ``--columns``."""
+    if not args.dtype:
+        return {"on_type_mismatch": args.on_type_mismatch}
+    pins: dict[str, str] = {}
+    for pair in (p.strip() for v in args.dtype for p in v.split(",") if p.strip()):
+        name, sep, kind = pair.partition("=")
+        if not sep or not name.strip() or not kind.strip():
+            raise UsageError(
+                f"--dtype takes COLUMN=TYPE, e.g. --dtype properties.Price=float64, got {pair!r}"
+            )
+        pins[name.strip()] = kind.strip()
+    return {"dtype": pins, "on_type_mismatch": args.on_type_mismatch}
 
 
 def _column_names(values: list[str] | None) -> list[str] | None:
@@ -503,6 +541,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             where=args.where,
             project_timezone=args.timezone,
             return_type="arrow",
+            **_typed_kwargs(args),
             progress=_progress(args),
         )
     elif src.is_file():
@@ -528,6 +567,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             columns=columns,
             where=args.where,
             return_type="arrow",
+            **_typed_kwargs(args),
             progress=_progress(args),
         )
     else:
@@ -754,7 +794,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     stopped_by: list[str] = []
     restore = _stop_on_sigterm(stopped_by) if args.command in ("export", "sync") else None
     try:
-        return handlers[args.command](args, stream)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
+            return handlers[args.command](args, stream)
     except KeyboardInterrupt as exc:
         how = stopped_by[0] if stopped_by else "Ctrl-C"
         writes = args.command in ("export", "sync")
@@ -776,6 +818,17 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     finally:
         if restore is not None:
             restore()
+
+
+def _warning_printer(command: str) -> Any:
+    """Warnings as one ``warning: ...`` line in the command line's words (no source
+    file and line, which mean nothing to a command's user)."""
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        text = cli_words(_one_line(redact(str(message))), command)
+        print(f"warning: {text}", file=sys.stderr)
+
+    return show
 
 
 def _stop_on_sigterm(stopped_by: list[str]) -> Any:
@@ -822,6 +875,10 @@ _CLI_PHRASES = {
     "must be a 'YYYY-MM-DD' string or a datetime.date": "must be a day, YYYY-MM-DD",
     "where is empty; pass where=None for no filter": "--where is empty; leave it out for no filter",
 }
+_CLI_PATTERNS = [
+    (re.compile(r"on_type_mismatch='(\w+)'"), r"--on-type-mismatch \1"),
+    (re.compile(r"\bdtype for "), "--dtype for "),
+]
 #: Parameter names, as the flags (or arguments) of each command that sets them.
 _CLI_NAMES: dict[str | None, dict[str, str]] = {
     None: {
@@ -850,6 +907,8 @@ def cli_words(message: str, command: str | None = None) -> str:
     """
     for phrase, words in _CLI_PHRASES.items():
         message = message.replace(phrase, words)
+    for pattern, replacement in _CLI_PATTERNS:
+        message = pattern.sub(replacement, message)
     for name, flag in _CLI_ALIASES.items():
         message = re.sub(rf"(?<![\w-]){re.escape(name)}", flag, message)
     names = {**_CLI_NAMES[None], **_CLI_NAMES.get(command, {})}
