@@ -32,6 +32,7 @@ __all__ = [
     "TIMEZONE_ENV",
     "DateLike",
     "ReturnType",
+    "TableFormat",
     "base_url",
     "column_name",
     "columns",
@@ -51,6 +52,7 @@ __all__ = [
     "sparse_columns",
     "sparse_threshold",
     "split_by",
+    "table_format",
     "timezone",
     "where",
 ]
@@ -58,6 +60,7 @@ __all__ = [
 #: A day: ``'YYYY-MM-DD'`` or a :class:`datetime.date`.
 DateLike: TypeAlias = str | dt.date
 ReturnType = Literal["pandas", "arrow", "polars"]
+TableFormat = Literal["hive", "delta"]
 RETURN_TYPES: tuple[str, ...] = ("pandas", "arrow", "polars")
 SECRET_ENV = "ROBOTMIA_API_SECRET"
 TIMEZONE_ENV = "ROBOTMIA_PROJECT_TIMEZONE"
@@ -366,6 +369,26 @@ def dtype(value: Any) -> dict[str, pa.DataType]:
             raise InvalidArgumentError(f"dtype cannot change the type of {name!r}")
         out[name] = _one_dtype(name, target)
     return out
+
+
+def table_format(value: Any) -> TableFormat:
+    """``table_format=``: ``"hive"`` (Hive-partitioned Parquet) or ``"delta"`` (Delta Lake).
+
+    Example:
+        >>> table_format("delta")
+        'delta'
+    """
+    if value not in ("hive", "delta"):
+        raise InvalidArgumentError(f"table_format must be 'hive' or 'delta', got {value!r}")
+    if value == "delta":
+        try:
+            import deltalake  # noqa: F401
+        except ImportError:
+            raise InvalidArgumentError(
+                "table_format='delta' needs the deltalake package: "
+                "pip install 'robotmia-frames[delta]'"
+            ) from None
+    return value  # type: ignore[no-any-return]
 
 
 def on_type_mismatch(value: Any) -> OnTypeMismatch:

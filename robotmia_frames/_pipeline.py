@@ -774,16 +774,56 @@ def dataset_location(
     return sinks.locate(path, storage_options=storage_options, filesystem=filesystem)
 
 
-def dataset_state(location: sinks.Location) -> sinks.DatasetState:
+_DELTA_SCHEMES = ("file", "s3", "s3a", "gs", "az", "abfs", "abfss")
+
+
+def open_dataset(
+    location: sinks.Location,
+    *,
+    partition_by: Sequence[str] = ("date",),
+    table_format: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    create: bool = False,
+) -> sinks.ParquetDataset:
+    """The dataset at ``location``: a Delta table when it has a ``_delta_log`` (or
+    ``table_format="delta"`` asks for one), else a Hive dataset. Asking for the
+    other format than an existing dataset's is an error."""
+    found = "delta" if sinks.is_delta(location) else None
+    if table_format is not None:
+        _options.table_format(table_format)
+    if found is None and table_format == "delta":
+        found = "delta"
+    elif found == "delta" and table_format == "hive":
+        raise InvalidArgumentError(
+            f"the dataset {location.url} is a Delta table: pass table_format='delta' "
+            "(or leave it out), or write to a new path"
+        )
+    if found == "delta":
+        if not location.local and str(location.url).split("://")[0] not in _DELTA_SCHEMES:
+            raise InvalidArgumentError(
+                f"table_format='delta' writes to a local path or to {', '.join(_DELTA_SCHEMES)} "
+                f"URLs (deltalake's own stores), not {location.url}"
+            )
+        if tuple(partition_by) != ("date",):
+            raise InvalidArgumentError(
+                f"a Delta table is partitioned by date only, got partition_by={partition_by!r}"
+            )
+        return sinks.DeltaDataset(location, storage_options=storage_options, create=create)
+    return sinks.ParquetDataset(location, partition_by=partition_by, create=create)
+
+
+def dataset_state(
+    location: sinks.Location, storage_options: dict[str, Any] | None = None
+) -> sinks.DatasetState:
     """What the dataset at ``location`` records (empty for a new dataset)."""
-    ds = sinks.ParquetDataset(location, create=False)
+    ds = open_dataset(location, storage_options=storage_options)
     try:
-        schemas = ds.schemas()
+        records = ds.records()
     except (OSError, pa.ArrowException) as exc:
         raise InvalidArgumentError(
             f"cannot read the dataset at {location.url}: {type(exc).__name__}: {exc}"
         ) from None
-    return sinks.load_state(location, (sinks.recorded_metadata(s) for s in schemas.values()))
+    return sinks.load_state(location, records)
 
 
 def check_timezone(state: sinks.DatasetState, timezone: str, location: sinks.Location) -> None:
@@ -825,19 +865,27 @@ class DatasetWriter:
         *,
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
+        table_format: str | None = None,
     ) -> None:
         self.location = dataset_location(root, storage_options, filesystem)
+        if table_format == "delta" and filesystem is not None:
+            raise InvalidArgumentError(
+                "table_format='delta' takes a path or URL (with storage_options), not filesystem="
+            )
         self._held = contextlib.ExitStack()
         self._held.enter_context(sinks.writer_lock(self.location))
         try:
-            self.ds = sinks.ParquetDataset(self.location, partition_by=partition_by)
+            self.ds = open_dataset(
+                self.location,
+                partition_by=partition_by,
+                table_format=table_format,
+                storage_options=storage_options,
+                create=True,
+            )
             self.ds.check_writable()  # before any request: a read-only folder fails at once
             self.ds.recover()
-            schemas = self.ds.schemas()
-            self.kinds = sinks.unify_kinds_of_schemas(schemas.values())
-            self.state = sinks.load_state(
-                self.location, (sinks.recorded_metadata(s) for s in schemas.values())
-            )
+            self.kinds = sinks.unify_kinds_of_schemas(self.ds.schemas().values())
+            self.state = sinks.load_state(self.location, self.ds.records())
             tz = metadata.get("project_timezone")
             if isinstance(tz, str):
                 check_timezone(self.state, tz, self.location)
@@ -895,7 +943,8 @@ class DatasetWriter:
         """Rewrite, once each and oldest first, the days lacking a column or holding one
         narrower than the dataset's kind for it, so every file has every column, typed
         alike."""
-        if not self.widened:
+        if not self.widened or self.ds.table_format == "delta":
+            self.widened = set()  # a Delta table widens in the commit that widens it
             return
         for day in self.ds.days():
             if any(self._narrower(f, self.widened) for f in self.ds.files(day)):
@@ -916,8 +965,8 @@ class DatasetWriter:
             narrower = plan.pinned.kinds(merged, self.kinds, self.ds.schema_of(result.files[0]))
         self.commit(window.day, merged, result)
         self.widened |= narrower
-        if window.day == plan.end and result.rows:
-            self._recorded_complete = True
+        if window.day == plan.end and (result.rows or self.ds.table_format == "delta"):
+            self._recorded_complete = True  # (an empty day is a commit of its own in Delta)
 
     def merged_kinds(
         self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None
@@ -1037,10 +1086,19 @@ def write_dataset(
     location: sinks.Location,
     partition_by: Sequence[str],
     workdir: Path,
+    *,
+    table_format: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> ExportSummary:
     """Download ``plan``'s windows into the dataset at ``location``, one atomic day at a
     time, under the dataset's writer lock."""
-    with DatasetWriter(location, partition_by, plan.metadata()) as sink:
+    with DatasetWriter(
+        location,
+        partition_by,
+        plan.metadata(),
+        table_format=table_format,
+        storage_options=storage_options,
+    ) as sink:
         try:
             # closing(): on an error or Ctrl-C the downloads still running end here,
             # before the caller removes their temporary folder.
@@ -1178,7 +1236,7 @@ def dataset_query(
 ) -> DatasetQuery:
     """Check :func:`read_parquet_dataset`'s arguments and find the dataset's layout."""
     location = dataset_location(path, storage_options, filesystem)
-    probe = sinks.ParquetDataset(location, create=False)
+    probe = open_dataset(location, storage_options=storage_options)
     days = probe.days()
     if location.local and not Path(location.path).is_dir():
         raise FileNotFoundError(f"no dataset at {location.path}")
@@ -1197,13 +1255,19 @@ def dataset_query(
     where_ = _options.where(where)
     if project_timezone is not None:
         _options.timezone(project_timezone)
-    by_event = location.local and any(
-        p.is_dir() and p.name.startswith("event=")
-        for d in days
-        for p in Path(location.join(f"date={d.isoformat()}")).iterdir()
+    by_event = (
+        location.local
+        and probe.table_format == "hive"
+        and any(
+            p.is_dir() and p.name.startswith("event=")
+            for d in days
+            for p in Path(location.join(f"date={d.isoformat()}")).iterdir()
+        )
     )
     layout = ("date", "event") if by_event else ("date",)
-    ds = sinks.ParquetDataset(location, partition_by=layout, create=False)
+    ds = (
+        probe if not by_event else sinks.ParquetDataset(location, partition_by=layout, create=False)
+    )
     if cols is not None and any(c.startswith(PROPERTY_PREFIX) for c in cols) and ds.files():
         known = ["event", "time", *ds.current_kinds()]
         _options.known_columns(cols, known, f"the dataset at {location.url}")

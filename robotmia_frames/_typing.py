@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from . import _progress, sinks, transport
-from ._options import DateLike, SparseColumns
+from ._options import DateLike, SparseColumns, TableFormat
 
 __all__: list[str] = []
 
@@ -49,6 +49,7 @@ class ApiReadRobotmiaExport(TypedDict, total=False):
     sparse_columns: SparseColumns | None
     sparse_threshold: float
     max_memory: int | Literal["auto"] | None
+    table_format: TableFormat | None
 
 
 class ApiReadExportFile(TypedDict, total=False):
@@ -137,6 +138,7 @@ class ClientReadRobotmiaExport(TypedDict, total=False):
     sparse_columns: SparseColumns | None
     sparse_threshold: float
     max_memory: int | Literal["auto"] | None
+    table_format: TableFormat | None
 
 
 class ClientReadExportFile(TypedDict, total=False):

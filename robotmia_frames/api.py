@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _options, _progress, _wide, sinks, transport
-from ._options import DateLike, ReturnType
+from ._options import DateLike, ReturnType, TableFormat
 from ._pipeline import ExportSummary
 from .client import Client
 
@@ -146,6 +146,7 @@ def read_robotmia_export(
     sparse_columns: _options.SparseColumns | None = None,
     sparse_threshold: float = _wide.SPARSE_THRESHOLD,
     max_memory: int | Literal["auto"] | None = "auto",
+    table_format: TableFormat | None = None,
 ) -> _wide.Results:
     """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
@@ -304,6 +305,7 @@ def export_to_parquet(
     progress: _progress.ProgressArg = None,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
+    table_format: TableFormat | None = None,
 ) -> ExportSummary:
     """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
@@ -359,6 +361,7 @@ def sync_to_parquet(
     progress: _progress.ProgressArg = None,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
+    table_format: TableFormat | None = None,
 ) -> ExportSummary:
     """Bring a dataset up to date, catching events that arrive up to 5 days late.
 

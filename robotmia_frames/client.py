@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import _options, _pipeline, _progress, _wide, sinks, transport
-from ._options import DateLike, ReturnType
+from ._options import DateLike, ReturnType, TableFormat
 from ._pipeline import Connection, ExportSummary
 from ._redact import redact_url
 from .errors import InvalidArgumentError
@@ -222,6 +222,7 @@ class Client:
         sparse_columns: _options.SparseColumns | None = None,
         sparse_threshold: float = _wide.SPARSE_THRESHOLD,
         max_memory: int | Literal["auto"] | None = "auto",
+        table_format: TableFormat | None = None,
     ) -> _wide.Results:
         """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
@@ -276,6 +277,7 @@ class Client:
                 plan.metadata(),
                 storage_options=storage_options,
                 filesystem=filesystem,
+                table_format=table_format,
             )
             if parquet_path is not None
             else None
@@ -342,6 +344,7 @@ class Client:
         progress: _progress.ProgressArg = None,
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
+        table_format: TableFormat | None = None,
     ) -> ExportSummary:
         """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
@@ -357,7 +360,9 @@ class Client:
             (30, 3)
         """
         location = _pipeline.dataset_location(path, storage_options, filesystem)
-        state = _pipeline.dataset_state(location)
+        if table_format is not None:
+            _options.table_format(table_format)
+        state = _pipeline.dataset_state(location, storage_options)
         tz = _pipeline.dataset_timezone(self._conn, state, project_timezone)
         _pipeline.check_timezone(state, tz, location)
         plan = self._conn.plan(
@@ -376,7 +381,14 @@ class Client:
             on_type_mismatch=on_type_mismatch,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
-            return _pipeline.write_dataset(plan, location, partition_by, Path(tmp))
+            return _pipeline.write_dataset(
+                plan,
+                location,
+                partition_by,
+                Path(tmp),
+                table_format=table_format,
+                storage_options=storage_options,
+            )
 
     def sync_to_parquet(
         self,
@@ -397,6 +409,7 @@ class Client:
         progress: _progress.ProgressArg = None,
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
+        table_format: TableFormat | None = None,
     ) -> ExportSummary:
         """Bring a dataset up to date, catching events that arrive up to 5 days late.
 
@@ -413,7 +426,9 @@ class Client:
             40
         """
         location = _pipeline.dataset_location(path, storage_options, filesystem)
-        state = _pipeline.dataset_state(location)
+        if table_format is not None:
+            _options.table_format(table_format)
+        state = _pipeline.dataset_state(location, storage_options)
         tz = _pipeline.dataset_timezone(self._conn, state, project_timezone)
         _pipeline.check_timezone(state, tz, location)
         start = _options.date(from_date, "from_date")
@@ -450,7 +465,14 @@ class Client:
             on_type_mismatch=on_type_mismatch,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
-            summary = _pipeline.write_dataset(plan, location, partition_by, Path(tmp))
+            summary = _pipeline.write_dataset(
+                plan,
+                location,
+                partition_by,
+                Path(tmp),
+                table_format=table_format,
+                storage_options=storage_options,
+            )
         return summary
 
     # ------------------------------------------------------------------- local reads

@@ -270,3 +270,98 @@ def test_file_url_is_the_local_folder(server: ServerFactory, tmp_path: Path) -> 
     assert (out / "date=2024-01-01" / "part-0.parquet").is_file()
     assert len(rf.read_parquet_dataset(out.as_uri())) == 10
     assert len(rf.read_parquet_dataset(out, filesystem=pafs.LocalFileSystem())) == 10
+
+
+# ------------------------------------------------------------------------ Delta Lake
+
+deltalake = pytest.importorskip("deltalake")
+
+
+def _delta_versions_read(uri: str, options: dict[str, str] | None = None) -> list[int]:
+    table = deltalake.DeltaTable(uri, storage_options=options)
+    rows = []
+    for version in range(table.version() + 1):
+        old = deltalake.DeltaTable(uri, version=version, storage_options=options)
+        rows.append(pa_table(old).num_rows)
+    return rows
+
+
+def pa_table(table: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.table(table.to_pyarrow_dataset().to_table())
+
+
+def test_delta_table_local_every_reader(server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(generate_events(300, days=3), project_timezone="UTC")
+    out = tmp_path / "delta"
+    kw = _kw(srv, project_timezone="UTC")
+    s = rf.export_to_parquet(out, "2024-01-01", "2024-01-03", table_format="delta", **kw)
+    assert (s.rows, s.days) == (300, 3)
+    assert (out / "_delta_log").is_dir()
+    table = deltalake.DeltaTable(str(out))
+    assert table.metadata().partition_columns == ["date"]
+    # each day one commit; the day whose types widen the table rewrites the others in it
+    assert table.version() == 2
+    assert _delta_versions_read(str(out)) == [100, 200, 300]  # every version reads
+    ref = rf.export_to_parquet(tmp_path / "hive", "2024-01-01", "2024-01-03", **kw)
+    want = rf.read_parquet_dataset(ref.path)
+    pd.testing.assert_frame_equal(rf.read_parquet_dataset(out), want)
+    assert pa_table(table).num_rows == 300
+    assert pl.read_delta(str(out)).height == 300
+    assert pl.scan_delta(str(out)).select(pl.len()).collect().item() == 300
+    con = duckdb.connect()  # DuckDB through deltalake's Arrow dataset (no extension needed)
+    try:
+        con.register("events", table.to_pyarrow_dataset())
+        assert con.execute("select count(*) from events").fetchall() == [(300,)]
+    finally:
+        con.close()
+
+
+def test_delta_reexport_replaces_a_day_in_one_commit(server: ServerFactory, tmp_path: Path) -> None:
+    out = tmp_path / "delta"
+    srv = server(generate_events(30, days=3, seed=1), project_timezone="UTC")
+    kw = _kw(srv, project_timezone="UTC")
+    rf.export_to_parquet(out, "2024-01-01", "2024-01-03", table_format="delta", **kw)
+    before = deltalake.DeltaTable(str(out)).version()
+    srv2 = server(
+        generate_events(5, days=1, seed=9, from_date="2024-01-02"), project_timezone="UTC"
+    )
+    s = rf.export_to_parquet(out, "2024-01-02", "2024-01-02", **_kw(srv2))  # format and tz found
+    assert s.rows == 5
+    table = deltalake.DeltaTable(str(out))
+    assert table.version() == before + 1  # one commit
+    back = rf.read_parquet_dataset(out, return_type="arrow")
+    days = pd.Series(back.column("time").to_pandas()).dt.date.astype(str).value_counts()
+    assert days.to_dict() == {"2024-01-01": 10, "2024-01-02": 5, "2024-01-03": 10}
+    with pytest.raises(rf.InvalidArgumentError, match="Delta table"):
+        rf.export_to_parquet(out, "2024-01-02", "2024-01-02", table_format="hive", **kw)
+    # sync knows the days written and the timezone
+    s = rf.sync_to_parquet(out, "2024-01-01", "2024-01-04", lookback_days=1, **_kw(srv))
+    assert s.from_date == dt.date(2024, 1, 2)
+    assert pl.read_delta(str(out)).height == 30
+
+
+def test_delta_on_s3(server: ServerFactory, s3_endpoint: str, bucket: str) -> None:
+    srv = server(generate_events(60, days=2), project_timezone="UTC")
+    url = f"s3://{bucket}/delta"
+    opts = _options(s3_endpoint)
+    s = rf.export_to_parquet(
+        url,
+        "2024-01-01",
+        "2024-01-02",
+        table_format="delta",
+        storage_options=opts,
+        **_kw(srv, project_timezone="UTC"),
+    )
+    assert s.rows == 60
+    assert len(rf.read_parquet_dataset(url, storage_options=opts)) == 60
+    delta_opts = {
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_REGION": REGION,
+        "AWS_ALLOW_HTTP": "true",
+    }
+    assert pa_table(deltalake.DeltaTable(url, storage_options=delta_opts)).num_rows == 60
+    assert pl.read_delta(url, storage_options=delta_opts).height == 60

@@ -5,7 +5,8 @@ Everything here receives finished batches (``event``, UTC ``time``,
 
 Modules: ``_pandas`` (Arrow to pandas with nullable dtypes), ``_dataset`` (the
 Hive-partitioned dataset: atomic days, types kept consistent across days, dedupe),
-``_state`` (the dataset's state, read from its files' footers), ``_storage``
+``_state`` (the dataset's state, read from its files' footers), ``_delta`` (Delta
+Lake tables of days, one commit a day), ``_storage``
 (where a dataset lives: local, ``file://`` or any fsspec/pyarrow URL; the writer lock).
 
 Example:
@@ -29,12 +30,14 @@ from ._dataset import (
     unify_kinds_of_schemas,
     with_dedupe_keys,
 )
+from ._delta import DELTA_LOG, DeltaDataset, delta_storage_options, is_delta
 from ._pandas import DtypeBackend, to_pandas
 from ._state import LEGACY_DIR, DatasetState, encode_ranges, load_state
 from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
 
 __all__ = [
     "DEDUPE_KEYS",
+    "DELTA_LOG",
     "LEGACY_DIR",
     "LOCK_TIMEOUT_ENV",
     "METADATA_KEY",
@@ -43,13 +46,16 @@ __all__ = [
     "DatasetState",
     "DayWriteResult",
     "Deduper",
+    "DeltaDataset",
     "DtypeBackend",
     "Location",
     "ParquetDataset",
     "WhereCompiler",
     "column_order",
     "conform_table",
+    "delta_storage_options",
     "encode_ranges",
+    "is_delta",
     "load_state",
     "locate",
     "lock_path",

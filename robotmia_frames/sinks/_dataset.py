@@ -213,6 +213,8 @@ class ParquetDataset:
         [datetime.date(2024, 1, 1)]
     """
 
+    table_format = "hive"
+
     def __init__(
         self,
         root: str | os.PathLike[str] | Location,
@@ -378,6 +380,10 @@ class ParquetDataset:
     def schemas(self) -> dict[str, pa.Schema]:
         """The schema of every data file (footers only), by path."""
         return {f: self.schema_of(f) for f in self.files()}
+
+    def records(self) -> list[dict[str, Any]]:
+        """What each data file records of itself (its footer), for the dataset state."""
+        return [recorded_metadata(s) for s in self.schemas().values()]
 
     def current_kinds(self) -> dict[str, Kind]:
         """Column kinds of the files already written (from their footers only)."""
