@@ -586,6 +586,11 @@ def export_to_parquet(
     dask_client = _client(client)
     sink = _pipeline.DatasetWriter(path, partition_by, plan.metadata())
     try:
+        if sink.ds.table_format != "hive":
+            raise InvalidArgumentError(
+                f"robotmia_frames.dask writes Hive datasets; {sink.location.url} is a "
+                "Delta table: write it with robotmia_frames.export_to_parquet"
+            )
         days = plan.days
         bodies, window_kinds = _first_pass(dask_client, plan, days)
         merged: list[dict[str, Kind]] = []

@@ -365,3 +365,23 @@ def test_delta_on_s3(server: ServerFactory, s3_endpoint: str, bucket: str) -> No
     }
     assert pa_table(deltalake.DeltaTable(url, storage_options=delta_opts)).num_rows == 60
     assert pl.read_delta(url, storage_options=delta_opts).height == 60
+
+
+def test_cli_writes_delta_and_urls(
+    server: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from robotmia_frames import cli
+
+    srv = server(generate_events(20, days=2), project_timezone="UTC")
+    monkeypatch.setenv("ROBOTMIA_API_SECRET", SECRET)
+    out = tmp_path / "delta"
+    common = ["--timezone", "UTC", "--base-url", srv.url, "--no-progress"]
+    argv = ["export", "2024-01-01", "2024-01-02", "--out", str(out), "--table-format", "delta"]
+    assert cli.main([*argv, *common], out=io.StringIO()) == 0
+    assert deltalake.DeltaTable(str(out)).version() >= 1
+    url = f"memory://robotmia-cli/{uuid.uuid4().hex}"
+    argv = ["sync", "--out", url, "--start-date", "2024-01-01", "--end-date", "2024-01-02"]
+    assert cli.main([*argv, *common], out=io.StringIO()) == 0
+    assert len(rf.read_parquet_dataset(url)) == 20

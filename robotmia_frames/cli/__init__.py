@@ -109,7 +109,9 @@ def _common(json_output: bool = True) -> argparse.ArgumentParser:
 
 def _remote(p: argparse.ArgumentParser) -> None:
     """Options of the commands that talk to robotmia (export, sync)."""
-    p.add_argument("--out", required=True, type=Path, help="dataset folder (created if needed)")
+    p.add_argument(
+        "--out", required=True, metavar="PATH", help="dataset folder or URL (created if needed)"
+    )
     p.add_argument("--event", action="append", metavar="NAME", help="only this event (repeatable)")
     p.add_argument(
         "--where", metavar="EXPR", help='server-side filter, e.g. \'properties["$os"] == "Linux"\''
@@ -124,6 +126,13 @@ def _remote(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--base-url", metavar="URL", help="export endpoint (overrides --region)")
     p.add_argument("--partition-by-event", action="store_true", help="partition by date and event")
+    p.add_argument(
+        "--table-format",
+        choices=["hive", "delta"],
+        help="hive: Parquet folders (default for a new dataset); delta: a Delta Lake table. "
+        "An existing dataset keeps its own. --out may be a URL (s3://bucket/events): "
+        "credentials come from the filesystem's usual sources (AWS_* variables, ...)",
+    )
     p.add_argument("--dedupe", action="store_true", help="drop repeated events ($insert_id)")
     p.add_argument(
         "--concurrency", type=int, default=4, metavar="N", help="day windows at once (default 4)"
@@ -460,6 +469,7 @@ def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "base_url": args.base_url,
         "region": args.region,
         "partition_by": ("date", "event") if args.partition_by_event else ("date",),
+        "table_format": args.table_format,
         "dedupe": args.dedupe,
         "concurrency": args.concurrency,
         "on_bad_lines": args.on_bad_lines,
