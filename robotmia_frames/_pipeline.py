@@ -955,10 +955,12 @@ class DatasetWriter:
         """Write one downloaded window as its day's partition (older days are brought
         to its columns and types once, by :meth:`finish`, from their own values)."""
         merged = self.merged_kinds(window.kinds)
-        meta = self.metadata
-        if window.day == plan.end:  # the last day: the run is complete once it lands
+        # every day carries the runs known complete (a replaced file loses none of
+        # them); the last day adds this run's, which is complete once it lands
+        ranges = self.state.complete
+        if window.day == plan.end:
             ranges = self._ranges(plan.start, plan.end)
-            meta = {**meta, "complete": sinks.encode_ranges(ranges)}
+        meta = {**self.metadata, "complete": sinks.encode_ranges(ranges)}
         result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
         narrower: set[str] = set()
         if plan.pinned.dtypes and result.files:  # the pinned types as written
