@@ -847,6 +847,27 @@ def dataset_timezone(
     return conn.timezone(given)
 
 
+def dataset_for_write(
+    conn: Connection,
+    path: str | os.PathLike[str],
+    *,
+    project_timezone: str | None,
+    storage_options: dict[str, Any] | None,
+    filesystem: Any,
+    table_format: str | None,
+) -> tuple[sinks.Location, sinks.DatasetState, str]:
+    """Where an export or a sync writes, what the dataset records, and the timezone
+    of the write (the dataset's when none is given; another one is refused), all
+    checked before any request."""
+    location = dataset_location(path, storage_options, filesystem)
+    if table_format is not None:
+        _options.table_format(table_format)
+    state = dataset_state(location, storage_options)
+    tz = dataset_timezone(conn, state, project_timezone)
+    check_timezone(state, tz, location)
+    return location, state, tz
+
+
 class DatasetWriter:
     """Writes one day at a time, keeping column types consistent across days.
 

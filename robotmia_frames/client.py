@@ -359,12 +359,14 @@ class Client:
             >>> s.rows, s.days
             (30, 3)
         """
-        location = _pipeline.dataset_location(path, storage_options, filesystem)
-        if table_format is not None:
-            _options.table_format(table_format)
-        state = _pipeline.dataset_state(location, storage_options)
-        tz = _pipeline.dataset_timezone(self._conn, state, project_timezone)
-        _pipeline.check_timezone(state, tz, location)
+        location, state, tz = _pipeline.dataset_for_write(
+            self._conn,
+            path,
+            project_timezone=project_timezone,
+            storage_options=storage_options,
+            filesystem=filesystem,
+            table_format=table_format,
+        )
         plan = self._conn.plan(
             from_date,
             to_date,
@@ -425,12 +427,14 @@ class Client:
             >>> s.rows
             40
         """
-        location = _pipeline.dataset_location(path, storage_options, filesystem)
-        if table_format is not None:
-            _options.table_format(table_format)
-        state = _pipeline.dataset_state(location, storage_options)
-        tz = _pipeline.dataset_timezone(self._conn, state, project_timezone)
-        _pipeline.check_timezone(state, tz, location)
+        location, state, tz = _pipeline.dataset_for_write(
+            self._conn,
+            path,
+            project_timezone=project_timezone,
+            storage_options=storage_options,
+            filesystem=filesystem,
+            table_format=table_format,
+        )
         start = _options.date(from_date, "from_date")
         lookback = _options.non_negative_int(lookback_days, "lookback_days")
         end = (
