@@ -359,7 +359,7 @@ class Client:
             >>> s.rows, s.days
             (30, 3)
         """
-        location, state, tz = _pipeline.dataset_for_write(
+        location, _, tz = _pipeline.dataset_for_write(
             self._conn,
             path,
             project_timezone=project_timezone,
