@@ -139,6 +139,8 @@ def test_row_mask_on_objects_and_lines() -> None:
     lines += [b"[1]", "not json", MIXED[1]]
     got = row_mask('properties["n"] == "5"', lines).tolist()
     assert got == [False, True, False, False, False, False, False, False, True]
+    huge = b'{"properties": {"n": 1180591620717411303424}}'  # 2**70: past 64 bits
+    assert row_mask('properties["n"] > 1e21', [huge]).tolist() == [True]
 
 
 def test_folded_columns_ignores_defined_and_other_columns() -> None:

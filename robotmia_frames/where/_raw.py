@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final, TypeAlias
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from ..parse import KIND_METADATA_KEY
@@ -96,8 +97,8 @@ def row_mask(
 ) -> Mask:
     """Which of ``records`` the export keeps, in order: the server-side filter's answer.
 
-    A record is an export line (bytes or text, decoded with :func:`json.loads`) or
-    the JSON object it decodes to. A line that is not a JSON object is not kept.
+    A record is an export line (bytes or text, decoded as JSON) or the JSON object
+    it decodes to. A line that is not a JSON object is not kept.
     ``properties.time`` is project-local seconds, as in the export; ``now`` fixes
     ``NOW`` for every record (default: the current time).
 
@@ -124,4 +125,7 @@ def row_mask(
 
 
 def _loads(line: bytes | bytearray | memoryview | str) -> object:
-    return json.loads(line if isinstance(line, (bytes, str)) else bytes(line))
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # integers past 64 bits, lone surrogates
+        return json.loads(line if isinstance(line, (bytes, str)) else bytes(line))
