@@ -228,3 +228,19 @@ def test_the_readme_tour_runs_unchanged_against_serve(tmp_path: Path) -> None:
     assert "dataset: " in proc.stdout  # inspect
     assert "properties.distinct_id" in proc.stdout  # the tour's print(df[...].head())
     assert (tmp_path / "events").is_dir()
+
+
+def test_read_an_empty_file_says_what_it_is(tmp_path: Path) -> None:
+    empty = tmp_path / "export"  # no extension, no bytes, no timezone
+    empty.write_bytes(b"")
+    proc = run_cli("read", str(empty))
+    assert proc.returncode == 0, proc.stderr
+    assert "(no rows)" in proc.stdout
+    assert "is an empty file: an export with no events" in proc.stdout
+    assert "--timezone" not in proc.stdout + proc.stderr
+
+
+def test_plurals_are_right(tmp_path: Path) -> None:
+    from robotmia_frames.cli import plural
+
+    assert [plural(1, "day"), plural(1, "file"), plural(2, "day")] == ["1 day", "1 file", "2 days"]

@@ -565,7 +565,8 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             raise ValueError(
                 "--event applies to datasets; an export file holds the events it was exported with"
             )
-        if not (args.timezone or os.environ.get(_options.TIMEZONE_ENV, "").strip()):
+        empty = src.stat().st_size == 0  # no events, so no times to convert
+        if not (empty or args.timezone or os.environ.get(_options.TIMEZONE_ENV, "").strip()):
             raise ValueError(
                 "reading an export file needs the project timezone to convert its "
                 f"project-local times to UTC: pass --timezone (e.g. Europe/Paris) or set "
@@ -573,7 +574,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             )
         table = api.read_export_file(
             src,
-            project_timezone=args.timezone,
+            project_timezone=args.timezone or ("UTC" if empty else None),
             columns=columns,
             where=args.where,
             return_type="arrow",
@@ -595,6 +596,8 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
         )
         return EXIT_OK
     notes = []
+    if src.is_file() and src.stat().st_size == 0:
+        notes.append(f"{src} is an empty file: an export with no events")
     if shown.num_rows < table.num_rows:
         notes.append(f"first {shown.num_rows:,} rows shown")
     if columns is None and table.num_columns > _PREVIEW_COLUMNS:
