@@ -167,12 +167,25 @@ def parquet_export(url: str, start: str, end: str, secret: str, out: str) -> tup
     return s.rows, s.files
 
 
+def storage_export(
+    url: str, start: str, end: str, secret: str, out: str, table_format: str, options: str
+) -> tuple[int, int]:
+    """export_to_parquet to any dataset location (``options``: storage_options JSON)."""
+    import robotmia_frames as rf
+
+    s = rf.export_to_parquet(
+        out, start, end, api_secret=secret, project_timezone="UTC", base_url=url,
+        progress=False, table_format=table_format, storage_options=json.loads(options) or None,
+    )  # fmt: skip
+    return s.rows, s.files
+
+
 METHODS: dict[str, Callable[..., tuple[int, int]]] = {
     f.__name__: f
     for f in (
         ours_arrow, ours_python, ours_pandas, ours_projection, pandas_json_normalize, pyarrow_json,
         polars_ndjson, duckdb_auto, duckdb_fixed, duckdb_fixed_full, floor_zlib, floor_isal, floor_orjson,
-        http_ours, parquet_export,
+        http_ours, parquet_export, storage_export,
     )
 }  # fmt: skip
 

@@ -1,0 +1,98 @@
+"""export_to_parquet to a local Hive dataset, Hive on an S3 API server, and Delta on both.
+
+The emulator generates each requested day lazily; the S3 API server is moto's
+``ThreadedMotoServer`` on 127.0.0.1 (in this process, so its own memory is not the
+client's). Each export runs in its own subprocess, which reports its wall time and
+peak RSS. Prints rows/s and peak RSS per target and size, and the RSS ratio of the
+largest size to the smallest per target (flat memory: close to 1).
+
+    python benchmarks/bench_storage.py
+    python benchmarks/bench_storage.py --sizes 1000000,3000000 --targets local-hive,s3-hive
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import socket
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import machine, run_child
+
+from robotmia_frames.emulator import ExportServer, GeneratorConfig
+
+SECRET = "bench-secret"
+TARGETS = ("local-hive", "s3-hive", "local-delta", "s3-delta")
+
+
+def _s3() -> tuple[object, dict[str, object]]:
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3fs.S3FileSystem(key="bench", secret="bench", endpoint_url=endpoint).mkdir("bench")
+    options = {"key": "bench", "secret": "bench", "endpoint_url": endpoint}
+    return server, options
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,3000000")
+    ap.add_argument("--per-day", type=int, default=50_000)
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    args = ap.parse_args()
+    targets = [t for t in args.targets.split(",") if t]
+    server, options = _s3() if any(t.startswith("s3") for t in targets) else (None, {})
+    print(f"# {machine()}; {args.per_day:,} events per day, generated lazily by the emulator")
+    print(f"{'target':<13}{'events':>10}{'days':>6}{'wall s':>9}{'rows/s':>10}{'peak RSS MiB':>14}")
+    peaks: dict[str, list[float]] = {}
+    try:
+        for n in (int(x) for x in args.sizes.split(",")):
+            days = -(-n // args.per_day)
+            start = dt.date(2024, 1, 1)
+            end = start + dt.timedelta(days=days - 1)
+            gen = GeneratorConfig(
+                events_per_day=args.per_day, seed=42, from_date=start, to_date=end
+            )
+            for target in targets:
+                where, fmt = target.split("-")
+                tmp = Path(tempfile.mkdtemp(prefix="robotmia-bench-"))
+                out = str(tmp / "ds") if where == "local" else f"s3://bench/{uuid.uuid4().hex}"
+                opts = json.dumps(options if where == "s3" else {})
+                with ExportServer(api_secret=SECRET, generate=gen, compresslevel=1) as srv:
+                    rep = run_child(
+                        "storage_export", srv.url, start.isoformat(), end.isoformat(), SECRET,
+                        out, fmt, opts,
+                    )  # fmt: skip
+                shutil.rmtree(tmp, ignore_errors=True)
+                if "wall" not in rep:
+                    print(f"{target:<13}{n:>10,} failed: {rep.get('error')}")
+                    continue
+                peaks.setdefault(target, []).append(rep["rss_mib"])
+                print(
+                    f"{target:<13}{rep['rows']:>10,}{days:>6}{rep['wall']:>9.1f}"
+                    f"{rep['rows'] / rep['wall']:>10,.0f}{rep['rss_mib']:>14,.0f}",
+                    flush=True,
+                )
+    finally:
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+    for target, values in peaks.items():
+        if len(values) >= 2:
+            print(f"{target}: peak RSS, largest / smallest size: {values[-1] / values[0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
