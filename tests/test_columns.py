@@ -124,3 +124,25 @@ def test_column_name_rule(name: str) -> None:
             assert out == "properties." + name
         else:
             assert out == name and (name in ("event", "time") or name.startswith("properties."))
+
+
+@pytest.mark.parametrize(
+    ("tz", "meant"),
+    [("PST", "America/Los_Angeles"), ("Europe/paris", "Europe/Paris"), ("Asia/Calcuta", None)],
+)
+def test_timezone_typos_in_python_get_a_did_you_mean(
+    export_file: Path, tz: str, meant: str | None
+) -> None:
+    with pytest.raises(rf.InvalidArgumentError) as info:
+        rf.read_export_file(export_file, project_timezone=tz)
+    msg = str(info.value)
+    assert f"unknown project_timezone {tz!r}" in msg
+    if meant is not None:
+        assert f"did you mean {meant!r}?" in msg
+    else:
+        assert "did you mean 'Asia/Calcutta'" in msg or "did you mean 'Asia/Kolkata'" in msg
+
+
+def test_dollar_key_in_where_points_to_the_property_syntax(export_file: Path) -> None:
+    with pytest.raises(rf.WhereSyntaxError, match=r'properties\["\$os"\]'):
+        rf.read_export_file(export_file, project_timezone="UTC", where='$os == "iOS"')
