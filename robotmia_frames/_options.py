@@ -417,6 +417,26 @@ def positive_int(value: Any, name: str) -> int:
     return value
 
 
+#: The most days one request may span (``window_days`` pins at most this many too).
+MAX_WINDOW_DAYS = 31
+
+
+def window_days(value: Any) -> int | None:
+    """``"auto"`` (``None``: windows sized to the data) or a pinned number of days.
+
+    Example:
+        >>> window_days("auto"), window_days(7)
+        (None, 7)
+    """
+    if value == "auto" and isinstance(value, str):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WINDOW_DAYS:
+        raise InvalidArgumentError(
+            f'window_days must be "auto" or an integer from 1 to {MAX_WINDOW_DAYS}, got {value!r}'
+        )
+    return value
+
+
 def non_negative_int(value: Any, name: str) -> int:
     """A non-negative integer (not a bool).
 

@@ -12,10 +12,13 @@ calls these pieces; each goes down one stage and comes back once::
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
+import dataclasses
 import datetime as dt
 import itertools
+import math
 import os
 import shutil
 import sys
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,7 +39,15 @@ import requests
 
 from . import _options, _progress, parse, sinks, transport
 from ._version import __version__
-from .errors import InvalidArgumentError, ParseError, RobotmiaError, RobotmiaWarning
+from .errors import (
+    APIError,
+    IncompleteDownloadError,
+    InvalidArgumentError,
+    NetworkError,
+    ParseError,
+    RobotmiaError,
+    RobotmiaWarning,
+)
 from .parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
 from .timeconv import TIME_TYPE, local_seconds_to_utc
 from .where import (
@@ -50,6 +62,205 @@ from .where import (
 
 if TYPE_CHECKING:
     import polars as pl
+
+# ------------------------------------------------------------------ window sizing
+
+#: Days in the first request of an ``window_days="auto"`` export, before any size is known.
+AUTO_START_DAYS = 7
+#: The most compressed body a multi-day ``window_days="auto"`` request may bring (64 MiB).
+DEFAULT_WINDOW_TARGET_BYTES = 64 << 20
+#: Auto windows are sized to fill this share of the target, leaving room for days
+#: busier than the ones measured so far.
+WINDOW_FILL = 0.75
+#: The most days one request spans.
+MAX_WINDOW_DAYS = _options.MAX_WINDOW_DAYS
+#: API-hours are counted at this many requests an hour when no hourly limit is set.
+DEFAULT_REQUESTS_PER_HOUR = 60
+
+
+@dataclass(frozen=True)
+class WindowSizing:
+    """How many days one request spans: pinned (``days``) or sized to the data.
+
+    With ``days=None`` (``window_days="auto"``) the first request spans
+    ``start_days``; every later one spans as many days as fit in three quarters of
+    ``target_bytes`` of compressed body (:data:`WINDOW_FILL`) at the bytes per day
+    learnt so far, from 1 (a busy day alone) to ``max_days``. A multi-day auto
+    request whose body grows past ``target_bytes`` is abandoned and halved.
+
+    Example:
+        >>> sizing = WindowSizing(target_bytes=64 << 20)
+        >>> sizing.next_days(None), sizing.next_days(1 << 20), sizing.next_days(100 << 20)
+        (7, 31, 1)
+        >>> sizing.next_days(8 << 20)
+        6
+        >>> WindowSizing(days=3).next_days(1 << 30)
+        3
+    """
+
+    days: int | None = None
+    target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES
+    start_days: int = AUTO_START_DAYS
+    max_days: int = MAX_WINDOW_DAYS
+
+    @classmethod
+    def checked(cls, window_days: Any, window_target_bytes: Any) -> WindowSizing:
+        """The sizing of a call's ``window_days`` and ``window_target_bytes``, checked."""
+        return cls(
+            days=_options.window_days(window_days),
+            target_bytes=_options.positive_int(window_target_bytes, "window_target_bytes"),
+        )
+
+    def next_days(self, bytes_per_day: float | None) -> int:
+        """Days of the next window, given the compressed bytes per day learnt (if any)."""
+        if self.days is not None:
+            return self.days
+        if bytes_per_day is None:
+            return min(self.start_days, self.max_days)
+        if bytes_per_day <= 0:
+            return self.max_days
+        days = self.target_bytes * WINDOW_FILL / bytes_per_day
+        return self.max_days if days >= self.max_days else max(1, int(days))
+
+
+class WindowPlanner:
+    """Cuts ``start..end`` into request windows, in date order, learning as bodies land.
+
+    Pure bookkeeping (no I/O): :meth:`take` hands out the next window, sized by
+    ``sizing`` from the compressed bytes per day of the latest :meth:`learn` (or
+    ``bytes_per_day`` given up front).
+
+    Example:
+        >>> import datetime as dt
+        >>> p = WindowPlanner(dt.date(2024, 1, 1), dt.date(2024, 3, 1), WindowSizing())
+        >>> p.take()
+        (datetime.date(2024, 1, 1), datetime.date(2024, 1, 7))
+        >>> p.learn(dt.date(2024, 1, 1), dt.date(2024, 1, 7), 7 * (16 << 20))
+        >>> p.take()
+        (datetime.date(2024, 1, 8), datetime.date(2024, 1, 10))
+    """
+
+    def __init__(
+        self,
+        start: dt.date,
+        end: dt.date,
+        sizing: WindowSizing,
+        bytes_per_day: float | None = None,
+    ) -> None:
+        self.next_day = start
+        self.end = end
+        self.sizing = sizing
+        self.bytes_per_day = bytes_per_day
+
+    @property
+    def done(self) -> bool:
+        """Every day has been handed out."""
+        return self.next_day > self.end
+
+    @property
+    def learning(self) -> bool:
+        """Auto-sized and nothing learnt yet: wait for the first body before the next."""
+        return self.sizing.days is None and self.bytes_per_day is None
+
+    def take(self) -> tuple[dt.date, dt.date] | None:
+        """The next window ``(first, last)`` (inclusive), or None when all are out."""
+        if self.done:
+            return None
+        days = self.sizing.next_days(self.bytes_per_day)
+        first = self.next_day
+        last = min(self.end, first + dt.timedelta(days=days - 1))
+        self.next_day = last + dt.timedelta(days=1)
+        return first, last
+
+    def learn(self, first: dt.date, last: dt.date, nbytes: int) -> None:
+        """Record a verified body of ``nbytes`` compressed bytes for ``first..last``."""
+        self.bytes_per_day = nbytes / ((last - first).days + 1)
+
+
+def plan_windows(
+    start: dt.date,
+    end: dt.date,
+    sizing: WindowSizing,
+    bytes_per_day: float | None = None,
+) -> list[tuple[dt.date, dt.date]]:
+    """The windows of ``start..end`` at a steady ``bytes_per_day`` (unknown: the start size).
+
+    Example:
+        >>> import datetime as dt
+        >>> plan_windows(dt.date(2024, 1, 1), dt.date(2024, 1, 10), WindowSizing(days=4))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        [(datetime.date(2024, 1, 1), datetime.date(2024, 1, 4)),
+         (datetime.date(2024, 1, 5), datetime.date(2024, 1, 8)),
+         (datetime.date(2024, 1, 9), datetime.date(2024, 1, 10))]
+    """
+    planner = WindowPlanner(start, end, sizing, bytes_per_day)
+    out: list[tuple[dt.date, dt.date]] = []
+    while (window := planner.take()) is not None:
+        out.append(window)
+    return out
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What an export would send, computed without sending anything.
+
+    ``windows`` are the planned requests (``(first, last)`` days, inclusive),
+    ``api_hours`` the hours of API budget they take at ``per_hour`` requests an hour.
+    With ``window_days="auto"`` the sizes come from ``bytes_per_day`` when given,
+    else every window is assumed to span the start size (7 days), a conservative
+    guess: a real run learns the size from each body and usually needs fewer.
+
+    Example:
+        >>> import datetime as dt
+        >>> plan = BudgetPlan.of(dt.date(2024, 1, 1), dt.date(2024, 12, 31), WindowSizing(days=1))
+        >>> plan.requests, round(plan.api_hours, 1)
+        (366, 6.1)
+        >>> print(plan)
+        2024-01-01..2024-12-31: 366 days in 366 requests (1 day each), 6.1 API-hours at 60 requests an hour
+    """
+
+    from_date: dt.date
+    to_date: dt.date
+    windows: list[tuple[dt.date, dt.date]]
+    per_hour: int = DEFAULT_REQUESTS_PER_HOUR
+
+    @classmethod
+    def of(
+        cls,
+        start: dt.date,
+        end: dt.date,
+        sizing: WindowSizing,
+        *,
+        bytes_per_day: float | None = None,
+        per_hour: int | None = None,
+    ) -> BudgetPlan:
+        """Plan ``start..end`` with ``sizing``."""
+        windows = plan_windows(start, end, sizing, bytes_per_day)
+        return cls(start, end, windows, per_hour or DEFAULT_REQUESTS_PER_HOUR)
+
+    @property
+    def requests(self) -> int:
+        """Requests the export sends (retries not counted)."""
+        return len(self.windows)
+
+    @property
+    def days(self) -> int:
+        return (self.to_date - self.from_date).days + 1
+
+    @property
+    def api_hours(self) -> float:
+        """Hours of API budget the requests take at ``per_hour`` an hour."""
+        return self.requests / self.per_hour
+
+    def __str__(self) -> str:
+        sizes = sorted({(b - a).days + 1 for a, b in self.windows})
+        each = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+        unit = "day" if sizes == [1] else "days"
+        return (
+            f"{self.from_date.isoformat()}..{self.to_date.isoformat()}: {self.days} days in "
+            f"{self.requests} requests ({each} {unit} each), {self.api_hours:.1f} API-hours "
+            f"at {self.per_hour} requests an hour"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +284,7 @@ class ExportPlan:
     dedupe: bool = False
     progress: _progress.Progress | None = field(default=None, repr=False)
     pinned: Pinned = field(default_factory=lambda: Pinned({}))
+    sizing: WindowSizing = WindowSizing()
 
     @property
     def days(self) -> list[dt.date]:
@@ -83,7 +295,8 @@ class ExportPlan:
     def time_unit(self) -> str:
         return "ms" if self.time_in_ms else "s"
 
-    def request(self, day: dt.date) -> transport.WindowRequest:
+    def request(self, day: dt.date, last: dt.date | None = None) -> transport.WindowRequest:
+        """The request of the window ``day..last`` (one day without ``last``)."""
         extra: list[tuple[str, str]] = []
         if self.time_in_ms:
             extra.append(("time_in_ms", "true"))
@@ -91,7 +304,7 @@ class ExportPlan:
             extra.append(("limit", str(self.limit)))
         return transport.WindowRequest(
             from_date=day,
-            to_date=day,
+            to_date=day if last is None else last,
             event=self.event,
             where=self.where,
             extra_params=tuple(extra),
@@ -225,12 +438,15 @@ class Connection:
         progress: _progress.ProgressArg = None,
         dtype: Any = None,
         on_type_mismatch: str = "text",
+        window_days: int | str = "auto",
+        window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
     ) -> ExportPlan:
         """Check a call's arguments, before anything is sent."""
         start, end = _options.date_range(from_date, to_date)
         events = _options.events(event)
         where_ = _options.where(where)
         tz = self.timezone(project_timezone)
+        sizing = WindowSizing.checked(window_days, window_target_bytes)
         config = self.transport_config()
         return ExportPlan(
             start=start,
@@ -250,32 +466,126 @@ class Connection:
             dedupe=bool(dedupe),
             progress=_progress.make(progress, total=(end - start).days + 1, limiter=self.limiter),
             pinned=Pinned.checked(dtype, on_type_mismatch),
+            sizing=sizing,
+        )
+
+    def budget(
+        self,
+        from_date: Any,
+        to_date: Any,
+        *,
+        window_days: int | str = "auto",
+        window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
+        bytes_per_day: float | None = None,
+    ) -> BudgetPlan:
+        """The requests and API-hours an export of ``from_date..to_date`` would take."""
+        start, end = _options.date_range(from_date, to_date)
+        sizing = WindowSizing.checked(window_days, window_target_bytes)
+        if bytes_per_day is not None and (
+            isinstance(bytes_per_day, bool)
+            or not isinstance(bytes_per_day, (int, float))
+            or not math.isfinite(bytes_per_day)
+            or bytes_per_day < 0
+        ):
+            raise InvalidArgumentError(
+                f"bytes_per_day must be a number of bytes >= 0, got {bytes_per_day!r}"
+            )
+        return BudgetPlan.of(
+            start,
+            end,
+            sizing,
+            bytes_per_day=bytes_per_day,
+            per_hour=self.limiter.limit.per_hour,
         )
 
 
 # ------------------------------------------------------------------ window pipeline
 
 
+#: Which rows of a batch belong to a source: all (None), a ``(start, stop)`` run, or
+#: the indices of the rows.
+Selection: TypeAlias = "tuple[int, int] | pa.Array | None"
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _selected(batch: parse.RawBatch, sel: Selection) -> int:
+    if sel is None:
+        n: int = batch.num_rows
+    elif isinstance(sel, tuple):
+        n = sel[1] - sel[0]
+    else:
+        n = len(sel)
+    return n
+
+
+def _select(data: Any, sel: Selection) -> Any:
+    """The selected rows of an Arrow array or record batch."""
+    if sel is None:
+        return data
+    if isinstance(sel, tuple):
+        return data.slice(sel[0], sel[1] - sel[0])
+    return data.take(sel)
+
+
 @dataclass
 class Parsed:
-    """One parsed source (a day window or a file): its batches and column kinds."""
+    """One parsed source (a body, a day of a body, or a file): its batches and column
+    kinds. ``selections`` (one per batch) keep only some rows of a batch: the rows
+    of one day of a multi-day body."""
 
     path: Path
     label: str
     batches: list[parse.RawBatch]
     kinds: dict[str, Kind]
+    selections: list[Selection] | None = None
+
+    def items(self) -> Iterator[tuple[parse.RawBatch, Selection]]:
+        """Each batch with the rows of it that belong here."""
+        if self.selections is None:
+            for b in self.batches:
+                yield b, None
+        else:
+            yield from zip(self.batches, self.selections, strict=True)
 
     @property
     def rows(self) -> int:
-        return sum(b.num_rows for b in self.batches)
+        return sum(_selected(b, s) for b, s in self.items())
+
+    def head(self, n: int) -> Parsed:
+        """The first ``n`` rows only (``limit``)."""
+        batches: list[parse.RawBatch] = []
+        selections: list[Selection] = []
+        for b, sel in self.items():
+            if n <= 0:
+                break
+            count = _selected(b, sel)
+            if count > n:
+                if sel is None:
+                    sel = (0, n)
+                elif isinstance(sel, tuple):
+                    sel = (sel[0], sel[0] + n)
+                else:
+                    sel = sel.slice(0, n)
+                count = n
+            batches.append(b)
+            selections.append(sel)
+            n -= count
+        return Parsed(self.path, self.label, batches, self.kinds, selections)
 
 
 @dataclass
 class Window:
+    """One day of a downloaded body, ready to parse further or write.
+
+    ``last`` is True for the last day handed on from its body (``result``): the body
+    file may be discarded once that day is done."""
+
     day: dt.date
     result: transport.DownloadResult
     parsed: Parsed
     cached: bool = False
+    last: bool = True
 
     @property
     def label(self) -> str:
@@ -305,6 +615,13 @@ def batch_hook(hook: BatchHook | None) -> Iterator[None]:
         _BATCH_HOOK.reset(token)
 
 
+def property_keys(columns: Sequence[str] | None) -> frozenset[str] | None:
+    """The property keys the parse stage reads for ``columns`` (None: every key)."""
+    if columns is None:
+        return None
+    return frozenset(c[len(PROPERTY_PREFIX) :] for c in columns if c.startswith(PROPERTY_PREFIX))
+
+
 def parse_file(
     path: Path,
     label: str,
@@ -326,11 +643,7 @@ def parse_file(
     """
     hook = hook if hook is not None else _BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
-    keys = None
-    if columns is not None:
-        keys = frozenset(
-            c[len(PROPERTY_PREFIX) :] for c in columns if c.startswith(PROPERTY_PREFIX)
-        )
+    keys = property_keys(columns)
     batches = []
     for batch in parse.read_raw_batches(path, source=label, on_bad_lines=on_bad_lines, keys=keys):
         for piece in [batch] if hook is None else hook(batch):
@@ -369,33 +682,249 @@ def check_columns(
     _options.known_columns(wanted, names, what)
 
 
-def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
-    """Download day windows (``plan.concurrency`` at once) and scan each as it lands.
+def day_numbers(time: pa.Array, first: dt.date, days: int, unit: str = "s") -> np.ndarray:
+    """Each row's day within ``first .. first + days - 1`` (0-based), by its raw time.
 
-    Parsing (in this thread) overlaps the downloads (in the pool). Windows are
-    yielded in completion order; on the first failure the pending downloads are
-    cancelled and the error propagates, naming the day. With ``cache_dir`` a
-    verified window is kept and later runs reuse it instead of downloading.
+    The raw ``time`` is project-local wall clock written as seconds since
+    1970-01-01 (``unit="ms"``: milliseconds), so its project-local day is simply
+    ``floor(time / 86400)`` days after 1970-01-01: the day the server filters it
+    by. A row without a time, or with one outside the window, counts as the
+    window's first day.
+
+    Example:
+        >>> import datetime as dt, pyarrow as pa
+        >>> day_numbers(pa.array([1704067199, 1704067200, None, 1.5e9]),
+        ...             dt.date(2023, 12, 31), 2).tolist()
+        [0, 1, 0, 0]
+    """
+    scale = 86400.0 if unit == "s" else 86_400_000.0
+    t = np.asarray(time.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        day = np.floor(t / scale) - float((first - _EPOCH).days)
+        inside = np.isfinite(day) & (day >= 0) & (day < days)
+    return np.where(inside, day, 0).astype(np.int64)
+
+
+def split_days(
+    parsed: Parsed,
+    first: dt.date,
+    last: dt.date,
+    unit: str = "s",
+    keys: frozenset[str] | None = None,
+) -> list[tuple[dt.date, Parsed]]:
+    """A verified body of ``first..last`` cut into its days (see :func:`day_numbers`).
+
+    Every day of the window is listed, in order; a day without rows has an empty
+    :class:`Parsed`. A batch whose rows all fall on one day goes to that day whole;
+    a batch that straddles midnight is parsed again from its lines, one batch per
+    run of lines of one day (``keys``: the properties parsed), so that each day has
+    exactly the batches, column kinds and column order a one-day window would
+    give. A one-day window is handed on as it is.
+    """
+    ndays = (last - first).days + 1
+    if ndays == 1:
+        return [(first, parsed)]
+    parts: list[list[parse.RawBatch]] = [[] for _ in range(ndays)]
+    picks: list[list[Selection]] = [[] for _ in range(ndays)]
+    straddling: list[tuple[parse.RawBatch, np.ndarray]] = []
+    for batch in parsed.batches:
+        if not batch.num_rows:
+            continue
+        day = day_numbers(batch.time, first, ndays, unit)
+        if bool(np.all(day == day[0])):
+            parts[int(day[0])].append(batch)
+            picks[int(day[0])].append(None)
+        else:
+            straddling.append((batch, day))
+    if straddling:
+        lines = _lines_of(parsed.path, parsed.label, [b for b, _ in straddling])
+        # Each batch goes to its days in body order: rebuild the parts in order.
+        rebuilt = {
+            id(batch): _day_runs(batch, day, batch_lines, keys)
+            for (batch, day), batch_lines in zip(straddling, lines, strict=True)
+        }
+        parts = [[] for _ in range(ndays)]
+        picks = [[] for _ in range(ndays)]
+        for batch in parsed.batches:
+            if not batch.num_rows:
+                continue
+            runs = rebuilt.get(id(batch))
+            if runs is None:
+                i = int(day_numbers(batch.time, first, ndays, unit)[0])
+                parts[i].append(batch)
+                picks[i].append(None)
+                continue
+            for i, run, sel in runs:
+                parts[i].append(run)
+                picks[i].append(sel)
+    out: list[tuple[dt.date, Parsed]] = []
+    for i in range(ndays):
+        kinds: dict[str, Kind] = {}
+        for batch in parts[i]:
+            parse.merge_kinds(kinds, batch)
+        selections = None if all(p is None for p in picks[i]) else picks[i]
+        date = first + dt.timedelta(days=i)
+        # named as a one-day window would be, so that messages do not depend on the
+        # window size (the batches keep the body's name for line numbers)
+        label = f"window {date.isoformat()}"
+        out.append((date, Parsed(parsed.path, label, parts[i], kinds, selections)))
+    return out
+
+
+def _lines_of(path: Path, label: str, batches: list[parse.RawBatch]) -> list[list[bytes]]:
+    """The lines of each batch (in line order, not overlapping), in one pass over the body."""
+    out: list[list[bytes]] = [[] for _ in batches]
+    j = 0
+    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=1 << 16):
+        end_no = first_no + len(chunk)
+        while j < len(batches):
+            lo = batches[j].first_line
+            hi = lo + batches[j].line_count
+            if lo >= end_no:
+                break
+            out[j].extend(chunk[max(0, lo - first_no) : max(0, min(len(chunk), hi - first_no))])
+            if hi > end_no:
+                break
+            j += 1
+        if j == len(batches):
+            break
+    return out
+
+
+def _day_runs(
+    batch: parse.RawBatch,
+    day: np.ndarray,
+    lines: list[bytes],
+    keys: frozenset[str] | None,
+) -> list[tuple[int, parse.RawBatch, Selection]]:
+    """A batch that straddles midnight as ``(day, batch, rows)``: one batch parsed
+    again per run of lines of one day (blank and malformed lines go with the row
+    before them). If its lines cannot be matched to its rows, the batch is kept
+    whole with the rows of each day selected."""
+    is_row = np.fromiter(
+        (
+            bool(line.strip()) and (batch.first_line + k) not in batch.bad_lines
+            for k, line in enumerate(lines)
+        ),
+        dtype=bool,
+        count=len(lines),
+    )
+    if len(lines) != batch.line_count or int(is_row.sum()) != batch.num_rows:
+        rows = np.arange(batch.num_rows)
+        return [
+            (i, _take_rows(batch, pa.array(rows[day == i], type=pa.int64())), None)
+            for i in np.unique(day).tolist()
+        ]
+    line_day = np.full(len(lines), -1, dtype=np.int64)
+    line_day[is_row] = day
+    for k in range(len(lines)):  # lines that are not rows go with the row before them
+        if line_day[k] < 0:
+            line_day[k] = line_day[k - 1] if k else int(day[0])
+    starts = [0, *(np.flatnonzero(np.diff(line_day)) + 1).tolist(), len(lines)]
+    runs: list[tuple[int, parse.RawBatch, Selection]] = []
+    for lo, hi in itertools.pairwise(starts):
+        run = parse.build_raw_batch(
+            lines[lo:hi],
+            batch.first_line + lo,
+            source=batch.source,
+            bad=parse.BadLines(batch.source, "skip"),
+            keys=keys,
+        )
+        runs.append((int(line_day[lo]), run, None))
+    return runs
+
+
+def _selection_rows(sel: Selection) -> np.ndarray:
+    if isinstance(sel, tuple):
+        return np.arange(sel[0], sel[1])
+    assert sel is not None
+    return np.asarray(sel.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _as_parsed(batch: parse.RawBatch) -> list[parse.RawBatch]:
+    return [batch]
+
+
+def _hooked(parsed: Parsed, hook: BatchHook) -> Parsed:
+    """A day's batches through a read's batch hook (selected rows taken out first)."""
+    out: list[parse.RawBatch] = []
+    kinds: dict[str, Kind] = {}
+    for batch, sel in parsed.items():
+        for piece in hook(batch if sel is None else _take_rows(batch, sel)):
+            parse.merge_kinds(kinds, piece)
+            out.append(piece)
+    return Parsed(parsed.path, parsed.label, out, kinds)
+
+
+def _take_rows(batch: parse.RawBatch, sel: Selection) -> parse.RawBatch:
+    """The selected rows of a batch as a batch of their own (its line range kept)."""
+    columns = {
+        key: dataclasses.replace(
+            col,
+            array=_select(col.array, sel),
+            text=None if col.text is None else _select(col.text, sel),
+        )
+        for key, col in batch.columns.items()
+    }
+    return dataclasses.replace(
+        batch,
+        num_rows=_selected(batch, sel),
+        event=_select(batch.event, sel),
+        time=_select(batch.time, sel),
+        columns=columns,
+    )
+
+
+#: Failures worth halving a multi-day window for (timeouts, resets, truncated bodies;
+#: a 5xx after every retry too, as a server that times out on a large window gives).
+_HALVE_ON = (NetworkError, IncompleteDownloadError)
+#: ... and the statuses of an APIError worth it: 5xx, and 200 for a body refused as
+#: larger than an auto window may be.
+_HALVE_STATUS = frozenset({200, *range(500, 600)})
+
+
+def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
+    """Download the request windows (``plan.concurrency`` at once) and hand on their days.
+
+    Windows are cut by ``plan.sizing`` (:class:`WindowPlanner`): with
+    ``window_days="auto"`` the first body is awaited alone and the next windows are
+    sized from the compressed bytes per day learnt. Each verified body is parsed
+    (in this thread, while later ones download), cut into its days
+    (:func:`split_days`) and handed on one :class:`Window` per day, in day order
+    (so that datasets and column orders do not depend on download timing; later
+    bodies wait on disk, not in memory). A window whose download keeps failing
+    (network errors, truncated bodies, after the transport's retries) is fetched
+    again as two halves, down to single days; a single day's failure is final and
+    names the day. On the first final failure the pending downloads are cancelled
+    and the error propagates. ``plan.limit`` caps the rows handed on in total.
+    With ``cache_dir`` a verified body is kept and later runs reuse it.
     """
     cache = transport.WindowCache(plan.cache_dir) if plan.cache_dir is not None else None
     sessions: list[requests.Session] = []
     lock = threading.Lock()
     local = threading.local()
 
-    def fetch(day: dt.date) -> transport.DownloadResult:
+    def download(first: dt.date, last: dt.date) -> transport.DownloadResult:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = transport.make_session()
             with lock:
                 sessions.append(session)
-        request = plan.request(day)
+        request = plan.request(first, last)
+        config = plan.config
+        if plan.sizing.days is None and first != last:
+            # an auto window bigger than the target is abandoned as it streams in
+            cap = plan.sizing.target_bytes
+            if config.max_window_bytes is not None:
+                cap = min(cap, config.max_window_bytes)
+            config = dataclasses.replace(config, max_window_bytes=cap)
         dest = (
             cache.path_for(plan.config.base_url, request)
             if cache is not None
-            else workdir / f"{day.isoformat()}.jsonl.gz"
+            else workdir / f"{request.label}.jsonl.gz"
         )
         result = transport.download_window(
-            plan.config,
+            config,
             request,
             dest,
             session=session,
@@ -408,61 +937,99 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             cache.record(plan.config.base_url, result)
         return result
 
-    todo: list[dt.date] = []
-    ready: list[tuple[dt.date, transport.DownloadResult]] = []
-    for day in plan.days:
-        hit = None
-        if cache is not None and not plan.refresh:
-            hit = cache.lookup(plan.config.base_url, plan.request(day))
-        if hit is not None:
-            ready.append((day, hit))
-        else:
-            todo.append(day)
+    def fetch(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
+        try:
+            return [download(first, last)]
+        except (*_HALVE_ON, APIError) as exc:
+            # a 5xx after every retry, or a 200 body refused as too big (the cap above)
+            server_error = isinstance(exc, APIError) and (exc.status_code or 0) in _HALVE_STATUS
+            if first == last or not (isinstance(exc, _HALVE_ON) or server_error):
+                raise
+        middle = first + dt.timedelta(days=(last - first).days // 2)
+        return fetch(first, middle) + fetch(middle + dt.timedelta(days=1), last)
 
-    def scanned(day: dt.date, result: transport.DownloadResult, cached: bool) -> Window:
-        label = f"window {day.isoformat()}"
-        parsed = parse_file(result.path, label, plan.on_bad_lines, parse_columns(plan))
-        if plan.progress is not None:
-            plan.progress.window_done(result.bytes_received, parsed.rows)
-        return Window(day, result, parsed, cached)
+    keys = property_keys(parse_columns(plan))
 
-    for day, hit in ready:
-        yield scanned(day, hit, True)
-    if not todo:
-        return
-    pool = ThreadPoolExecutor(
-        max_workers=min(plan.concurrency, len(todo)), thread_name_prefix="robotmia-dl"
-    )
-    pending: dict[Future[transport.DownloadResult], dt.date] = {}
+    def scanned(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
+        req = result.request
+        hook = _BATCH_HOOK.get()
+        multi = req.from_date != req.to_date
+        # A multi-day body is cut into days as parsed (batches aligned with their
+        # lines); a read's batch hook then sees each day's batches.
+        parsed = parse_file(
+            result.path,
+            f"window {req.label}",
+            plan.on_bad_lines,
+            parse_columns(plan),
+            hook=_as_parsed if multi else None,
+        )
+        days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
+        if multi and hook is not None:
+            days = [(day, _hooked(part, hook)) for day, part in days]
+        for i, (day, part) in enumerate(days):
+            if plan.progress is not None:
+                plan.progress.window_done(result.bytes_received if i == 0 else 0, part.rows)
+            yield Window(day, result, part, cached, last=i == len(days) - 1)
+
+    planner = WindowPlanner(plan.start, plan.end, plan.sizing)
+    order: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
+    landed: dict[dt.date, list[tuple[transport.DownloadResult, bool]]] = {}
+    pending: dict[Future[list[transport.DownloadResult]], tuple[dt.date, dt.date]] = {}
+    remaining = plan.limit
+    pool: ThreadPoolExecutor | None = None
     try:
-        it = iter(todo)
-        for day in it:
-            pending[pool.submit(fetch, day)] = day
-            if len(pending) >= plan.concurrency * 2:
-                break
-        # Windows are handed on in day order (so that datasets and column orders do
-        # not depend on download timing); later days wait on disk, not in memory.
-        landed: dict[dt.date, transport.DownloadResult] = {}
-        order = iter(todo)
-        expected = next(order, None)
-        while pending:
+        while True:
+            # Plan and send more windows: the first one alone while the size is unknown.
+            while not planner.done and len(pending) < (
+                1 if planner.learning else plan.concurrency * 2
+            ):
+                window = planner.take()
+                assert window is not None
+                first, last = window
+                order.append(window)
+                hit = None
+                if cache is not None and not plan.refresh:
+                    hit = cache.lookup(plan.config.base_url, plan.request(first, last))
+                if hit is not None:
+                    landed[first] = [(hit, True)]
+                    planner.learn(first, last, hit.bytes_received)
+                    continue
+                if pool is None:
+                    pool = ThreadPoolExecutor(
+                        max_workers=plan.concurrency, thread_name_prefix="robotmia-dl"
+                    )
+                pending[pool.submit(fetch, first, last)] = window
+            # Hand on the landed windows, in date order.
+            while order and order[0][0] in landed:
+                for result, cached in landed.pop(order.popleft()[0]):
+                    for w in scanned(result, cached):
+                        if remaining is not None:
+                            if w.parsed.rows >= remaining:
+                                w.parsed = w.parsed.head(remaining)
+                                w.last = True
+                                yield w
+                                return
+                            remaining -= w.parsed.rows
+                        yield w
+            if not pending:
+                if planner.done:
+                    return
+                continue
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: pending[f]):
-                day = pending.pop(fut)
-                landed[day] = fut.result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending[pool.submit(fetch, nxt)] = nxt
-            while expected is not None and expected in landed:
-                yield scanned(expected, landed.pop(expected), False)
-                expected = next(order, None)
+                first, _last = pending.pop(fut)
+                results = fut.result()
+                landed[first] = [(r, False) for r in results]
+                for r in results:
+                    planner.learn(r.request.from_date, r.request.to_date, r.bytes_received)
     finally:
         for fut in pending:
             fut.cancel()
         if pending:  # stopped early (an error, Ctrl-C): end the downloads in flight
             for s in sessions:
                 transport.cancel(s)
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         for s in sessions:
             s.close()
 
@@ -507,12 +1074,13 @@ def batches(
     parse_columns = sinks.with_dedupe_keys(columns, dedupe)
     schema = parse.export_schema(kinds, parse_columns)
     deduper = sinks.Deduper() if dedupe else None
-    for i, raw in enumerate(parsed.batches):
-        if not raw.num_rows:
+    for i, (raw, sel) in enumerate(parsed.items()):
+        if not _selected(raw, sel):
             continue
-        out = to_utc(parse.conform(raw, kinds, schema, path=parsed.path), tz, unit)
+        rows = _select(parse.conform(raw, kinds, schema, path=parsed.path), sel)
         if keep is not None:
-            out = out.filter(pa.array(keep[i], type=pa.bool_()))
+            rows = rows.filter(_select(pa.array(keep[i], type=pa.bool_()), sel))
+        out = to_utc(rows, tz, unit)
         if deduper is not None:
             out = deduper(out)
             if columns is not None and parse_columns != list(columns):
@@ -1135,7 +1703,7 @@ def write_dataset(
                             raise transport.no_room(exc, day, Path(sink.ds.root)) from exc
                         raise
                     finally:
-                        if not w.cached and plan.cache_dir is None:
+                        if w.last and not w.cached and plan.cache_dir is None:
                             with contextlib.suppress(OSError):
                                 w.result.path.unlink()
         except BaseException as exc:

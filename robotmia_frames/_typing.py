@@ -50,6 +50,8 @@ class ApiReadRobotmiaExport(TypedDict, total=False):
     sparse_threshold: float
     max_memory: int | Literal["auto"] | None
     table_format: TableFormat | None
+    window_days: int | Literal["auto"]
+    window_target_bytes: int
 
 
 class ApiReadExportFile(TypedDict, total=False):
@@ -139,6 +141,8 @@ class ClientReadRobotmiaExport(TypedDict, total=False):
     sparse_threshold: float
     max_memory: int | Literal["auto"] | None
     table_format: TableFormat | None
+    window_days: int | Literal["auto"]
+    window_target_bytes: int
 
 
 class ClientReadExportFile(TypedDict, total=False):

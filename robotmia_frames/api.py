@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from . import _options, _progress, _wide, sinks, transport
 from ._options import DateLike, ReturnType, TableFormat
-from ._pipeline import ExportSummary
+from ._pipeline import DEFAULT_WINDOW_TARGET_BYTES, ExportSummary
 from .client import Client
 
 if TYPE_CHECKING:
@@ -147,6 +147,8 @@ def read_robotmia_export(
     sparse_threshold: float = _wide.SPARSE_THRESHOLD,
     max_memory: int | Literal["auto"] | None = "auto",
     table_format: TableFormat | None = None,
+    window_days: int | Literal["auto"] = "auto",
+    window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
 ) -> _wide.Results:
     """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
@@ -154,8 +156,13 @@ def read_robotmia_export(
     ``ArrowDtype``) or, with ``return_type="arrow"``, a :class:`pyarrow.Table`
     (``return_type="polars"``: a ``polars.DataFrame`` over the same Arrow memory, with
     the ``[polars]`` extra), with columns ``event``, ``time`` (UTC) and
-    ``properties.<key>``. The range is fetched as day windows, ``concurrency`` at a time within ``rate_limit``; every body is
-    verified complete before it is parsed. With ``parquet_path`` the same rows are
+    ``properties.<key>``. The range is fetched as windows of days, ``concurrency`` at
+    a time within ``rate_limit``; every body is verified complete before it is
+    parsed. ``window_days="auto"`` sizes each request to about
+    ``window_target_bytes`` of compressed body (64 MiB; from 1 to 31 days, the first
+    spanning 7), an int pins the days per request; a window that keeps failing is
+    fetched again in halves, down to single days (``docs/windows.md``). With
+    ``parquet_path`` the same rows are
     also written as a Hive-partitioned dataset (``date=YYYY-MM-DD/``), one atomic day
     at a time. Failed requests are retried ``max_retries`` times with full-jitter
     exponential backoff starting at ``retry_backoff`` seconds (doubling, at most 60 s;
@@ -306,14 +313,17 @@ def export_to_parquet(
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
     table_format: TableFormat | None = None,
+    window_days: int | Literal["auto"] = "auto",
+    window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
 ) -> ExportSummary:
     """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
-    Memory stays bounded whatever the size: each day window is downloaded, verified,
-    parsed in record batches and written as it goes, then swapped in atomically. A
-    day that fails leaves its old partition (and every day already written) intact;
-    the error names the day. Retries as in :func:`read_robotmia_export`
-    (``max_retries``, ``retry_backoff``).
+    Memory stays bounded whatever the size: each window is downloaded, verified,
+    parsed, cut into its days and written a day at a time, each day swapped in
+    atomically. A day that fails leaves its old partition (and every day already
+    written) intact; the error names the day. Retries and windows
+    (``window_days``, ``window_target_bytes``) as in :func:`read_robotmia_export`;
+    ``limit`` caps the rows written in total.
 
     Example:
         >>> import tempfile
@@ -362,6 +372,8 @@ def sync_to_parquet(
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
     table_format: TableFormat | None = None,
+    window_days: int | Literal["auto"] = "auto",
+    window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
 ) -> ExportSummary:
     """Bring a dataset up to date, catching events that arrive up to 5 days late.
 
@@ -374,7 +386,8 @@ def sync_to_parquet(
     Parquet metadata: ``project_timezone`` defaults to the dataset's (another one is
     refused before any request), a later sync without ``dtype`` keeps the pinned
     types, and days after today are never counted as done.
-    Retries as in :func:`read_robotmia_export` (``max_retries``, ``retry_backoff``).
+    Retries and windows as in :func:`read_robotmia_export`: with the default
+    ``window_days="auto"`` the lookback of a daily run is one request.
 
     Example:
         >>> import tempfile

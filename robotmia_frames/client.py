@@ -223,6 +223,8 @@ class Client:
         sparse_threshold: float = _wide.SPARSE_THRESHOLD,
         max_memory: int | Literal["auto"] | None = "auto",
         table_format: TableFormat | None = None,
+        window_days: int | Literal["auto"] = "auto",
+        window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
     ) -> _wide.Results:
         """Export every event of ``from_date..to_date`` (inclusive, project-local days).
 
@@ -252,6 +254,8 @@ class Client:
             progress=progress,
             dtype=dtype,
             on_type_mismatch=on_type_mismatch,
+            window_days=window_days,
+            window_target_bytes=window_target_bytes,
         )
         shape = _wide.Shape.checked(
             split_by=split_by,
@@ -345,6 +349,8 @@ class Client:
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
         table_format: TableFormat | None = None,
+        window_days: int | Literal["auto"] = "auto",
+        window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
     ) -> ExportSummary:
         """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
@@ -381,6 +387,8 @@ class Client:
             progress=progress,
             dtype=dtype,
             on_type_mismatch=on_type_mismatch,
+            window_days=window_days,
+            window_target_bytes=window_target_bytes,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
             return _pipeline.write_dataset(
@@ -412,6 +420,8 @@ class Client:
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
         table_format: TableFormat | None = None,
+        window_days: int | Literal["auto"] = "auto",
+        window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
     ) -> ExportSummary:
         """Bring a dataset up to date, catching events that arrive up to 5 days late.
 
@@ -467,6 +477,8 @@ class Client:
             progress=progress,
             dtype=dtype,
             on_type_mismatch=on_type_mismatch,
+            window_days=window_days,
+            window_target_bytes=window_target_bytes,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
             summary = _pipeline.write_dataset(
@@ -478,6 +490,39 @@ class Client:
                 storage_options=storage_options,
             )
         return summary
+
+    def plan_export(
+        self,
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        window_days: int | Literal["auto"] = "auto",
+        window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
+        bytes_per_day: float | None = None,
+    ) -> _pipeline.BudgetPlan:
+        """The requests and API-hours an export of ``from_date..to_date`` would take.
+
+        Nothing is sent. The API-hours count this client's hourly rate limit (60
+        requests an hour when it has none). With ``window_days="auto"`` the windows
+        are sized from ``bytes_per_day`` (compressed body bytes per day) when
+        given, else each is assumed to span the start size of 7 days: a run
+        learns the real size from each body and usually needs fewer requests.
+
+        Example:
+            >>> plan = Client(api_secret="s").plan_export("2024-01-01", "2024-12-31",
+            ...                                           window_days=30)
+            >>> plan.requests, plan.windows[0]
+            (13, (datetime.date(2024, 1, 1), datetime.date(2024, 1, 30)))
+            >>> print(plan)
+            2024-01-01..2024-12-31: 366 days in 13 requests (6 to 30 days each), 0.2 API-hours at 60 requests an hour
+        """
+        return self._conn.budget(
+            from_date,
+            to_date,
+            window_days=window_days,
+            window_target_bytes=window_target_bytes,
+            bytes_per_day=bytes_per_day,
+        )
 
     # ------------------------------------------------------------------- local reads
 

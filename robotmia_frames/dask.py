@@ -488,6 +488,7 @@ def read_robotmia_export(
     verify: bool | str = True,
     meta_sample: MetaSample = "all",
     client: Client | None = None,
+    window_days: int | Literal["auto"] = "auto",
 ) -> dd.DataFrame:
     """Export ``from_date..to_date`` as a Dask DataFrame, one partition per day.
 
@@ -502,6 +503,8 @@ def read_robotmia_export(
     the cluster's memory for the partitions. ``meta_sample="first"`` fetches only the first day now (see the
     module docs). Needs a ``distributed`` client (``client=``, else the current one).
     With ``on_bad_lines="warn"`` the warnings are issued on the workers.
+    ``window_days`` is checked as on one machine, but every partition is fetched
+    as its own one-day request.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -559,6 +562,7 @@ def export_to_parquet(
     retry_backoff: float = 1.0,
     verify: bool | str = True,
     client: Client | None = None,
+    window_days: int | Literal["auto"] = "auto",
 ) -> ExportSummary:
     """Export ``from_date..to_date`` into a Parquet dataset at ``path``, on the workers.
 
@@ -572,6 +576,7 @@ def export_to_parquet(
     ``rename``). If any window fails in the first pass nothing is written; a day
     that fails to write leaves its old partition, the other days are written, and
     the error names the day. A killed worker's task is run again elsewhere.
+    ``window_days`` is checked, but each day is fetched as its own request.
 
     Example:
         >>> import robotmia_frames.dask as rfd

@@ -147,7 +147,7 @@ def test_one_failing_day_among_several_is_retried_alone(server):
     events = [ev("d", lsec(f"2024-02-0{d}", i), day=d, i=i) for d in (1, 2, 3) for i in range(5)]
     srv = server(events)
     srv.add_fault(Fault(status=503, match=lambda p: p["from_date"] == "2024-02-02"))
-    df = read(srv, "2024-02-01", "2024-02-03", max_retries=1)
+    df = read(srv, "2024-02-01", "2024-02-03", max_retries=1, window_days=1)
     assert df["properties.day"].tolist() == [1] * 5 + [2] * 5 + [3] * 5
     assert df["properties.i"].tolist() == list(range(5)) * 3
     days = sorted(r.params["from_date"] for r in srv.requests)
@@ -221,12 +221,23 @@ def test_parse_error_names_day_window_and_line(server):
     srv = server([ev("g", lsec(d, 1)) for d in ("2024-02-01", "2024-02-02", "2024-02-03")])
     srv.add_fault(Fault(raw_body=body, match=lambda p: p["from_date"] == "2024-02-02"))
     with pytest.raises(rf.ParseError) as info:
-        read(srv, "2024-02-01", "2024-02-03")
+        read(srv, "2024-02-01", "2024-02-03", window_days=1)
     err = info.value
     assert err.line_number == 4
     assert "2024-02-02" in str(err)
     assert "line 4" in str(err)
     assert isinstance(err, ValueError)
+
+
+def test_parse_error_in_a_multi_day_window_names_the_window_and_line(server):
+    good = [orjson.dumps(ev("g", lsec(f"2024-02-0{d}", 1))) for d in (1, 2, 3)]
+    body = good[0] + b"\n" + good[1] + b"\n\n" + b'{"event": "broken"\n' + good[2] + b"\n"
+    srv = server([])
+    srv.add_fault(Fault(raw_body=body))
+    with pytest.raises(rf.ParseError) as info:
+        read(srv, "2024-02-01", "2024-02-03")
+    assert info.value.line_number == 4
+    assert "window 2024-02-01..2024-02-03" in str(info.value) and "line 4" in str(info.value)
 
 
 def test_parse_error_in_a_gzip_file_counts_blank_lines(tmp_path):

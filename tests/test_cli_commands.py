@@ -103,10 +103,9 @@ def test_sync_twice_catches_late_events(server: Any, secret: str, tmp_path: Path
     srv.requests.clear()
     second = _json(run_cli(*argv, "--json", env=env))
     assert second["from_date"] == "2024-01-08" and second["days"] == 3  # 2 days of lookback
-    assert sorted(r.params["from_date"] for r in srv.requests) == [
-        "2024-01-08",
-        "2024-01-09",
-        "2024-01-10",
+    # the lookback in one request
+    assert [(r.params["from_date"], r.params["to_date"]) for r in srv.requests] == [
+        ("2024-01-08", "2024-01-10")
     ]
     assert len(rf.read_parquet_dataset(out)) == 100  # nothing doubled
 

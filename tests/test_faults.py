@@ -71,6 +71,7 @@ def read(srv: ExportServer, n_days: int = N_DAYS, **kw: Any) -> Any:
     kw.setdefault("retry_backoff", 0.01)
     kw.setdefault("max_retries", 3)
     kw.setdefault("progress", False)
+    kw.setdefault("window_days", 1)  # faults here aim at one day's request
     last = START + dt.timedelta(days=n_days - 1)
     return rf.read_robotmia_export(START, last, **kw)
 
@@ -355,7 +356,7 @@ def test_failed_window_writes_nothing(server: ServerFactory, tmp_path: Path, kin
     target, cache = tmp_path / "ds", tmp_path / "cache"
     kw: dict[str, Any] = dict(
         api_secret=SECRET, project_timezone="UTC", retry_backoff=0.01, max_retries=1,
-        timeout=0.3, progress=False,
+        timeout=0.3, progress=False, window_days=1,
     )  # fmt: skip
     old = server(make_events(seed=1, per_day=40))
     rf.export_to_parquet(target, START, days()[-1], base_url=old.url, cache_dir=cache, **kw)
@@ -404,7 +405,7 @@ def test_failed_sync_keeps_its_state(server: ServerFactory, tmp_path: Path) -> N
     srv = server(EVENTS)
     kw: dict[str, Any] = dict(
         api_secret=SECRET, project_timezone="UTC", base_url=srv.url, retry_backoff=0.01,
-        max_retries=1, progress=False,
+        max_retries=1, progress=False, window_days=1,
     )  # fmt: skip
     rf.sync_to_parquet(tmp_path, from_date=START, to_date=days()[1], **kw)
     state = _pipeline.dataset_state(sinks.locate(tmp_path))

@@ -352,7 +352,10 @@ def test_failing_day_keeps_old_partitions(server, tmp_path, concurrency):
         Fault(status=400, message="bad day", match=lambda p: p["from_date"] == "2024-01-03")
     )
     with pytest.raises(rf.APIError) as info:
-        export(srv2, out, "2024-01-01", "2024-01-04", concurrency=concurrency, max_retries=0)
+        export(
+            srv2, out, "2024-01-01", "2024-01-04", concurrency=concurrency, max_retries=0,
+            window_days=1,
+        )  # fmt: skip
     assert "2024-01-03" in str(info.value)
     assert info.value.status_code == 400
     assert digest(out, "2024-01-03") == before["2024-01-03"]

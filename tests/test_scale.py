@@ -57,6 +57,7 @@ def read(srv: ExportServer, n_days: int, **kw: Any) -> Any:
     kw.setdefault("project_timezone", "UTC")
     kw.setdefault("base_url", srv.url)
     kw.setdefault("progress", False)
+    kw.setdefault("window_days", 1)  # one request a day: the scheduler's unit here
     last = START + dt.timedelta(days=n_days - 1)
     return rf.read_robotmia_export(START, last, **kw)
 
@@ -172,11 +173,11 @@ def test_shared_limiter_keeps_one_budget_across_calls(server: ServerFactory) -> 
     limiter = RateLimiter(RateLimit(per_hour=None, per_second=2, concurrent=None))
     first = rf.read_robotmia_export(
         "2024-01-01", "2024-01-02", api_secret=SECRET, project_timezone="UTC",
-        base_url=srv.url, rate_limit=limiter, progress=False,
+        base_url=srv.url, rate_limit=limiter, progress=False, window_days=1,
     )  # fmt: skip
     second = rf.read_robotmia_export(
         "2024-01-03", "2024-01-04", api_secret=SECRET, project_timezone="UTC",
-        base_url=srv.url, rate_limit=limiter, progress=False,
+        base_url=srv.url, rate_limit=limiter, progress=False, window_days=1,
     )  # fmt: skip
     assert len(first) == len(second) == 10
     assert limiter.queries == 4
@@ -311,7 +312,7 @@ def test_cache_dir_via_export_to_parquet(server: ServerFactory, tmp_path: Path) 
     srv.clear_requests()
     s2 = rf.export_to_parquet(tmp_path / "b", START, days(2)[1], cache_dir=tmp_path / "c", **kw)
     assert srv.requests == [] and s1.rows == s2.rows == 40
-    assert len(_cache_files(tmp_path / "c")) == 2  # the sink does not delete cached bodies
+    assert len(_cache_files(tmp_path / "c")) == 1  # the sink does not delete cached bodies
 
 
 # ------------------------------------------------------------------ regions

@@ -135,7 +135,21 @@ def _remote(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dedupe", action="store_true", help="drop repeated events ($insert_id)")
     p.add_argument(
-        "--concurrency", type=int, default=4, metavar="N", help="day windows at once (default 4)"
+        "--concurrency", type=int, default=4, metavar="N", help="windows at once (default 4)"
+    )
+    p.add_argument(
+        "--window-days",
+        type=_window_days,
+        default="auto",
+        metavar="N|auto",
+        help="days per request: auto (sized to the data, default) or 1 to 31",
+    )
+    p.add_argument(
+        "--window-target-mb",
+        type=_mebibytes,
+        default=64.0,
+        metavar="MB",
+        help="compressed body size auto windows aim at, in MiB (default 64)",
     )
     p.add_argument("--timeout", type=float, metavar="S", help="read timeout in seconds")
     p.add_argument(
@@ -460,6 +474,29 @@ def _summary_line(summary: api.ExportSummary) -> str:
     )
 
 
+def _window_days(text: str) -> int | str:
+    """``--window-days``: ``auto`` or a whole number (the library checks its range)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a number of days, got {text!r}"
+        ) from None
+
+
+def _mebibytes(text: str) -> float:
+    """``--window-target-mb``: a size in MiB, at least one byte."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value * (1 << 20) >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive size in MiB, got {text!r}")
+    return value
+
+
 def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "event": args.event,
@@ -476,6 +513,8 @@ def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "verify": args.ca_bundle or True,
         "progress": _progress(args),
         **_typed_kwargs(args),
+        "window_days": args.window_days,
+        "window_target_bytes": int(args.window_target_mb * (1 << 20)),
     }
     for name in ("timeout", "max_retry_after", "stall_timeout", "min_speed", "max_window_bytes"):
         if getattr(args, name) is not None:
