@@ -15,6 +15,15 @@
  * surrogate, a non-string event, deep nesting). The Python engine then handles
  * that chunk, so every decision about bad lines and odd values stays in one
  * place. The GIL is released while scanning.
+ *
+ * Limits (each declines the chunk, see docs/engine.md "Safety"): nesting deeper
+ * than MAX_DEPTH, more than MAX_KEYS distinct property keys in one chunk, more
+ * than MAX_CELLS key-by-row cells in one chunk, a key-table probe longer than
+ * MAX_PROBE, and any buffer beyond 2 GiB (int32 offsets).
+ *
+ * The module uses only the Limited API (Py_LIMITED_API, set by setup.py): one
+ * abi3 build serves every later Python. Its state (the C locale, the hash key)
+ * lives in the module object, and it declares that it does not need the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -38,6 +47,14 @@ enum { T_NULL = 1, T_FALSE = 2, T_TRUE = 3, T_INT = 4, T_FLOAT = 5, T_STR = 6, T
 enum { NOT_FLAT = -3, NOT_SCALAR = -4 };
 enum { OK = 0, HARD = -1, NOMEM = -2 };
 #define MAX_DEPTH 256
+/* Distinct stored keys in one chunk: beyond it the chunk goes to Python. */
+#define MAX_KEYS 65536
+/* Keys x rows of one chunk's result (its bitmaps and offsets are laid out over
+   every row): 32M cells is at most ~260 MB of int64 values. */
+#define MAX_CELLS ((size_t)1 << 25)
+/* Slots one key lookup may visit. The hash is keyed per process, so a long
+   probe means a broken hash, not hostile keys; the chunk is declined. */
+#define MAX_PROBE 128
 
 /* ------------------------------------------------------------------ buffers */
 
@@ -68,6 +85,13 @@ static inline int buf_put(buf_t *b, const void *src, size_t n) {
 
 static inline int buf_i32(buf_t *b, int32_t v) { return buf_put(b, &v, sizeof v); }
 
+/* Bytes [from, to) of another buffer (which may still be unallocated when the
+   span is empty: no pointer arithmetic on NULL). */
+static inline int buf_put_span(buf_t *b, const buf_t *src, int32_t from, int32_t to) {
+    if (to <= from) return OK;
+    return buf_put(b, src->p + from, (size_t)(to - from));
+}
+
 /* ------------------------------------------------------------------ columns */
 
 typedef struct {
@@ -96,23 +120,55 @@ typedef struct {
     size_t norder;
     int only_wanted;
     int32_t first; /* the first key of the last properties object (-1: none) */
+    const uint64_t *key; /* the per-process hash key */
+    size_t longest_probe; /* slots visited by the longest lookup so far */
 } table_t;
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
+/* SipHash-1-3 (as CPython hashes str), keyed per process: key names chosen to
+   collide in the table cannot be computed without the key. */
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                  \
+    do {                                                                          \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                 \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                    \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                    \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                 \
+    } while (0)
+
+static uint64_t hash_bytes(const uint64_t key[2], const char *s, size_t n) {
+    uint64_t v0 = 0x736f6d6570736575ULL ^ key[0], v1 = 0x646f72616e646f6dULL ^ key[1];
+    uint64_t v2 = 0x6c7967656e657261ULL ^ key[0], v3 = 0x7465646279746573ULL ^ key[1];
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = n;
+    while (left >= 8) {
+        uint64_t m;
+        memcpy(&m, p, 8); /* little- or big-endian alike: only equality matters */
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+        p += 8;
+        left -= 8;
     }
-    return h;
+    uint64_t b = (uint64_t)n << 56;
+    for (size_t i = 0; i < left; i++) b |= (uint64_t)p[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND; SIPROUND; SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
 static int table_rehash(table_t *t, size_t nslots) {
     int32_t *slots = (int32_t *)calloc(nslots, sizeof(int32_t));
     if (!slots) return NOMEM;
     for (size_t i = 0; i < t->ncols; i++) {
-        size_t j = (size_t)t->cols[i].hash & (nslots - 1);
-        while (slots[j]) j = (j + 1) & (nslots - 1);
+        size_t j = (size_t)t->cols[i].hash & (nslots - 1), probe = 1;
+        while (slots[j]) {
+            j = (j + 1) & (nslots - 1);
+            if (++probe > MAX_PROBE) { free(slots); return HARD; }
+        }
+        if (probe > t->longest_probe) t->longest_probe = probe;
         slots[j] = (int32_t)(i + 1);
     }
     free(t->slots);
@@ -123,8 +179,8 @@ static int table_rehash(table_t *t, size_t nslots) {
 
 /* Find or add a key; *out is its column. */
 static int table_get(table_t *t, const char *name, size_t n, int add_skip, col_t **out) {
-    uint64_t h = hash_bytes(name, n);
-    size_t j = (size_t)h & (t->nslots - 1);
+    uint64_t h = hash_bytes(t->key, name, n);
+    size_t j = (size_t)h & (t->nslots - 1), probe = 1;
     while (t->slots[j]) {
         col_t *c = &t->cols[t->slots[j] - 1];
         if (c->hash == h && c->name_len == n && memcmp(c->name, name, n) == 0) {
@@ -132,7 +188,10 @@ static int table_get(table_t *t, const char *name, size_t n, int add_skip, col_t
             return OK;
         }
         j = (j + 1) & (t->nslots - 1);
+        if (++probe > MAX_PROBE) return HARD;
     }
+    if (probe > t->longest_probe) t->longest_probe = probe;
+    if (t->ncols >= MAX_KEYS) return HARD;
     if (t->ncols == t->capcols) {
         size_t cap = t->capcols ? t->capcols * 2 : 64;
         col_t *cols = (col_t *)realloc(t->cols, cap * sizeof(col_t));
@@ -152,7 +211,10 @@ static int table_get(table_t *t, const char *name, size_t n, int add_skip, col_t
     c->next = -1;
     t->slots[j] = (int32_t)(t->ncols + 1);
     t->ncols++;
-    if (t->ncols * 2 > t->nslots && table_rehash(t, t->nslots * 2) != OK) return NOMEM;
+    if (t->ncols * 2 > t->nslots) {
+        int r = table_rehash(t, t->nslots * 2);
+        if (r != OK) return r;
+    }
     *out = &t->cols[t->ncols - 1];
     return OK;
 }
@@ -172,8 +234,17 @@ static void table_free(table_t *t) {
 
 /* ------------------------------------------------------------------ lexing */
 
+/* What number parsing needs from the module state. */
+typedef struct {
+#ifdef RF_HAVE_STRTOD_L
+    locale_t c_locale;
+#endif
+    int floats_ok; /* strtod reads '.' as the decimal point */
+} numenv_t;
+
 typedef struct {
     const unsigned char *p, *e;
+    const numenv_t *env;
 } cur_t;
 
 static inline void ws(cur_t *c) {
@@ -323,11 +394,6 @@ static int lex_string(cur_t *c, const unsigned char **s, size_t *n, int *escaped
     return OK;
 }
 
-#ifdef RF_HAVE_STRTOD_L
-static locale_t c_locale;
-#endif
-static int floats_ok = 1;
-
 /* A JSON number at c->p: *is_int, and *iv or *dv. Anything out of range is HARD. */
 static int lex_number(cur_t *c, int *is_int, int64_t *iv, double *dv) {
     const unsigned char *start = c->p, *p = c->p, *e = c->e;
@@ -410,7 +476,7 @@ static int lex_number(cur_t *c, int *is_int, int64_t *iv, double *dv) {
         }
     }
 #endif
-    if (!floats_ok) return HARD;
+    if (!c->env->floats_ok) return HARD;
     char tmp[128];
     size_t len = (size_t)(p - start);
     if (len >= sizeof tmp) return HARD;
@@ -419,7 +485,7 @@ static int lex_number(cur_t *c, int *is_int, int64_t *iv, double *dv) {
     char *endp;
     errno = 0;
 #ifdef RF_HAVE_STRTOD_L
-    double d = strtod_l(tmp, &endp, c_locale);
+    double d = strtod_l(tmp, &endp, c->env->c_locale);
 #else
     double d = strtod(tmp, &endp);
 #endif
@@ -842,6 +908,14 @@ static int blank(const unsigned char *p, size_t n) {
 
 /* ------------------------------------------------------------------ Python */
 
+typedef struct {
+    PyObject *buffer_type; /* robotmia_frames._scan.Buffer */
+    numenv_t env;
+    uint64_t key[2]; /* the hash key, random per process */
+} state_t;
+
+static state_t *state_of(PyObject *module) { return (state_t *)PyModule_GetState(module); }
+
 /*
  * A read-only buffer that owns a scanner buffer's memory, so results reach Arrow
  * and numpy without a copy (pa.py_buffer and np.frombuffer take it as is).
@@ -852,35 +926,41 @@ typedef struct {
     Py_ssize_t len;
 } BufferObject;
 
-static void buffer_dealloc(BufferObject *self) {
-    free(self->p);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+static void buffer_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    free(((BufferObject *)self)->p);
+    freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+    tp_free(self);
+    Py_DECREF(tp);
 }
 
-static int buffer_get(BufferObject *self, Py_buffer *view, int flags) {
+static int buffer_get(PyObject *self, Py_buffer *view, int flags) {
     static char empty[1];
-    return PyBuffer_FillInfo(view, (PyObject *)self, self->p ? self->p : empty, self->len, 1, flags);
+    BufferObject *b = (BufferObject *)self;
+    return PyBuffer_FillInfo(view, self, b->p ? b->p : empty, b->len, 1, flags);
 }
 
-static Py_ssize_t buffer_len(BufferObject *self) { return self->len; }
+static Py_ssize_t buffer_len(PyObject *self) { return ((BufferObject *)self)->len; }
 
-static PyBufferProcs buffer_procs = {(getbufferproc)buffer_get, NULL};
-static PySequenceMethods buffer_seq = {.sq_length = (lenfunc)buffer_len};
+static PyType_Slot buffer_slots[] = {
+    {Py_tp_dealloc, (void *)buffer_dealloc},
+    {Py_bf_getbuffer, (void *)buffer_get},
+    {Py_sq_length, (void *)buffer_len},
+    {Py_tp_doc, (void *)"Read-only memory of a scan result (supports the buffer protocol)."},
+    {0, NULL},
+};
 
-static PyTypeObject BufferType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "robotmia_frames._scan.Buffer",
-    .tp_basicsize = sizeof(BufferObject),
-    .tp_dealloc = (destructor)buffer_dealloc,
-    .tp_as_sequence = &buffer_seq,
-    .tp_as_buffer = &buffer_procs,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Read-only memory of a scan result (supports the buffer protocol).",
+static PyType_Spec buffer_spec = {
+    "robotmia_frames._scan.Buffer", sizeof(BufferObject), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    buffer_slots,
 };
 
 /* Hand a buffer's memory to a new Buffer object (the buf_t is left empty). */
-static PyObject *bytes_of(buf_t *b) {
-    BufferObject *o = PyObject_New(BufferObject, &BufferType);
+static PyObject *bytes_of(PyObject *type, buf_t *b) {
+    PyTypeObject *tp = (PyTypeObject *)type;
+    allocfunc alloc = (allocfunc)PyType_GetSlot(tp, Py_tp_alloc);
+    BufferObject *o = (BufferObject *)alloc(tp, 0);
     if (!o) return NULL;
     if (b->p && b->cap - b->len > 4096) {
         /* Give back the unused growth room: the buffer lives as long as the
@@ -1007,9 +1087,9 @@ static int put_merged_text(placed_t *out, col_t *c, size_t n) {
         if (e < m && (size_t)rows[e] == r) {
             if (tags[e] == T_RAW || tags[e] == T_LIST) {
                 int32_t rend = roff[ri++];
-                if (buf_put(&out->text, c->rdat.p + rprev, (size_t)(rend - rprev)) != OK) return NOMEM;
+                if (buf_put_span(&out->text, &c->rdat, rprev, rend) != OK) return NOMEM;
                 rprev = rend;
-            } else if (buf_put(&out->text, c->sdat.p + sprev, (size_t)(soff[e] - sprev)) != OK) {
+            } else if (buf_put_span(&out->text, &c->sdat, sprev, soff[e]) != OK) {
                 return NOMEM;
             }
             sprev = soff[e];
@@ -1082,7 +1162,7 @@ static int place(col_t *c, size_t n, placed_t *out) {
     return put_values(&out->vals, k, tags, rows, m, n, &c->ints, &c->flts);
 }
 
-static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows, placed_t *placed) {
+static PyObject *build_result(PyObject *bt, table_t *t, rows_t *o, int32_t nrows, placed_t *placed) {
     PyObject *cols = PyList_New((Py_ssize_t)t->norder);
     if (!cols) return NULL;
     buf_t none = {NULL, 0, 0};
@@ -1096,19 +1176,21 @@ static PyObject *build_result(table_t *t, rows_t *o, int32_t nrows, placed_t *pl
         buf_t *text_buf = pl->text.p ? &pl->text : (py || text) ? &c->sdat : &none;
         PyObject *item = Py_BuildValue(
             "(s#iNNNiiNNNNNNNNNN)", c->name, (Py_ssize_t)c->name_len, pl->kind,
-            bytes_of(&pl->valid), bytes_of(&pl->vals),
-            bytes_of(text_buf),
-            pl->ckind, pl->cexact, bytes_of(&pl->cvalid), bytes_of(&pl->cvals),
-            bytes_of(pl->kind == K_LIST && pl->ckind == K_STR ? &c->cdat : &none),
-            bytes_of(py ? &c->rows : &none), bytes_of(py ? &c->tags : &none),
-            bytes_of(py ? &c->ints : &none), bytes_of(py ? &c->flts : &none),
-            bytes_of(py ? &c->soff : &none), bytes_of(py ? &c->roff : &none),
-            bytes_of(py ? &c->rdat : &none));
-        if (!item) { Py_DECREF(cols); return NULL; }
-        PyList_SET_ITEM(cols, (Py_ssize_t)i, item);
+            bytes_of(bt, &pl->valid), bytes_of(bt, &pl->vals),
+            bytes_of(bt, text_buf),
+            pl->ckind, pl->cexact, bytes_of(bt, &pl->cvalid), bytes_of(bt, &pl->cvals),
+            bytes_of(bt, pl->kind == K_LIST && pl->ckind == K_STR ? &c->cdat : &none),
+            bytes_of(bt, py ? &c->rows : &none), bytes_of(bt, py ? &c->tags : &none),
+            bytes_of(bt, py ? &c->ints : &none), bytes_of(bt, py ? &c->flts : &none),
+            bytes_of(bt, py ? &c->soff : &none), bytes_of(bt, py ? &c->roff : &none),
+            bytes_of(bt, py ? &c->rdat : &none));
+        if (!item || PyList_SetItem(cols, (Py_ssize_t)i, item) < 0) {
+            Py_DECREF(cols);
+            return NULL;
+        }
     }
-    return Py_BuildValue("(iNNNNNN)", (int)nrows, bytes_of(&o->ev_off), bytes_of(&o->ev_dat),
-                         bytes_of(&o->ev_ok), bytes_of(&o->time), bytes_of(&o->time_ok), cols);
+    return Py_BuildValue("(iNNNNNN)", (int)nrows, bytes_of(bt, &o->ev_off), bytes_of(bt, &o->ev_dat),
+                         bytes_of(bt, &o->ev_ok), bytes_of(bt, &o->time), bytes_of(bt, &o->time_ok), cols);
 }
 
 PyDoc_STRVAR(scan_doc,
@@ -1118,7 +1200,7 @@ PyDoc_STRVAR(scan_doc,
 "needs the Python engine.");
 
 static PyObject *scan(PyObject *self, PyObject *args) {
-    (void)self;
+    state_t *st = state_of(self);
     Py_buffer view;
     PyObject *wanted = Py_None;
     if (!PyArg_ParseTuple(args, "y*|O", &view, &wanted)) return NULL;
@@ -1128,21 +1210,36 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     memset(&o, 0, sizeof o);
     PyObject *result = NULL;
     placed_t *placed = NULL;
+    char *names = NULL; /* the wanted keys' names */
     int r = OK;
     int64_t nrows = 0;
     const unsigned char *p = (const unsigned char *)view.buf, *end = p + view.len;
 
     t.first = -1;
+    t.key = st->key;
     if (table_rehash(&t, 256) != OK) { PyErr_NoMemory(); goto done; }
     if (wanted != Py_None) {
         if (!PyList_Check(wanted)) { PyErr_SetString(PyExc_TypeError, "wanted must be a list"); goto done; }
         t.only_wanted = 1;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(wanted); i++) {
-            Py_ssize_t n;
-            const char *s = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(wanted, i), &n);
-            col_t *col;
-            if (!s) goto done;
-            if (table_get(&t, s, (size_t)n, 0, &col) != OK) { PyErr_NoMemory(); goto done; }
+        /* The names are copied: the list may change while the scan runs
+           without the GIL (or on a free-threaded interpreter). */
+        Py_ssize_t count = PyList_Size(wanted);
+        size_t total = 1;
+        for (int pass = 0; pass < 2 && r == OK; pass++) {
+            size_t at = 0;
+            if (pass == 1 && !(names = (char *)malloc(total))) { PyErr_NoMemory(); goto done; }
+            for (Py_ssize_t i = 0; i < count && r == OK; i++) {
+                Py_ssize_t n;
+                PyObject *item = PyList_GetItem(wanted, i);
+                const char *s = item ? PyUnicode_AsUTF8AndSize(item, &n) : NULL;
+                col_t *col;
+                if (!s) goto done;
+                if (pass == 0) { total += (size_t)n; continue; }
+                if (at + (size_t)n > total) { r = HARD; break; } /* the list grew */
+                memcpy(names + at, s, (size_t)n);
+                r = table_get(&t, names + at, (size_t)n, 0, &col);
+                at += (size_t)n;
+            }
         }
     }
     if (buf_i32(&o.ev_off, 0) != OK) { PyErr_NoMemory(); goto done; }
@@ -1153,12 +1250,14 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         const unsigned char *stop = nl ? nl : end;
         if (!blank(p, (size_t)(stop - p))) {
             if (nrows >= INT32_MAX) { r = HARD; break; }
-            cur_t c = {p, stop};
+            cur_t c = {p, stop, &st->env};
             r = scan_line(&c, &t, &o, (int32_t)nrows);
             nrows++;
         }
         p = nl ? nl + 1 : end;
     }
+    /* Every stored key's result is laid out over every row: bound the cells. */
+    if (r == OK && t.norder > 0 && (size_t)nrows > MAX_CELLS / t.norder) r = HARD;
     if (r == OK) {
         placed = (placed_t *)calloc(t.norder ? t.norder : 1, sizeof(placed_t));
         if (!placed) r = NOMEM;
@@ -1169,7 +1268,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
 
     if (r == NOMEM) { PyErr_NoMemory(); goto done; }
     if (r == HARD) { result = Py_None; Py_INCREF(result); goto done; }
-    result = build_result(&t, &o, (int32_t)nrows, placed);
+    result = build_result(st->buffer_type, &t, &o, (int32_t)nrows, placed);
 done:
     if (placed) {
         for (size_t i = 0; i < t.norder; i++) {
@@ -1180,6 +1279,7 @@ done:
     }
     PyBuffer_Release(&view);
     table_free(&t);
+    free(names);
     free(o.ev_off.p); free(o.ev_dat.p); free(o.ev_ok.p); free(o.time.p); free(o.time_ok.p);
     return result;
 }
@@ -1225,34 +1325,112 @@ static PyObject *trim(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(longest_probe_doc,
+"longest_probe(keys, /) -> int\n\n"
+"The most slots one lookup visits when the scanner's key table holds ``keys``\n"
+"(a list of str), or -1 when a lookup would pass the bound and the scanner\n"
+"would decline the chunk. A diagnostic of the keyed hash, for the tests.");
+
+static PyObject *longest_probe(PyObject *self, PyObject *keys) {
+    state_t *st = state_of(self);
+    if (!PyList_Check(keys)) { PyErr_SetString(PyExc_TypeError, "keys must be a list"); return NULL; }
+    table_t t;
+    memset(&t, 0, sizeof t);
+    t.key = st->key;
+    t.first = -1;
+    long out = -1;
+    int r = table_rehash(&t, 256);
+    Py_ssize_t count = PyList_Size(keys);
+    for (Py_ssize_t i = 0; r == OK && i < count; i++) {
+        Py_ssize_t n;
+        PyObject *item = PyList_GetItem(keys, i);
+        const char *s = item ? PyUnicode_AsUTF8AndSize(item, &n) : NULL;
+        col_t *col;
+        if (!s) { table_free(&t); return NULL; }
+        r = table_get(&t, s, (size_t)n, 0, &col);
+    }
+    if (r == OK) out = (long)t.longest_probe;
+    table_free(&t);
+    if (r == NOMEM) return PyErr_NoMemory();
+    return PyLong_FromLong(out);
+}
+
 static PyMethodDef methods[] = {
     {"trim", trim, METH_NOARGS, trim_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
     {"cut", cut, METH_VARARGS, cut_doc},
+    {"longest_probe", longest_probe, METH_O, longest_probe_doc},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_scan", "Export lines to per-key columns (see engine.py).", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__scan(void) {
+/* Module state: the Buffer type, the C locale for strtod_l, the hash key. */
+static int module_exec(PyObject *m) {
+    state_t *st = state_of(m);
+    st->env.floats_ok = 1;
 #ifdef RF_HAVE_STRTOD_L
-    c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (!c_locale) floats_ok = 0;
+    st->env.c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!st->env.c_locale) st->env.floats_ok = 0;
 #else
     struct lconv *lc = localeconv();
-    floats_ok = lc && lc->decimal_point && strcmp(lc->decimal_point, ".") == 0;
+    st->env.floats_ok = lc && lc->decimal_point && strcmp(lc->decimal_point, ".") == 0;
 #endif
-    if (PyType_Ready(&BufferType) < 0) return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (!m) return NULL;
-    Py_INCREF(&BufferType);
-    if (PyModule_AddObject(m, "Buffer", (PyObject *)&BufferType) < 0) {
-        Py_DECREF(&BufferType);
-        Py_DECREF(m);
-        return NULL;
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *seed = os ? PyObject_CallMethod(os, "urandom", "i", 16) : NULL;
+    Py_XDECREF(os);
+    if (!seed) return -1;
+    char *bytes;
+    Py_ssize_t len;
+    if (PyBytes_AsStringAndSize(seed, &bytes, &len) < 0 || len != 16) {
+        Py_DECREF(seed);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "os.urandom gave too few bytes");
+        return -1;
     }
-    return m;
+    memcpy(st->key, bytes, 16);
+    Py_DECREF(seed);
+    st->buffer_type = PyType_FromModuleAndSpec(m, &buffer_spec, NULL);
+    if (!st->buffer_type) return -1;
+    Py_INCREF(st->buffer_type);
+    if (PyModule_AddObject(m, "Buffer", st->buffer_type) < 0) {
+        Py_DECREF(st->buffer_type);
+        return -1;
+    }
+    return 0;
 }
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg) {
+    state_t *st = state_of(m);
+    if (st) Py_VISIT(st->buffer_type);
+    return 0;
+}
+
+static int module_clear(PyObject *m) {
+    state_t *st = state_of(m);
+    if (st) Py_CLEAR(st->buffer_type);
+    return 0;
+}
+
+static void module_free(void *m) {
+    state_t *st = state_of((PyObject *)m);
+    if (!st) return;
+    Py_CLEAR(st->buffer_type);
+#ifdef RF_HAVE_STRTOD_L
+    if (st->env.c_locale) freelocale(st->env.c_locale);
+    st->env.c_locale = (locale_t)0;
+#endif
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, (void *)module_exec},
+#ifdef Py_mod_gil
+    /* Scanning touches only its own memory and the read-only module state. */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_scan", "Export lines to per-key columns (see engine.py).",
+    sizeof(state_t), methods, module_slots, module_traverse, module_clear, module_free,
+};
+
+PyMODINIT_FUNC PyInit__scan(void) { return PyModuleDef_Init(&module); }
