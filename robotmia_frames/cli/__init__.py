@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from .. import _options, api, sinks
+from ..parse import scanner_status
 from .._redact import redact
 from .._version import __version__
 from ..errors import (
@@ -222,7 +223,11 @@ start with 'robotmia-frames demo' (no account needed); 'robotmia-frames COMMAND
         parents=[_common(json_output=False)],
     )
     p.set_defaults(debug=False)
-    p.add_argument("--version", action="version", version=f"robotmia-frames {__version__}")
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"robotmia-frames {__version__}\nparse engine: {scanner_status()}",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     e = sub.add_parser(
@@ -656,9 +661,10 @@ def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
 
     found = inspect_path(args.source, project_timezone=args.timezone, progress=_progress(args))
     if args.json:
-        _print_json(found.to_dict(), out)
+        _print_json({**found.to_dict(), "parse_engine": scanner_status()}, out)
     else:
         print(found.render(), file=out)
+        print(f"parse engine: {scanner_status()}", file=out)
     return EXIT_OK
 
 

@@ -35,7 +35,7 @@ from ._decode import (
 )
 from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
 from ._lines import BATCH_ROWS, iter_line_chunks
-from ._native import native_enabled
+from ._native import native_enabled, scanner_status
 from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types, type_name
 from ._reference import ScanResult, iter_batches, scan_lines
 from ._wide import (
@@ -92,6 +92,7 @@ __all__ = [
     "pin_types",
     "read_raw_batches",
     "scan_lines",
+    "scanner_status",
     "split_events",
     "text_values",
     "time_value",

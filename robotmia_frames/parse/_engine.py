@@ -36,7 +36,14 @@ import pyarrow as pa
 from . import _decode as parse
 from ._batch import BIG_EXPONENT, RawBatch, RawColumn, as_text, values_column
 from ._lines import BATCH_ROWS, iter_line_chunks, rows_per_chunk, split_lines
-from ._native import from_scan, iter_line_blocks, native_enabled, prescan, scan_chunk
+from ._native import (
+    from_scan,
+    iter_line_blocks,
+    native_enabled,
+    prescan,
+    scan_chunk,
+    warn_if_scanner_missing,
+)
 from ._reference import iter_batches
 from .typepolicy import (
     NULL,
@@ -213,6 +220,7 @@ def read_raw_batches(
         >>> b.num_rows, b.columns["n"].kind
         (1, int)
     """
+    warn_if_scanner_missing()
     bad = parse.BadLines(source, on_bad_lines)
     if batch_rows is None:  # fewer rows per chunk for wide exports (memory)
         batch_rows = rows_per_chunk(path) if keys is None else BATCH_ROWS
