@@ -41,6 +41,27 @@ def ours_python(path: str) -> tuple[int, int]:
     return ours_arrow(path)
 
 
+def ours_arrow_baseline(path: str) -> tuple[int, int]:
+    """``ours_arrow`` with the C scanner loaded from ``ROBOTMIA_BENCH_BASELINE_SO``
+    (another build of ``_scan.c``, e.g. the previous release's), to compare builds."""
+    import importlib.machinery
+    import importlib.util
+    import os
+
+    so = os.environ["ROBOTMIA_BENCH_BASELINE_SO"]
+    for name in ("robotmia_frames.parse._scan", "robotmia_frames._scan"):
+        loader = importlib.machinery.ExtensionFileLoader(name, so)
+        spec = importlib.util.spec_from_file_location(name, so, loader=loader)
+        try:
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        except ImportError:
+            continue
+        loader.exec_module(module)
+        sys.modules[name] = module
+        break
+    return ours_arrow(path)
+
+
 def ours_pandas(path: str) -> tuple[int, int]:
     import robotmia_frames as rf
 
@@ -183,7 +204,7 @@ def storage_export(
 METHODS: dict[str, Callable[..., tuple[int, int]]] = {
     f.__name__: f
     for f in (
-        ours_arrow, ours_python, ours_pandas, ours_projection, pandas_json_normalize, pyarrow_json,
+        ours_arrow, ours_arrow_baseline, ours_python, ours_pandas, ours_projection, pandas_json_normalize, pyarrow_json,
         polars_ndjson, duckdb_auto, duckdb_fixed, duckdb_fixed_full, floor_zlib, floor_isal, floor_orjson,
         http_ours, parquet_export, storage_export,
     )

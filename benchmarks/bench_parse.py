@@ -12,11 +12,17 @@ ratios against ours (to Arrow).
     python benchmarks/bench_parse.py                      # 1M events, 3 repeats
     python benchmarks/bench_parse.py --events 100000 --repeat 1
     python benchmarks/bench_parse.py --scaling 100000,1000000,3000000
+    python benchmarks/bench_parse.py --clean-only --methods ours_arrow,duckdb_fixed \
+        --baseline-so /tmp/old/_scan.cpython-311-x86_64-linux-gnu.so
+
+``--baseline-so`` adds ``ours_arrow_baseline``: the same run with another build of
+the C scanner (loaded by path), to check a change to ``_scan.c`` keeps its speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,12 +37,20 @@ FAST = [
 SLOW = ["pandas_json_normalize"]
 
 
-def bench(path: Path, events: int, repeat: int, slow_repeat: int) -> None:
+def bench(
+    path: Path, events: int, repeat: int, slow_repeat: int, methods: list[str] | None = None
+) -> None:
     mb = json_bytes(path) / 1e6
     results: dict[str, list[dict]] = {}
+    fast = [m for m in FAST if methods is None or m in methods]
+    slow = [m for m in SLOW if methods is None or m in methods]
+    if "ours_arrow" not in fast:
+        fast.insert(0, "ours_arrow")  # the reference of every ratio
+    if os.environ.get("ROBOTMIA_BENCH_BASELINE_SO"):
+        fast.insert(1, "ours_arrow_baseline")
     for r in range(repeat):
-        order = FAST if r % 2 == 0 else FAST[::-1]  # interleave to spread machine drift
-        for m in order + (SLOW if r < slow_repeat else []):
+        order = fast if r % 2 == 0 else fast[::-1]  # interleave to spread machine drift
+        for m in order + (slow if r < slow_repeat else []):
             rep = run_child(m, str(path))
             results.setdefault(m, []).append(rep)
     ours = median([x["wall"] for x in results["ours_arrow"] if "wall" in x])
@@ -92,6 +106,9 @@ def _targets(results: dict[str, list[dict]], ours: float, ours_rss: float) -> No
             f"  vs pandas: {pd_wall / ours:.1f}x faster (target >= 15), "
             f"{pd_rss / ours_rss:.1f}x less memory (target >= 5)"
         )
+    base = wall("ours_arrow_baseline")
+    if base is not None:
+        print(f"  ours / ours with the baseline scanner build: {ours / base:.2f}x  (target <= 1.15)")
     zlib = wall("floor_zlib")
     if zlib is not None:
         print(f"  ours / zlib floor: {ours / zlib:.2f}x  (target <= 4, goal 2)")
@@ -103,7 +120,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--slow-repeat", type=int, default=1, help="repeats of pandas (slow)")
     ap.add_argument("--scaling", help="comma-separated sizes: ours only, time and memory")
+    ap.add_argument("--methods", help="comma-separated methods to run (default: all)")
+    ap.add_argument("--clean-only", action="store_true", help="only the clean file")
+    ap.add_argument("--baseline-so", help="another build of the C scanner to time as well")
     args = ap.parse_args()
+    if args.baseline_so:
+        os.environ["ROBOTMIA_BENCH_BASELINE_SO"] = str(Path(args.baseline_so).resolve())
+    methods = args.methods.split(",") if args.methods else None
     print(f"# {machine()}")
     if args.scaling:
         print(f"{'events':>10}{'wall s':>9}{'peak MiB':>10}{'s per M':>9}{'MiB per M':>11}")
@@ -115,9 +138,9 @@ def main() -> None:
                 f"{rep['wall'] / n * 1e6:>9.2f}{rep['rss_mib'] / n * 1e6:>11,.0f}"
             )
         return
-    for messy in (False, True):
+    for messy in (False,) if args.clean_only else (False, True):
         path = export_file(args.events, messy=messy)
-        bench(path, args.events, args.repeat, args.slow_repeat)
+        bench(path, args.events, args.repeat, args.slow_repeat, methods)
 
 
 if __name__ == "__main__":
