@@ -108,7 +108,9 @@ def _targets(results: dict[str, list[dict]], ours: float, ours_rss: float) -> No
         )
     base = wall("ours_arrow_baseline")
     if base is not None:
-        print(f"  ours / ours with the baseline scanner build: {ours / base:.2f}x  (target <= 1.15)")
+        print(
+            f"  ours / ours with the baseline scanner build: {ours / base:.2f}x  (target <= 1.15)"
+        )
     zlib = wall("floor_zlib")
     if zlib is not None:
         print(f"  ours / zlib floor: {ours / zlib:.2f}x  (target <= 4, goal 2)")

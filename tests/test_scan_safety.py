@@ -21,8 +21,8 @@ import pyarrow as pa
 import pytest
 
 import robotmia_frames as rf
-from robotmia_frames import engine
 from robotmia_frames.cli import main
+from robotmia_frames.parse import _native, scanner_status
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "fuzz" / "corpus"
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
 
 import reference  # noqa: E402
 
-_scan: Any = engine._scan
+_scan: Any = _native._scan
 needs_scanner = pytest.mark.skipif(_scan is None, reason="the C scanner is not built")
 
 # The scanner's bounds (_scan.c): MAX_PROBE slots per lookup, MAX_CELLS keys x rows.
@@ -231,7 +231,7 @@ def test_inspect_names_the_parse_engine(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["inspect", str(path)]) == 0
     assert "parse engine: " in capsys.readouterr().out
     assert main(["inspect", "--json", str(path)]) == 0
-    assert json.loads(capsys.readouterr().out)["parse_engine"] == engine.scanner_status()
+    assert json.loads(capsys.readouterr().out)["parse_engine"] == scanner_status()
 
 
 _WITHOUT_SCANNER = textwrap.dedent(
@@ -279,7 +279,9 @@ def test_list_and_empty_string_in_one_column() -> None:
     if _scan is None:
         pytest.skip("the C scanner is not built")
     chunk = b'{"properties":{"b":[]}}\n{"properties":{"b":""}}\n{"properties":{"b":[1]}}'
-    batch = engine._from_scan(_scan.scan(chunk), 1, 3, "x")
+    scanned = _native.scan_chunk(chunk, None)
+    assert scanned is not None
+    batch = _native.from_scan(scanned, 1, 3, "x")
     assert batch is not None
     assert batch.columns["b"].array.to_pylist() == ["[]", "", "[1]"]
 

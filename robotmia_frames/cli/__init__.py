@@ -32,7 +32,6 @@ from typing import Any, TextIO
 import pyarrow as pa
 
 from .. import _options, api, sinks
-from ..parse import scanner_status
 from .._redact import redact
 from .._version import __version__
 from ..errors import (
@@ -43,6 +42,7 @@ from ..errors import (
     ParseError,
     TypeMismatchError,
 )
+from ..parse import scanner_status
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_API, EXIT_NETWORK, EXIT_PARSE = range(7)
 EXIT_INTERRUPTED = 130

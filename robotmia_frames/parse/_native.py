@@ -182,7 +182,7 @@ def scanner_status() -> str:
         >>> scanner_status().startswith(("C scanner", "pure Python"))
         True
     """
-    if _scan is None:
+    if _SCAN_MISSING is not None:
         return f"pure Python (the C scanner is not built: {_SCAN_MISSING})"
     if not native_enabled():
         return "pure Python (the C scanner is switched off by ROBOTMIA_FRAMES_NATIVE=0)"
@@ -192,7 +192,7 @@ def scanner_status() -> str:
 def warn_if_scanner_missing() -> None:
     """One RobotmiaWarning per process when parsing without a C scanner not switched off."""
     global _scan_warned
-    if _scan is not None or _scan_warned or os.environ.get("ROBOTMIA_FRAMES_NATIVE") == "0":
+    if _SCAN_MISSING is None or _scan_warned or os.environ.get("ROBOTMIA_FRAMES_NATIVE") == "0":
         return
     _scan_warned = True
     warnings.warn(

@@ -32,7 +32,7 @@ def _load_scanner() -> Any:
     """The scanner: the build named by ``ROBOTMIA_SCAN_SO`` (an instrumented one), or the package's."""
     path = os.environ.get("ROBOTMIA_SCAN_SO")
     if path:
-        for name in ("robotmia_frames.parse._scan", "robotmia_frames._scan"):
+        for name in ("robotmia_frames.parse._scan",):
             loader = importlib.machinery.ExtensionFileLoader(name, path)
             spec = importlib.util.spec_from_file_location(name, path, loader=loader)
             assert spec is not None
@@ -44,21 +44,17 @@ def _load_scanner() -> Any:
             sys.modules[name] = module
             return module
         raise ImportError(f"cannot load {path}")
-    try:
-        from robotmia_frames.parse import _scan
-    except ImportError:
-        from robotmia_frames import _scan  # type: ignore[no-redef]
+    from robotmia_frames.parse import _scan
+
     return _scan
 
 
 _scan = _load_scanner()
 
-try:  # the scanner's one Python reader
-    from robotmia_frames.parse.engine import _from_scan
-except ImportError:
-    from robotmia_frames.engine import _from_scan  # type: ignore[no-redef]
-
+# The scanner's one Python reader (it uses the module loaded above).
 import reference  # noqa: E402
+
+from robotmia_frames.parse._native import from_scan, scan_chunk  # noqa: E402
 
 _WANTED = [None, ["a"], ["a", "b", "x"], ["", "time", "b"]]
 
@@ -69,11 +65,11 @@ class Mismatch(AssertionError):
 
 def check(chunk: bytes, wanted: list[str] | None = None) -> bool:
     """Compare the scanner with the reference on one chunk; True if it was accepted."""
-    got = _scan.scan(chunk, wanted)
+    got = scan_chunk(chunk, None if wanted is None else frozenset(wanted))
     want = reference.expected(chunk, wanted)
     if got is None:
         return False
-    batch = _from_scan(got, 1, got[0], "fuzz")
+    batch = from_scan(got, 1, got.rows, "fuzz")
     if batch is None:
         return False  # a column needs the exact decoding of the Python engine
     if want is reference.MUST_DECLINE:
