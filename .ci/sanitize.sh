@@ -15,7 +15,7 @@ cd "$work"
 san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1)
 CC=${SAN_CC:-gcc} CFLAGS="${san[*]}" LDFLAGS="${san[*]}" \
     python3 setup.py -q build_ext --inplace 2>&1 | grep -v '^$' || true
-so=$(ls robotmia_frames/_scan*.so robotmia_frames/parse/_scan*.so 2>/dev/null | head -1)
+so=$(find robotmia_frames -name "_scan*.so" | head -1)
 [ -n "$so" ] || { echo "sanitized build failed"; exit 1; }
 nm -D "$so" | grep -q __asan_ || { echo "$so is not built with ASan"; exit 1; }
 export LD_PRELOAD="$(${SAN_CC:-gcc} -print-file-name=libasan.so):$(${SAN_CC:-gcc} -print-file-name=libubsan.so)"
@@ -26,7 +26,7 @@ log=$work/sanitize.log
 status=0
 {
     echo "== sanitized build: $so"
-    python3 -c "import robotmia_frames.engine as e; print('parse engine:', e.scanner_status())"
+    python3 -c "import robotmia_frames.parse as p; print('parse engine:', p.scanner_status())"
     python3 -m pytest -q -p no:cacheprovider -p no:benchmark -p no:randomly \
         tests/test_scan.py tests/test_scan_safety.py
     python3 tests/fuzz/fuzz_scan.py --replay tests/fuzz/corpus
