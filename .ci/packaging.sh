@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 . .ci/venv-tests.sh  # VENV_TESTS, run_venv_tests
 work=$(mktemp -d /tmp/robotmia-packaging.XXXXXX)
+# installed PYTHON CODE: run CODE from /, so the checkout cannot shadow the install.
+installed() { (cd / && "$1" -c "$2"); }
 trap 'rm -rf "$work"' EXIT
 
 echo "== python -m build (sdist + wheel)"
@@ -27,12 +29,12 @@ esac
 echo "== the wheel in a fresh venv"
 python3 -m venv "$work/wheel-venv"
 "$work/wheel-venv/bin/python" -m pip install --quiet "$wheel" "${VENV_TEST_TOOLS[@]}"
-so=$("$work/wheel-venv/bin/python" -c 'import robotmia_frames.parse._native as n; print(n._scan.__file__)')
+so=$(installed "$work/wheel-venv/bin/python" 'import robotmia_frames.parse._native as n; print(n._scan.__file__)')
 case "$so" in
     *.abi3.so|*.pyd) echo "installed scanner: $so" ;;
     *) echo "installed scanner is not abi3: $so"; exit 1 ;;
 esac
-"$work/wheel-venv/bin/python" -c 'import robotmia_frames.parse as p; s = p.scanner_status(); print("parse engine:", s); assert s == "C scanner", s'
+installed "$work/wheel-venv/bin/python" 'import robotmia_frames.parse as p; s = p.scanner_status(); print("parse engine:", s); assert s == "C scanner", s'
 run_venv_tests "$work/wheel-venv/bin/python"
 
 echo "== the sdist in a fresh venv, no C compiler"
@@ -55,7 +57,7 @@ env -i HOME="$HOME" PATH="$nocc" CC=/bin/false CXX=/bin/false \
     > "$work/sdist-install.log" 2>&1 || { tail -40 "$work/sdist-install.log"; exit 1; }
 grep -q "error: command '/bin/false' failed\|building '.*_scan' extension" "$work/sdist-install.log" \
     && echo "(the C build failed as intended; installation went on)"
-"$work/sdist-venv/bin/python" -c 'import robotmia_frames.parse as p; s = p.scanner_status(); print("parse engine:", s); assert s.startswith("pure Python (the C scanner is not built"), s'
+installed "$work/sdist-venv/bin/python" 'import robotmia_frames.parse as p; s = p.scanner_status(); print("parse engine:", s); assert s.startswith("pure Python (the C scanner is not built"), s'
 # The first parse warns once (RobotmiaWarning); the suite runs warnings-as-errors,
 # so this job ignores exactly that warning (see docs/engine.md, "Safety").
 run_venv_tests "$work/sdist-venv/bin/python" \
