@@ -516,6 +516,9 @@ def outcome(path: Path, on_bad_lines: OnBadLines, **kwargs: Any) -> Any:
 
 def assert_same(native: Any, pure: Any) -> None:
     (got, native_warnings), (want, pure_warnings) = native, pure
+    # Without a built scanner, the "scanner on" run also says so (once): not a difference.
+    missing = "The C scanner of robotmia-frames is not built"
+    native_warnings = [w for w in native_warnings if not str(w[1]).startswith(missing)]
     assert native_warnings == pure_warnings
     if isinstance(want, tuple):
         assert got == want, f"scanner: {got!r}\npython:  {want!r}"
