@@ -1025,7 +1025,9 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     finally:
         for fut in pending:
             fut.cancel()
-        if pending:  # stopped early (an error, Ctrl-C): end the downloads in flight
+        if pending and cache is None:
+            # Stopped early (an error, Ctrl-C): end the downloads in flight, whose
+            # bodies would be thrown away (with a cache they finish, for the next run).
             for s in sessions:
                 transport.cancel(s)
         if pool is not None:

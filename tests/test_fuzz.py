@@ -1,6 +1,7 @@
 """Fuzzing the body verifier (transport) and the parser with hypothesis.
 
-Only the pinned errors may escape: the verifier's ``_Truncated`` (which the
+Only the pinned errors may escape: the verifier's ``_Truncated`` and
+``_NotAnExport`` (which the
 transport turns into a retry, then :class:`IncompleteDownloadError`), and from
 :func:`robotmia_frames.read_export_file` :class:`ParseError` or
 :class:`IncompleteDownloadError`. Never another exception, never a hang (a
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 from robotmia_frames import read_export_file
 from robotmia_frames.errors import IncompleteDownloadError, ParseError, RobotmiaWarning
 from robotmia_frames.transport._verify import BodyVerifier as _BodyVerifier
+from robotmia_frames.transport._verify import NotAnExport as _NotAnExport
 from robotmia_frames.transport._verify import Truncated as _Truncated
 from tests.strategies import events, json_values
 
@@ -73,7 +75,7 @@ def accepted(data: bytes, cuts: list[int]) -> bool:
     with no_hang():
         try:
             verify(data, cuts)
-        except _Truncated:
+        except (_Truncated, _NotAnExport):  # retried, then a public error
             return False
     return True
 
