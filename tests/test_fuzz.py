@@ -1,8 +1,8 @@
 """Fuzzing the body verifier (transport) and the parser with hypothesis.
 
 Only the pinned errors may escape: the verifier's ``_Truncated`` and
-``_NotAnExport`` (which the
-transport turns into a retry, then :class:`IncompleteDownloadError`), and from
+``_NotAnExport`` (which the transport turns into a retry, then
+:class:`IncompleteDownloadError` or :class:`APIError`), and from
 :func:`robotmia_frames.read_export_file` :class:`ParseError` or
 :class:`IncompleteDownloadError`. Never another exception, never a hang (a
 hypothesis deadline, and an alarm for a true hang). Brief here (CI); longer runs:
