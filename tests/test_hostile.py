@@ -388,7 +388,7 @@ def test_sigterm_and_ctrl_c_stop_an_export_cleanly(
     out = tmp_path / "ds"
     proc = _cli(
         "export", "2024-01-01", "2024-01-09", "--out", str(out), "--base-url", srv.url,
-        "--timezone", "UTC", "--concurrency", "1", "--no-progress", env=env,
+        "--timezone", "UTC", "--concurrency", "1", "--no-progress", "--window-days", "1", env=env,
     )  # fmt: skip
     try:
         # Day 2 on disk: day 1 is surely recorded as written (day 2 may be or not).
@@ -483,7 +483,7 @@ def test_sigterm_ends_a_download_in_flight(server: ServerFactory, tmp_path: Path
     out = tmp_path / "ds"
     proc = _cli(
         "export", "2024-01-01", "2024-01-03", "--out", str(out), "--base-url", srv.url,
-        "--timezone", "UTC", "--concurrency", "1", "--no-progress", "--min-speed", "0",
+        "--timezone", "UTC", "--concurrency", "1", "--no-progress", "--window-days", "1", "--min-speed", "0",
         env=env,
     )  # fmt: skip
     try:
