@@ -171,7 +171,11 @@ def read_robotmia_export(
     returned (the first ones, in day order; it is also sent as the export's ``limit``
     parameter with every window, so no window downloads more); ``cache_dir``
     keeps verified window bodies so that a re-run downloads only what is missing
-    (``refresh=True``: everything). ``max_retry_after`` (a longer server wait fails
+    (``refresh=True``: everything). ``split_by="event"`` returns a dict of one table per
+    event name, ``sparse_columns="map"`` folds keys filled in under ``sparse_threshold``
+    of the rows into one ``properties`` map column, and a result that would not fit
+    ``max_memory`` raises :class:`MemoryBudgetError` before it is built (see
+    ``docs/wide.md``). ``max_retry_after`` (a longer server wait fails
     at once), ``stall_timeout`` and ``min_speed`` (a body slower than that is retried)
     and ``max_window_bytes`` (the largest body accepted) are described at
     :class:`Client`. ``dtype`` pins column types as in pandas' readers
@@ -266,6 +270,8 @@ def read_export_file(
     selects are returned, as the export's server-side filter would select them.
     ``progress`` as in :func:`read_robotmia_export`: a bar counting parsed rows on a
     terminal when the read lasts over a second, or a callback.
+    ``split_by``, ``sparse_columns``, ``sparse_threshold`` and ``max_memory`` as in
+    :func:`read_robotmia_export`.
 
     Example:
         >>> import tempfile, pathlib
@@ -482,6 +488,8 @@ def read_parquet_dataset(
     pushed down into each file's scan; its times are read in ``project_timezone``,
     else the timezone the dataset recorded when it was written.
     ``progress`` as in :func:`read_robotmia_export`, counting days read.
+    ``split_by``, ``sparse_columns``, ``sparse_threshold`` and ``max_memory`` as in
+    :func:`read_robotmia_export` (the memory is estimated from the files' footers).
 
     Example:
         >>> import tempfile
