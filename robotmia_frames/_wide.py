@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import itertools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -355,8 +356,11 @@ def split_tables(
             ]
         schema = _pipeline.final_schema(sub, cols)
         batches: list[pa.RecordBatch] = []
-        for src, b in parts:
-            one = _pipeline.Parsed(src.path, src.label, [b], src.kinds)
+        # One pass per source (a day window): its pieces of this event, deduped together.
+        for _, group in itertools.groupby(parts, key=lambda part: id(part[0])):
+            pieces = list(group)
+            src = pieces[0][0]
+            one = _pipeline.Parsed(src.path, src.label, [b for _, b in pieces], src.kinds)
             batches.extend(_pipeline.batches(one, sub, tz, cols, dedupe=dedupe, unit=unit))
         out[name] = pa.Table.from_batches(batches, schema=schema)
     return out

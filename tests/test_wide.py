@@ -400,3 +400,16 @@ def test_budget_error_fires_before_memory_runs_out(tmp_path: Path) -> None:
     # Without the budget the same read needs far more (measured in the benchmark:
     # benchmarks/bench_wide.py); the estimate says so from the rows it had scanned.
     assert "rows scanned so far" in got["error"]
+
+
+def test_split_by_event_dedupes_across_chunks(tmp_path: Path) -> None:
+    """A repeat far from its first copy (another parse chunk) is dropped too."""
+    events = wide_events(6000, 2000)
+    events += [json.loads(json.dumps(e)) for e in events[:50]]  # repeats, 6,000 rows later
+    path = write_jsonl(tmp_path / "wide.jsonl", events)
+    flat = rf.read_export_file(path, project_timezone="UTC", return_type="arrow", dedupe=True)
+    assert flat.num_rows == 6000
+    split = rf.read_export_file(
+        path, project_timezone="UTC", return_type="arrow", dedupe=True, split_by="event"
+    )
+    assert_split_matches_flat(split, flat)
