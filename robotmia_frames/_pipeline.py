@@ -935,7 +935,21 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             # Vouched for at once, so a download that completes while another day
             # fails (or Ctrl-C) is reused by the next run instead of fetched again.
             cache.record(plan.config.base_url, result)
+        planner.learn(first, last, result.bytes_received)
         return result
+
+    def fetch_sized(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
+        """``first..last`` in windows sized from what the halves before them taught."""
+        out: list[transport.DownloadResult] = []
+        day = first
+        while day <= last:
+            span = (last - day).days + 1
+            if plan.sizing.days is None and planner.bytes_per_day is not None:
+                span = min(span, plan.sizing.next_days(planner.bytes_per_day))
+            end = day + dt.timedelta(days=span - 1)
+            out += fetch(day, end)
+            day = end + dt.timedelta(days=1)
+        return out
 
     def fetch(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
         try:
@@ -946,7 +960,8 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             if first == last or not (isinstance(exc, _HALVE_ON) or server_error):
                 raise
         middle = first + dt.timedelta(days=(last - first).days // 2)
-        return fetch(first, middle) + fetch(middle + dt.timedelta(days=1), last)
+        left = fetch(first, middle)
+        return left + fetch_sized(middle + dt.timedelta(days=1), last)
 
     keys = property_keys(parse_columns(plan))
 
