@@ -510,3 +510,25 @@ def test_cli_window_days_out_of_range_is_a_usage_error(
     assert main([*base, "--base-url", srv.url, "--window-days", "40"], out=io.StringIO()) == 2
     assert "window_days" in capsys.readouterr().err
     assert srv.requests == []
+
+
+@pytest.mark.parametrize(
+    "options", [{"split_by": "event"}, {"sparse_columns": "map"}, {"dedupe": True}]
+)
+def test_wide_shapes_are_the_same_with_any_window(
+    server: ServerFactory, options: dict[str, Any]
+) -> None:
+    events = generate_events(600, days=6, from_date="2024-03-08", project_timezone=TZ)
+    srv = server(events, project_timezone=TZ)
+    first, last = "2024-03-08", "2024-03-13"
+    one = rf.read_robotmia_export(
+        first, last, window_days=1, return_type="arrow", **options, **kw(srv)
+    )
+    srv.requests.clear()
+    auto = rf.read_robotmia_export(first, last, return_type="arrow", **options, **kw(srv))
+    assert len(srv.windows()) == 1
+    if isinstance(one, dict):
+        assert one.keys() == auto.keys()
+        assert all(one[k].equals(auto[k]) for k in one)
+    else:
+        assert one.equals(auto)
