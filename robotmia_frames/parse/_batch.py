@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import re
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,13 +27,6 @@ from .typepolicy import (
     list_of,
     unify,
 )
-
-_gzip_impl: types.ModuleType
-try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
-    from isal import igzip as _gzip_impl
-except ImportError:  # pragma: no cover - platforms without wheels
-    _gzip_impl = gzip
-
 
 _BIG = float(2**63)
 BIG_EXPONENT = re.compile(r"e\+(?:1[89]|[2-9]\d|\d{3})")

@@ -23,9 +23,7 @@
 
 from __future__ import annotations
 
-import gzip
 import itertools
-import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,12 +50,6 @@ from .typepolicy import (
     unify_into,
     widen_array,
 )
-
-_gzip_impl: types.ModuleType
-try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
-    from isal import igzip as _gzip_impl
-except ImportError:  # pragma: no cover - platforms without wheels
-    _gzip_impl = gzip
 
 
 def build_raw_batch(

@@ -8,7 +8,6 @@ rows. Its result is read here into :class:`ScanResult` / :class:`ScannedColumn`
 
 from __future__ import annotations
 
-import gzip
 import os
 import queue
 import threading
@@ -37,13 +36,6 @@ from .typepolicy import (
     arrow_type,
     list_of,
 )
-
-_gzip_impl: types.ModuleType
-try:  # ISA-L inflates gzip about 1.6x faster than zlib; optional.
-    from isal import igzip as _gzip_impl
-except ImportError:  # pragma: no cover - platforms without wheels
-    _gzip_impl = gzip
-
 
 # ------------------------------------------------------------------ C scanner
 
