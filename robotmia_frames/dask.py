@@ -561,6 +561,8 @@ def export_to_parquet(
     max_retries: int = 5,
     retry_backoff: float = 1.0,
     verify: bool | str = True,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
     client: Client | None = None,
     window_days: int | Literal["auto"] = "auto",
 ) -> ExportSummary:
@@ -573,7 +575,9 @@ def export_to_parquet(
     writer unifies them day after day (older days holding a column that a later
     day widened are rewritten, on the client). ``path`` must be one shared
     filesystem path that the client and every worker see (the swap is a
-    ``rename``). If any window fails in the first pass nothing is written; a day
+    ``rename``), or a URL of shared storage (``s3://...``, with ``storage_options``
+    or ``filesystem`` as in :func:`robotmia_frames.export_to_parquet`), where the
+    workers write each day as one object. If any window fails in the first pass nothing is written; a day
     that fails to write leaves its old partition, the other days are written, and
     the error names the day. A killed worker's task is run again elsewhere.
     ``window_days`` is checked, but each day is fetched as its own request.
@@ -589,7 +593,13 @@ def export_to_parquet(
 
     plan = _cluster_plan(dict(locals()))
     dask_client = _client(client)
-    sink = _pipeline.DatasetWriter(path, partition_by, plan.metadata())
+    sink = _pipeline.DatasetWriter(
+        path,
+        partition_by,
+        plan.metadata(),
+        storage_options=storage_options,
+        filesystem=filesystem,
+    )
     try:
         if sink.ds.table_format != "hive":
             raise InvalidArgumentError(
@@ -642,6 +652,8 @@ def read_parquet_dataset(
     project_timezone: str | None = None,
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
     dedupe: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> dd.DataFrame:
     """Read a dataset written by this library as a Dask DataFrame, one partition per day.
 
@@ -666,6 +678,8 @@ def read_parquet_dataset(
         where=where,
         project_timezone=project_timezone,
         dedupe=dedupe,
+        storage_options=storage_options,
+        filesystem=filesystem,
     )
     backend = _options.dtype_backend(dtype_backend)
     selected = {day: files for day, files in query.select().items() if files}

@@ -60,3 +60,20 @@ def local_seconds(day: str | dt.date, seconds_into_day: float = 0.0) -> float:
     """
     d = dt.date.fromisoformat(day) if isinstance(day, str) else day
     return (d - dt.date(1970, 1, 1)).days * 86400 + seconds_into_day
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 API server on 127.0.0.1 (moto's ``ThreadedMotoServer``, a free port)."""
+    import socket
+
+    moto_server = pytest.importorskip("moto.server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    srv.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.stop()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -379,3 +380,28 @@ def test_no_client_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, server: Ser
     monkeypatch.setattr(distributed, "get_client", missing)
     with pytest.raises(ValueError, match="no Dask client"):
         rfd.read_robotmia_export("2024-01-01", "2024-01-01", **_kw(srv))
+
+
+def test_workers_write_straight_to_s3(
+    client: Any, server: ServerFactory, request: pytest.FixtureRequest
+) -> None:
+    """The workers write each day to an S3 API server on loopback (moto)."""
+    s3fs = pytest.importorskip("s3fs")
+    from tests.test_storage import KEY, SECRET_KEY, _options
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"d-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(key=KEY, secret=SECRET_KEY, endpoint_url=endpoint).mkdir(bucket)
+    srv = server(_conflicting_events())
+    url, opts = f"s3://{bucket}/events", _options(endpoint)
+    s = rfd.export_to_parquet(url, "2024-03-01", "2024-03-04", storage_options=opts, **_kw(srv))
+    want = rf.export_to_parquet(
+        url + "-one", "2024-03-01", "2024-03-04", storage_options=opts, **_kw(srv)
+    )
+    assert (s.rows, s.files) == (want.rows, want.files)
+    pd.testing.assert_frame_equal(
+        rf.read_parquet_dataset(url, storage_options=opts),
+        rf.read_parquet_dataset(url + "-one", storage_options=opts),
+    )
+    got = rfd.read_parquet_dataset(url, storage_options=opts).compute().reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, rf.read_parquet_dataset(url, storage_options=opts))

@@ -23,7 +23,7 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import ExportServer, iter_generated_events
-from tests.test_storage import KEY, REGION, SECRET_KEY, _options, s3_endpoint  # noqa: F401
+from tests.test_storage import KEY, SECRET_KEY, _options
 
 pytest.importorskip("deltalake")
 

@@ -6,9 +6,7 @@ and ``memory://``. Every reader reads what the library writes there.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +21,10 @@ import robotmia_frames as rf
 from robotmia_frames.emulator import generate_events
 from tests.conftest import SECRET, ServerFactory
 
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 
 KEY, SECRET_KEY, REGION = "testing-key", "testing-secret", "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """An S3 API server on 127.0.0.1 (moto), for the whole module."""
-    port = _free_port()
-    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    srv.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.stop()
 
 
 @pytest.fixture
