@@ -1561,20 +1561,22 @@ class DatasetWriter:
         """Write one downloaded window as its day's partition (older days are brought
         to its columns and types once, by :meth:`finish`, from their own values)."""
         merged = self.merged_kinds(window.kinds)
-        # every day carries the runs known complete (a replaced file loses none of
-        # them); the last day adds this run's, which is complete once it lands
-        ranges = self.state.complete
-        if window.day == plan.end:
-            ranges = self._ranges(plan.start, plan.end)
-        meta = {**self.metadata, "complete": sinks.encode_ranges(ranges)}
+        meta = self.day_metadata(window.day, plan.start, plan.end)
         result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
         narrower: set[str] = set()
         if plan.pinned.dtypes and result.files:  # the pinned types as written
             narrower = plan.pinned.kinds(merged, self.kinds, self.ds.schema_of(result.files[0]))
-        self.commit(window.day, merged, result)
+        self.commit(window.day, merged, result, end=plan.end)
         self.widened |= narrower
-        if window.day == plan.end and (result.rows or self.ds.table_format == "delta"):
-            self._recorded_complete = True  # (an empty day is a commit of its own in Delta)
+
+    def day_metadata(self, day: dt.date, start: dt.date, end: dt.date) -> dict[str, Any]:
+        """What the files of ``day`` record: the run's metadata and the day ranges known
+        complete (a replaced file forgets none of them); the last day ``end`` adds the
+        run's own range, which is complete once that day lands."""
+        ranges = self._ranges(start, end) if day == end else self.state.complete
+        if not ranges:
+            return dict(self.metadata)
+        return {**self.metadata, "complete": sinks.encode_ranges(ranges)}
 
     def merged_kinds(
         self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None
@@ -1588,9 +1590,15 @@ class DatasetWriter:
         day: dt.date,
         merged: dict[str, Kind],
         result: sinks.DayWriteResult,
+        *,
+        end: dt.date | None = None,
     ) -> None:
         """Record ``day`` as written with the ``merged`` kinds and count what was
-        written. Days it widened a column for are rewritten once, by :meth:`finish`."""
+        written. Days it widened a column for are rewritten once, by :meth:`finish`.
+        The last day of the run (``end``), written with :meth:`day_metadata`, holds
+        the run's complete range when it has a file (a Delta commit always does)."""
+        if day == end and (result.rows or self.ds.table_format == "delta"):
+            self._recorded_complete = True
         self.widened |= self._changed(merged)
         self.kinds = merged
         self.rows += result.rows

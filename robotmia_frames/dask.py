@@ -350,11 +350,11 @@ def _write_day(
     body: bytes,
     day: dt.date,
     merged: dict[str, Kind],
+    metadata: dict[str, Any],
     *,
     plan: _pipeline.ExportPlan,
     root: sinks.Location,
     partition_by: tuple[str, ...],
-    metadata: dict[str, Any],
 ) -> sinks.DayWriteResult:
     """Task: write one day's partition of the dataset (atomically, as on one machine)."""
     ds = sinks.ParquetDataset(root, partition_by=partition_by, create=False)
@@ -617,10 +617,10 @@ def export_to_parquet(
             bodies,
             days,
             merged,
+            [sink.day_metadata(d, plan.start, plan.end) for d in days],
             plan=plan,
             root=sink.location,
             partition_by=sink.ds.partition_by,
-            metadata=sink.metadata,
             key=[f"robotmia-write-{d.isoformat()}-{tag}" for d in days],
         )
         wait(writes)
@@ -629,7 +629,7 @@ def export_to_parquet(
         for i, result in zip(done, results, strict=True):
             # Older days holding a column this day widened are rewritten once, by finish(),
             # as on one machine.
-            sink.commit(days[i], merged[i], result)
+            sink.commit(days[i], merged[i], result, end=plan.end)
         sink.finish()
         sink.ds.recover()  # drop what a killed worker left in the staging folder
         for f in writes:
