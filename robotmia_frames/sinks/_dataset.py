@@ -243,6 +243,12 @@ class ParquetDataset:
             except OSError as exc:
                 raise self._unwritable(Path(self.root), exc) from None
         self._arrow_fs = None if self.location.local else _arrow_filesystem(self.fs)
+        if not self.location.local:
+            # fsspec shares filesystem instances and their listings: forget what may
+            # have changed since (another process replaces days, and s3fs refuses to
+            # read an object whose ETag changed under a cached listing)
+            with contextlib.suppress(Exception):
+                self.fs.invalidate_cache()
 
     def check_writable(self) -> None:
         """Raise :class:`InvalidArgumentError` unless the dataset folder and the
@@ -326,7 +332,7 @@ class ParquetDataset:
             names = [p.name for p in root.iterdir() if p.is_dir()]
         else:
             with contextlib.suppress(Exception):
-                self.fs.invalidate_cache(self.root)
+                self.fs.invalidate_cache()
             try:
                 entries = self.fs.ls(self.root, detail=True)
             except (FileNotFoundError, NotADirectoryError):
