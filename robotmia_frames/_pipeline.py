@@ -1611,17 +1611,20 @@ class DatasetWriter:
         return {k for k, v in merged.items() if self.kinds.get(k) is not v}
 
     def _narrower(self, path: str, widened: set[str]) -> bool:
-        """Whether a file lacks a column of ``widened`` or holds it narrower: every file
-        has every column, so that readers taking one file's schema (polars) read all."""
+        """Whether a file lacks a column of ``widened`` or holds it narrower. In a
+        dataset partitioned by date only, every file has every column, so that readers
+        taking one file's schema (polars) read them all; partitioned by event, each
+        event's files keep only its own columns (``docs/wide.md``)."""
         schema = self.ds.schema_of(path)
         names = set(schema.names)
+        every_column = self.ds.partition_by == ("date",)
         for name in widened:
             if name == "time" or name not in self.kinds:
                 continue
             if name in names:
                 if schema.field(name).type != arrow_type(self.kinds[name]):
                     return True
-            elif name.startswith(PROPERTY_PREFIX):
+            elif every_column and name.startswith(PROPERTY_PREFIX):
                 return True
         return False
 
