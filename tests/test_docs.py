@@ -33,6 +33,7 @@ import pytest
 
 import robotmia_frames.profiles as profiles_module
 from robotmia_frames import cli, transport
+from robotmia_frames.cli import _parser as cli_parser
 from robotmia_frames.emulator import ExportServer, GeneratorConfig
 from robotmia_frames.parse import typepolicy
 
@@ -159,7 +160,7 @@ def test_documented_commands_parse() -> None:
     assert len(found) > 15
     commands = {argv[0] for _, argv in found if argv and not argv[0].startswith("-")}
     assert {"demo", "export", "sync", "read", "inspect", "serve"} <= commands
-    parser = cli._parser()
+    parser = cli.build_parser()
     for page, argv in found:
         try:
             parser.parse_args(argv)
@@ -169,7 +170,7 @@ def test_documented_commands_parse() -> None:
 
 def test_cli_help_examples_parse() -> None:
     """The examples in every subcommand's --help epilog parse too."""
-    parser = cli._parser()
+    parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     choices: dict[str, Any] = sub.choices  # type: ignore[assignment]
     seen = 0
@@ -224,7 +225,7 @@ def test_type_policy_table_matches_the_code() -> None:
 
 
 def test_cli_exit_codes_match_the_docs() -> None:
-    in_help = dict(re.findall(r"^  (\d+)\s+(.+)$", cli.EXIT_CODES, re.M))
+    in_help = dict(re.findall(r"^  (\d+)\s+(.+)$", cli_parser.EXIT_CODES, re.M))
     text = (DOCS / "cli.md").read_text().split("## Exit codes", 1)[1]
     in_docs = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", text, re.M))
     assert {k: v.replace("`", "") for k, v in in_docs.items()} == in_help

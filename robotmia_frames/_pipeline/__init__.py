@@ -1,0 +1,87 @@
+"""The pipeline every public operation shares: plan, windows, parse, unify, write.
+
+``client.py`` (and through it ``api.py``, ``dask.py``, ``profiles.py`` and the CLI)
+calls these pieces; each goes down one stage and comes back once::
+
+    ExportPlan (checked arguments, from a Connection)
+      -> iter_windows: transport.download_window per window (_windows sizes them),
+         concurrently; each verified body is parsed and split into days
+      -> parse_file: parse.read_raw_batches, kinds merged by the type policy
+      -> batches: parse.conform + the time stage (+ dedupe, pinned dtypes)
+      -> a table (deliver), or DatasetWriter (_datasets): one atomic day at a time
+
+Modules: ``_core`` (plans, parsing a window, batches, results), ``_windows`` (window
+sizes and splitting a body into days), ``_datasets`` (dataset state, writer, queries).
+"""
+
+from ._core import (
+    Build,
+    Connection,
+    ExportPlan,
+    Pinned,
+    Tables,
+    batches,
+    check_columns,
+    deliver,
+    final_schema,
+    flat_table,
+    iter_windows,
+    parse_columns,
+    parse_file,
+    read_file,
+)
+from ._datasets import (
+    DatasetQuery,
+    DatasetWriter,
+    ExportSummary,
+    dataset_for_write,
+    dataset_query,
+    dataset_state,
+    write_dataset,
+    write_window,
+)
+from ._windows import (
+    DEFAULT_WINDOW_TARGET_BYTES,
+    BudgetPlan,
+    Parsed,
+    Window,
+    WindowPlanner,
+    WindowSizing,
+    batch_hook,
+    day_numbers,
+    plan_windows,
+)
+
+__all__ = [
+    "DEFAULT_WINDOW_TARGET_BYTES",
+    "BudgetPlan",
+    "Build",
+    "Connection",
+    "DatasetQuery",
+    "DatasetWriter",
+    "ExportPlan",
+    "ExportSummary",
+    "Parsed",
+    "Pinned",
+    "Tables",
+    "Window",
+    "WindowPlanner",
+    "WindowSizing",
+    "batch_hook",
+    "batches",
+    "check_columns",
+    "dataset_for_write",
+    "dataset_query",
+    "dataset_state",
+    "day_numbers",
+    "deliver",
+    "final_schema",
+    "flat_table",
+    "iter_windows",
+    "parse_columns",
+    "parse_file",
+    "plan_windows",
+    "read_file",
+    "write_dataset",
+    "write_window",
+]

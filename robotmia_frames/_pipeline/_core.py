@@ -1,0 +1,834 @@
+"""The pipeline every public operation shares: plan, windows, parse, unify, write.
+
+``client.py`` (and through it ``api.py``, ``dask.py``, ``profiles.py`` and the CLI)
+calls these pieces; each goes down one stage and comes back once::
+
+    ExportPlan (checked arguments)
+      -> iter_windows: transport.download_window per day window, concurrently
+      -> parse_file: parse.read_raw_batches, kinds merged by the type policy
+      -> batches: parse.conform + the time stage (+ dedupe)
+      -> a table (deliver), or DatasetWriter: one atomic day at a time
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import itertools
+import math
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import requests
+
+from .. import _options, _progress, parse, sinks, transport
+from .._version import __version__
+from ..errors import (
+    APIError,
+    IncompleteDownloadError,
+    InvalidArgumentError,
+    NetworkError,
+    ParseError,
+    RobotmiaError,
+    RobotmiaWarning,
+)
+from ..parse import PROPERTY_PREFIX, Kind, arrow_type
+from ..timeconv import TIME_TYPE, local_seconds_to_utc
+from ..where import (
+    Mask,
+    filter_table,
+    folded_columns,
+    referenced_columns,
+    row_mask,
+)
+from ._windows import (
+    BATCH_HOOK,
+    DEFAULT_WINDOW_TARGET_BYTES,
+    BatchHook,
+    BudgetPlan,
+    Parsed,
+    Window,
+    WindowPlanner,
+    WindowSizing,
+    as_batches,
+    hooked,
+    property_keys,
+    select_rows,
+    selected_count,
+    split_days,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# ------------------------------------------------------------------ window sizing
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """One checked export: its days, filters, transport settings and options."""
+
+    start: dt.date
+    end: dt.date
+    event: tuple[str, ...] | None
+    where: str | None
+    timezone: str
+    config: transport.TransportConfig = field(repr=False)
+    on_bad_lines: parse.OnBadLines
+    columns: list[str] | None
+    concurrency: int
+    limiter: transport.RateLimiter = field(repr=False)
+    time_in_ms: bool = False
+    limit: int | None = None
+    cache_dir: Path | None = None
+    refresh: bool = False
+    dedupe: bool = False
+    progress: _progress.Progress | None = field(default=None, repr=False)
+    pinned: Pinned = field(default_factory=lambda: Pinned({}))
+    sizing: WindowSizing = field(default_factory=WindowSizing)
+
+    @property
+    def days(self) -> list[dt.date]:
+        n = (self.end - self.start).days + 1
+        return [self.start + dt.timedelta(days=i) for i in range(n)]
+
+    @property
+    def time_unit(self) -> str:
+        return "ms" if self.time_in_ms else "s"
+
+    def request(self, day: dt.date, last: dt.date | None = None) -> transport.WindowRequest:
+        """The request of the window ``day..last`` (one day without ``last``)."""
+        extra: list[tuple[str, str]] = []
+        if self.time_in_ms:
+            extra.append(("time_in_ms", "true"))
+        if self.limit is not None:
+            extra.append(("limit", str(self.limit)))
+        return transport.WindowRequest(
+            from_date=day,
+            to_date=day if last is None else last,
+            event=self.event,
+            where=self.where,
+            extra_params=tuple(extra),
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "from_date": self.start.isoformat(),
+            "to_date": self.end.isoformat(),
+            "event": list(self.event) if self.event is not None else None,
+            "where": self.where,
+            "project_timezone": self.timezone,
+            "time_in_ms": self.time_in_ms,
+            "limit": self.limit,
+            "library": f"robotmia-frames {__version__}",
+            **self.pinned.metadata(),
+        }
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The settings a :class:`~robotmia_frames.Client` holds, each checked once.
+
+    The secret is read (argument, else ``ROBOTMIA_API_SECRET``) only when a request
+    needs it; the rate limiter is one per connection, so every call made through
+    one client shares one API budget.
+    """
+
+    api_secret: str | None = field(repr=False)
+    project_timezone: str | None
+    base_url: str
+    timeout: float | None
+    max_retries: int
+    retry_backoff: float
+    verify: bool | str
+    limiter: transport.RateLimiter = field(repr=False)
+    concurrency: int
+    cache_dir: Path | None
+    region: str | None = None
+    max_retry_after: float = 300.0
+    stall_timeout: float = 60.0
+    min_speed: float = 1024.0
+    max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        api_secret: str | None = None,
+        project_timezone: str | None = None,
+        region: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 5,
+        retry_backoff: float = 1.0,
+        verify: bool | str = True,
+        rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
+        concurrency: int = 4,
+        cache_dir: str | os.PathLike[str] | None = None,
+        max_retry_after: float = 300.0,
+        stall_timeout: float = 60.0,
+        min_speed: float = 1024.0,
+        max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
+    ) -> Connection:
+        """Check every setting (the secret and the timezone may come later, from the
+        environment)."""
+        if api_secret is not None:
+            api_secret = _options.secret(api_secret)
+        if project_timezone is not None:
+            project_timezone = _options.timezone(project_timezone)
+        url = _options.base_url(base_url, region)
+        if not isinstance(verify, (bool, str)):
+            raise InvalidArgumentError("verify must be True, False or the path of a CA bundle")
+        return cls(
+            api_secret=api_secret,
+            project_timezone=project_timezone,
+            base_url=url,
+            timeout=None if timeout is None else _options.seconds(timeout, "timeout"),
+            max_retries=_options.non_negative_int(max_retries, "max_retries"),
+            retry_backoff=_options.seconds(retry_backoff, "retry_backoff", allow_zero=True),
+            verify=verify,
+            limiter=_options.limiter(rate_limit, url),
+            concurrency=_options.positive_int(concurrency, "concurrency"),
+            cache_dir=_options.directory(cache_dir, "cache_dir"),
+            region=region,
+            max_retry_after=_options.seconds(max_retry_after, "max_retry_after", allow_zero=True),
+            stall_timeout=_options.seconds(stall_timeout, "stall_timeout"),
+            min_speed=_options.bytes_per_second(min_speed, "min_speed"),
+            max_window_bytes=_options.byte_cap(max_window_bytes, "max_window_bytes"),
+        )
+
+    def timezone(self, project_timezone: str | None = None) -> str:
+        """The project timezone of a call: its own, else the connection's, else the
+        environment's."""
+        return _options.timezone(
+            project_timezone if project_timezone is not None else self.project_timezone
+        )
+
+    def transport_config(self, base_url: str | None = None) -> transport.TransportConfig:
+        """The transport settings (the secret is required from here on)."""
+        extra: dict[str, Any] = {}
+        if self.timeout is not None:
+            extra["read_timeout"] = self.timeout
+        return transport.TransportConfig(
+            base_url=base_url or self.base_url,
+            api_secret=_options.secret(self.api_secret),
+            max_retries=self.max_retries,
+            backoff_base=self.retry_backoff,
+            verify=self.verify,
+            max_retry_after=self.max_retry_after,
+            stall_timeout=self.stall_timeout,
+            min_speed=self.min_speed,
+            max_window_bytes=self.max_window_bytes,
+            **extra,
+        )
+
+    def plan(
+        self,
+        from_date: Any,
+        to_date: Any,
+        *,
+        event: Any = None,
+        where: Any = None,
+        project_timezone: str | None = None,
+        on_bad_lines: str = "error",
+        columns: Any = None,
+        time_in_ms: bool = False,
+        limit: int | None = None,
+        refresh: bool = False,
+        dedupe: bool = False,
+        progress: _progress.ProgressArg = None,
+        dtype: Any = None,
+        on_type_mismatch: str = "text",
+        window_days: int | str = "auto",
+        window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
+    ) -> ExportPlan:
+        """Check a call's arguments, before anything is sent."""
+        start, end = _options.date_range(from_date, to_date)
+        events = _options.events(event)
+        where_ = _options.where(where)
+        tz = self.timezone(project_timezone)
+        sizing = WindowSizing.checked(window_days, window_target_bytes)
+        config = self.transport_config()
+        return ExportPlan(
+            start=start,
+            end=end,
+            event=events,
+            where=where_,
+            timezone=tz,
+            config=config,
+            on_bad_lines=_options.on_bad_lines(on_bad_lines),
+            columns=_options.columns(columns),
+            concurrency=self.concurrency,
+            limiter=self.limiter,
+            time_in_ms=bool(time_in_ms),
+            limit=None if limit is None else _options.positive_int(limit, "limit"),
+            cache_dir=self.cache_dir,
+            refresh=bool(refresh),
+            dedupe=bool(dedupe),
+            progress=_progress.make(progress, total=(end - start).days + 1, limiter=self.limiter),
+            pinned=Pinned.checked(dtype, on_type_mismatch),
+            sizing=sizing,
+        )
+
+    def budget(
+        self,
+        from_date: Any,
+        to_date: Any,
+        *,
+        window_days: int | str = "auto",
+        window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
+        bytes_per_day: float | None = None,
+    ) -> BudgetPlan:
+        """The requests and API-hours an export of ``from_date..to_date`` would take."""
+        start, end = _options.date_range(from_date, to_date)
+        sizing = WindowSizing.checked(window_days, window_target_bytes)
+        if bytes_per_day is not None and (
+            isinstance(bytes_per_day, bool)
+            or not isinstance(bytes_per_day, (int, float))
+            or not math.isfinite(bytes_per_day)
+            or bytes_per_day < 0
+        ):
+            raise InvalidArgumentError(
+                f"bytes_per_day must be a number of bytes >= 0, got {bytes_per_day!r}"
+            )
+        return BudgetPlan.of(
+            start,
+            end,
+            sizing,
+            bytes_per_day=bytes_per_day,
+            per_hour=self.limiter.limit.per_hour,
+        )
+
+
+# ------------------------------------------------------------------ window pipeline
+
+
+def parse_file(
+    path: Path,
+    label: str,
+    on_bad_lines: parse.OnBadLines,
+    columns: Sequence[str] | None,
+    progress: _progress.Progress | None = None,
+    *,
+    export_body: bool = True,
+    hook: BatchHook | None = None,
+) -> Parsed:
+    """The parse stage over one local body (the fast engine, all of it in memory).
+
+    An ``export_body`` (a downloaded window) in which no line at all is an export
+    line is not an export (a proxy's page, an error text): that raises
+    :class:`ParseError` in every ``on_bad_lines`` mode, so the window fails instead
+    of becoming an empty day. Each batch goes through ``hook`` (else the one
+    :func:`batch_hook` set), which may reshape it or stop the read (the memory
+    budget).
+    """
+    hook = hook if hook is not None else BATCH_HOOK.get()
+    kinds: dict[str, Kind] = {}
+    keys = property_keys(columns)
+    batches = []
+    for batch in parse.read_raw_batches(path, source=label, on_bad_lines=on_bad_lines, keys=keys):
+        for piece in [batch] if hook is None else hook(batch):
+            parse.merge_kinds(kinds, piece)
+            batches.append(piece)
+        if progress is not None:
+            progress.rows_done(batch.num_rows)
+    if export_body and not any(b.num_rows for b in batches):
+        bad = sorted(set().union(*(b.bad_lines for b in batches)))
+        if bad:
+            raise ParseError(
+                f"the body is not an export: none of its lines is an export line "
+                f"({len(bad)} malformed, the first shown by its number). Nothing was kept "
+                "for this window; if a proxy or gateway answers instead of robotmia, check "
+                "base_url and the network, then try again",
+                line_number=bad[0],
+                source=label,
+            )
+    return Parsed(path, label, batches, kinds)
+
+
+def check_columns(
+    wanted: Sequence[str] | None, kinds: dict[str, Kind], sources: Sequence[Parsed], what: str
+) -> None:
+    """An asked-for column that none of ``sources`` holds is an error with the nearest
+    names (see ``_options.known_columns``). Sources without a row tell nothing: an
+    empty file or range gives all-null columns as asked."""
+    if wanted is None:
+        return
+    names = ["event", "time", *(PROPERTY_PREFIX + k for k in kinds)]
+    full = [s for s in sources if s.rows]
+    if not full or all(c in names for c in wanted):
+        return
+    for src in full[:3]:  # the parse kept the wanted keys only: read a few for the others
+        names += [PROPERTY_PREFIX + k for k in parse_file(src.path, src.label, "skip", None).kinds]
+    _options.known_columns(wanted, names, what)
+
+
+#: Failures worth halving a multi-day window for (timeouts, resets, truncated bodies;
+#: a 5xx after every retry too, as a server that times out on a large window gives).
+_HALVE_ON = (NetworkError, IncompleteDownloadError)
+#: ... and the statuses of an APIError worth it: 5xx, and 200 for a body refused as
+#: larger than an auto window may be.
+_HALVE_STATUS = frozenset({200, *range(500, 600)})
+
+
+def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
+    """Download the request windows (``plan.concurrency`` at once) and hand on their days.
+
+    Windows are cut by ``plan.sizing`` (:class:`WindowPlanner`): with
+    ``window_days="auto"`` the first body is awaited alone and the next windows are
+    sized from the compressed bytes per day learnt. Each verified body is parsed
+    (in this thread, while later ones download), cut into its days
+    (:func:`split_days`) and handed on one :class:`Window` per day, in day order
+    (so that datasets and column orders do not depend on download timing; later
+    bodies wait on disk, not in memory). A window whose download keeps failing
+    (network errors, truncated bodies, after the transport's retries) is fetched
+    again as two halves, down to single days; a single day's failure is final and
+    names the day. On the first final failure the pending downloads are cancelled
+    and the error propagates. ``plan.limit`` caps the rows handed on in total.
+    With ``cache_dir`` a verified body is kept and later runs reuse it.
+    """
+    cache = transport.WindowCache(plan.cache_dir) if plan.cache_dir is not None else None
+    sessions: list[requests.Session] = []
+    lock = threading.Lock()
+    local = threading.local()
+
+    def download(first: dt.date, last: dt.date) -> transport.DownloadResult:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = transport.make_session()
+            with lock:
+                sessions.append(session)
+        request = plan.request(first, last)
+        config = plan.config
+        if plan.sizing.days is None and first != last:
+            # an auto window bigger than the target is abandoned as it streams in
+            cap = plan.sizing.target_bytes
+            if config.max_window_bytes is not None:
+                cap = min(cap, config.max_window_bytes)
+            config = dataclasses.replace(config, max_window_bytes=cap)
+        dest = (
+            cache.path_for(plan.config.base_url, request)
+            if cache is not None
+            else workdir / f"{request.label}.jsonl.gz"
+        )
+        result = transport.download_window(
+            config,
+            request,
+            dest,
+            session=session,
+            limiter=plan.limiter,
+            durable=cache is not None,  # a scratch body is parsed and deleted at once
+        )
+        if cache is not None:
+            # Vouched for at once, so a download that completes while another day
+            # fails (or Ctrl-C) is reused by the next run instead of fetched again.
+            cache.record(plan.config.base_url, result)
+        planner.learn(first, last, result.bytes_received)
+        return result
+
+    def fetch_sized(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
+        """``first..last`` in windows sized from what the halves before them taught."""
+        out: list[transport.DownloadResult] = []
+        day = first
+        while day <= last:
+            span = (last - day).days + 1
+            if plan.sizing.days is None and planner.bytes_per_day is not None:
+                span = min(span, plan.sizing.next_days(planner.bytes_per_day))
+            end = day + dt.timedelta(days=span - 1)
+            out += fetch(day, end)
+            day = end + dt.timedelta(days=1)
+        return out
+
+    def fetch(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
+        try:
+            return [download(first, last)]
+        except (*_HALVE_ON, APIError) as exc:
+            # a 5xx after every retry, or a 200 body refused as too big (the cap above)
+            server_error = isinstance(exc, APIError) and (exc.status_code or 0) in _HALVE_STATUS
+            if first == last or not (isinstance(exc, _HALVE_ON) or server_error):
+                raise
+        middle = first + dt.timedelta(days=(last - first).days // 2)
+        left = fetch(first, middle)
+        return left + fetch_sized(middle + dt.timedelta(days=1), last)
+
+    keys = property_keys(parse_columns(plan))
+
+    def scanned(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
+        req = result.request
+        hook = BATCH_HOOK.get()
+        multi = req.from_date != req.to_date
+        # A multi-day body is cut into days as parsed (batches aligned with their
+        # lines); a read's batch hook then sees each day's batches.
+        parsed = parse_file(
+            result.path,
+            f"window {req.label}",
+            plan.on_bad_lines,
+            parse_columns(plan),
+            hook=as_batches if multi else None,
+        )
+        days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
+        if multi and hook is not None:
+            days = [(day, hooked(part, hook)) for day, part in days]
+        for i, (day, part) in enumerate(days):
+            if plan.progress is not None:
+                plan.progress.window_done(result.bytes_received if i == 0 else 0, part.rows)
+            yield Window(day, result, part, cached, last=i == len(days) - 1)
+
+    planner = WindowPlanner(plan.start, plan.end, plan.sizing)
+    order: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
+    landed: dict[dt.date, list[tuple[transport.DownloadResult, bool]]] = {}
+    pending: dict[Future[list[transport.DownloadResult]], tuple[dt.date, dt.date]] = {}
+    remaining = plan.limit
+    pool: ThreadPoolExecutor | None = None
+    try:
+        while True:
+            # Plan and send more windows: the first one alone while the size is unknown.
+            while not planner.done and len(pending) < (
+                1 if planner.learning else plan.concurrency * 2
+            ):
+                window = planner.take()
+                assert window is not None
+                first, last = window
+                order.append(window)
+                hit = None
+                if cache is not None and not plan.refresh:
+                    hit = cache.lookup(plan.config.base_url, plan.request(first, last))
+                if hit is not None:
+                    landed[first] = [(hit, True)]
+                    planner.learn(first, last, hit.bytes_received)
+                    continue
+                if pool is None:
+                    pool = ThreadPoolExecutor(
+                        max_workers=plan.concurrency, thread_name_prefix="robotmia-dl"
+                    )
+                pending[pool.submit(fetch, first, last)] = window
+            # Hand on the landed windows, in date order.
+            while order and order[0][0] in landed:
+                for result, cached in landed.pop(order.popleft()[0]):
+                    for w in scanned(result, cached):
+                        if remaining is not None:
+                            if w.parsed.rows >= remaining:
+                                w.parsed = w.parsed.head(remaining)
+                                w.last = True
+                                yield w
+                                return
+                            remaining -= w.parsed.rows
+                        yield w
+            if not pending:
+                if planner.done:
+                    return
+                continue
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: pending[f]):
+                first, _last = pending.pop(fut)
+                results = fut.result()
+                landed[first] = [(r, False) for r in results]
+                for r in results:
+                    planner.learn(r.request.from_date, r.request.to_date, r.bytes_received)
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if pending and cache is None:
+            # Stopped early (an error, Ctrl-C): end the downloads in flight, whose
+            # bodies would be thrown away (with a cache they finish, for the next run).
+            for s in sessions:
+                transport.cancel(s)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for s in sessions:
+            s.close()
+
+
+def to_utc(batch: pa.RecordBatch, tz: str, unit: str = "s") -> pa.RecordBatch:
+    """The time stage applied to one parsed batch."""
+    if "time" not in batch.schema.names:
+        return batch
+    i = batch.schema.get_field_index("time")
+    return batch.set_column(
+        i, pa.field("time", TIME_TYPE), local_seconds_to_utc(batch.column(i), tz, unit=unit)
+    )
+
+
+def final_schema(kinds: dict[str, Kind], columns: Sequence[str] | None) -> pa.Schema:
+    schema = parse.export_schema(kinds, columns)
+    if "time" in schema.names:
+        schema = schema.set(schema.get_field_index("time"), pa.field("time", TIME_TYPE))
+    return schema
+
+
+def parse_columns(plan: ExportPlan) -> list[str] | None:
+    """The columns to parse: those asked for, plus what dedupe needs."""
+    return sinks.with_dedupe_keys(plan.columns, plan.dedupe)
+
+
+def batches(
+    parsed: Parsed,
+    kinds: dict[str, Kind],
+    tz: str,
+    columns: Sequence[str] | None,
+    *,
+    dedupe: bool = False,
+    unit: str = "s",
+    keep: Sequence[Mask] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """One source's batches with the final kinds, through the time stage (and dedupe).
+
+    ``keep`` holds one row mask per raw batch (a ``where`` evaluated on raw lines),
+    applied before dedupe, as the export filters before the client dedupes.
+    """
+    parse_columns = sinks.with_dedupe_keys(columns, dedupe)
+    schema = parse.export_schema(kinds, parse_columns)
+    deduper = sinks.Deduper() if dedupe else None
+    for i, (raw, sel) in enumerate(parsed.items()):
+        if not selected_count(raw, sel):
+            continue
+        rows = select_rows(parse.conform(raw, kinds, schema, path=parsed.path), sel)
+        if keep is not None:
+            rows = rows.filter(select_rows(pa.array(keep[i], type=pa.bool_()), sel))
+        out = to_utc(rows, tz, unit)
+        if deduper is not None:
+            out = deduper(out)
+            if columns is not None and parse_columns != list(columns):
+                out = out.select(list(columns))
+        yield out
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside this package (the user's call)."""
+    package = os.path.dirname(__file__)
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """``dtype=`` and ``on_type_mismatch=`` of a call, checked (see ``parse.pin_types``)."""
+
+    dtypes: dict[str, pa.DataType]
+    on_type_mismatch: parse.OnTypeMismatch = "text"
+
+    @classmethod
+    def checked(cls, dtype: Any, on_type_mismatch: Any) -> Pinned:
+        return cls(_options.dtype(dtype), _options.on_type_mismatch(on_type_mismatch))
+
+    def metadata(self) -> dict[str, Any]:
+        """What a dataset records of the pins (so that ``sync`` keeps them)."""
+        if not self.dtypes:
+            return {}
+        names = {k: parse.type_name(v) for k, v in self.dtypes.items()}
+        return {"dtype": names, "on_type_mismatch": self.on_type_mismatch}
+
+    def kinds(
+        self, merged: dict[str, Kind], before: dict[str, Kind], written: pa.Schema
+    ) -> set[str]:
+        """Give ``merged`` (a dataset's kinds after a day) the kinds of the pinned
+        columns as written; returns the columns whose earlier days are now narrower."""
+        narrower = set()
+        for f in written:
+            if f.name in self.dtypes or f.name.removesuffix(parse.RAW_SUFFIX) in self.dtypes:
+                merged[f.name] = parse.unify(before.get(f.name), parse.kind_of_field(f))
+                if arrow_type(merged[f.name]) != f.type:
+                    narrower.add(f.name)
+        return narrower
+
+    def apply(
+        self,
+        table: pa.Table,
+        source: str,
+        columns: Sequence[str] | None = None,
+        *,
+        whole: bool = True,
+    ) -> pa.Table:
+        """The pinned types given to ``table`` (read from ``source``), with a
+        ``RobotmiaWarning`` counting the values that did not fit, per column. A
+        pinned column the ``whole`` result lacks is an error (a day of a dataset may
+        lack it)."""
+        if not self.dtypes:
+            return table
+        if whole and columns is None and table.num_rows:
+            absent = [c for c in self.dtypes if c not in table.column_names]
+            _options.known_columns(absent, table.column_names, source)
+        table, report = parse.pin_types(table, self.dtypes, self.on_type_mismatch, source=source)
+        if report.mismatches:
+            counts = "; ".join(report.describe(c, self.dtypes[c]) for c in report.mismatches)
+            if self.on_type_mismatch == "null":
+                then = "they are null, their original text is in <column>__raw"
+            else:
+                then = (
+                    "the column stays text (on_type_mismatch='text'); "
+                    "on_type_mismatch='null' sets them aside in <column>__raw"
+                )
+            warnings.warn(
+                f"{source}: {counts}: {then}", RobotmiaWarning, stacklevel=user_stacklevel()
+            )
+        return table
+
+
+def raw_where_masks(parsed: Parsed, where: str, tz: str) -> list[Mask]:
+    """``where`` on the raw lines of a parsed source: one row mask per raw batch.
+
+    The rows of a batch are its lines that are neither blank nor bad, in order.
+    """
+    bad = frozenset().union(*(b.bad_lines for b in parsed.batches))
+    rows = (
+        line
+        for first, lines in parse.iter_line_chunks(parsed.path, label=parsed.label)
+        for number, line in enumerate(lines, first)
+        if line and not line.isspace() and number not in bad
+    )
+    now = time.time()
+    masks = []
+    for batch in parsed.batches:
+        mask = row_mask(where, itertools.islice(rows, batch.num_rows), project_timezone=tz, now=now)
+        if len(mask) != batch.num_rows:  # pragma: no cover - the file changed under us
+            raise RobotmiaError(
+                f"{parsed.label}: the file changed while it was read; read it again"
+            )
+        masks.append(mask)
+    return masks
+
+
+def flat_table(
+    sources: Sequence[Parsed],
+    kinds: dict[str, Kind],
+    tz: str,
+    columns: Sequence[str] | None,
+    *,
+    dedupe: bool = False,
+    unit: str = "s",
+    keep_keys: frozenset[str] = frozenset(),
+) -> pa.Table:
+    """The sources' batches (in order) as one table of the export-wide ``kinds``."""
+    out = [b for s in sources for b in batches(s, kinds, tz, columns, dedupe=dedupe, unit=unit)]
+    return pa.Table.from_batches(out, schema=final_schema(kinds, columns))
+
+
+Tables: TypeAlias = "pa.Table | dict[str | None, pa.Table]"
+
+
+class Build(Protocol):
+    """Builds a read's result from its parsed sources (:func:`flat_table` or a
+    ``_wide`` shape); ``keep_keys`` names keys that must stay columns."""
+
+    def __call__(
+        self,
+        sources: Sequence[Parsed],
+        kinds: dict[str, Kind],
+        tz: str,
+        columns: Sequence[str] | None,
+        *,
+        dedupe: bool = ...,
+        unit: str = ...,
+        keep_keys: frozenset[str] = ...,
+    ) -> Tables: ...
+
+
+def deliver(
+    table: pa.Table, return_type: _options.ReturnType, dtype_backend: sinks.DtypeBackend
+) -> pd.DataFrame | pa.Table | pl.DataFrame:
+    """The result table as the caller asked: Arrow as is, polars without a copy
+    (``polars.from_arrow`` keeps the Arrow buffers), else pandas."""
+    if return_type == "arrow":
+        return table
+    if return_type == "polars":
+        import polars
+
+        return polars.from_arrow(table, rechunk=False)
+    return sinks.to_pandas(table, dtype_backend=dtype_backend)
+
+
+def read_file(
+    path: str | os.PathLike[str],
+    tz: str,
+    *,
+    on_bad_lines: str = "error",
+    columns: Sequence[str] | None = None,
+    dedupe: bool = False,
+    time_in_ms: bool = False,
+    event: Any = None,
+    where: Any = None,
+    progress: _progress.ProgressArg = None,
+    hook: BatchHook | None = None,
+    build: Build = flat_table,
+    keep_keys: frozenset[str] = frozenset(),
+) -> Tables:
+    """One local export file as a table: the same columns and types as an export of
+    the same lines, then filtered by ``event`` and ``where``. ``hook`` and
+    ``build`` shape the result (``_wide``): one table, or a dict of them;
+    ``keep_keys`` names keys that stay columns whatever the shape."""
+    wanted = _options.columns(columns)
+    events = _options.events(event)
+    where_ = _options.where(where)
+    mode = _options.on_bad_lines(on_bad_lines)
+    cols = wanted
+    need: set[str] = set()
+    if where_ is not None:
+        need |= referenced_columns(where_)
+    if cols is not None:  # read the columns the filters need
+        if events is not None:
+            need.add("event")
+        cols = [*cols, *sorted(need - set(cols))]
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"export file not found: {p}")
+    bar = _progress.make(progress, total=1, desc="robotmia read", unit="row")
+    try:
+        parsed = parse_file(
+            p, str(p), mode, sinks.with_dedupe_keys(cols, dedupe), bar, export_body=False, hook=hook
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    check_columns(wanted, parsed.kinds, [parsed], str(p))
+    unit = "ms" if time_in_ms else "s"
+    schema = final_schema(parsed.kinds, cols)
+    masks = None
+    if where_ is not None and build is flat_table and folded_columns(where_, schema):
+        # A column folded to text no longer tells 5 from "5": filter on the raw lines.
+        masks = raw_where_masks(parsed, where_, tz)
+    built: Tables
+    if masks is not None:
+        out = batches(parsed, parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep=masks)
+        built = pa.Table.from_batches(list(out), schema=schema)
+    else:
+        keep_keys |= frozenset(
+            c[len(PROPERTY_PREFIX) :] for c in need if c.startswith(PROPERTY_PREFIX)
+        )
+        built = build(
+            [parsed], parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep_keys=keep_keys
+        )
+    del parsed
+
+    def finish(table: pa.Table) -> pa.Table:
+        if events is not None:
+            table = table.filter(pc.is_in(table.column("event"), pa.array(events, pa.string())))
+        if where_ is not None and masks is None:
+            table = filter_table(table, where_, project_timezone=tz)
+        if wanted is not None and wanted != cols:
+            table = table.select(
+                [c for c in table.column_names if c in wanted or c not in (cols or ())]
+            )
+        return table
+
+    if isinstance(built, dict):
+        return {name: finish(t) for name, t in built.items() if events is None or name in events}
+    return finish(built)
+
+
+# ----------------------------------------------------------------------- datasets

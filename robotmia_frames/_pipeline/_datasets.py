@@ -1,0 +1,614 @@
+"""Datasets: where one is, its state, writing a day at a time, and reading it back."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .. import _options, parse, sinks, transport
+from ..errors import (
+    InvalidArgumentError,
+    RobotmiaWarning,
+)
+from ..parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
+from ..where import (
+    Compiled,
+    compile_where,
+    folded_columns,
+)
+
+if TYPE_CHECKING:
+    pass
+
+# ------------------------------------------------------------------ window sizing
+
+#: Days in the first request of an ``window_days="auto"`` export, before any size is known.
+from ._core import Connection, ExportPlan, batches, final_schema, iter_windows, user_stacklevel
+from ._windows import Parsed, Window
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :func:`export_to_parquet` (or :func:`sync_to_parquet`) wrote.
+
+    ``path`` is the dataset folder (a local ``Path``, or the URL it was given)."""
+
+    path: Path | str
+    rows: int
+    days: int
+    files: int
+    bytes: int
+    rows_per_day: dict[str, int] = field(default_factory=dict)
+    from_date: dt.date | None = None
+    to_date: dt.date | None = None
+
+
+def dataset_location(
+    path: str | os.PathLike[str] | sinks.Location,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
+) -> sinks.Location:
+    """Where a dataset lives (checked before any request; nothing is written)."""
+    if isinstance(path, sinks.Location):
+        return path
+    return sinks.locate(path, storage_options=storage_options, filesystem=filesystem)
+
+
+_DELTA_SCHEMES = ("file", "s3", "s3a", "gs", "az", "abfs", "abfss")
+
+
+def open_dataset(
+    location: sinks.Location,
+    *,
+    partition_by: Sequence[str] = ("date",),
+    table_format: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    create: bool = False,
+) -> sinks.ParquetDataset:
+    """The dataset at ``location``: a Delta table when it has a ``_delta_log`` (or
+    ``table_format="delta"`` asks for one), else a Hive dataset. Asking for the
+    other format than an existing dataset's is an error."""
+    found = "delta" if sinks.is_delta(location) else None
+    if table_format is not None:
+        _options.table_format(table_format)
+    if found is None and table_format == "delta":
+        found = "delta"
+    elif found == "delta" and table_format == "hive":
+        raise InvalidArgumentError(
+            f"the dataset {location.url} is a Delta table: pass table_format='delta' "
+            "(or leave it out), or write to a new path"
+        )
+    if found == "delta":
+        if not location.local and str(location.url).split("://")[0] not in _DELTA_SCHEMES:
+            raise InvalidArgumentError(
+                f"table_format='delta' writes to a local path or to {', '.join(_DELTA_SCHEMES)} "
+                f"URLs (deltalake's own stores), not {location.url}"
+            )
+        if tuple(partition_by) != ("date",):
+            raise InvalidArgumentError(
+                f"a Delta table is partitioned by date only, got partition_by={partition_by!r}"
+            )
+        return sinks.DeltaDataset(location, storage_options=storage_options, create=create)
+    return sinks.ParquetDataset(location, partition_by=partition_by, create=create)
+
+
+def dataset_state(
+    location: sinks.Location, storage_options: dict[str, Any] | None = None
+) -> sinks.DatasetState:
+    """What the dataset at ``location`` records (empty for a new dataset)."""
+    ds = open_dataset(location, storage_options=storage_options)
+    try:
+        records = ds.records()
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidArgumentError(
+            f"cannot read the dataset at {location.url}: {type(exc).__name__}: {exc}"
+        ) from None
+    return sinks.load_state(location, records)
+
+
+def check_timezone(state: sinks.DatasetState, timezone: str, location: sinks.Location) -> None:
+    """Refuse to write days of another project timezone into a dataset."""
+    if state.project_timezone is None or state.project_timezone == timezone:
+        return
+    raise InvalidArgumentError(
+        f"the dataset {location.url} holds days of project timezone "
+        f"{state.project_timezone!r}, not {timezone!r}: one dataset is one timezone. "
+        f"Pass project_timezone={state.project_timezone!r} (or leave it out: the "
+        "dataset's own is used), or write to a new path"
+    )
+
+
+def dataset_timezone(
+    conn: Connection, state: sinks.DatasetState, project_timezone: str | None
+) -> str:
+    """The timezone of a write: the call's, the client's, the dataset's, else the
+    environment's."""
+    given = project_timezone or conn.project_timezone or state.project_timezone
+    return conn.timezone(given)
+
+
+def dataset_for_write(
+    conn: Connection,
+    path: str | os.PathLike[str],
+    *,
+    project_timezone: str | None,
+    storage_options: dict[str, Any] | None,
+    filesystem: Any,
+    table_format: str | None,
+) -> tuple[sinks.Location, sinks.DatasetState, str]:
+    """Where an export or a sync writes, what the dataset records, and the timezone
+    of the write (the dataset's when none is given; another one is refused), all
+    checked before any request."""
+    location = dataset_location(path, storage_options, filesystem)
+    if table_format is not None:
+        _options.table_format(table_format)
+    state = dataset_state(location, storage_options)
+    tz = dataset_timezone(conn, state, project_timezone)
+    check_timezone(state, tz, location)
+    return location, state, tz
+
+
+class DatasetWriter:
+    """Writes one day at a time, keeping column types consistent across days.
+
+    It holds the dataset's writer lock from creation to :meth:`close` (a second
+    writer waits, then fails clearly) and refuses a dataset of another project
+    timezone. A column that a later day adds or widens is added to (widened in) the
+    older days once, at the end (:meth:`finish`), from their own values: widening in
+    steps would be lossy (int 1 -> float 1.0 -> string "1.0" instead of "1").
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | sinks.Location,
+        partition_by: Sequence[str],
+        metadata: dict[str, Any],
+        *,
+        storage_options: dict[str, Any] | None = None,
+        filesystem: Any = None,
+        table_format: str | None = None,
+    ) -> None:
+        self.location = dataset_location(root, storage_options, filesystem)
+        if table_format == "delta" and filesystem is not None:
+            raise InvalidArgumentError(
+                "table_format='delta' takes a path or URL (with storage_options), not filesystem="
+            )
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(sinks.writer_lock(self.location))
+        try:
+            self.ds = open_dataset(
+                self.location,
+                partition_by=partition_by,
+                table_format=table_format,
+                storage_options=storage_options,
+                create=True,
+            )
+            self.ds.check_writable()  # before any request: a read-only folder fails at once
+            self.ds.recover()
+            self.kinds = sinks.unify_kinds_of_schemas(self.ds.schemas().values())
+            self.state = sinks.load_state(self.location, self.ds.records())
+            tz = metadata.get("project_timezone")
+            if isinstance(tz, str):
+                check_timezone(self.state, tz, self.location)
+            self.metadata = metadata
+            self.rows = 0
+            self.files = 0
+            self.bytes = 0
+            self.rows_per_day: dict[str, int] = {}
+            self._recorded_complete = False
+            # A run killed while widening older days leaves some of them narrower:
+            # bring them in line first.
+            self.widened: set[str] = set(self.kinds)
+            self.finish()
+        except BaseException:
+            self._held.close()
+            raise
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the writer lock."""
+        self._held.close()
+
+    def complete(self, start: dt.date, end: dt.date) -> None:
+        """Finish a run over ``start..end``: widen what a later day widened, then record
+        the run's range (cut at today) in the footer of the newest day up to ``end``,
+        unless the day ``end`` itself was written with it (:meth:`write`)."""
+        self.finish()
+        if not self._recorded_complete:
+            ranges = self._ranges(start, end)
+            days = [d for d in self.ds.days() if d <= end and self.ds.files(d)]
+            if days:
+                self.ds.rewrite_day(
+                    days[-1],
+                    self.kinds,
+                    self.metadata,
+                    update={"complete": sinks.encode_ranges(ranges)},
+                )
+        if self.location.local:  # the state older versions kept inside the folder
+            shutil.rmtree(Path(self.location.path, sinks.LEGACY_DIR), ignore_errors=True)
+
+    def _ranges(self, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+        tz = self.metadata.get("project_timezone")
+        state = sinks.DatasetState(
+            tz if isinstance(tz, str) else self.state.project_timezone,
+            complete=self.state.complete,
+        )
+        return state.with_run(start, end)
+
+    def finish(self) -> None:
+        """Rewrite, once each and oldest first, the days lacking a column or holding one
+        narrower than the dataset's kind for it, so every file has every column, typed
+        alike."""
+        if not self.widened or self.ds.table_format == "delta":
+            self.widened = set()  # a Delta table widens in the commit that widens it
+            return
+        for day in self.ds.days():
+            if any(self._narrower(f, self.widened) for f in self.ds.files(day)):
+                self.ds.rewrite_day(day, self.kinds, self.metadata)
+        self.widened = set()
+
+    def write(self, window: Window, plan: ExportPlan) -> None:
+        """Write one downloaded window as its day's partition (older days are brought
+        to its columns and types once, by :meth:`finish`, from their own values)."""
+        merged = self.merged_kinds(window.kinds)
+        meta = self.day_metadata(window.day, plan.start, plan.end)
+        result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
+        narrower: set[str] = set()
+        if plan.pinned.dtypes and result.files:  # the pinned types as written
+            narrower = plan.pinned.kinds(merged, self.kinds, self.ds.schema_of(result.files[0]))
+        self.commit(window.day, merged, result, end=plan.end)
+        self.widened |= narrower
+
+    def day_metadata(self, day: dt.date, start: dt.date, end: dt.date) -> dict[str, Any]:
+        """What the files of ``day`` record: the run's metadata and the day ranges known
+        complete (a replaced file forgets none of them); the last day ``end`` adds the
+        run's own range, which is complete once that day lands."""
+        ranges = self._ranges(start, end) if day == end else self.state.complete
+        if not ranges:
+            return dict(self.metadata)
+        return {**self.metadata, "complete": sinks.encode_ranges(ranges)}
+
+    def merged_kinds(
+        self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None
+    ) -> dict[str, Kind]:
+        """The dataset's column kinds (``base``, else the current ones) plus a window's."""
+        merged = dict(self.kinds if base is None else base)
+        return unify_into(merged, ((PROPERTY_PREFIX + k, v) for k, v in window_kinds.items()))
+
+    def commit(
+        self,
+        day: dt.date,
+        merged: dict[str, Kind],
+        result: sinks.DayWriteResult,
+        *,
+        end: dt.date | None = None,
+    ) -> None:
+        """Record ``day`` as written with the ``merged`` kinds and count what was
+        written. Days it widened a column for are rewritten once, by :meth:`finish`.
+        The last day of the run (``end``), written with :meth:`day_metadata`, holds
+        the run's complete range when it has a file (a Delta commit always does)."""
+        if day == end and (result.rows or self.ds.table_format == "delta"):
+            self._recorded_complete = True
+        self.widened |= self._changed(merged)
+        self.kinds = merged
+        self.rows += result.rows
+        self.files += len(result.files)
+        self.bytes += result.bytes
+        self.rows_per_day[day.isoformat()] = result.rows
+
+    def _changed(self, merged: dict[str, Kind]) -> set[str]:
+        """The columns ``merged`` adds to the dataset's or widens."""
+        return {k for k, v in merged.items() if self.kinds.get(k) is not v}
+
+    def _narrower(self, path: str, widened: set[str]) -> bool:
+        """Whether a file lacks a column of ``widened`` or holds it narrower. In a
+        dataset partitioned by date only, every file has every column, so that readers
+        taking one file's schema (polars) read them all; partitioned by event, each
+        event's files keep only its own columns (``docs/wide.md``)."""
+        schema = self.ds.schema_of(path)
+        names = set(schema.names)
+        every_column = self.ds.partition_by == ("date",)
+        for name in widened:
+            if name == "time" or name not in self.kinds:
+                continue
+            if name in names:
+                if schema.field(name).type != arrow_type(self.kinds[name]):
+                    return True
+            elif every_column and name.startswith(PROPERTY_PREFIX):
+                return True
+        return False
+
+    def summary(self, start: dt.date, end: dt.date) -> ExportSummary:
+        return ExportSummary(
+            Path(self.ds.root) if self.location.local else self.location.url,
+            self.rows,
+            len(self.rows_per_day),
+            self.files,
+            self.bytes,
+            dict(self.rows_per_day),
+            start,
+            end,
+        )
+
+
+def write_window(
+    ds: sinks.ParquetDataset,
+    day: dt.date,
+    parsed: Parsed,
+    merged: dict[str, Kind],
+    plan: ExportPlan,
+    metadata: dict[str, Any],
+) -> sinks.DayWriteResult:
+    """Write one parsed window as the partition of ``day``, typed by the dataset's
+    ``merged`` kinds (``DatasetWriter.merged_kinds``); the swap-in is atomic."""
+    prop_kinds = {
+        k[len(PROPERTY_PREFIX) :]: v for k, v in merged.items() if k.startswith(PROPERTY_PREFIX)
+    }
+    schema = final_schema(prop_kinds, None)
+    out = batches(parsed, prop_kinds, plan.timezone, None, dedupe=plan.dedupe, unit=plan.time_unit)
+    event_columns: dict[str | None, set[str]] | None = None
+    if ds.partition_by == ("date", "event"):  # each event's files: only its columns
+        event_columns = {}
+        for b in parsed.batches:
+            for name, keys in parse.event_keys(b).items():
+                event_columns.setdefault(name, set()).update(PROPERTY_PREFIX + k for k in keys)
+    if plan.pinned.dtypes:  # the day is in memory already: pinned as one table
+        table = plan.pinned.apply(
+            pa.Table.from_batches(list(out), schema=schema), parsed.label, whole=False
+        )
+        schema, out = table.schema, iter(table.to_batches())
+        if event_columns is not None:  # a pinned column's misfits go with it
+            for have in event_columns.values():
+                have.update(
+                    n
+                    for n in schema.names
+                    if n.endswith(parse.RAW_SUFFIX) and n.removesuffix(parse.RAW_SUFFIX) in have
+                )
+    return ds.write_day(day, schema, out, metadata=metadata, event_columns=event_columns)
+
+
+@contextlib.contextmanager
+def _closing(windows: Iterator[Window]) -> Iterator[Iterator[Window]]:
+    """``windows``, closed on the way out (a generator runs its ``finally`` then)."""
+    try:
+        yield windows
+    finally:
+        close = getattr(windows, "close", None)
+        if close is not None:
+            close()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or, in the command line, SIGTERM) while a dataset was written.
+
+    ``days`` lists the days written, each whole; nothing partial is kept, so a rerun
+    of the same call finishes the job.
+    """
+
+    def __init__(self, days: list[str]) -> None:
+        super().__init__(f"interrupted after writing {len(days)} days")
+        self.days = days
+
+
+def write_dataset(
+    plan: ExportPlan,
+    location: sinks.Location,
+    partition_by: Sequence[str],
+    workdir: Path,
+    *,
+    table_format: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> ExportSummary:
+    """Download ``plan``'s windows into the dataset at ``location``, one atomic day at a
+    time, under the dataset's writer lock."""
+    with DatasetWriter(
+        location,
+        partition_by,
+        plan.metadata(),
+        table_format=table_format,
+        storage_options=storage_options,
+    ) as sink:
+        try:
+            # closing(): on an error or Ctrl-C the downloads still running end here,
+            # before the caller removes their temporary folder.
+            with _closing(iter_windows(plan, workdir)) as windows:
+                for w in windows:
+                    try:
+                        sink.write(w, plan)
+                    except OSError as exc:
+                        if exc.errno in transport.NO_ROOM:
+                            day = f"day {w.day.isoformat()}"
+                            raise transport.no_room(exc, day, Path(sink.ds.root)) from exc
+                        raise
+                    finally:
+                        if w.last and not w.cached and plan.cache_dir is None:
+                            with contextlib.suppress(OSError):
+                                w.result.path.unlink()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # keep the days written consistent; the
+                sink.finish()  # next run repairs them if even this fails
+            if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+                raise Interrupted(sorted(sink.rows_per_day)) from exc
+            raise
+        finally:
+            if plan.progress is not None:
+                plan.progress.close()
+        sink.complete(plan.start, plan.end)
+        return sink.summary(plan.start, plan.end)
+
+
+@dataclass(frozen=True)
+class DatasetQuery:
+    """A checked :func:`read_parquet_dataset` request (shared with ``robotmia_frames.dask``)."""
+
+    ds: sinks.ParquetDataset
+    start: dt.date | None
+    end: dt.date | None
+    columns: list[str] | None
+    events: tuple[str, ...] | None
+    where: str | None
+    project_timezone: str | None
+    default_timezone: str
+    dedupe: bool
+
+    def select(self) -> dict[dt.date, list[str]]:
+        """The data files the query reads, by day."""
+        return self.ds.select(from_date=self.start, to_date=self.end, event=self.events)
+
+    def tables(self, *, on_day: Callable[[int, int], None] | None = None) -> list[pa.Table]:
+        """The selected rows, one table per data file with its own columns and types
+        (``dedupe`` is left to the caller)."""
+        folded: set[str] = set()
+        tables = self.ds.read_tables(
+            from_date=self.start,
+            to_date=self.end,
+            columns=sinks.with_dedupe_keys(self.columns, self.dedupe),
+            event=self.events,
+            where=None if self.where is None else _where_compiler(self.where, folded),
+            project_timezone=self.project_timezone,
+            default_timezone=self.default_timezone,
+            on_day=on_day,
+        )
+        if folded:
+            _warn_folded(sorted(folded), self.where)
+        return tables
+
+    def read(
+        self,
+        day: dt.date | None = None,
+        *,
+        on_day: Callable[[int, int], None] | None = None,
+    ) -> pa.Table:
+        """The selected rows (of one ``day`` only, if given) as one unified table."""
+        cols = self.columns
+        read_cols = sinks.with_dedupe_keys(cols, self.dedupe)
+        folded: set[str] = set()
+        table = self.ds.read(
+            from_date=day or self.start,
+            to_date=day or self.end,
+            columns=read_cols,
+            event=self.events,
+            where=None if self.where is None else _where_compiler(self.where, folded),
+            project_timezone=self.project_timezone,
+            default_timezone=self.default_timezone,
+            on_day=on_day,
+        )
+        if folded:
+            _warn_folded(sorted(folded), self.where)
+        if self.dedupe:
+            table = pa.Table.from_batches(
+                [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema
+            )
+            if cols is not None and read_cols != cols:
+                table = table.select(cols)
+        return table
+
+
+def _where_compiler(expression: str, folded: set[str]) -> sinks.WhereCompiler:
+    """The ``where`` expression compiled for each file's schema and timezone; the
+    mixed-type columns (folded to text) it compares are added to ``folded``."""
+
+    def compile_for(schema: pa.Schema, tz: str) -> Compiled:
+        folded.update(folded_columns(expression, schema, objects=False))
+        return compile_where(expression, schema, project_timezone=tz)
+
+    return compile_for
+
+
+def _warn_folded(columns: list[str], where: str | None) -> None:
+    """Say that ``where`` compares columns whose mixed types the dataset has merged."""
+    names = ", ".join(columns)
+    warnings.warn(
+        f"where={where!r} reads {names}, stored as text in this dataset because the "
+        'column held values of several types: there the string "5" and the number 5 '
+        'are both stored as "5" and both read as the number 5, while the server\'s '
+        "filter tells them apart. For exact results pass where= to the export "
+        "(export_to_parquet, read_robotmia_export) or to read_export_file on the saved "
+        "export; see 'Mixed-type columns' in docs/where.md.",
+        RobotmiaWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+def dataset_query(
+    path: str | os.PathLike[str] | sinks.Location,
+    *,
+    from_date: _options.DateLike | None,
+    to_date: _options.DateLike | None,
+    columns: Sequence[str] | None,
+    event: str | Sequence[str] | None,
+    where: str | None,
+    project_timezone: str | None,
+    dedupe: bool,
+    storage_options: dict[str, Any] | None = None,
+    filesystem: Any = None,
+) -> DatasetQuery:
+    """Check :func:`read_parquet_dataset`'s arguments and find the dataset's layout."""
+    location = dataset_location(path, storage_options, filesystem)
+    probe = open_dataset(location, storage_options=storage_options)
+    days = probe.days()
+    if location.local and not Path(location.path).is_dir():
+        raise FileNotFoundError(f"no dataset at {location.path}")
+    if not location.local and not days and not _exists(location):
+        raise FileNotFoundError(f"no dataset at {location.url}")
+    start: dt.date | None = None
+    end: dt.date | None = None
+    if from_date is not None and to_date is not None:
+        start, end = _options.date_range(from_date, to_date)
+    elif from_date is not None:
+        start = _options.date(from_date, "from_date")
+    elif to_date is not None:
+        end = _options.date(to_date, "to_date")
+    cols = _options.columns(columns)
+    events = _options.events(event)
+    where_ = _options.where(where)
+    if project_timezone is not None:
+        _options.timezone(project_timezone)
+    by_event = (
+        location.local
+        and probe.table_format == "hive"
+        and any(
+            p.is_dir() and p.name.startswith("event=")
+            for d in days
+            for p in Path(location.join(f"date={d.isoformat()}")).iterdir()
+        )
+    )
+    layout = ("date", "event") if by_event else ("date",)
+    ds = (
+        probe if not by_event else sinks.ParquetDataset(location, partition_by=layout, create=False)
+    )
+    if cols is not None and any(c.startswith(PROPERTY_PREFIX) for c in cols) and ds.files():
+        known = ["event", "time", *ds.current_kinds()]
+        _options.known_columns(cols, known, f"the dataset at {location.url}")
+    return DatasetQuery(
+        ds=ds,
+        start=start,
+        end=end,
+        columns=cols,
+        events=events,
+        where=where_,
+        project_timezone=project_timezone,
+        default_timezone=os.environ.get(_options.TIMEZONE_ENV) or "UTC",
+        dedupe=bool(dedupe),
+    )
+
+
+def _exists(location: sinks.Location) -> bool:
+    try:
+        return bool(location.fs.isdir(location.path))
+    except Exception:
+        return False

@@ -1,0 +1,547 @@
+"""Export windows: their sizes (the API budget), one parsed window, and its split into days."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import datetime as dt
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+import pyarrow as pa
+
+from .. import _options, parse, transport
+from ..parse import PROPERTY_PREFIX, Kind
+
+if TYPE_CHECKING:
+    pass
+
+# ------------------------------------------------------------------ window sizing
+
+#: Days in the first request of an ``window_days="auto"`` export, before any size is known.
+
+#: Days in the first request of an ``window_days="auto"`` export, before any size is known.
+AUTO_START_DAYS = 7
+
+
+#: The most compressed body a multi-day ``window_days="auto"`` request may bring (64 MiB).
+DEFAULT_WINDOW_TARGET_BYTES = 64 << 20
+
+
+#: Auto windows are sized to fill this share of the target, leaving room for days
+#: busier than the ones measured so far.
+WINDOW_FILL = 0.75
+
+
+#: The most days one request spans.
+MAX_WINDOW_DAYS = _options.MAX_WINDOW_DAYS
+
+
+#: API-hours are counted at this many requests an hour when no hourly limit is set.
+DEFAULT_REQUESTS_PER_HOUR = 60
+
+
+@dataclass(frozen=True)
+class WindowSizing:
+    """How many days one request spans: pinned (``days``) or sized to the data.
+
+    With ``days=None`` (``window_days="auto"``) the first request spans
+    ``start_days``; every later one spans as many days as fit in three quarters of
+    ``target_bytes`` of compressed body (:data:`WINDOW_FILL`) at the bytes per day
+    learnt so far, from 1 (a busy day alone) to ``max_days``. A multi-day auto
+    request whose body grows past ``target_bytes`` is abandoned and halved.
+
+    Example:
+        >>> sizing = WindowSizing(target_bytes=64 << 20)
+        >>> sizing.next_days(None), sizing.next_days(1 << 20), sizing.next_days(100 << 20)
+        (7, 31, 1)
+        >>> sizing.next_days(8 << 20)
+        6
+        >>> WindowSizing(days=3).next_days(1 << 30)
+        3
+    """
+
+    days: int | None = None
+    target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES
+    start_days: int = AUTO_START_DAYS
+    max_days: int = MAX_WINDOW_DAYS
+
+    @classmethod
+    def checked(cls, window_days: Any, window_target_bytes: Any) -> WindowSizing:
+        """The sizing of a call's ``window_days`` and ``window_target_bytes``, checked."""
+        return cls(
+            days=_options.window_days(window_days),
+            target_bytes=_options.positive_int(window_target_bytes, "window_target_bytes"),
+        )
+
+    def next_days(self, bytes_per_day: float | None) -> int:
+        """Days of the next window, given the compressed bytes per day learnt (if any)."""
+        if self.days is not None:
+            return self.days
+        if bytes_per_day is None:
+            return min(self.start_days, self.max_days)
+        if bytes_per_day <= 0:
+            return self.max_days
+        days = self.target_bytes * WINDOW_FILL / bytes_per_day
+        return self.max_days if days >= self.max_days else max(1, int(days))
+
+
+class WindowPlanner:
+    """Cuts ``start..end`` into request windows, in date order, learning as bodies land.
+
+    Pure bookkeeping (no I/O): :meth:`take` hands out the next window, sized by
+    ``sizing`` from the compressed bytes per day of the latest :meth:`learn` (or
+    ``bytes_per_day`` given up front).
+
+    Example:
+        >>> import datetime as dt
+        >>> p = WindowPlanner(dt.date(2024, 1, 1), dt.date(2024, 3, 1), WindowSizing())
+        >>> p.take()
+        (datetime.date(2024, 1, 1), datetime.date(2024, 1, 7))
+        >>> p.learn(dt.date(2024, 1, 1), dt.date(2024, 1, 7), 7 * (16 << 20))
+        >>> p.take()
+        (datetime.date(2024, 1, 8), datetime.date(2024, 1, 10))
+    """
+
+    def __init__(
+        self,
+        start: dt.date,
+        end: dt.date,
+        sizing: WindowSizing,
+        bytes_per_day: float | None = None,
+    ) -> None:
+        self.next_day = start
+        self.end = end
+        self.sizing = sizing
+        self.bytes_per_day = bytes_per_day
+
+    @property
+    def done(self) -> bool:
+        """Every day has been handed out."""
+        return self.next_day > self.end
+
+    @property
+    def learning(self) -> bool:
+        """Auto-sized and nothing learnt yet: wait for the first body before the next."""
+        return self.sizing.days is None and self.bytes_per_day is None
+
+    def take(self) -> tuple[dt.date, dt.date] | None:
+        """The next window ``(first, last)`` (inclusive), or None when all are out."""
+        if self.done:
+            return None
+        days = self.sizing.next_days(self.bytes_per_day)
+        first = self.next_day
+        last = min(self.end, first + dt.timedelta(days=days - 1))
+        self.next_day = last + dt.timedelta(days=1)
+        return first, last
+
+    def learn(self, first: dt.date, last: dt.date, nbytes: int) -> None:
+        """Record a verified body of ``nbytes`` compressed bytes for ``first..last``."""
+        self.bytes_per_day = nbytes / ((last - first).days + 1)
+
+
+def plan_windows(
+    start: dt.date,
+    end: dt.date,
+    sizing: WindowSizing,
+    bytes_per_day: float | None = None,
+) -> list[tuple[dt.date, dt.date]]:
+    """The windows of ``start..end`` at a steady ``bytes_per_day`` (unknown: the start size).
+
+    Example:
+        >>> import datetime as dt
+        >>> plan_windows(dt.date(2024, 1, 1), dt.date(2024, 1, 10), WindowSizing(days=4))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        [(datetime.date(2024, 1, 1), datetime.date(2024, 1, 4)),
+         (datetime.date(2024, 1, 5), datetime.date(2024, 1, 8)),
+         (datetime.date(2024, 1, 9), datetime.date(2024, 1, 10))]
+    """
+    planner = WindowPlanner(start, end, sizing, bytes_per_day)
+    out: list[tuple[dt.date, dt.date]] = []
+    while (window := planner.take()) is not None:
+        out.append(window)
+    return out
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What an export would send, computed without sending anything.
+
+    ``windows`` are the planned requests (``(first, last)`` days, inclusive),
+    ``api_hours`` the hours of API budget they take at ``per_hour`` requests an hour.
+    With ``window_days="auto"`` the sizes come from ``bytes_per_day`` when given,
+    else every window is assumed to span the start size (7 days), a conservative
+    guess: a real run learns the size from each body and usually needs fewer.
+
+    Example:
+        >>> import datetime as dt
+        >>> plan = BudgetPlan.of(dt.date(2024, 1, 1), dt.date(2024, 12, 31), WindowSizing(days=1))
+        >>> plan.requests, round(plan.api_hours, 1)
+        (366, 6.1)
+        >>> print(plan)
+        2024-01-01..2024-12-31: 366 days in 366 requests (1 day each), 6.1 API-hours at 60 requests an hour
+    """
+
+    from_date: dt.date
+    to_date: dt.date
+    windows: list[tuple[dt.date, dt.date]]
+    per_hour: int = DEFAULT_REQUESTS_PER_HOUR
+
+    @classmethod
+    def of(
+        cls,
+        start: dt.date,
+        end: dt.date,
+        sizing: WindowSizing,
+        *,
+        bytes_per_day: float | None = None,
+        per_hour: int | None = None,
+    ) -> BudgetPlan:
+        """Plan ``start..end`` with ``sizing``."""
+        windows = plan_windows(start, end, sizing, bytes_per_day)
+        return cls(start, end, windows, per_hour or DEFAULT_REQUESTS_PER_HOUR)
+
+    @property
+    def requests(self) -> int:
+        """Requests the export sends (retries not counted)."""
+        return len(self.windows)
+
+    @property
+    def days(self) -> int:
+        return (self.to_date - self.from_date).days + 1
+
+    @property
+    def api_hours(self) -> float:
+        """Hours of API budget the requests take at ``per_hour`` an hour."""
+        return self.requests / self.per_hour
+
+    def __str__(self) -> str:
+        sizes = sorted({(b - a).days + 1 for a, b in self.windows})
+        each = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+        unit = "day" if sizes == [1] else "days"
+        return (
+            f"{self.from_date.isoformat()}..{self.to_date.isoformat()}: {self.days} days in "
+            f"{self.requests} requests ({each} {unit} each), {self.api_hours:.1f} API-hours "
+            f"at {self.per_hour} requests an hour"
+        )
+
+
+#: Which rows of a batch belong to a source: all (None), a ``(start, stop)`` run, or
+#: the indices of the rows.
+Selection: TypeAlias = "tuple[int, int] | pa.Array | None"
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def selected_count(batch: parse.RawBatch, sel: Selection) -> int:
+    if sel is None:
+        n: int = batch.num_rows
+    elif isinstance(sel, tuple):
+        n = sel[1] - sel[0]
+    else:
+        n = len(sel)
+    return n
+
+
+def select_rows(data: Any, sel: Selection) -> Any:
+    """The selected rows of an Arrow array or record batch."""
+    if sel is None:
+        return data
+    if isinstance(sel, tuple):
+        return data.slice(sel[0], sel[1] - sel[0])
+    return data.take(sel)
+
+
+@dataclass
+class Parsed:
+    """One parsed source (a body, a day of a body, or a file): its batches and column
+    kinds. ``selections`` (one per batch) keep only some rows of a batch: the rows
+    of one day of a multi-day body."""
+
+    path: Path
+    label: str
+    batches: list[parse.RawBatch]
+    kinds: dict[str, Kind]
+    selections: list[Selection] | None = None
+
+    def items(self) -> Iterator[tuple[parse.RawBatch, Selection]]:
+        """Each batch with the rows of it that belong here."""
+        if self.selections is None:
+            for b in self.batches:
+                yield b, None
+        else:
+            yield from zip(self.batches, self.selections, strict=True)
+
+    @property
+    def rows(self) -> int:
+        return sum(selected_count(b, s) for b, s in self.items())
+
+    def head(self, n: int) -> Parsed:
+        """The first ``n`` rows only (``limit``)."""
+        batches: list[parse.RawBatch] = []
+        selections: list[Selection] = []
+        for b, sel in self.items():
+            if n <= 0:
+                break
+            count = selected_count(b, sel)
+            if count > n:
+                if sel is None:
+                    sel = (0, n)
+                elif isinstance(sel, tuple):
+                    sel = (sel[0], sel[0] + n)
+                else:
+                    sel = sel.slice(0, n)
+                count = n
+            batches.append(b)
+            selections.append(sel)
+            n -= count
+        return Parsed(self.path, self.label, batches, self.kinds, selections)
+
+
+@dataclass
+class Window:
+    """One day of a downloaded body, ready to parse further or write.
+
+    ``last`` is True for the last day handed on from its body (``result``): the body
+    file may be discarded once that day is done."""
+
+    day: dt.date
+    result: transport.DownloadResult
+    parsed: Parsed
+    cached: bool = False
+    last: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"window {self.day.isoformat()}"
+
+    @property
+    def kinds(self) -> dict[str, Kind]:
+        return self.parsed.kinds
+
+
+#: What a read does with each parsed batch before keeping it (``_wide.Collector``:
+#: the result's compact shape, the memory budget): the batches to keep instead.
+BatchHook: TypeAlias = Callable[[parse.RawBatch], list[parse.RawBatch]]
+
+
+BATCH_HOOK: contextvars.ContextVar[BatchHook | None] = contextvars.ContextVar(
+    "robotmia_batch_hook", default=None
+)
+
+
+@contextlib.contextmanager
+def batch_hook(hook: BatchHook | None) -> Iterator[None]:
+    """Within this block, :func:`parse_file` hands every parsed batch to ``hook``
+    (in this thread and context: the windows a read consumes are parsed here)."""
+    token = BATCH_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        BATCH_HOOK.reset(token)
+
+
+def property_keys(columns: Sequence[str] | None) -> frozenset[str] | None:
+    """The property keys the parse stage reads for ``columns`` (None: every key)."""
+    if columns is None:
+        return None
+    return frozenset(c[len(PROPERTY_PREFIX) :] for c in columns if c.startswith(PROPERTY_PREFIX))
+
+
+def day_numbers(time: pa.Array, first: dt.date, days: int, unit: str = "s") -> np.ndarray:
+    """Each row's day within ``first .. first + days - 1`` (0-based), by its raw time.
+
+    The raw ``time`` is project-local wall clock written as seconds since
+    1970-01-01 (``unit="ms"``: milliseconds), so its project-local day is simply
+    ``floor(time / 86400)`` days after 1970-01-01: the day the server filters it
+    by. A row without a time, or with one outside the window, counts as the
+    window's first day.
+
+    Example:
+        >>> import datetime as dt, pyarrow as pa
+        >>> day_numbers(pa.array([1704067199, 1704067200, None, 1.5e9]),
+        ...             dt.date(2023, 12, 31), 2).tolist()
+        [0, 1, 0, 0]
+    """
+    scale = 86400.0 if unit == "s" else 86_400_000.0
+    t = np.asarray(time.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        day = np.floor(t / scale) - float((first - _EPOCH).days)
+        inside = np.isfinite(day) & (day >= 0) & (day < days)
+    return np.where(inside, day, 0).astype(np.int64)
+
+
+def split_days(
+    parsed: Parsed,
+    first: dt.date,
+    last: dt.date,
+    unit: str = "s",
+    keys: frozenset[str] | None = None,
+) -> list[tuple[dt.date, Parsed]]:
+    """A verified body of ``first..last`` cut into its days (see :func:`day_numbers`).
+
+    Every day of the window is listed, in order; a day without rows has an empty
+    :class:`Parsed`. A batch whose rows all fall on one day goes to that day whole;
+    a batch that straddles midnight is parsed again from its lines, one batch per
+    run of lines of one day (``keys``: the properties parsed), so that each day has
+    exactly the batches, column kinds and column order a one-day window would
+    give. A one-day window is handed on as it is.
+    """
+    ndays = (last - first).days + 1
+    if ndays == 1:
+        return [(first, parsed)]
+    parts: list[list[parse.RawBatch]] = [[] for _ in range(ndays)]
+    picks: list[list[Selection]] = [[] for _ in range(ndays)]
+    straddling: list[tuple[parse.RawBatch, np.ndarray]] = []
+    for batch in parsed.batches:
+        if not batch.num_rows:
+            continue
+        day = day_numbers(batch.time, first, ndays, unit)
+        if bool(np.all(day == day[0])):
+            parts[int(day[0])].append(batch)
+            picks[int(day[0])].append(None)
+        else:
+            straddling.append((batch, day))
+    if straddling:
+        lines = _lines_of(parsed.path, parsed.label, [b for b, _ in straddling])
+        # Each batch goes to its days in body order: rebuild the parts in order.
+        rebuilt = {
+            id(batch): _day_runs(batch, day, batch_lines, keys)
+            for (batch, day), batch_lines in zip(straddling, lines, strict=True)
+        }
+        parts = [[] for _ in range(ndays)]
+        picks = [[] for _ in range(ndays)]
+        for batch in parsed.batches:
+            if not batch.num_rows:
+                continue
+            runs = rebuilt.get(id(batch))
+            if runs is None:
+                i = int(day_numbers(batch.time, first, ndays, unit)[0])
+                parts[i].append(batch)
+                picks[i].append(None)
+                continue
+            for i, run, sel in runs:
+                parts[i].append(run)
+                picks[i].append(sel)
+    out: list[tuple[dt.date, Parsed]] = []
+    for i in range(ndays):
+        kinds: dict[str, Kind] = {}
+        for batch in parts[i]:
+            parse.merge_kinds(kinds, batch)
+        selections = None if all(p is None for p in picks[i]) else picks[i]
+        date = first + dt.timedelta(days=i)
+        # named as a one-day window would be, so that messages do not depend on the
+        # window size (the batches keep the body's name for line numbers)
+        label = f"window {date.isoformat()}"
+        out.append((date, Parsed(parsed.path, label, parts[i], kinds, selections)))
+    return out
+
+
+def _lines_of(path: Path, label: str, batches: list[parse.RawBatch]) -> list[list[bytes]]:
+    """The lines of each batch (in line order, not overlapping), in one pass over the body."""
+    out: list[list[bytes]] = [[] for _ in batches]
+    j = 0
+    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=1 << 16):
+        end_no = first_no + len(chunk)
+        while j < len(batches):
+            lo = batches[j].first_line
+            hi = lo + batches[j].line_count
+            if lo >= end_no:
+                break
+            out[j].extend(chunk[max(0, lo - first_no) : max(0, min(len(chunk), hi - first_no))])
+            if hi > end_no:
+                break
+            j += 1
+        if j == len(batches):
+            break
+    return out
+
+
+def _day_runs(
+    batch: parse.RawBatch,
+    day: np.ndarray,
+    lines: list[bytes],
+    keys: frozenset[str] | None,
+) -> list[tuple[int, parse.RawBatch, Selection]]:
+    """A batch that straddles midnight as ``(day, batch, rows)``: one batch parsed
+    again per run of lines of one day (blank and malformed lines go with the row
+    before them). If its lines cannot be matched to its rows, the batch is kept
+    whole with the rows of each day selected."""
+    is_row = np.fromiter(
+        (
+            bool(line.strip()) and (batch.first_line + k) not in batch.bad_lines
+            for k, line in enumerate(lines)
+        ),
+        dtype=bool,
+        count=len(lines),
+    )
+    if len(lines) != batch.line_count or int(is_row.sum()) != batch.num_rows:
+        rows = np.arange(batch.num_rows)
+        return [
+            (i, _take_rows(batch, pa.array(rows[day == i], type=pa.int64())), None)
+            for i in np.unique(day).tolist()
+        ]
+    line_day = np.full(len(lines), -1, dtype=np.int64)
+    line_day[is_row] = day
+    for k in range(len(lines)):  # lines that are not rows go with the row before them
+        if line_day[k] < 0:
+            line_day[k] = line_day[k - 1] if k else int(day[0])
+    starts = [0, *(np.flatnonzero(np.diff(line_day)) + 1).tolist(), len(lines)]
+    runs: list[tuple[int, parse.RawBatch, Selection]] = []
+    for lo, hi in itertools.pairwise(starts):
+        run = parse.build_raw_batch(
+            lines[lo:hi],
+            batch.first_line + lo,
+            source=batch.source,
+            bad=parse.BadLines(batch.source, "skip"),
+            keys=keys,
+        )
+        runs.append((int(line_day[lo]), run, None))
+    return runs
+
+
+def _selection_rows(sel: Selection) -> np.ndarray:
+    if isinstance(sel, tuple):
+        return np.arange(sel[0], sel[1])
+    assert sel is not None
+    return np.asarray(sel.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def as_batches(batch: parse.RawBatch) -> list[parse.RawBatch]:
+    return [batch]
+
+
+def hooked(parsed: Parsed, hook: BatchHook) -> Parsed:
+    """A day's batches through a read's batch hook (selected rows taken out first)."""
+    out: list[parse.RawBatch] = []
+    kinds: dict[str, Kind] = {}
+    for batch, sel in parsed.items():
+        for piece in hook(batch if sel is None else _take_rows(batch, sel)):
+            parse.merge_kinds(kinds, piece)
+            out.append(piece)
+    return Parsed(parsed.path, parsed.label, out, kinds)
+
+
+def _take_rows(batch: parse.RawBatch, sel: Selection) -> parse.RawBatch:
+    """The selected rows of a batch as a batch of their own (its line range kept)."""
+    columns = {
+        key: dataclasses.replace(
+            col,
+            array=select_rows(col.array, sel),
+            text=None if col.text is None else select_rows(col.text, sel),
+        )
+        for key, col in batch.columns.items()
+    }
+    return dataclasses.replace(
+        batch,
+        num_rows=selected_count(batch, sel),
+        event=select_rows(batch.event, sel),
+        time=select_rows(batch.time, sel),
+        columns=columns,
+    )
