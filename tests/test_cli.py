@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import re
 import subprocess
@@ -318,3 +319,25 @@ def test_version(capsys):
         main(["--version"])
     assert info.value.code == 0
     assert rf.__version__ in capsys.readouterr().out
+
+
+def test_export_dry_run_sends_nothing(tmp_path: Path) -> None:
+    """``export --dry-run``: the plan (windows, requests, API-hours), no request, no files."""
+    from robotmia_frames.emulator import ExportServer
+
+    out = tmp_path / "events"
+    with ExportServer([], api_secret="s3cr3t") as srv:
+        args = ["export", "2021-01-01", "2023-12-31", "--out", str(out), "--timezone", "UTC"]
+        args += ["--base-url", srv.url, "--window-days", "30", "--dry-run"]
+        text = run_cli(*args)
+        doc = run_cli(*args, "--json")
+        assert srv.requests == []
+    assert text.returncode == 0, text.stderr
+    assert "1,095 days in 37 requests" in text.stdout or "1095 days in 37 requests" in text.stdout
+    assert "nothing was sent" in text.stdout
+    assert doc.returncode == 0, doc.stderr
+    plan = json.loads(doc.stdout)
+    assert plan["requests"] == len(plan["windows"]) == 37
+    assert plan["windows"][0] == ["2021-01-01", "2021-01-30"]
+    assert plan["windows"][-1][1] == "2023-12-31"
+    assert not out.exists()

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from .. import _options, api, sinks
 from .._redact import redact
+from ..client import Client
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -169,11 +170,44 @@ def _column_names(values: list[str] | None) -> list[str] | None:
 
 
 def _export(args: argparse.Namespace, out: TextIO) -> int:
+    if args.dry_run:
+        return _plan(args, out)
     summary = api.export_to_parquet(args.out, args.from_date, args.to_date, **_remote_kwargs(args))
     if args.json:
         _print_json(_summary_doc(summary), out)
     else:
         print(_summary_line(summary), file=out)
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace, out: TextIO) -> int:
+    """``export --dry-run``: the windows, requests and API-hours; nothing is sent."""
+    kwargs = _remote_kwargs(args)
+    client = Client(
+        api_secret=kwargs["api_secret"],  # not needed: no request is sent
+        base_url=kwargs["base_url"],
+        region=kwargs["region"],
+    )
+    plan = client.plan_export(
+        args.from_date,
+        args.to_date,
+        window_days=kwargs["window_days"],
+        window_target_bytes=kwargs["window_target_bytes"],
+    )
+    if args.json:
+        _print_json(
+            {
+                "from_date": args.from_date,
+                "to_date": args.to_date,
+                "requests": plan.requests,
+                "api_hours": plan.api_hours,
+                "windows": [[a.isoformat(), b.isoformat()] for a, b in plan.windows],
+            },
+            out,
+        )
+    else:
+        print(str(plan), file=out)
+        print("nothing was sent (--dry-run)", file=out)
     return EXIT_OK
 
 

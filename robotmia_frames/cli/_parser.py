@@ -196,6 +196,7 @@ examples:
   robotmia-frames export 2024-01-01 2024-01-07 --out events/ --event Purchase --event Signup
   robotmia-frames export 2024-01-01 2024-01-07 --out events/ \\
       --where 'properties["$os"] == "Linux"' --region eu --json
+  robotmia-frames export 2021-01-01 2023-12-31 --out events/ --dry-run
 
 {SECRET_HELP}
 
@@ -203,6 +204,11 @@ examples:
     )
     e.add_argument("from_date", metavar="FROM", help="first day, YYYY-MM-DD")
     e.add_argument("to_date", metavar="TO", help="last day, YYYY-MM-DD (inclusive)")
+    e.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (windows, requests, API-hours at the rate limit); send nothing",
+    )
     _remote(e)
 
     s = sub.add_parser(
