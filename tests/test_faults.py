@@ -417,3 +417,18 @@ def test_failed_sync_keeps_its_state(server: ServerFactory, tmp_path: Path) -> N
     # the days re-written before the failure are newer; what counts as done is not
     assert after.complete == state.complete
     assert after.done_through(START) == days()[1]
+
+
+def test_a_retry_after_wait_within_the_cap_shows_in_progress(server: ServerFactory) -> None:
+    """A server's ``Retry-After`` (within ``max_retry_after``) pauses every download, and
+    the progress updates (the bar's ``wait`` too) say how long is left."""
+    srv = server(make_events())
+    d1, d2 = days(2)
+    srv.add_fault(Fault(delay_first_byte=0.5, match=for_day(d1)))  # day 1 lands during the wait
+    srv.add_fault(Fault(status=429, retry_after=3, times=1, match=for_day(d2)))
+    updates: list[rf.ProgressUpdate] = []
+    df = read(srv, 2, concurrency=2, retry_backoff=0.0, progress=updates.append)
+    assert len(df) == 2 * 150
+    waits = [u.expected_wait for u in updates]
+    assert waits[0] > 1.0, waits  # day 1 was done while day 2 waited out its Retry-After
+    assert waits[-1] < waits[0]
