@@ -606,8 +606,8 @@ def batches(
 
 
 def user_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside this package (the user's call)."""
-    package = os.path.dirname(__file__)
+    """The ``stacklevel`` of the first frame outside robotmia_frames (the user's call)."""
+    package = os.path.dirname(os.path.dirname(__file__)) + os.sep
     frame = sys._getframe(1)
     level = 1
     while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
