@@ -12,88 +12,6 @@ from ._options import DateLike, SparseColumns, TableFormat
 __all__: list[str] = []
 
 
-class ApiReadRobotmiaExport(TypedDict, total=False):
-    """The keywords of ``read_robotmia_export`` other than ``return_type``."""
-
-    event: str | Sequence[str] | None
-    where: str | None
-    api_secret: str | None
-    project_timezone: str | None
-    base_url: str | None
-    parquet_path: str | os.PathLike[str] | None
-    on_bad_lines: Literal["error", "skip", "warn"]
-    columns: Sequence[str] | None
-    dtype_backend: sinks.DtypeBackend
-    dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
-    partition_by: Sequence[str]
-    dedupe: bool
-    region: str | None
-    time_in_ms: bool
-    limit: int | None
-    concurrency: int
-    rate_limit: transport.RateLimit | transport.RateLimiter | None
-    cache_dir: str | os.PathLike[str] | None
-    refresh: bool
-    timeout: float | None
-    max_retry_after: float
-    stall_timeout: float
-    min_speed: float
-    max_window_bytes: int | None
-    max_retries: int
-    retry_backoff: float
-    verify: bool | str
-    progress: _progress.ProgressArg
-    storage_options: dict[str, Any] | None
-    filesystem: Any
-    sparse_columns: SparseColumns | None
-    sparse_threshold: float
-    max_memory: int | Literal["auto"] | None
-    table_format: TableFormat | None
-    window_days: int | Literal["auto"]
-    window_target_bytes: int
-
-
-class ApiReadExportFile(TypedDict, total=False):
-    """The keywords of ``read_export_file`` other than ``return_type``."""
-
-    project_timezone: str | None
-    on_bad_lines: Literal["error", "skip", "warn"]
-    columns: Sequence[str] | None
-    dtype_backend: sinks.DtypeBackend
-    dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
-    dedupe: bool
-    time_in_ms: bool
-    event: str | Sequence[str] | None
-    where: str | None
-    progress: _progress.ProgressArg
-    sparse_columns: SparseColumns | None
-    sparse_threshold: float
-    max_memory: int | Literal["auto"] | None
-
-
-class ApiReadParquetDataset(TypedDict, total=False):
-    """The keywords of ``read_parquet_dataset`` other than ``return_type``."""
-
-    from_date: DateLike | None
-    to_date: DateLike | None
-    columns: Sequence[str] | None
-    event: str | Sequence[str] | None
-    dtype_backend: sinks.DtypeBackend
-    dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
-    dedupe: bool
-    where: str | None
-    project_timezone: str | None
-    progress: _progress.ProgressArg
-    storage_options: dict[str, Any] | None
-    filesystem: Any
-    sparse_columns: SparseColumns | None
-    sparse_threshold: float
-    max_memory: int | Literal["auto"] | None
-
-
 class ApiReadRobotmiaProfiles(TypedDict, total=False):
     """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
 
@@ -199,3 +117,27 @@ class ClientReadRobotmiaProfiles(TypedDict, total=False):
     max_session_restarts: int
     dtype: Mapping[str, Any] | None
     on_type_mismatch: Literal["text", "null", "error"]
+
+
+class ApiReadRobotmiaExport(ClientReadRobotmiaExport, total=False):
+    """The keywords of ``read_robotmia_export``: the method's and the client's settings."""
+
+    api_secret: str | None
+    base_url: str | None
+    region: str | None
+    concurrency: int
+    rate_limit: transport.RateLimit | transport.RateLimiter | None
+    cache_dir: str | os.PathLike[str] | None
+    timeout: float | None
+    max_retry_after: float
+    stall_timeout: float
+    min_speed: float
+    max_window_bytes: int | None
+    max_retries: int
+    retry_backoff: float
+    verify: bool | str
+
+
+#: The module functions take exactly their method's keywords.
+ApiReadExportFile = ClientReadExportFile
+ApiReadParquetDataset = ClientReadParquetDataset
