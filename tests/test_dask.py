@@ -360,15 +360,17 @@ def test_rate_limit_held_across_workers(client: Any, server: ServerFactory, tmp_
 def test_retry_after_pauses_every_worker(client: Any, server: ServerFactory) -> None:
     srv = server(generate=GeneratorConfig(events_per_day=5, seed=2))
     srv.add_fault(Fault(status=429, retry_after=1, times=1))
-    limiter = rfd.ClusterRateLimiter(rf.RateLimit(per_hour=None, per_second=50, concurrent=4))
+    # one query at a time: the worker that gets the 429 pauses the cluster before it
+    # gives its slot back, so whichever worker takes the slot next waits too
+    limiter = rfd.ClusterRateLimiter(rf.RateLimit(per_hour=None, per_second=50, concurrent=1))
     ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-04", rate_limit=limiter, **_kw(srv))
     assert len(ddf.compute()) == 20
     log = sorted(srv.requests, key=lambda r: r.started)
-    assert log[0].status == 429
-    refused = log[0].ended  # the worker that got it tells every worker to wait 1 s
-    starts = [r.started - refused for r in log[1:]]
-    assert not [s for s in starts if 0.15 < s < 0.9], starts
-    assert max(starts) >= 0.9  # the retry, after Retry-After
+    assert [r.status for r in log].count(429) == 1 and log[0].status == 429
+    refused = log[0].ended
+    # no query, from any worker, starts within the server's Retry-After of 1 s
+    # (a lower bound: a loaded machine only makes the gap longer)
+    assert min(r.started for r in log[1:]) - refused >= 0.95, [r.started - refused for r in log]
 
 
 def test_no_client_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, server: ServerFactory) -> None:

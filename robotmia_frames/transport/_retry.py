@@ -194,12 +194,17 @@ def retrying(
             if limiter is None:
                 return attempt(), tries
             with limiter.slot():
-                return attempt(), tries
+                try:
+                    return attempt(), tries
+                except AttemptFailed as failure:
+                    # pause while the slot is still held: no caller waiting for the slot
+                    # starts a query before the pause is known to every caller
+                    if failure.retry_after and failure.retry_after <= config.max_retry_after:
+                        limiter.pause(failure.retry_after)
+                    raise
         except AttemptFailed as failure:
             if failure.retry_after is not None and failure.retry_after > config.max_retry_after:
                 raise _wait_too_long(failure, config, label) from failure.__cause__
-            if limiter is not None and failure.retry_after:
-                limiter.pause(failure.retry_after)
             if final is not None:
                 final(failure, tries)
             limit = config.max_retries + 1
