@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,13 @@ if TYPE_CHECKING:
 
     from . import _typing
 
-__all__ = ["Client"]
+__all__ = ["LONG_SYNC_DAYS", "Client"]
+
+logger = logging.getLogger("robotmia_frames.sync")
+
+#: A sync over more days than this says what it will send before it starts (the
+#: command line asks on a terminal).
+LONG_SYNC_DAYS = 31
 
 OnBadLines = Literal["error", "skip", "warn"]
 OnTypeMismatch = Literal["text", "null", "error"]
@@ -437,29 +444,23 @@ class Client:
             >>> s.rows
             40
         """
-        location, state, tz = _pipeline.dataset_for_write(
-            self._conn,
+        location, state, tz, begin, end = self._sync_range(
             path,
+            from_date,
+            to_date,
+            lookback_days=lookback_days,
             project_timezone=project_timezone,
             storage_options=storage_options,
             filesystem=filesystem,
             table_format=table_format,
         )
-        start = _options.date(from_date, "from_date")
-        lookback = _options.non_negative_int(lookback_days, "lookback_days")
-        end = (
-            _options.date(to_date, "to_date")
-            if to_date is not None
-            else dt.datetime.now(resolve_timezone(tz)).date()
-        )
-        begin = start
-        done = state.done_through(start)  # export's days count; future days never do
-        if done is not None:
-            begin = max(start, done - dt.timedelta(days=lookback))
-        if begin > end:
-            raise InvalidArgumentError(
-                f"nothing to sync: the range starts {begin.isoformat()}, "
-                f"after to_date {end.isoformat()}"
+        if (end - begin).days + 1 > LONG_SYNC_DAYS:
+            logger.info(
+                "sync of %s: %s",
+                redact_url(location.url),
+                self._conn.budget(
+                    begin, end, window_days=window_days, window_target_bytes=window_target_bytes
+                ),
             )
         if dtype is None and state.metadata.get("dtype"):
             # the types pinned when the dataset was written, kept by every sync
@@ -490,6 +491,92 @@ class Client:
                 storage_options=storage_options,
             )
         return summary
+
+    def _sync_range(
+        self,
+        path: str | os.PathLike[str],
+        from_date: DateLike,
+        to_date: DateLike | None,
+        *,
+        lookback_days: int,
+        project_timezone: str | None,
+        storage_options: dict[str, Any] | None,
+        filesystem: Any,
+        table_format: TableFormat | None,
+    ) -> tuple[sinks.Location, sinks.DatasetState, str, dt.date, dt.date]:
+        """Where a sync writes, what the dataset records, the timezone, and the days it
+        re-exports: from the last day done less ``lookback_days`` (``from_date`` on a
+        first sync) through ``to_date`` (today in the project timezone)."""
+        location, state, tz = _pipeline.dataset_for_write(
+            self._conn,
+            path,
+            project_timezone=project_timezone,
+            storage_options=storage_options,
+            filesystem=filesystem,
+            table_format=table_format,
+        )
+        start = _options.date(from_date, "from_date")
+        lookback = _options.non_negative_int(lookback_days, "lookback_days")
+        end = (
+            _options.date(to_date, "to_date")
+            if to_date is not None
+            else dt.datetime.now(resolve_timezone(tz)).date()
+        )
+        begin = start
+        done = state.done_through(start)  # export's days count; future days never do
+        if done is not None:
+            begin = max(start, done - dt.timedelta(days=lookback))
+        if begin > end:
+            raise InvalidArgumentError(
+                f"nothing to sync: the range starts {begin.isoformat()}, "
+                f"after to_date {end.isoformat()}"
+            )
+        return location, state, tz, begin, end
+
+    def plan_sync(
+        self,
+        path: str | os.PathLike[str],
+        from_date: DateLike,
+        to_date: DateLike | None = None,
+        *,
+        lookback_days: int = 5,
+        project_timezone: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        filesystem: Any = None,
+        table_format: TableFormat | None = None,
+        window_days: int | Literal["auto"] = "auto",
+        window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
+    ) -> _pipeline.BudgetPlan:
+        """The requests and API-hours :meth:`sync_to_parquet` would take with these
+        arguments, from what the dataset at ``path`` records; nothing is sent or
+        written.
+
+        A first sync covers ``from_date`` through ``to_date``; a later one only the
+        days from the last synced day less ``lookback_days``. ``sync_to_parquet``
+        logs this plan (logger ``robotmia_frames.sync``, level INFO) before a sync of
+        more than :data:`LONG_SYNC_DAYS` days starts; the command line prints it and,
+        on a terminal, asks before it starts.
+
+        Example:
+            >>> import tempfile
+            >>> client = Client(api_secret="s", project_timezone="UTC")
+            >>> plan = client.plan_sync(tempfile.mkdtemp(), "2023-01-01", "2023-12-31")
+            >>> plan.requests, plan.days
+            (53, 365)
+        """
+        _, _, _, begin, end = self._sync_range(
+            path,
+            from_date,
+            to_date,
+            lookback_days=lookback_days,
+            project_timezone=project_timezone,
+            storage_options=storage_options,
+            filesystem=filesystem,
+            table_format=table_format,
+        )
+        return self._conn.budget(
+            begin, end, window_days=window_days, window_target_bytes=window_target_bytes
+        )
 
     def plan_export(
         self,

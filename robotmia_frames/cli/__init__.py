@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from .. import _options, api, sinks
 from .._redact import redact
-from ..client import Client
+from ..client import LONG_SYNC_DAYS, Client
 from ..errors import (
     APIError,
     AuthenticationError,
@@ -183,12 +183,7 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
 def _plan(args: argparse.Namespace, out: TextIO) -> int:
     """``export --dry-run``: the windows, requests and API-hours; nothing is sent."""
     kwargs = _remote_kwargs(args)
-    client = Client(
-        api_secret=kwargs["api_secret"],  # not needed: no request is sent
-        base_url=kwargs["base_url"],
-        region=kwargs["region"],
-    )
-    plan = client.plan_export(
+    plan = _planner(kwargs).plan_export(
         args.from_date,
         args.to_date,
         window_days=kwargs["window_days"],
@@ -211,13 +206,24 @@ def _plan(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _planner(kwargs: dict[str, Any]) -> Client:
+    """A client that plans a run (no request is sent: the secret is not needed)."""
+    return Client(
+        api_secret=kwargs["api_secret"], base_url=kwargs["base_url"], region=kwargs["region"]
+    )
+
+
 def _sync(args: argparse.Namespace, out: TextIO) -> int:
+    kwargs = _remote_kwargs(args)
+    if not _sync_confirmed(args, kwargs):
+        print("sync not started (not confirmed): nothing was sent or written", file=sys.stderr)
+        return EXIT_ERROR
     summary = api.sync_to_parquet(
         args.out,
         args.start_date,
         args.end_date,
         lookback_days=args.lookback_days,
-        **_remote_kwargs(args),
+        **kwargs,
     )
     if args.json:
         _print_json(_summary_doc(summary), out)
@@ -225,6 +231,31 @@ def _sync(args: argparse.Namespace, out: TextIO) -> int:
         span = f"{summary.from_date} .. {summary.to_date}"
         print(f"synced {span}: {_summary_line(summary)}", file=out)
     return EXIT_OK
+
+
+def _sync_confirmed(args: argparse.Namespace, kwargs: dict[str, Any]) -> bool:
+    """A sync over more than ``LONG_SYNC_DAYS`` days (a first sync, say) prints its
+    requests and API-hours on stderr before anything is sent; on a terminal it asks
+    to go on (``--yes`` skips the question); without one it goes on."""
+    plan = _planner(kwargs).plan_sync(
+        args.out,
+        args.start_date,
+        args.end_date,
+        lookback_days=args.lookback_days,
+        project_timezone=kwargs["project_timezone"],
+        table_format=kwargs["table_format"],
+        window_days=kwargs["window_days"],
+        window_target_bytes=kwargs["window_target_bytes"],
+    )
+    if plan.days <= LONG_SYNC_DAYS:
+        return True
+    print(f"this sync covers {plan}", file=sys.stderr)
+    if args.yes or sys.stdin is None or not sys.stdin.isatty():
+        return True
+    sys.stderr.write("start it? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
 
 
 def _read(args: argparse.Namespace, out: TextIO) -> int:

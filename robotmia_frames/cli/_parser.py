@@ -12,7 +12,7 @@ from ..parse import scanner_status
 EXIT_CODES = """\
 exit codes:
   0    success
-  1    unexpected error (run again with --debug for the traceback)
+  1    unexpected error (run again with --debug for the traceback); a long sync not confirmed
   2    bad arguments: dates, timezone, where expression, columns, missing secret or file, an output folder that cannot be written (a file, say), a busy serve port
   3    authentication refused (HTTP 401/403): check the API secret
   4    API error (any other HTTP error after retries)
@@ -243,6 +243,14 @@ examples:
         default=5,
         metavar="N",
         help="days re-exported before the last synced day (default 5)",
+    )
+    s.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="start a long sync without asking (a sync over more than 31 days prints its "
+        "requests and API-hours first and, on a terminal, asks; without a terminal it "
+        "starts without asking)",
     )
     _remote(s)
 
