@@ -56,7 +56,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -68,7 +68,7 @@ from ._options import DateLike
 from ._pipeline import Connection, ExportSummary
 from ._redact import register_secret
 from .errors import InvalidArgumentError, MetaMismatchError
-from .parse import Kind, unify, unify_into
+from .parse import Kind, PinReport, unify, unify_into
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -247,6 +247,58 @@ def _limiter(limit: transport.RateLimit, name: str, margin: float) -> ClusterRat
     return ClusterRateLimiter(limit, name=name, margin=margin)
 
 
+# ------------------------------------------------------------------ pinned types
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pins:
+    """A call's pinned types (``dtype=``) over a cluster, settled on the client from
+    every partition's misfits (the first pass), so that ``meta`` is exact and every
+    partition matches it: with ``on_type_mismatch="text"`` a column that has a misfit
+    in any partition keeps the type policy's type in all of them (as one machine
+    keeps it for the whole result); with ``"null"`` every partition has the
+    ``<column>__raw`` column of a column that has a misfit in any of them."""
+
+    pinned: _pipeline.Pinned
+    misfit: frozenset[str] = frozenset()
+
+    @classmethod
+    def settled(cls, pinned: _pipeline.Pinned, reports: Sequence[PinReport], source: str) -> _Pins:
+        """The pins of a call whose partitions' misfits are ``reports``, with the one
+        warning one machine gives for the whole ``source``."""
+        total = PinReport()
+        for one in reports:
+            total.add(one)
+        pinned.warn(total, source)
+        return cls(pinned, frozenset(total.mismatches))
+
+    def apply(self, table: pa.Table, source: str, *, check: bool = False) -> pa.Table:
+        """``table`` (one partition, or the empty table of ``meta``) with the pinned
+        types. With ``check`` (a partition the first pass did not see), a misfit in a
+        column that had none in the sample raises :class:`MetaMismatchError`."""
+        pinned = self.pinned
+        if not pinned.dtypes:
+            return table
+        mode = pinned.on_type_mismatch
+        dtypes = {c: t for c, t in pinned.dtypes.items() if mode != "text" or c not in self.misfit}
+        table, report = parse.pin_types(table, dtypes, mode, source=source)
+        unseen = sorted(set(report.mismatches) - self.misfit)
+        if check and unseen:
+            raise MetaMismatchError(
+                f"{source}: {', '.join(unseen)} has values that do not fit the pinned type, "
+                "unlike the first day the meta was sampled from; use "
+                'meta_sample="all" (the default) for exact types over every day'
+            )
+        if mode == "null":
+            for name in sorted(self.misfit):
+                raw = name + parse.RAW_SUFFIX
+                if name in table.column_names and raw not in table.column_names:
+                    at = table.schema.get_field_index(name) + 1
+                    nulls = pa.nulls(table.num_rows, pa.string())
+                    table = table.add_column(at, pa.field(raw, pa.string()), nulls)
+        return table
+
+
 # ------------------------------------------------------------------ worker tasks
 
 
@@ -306,10 +358,30 @@ def _parsed(body: bytes, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator[_
 
 def _window_kinds(
     body: bytes, day: dt.date, *, plan: _pipeline.ExportPlan
-) -> tuple[int, dict[str, Kind]]:
-    """Task: the rows and column kinds of one window (first pass)."""
+) -> tuple[int, dict[str, Kind], PinReport]:
+    """Task: the rows and column kinds of one window, and the values that do not fit
+    the pinned types (first pass; with ``on_type_mismatch="error"`` a misfit raises
+    here, before anything is written)."""
     with _parsed(body, day, plan) as parsed:
-        return parsed.rows, parsed.kinds
+        report = PinReport()
+        pinned = [
+            c
+            for c in plan.pinned.dtypes
+            if c.removeprefix(parse.PROPERTY_PREFIX) in parsed.kinds
+            and (plan.columns is None or c in plan.columns)
+        ]
+        if pinned:
+            prop_kinds = parsed.kinds
+            out = _pipeline.batches(
+                parsed, prop_kinds, plan.timezone, pinned, dedupe=plan.dedupe, unit=plan.time_unit
+            )
+            table = pa.Table.from_batches(
+                list(out), schema=_pipeline.final_schema(prop_kinds, pinned)
+            )
+            _, report = parse.pin_types(
+                table, plan.pinned.dtypes, plan.pinned.on_type_mismatch, source=parsed.label
+            )
+        return parsed.rows, parsed.kinds, report
 
 
 def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
@@ -329,6 +401,7 @@ def _partition(
     plan: _pipeline.ExportPlan,
     kinds: dict[str, Kind],
     dtype_backend: sinks.DtypeBackend,
+    pins: _Pins,
     check: bool = False,
 ) -> pd.DataFrame:
     """Task: one day window as a pandas partition with the export-wide types."""
@@ -343,6 +416,7 @@ def _partition(
         table = pa.Table.from_batches(
             list(batches), schema=_pipeline.final_schema(kinds, plan.columns)
         )
+        table = pins.apply(table, parsed.label, check=check)
     return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
 
 
@@ -356,8 +430,10 @@ def _write_day(
     root: sinks.Location,
     partition_by: tuple[str, ...],
 ) -> sinks.DayWriteResult:
-    """Task: write one day's partition of the dataset (atomically, as on one machine)."""
+    """Task: write one day's partition of the dataset (atomically, as on one machine).
+    The client gives the warnings of the pinned types, from the first pass."""
     ds = sinks.ParquetDataset(root, partition_by=partition_by, create=False)
+    plan = dataclasses.replace(plan, pinned=dataclasses.replace(plan.pinned, warns=False))
     with _parsed(body, day, plan) as parsed:
         return _pipeline.write_window(ds, day, parsed, merged, plan, metadata)
 
@@ -369,10 +445,27 @@ def _dataset_partition(
     kinds: dict[str, Kind],
     order: list[str],
     dtype_backend: sinks.DtypeBackend,
+    pins: _Pins,
 ) -> pd.DataFrame:
     """Task: one day of a dataset, conformed to the types of the whole selection."""
-    table = sinks.conform_table(query.read(day), kinds, order)
+    table = pins.apply(sinks.conform_table(query.read(day), kinds, order), str(day))
     return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
+
+
+def _dataset_misfits(
+    day: dt.date,
+    *,
+    query: _pipeline.DatasetQuery,
+    kinds: dict[str, Kind],
+    order: list[str],
+    pinned: _pipeline.Pinned,
+    source: str,
+) -> PinReport:
+    """Task: the values of one day of a dataset that do not fit the pinned types
+    (first pass; with ``on_type_mismatch="error"`` a misfit raises here)."""
+    table = sinks.conform_table(query.read(day), kinds, order)
+    _, report = parse.pin_types(table, pinned.dtypes, pinned.on_type_mismatch, source=source)
+    return report
 
 
 # ------------------------------------------------------------------ client side
@@ -411,12 +504,19 @@ def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
 
 
 def _first_pass(
-    client: Client, plan: _pipeline.ExportPlan, days: Sequence[dt.date], *, every_day: bool = True
-) -> tuple[list[Future], list[dict[str, Kind]]]:
-    """Download every window once (bodies stay on the workers) and gather their kinds.
+    client: Client,
+    plan: _pipeline.ExportPlan,
+    days: Sequence[dt.date],
+    *,
+    every_day: bool = True,
+    pinned_known: bool = False,
+) -> tuple[list[Future], list[dict[str, Kind]], list[PinReport]]:
+    """Download every window once (bodies stay on the workers) and gather their kinds
+    and the values that do not fit the pinned types.
 
-    With ``every_day`` (``days`` is the whole range), an asked-for column that no
-    window holds is an error, as on one machine."""
+    With ``every_day`` (``days`` is the whole range), an asked-for column (with
+    ``pinned_known``, a pinned one too) that no window holds is an error, as on one
+    machine."""
     tag = uuid.uuid4().hex[:8]
     names = [d.isoformat() for d in days]
     bodies = client.map(
@@ -430,16 +530,18 @@ def _first_pass(
         key=[f"robotmia-kinds-{n}-{tag}" for n in names],
     )
     try:
-        got = cast("list[tuple[int, dict[str, Kind]]]", client.gather(kinds))
+        got = cast("list[tuple[int, dict[str, Kind], PinReport]]", client.gather(kinds))
     except BaseException:
         client.cancel([*bodies, *kinds])
         raise
-    if every_day and plan.columns is not None and any(rows for rows, _ in got):
+    if every_day and any(rows for rows, _, _ in got):
         # The windows were parsed for the asked-for keys: one none of them holds is unknown.
-        known = ["event", "time", *(parse.PROPERTY_PREFIX + k for _, one in got for k in one)]
+        known = ["event", "time", *(parse.PROPERTY_PREFIX + k for _, one, _ in got for k in one)]
         what = f"the export of {days[0].isoformat()}..{days[-1].isoformat()}"
         _options.known_columns(plan.columns, known, what)
-    return bodies, [one for _, one in got]
+        if pinned_known and plan.columns is None:
+            plan.pinned.check_known(known, what)
+    return bodies, [one for _, one, _ in got], [report for _, _, report in got]
 
 
 def _from_map(func: Any, *iterables: Any, **kwargs: Any) -> dd.DataFrame:
@@ -477,6 +579,8 @@ def read_robotmia_export(
     on_bad_lines: Literal["error", "skip", "warn"] = "error",
     columns: Sequence[str] | None = None,
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: parse.OnTypeMismatch = "text",
     dedupe: bool = False,
     time_in_ms: bool = False,
     limit: int | None = None,
@@ -504,7 +608,10 @@ def read_robotmia_export(
     module docs). Needs a ``distributed`` client (``client=``, else the current one).
     With ``on_bad_lines="warn"`` the warnings are issued on the workers.
     ``window_days`` is checked as on one machine, but every partition is fetched
-    as its own one-day request.
+    as its own one-day request. ``dtype``/``on_type_mismatch`` pin column types as
+    on one machine: the first pass counts each day's misfits, so ``meta`` has the
+    pinned types (and the ``__raw`` columns of ``"null"``), and the warning is
+    given once, on the client.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -520,11 +627,16 @@ def read_robotmia_export(
     dask_client = _client(client)
     days = plan.days
     sampled = days if meta_sample == "all" else days[:1]
-    bodies, window_kinds = _first_pass(dask_client, plan, sampled, every_day=meta_sample == "all")
-    kinds = _unified(window_kinds)
-    meta = _pipeline.deliver(
-        _pipeline.final_schema(kinds, plan.columns).empty_table(), "pandas", backend
+    every_day = meta_sample == "all"
+    bodies, window_kinds, reports = _first_pass(
+        dask_client, plan, sampled, every_day=every_day, pinned_known=every_day
     )
+    kinds = _unified(window_kinds)
+    pins = _Pins.settled(
+        plan.pinned, reports, f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
+    )
+    empty = _pipeline.final_schema(kinds, plan.columns).empty_table()
+    meta = _pipeline.deliver(pins.apply(empty, "meta"), "pandas", backend)
     held: list[Future | None] = [*bodies, *([None] * (len(days) - len(bodies)))]
     return _from_map(
         _partition,
@@ -533,6 +645,7 @@ def read_robotmia_export(
         plan=plan,
         kinds=kinds,
         dtype_backend=backend,
+        pins=pins,
         check=meta_sample == "first",
         meta=meta,
         label="robotmia-export",
@@ -552,6 +665,8 @@ def export_to_parquet(
     region: str | None = None,
     on_bad_lines: Literal["error", "skip", "warn"] = "error",
     partition_by: Sequence[str] = ("date",),
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: parse.OnTypeMismatch = "text",
     dedupe: bool = False,
     time_in_ms: bool = False,
     limit: int | None = None,
@@ -581,6 +696,9 @@ def export_to_parquet(
     that fails to write leaves its old partition, the other days are written, and
     the error names the day. A killed worker's task is run again elsewhere.
     ``window_days`` is checked, but each day is fetched as its own request.
+    ``dtype``/``on_type_mismatch`` pin column types as on one machine (with
+    ``"error"``, a misfit found by the first pass stops the export before anything
+    is written); the warnings are given on the client, one per day with misfits.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -607,7 +725,9 @@ def export_to_parquet(
                 "Delta table: write it with robotmia_frames.export_to_parquet"
             )
         days = plan.days
-        bodies, window_kinds = _first_pass(dask_client, plan, days)
+        bodies, window_kinds, reports = _first_pass(dask_client, plan, days)
+        for day, report in zip(days, reports, strict=True):  # as one machine warns, day by day
+            plan.pinned.warn(report, f"window {day.isoformat()}")
         merged: list[dict[str, Kind]] = []
         for one in window_kinds:  # the kinds each day is written with, as on one machine
             merged.append(sink.merged_kinds(one, merged[-1] if merged else None))
@@ -628,8 +748,10 @@ def export_to_parquet(
         results = cast("list[sinks.DayWriteResult]", dask_client.gather([writes[i] for i in done]))
         for i, result in zip(done, results, strict=True):
             # Older days holding a column this day widened are rewritten once, by finish(),
-            # as on one machine.
-            sink.commit(days[i], merged[i], result, end=plan.end)
+            # as on one machine; the dataset's kinds so far (with the pinned columns as
+            # written, and their __raw columns) come first.
+            kinds = unify_into(dict(sink.kinds), merged[i].items())
+            sink.commit_written(days[i], kinds, result, plan)
         sink.finish()
         sink.ds.recover()  # drop what a killed worker left in the staging folder
         for f in writes:
@@ -651,6 +773,8 @@ def read_parquet_dataset(
     where: str | None = None,
     project_timezone: str | None = None,
     dtype_backend: sinks.DtypeBackend = "numpy_nullable",
+    dtype: Mapping[str, Any] | None = None,
+    on_type_mismatch: parse.OnTypeMismatch = "text",
     dedupe: bool = False,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
@@ -662,7 +786,9 @@ def read_parquet_dataset(
     the type policy; ``meta`` comes from the selected files' footers (read on the
     client), and each partition is conformed to it. Only the selected days,
     events and columns are read; ``where`` is pushed down into each file's scan.
-    Works with any Dask scheduler (the workers must see ``path``).
+    Works with any Dask scheduler (the workers must see ``path``). With ``dtype``
+    (pinned types, as on one machine) the selected days are read once more first,
+    on the workers, to count the values that do not fit, so that ``meta`` is exact.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -682,11 +808,28 @@ def read_parquet_dataset(
         filesystem=filesystem,
     )
     backend = _options.dtype_backend(dtype_backend)
+    pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
     selected = {day: files for day, files in query.select().items() if files}
     schemas = [query.ds.schema_of(f) for files in selected.values() for f in files]
     kinds = sinks.unify_kinds_of_schemas(schemas)
     order = list(query.columns) if query.columns is not None else sinks.column_order(schemas)
-    meta = _pipeline.deliver(sinks.conform_table(pa.table({}), kinds, order), "pandas", backend)
+    source = f"the dataset at {path}"
+    pins = _Pins(pinned)
+    if pinned.dtypes and selected:
+        if query.columns is None:
+            pinned.check_known(order, source)
+        import dask
+
+        task = dask.delayed(_dataset_misfits, pure=False)
+        reports = dask.compute(
+            *(
+                task(d, query=query, kinds=kinds, order=order, pinned=pinned, source=source)
+                for d in selected
+            )
+        )
+        pins = _Pins.settled(pinned, cast("list[PinReport]", list(reports)), source)
+    empty = sinks.conform_table(pa.table({}), kinds, order)
+    meta = _pipeline.deliver(pins.apply(empty, "meta"), "pandas", backend)
     days: list[dt.date | None] = [*selected] or [None]
     return _from_map(
         _dataset_partition,
@@ -695,6 +838,7 @@ def read_parquet_dataset(
         kinds=kinds,
         order=order,
         dtype_backend=backend,
+        pins=pins,
         meta=meta,
         label="robotmia-dataset",
     )

@@ -119,9 +119,22 @@ class TypeMismatchError(RobotmiaError, ValueError):
     and the source.
 
     Example:
-        >>> issubclass(TypeMismatchError, ValueError)
-        True
+        >>> err = TypeMismatchError("properties.Price: 1 value does not fit float64",
+        ...                         column="properties.Price")
+        >>> isinstance(err, ValueError), err.column
+        (True, 'properties.Price')
     """
+
+    def __init__(self, message: str, *, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # across processes (Dask workers)
+        return (_type_mismatch_error, (str(self), self.column))
+
+
+def _type_mismatch_error(message: str, column: str | None) -> TypeMismatchError:
+    return TypeMismatchError(message, column=column)
 
 
 class InvalidArgumentError(RobotmiaError, ValueError):

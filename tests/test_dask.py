@@ -303,6 +303,142 @@ def test_read_parquet_dataset_equals_single_machine(
     _assert_partitions_match_meta(days)
 
 
+# ------------------------------------------------------------------ pinned types
+
+
+PINS = {"properties.Price": "float64", "properties.Success": "bool"}
+
+
+def _priced_days() -> list[dict[str, Any]]:
+    """Prices that fit float64 but on 2024-05-02 ("n/a"); a "yes" among booleans on
+    2024-05-03."""
+    out = []
+    for d, day in enumerate(["2024-05-01", "2024-05-02", "2024-05-03"]):
+        for i in range(6):
+            price: Any = "n/a" if (d, i) == (1, 2) else (1.5 * i if i % 2 else i)
+            ok: Any = "yes" if (d, i) == (2, 4) else i % 2 == 0
+            props = {"time": local_seconds(day, 60 * i + 1), "$insert_id": f"{d}-{i}"}
+            out.append({"event": "P", "properties": {**props, "Price": price, "Success": ok}})
+    return out
+
+
+@pytest.mark.parametrize("mode", ["null", "text"])
+def test_read_export_pins_types_as_one_machine(
+    client: Any, server: ServerFactory, mode: str
+) -> None:
+    srv = server(_priced_days())
+    kw = _kw(srv, dtype=PINS, on_type_mismatch=mode)
+    with pytest.warns(rf.RobotmiaWarning) as seen:
+        ddf = rfd.read_robotmia_export("2024-05-01", "2024-05-03", **kw)
+    with pytest.warns(rf.RobotmiaWarning) as seen_one:
+        want = rf.read_robotmia_export("2024-05-01", "2024-05-03", **kw)
+    # one warning on the client, word for word the one machine's: counts and examples
+    assert [str(w.message) for w in seen] == [str(w.message) for w in seen_one]
+    assert "properties.Price: 1 value does not fit float64 (e.g. 'n/a')" in str(seen[0].message)
+    assert seen[0].filename == __file__  # it points at the caller's line
+    assert dict(ddf.dtypes) == dict(want.dtypes)
+    _assert_partitions_match_meta(ddf)  # the days without a misfit too
+    got = ddf.compute().reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    if mode == "null":
+        assert got.dtypes["properties.Price"] == pd.Float64Dtype()
+        assert got.dtypes["properties.Success"] == pd.BooleanDtype()
+        assert got["properties.Price__raw"].dropna().tolist() == ["n/a"]
+        assert got["properties.Success__raw"].dropna().tolist() == ["yes"]
+    else:  # one misfit anywhere: the column keeps the policy's text, on every day
+        assert got.dtypes["properties.Price"] == "string"
+        assert "properties.Price__raw" not in got.columns
+
+
+def test_read_export_type_mismatch_error_and_checks(client: Any, server: ServerFactory) -> None:
+    srv = server(_priced_days())
+    price = {"properties.Price": "float64"}  # one misfit in all: the error is that one
+    with pytest.raises(rf.TypeMismatchError, match=r"'n/a'\) in window 2024-05-02") as info:
+        rfd.read_robotmia_export(
+            "2024-05-01", "2024-05-03", **_kw(srv, dtype=price, on_type_mismatch="error")
+        )
+    assert info.value.column == "properties.Price"  # it crossed from the worker whole
+    # the days that fit take the type silently
+    fits = rfd.read_robotmia_export(
+        "2024-05-01", "2024-05-01", **_kw(srv, dtype=PINS, on_type_mismatch="error")
+    )
+    assert fits.dtypes["properties.Price"] == pd.Float64Dtype()
+    assert fits.compute()["properties.Price"].tolist()[:2] == [0.0, 1.5]
+    with pytest.raises(rf.InvalidArgumentError, match=r"did you mean 'properties\.Price'"):
+        rfd.read_robotmia_export(
+            "2024-05-01", "2024-05-03", **_kw(srv, dtype={"properties.price": "float64"})
+        )
+    with pytest.raises(rf.InvalidArgumentError, match="'text', 'null' or 'error'"):
+        rfd.read_robotmia_export(
+            "2024-05-01", "2024-05-03", **_kw(srv, dtype=PINS, on_type_mismatch="drop")
+        )
+    # the sampled first day fits: a later misfit cannot match the meta
+    lazy = rfd.read_robotmia_export(
+        "2024-05-01", "2024-05-03", meta_sample="first",
+        **_kw(srv, dtype=PINS, on_type_mismatch="null", max_retries=0),
+    )  # fmt: skip
+    assert "properties.Price__raw" not in lazy.columns
+    with pytest.raises(rfd.MetaMismatchError, match=r"window 2024-05-0[23].*meta_sample=\"all\""):
+        lazy.compute()
+
+
+@pytest.mark.parametrize("mode", ["null", "text"])
+def test_export_pins_types_as_one_machine(
+    client: Any, server: ServerFactory, tmp_path: Path, mode: str
+) -> None:
+    srv = server(_priced_days())
+    kw = _kw(srv, dtype=PINS, on_type_mismatch=mode)
+    with pytest.warns(rf.RobotmiaWarning) as seen:
+        got = rfd.export_to_parquet(tmp_path / "dask" / "ds", "2024-05-01", "2024-05-03", **kw)
+    with pytest.warns(rf.RobotmiaWarning) as seen_one:
+        want = rf.export_to_parquet(tmp_path / "one" / "ds", "2024-05-01", "2024-05-03", **kw)
+    # a warning per day with misfits, on the client, as one machine gives them
+    assert [str(w.message) for w in seen] == [str(w.message) for w in seen_one]
+    assert [str(w.message)[:17] for w in seen] == ["window 2024-05-02", "window 2024-05-03"]
+    _assert_same_dataset(got.path, want.path)  # files, schemas, footers (the pins), rows
+    back = rf.read_parquet_dataset(got.path, return_type="arrow")
+    price = str(back.schema.field("properties.Price").type)
+    assert price == ("double" if mode == "null" else "string")
+    footer = _footer(pq.read_schema(next(got.path.glob("date=2024-05-01/*.parquet"))))
+    assert footer["dtype"] == {"properties.Price": "float64", "properties.Success": "bool"}
+
+
+def test_export_type_mismatch_error_writes_nothing(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(_priced_days())
+    with pytest.raises(rf.TypeMismatchError, match="in window 2024-05-02"):
+        rfd.export_to_parquet(
+            tmp_path / "ds", "2024-05-01", "2024-05-03",
+            **_kw(srv, dtype={"properties.Price": "float64"}, on_type_mismatch="error"),
+        )  # fmt: skip
+    assert not list((tmp_path / "ds").glob("date=*"))  # the first pass found it
+
+
+@pytest.mark.parametrize("mode", ["null", "text"])
+def test_read_parquet_dataset_pins_types_as_one_machine(
+    client: Any, server: ServerFactory, tmp_path: Path, mode: str
+) -> None:
+    srv = server(_priced_days())
+    root = tmp_path / "ds"
+    rf.export_to_parquet(root, "2024-05-01", "2024-05-03", **_kw(srv))  # as text
+    for case in [{}, {"from_date": "2024-05-02", "columns": ["event", "properties.Price"]}]:
+        kw: dict[str, Any] = {"dtype": PINS, "on_type_mismatch": mode, **case}
+        with pytest.warns(rf.RobotmiaWarning) as seen:
+            ddf = rfd.read_parquet_dataset(root, **kw)
+        with pytest.warns(rf.RobotmiaWarning) as seen_one:
+            want = rf.read_parquet_dataset(root, **kw)
+        assert [str(w.message) for w in seen] == [str(w.message) for w in seen_one]
+        assert dict(ddf.dtypes) == dict(want.dtypes), case
+        _assert_partitions_match_meta(ddf)
+        pd.testing.assert_frame_equal(ddf.compute().reset_index(drop=True), want, obj=str(case))
+    with pytest.raises(rf.TypeMismatchError, match=r"properties\.Price: 1 value") as info:
+        rfd.read_parquet_dataset(
+            root, dtype={"properties.Price": "float64"}, on_type_mismatch="error"
+        )
+    assert info.value.column == "properties.Price"
+
+
 # ------------------------------------------------------------------- resilience
 
 

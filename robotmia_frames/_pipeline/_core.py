@@ -622,6 +622,8 @@ class Pinned:
 
     dtypes: dict[str, pa.DataType]
     on_type_mismatch: parse.OnTypeMismatch = "text"
+    #: False where the caller warns instead (a Dask worker's warnings reach no one)
+    warns: bool = True
 
     @classmethod
     def checked(cls, dtype: Any, on_type_mismatch: Any) -> Pinned:
@@ -662,22 +664,33 @@ class Pinned:
         if not self.dtypes:
             return table
         if whole and columns is None and table.num_rows:
-            absent = [c for c in self.dtypes if c not in table.column_names]
-            _options.known_columns(absent, table.column_names, source)
+            self.check_known(table.column_names, source)
         table, report = parse.pin_types(table, self.dtypes, self.on_type_mismatch, source=source)
-        if report.mismatches:
-            counts = "; ".join(report.describe(c, self.dtypes[c]) for c in report.mismatches)
-            if self.on_type_mismatch == "null":
-                then = "they are null, their original text is in <column>__raw"
-            else:
-                then = (
-                    "the column stays text (on_type_mismatch='text'); "
-                    "on_type_mismatch='null' sets them aside in <column>__raw"
-                )
-            warnings.warn(
-                f"{source}: {counts}: {then}", RobotmiaWarning, stacklevel=user_stacklevel()
-            )
+        self.warn(report, source)
         return table
+
+    def check_known(self, names: Sequence[str], source: str) -> None:
+        """A pinned column that is none of ``names`` (every column of ``source``) is
+        an error with the nearest names."""
+        absent = [c for c in self.dtypes if c not in names]
+        _options.known_columns(absent, names, source)
+
+    def warn(self, report: parse.PinReport, source: str) -> None:
+        """The ``RobotmiaWarning`` counting, per column, the values of ``source`` that
+        did not fit (none if every value fit)."""
+        if not report.mismatches or not self.warns:
+            return
+        counts = "; ".join(
+            report.describe(c, t) for c, t in self.dtypes.items() if c in report.mismatches
+        )
+        if self.on_type_mismatch == "null":
+            then = "they are null, their original text is in <column>__raw"
+        else:
+            then = (
+                "the column stays text (on_type_mismatch='text'); "
+                "on_type_mismatch='null' sets them aside in <column>__raw"
+            )
+        warnings.warn(f"{source}: {counts}: {then}", RobotmiaWarning, stacklevel=user_stacklevel())
 
 
 def raw_where_masks(parsed: Parsed, where: str, tz: str) -> list[Mask]:

@@ -267,10 +267,22 @@ class DatasetWriter:
         merged = self.merged_kinds(window.kinds)
         meta = self.day_metadata(window.day, plan.start, plan.end)
         result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
+        self.commit_written(window.day, merged, result, plan)
+
+    def commit_written(
+        self,
+        day: dt.date,
+        merged: dict[str, Kind],
+        result: sinks.DayWriteResult,
+        plan: ExportPlan,
+    ) -> None:
+        """:meth:`commit` a day that :func:`write_window` wrote with the ``merged``
+        kinds, taking the pinned columns (``dtype=``) at the types they were written
+        with (earlier days narrower than those are rewritten by :meth:`finish`)."""
         narrower: set[str] = set()
         if plan.pinned.dtypes and result.files:  # the pinned types as written
             narrower = plan.pinned.kinds(merged, self.kinds, self.ds.schema_of(result.files[0]))
-        self.commit(window.day, merged, result, end=plan.end)
+        self.commit(day, merged, result, end=plan.end)
         self.widened |= narrower
 
     def day_metadata(self, day: dt.date, start: dt.date, end: dt.date) -> dict[str, Any]:

@@ -63,6 +63,16 @@ class PinReport:
     examples: dict[str, list[str]] = field(default_factory=dict)
     kept_text: list[str] = field(default_factory=list)
 
+    def add(self, other: PinReport) -> None:
+        """Count ``other``'s misfits too (a later part of the same data): counts add up,
+        the first examples are kept."""
+        for name, n in other.mismatches.items():
+            self.mismatches[name] = self.mismatches.get(name, 0) + n
+            seen = self.examples.setdefault(name, [])
+            seen.extend(e for e in other.examples.get(name, []) if e not in seen)
+            del seen[_EXAMPLES:]
+        self.kept_text.extend(n for n in other.kept_text if n not in self.kept_text)
+
     def describe(self, column: str, target: pa.DataType) -> str:
         n = self.mismatches[column]
         eg = ", ".join(repr(e) for e in self.examples.get(column, []))
@@ -169,7 +179,8 @@ def pin_types(
                 raise TypeMismatchError(
                     f"{report.describe(name, target)} in {source}; pass "
                     "on_type_mismatch='null' to keep them aside, or 'text' for the "
-                    "column's text"
+                    "column's text",
+                    column=name,
                 )
             if on_type_mismatch == "text":
                 report.kept_text.append(name)
