@@ -90,6 +90,34 @@ def _wrap_filesystem(filesystem: Any) -> Any:
     )
 
 
+def _local_folder(filesystem: Any) -> str | None:
+    """The local folder that ``filesystem`` is a view of (pyarrow's
+    ``SubTreeFileSystem`` or fsspec's ``DirFileSystem`` over the local disk, nested
+    or not), else None. Such a dataset is a local one: days are swapped in by an
+    atomic rename, and folders exist before files are put in them.
+
+    Example:
+        >>> import pyarrow.fs as pafs
+        >>> _local_folder(pafs.SubTreeFileSystem("/data", pafs.LocalFileSystem()))
+        '/data'
+        >>> _local_folder(pafs.LocalFileSystem()) is None
+        True
+    """
+    import pyarrow.fs as pafs
+    from fsspec.implementations.dirfs import DirFileSystem
+
+    if isinstance(filesystem, pafs.SubTreeFileSystem):
+        base, inner = filesystem.base_path, filesystem.base_fs
+    elif isinstance(filesystem, DirFileSystem):
+        base, inner = filesystem.path, filesystem.fs
+    else:
+        return None
+    if isinstance(inner, pafs.LocalFileSystem) or _is_local_fs(inner):
+        return str(base).rstrip("/") or "/"
+    outer = _local_folder(inner)
+    return None if outer is None else os.path.join(outer, str(base).lstrip("/"))
+
+
 def _missing_package(protocol: str) -> str:
     from fsspec.registry import known_implementations
 
@@ -141,6 +169,12 @@ def locate(
             raise InvalidArgumentError(
                 "pass storage_options or filesystem, not both (configure the filesystem itself)"
             )
+        root = _local_folder(filesystem)
+        if root is not None:  # a view of a local folder: the local, atomic path
+            from fsspec.implementations.local import LocalFileSystem
+
+            full = os.path.abspath(os.path.join(root, raw.lstrip("/")))
+            return Location(LocalFileSystem(), full, raw, True)
         fs = _wrap_filesystem(filesystem)
         inner = fs._strip_protocol(raw)
         if _is_local_fs(fs):
