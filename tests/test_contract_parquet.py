@@ -1,0 +1,87 @@
+"""design.md §4 "Parquet datasets": plain readers read every row of the folder, the
+library's reader every column, for a dataset partitioned by date and event too
+(whose files hold only their event's columns, see docs/parquet.md#layout).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow.dataset as pads
+import pytest
+
+import robotmia_frames as rf
+from tests.conftest import SECRET, ServerFactory, local_seconds
+
+EVENTS = [
+    {"event": "Sign up", "properties": {"time": local_seconds("2024-01-01", 60), "plan": "pro"}},
+    {"event": "Buy/é", "properties": {"time": local_seconds("2024-01-01", 120), "amount": 3}},
+    {"event": "Buy/é", "properties": {"time": local_seconds("2024-01-02", 60), "amount": 4.5}},
+    {"event": None, "properties": {"time": local_seconds("2024-01-02", 90), "odd": True}},
+]
+
+
+@pytest.fixture
+def event_dataset(server: ServerFactory, tmp_path: Path) -> Path:
+    srv = server(EVENTS)
+    out = tmp_path / "events"
+    summary = rf.export_to_parquet(
+        out,
+        "2024-01-01",
+        "2024-01-02",
+        partition_by=("date", "event"),
+        api_secret=SECRET,
+        project_timezone="UTC",
+        base_url=srv.url,
+    )
+    assert summary.rows == len(EVENTS)
+    return out
+
+
+def test_contract_event_partitions_plain_readers_read_every_row(event_dataset: Path) -> None:
+    folder = str(event_dataset)
+    rows = len(EVENTS)
+    assert pads.dataset(folder, format="parquet", partitioning="hive").count_rows() == rows
+    scanned = pl.scan_parquet(
+        folder, hive_partitioning=True, missing_columns="insert", extra_columns="ignore"
+    ).collect()
+    assert scanned.height == rows
+    assert sorted(scanned["event"].to_list(), key=str) == sorted(
+        (e["event"] for e in EVENTS), key=str
+    )
+    union = duckdb.sql(
+        f"select * from read_parquet('{folder}/**/*.parquet', hive_partitioning = true, "
+        "union_by_name = true)"
+    ).df()
+    assert len(union) == rows
+    assert {"properties.plan", "properties.amount", "properties.odd"} <= set(union.columns)
+
+
+def test_contract_event_partitions_own_reader_reads_every_column(event_dataset: Path) -> None:
+    table = rf.read_parquet_dataset(event_dataset, return_type="arrow")
+    assert table.num_rows == len(EVENTS)
+    assert {"properties.plan", "properties.amount", "properties.odd"} <= set(table.column_names)
+    assert sorted(table.column("properties.amount").drop_null().to_pylist()) == [3.0, 4.5]
+    assert table.column("event").null_count == 1
+
+
+def test_contract_event_partitions_without_null_names_read_by_pandas(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server([e for e in EVENTS if e["event"] is not None])
+    out = tmp_path / "named"
+    rf.export_to_parquet(
+        out,
+        "2024-01-01",
+        "2024-01-02",
+        partition_by=("date", "event"),
+        api_secret=SECRET,
+        project_timezone="UTC",
+        base_url=srv.url,
+    )
+    plain = pd.read_parquet(out)
+    assert len(plain) == 3
+    assert sorted(plain["event"].astype(str)) == ["Buy/é", "Buy/é", "Sign up"]
