@@ -77,3 +77,20 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    """A new, empty bucket on the ``s3_endpoint`` server (keys of ``tests.test_storage``)."""
+    import uuid
+
+    s3fs = pytest.importorskip("s3fs")
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    creator = s3fs.S3FileSystem(
+        key="testing-key",
+        secret="testing-secret",
+        endpoint_url=s3_endpoint,
+        skip_instance_cache=True,
+    )
+    creator.mkdir(name)  # us-east-1: no location constraint
+    return name

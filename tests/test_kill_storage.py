@@ -92,6 +92,8 @@ def test_sigkill_then_rerun_equals_a_clean_run(
     assert _per_day(out, opts) == old_ids
     rng = random.Random(11)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # a killed writer's lease on object storage runs out 2 s after its last renewal
+    env["ROBOTMIA_LEASE_SECONDS"] = "2"
     with ExportServer(api_secret="kill-secret", generate=NEW) as srv:
         for _ in range(3):
             proc = subprocess.Popen(

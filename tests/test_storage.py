@@ -27,17 +27,6 @@ s3fs = pytest.importorskip("s3fs")
 KEY, SECRET_KEY, REGION = "testing-key", "testing-secret", "us-east-1"
 
 
-@pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    """A new, empty bucket."""
-    name = f"b-{uuid.uuid4().hex[:12]}"
-    creator = s3fs.S3FileSystem(
-        key=KEY, secret=SECRET_KEY, endpoint_url=s3_endpoint, skip_instance_cache=True
-    )
-    creator.mkdir(name)  # us-east-1: no location constraint
-    return name
-
-
 def _options(endpoint: str) -> dict[str, Any]:
     return {
         "key": KEY,

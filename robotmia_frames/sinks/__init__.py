@@ -31,6 +31,7 @@ from ._dataset import (
     with_dedupe_keys,
 )
 from ._delta import DELTA_LOG, DeltaDataset, delta_storage_options, is_delta
+from ._lease import LEASE_SECONDS_ENV, Lease, lease_path
 from ._pandas import DtypeBackend, to_pandas
 from ._state import LEGACY_DIR, DatasetState, encode_ranges, load_state
 from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
@@ -38,6 +39,7 @@ from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
 __all__ = [
     "DEDUPE_KEYS",
     "DELTA_LOG",
+    "LEASE_SECONDS_ENV",
     "LEGACY_DIR",
     "LOCK_TIMEOUT_ENV",
     "METADATA_KEY",
@@ -48,6 +50,7 @@ __all__ = [
     "Deduper",
     "DeltaDataset",
     "DtypeBackend",
+    "Lease",
     "Location",
     "ParquetDataset",
     "WhereCompiler",
@@ -56,6 +59,7 @@ __all__ = [
     "delta_storage_options",
     "encode_ranges",
     "is_delta",
+    "lease_path",
     "load_state",
     "locate",
     "lock_path",

@@ -8,7 +8,8 @@ an unknown scheme or a missing filesystem package is an
 
 :func:`writer_lock` is the one-writer-at-a-time lock. Its file lives in the
 user's cache folder, keyed by the dataset's location, never inside the dataset,
-so that no reader ever sees it.
+so that no reader ever sees it; on object storage it is a lease object beside the
+dataset (``_lease.py``).
 """
 
 from __future__ import annotations
@@ -216,17 +217,26 @@ def locate(
     return Location(fs, inner, raw, local)
 
 
-def _lock_timeout() -> float:
-    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment variable ``name`` (``default`` when
+    unset; never below 0).
+
+    Example:
+        >>> env_seconds("ROBOTMIA_DOCS_UNSET_SECONDS", 5.0)
+        5.0
+    """
+    raw = os.environ.get(name)
     if not raw:
-        return _DEFAULT_LOCK_TIMEOUT
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidArgumentError(
-            f"{LOCK_TIMEOUT_ENV} must be a number of seconds, got {raw!r}"
-        ) from None
+        raise InvalidArgumentError(f"{name} must be a number of seconds, got {raw!r}") from None
     return max(value, 0.0)
+
+
+def _lock_timeout() -> float:
+    return env_seconds(LOCK_TIMEOUT_ENV, _DEFAULT_LOCK_TIMEOUT)
 
 
 def lock_path(location: Location) -> Path:
@@ -250,15 +260,24 @@ def lock_path(location: Location) -> Path:
 def writer_lock(location: Location) -> Iterator[None]:
     """Hold the dataset's writer lock; a second writer waits, then fails clearly.
 
-    The wait is ``ROBOTMIA_LOCK_TIMEOUT`` seconds (default 600).
+    Locally it is a file lock (:func:`lock_path`); on object storage (any other
+    filesystem) a lease object beside the dataset, created by a conditional write
+    (:class:`~robotmia_frames.sinks._lease.Lease`). The wait is
+    ``ROBOTMIA_LOCK_TIMEOUT`` seconds (default 600).
 
     Example:
         >>> with writer_lock(locate("memory://docs/locked")):
         ...     pass
     """
+    timeout = _lock_timeout()
+    if not location.local:
+        from ._lease import Lease
+
+        with Lease(location.fs, location.path, url=location.url).held(timeout):
+            yield
+        return
     from filelock import FileLock, Timeout
 
-    timeout = _lock_timeout()
     path = lock_path(location)
     lock = FileLock(str(path), timeout=timeout)
     try:
