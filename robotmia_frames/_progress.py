@@ -4,8 +4,11 @@
 more than a second: a widget in Jupyter (with ``ipywidgets``, the ``[notebooks]``
 extra), a text bar when stderr is a terminal, and nothing when the output is piped
 or the ``CI`` environment variable is set. ``True``/``False`` force it on or off; a
-callable receives a :class:`ProgressUpdate` after every window (an export's day, a
-dataset's file) or, reading an export file, after every batch of parsed rows.
+callable receives a :class:`ProgressUpdate` as the work moves: exporting, after
+every chunk of a body received from the network, every batch of rows parsed and
+every day done; reading a dataset, after every file; reading an export file,
+after every batch of parsed rows. The hooks that feed it run per network chunk or
+per batch of rows, never per row.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ class ProgressUpdate:
 
     Windows are an export's days, or a dataset's files when reading one; reading an
     export file reports rows only (``windows_total`` is 1 and ``windows_done`` 0
-    until the file is done).
+    until the file is done). Exporting, ``bytes`` (as received, compressed) grows
+    as the bodies arrive and ``rows`` as they are parsed, within a day too;
+    ``bytes`` goes back down when a failed download is thrown away to be tried
+    again. Updates may come from the download threads.
     """
 
     windows_done: int
@@ -78,29 +84,34 @@ class Progress:
                 leave=False,
             )
 
-    def window_done(self, nbytes: int, rows: int) -> None:
+    def window_done(self, nbytes: int = 0, rows: int = 0) -> None:
+        """One more window done, with ``nbytes`` and ``rows`` not counted yet."""
+        self._add(windows=1, nbytes=nbytes, rows=rows)
+
+    def bytes_received(self, nbytes: int) -> None:
+        """Count ``nbytes`` more bytes of a body (negative: a failed try thrown away)."""
+        self._add(nbytes=nbytes)
+
+    def rows_done(self, rows: int) -> None:
+        """Count ``rows`` more parsed rows (reading one file: the bar counts rows)."""
+        self._add(rows=rows)
+
+    def _add(self, *, windows: int = 0, nbytes: int = 0, rows: int = 0) -> None:
         with self._lock:
-            self.done += 1
+            self.done += windows
             self.bytes += nbytes
             self.rows += rows
             wait = self._limiter.expected_wait() if self._limiter is not None else 0.0
             update = ProgressUpdate(self.done, self.total, self.bytes, self.rows, wait)
             if self._bar is not None:
-                postfix = {"MB": f"{self.bytes / 1e6:.1f}", "rows": f"{self.rows:,}"}
-                if wait > 1:
-                    postfix["wait"] = f"{wait:.0f}s (rate limit)"
-                self._bar.set_postfix(postfix, refresh=False)
-                self._bar.update(0 if self.unit == "row" else 1)
-        if self._callback is not None:
-            self._callback(update)
-
-    def rows_done(self, rows: int) -> None:
-        """Count ``rows`` more parsed rows (reading one file: the bar counts rows)."""
-        with self._lock:
-            self.rows += rows
-            update = ProgressUpdate(self.done, self.total, self.bytes, self.rows, 0.0)
-            if self._bar is not None and self.unit == "row":
-                self._bar.update(rows)
+                if self.unit == "row":
+                    self._bar.update(rows)
+                else:
+                    postfix = {"MB": f"{self.bytes / 1e6:.1f}", "rows": f"{self.rows:,}"}
+                    if wait > 1:
+                        postfix["wait"] = f"{wait:.0f}s (rate limit)"
+                    self._bar.set_postfix(postfix, refresh=False)
+                    self._bar.update(windows)  # 0: redrawn at most every 0.1 s (tqdm)
         if self._callback is not None:
             self._callback(update)
 

@@ -13,6 +13,7 @@ import datetime as dt
 import inspect
 import json
 import socket
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -190,13 +191,42 @@ def test_progress_reports_windows_bytes_rows_and_wait(server: ServerFactory) -> 
     srv = server(make_events(3, 10))
     updates: list[ProgressUpdate] = []
     df = read(srv, 3, progress=updates.append, rate_limit=RateLimit(None, per_second=1))
-    assert [u.windows_done for u in updates] == [1, 2, 3]
+    # the updates that end a day (the others count bytes and rows as they come)
+    done_before = [0, *(u.windows_done for u in updates)]
+    ends = [u for u, before in zip(updates, done_before, strict=False) if u.windows_done > before]
+    assert [u.windows_done for u in ends] == [1, 2, 3]
     assert {u.windows_total for u in updates} == {3}
-    assert [u.rows for u in updates] == [10, 20, 30] and len(df) == 30
+    assert [u.rows for u in ends] == [10, 20, 30] and len(df) == 30
     assert updates[-1].bytes == sum(r.bytes_sent for r in exports(srv)) > 0
     assert all(u.expected_wait >= 0 for u in updates)
     # One query a second: right after a window, the next start is most of a second away.
     assert max(u.expected_wait for u in updates) > 0.3
+
+
+def test_progress_moves_within_a_day(server: ServerFactory) -> None:
+    """One day's bytes are counted as they arrive and its rows as each batch is
+    parsed, before the day is done; a failed try's bytes are taken back."""
+    from robotmia_frames.emulator import GeneratorConfig
+
+    day = GeneratorConfig(events_per_day=20_000, seed=5, from_date=START, to_date=START)
+    srv = server(generate=day)
+    # the first try breaks off after 200 kB (retried at once): its bytes are thrown away
+    srv.add_fault(Fault(truncate_at=200_000, times=1))
+    updates: list[ProgressUpdate] = []
+    df = read(srv, 1, progress=updates.append, retry_backoff=0.0)
+    assert len(df) == 20_000
+    failed, kept = exports(srv)
+    assert failed.bytes_sent == 200_000 and kept.bytes_sent > 1 << 20  # > one network read
+    during = [u for u in updates if u.windows_done == 0]
+    assert updates[-1].windows_done == 1 and during == updates[:-1]
+    sizes = [u.bytes for u in during]
+    # up to the 200 kB of the failed try, then back to 0, then the kept body in pieces
+    assert max(sizes[: sizes.index(0)]) == 200_000
+    assert any(0 < b < kept.bytes_sent for b in sizes[sizes.index(0) :])
+    assert updates[-1].bytes == kept.bytes_sent
+    # rows as each parsed batch of the day comes (16,384 rows a batch), before it is done
+    assert any(0 < u.rows < 20_000 for u in during)
+    assert max(u.rows for u in during) == updates[-1].rows == 20_000
 
 
 def test_progress_rejects_junk(server: ServerFactory) -> None:
@@ -274,7 +304,10 @@ def test_cache_resume_after_ctrl_c(server: ServerFactory, tmp_path: Path) -> Non
         srv.add_fault(Fault(delay_first_byte=0.3, match=for_day(day)))
 
     def interrupt(update: ProgressUpdate) -> None:
-        raise KeyboardInterrupt  # Ctrl-C right after the first window is parsed
+        # Ctrl-C right after the first window is parsed; Python delivers it to the
+        # main thread (the download threads report their bytes here too)
+        if update.windows_done and threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         read(srv, 5, cache_dir=tmp_path, concurrency=2, progress=interrupt)

@@ -430,6 +430,7 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             session=session,
             limiter=plan.limiter,
             durable=cache is not None,  # a scratch body is parsed and deleted at once
+            on_bytes=None if plan.progress is None else plan.progress.bytes_received,
         )
         if cache is not None:
             # Vouched for at once, so a download that completes while another day
@@ -476,6 +477,7 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             f"window {req.label}",
             plan.on_bad_lines,
             parse_columns(plan),
+            plan.progress,  # rows as each batch is parsed
             hook=as_batches if multi else None,
         )
         days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
@@ -483,7 +485,8 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             days = [(day, hooked(part, hook)) for day, part in days]
         for i, (day, part) in enumerate(days):
             if plan.progress is not None:
-                plan.progress.window_done(result.bytes_received if i == 0 else 0, part.rows)
+                # the bytes were counted as they arrived, unless the body was cached
+                plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
             yield Window(day, result, part, cached, last=i == len(days) - 1)
 
     planner = WindowPlanner(plan.start, plan.end, plan.sizing)

@@ -226,10 +226,12 @@ def export_attempt(
     config: TransportConfig,
     request: WindowRequest,
     sink: IO[bytes],
+    on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[bool, int]:
-    """One try, redirects included. Returns ``(compressed, bytes_received)``."""
+    """One try, redirects included. Returns ``(compressed, bytes_received)``.
+    ``on_bytes`` is told the size of each chunk of the body as it is written."""
     try:
-        return _export_attempt(session, config, request, sink)
+        return _export_attempt(session, config, request, sink, on_bytes)
     except AttemptFailed:
         _stop_if_cancelled(session)  # a cancelled download is not retried
         raise
@@ -240,6 +242,7 @@ def _export_attempt(
     config: TransportConfig,
     request: WindowRequest,
     sink: IO[bytes],
+    on_bytes: Callable[[int], None] | None,
 ) -> tuple[bool, int]:
     url = config.base_url
     params: dict[str, str] | None = request.params()
@@ -251,7 +254,13 @@ def _export_attempt(
             status = resp.status_code
             if status == 200:
                 with _running(session, resp):
-                    return _receive(resp, config, sink, cancelled=lambda: session in _CANCELLED)
+                    return _receive(
+                        resp,
+                        config,
+                        sink,
+                        cancelled=lambda: session in _CANCELLED,
+                        on_bytes=on_bytes,
+                    )
             if 300 <= status < 400 and resp.headers.get("Location"):
                 target = urljoin(resp.url or url, resp.headers["Location"])
                 if origin(target) != home:
@@ -447,8 +456,10 @@ def _receive(
     sink: IO[bytes],
     *,
     cancelled: Callable[[], bool] = lambda: False,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[bool, int]:
-    """Stream the raw (still encoded) body into ``sink``, verifying it on the way."""
+    """Stream the raw (still encoded) body into ``sink``, verifying it on the way
+    (``on_bytes``: told each chunk's size once written)."""
     expected: int | None = None
     if "chunked" not in resp.headers.get("Transfer-Encoding", "").lower():
         with suppress(ValueError):
@@ -479,6 +490,8 @@ def _receive(
                 status_code=200,
             )
         sink.write(chunk)
+        if on_bytes is not None:
+            on_bytes(len(chunk))
         stall.update(received)
         try:
             verifier.feed(chunk)

@@ -257,6 +257,7 @@ def download_window(
     sleep: Callable[[float], None] = time.sleep,
     limiter: RateLimiter | None = None,
     durable: bool = True,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> DownloadResult:
     """Download one export window to ``dest``, complete and verified, or raise.
 
@@ -266,7 +267,10 @@ def download_window(
     5xx, resets, timeouts, truncated bodies) start the window again from scratch.
     ``durable`` (the default) flushes the body and its folder to disk before
     returning, so a kept body survives a crash; a scratch body that is parsed and
-    deleted at once needs no such flush (``durable=False``).
+    deleted at once needs no such flush (``durable=False``). ``on_bytes`` (a
+    progress hook) is told the size of each chunk as it arrives, and the negative
+    count of a failed attempt's bytes when they are thrown away, so that its sum
+    is the bytes of the body being kept.
 
     Raises:
         AuthenticationError: 401/403 (never retried).
@@ -289,6 +293,18 @@ def download_window(
     active = session if session is not None else make_session(user_agent=config.user_agent)
     tmp: Path | None = None
     done = False
+    counted = 0  # the bytes told to on_bytes for the body in the file now
+
+    def count(n: int) -> None:
+        nonlocal counted
+        counted += n
+        assert on_bytes is not None
+        on_bytes(n)
+
+    def uncount() -> None:
+        if counted:
+            count(-counted)
+
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
@@ -298,7 +314,10 @@ def download_window(
             def attempt() -> tuple[bool, int]:
                 sink.seek(0)
                 sink.truncate()
-                return export_attempt(active, config, request, sink)
+                uncount()  # a retry starts the body again
+                return export_attempt(
+                    active, config, request, sink, None if on_bytes is None else count
+                )
 
             (compressed, received), attempts = retrying(
                 attempt,
@@ -321,6 +340,7 @@ def download_window(
         raise
     finally:
         if tmp is not None and not done:
+            uncount()
             with suppress(OSError):
                 tmp.unlink()
         if own_session:
