@@ -185,6 +185,14 @@ def pin_types(
             if on_type_mismatch == "text":
                 report.kept_text.append(name)
                 continue
+            if name + RAW_SUFFIX in table.column_names:  # a property of that name
+                raise TypeMismatchError(
+                    f"{report.describe(name, target)} in {source}, and the column for "
+                    f"their original text, {name + RAW_SUFFIX}, is already a property of "
+                    "the data; pass on_type_mismatch='text' (the column's text) or "
+                    "'error' for this column",
+                    column=name,
+                )
         table = table.set_column(i, pa.field(name, target), converted)
         if count:
             raw_values = pc.if_else(bad, raw, pa.scalar(None, pa.string()))
