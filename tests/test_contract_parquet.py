@@ -6,6 +6,7 @@ library's reader every column, for a dataset partitioned by date and event too
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -24,19 +25,24 @@ EVENTS = [
 ]
 
 
-@pytest.fixture
-def event_dataset(server: ServerFactory, tmp_path: Path) -> Path:
-    srv = server(EVENTS)
-    out = tmp_path / "events"
-    summary = rf.export_to_parquet(
+def _export_by_event(url: str, out: Path, **options: Any) -> rf.ExportSummary:
+    return rf.export_to_parquet(
         out,
         "2024-01-01",
         "2024-01-02",
         partition_by=("date", "event"),
         api_secret=SECRET,
         project_timezone="UTC",
-        base_url=srv.url,
+        base_url=url,
+        **options,
     )
+
+
+@pytest.fixture
+def event_dataset(server: ServerFactory, tmp_path: Path) -> Path:
+    srv = server(EVENTS)
+    out = tmp_path / "events"
+    summary = _export_by_event(srv.url, out)
     assert summary.rows == len(EVENTS)
     return out
 
@@ -73,15 +79,24 @@ def test_contract_event_partitions_without_null_names_read_by_pandas(
 ) -> None:
     srv = server([e for e in EVENTS if e["event"] is not None])
     out = tmp_path / "named"
-    rf.export_to_parquet(
-        out,
-        "2024-01-01",
-        "2024-01-02",
-        partition_by=("date", "event"),
-        api_secret=SECRET,
-        project_timezone="UTC",
-        base_url=srv.url,
-    )
+    _export_by_event(srv.url, out)
     plain = pd.read_parquet(out)
     assert len(plain) == 3
     assert sorted(plain["event"].astype(str)) == ["Buy/é", "Buy/é", "Sign up"]
+
+
+def test_contract_event_name_too_long_for_a_folder_is_a_clear_error(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    long_name = "é" * 60  # 366 bytes as a URL-quoted folder name
+    srv = server(
+        [
+            {"event": "short", "properties": {"time": local_seconds("2024-01-01", 60)}},
+            {"event": long_name, "properties": {"time": local_seconds("2024-01-02", 60)}},
+        ]
+    )
+    out = tmp_path / "events"
+    with pytest.raises(rf.InvalidArgumentError, match=r"day 2024-01-02.*partition_by=\('date',\)"):
+        _export_by_event(srv.url, out, window_days=1, concurrency=1)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["events/date=2024-01-01/event=short/part-0.parquet"]

@@ -94,6 +94,8 @@ __all__ = [
 
 STATE_DIR = "_robotmia"  # older versions journalled swaps in <dataset>/_robotmia/
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+#: The longest file or folder name local file systems take (bytes).
+_MAX_NAME = 255
 METADATA_KEY = b"robotmia_frames"
 
 
@@ -181,13 +183,22 @@ def _day_dirname(day: dt.date) -> str:
     return f"date={day.isoformat()}"
 
 
-def _event_dirname(event: str | None) -> str:
+def _event_dirname(event: str | None, day: dt.date | None = None) -> str:
     if event is None:
         return "event=" + NULL_PARTITION
     encoded = quote(event, safe="")
     if encoded == NULL_PARTITION:  # an event literally named so: escape its first "_"
         encoded = "%5F" + encoded[1:]
-    return "event=" + encoded
+    name = "event=" + encoded
+    if len(name) > _MAX_NAME:
+        shown = event if len(event) <= 60 else event[:60] + "..."
+        of_day = "" if day is None else f" (day {day.isoformat()})"
+        raise InvalidArgumentError(
+            f"the event {shown!r}{of_day} cannot be a partition folder: its name, URL-quoted, is "
+            f"{len(name)} bytes long, over the {_MAX_NAME} a file system allows. "
+            "Partition this export by date only (partition_by=('date',))"
+        )
+    return name
 
 
 def _hidden(relative: str) -> bool:
@@ -451,7 +462,7 @@ class ParquetDataset:
                 for value in pc.unique(events).to_pylist():
                     mask = pc.is_null(events) if value is None else pc.equal(events, value)
                     part = rest.filter(mask)
-                    target = day_dir / _event_dirname(value)
+                    target = day_dir / _event_dirname(value, day)
                     event_schema = file_schema
                     if event_columns is not None:
                         have = event_columns.get(value, ())
