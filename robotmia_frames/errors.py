@@ -30,6 +30,8 @@ window, the line number) and what to do next.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 __all__ = [
@@ -241,3 +243,20 @@ def _window(text: str, index: int, width: int = 72) -> tuple[str, int]:
 
 class RobotmiaWarning(UserWarning):
     """Issued once per skipped bad line with ``on_bad_lines="warn"``."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside
+    robotmia_frames (the user's call), for ``warnings.warn`` called by the caller.
+
+    Example:
+        >>> user_stacklevel() >= 1
+        True
+    """
+    package = os.path.dirname(__file__) + os.sep
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level

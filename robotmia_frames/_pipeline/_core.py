@@ -18,7 +18,6 @@ import datetime as dt
 import itertools
 import math
 import os
-import sys
 import threading
 import time
 import warnings
@@ -43,6 +42,7 @@ from ..errors import (
     ParseError,
     RobotmiaError,
     RobotmiaWarning,
+    user_stacklevel,
 )
 from ..parse import PROPERTY_PREFIX, Kind, arrow_type
 from ..timeconv import TIME_TYPE, local_seconds_to_utc
@@ -606,17 +606,6 @@ def batches(
             if columns is not None and parse_columns != list(columns):
                 out = out.select(list(columns))
         yield out
-
-
-def user_stacklevel() -> int:
-    """The ``stacklevel`` of the first frame outside robotmia_frames (the user's call)."""
-    package = os.path.dirname(os.path.dirname(__file__)) + os.sep
-    frame = sys._getframe(1)
-    level = 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .. import _options, parse, sinks, transport
 from ..errors import (
     InvalidArgumentError,
     RobotmiaWarning,
+    user_stacklevel,
 )
 from ..parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
 from ..where import (
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ window sizing
 
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
-from ._core import Connection, ExportPlan, batches, final_schema, iter_windows, user_stacklevel
+from ._core import Connection, ExportPlan, batches, final_schema, iter_windows
 from ._windows import Parsed, Window
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from ..errors import InvalidArgumentError, ParseError, RobotmiaWarning
+from ..errors import InvalidArgumentError, ParseError, RobotmiaWarning, user_stacklevel
 from .typepolicy import (
     NULL,
     TEXT,
@@ -188,7 +188,7 @@ class BadLines:
             if self.defer_warnings:
                 self.deferred.append(message)
             else:
-                warnings.warn(message, RobotmiaWarning, stacklevel=6)
+                warnings.warn(message, RobotmiaWarning, stacklevel=user_stacklevel())
 
 
 def preview(line: bytes, limit: int = 80) -> str:

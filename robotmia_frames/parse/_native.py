@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from ..errors import RobotmiaWarning
+from ..errors import RobotmiaWarning, user_stacklevel
 from ._batch import RawBatch, RawColumn, values_column
 from ._lines import BATCH_ROWS, BIG_BLOCK, opened, read_block
 from .typepolicy import (
@@ -194,7 +194,7 @@ def warn_if_scanner_missing() -> None:
         "install a C compiler and Python headers and reinstall from source. "
         "ROBOTMIA_FRAMES_NATIVE=0 chooses pure Python without this warning.",
         RobotmiaWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
 
 
