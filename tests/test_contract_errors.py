@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import robotmia_frames as rf
+from robotmia_frames.emulator import Fault
 from tests.conftest import SECRET, ServerFactory, local_seconds
 
 GOOD = b'{"event":"e","properties":{"time":%d}}' % local_seconds("2024-01-01", 60)
@@ -54,3 +55,24 @@ def test_contract_warn_per_bad_line_at_the_callers_line(
         "window 2024-01-01, line 5",
     ]
     assert {w.filename for w in ours} == {__file__}
+
+
+@pytest.mark.parametrize(("status", "requests_sent"), [(400, 1), (404, 1), (418, 1), (500, 3)])
+def test_contract_final_and_retried_statuses(
+    server: ServerFactory, status: int, requests_sent: int
+) -> None:
+    srv = server([], faults=[Fault(status=status, message=f"said {status}", times=None)])
+    with pytest.raises(rf.APIError) as caught:
+        rf.read_robotmia_export(
+            "2024-01-01",
+            "2024-01-01",
+            api_secret=SECRET,
+            project_timezone="UTC",
+            base_url=srv.url,
+            max_retries=2,
+            retry_backoff=0,
+        )
+    assert caught.value.status_code == status
+    assert caught.value.server_message == f"said {status}"
+    assert f"said {status}" in str(caught.value)
+    assert len(srv.requests) == requests_sent
