@@ -18,19 +18,24 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import robotmia_frames as rf
+from robotmia_frames import parse
 from robotmia_frames._pipeline import (
     BudgetPlan,
+    Parsed,
     WindowPlanner,
     WindowSizing,
+    day_cutter,
     day_numbers,
     plan_windows,
+    split_days,
 )
 from robotmia_frames.emulator import ExportServer, Fault, generate_events
 from tests.conftest import SECRET, ServerFactory, local_seconds
@@ -150,6 +155,66 @@ def test_the_day_of_a_row_is_its_local_wall_clock_day(day: int, second: float, m
 def test_rows_without_time_go_to_the_first_day() -> None:
     got = day_numbers(pa.array([None, float("inf"), 1e300, -1e300], pa.float64()), START, 3)
     assert got.tolist() == [0, 0, 0, 0]
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    runs=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(1, 6), st.booleans()), min_size=1, max_size=10
+    ),
+    batch_rows=st.integers(1, 9),
+)
+def test_a_body_is_cut_where_its_day_changes(
+    tmp_path: Path, runs: list[tuple[int, int, bool]], batch_rows: int
+) -> None:
+    """Runs of lines of one day (some followed by a blank line, days in any order):
+    every line is parsed once, each day gets its own rows in body order, and when
+    the days come in order without blank lines no batch straddles midnight."""
+    lines: list[bytes] = []
+    want: dict[int, list[str]] = {d: [] for d in range(4)}
+    for day, n, blank in runs:
+        for i in range(n):
+            ident = f"{len(lines)}"
+            want[day].append(ident)
+            props = {"time": day * 86400 + 3600 * i, "id": ident}
+            lines.append(orjson.dumps({"event": "e", "properties": props}))
+        if blank:
+            lines.append(b"")
+    path = tmp_path / "body.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    first = dt.date(1970, 1, 1)
+    batches = list(
+        parse.read_raw_batches(
+            path, source="body", batch_rows=batch_rows, cutter=day_cutter(first, 4)
+        )
+    )
+    line = 1
+    for b in batches:  # contiguous, every line once
+        assert b.first_line == line
+        line += b.line_count
+    assert line == len(lines) + 1
+    days = [d for d, _n, _b in runs]
+    if parse.native_enabled() and days == sorted(days) and not any(b for *_x, b in runs):
+        for b in batches:
+            assert len(set(day_numbers(b.time, first, 4).tolist())) == 1
+    kinds: dict[str, Any] = {}
+    for b in batches:
+        parse.merge_kinds(kinds, b)
+    for i, (_day, part) in enumerate(
+        split_days(Parsed(path, "body", batches, kinds), first, first + dt.timedelta(days=3))
+    ):
+        got = [
+            v
+            for raw, sel in part.items()
+            for v in (
+                raw.columns["id"].array
+                if sel is None
+                else raw.columns["id"].array.take(
+                    pa.array(range(sel[0], sel[1])) if isinstance(sel, tuple) else sel
+                )
+            ).to_pylist()
+        ]
+        assert got == want[i]
 
 
 def test_plan_counts_requests_and_api_hours_without_sending(server: ServerFactory) -> None:

@@ -48,8 +48,10 @@ from ._windows import (
     WindowPlanner,
     WindowSizing,
     batch_hook,
+    day_cutter,
     day_numbers,
     plan_windows,
+    split_days,
 )
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "dataset_for_write",
     "dataset_query",
     "dataset_state",
+    "day_cutter",
     "day_numbers",
     "deliver",
     "final_schema",
@@ -82,6 +85,7 @@ __all__ = [
     "parse_file",
     "plan_windows",
     "read_file",
+    "split_days",
     "write_dataset",
     "write_window",
 ]

@@ -63,6 +63,7 @@ from ._windows import (
     WindowPlanner,
     WindowSizing,
     as_batches,
+    day_cutter,
     hooked,
     property_keys,
     select_rows,
@@ -324,6 +325,7 @@ def parse_file(
     *,
     export_body: bool = True,
     hook: BatchHook | None = None,
+    cutter: parse.Cutter | None = None,
 ) -> Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory).
 
@@ -332,13 +334,16 @@ def parse_file(
     :class:`ParseError` in every ``on_bad_lines`` mode, so the window fails instead
     of becoming an empty day. Each batch goes through ``hook`` (else the one
     :func:`batch_hook` set), which may reshape it or stop the read (the memory
-    budget).
+    budget). ``cutter`` cuts the body's chunks further (at day boundaries:
+    :func:`day_cutter`).
     """
     hook = hook if hook is not None else BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
     batches = []
-    for batch in parse.read_raw_batches(path, source=label, on_bad_lines=on_bad_lines, keys=keys):
+    for batch in parse.read_raw_batches(
+        path, source=label, on_bad_lines=on_bad_lines, keys=keys, cutter=cutter
+    ):
         for piece in [batch] if hook is None else hook(batch):
             parse.merge_kinds(kinds, piece)
             batches.append(piece)
@@ -479,6 +484,9 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             parse_columns(plan),
             plan.progress,  # rows as each batch is parsed
             hook=as_batches if multi else None,
+            cutter=day_cutter(req.from_date, (req.to_date - req.from_date).days + 1, plan.time_unit)
+            if multi
+            else None,
         )
         days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
         if multi and hook is not None:

@@ -7,12 +7,14 @@ import contextvars
 import dataclasses
 import datetime as dt
 import itertools
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from .. import _options, parse, transport
@@ -375,6 +377,79 @@ def day_numbers(time: pa.Array, first: dt.date, days: int, unit: str = "s") -> n
         day = np.floor(t / scale) - float((first - _EPOCH).days)
         inside = np.isfinite(day) & (day >= 0) & (day < days)
     return np.where(inside, day, 0).astype(np.int64)
+
+
+#: Lines a day cutter reads to find one boundary before it gives up on a chunk.
+_CUT_PROBES = 200
+
+
+def day_cutter(first: dt.date, days: int, unit: str = "s") -> parse.Cutter:
+    """Where the chunks of a body of ``first..first + days - 1`` change day.
+
+    An export body lists its days one after another, so a chunk's day boundaries
+    are found by bisection, reading a few dozen of its lines (a line's day as in
+    :func:`day_numbers`). Cut there, no batch straddles midnight and
+    :func:`split_days` has nothing to parse again. A chunk whose days are not in
+    order (or whose probed line is blank or not an object) is cut where known so
+    far; :func:`split_days` handles what remains.
+
+    Example:
+        >>> import datetime as dt
+        >>> body = b''.join(b'{"event":"e","properties":{"time":%d}}\\n' % t
+        ...                 for t in (0, 10, 86400, 86401, 90000))
+        >>> cuts = day_cutter(dt.date(1970, 1, 1), 2)(memoryview(body))
+        >>> not parse.native_enabled() or body[:cuts[0]].count(b"\\n") == 2
+        True
+    """
+    scale = 86400.0 if unit == "s" else 86_400_000.0
+    base = float((first - _EPOCH).days)
+
+    def day_at(chunk: memoryview, start: int) -> int | None:
+        end = parse.line_after(chunk, start)
+        try:
+            obj = orjson.loads(chunk[start:end])
+        except orjson.JSONDecodeError:
+            return None
+        if type(obj) is not dict:
+            return None
+        props = obj.get("properties")
+        t = props.get("time") if type(props) is dict else None
+        if type(t) is not int and type(t) is not float:
+            return 0  # no time: the window's first day
+        day = math.floor(t / scale) - base if math.isfinite(t / scale) else -1.0
+        return int(day) if 0 <= day < days else 0
+
+    def cutter(chunk: memoryview) -> list[int]:
+        size = len(chunk)
+        cuts: list[int] = []
+        lo = 0
+        low = day_at(chunk, 0)
+        probes = 0
+        while low is not None and lo < size:
+            hi = size  # a line start of another day than lo's (or the end)
+            while probes < _CUT_PROBES:
+                probes += 1
+                c = parse.line_after(chunk, (lo + hi) // 2)
+                if c >= hi:
+                    c = parse.line_after(chunk, lo)
+                    if c >= hi:
+                        break
+                got = day_at(chunk, c)
+                if got is None:
+                    return cuts
+                if got == low:
+                    lo = c
+                else:
+                    hi = c
+            else:
+                return cuts
+            if hi >= size:
+                break
+            cuts.append(hi)
+            lo, low = hi, day_at(chunk, hi)
+        return cuts
+
+    return cutter
 
 
 def split_days(

@@ -35,7 +35,7 @@ from ._decode import (
 )
 from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
 from ._lines import BATCH_ROWS, iter_line_chunks
-from ._native import native_enabled, scanner_status
+from ._native import Cutter, line_after, native_enabled, scanner_status
 from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types, type_name
 from ._reference import ScanResult, iter_batches, scan_lines
 from ._wide import (
@@ -66,6 +66,7 @@ __all__ = [
     "PROPERTY_PREFIX",
     "RAW_SUFFIX",
     "BadLines",
+    "Cutter",
     "Kind",
     "OnBadLines",
     "OnTypeMismatch",
@@ -86,6 +87,7 @@ __all__ = [
     "iter_line_chunks",
     "json_text",
     "kind_of_field",
+    "line_after",
     "map_array",
     "merge_kinds",
     "native_enabled",

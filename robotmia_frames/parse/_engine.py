@@ -33,8 +33,19 @@ import pyarrow as pa
 
 from . import _decode as parse
 from ._batch import BIG_EXPONENT, RawBatch, RawColumn, as_text, values_column
-from ._lines import BATCH_ROWS, iter_line_chunks, rows_per_chunk, split_lines
+from ._lines import (
+    BATCH_ROWS,
+    PROBE_LINES,
+    iter_line_chunks,
+    line_keys,
+    rows_for_keys,
+    rows_per_chunk,
+    split_lines,
+)
 from ._native import (
+    Cutter,
+    ScanResult,
+    cut_blocks,
     from_scan,
     iter_line_blocks,
     native_enabled,
@@ -195,6 +206,7 @@ def read_raw_batches(
     on_bad_lines: parse.OnBadLines = "error",
     keys: frozenset[str] | None = None,
     batch_rows: int | None = None,
+    cutter: Cutter | None = None,
 ) -> Iterator[RawBatch]:
     """Parse a local export file into :class:`RawBatch` es, one per chunk of lines.
 
@@ -202,7 +214,9 @@ def read_raw_batches(
     this thread wraps their buffers; a chunk the scanner declines is parsed here in
     Python. Batches come in line order either way. ``batch_rows`` lines go into a
     chunk (default: :data:`BATCH_ROWS`, fewer for an export with thousands of keys,
-    see :func:`rows_per_chunk`).
+    see :func:`rows_per_chunk`). With the scanner, ``cutter`` cuts chunks further
+    (at byte offsets of line starts it chooses, e.g. where a day ends), so that no
+    batch spans a cut.
 
     Example:
         >>> import tempfile, pathlib
@@ -214,16 +228,36 @@ def read_raw_batches(
     """
     warn_if_scanner_missing()
     bad = parse.BadLines(source, on_bad_lines)
-    if batch_rows is None:  # fewer rows per chunk for wide exports (memory)
-        batch_rows = rows_per_chunk(path) if keys is None else BATCH_ROWS
     if not native_enabled():
+        if batch_rows is None:  # fewer rows per chunk for wide exports (memory)
+            batch_rows = rows_per_chunk(path) if keys is None else BATCH_ROWS
         for first, lines in iter_line_chunks(path, label=source, batch_rows=batch_rows):
             for start, part in _by_bytes(lines, first):
                 yield build_raw_batch(part, start, source=source, bad=bad, keys=keys)
         return
-    blocks = iter_line_blocks(path, label=source, batch_rows=batch_rows)
-    # Fewer chunks read ahead of a wide export: each holds more memory.
-    for first, chunk, count, got in prescan(blocks, keys, 4 if batch_rows >= BATCH_ROWS else 1):
+    learn = None
+    rows = [BATCH_ROWS if batch_rows is None else batch_rows]
+    if batch_rows is None and keys is None:
+        # The chunks of the first PROBE_LINES lines tell how wide the export is:
+        # fewer rows per chunk for thousands of keys (memory), fewer read ahead.
+        rows[0] = _FIRST_ROWS
+        seen: set[str] = set()
+
+        def learn(first: int, got: ScanResult | None, chunk: memoryview) -> int | None:
+            if first > PROBE_LINES:
+                return None
+            if got is not None:
+                seen.update(c.key for c in got.columns)
+            else:
+                seen.update(line_keys(split_lines(chunk)[:PROBE_LINES]))
+            rows[0] = rows_for_keys(len(seen))
+            return 4 if rows[0] >= BATCH_ROWS else 1
+
+    blocks = iter_line_blocks(path, label=source, batch_rows=rows)
+    if cutter is not None:
+        blocks = cut_blocks(blocks, cutter)
+    depth = 4 if rows[0] >= BATCH_ROWS or learn is not None else 1
+    for first, chunk, count, got in prescan(blocks, keys, depth, learn):
         batch = None if got is None else from_scan(got, first, count, source)
         if batch is not None:
             yield batch
@@ -231,6 +265,10 @@ def read_raw_batches(
         for start, part in _by_bytes(split_lines(chunk), first):
             yield build_raw_batch(part, start, source=source, bad=bad, keys=keys, native=False)
 
+
+#: Lines in an export's first chunk, before its width is known (a few thousand
+#: keys laid out over them stay tens of MB).
+_FIRST_ROWS = 512
 
 #: The most bytes of lines the Python engine builds into one batch. A column's
 #: text can be a few times its source (``1e15`` is ``1000000000000000.0``), and an

@@ -29,7 +29,8 @@ BATCH_ROWS = 16_384
 #: keep each chunk near this size: see :func:`rows_per_chunk`.
 CHUNK_BYTES = 16 << 20
 _MIN_ROWS = 256
-_PROBE_LINES = 2048
+#: The lines whose keys size the chunks of an export (its first chunk).
+PROBE_LINES = 2048
 
 # ------------------------------------------------------------------------- lines
 
@@ -129,15 +130,32 @@ def rows_per_chunk(path: str | Path, *, most: int = BATCH_ROWS) -> int:
         >>> rows_per_chunk(p) < BATCH_ROWS
         True
     """
+    head = b""
+    with contextlib.suppress(Exception), opened(path) as stream:
+        head = stream.read(8 << 20)
+    return rows_for_keys(len(line_keys(head.split(b"\n", PROBE_LINES)[:PROBE_LINES])), most=most)
+
+
+def line_keys(lines: list[bytes]) -> set[str]:
+    """The distinct property keys of ``lines`` (those that decode)."""
     import orjson
 
     keys: set[str] = set()
-    with contextlib.suppress(Exception), opened(path) as stream:
-        head = stream.read(8 << 20)
-        for line in head.split(b"\n", _PROBE_LINES)[:_PROBE_LINES]:
-            with contextlib.suppress(Exception):
-                props = orjson.loads(line).get("properties")
-                if isinstance(props, dict):
-                    keys.update(props)
-    rows = CHUNK_BYTES // (10 * max(1, len(keys)))
+    for line in lines:
+        with contextlib.suppress(Exception):
+            props = orjson.loads(line).get("properties")
+            if isinstance(props, dict):
+                keys.update(props)
+    return keys
+
+
+def rows_for_keys(keys: int, *, most: int = BATCH_ROWS) -> int:
+    """Lines per chunk for an export whose lines carry ``keys`` distinct property
+    keys (see :func:`rows_per_chunk`).
+
+    Example:
+        >>> rows_for_keys(200), rows_for_keys(5000)
+        (8388, 335)
+    """
+    rows = CHUNK_BYTES // (10 * max(1, keys))
     return max(_MIN_ROWS, min(most, rows))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import types
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeAlias
@@ -118,14 +119,16 @@ def scan_chunk(chunk: bytes | memoryview, keys: frozenset[str] | None) -> ScanRe
 
 
 def iter_line_blocks(
-    path: str | Path, *, label: str, batch_rows: int = BATCH_ROWS
+    path: str | Path, *, label: str, batch_rows: int | list[int] = BATCH_ROWS
 ) -> Iterator[tuple[int, memoryview, int]]:
     """Yield ``(first_line_number, chunk, line_count)`` for the C scanner.
 
     Like :func:`iter_line_chunks`, but a chunk is the file's own bytes for
     ``batch_rows`` lines (newlines included), not a list of lines: the scanner
     finds the lines itself, and nothing is split unless a chunk needs the Python
-    engine (:func:`split_lines`). Needs the C scanner.
+    engine (:func:`split_lines`). Needs the C scanner. A one-item list as
+    ``batch_rows`` is read at each chunk: the lines of the next chunks may change
+    between two chunks (once the first tells how wide the export is).
     """
     first = 1
     pieces: list[memoryview] = []  # the lines read so far of the next chunk
@@ -138,20 +141,55 @@ def iter_line_blocks(
             view = memoryview(block)
             pos = 0
             while pos < len(block):
-                end = _scan.cut(block, pos, batch_rows - pending)
+                rows = batch_rows[0] if isinstance(batch_rows, list) else batch_rows
+                end = _scan.cut(block, pos, max(1, rows - pending))
                 if end < 0:  # the rest of the block is not a whole chunk yet
                     pieces.append(view[pos:])
                     pending += -1 - end
                     break
                 # A chunk inside one block is a view of it; one spanning blocks is joined.
                 chunk = memoryview(b"".join([*pieces, view[pos:end]])) if pieces else view[pos:end]
-                yield first, chunk, batch_rows
-                first += batch_rows
+                rows = max(rows, pending + 1)
+                yield first, chunk, rows
+                first += rows
                 pieces, pending, pos = [], 0, end
         tail = b"".join(pieces)
         if tail:
             count = pending + (0 if tail.endswith(b"\n") else 1)
             yield first, memoryview(tail), count
+
+
+def line_after(chunk: bytes | memoryview, pos: int) -> int:
+    """The start of the line after the one holding byte ``pos`` (``len(chunk)`` at
+    the last line). Needs the C scanner.
+
+    Example:
+        >>> native_enabled() is False or line_after(b'ab\\ncd\\n', 0) == 3
+        True
+    """
+    end = _scan.cut(chunk, pos, 1)
+    return len(chunk) if end < 0 else int(end)
+
+
+#: Byte offsets at which a chunk of whole lines is cut into pieces parsed apart
+#: (each a line start, ascending); see :func:`cut_blocks`.
+Cutter: TypeAlias = "Callable[[memoryview], list[int]]"
+
+
+def cut_blocks(
+    blocks: Iterator[tuple[int, memoryview, int]], cutter: Cutter
+) -> Iterator[tuple[int, memoryview, int]]:
+    """The chunks of :func:`iter_line_blocks`, each cut where ``cutter`` says
+    (views of the chunk, no copy), with their first line numbers and line counts."""
+    for first, chunk, count in blocks:
+        offsets = cutter(chunk) if count > 1 else []
+        start, left = 0, count
+        for off in offsets:
+            piece = chunk[start:off]
+            lines = -1 - int(_scan.cut(piece, 0, sys.maxsize))  # its newlines
+            yield first, piece, lines
+            first, left, start = first + lines, left - lines, off
+        yield first, chunk[start:] if start else chunk, left
 
 
 def native_enabled() -> bool:
@@ -359,9 +397,31 @@ def _raw_values(ends: _Mem, data: _Mem) -> list[Any]:
 _TRIM_EVERY = 8
 _END = object()
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _scanners() -> ThreadPoolExecutor:
+    """The two scanning threads, started once per process and shared by every read
+    (a window of a few thousand lines does not pay for starting threads)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():  # a forked child starts its own
+            pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="robotmia-frames-scan")
+            _POOL = (os.getpid(), pool)
+        return _POOL[1]
+
+
+#: Told a chunk's first line, scan result (None if declined) and bytes, until it
+#: returns None; returns how many chunks may be in flight from then on.
+Learn: TypeAlias = "Callable[[int, ScanResult | None, memoryview], int | None]"
+
 
 def prescan(
-    chunks: Iterator[tuple[int, memoryview, int]], keys: frozenset[str] | None, depth: int = 4
+    chunks: Iterator[tuple[int, memoryview, int]],
+    keys: frozenset[str] | None,
+    depth: int = 4,
+    learn: Learn | None = None,
 ) -> Iterator[tuple[int, memoryview, int, Any]]:
     """Read and inflate chunks in one helper thread and C-scan them in others.
 
@@ -370,40 +430,57 @@ def prescan(
     Inflating and scanning release the GIL, so on two cores they overlap the
     Arrow building of earlier chunks here; at most a few chunks are in flight.
     Errors (a truncated or corrupt file) are raised here, after every chunk
-    before them; closing this generator stops both threads. ``depth`` chunks at
-    most wait in the queue.
+    before them; closing this generator stops the reading thread. ``depth``
+    chunks at most wait to be taken. ``learn`` is told each chunk's scan before
+    the next chunk is read, until it returns None; it may lower ``depth`` (and
+    change the lines of the next chunks, see :func:`iter_line_blocks`).
     """
-    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    ready: queue.Queue[Any] = queue.Queue()
+    slots = threading.Semaphore(depth)
     stop = threading.Event()
-    scanner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="robotmia-frames-scan")
+    scanner = _scanners()
 
-    def put(item: Any) -> bool:
+    def take_slot() -> bool:
         while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
+            if slots.acquire(timeout=0.1):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def produce() -> None:
+        told, allowed = learn, depth
         try:
             for first, chunk, count in chunks:
-                if not put((first, chunk, count, scanner.submit(scan_chunk, chunk, keys))):
+                if not take_slot():
                     return
-            put(_END)
+                scanning = scanner.submit(scan_chunk, chunk, keys)
+                ready.put((first, chunk, count, scanning))
+                if told is not None:
+                    try:
+                        got = scanning.result()
+                    except Exception:  # raised to the consumer with its chunk
+                        got = None
+                    wanted = told(first, got, chunk)
+                    if wanted is None:
+                        told = None
+                        continue
+                    for _ in range(allowed - max(1, min(allowed, wanted))):
+                        if not take_slot():  # fewer chunks in flight from now on
+                            return
+                        allowed -= 1
+            ready.put(_END)
         except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
+            ready.put(exc)
         finally:
             if isinstance(chunks, types.GeneratorType):
                 chunks.close()
 
-    thread = threading.Thread(target=produce, name="robotmia-frames-scan", daemon=True)
+    thread = threading.Thread(target=produce, name="robotmia-frames-read", daemon=True)
     thread.start()
     taken = 0
     try:
         while True:
             item = ready.get()
+            slots.release()
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -417,7 +494,10 @@ def prescan(
     finally:
         stop.set()
         thread.join()
-        scanner.shutdown(wait=True, cancel_futures=True)
+        while not ready.empty():  # stopped early: the chunks not taken are not scanned
+            item = ready.get_nowait()
+            if isinstance(item, tuple):
+                item[3].cancel()
 
 
 #: Files smaller than this (on disk, compressed or not) are parsed in-process.
