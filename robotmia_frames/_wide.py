@@ -456,14 +456,22 @@ def builder(shape: Shape) -> _pipeline.Build:
     return _pipeline.flat_table
 
 
-def deliver(tables: _pipeline.Tables, shape: Shape) -> Results:
-    """The result as the caller asked: Arrow or pandas, one table or a dict."""
+def deliver(tables: _pipeline.Tables | list[_pipeline.Tables], shape: Shape) -> Results:
+    """The result as the caller asked: Arrow or pandas, one table or a dict. Tables
+    given in a one-item list (or a dict) are given away: each is freed as it is
+    converted."""
+    if isinstance(tables, list):
+        tables = tables.pop()
     if isinstance(tables, dict):
         out: dict[str | None, Result] = {}
         for name in list(tables):
-            out[name] = _pipeline.deliver(tables.pop(name), shape.return_type, shape.dtype_backend)
+            out[name] = _pipeline.deliver(
+                [tables.pop(name)], shape.return_type, shape.dtype_backend
+            )
         return out
-    return _pipeline.deliver(tables, shape.return_type, shape.dtype_backend)
+    held = [tables]
+    del tables
+    return _pipeline.deliver(held, shape.return_type, shape.dtype_backend)
 
 
 # ------------------------------------------------------------------ datasets

@@ -333,7 +333,9 @@ class Client:
         if not isinstance(tables, dict) and plan.limit is not None and tables.num_rows > plan.limit:
             tables = tables.slice(0, plan.limit)
         source = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
-        return _wide.deliver(_wide.pin(tables, plan.pinned, source, plan.columns), shape)
+        result = [_wide.pin(tables, plan.pinned, source, plan.columns)]
+        del tables  # given away: pandas frees each Arrow column once converted
+        return _wide.deliver(result, shape)
 
     def export_to_parquet(
         self,
@@ -723,8 +725,9 @@ class Client:
             build=_wide.builder(shape),
             keep_keys=_wide.pinned_keys(pinned.dtypes),
         )
-        tables = _wide.pin(tables, pinned, str(path), _options.columns(columns))
-        return _wide.deliver(tables, shape)
+        held = [_wide.pin(tables, pinned, str(path), _options.columns(columns))]
+        del tables  # given away: pandas frees each Arrow column once converted
+        return _wide.deliver(held, shape)
 
     @overload
     def read_parquet_dataset(
@@ -849,8 +852,9 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        tables = _wide.pin(tables, pinned, f"the dataset at {path}", query.columns)
-        return _wide.deliver(tables, shape)
+        held = [_wide.pin(tables, pinned, f"the dataset at {path}", query.columns)]
+        del tables  # given away: pandas frees each Arrow column once converted
+        return _wide.deliver(held, shape)
 
     # ------------------------------------------------------------------- profiles
 

@@ -326,6 +326,7 @@ def parse_file(
     export_body: bool = True,
     hook: BatchHook | None = None,
     cutter: parse.Cutter | None = None,
+    batch_rows: parse.ChunkRows | None = None,
 ) -> Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory).
 
@@ -335,14 +336,20 @@ def parse_file(
     of becoming an empty day. Each batch goes through ``hook`` (else the one
     :func:`batch_hook` set), which may reshape it or stop the read (the memory
     budget). ``cutter`` cuts the body's chunks further (at day boundaries:
-    :func:`day_cutter`).
+    :func:`day_cutter`); ``batch_rows`` carries the chunk size learnt from
+    the export's first body to the next.
     """
     hook = hook if hook is not None else BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
     batches = []
     for batch in parse.read_raw_batches(
-        path, source=label, on_bad_lines=on_bad_lines, keys=keys, cutter=cutter
+        path,
+        source=label,
+        on_bad_lines=on_bad_lines,
+        keys=keys,
+        cutter=cutter,
+        batch_rows=batch_rows,
     ):
         for piece in [batch] if hook is None else hook(batch):
             parse.merge_kinds(kinds, piece)
@@ -470,6 +477,7 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
         return left + fetch_sized(middle + dt.timedelta(days=1), last)
 
     keys = property_keys(parse_columns(plan))
+    chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
 
     def scanned(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
         req = result.request
@@ -487,6 +495,7 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             cutter=day_cutter(req.from_date, (req.to_date - req.from_date).days + 1, plan.time_unit)
             if multi
             else None,
+            batch_rows=chunk_rows,
         )
         days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
         if multi and hook is not None:
@@ -753,17 +762,22 @@ class Build(Protocol):
 
 
 def deliver(
-    table: pa.Table, return_type: _options.ReturnType, dtype_backend: sinks.DtypeBackend
+    table: pa.Table | list[pa.Table],
+    return_type: _options.ReturnType,
+    dtype_backend: sinks.DtypeBackend,
 ) -> pd.DataFrame | pa.Table | pl.DataFrame:
     """The result table as the caller asked: Arrow as is, polars without a copy
-    (``polars.from_arrow`` keeps the Arrow buffers), else pandas."""
+    (``polars.from_arrow`` keeps the Arrow buffers), else pandas. A table given in
+    a one-item list is given away (emptied from it), so that pandas frees the
+    Arrow columns as it converts them."""
+    if return_type == "pandas":
+        return sinks.to_pandas(table, dtype_backend=dtype_backend)
+    owned = table.pop() if isinstance(table, list) else table
     if return_type == "arrow":
-        return table
-    if return_type == "polars":
-        import polars
+        return owned
+    import polars
 
-        return polars.from_arrow(table, rechunk=False)
-    return sinks.to_pandas(table, dtype_backend=dtype_backend)
+    return polars.from_arrow(owned, rechunk=False)
 
 
 def read_file(

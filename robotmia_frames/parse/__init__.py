@@ -34,8 +34,8 @@ from ._decode import (
     validate_on_bad_lines,
 )
 from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
-from ._lines import BATCH_ROWS, iter_line_chunks
-from ._native import Cutter, line_after, native_enabled, scanner_status
+from ._lines import BATCH_ROWS, ChunkRows, iter_line_chunks
+from ._native import Cutter, line_after, native_enabled, scanner_status, trim_memory
 from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types, type_name
 from ._reference import ScanResult, iter_batches, scan_lines
 from ._wide import (
@@ -66,6 +66,7 @@ __all__ = [
     "PROPERTY_PREFIX",
     "RAW_SUFFIX",
     "BadLines",
+    "ChunkRows",
     "Cutter",
     "Kind",
     "OnBadLines",
@@ -98,6 +99,7 @@ __all__ = [
     "split_events",
     "text_values",
     "time_value",
+    "trim_memory",
     "type_name",
     "unify",
     "unify_into",

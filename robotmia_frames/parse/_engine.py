@@ -36,6 +36,7 @@ from ._batch import BIG_EXPONENT, RawBatch, RawColumn, as_text, values_column
 from ._lines import (
     BATCH_ROWS,
     PROBE_LINES,
+    ChunkRows,
     iter_line_chunks,
     line_keys,
     rows_for_keys,
@@ -205,7 +206,7 @@ def read_raw_batches(
     source: str,
     on_bad_lines: parse.OnBadLines = "error",
     keys: frozenset[str] | None = None,
-    batch_rows: int | None = None,
+    batch_rows: int | ChunkRows | None = None,
     cutter: Cutter | None = None,
 ) -> Iterator[RawBatch]:
     """Parse a local export file into :class:`RawBatch` es, one per chunk of lines.
@@ -214,7 +215,9 @@ def read_raw_batches(
     this thread wraps their buffers; a chunk the scanner declines is parsed here in
     Python. Batches come in line order either way. ``batch_rows`` lines go into a
     chunk (default: :data:`BATCH_ROWS`, fewer for an export with thousands of keys,
-    see :func:`rows_per_chunk`). With the scanner, ``cutter`` cuts chunks further
+    see :func:`rows_per_chunk`); a :class:`ChunkRows` learns that number from the
+    first body read with it and keeps it for the next (the windows of one
+    export). With the scanner, ``cutter`` cuts chunks further
     (at byte offsets of line starts it chooses, e.g. where a day ends), so that no
     batch spans a cut.
 
@@ -228,19 +231,23 @@ def read_raw_batches(
     """
     warn_if_scanner_missing()
     bad = parse.BadLines(source, on_bad_lines)
+    sizing = batch_rows if isinstance(batch_rows, ChunkRows) else None
+    given = sizing.rows if sizing is not None else batch_rows
+    assert not isinstance(given, ChunkRows)
     if not native_enabled():
-        if batch_rows is None:  # fewer rows per chunk for wide exports (memory)
-            batch_rows = rows_per_chunk(path) if keys is None else BATCH_ROWS
-        for first, lines in iter_line_chunks(path, label=source, batch_rows=batch_rows):
+        if given is None:  # fewer rows per chunk for wide exports (memory)
+            given = rows_per_chunk(path) if keys is None else BATCH_ROWS
+        for first, lines in iter_line_chunks(path, label=source, batch_rows=given):
             for start, part in _by_bytes(lines, first):
                 yield build_raw_batch(part, start, source=source, bad=bad, keys=keys)
         return
     learn = None
-    rows = [BATCH_ROWS if batch_rows is None else batch_rows]
-    if batch_rows is None and keys is None:
+    rows = [BATCH_ROWS if given is None else given]
+    if keys is None and (batch_rows is None or sizing is not None):
         # The chunks of the first PROBE_LINES lines tell how wide the export is:
         # fewer rows per chunk for thousands of keys (memory), fewer read ahead.
-        rows[0] = _FIRST_ROWS
+        # The first chunk is small unless an earlier body of the export told.
+        rows[0] = _FIRST_ROWS if given is None else given
         seen: set[str] = set()
 
         def learn(first: int, got: ScanResult | None, chunk: memoryview) -> int | None:
@@ -251,6 +258,8 @@ def read_raw_batches(
             else:
                 seen.update(line_keys(split_lines(chunk)[:PROBE_LINES]))
             rows[0] = rows_for_keys(len(seen))
+            if sizing is not None:
+                sizing.rows = rows[0]
             return 4 if rows[0] >= BATCH_ROWS else 1
 
     blocks = iter_line_blocks(path, label=source, batch_rows=rows)

@@ -7,6 +7,7 @@ import gzip
 import types
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -147,6 +148,20 @@ def line_keys(lines: list[bytes]) -> set[str]:
             if isinstance(props, dict):
                 keys.update(props)
     return keys
+
+
+@dataclass
+class ChunkRows:
+    """Lines per chunk for the bodies of one export: learnt from the first body's
+    first chunks (see :func:`rows_for_keys`), then kept, so that later bodies (its
+    other windows) start with chunks of the right size.
+
+    Example:
+        >>> ChunkRows().rows is None
+        True
+    """
+
+    rows: int | None = None
 
 
 def rows_for_keys(keys: int, *, most: int = BATCH_ROWS) -> int:

@@ -192,6 +192,18 @@ def cut_blocks(
         yield first, chunk[start:] if start else chunk, left
 
 
+def trim_memory() -> None:
+    """Give the C heap's free memory back to the system (glibc's ``malloc_trim``;
+    nothing without the scanner or elsewhere). The scanner's buffers are freed
+    into its threads' heaps, which the rest of the process does not reuse.
+
+    Example:
+        >>> trim_memory()
+    """
+    if _scan is not None:
+        _scan.trim()
+
+
 def native_enabled() -> bool:
     """Whether the C scanner is built and not switched off.
 

@@ -11,8 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InvalidArgumentError
+from ..parse import trim_memory
 
 DtypeBackend = Literal["numpy_nullable", "pyarrow"]
+
+#: Columns converted between two returns of freed memory to the system.
+_TRIM_EVERY = 16
 
 
 def _nullable_mapper(t: pa.DataType) -> Any:
@@ -29,7 +33,9 @@ def _nullable_mapper(t: pa.DataType) -> Any:
     return None  # timestamps keep datetime64[us, UTC]; null columns are object
 
 
-def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable") -> pd.DataFrame:
+def to_pandas(
+    table: pa.Table | list[pa.Table], *, dtype_backend: DtypeBackend = "numpy_nullable"
+) -> pd.DataFrame:
     """Convert a result table to pandas with nullable dtypes (or ``ArrowDtype``).
 
     Integers become ``Int64``, floats ``Float64``, bools ``boolean``, strings
@@ -37,7 +43,11 @@ def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable"
 
     Columns are converted one by one, on two threads; string columns keep their
     Arrow data (pandas' ``string[pyarrow]`` shares it), only their offsets are
-    widened, in memory returned to the system when the frame is dropped.
+    widened, in memory returned to the system when the frame is dropped. A table
+    given in a one-item list is given away: the list is emptied and each Arrow
+    column is freed once converted, so that the peak stays near one copy of the
+    data, not two. The frame is assembled from the converted columns without
+    another copy.
 
     Example:
         >>> import pyarrow as pa
@@ -48,10 +58,13 @@ def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable"
         raise InvalidArgumentError(
             f"dtype_backend must be 'numpy_nullable' or 'pyarrow', got {dtype_backend!r}"
         )
-    names = table.column_names
-    rows = table.num_rows
-    columns: list[pa.ChunkedArray | None] = list(table.columns)
+    owned_columns = isinstance(table, list)
+    owned = table.pop() if isinstance(table, list) else table
     del table
+    names = owned.column_names
+    rows = owned.num_rows
+    columns: list[pa.ChunkedArray | None] = list(owned.columns)
+    del owned
     mapper = pd.ArrowDtype if dtype_backend == "pyarrow" else _nullable_mapper
 
     def convert(i: int) -> pd.Series:
@@ -66,9 +79,15 @@ def to_pandas(table: pa.Table, *, dtype_backend: DtypeBackend = "numpy_nullable"
         return series
 
     workers = min(2, os.cpu_count() or 1, max(1, len(names)))
+    converted: list[pd.Series] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        converted = list(pool.map(convert, range(len(names))))
+        for i, series in enumerate(pool.map(convert, range(len(names))), 1):
+            converted.append(series)
+            if owned_columns and i % _TRIM_EVERY == 0:
+                trim_memory()  # the freed Arrow columns, back for the next columns
+    if owned_columns:
+        trim_memory()
     frame: pd.DataFrame = pd.DataFrame(
-        dict(zip(names, converted, strict=True)), index=pd.RangeIndex(rows)
+        dict(zip(names, converted, strict=True)), index=pd.RangeIndex(rows), copy=False
     )
     return frame

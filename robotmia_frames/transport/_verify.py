@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import json
+import types
 import zlib
+from typing import Any
+
+_zlib: types.ModuleType
+try:  # ISA-L inflates about 3x faster than zlib (the same API); optional.
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - platforms without wheels
+    _zlib = zlib
 
 #: Size of one raw read from the socket and of one bounded decompression step.
 CHUNK_SIZE = 1 << 20
@@ -39,7 +47,7 @@ class BodyVerifier:
     def __init__(self) -> None:
         self.compressed: bool | None = None
         self._head = b""
-        self._inflater: zlib._Decompress | None = None
+        self._inflater: Any = None
         self._state = "member"  # gzip: "member" | "between" | "padding"
         self._tail = b""
         self._tail_seen = 0  # total bytes passed through the tail
@@ -53,7 +61,7 @@ class BodyVerifier:
             data, self._head = self._head, b""
             self.compressed = data.startswith(_GZIP_MAGIC)
             if self.compressed:
-                self._inflater = zlib.decompressobj(wbits=31)
+                self._inflater = _zlib.decompressobj(wbits=31)
         if self.compressed:
             self._inflate(data)
         else:
@@ -69,7 +77,9 @@ class BodyVerifier:
                 if data[0] == 0:
                     self._state = "padding"
                     continue
-                self._inflater = zlib.decompressobj(wbits=31)
+                if data[0] != _GZIP_MAGIC[0]:
+                    raise Truncated("corrupt gzip data (bytes after a member are not a member)")
+                self._inflater = _zlib.decompressobj(wbits=31)
                 self._state = "member"
             inflater = self._inflater
             assert inflater is not None
@@ -80,7 +90,7 @@ class BodyVerifier:
                     data = inflater.unconsumed_tail
                     if inflater.eof or (not data and len(out) < CHUNK_SIZE):
                         break
-            except zlib.error as exc:
+            except (zlib.error, _zlib.error) as exc:
                 raise Truncated(f"corrupt gzip data ({exc})") from exc
             if not inflater.eof:
                 return
@@ -108,7 +118,7 @@ class BodyVerifier:
             if self._state == "member":
                 try:
                     self._keep(inflater.flush())
-                except zlib.error as exc:  # pragma: no cover - flush rarely raises
+                except (zlib.error, _zlib.error) as exc:  # pragma: no cover - rarely
                     raise Truncated(f"corrupt gzip data ({exc})") from exc
                 if not inflater.eof:
                     raise Truncated("the gzip stream ended before its trailer")
