@@ -327,6 +327,7 @@ def parse_file(
     hook: BatchHook | None = None,
     cutter: parse.Cutter | None = None,
     batch_rows: parse.ChunkRows | None = None,
+    stream: parse.BodyParser | None = None,
 ) -> Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory).
 
@@ -337,20 +338,26 @@ def parse_file(
     :func:`batch_hook` set), which may reshape it or stop the read (the memory
     budget). ``cutter`` cuts the body's chunks further (at day boundaries:
     :func:`day_cutter`); ``batch_rows`` carries the chunk size learnt from
-    the export's first body to the next.
+    the export's first body to the next. With ``stream`` (the body parsed while
+    it downloaded, verified since) the batches come from it, not from ``path``.
     """
     hook = hook if hook is not None else BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
     batches = []
-    for batch in parse.read_raw_batches(
-        path,
-        source=label,
-        on_bad_lines=on_bad_lines,
-        keys=keys,
-        cutter=cutter,
-        batch_rows=batch_rows,
-    ):
+    raws = (
+        stream.batches(label, on_bad_lines)
+        if stream is not None
+        else parse.read_raw_batches(
+            path,
+            source=label,
+            on_bad_lines=on_bad_lines,
+            keys=keys,
+            cutter=cutter,
+            batch_rows=batch_rows,
+        )
+    )
+    for batch in raws:
         for piece in [batch] if hook is None else hook(batch):
             parse.merge_kinds(kinds, piece)
             batches.append(piece)
@@ -395,6 +402,11 @@ _HALVE_ON = (NetworkError, IncompleteDownloadError)
 _HALVE_STATUS = frozenset({200, *range(500, 600)})
 
 
+#: Bodies parsed while they download that may wait, parsed, to be handed on (the
+#: next one needed and one more); the other downloads go to disk first.
+STREAMED_AHEAD = 2
+
+
 def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     """Download the request windows (``plan.concurrency`` at once) and hand on their days.
 
@@ -415,6 +427,13 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     sessions: list[requests.Session] = []
     lock = threading.Lock()
     local = threading.local()
+    keys = property_keys(parse_columns(plan))
+    chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
+    # Bodies parsed while they download (the C scanner): at most STREAMED_AHEAD
+    # parsed and not yet handed on; the others wait on disk and are parsed after.
+    streaming = parse.native_enabled()
+    ahead = threading.Semaphore(STREAMED_AHEAD)
+    streams: dict[Path, parse.BodyParser] = {}
 
     def download(first: dt.date, last: dt.date) -> transport.DownloadResult:
         session = getattr(local, "session", None)
@@ -435,15 +454,34 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             if cache is not None
             else workdir / f"{request.label}.jsonl.gz"
         )
-        result = transport.download_window(
-            config,
-            request,
-            dest,
-            session=session,
-            limiter=plan.limiter,
-            durable=cache is not None,  # a scratch body is parsed and deleted at once
-            on_bytes=None if plan.progress is None else plan.progress.bytes_received,
-        )
+        stream = None
+        if streaming and ahead.acquire(blocking=False):
+            days = (last - first).days + 1
+            stream = parse.BodyParser(
+                keys=keys,
+                batch_rows=chunk_rows,
+                cutter=day_cutter(first, days, plan.time_unit) if days > 1 else None,
+            )
+        try:
+            result = transport.download_window(
+                config,
+                request,
+                dest,
+                session=session,
+                limiter=plan.limiter,
+                durable=cache is not None,  # a scratch body is parsed and deleted at once
+                on_bytes=None if plan.progress is None else plan.progress.bytes_received,
+                on_body=stream,
+            )
+        except BaseException:
+            if stream is not None:  # a failed body: nothing of it is kept
+                stream.discard()
+                ahead.release()
+            raise
+        if stream is not None:
+            stream.finish()  # verified: its batches may be taken
+            with lock:
+                streams[result.path] = stream
         if cache is not None:
             # Vouched for at once, so a download that completes while another day
             # fails (or Ctrl-C) is reused by the next run instead of fetched again.
@@ -476,27 +514,33 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
         left = fetch(first, middle)
         return left + fetch_sized(middle + dt.timedelta(days=1), last)
 
-    keys = property_keys(parse_columns(plan))
-    chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
-
     def scanned(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
         req = result.request
         hook = BATCH_HOOK.get()
         multi = req.from_date != req.to_date
+        with lock:
+            stream = streams.pop(result.path, None) if not cached else None
         # A multi-day body is cut into days as parsed (batches aligned with their
         # lines); a read's batch hook then sees each day's batches.
-        parsed = parse_file(
-            result.path,
-            f"window {req.label}",
-            plan.on_bad_lines,
-            parse_columns(plan),
-            plan.progress,  # rows as each batch is parsed
-            hook=as_batches if multi else None,
-            cutter=day_cutter(req.from_date, (req.to_date - req.from_date).days + 1, plan.time_unit)
-            if multi
-            else None,
-            batch_rows=chunk_rows,
-        )
+        try:
+            parsed = parse_file(
+                result.path,
+                f"window {req.label}",
+                plan.on_bad_lines,
+                parse_columns(plan),
+                plan.progress,  # rows as each batch is parsed
+                hook=as_batches if multi else None,
+                cutter=day_cutter(
+                    req.from_date, (req.to_date - req.from_date).days + 1, plan.time_unit
+                )
+                if multi
+                else None,
+                batch_rows=chunk_rows,
+                stream=stream,
+            )
+        finally:
+            if stream is not None:
+                ahead.release()
         days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
         if multi and hook is not None:
             days = [(day, hooked(part, hook)) for day, part in days]
@@ -569,6 +613,8 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             pool.shutdown(wait=True, cancel_futures=True)
         for s in sessions:
             s.close()
+        for stream in streams.values():  # parsed bodies never handed on
+            stream.discard()
 
 
 def to_utc(batch: pa.RecordBatch, tz: str, unit: str = "s") -> pa.RecordBatch:

@@ -8,6 +8,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -427,7 +428,12 @@ def write_dataset(
     storage_options: dict[str, Any] | None = None,
 ) -> ExportSummary:
     """Download ``plan``'s windows into the dataset at ``location``, one atomic day at a
-    time, under the dataset's writer lock."""
+    time, under the dataset's writer lock.
+
+    A day is encoded and written in a helper thread while the next day parses here
+    (at most one day written and one parsed at a time: memory stays flat); with
+    pinned types the days are written here, so that their warnings point at the
+    caller."""
     with DatasetWriter(
         location,
         partition_by,
@@ -435,33 +441,75 @@ def write_dataset(
         table_format=table_format,
         storage_options=storage_options,
     ) as sink:
+
+        def write(w: Window) -> None:
+            try:
+                sink.write(w, plan)
+            except OSError as exc:
+                if exc.errno in transport.NO_ROOM:
+                    day = f"day {w.day.isoformat()}"
+                    raise transport.no_room(exc, day, Path(sink.ds.root)) from exc
+                raise
+            finally:
+                if w.last and not w.cached and plan.cache_dir is None:
+                    with contextlib.suppress(OSError):
+                        w.result.path.unlink()
+
+        writing = _DayWriter(inline=bool(plan.pinned.dtypes))
         try:
             # closing(): on an error or Ctrl-C the downloads still running end here,
             # before the caller removes their temporary folder.
             with _closing(iter_windows(plan, workdir)) as windows:
                 for w in windows:
-                    try:
-                        sink.write(w, plan)
-                    except OSError as exc:
-                        if exc.errno in transport.NO_ROOM:
-                            day = f"day {w.day.isoformat()}"
-                            raise transport.no_room(exc, day, Path(sink.ds.root)) from exc
-                        raise
-                    finally:
-                        if w.last and not w.cached and plan.cache_dir is None:
-                            with contextlib.suppress(OSError):
-                                w.result.path.unlink()
+                    writing.submit(write, w)
+                writing.wait()
         except BaseException as exc:
+            writing.settle()  # the day being written lands whole (or not at all)
             with contextlib.suppress(Exception):  # keep the days written consistent; the
                 sink.finish()  # next run repairs them if even this fails
             if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
                 raise Interrupted(sorted(sink.rows_per_day)) from exc
             raise
         finally:
+            writing.close()
             if plan.progress is not None:
                 plan.progress.close()
         sink.complete(plan.start, plan.end)
         return sink.summary(plan.start, plan.end)
+
+
+class _DayWriter:
+    """Writes days one at a time in one helper thread (``inline``: in this thread).
+
+    :meth:`submit` first waits for the day before (raising its error), so one day
+    at most is being written while the caller parses the next."""
+
+    def __init__(self, *, inline: bool = False) -> None:
+        self.pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="robotmia-write")
+        self.running: Future[None] | None = None
+
+    def submit(self, write: Callable[[Window], None], window: Window) -> None:
+        self.wait()
+        if self.pool is None:
+            write(window)
+        else:
+            self.running = self.pool.submit(write, window)
+
+    def wait(self) -> None:
+        """The day being written, written (its error raised here)."""
+        running, self.running = self.running, None
+        if running is not None:
+            running.result()
+
+    def settle(self) -> None:
+        """Let the day being written finish, whatever happened here; its own error
+        is dropped (the one being raised wins)."""
+        with contextlib.suppress(BaseException):
+            self.wait()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)

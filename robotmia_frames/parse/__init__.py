@@ -38,6 +38,7 @@ from ._lines import BATCH_ROWS, ChunkRows, iter_line_chunks
 from ._native import Cutter, line_after, native_enabled, scanner_status, trim_memory
 from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types, type_name
 from ._reference import ScanResult, iter_batches, scan_lines
+from ._stream import BodyParser
 from ._wide import (
     MAP_TYPE,
     batch_text,
@@ -66,6 +67,7 @@ __all__ = [
     "PROPERTY_PREFIX",
     "RAW_SUFFIX",
     "BadLines",
+    "BodyParser",
     "ChunkRows",
     "Cutter",
     "Kind",

@@ -159,6 +159,17 @@ def iter_line_blocks(
             yield first, memoryview(tail), count
 
 
+def cut_lines(chunk: bytes | memoryview, start: int, n: int) -> int:
+    """The offset just past the ``n``-th newline at or after ``start``; with only
+    ``k < n`` newlines, ``-1 - k``. Needs the C scanner.
+
+    Example:
+        >>> native_enabled() is False or cut_lines(b'a\\nb\\nc', 0, 5) == -3
+        True
+    """
+    return int(_scan.cut(chunk, start, n))
+
+
 def line_after(chunk: bytes | memoryview, pos: int) -> int:
     """The start of the line after the one holding byte ``pos`` (``len(chunk)`` at
     the last line). Needs the C scanner.

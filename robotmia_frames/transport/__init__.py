@@ -35,6 +35,7 @@ from ._config import (
 from ._http import AttemptFailed, body_failure, cancel, make_session, open_response
 from ._ratelimit import RateLimit, RateLimiter
 from ._retry import NO_ROOM, download_window, final_error, no_room, retry_delay, retrying
+from ._verify import BodyTap
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -43,6 +44,7 @@ __all__ = [
     "NO_ROOM",
     "REGION_URLS",
     "AttemptFailed",
+    "BodyTap",
     "DownloadResult",
     "RateLimit",
     "RateLimiter",

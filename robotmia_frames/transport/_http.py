@@ -25,7 +25,7 @@ from requests.auth import HTTPBasicAuth
 
 from .._redact import redact, redact_url
 from ._config import DEFAULT_USER_AGENT, TransportConfig, WindowRequest, origin
-from ._verify import CHUNK_SIZE, BodyVerifier, NotAnExport, Truncated
+from ._verify import CHUNK_SIZE, BodyTap, BodyVerifier, NotAnExport, Truncated
 
 logger = logging.getLogger("robotmia_frames.transport")
 
@@ -227,11 +227,13 @@ def export_attempt(
     request: WindowRequest,
     sink: IO[bytes],
     on_bytes: Callable[[int], None] | None = None,
+    on_body: BodyTap | None = None,
 ) -> tuple[bool, int]:
     """One try, redirects included. Returns ``(compressed, bytes_received)``.
-    ``on_bytes`` is told the size of each chunk of the body as it is written."""
+    ``on_bytes`` is told the size of each chunk of the body as it is written;
+    ``on_body`` is fed the body, inflated."""
     try:
-        return _export_attempt(session, config, request, sink, on_bytes)
+        return _export_attempt(session, config, request, sink, on_bytes, on_body)
     except AttemptFailed:
         _stop_if_cancelled(session)  # a cancelled download is not retried
         raise
@@ -243,6 +245,7 @@ def _export_attempt(
     request: WindowRequest,
     sink: IO[bytes],
     on_bytes: Callable[[int], None] | None,
+    on_body: BodyTap | None = None,
 ) -> tuple[bool, int]:
     url = config.base_url
     params: dict[str, str] | None = request.params()
@@ -260,6 +263,7 @@ def _export_attempt(
                         sink,
                         cancelled=lambda: session in _CANCELLED,
                         on_bytes=on_bytes,
+                        on_body=on_body,
                     )
             if 300 <= status < 400 and resp.headers.get("Location"):
                 target = urljoin(resp.url or url, resp.headers["Location"])
@@ -457,14 +461,16 @@ def _receive(
     *,
     cancelled: Callable[[], bool] = lambda: False,
     on_bytes: Callable[[int], None] | None = None,
+    on_body: BodyTap | None = None,
 ) -> tuple[bool, int]:
     """Stream the raw (still encoded) body into ``sink``, verifying it on the way
-    (``on_bytes``: told each chunk's size once written)."""
+    (``on_bytes``: told each chunk's size once written; ``on_body``: fed the body
+    inflated, by the verifier)."""
     expected: int | None = None
     if "chunked" not in resp.headers.get("Transfer-Encoding", "").lower():
         with suppress(ValueError):
             expected = int(resp.headers.get("Content-Length", ""))
-    verifier = BodyVerifier()
+    verifier = BodyVerifier(on_body)
     received = 0
     cap = config.max_window_bytes
     stall = _StallWatch(config)

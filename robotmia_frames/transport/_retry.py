@@ -28,6 +28,7 @@ from ..errors import (
 from ._config import DEFAULT_BASE_URL, DownloadResult, RetryEvent, TransportConfig, WindowRequest
 from ._http import AttemptFailed, export_attempt, make_session
 from ._ratelimit import RateLimiter
+from ._verify import BodyTap
 
 logger = logging.getLogger("robotmia_frames.transport")
 T = TypeVar("T")
@@ -258,6 +259,7 @@ def download_window(
     limiter: RateLimiter | None = None,
     durable: bool = True,
     on_bytes: Callable[[int], None] | None = None,
+    on_body: BodyTap | None = None,
 ) -> DownloadResult:
     """Download one export window to ``dest``, complete and verified, or raise.
 
@@ -270,7 +272,9 @@ def download_window(
     deleted at once needs no such flush (``durable=False``). ``on_bytes`` (a
     progress hook) is told the size of each chunk as it arrives, and the negative
     count of a failed attempt's bytes when they are thrown away, so that its sum
-    is the bytes of the body being kept.
+    is the bytes of the body being kept. ``on_body`` is fed the body, inflated,
+    as it arrives (restarted with each attempt), so that it can be parsed while
+    it downloads; it is complete only when this returns.
 
     Raises:
         AuthenticationError: 401/403 (never retried).
@@ -315,8 +319,10 @@ def download_window(
                 sink.seek(0)
                 sink.truncate()
                 uncount()  # a retry starts the body again
+                if on_body is not None:
+                    on_body.restart()
                 return export_attempt(
-                    active, config, request, sink, None if on_bytes is None else count
+                    active, config, request, sink, None if on_bytes is None else count, on_body
                 )
 
             (compressed, received), attempts = retrying(

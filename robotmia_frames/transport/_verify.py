@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import types
 import zlib
-from typing import Any
+from typing import Any, Protocol
 
 _zlib: types.ModuleType
 try:  # ISA-L inflates about 3x faster than zlib (the same API); optional.
@@ -38,13 +38,27 @@ class NotAnExport(Exception):
         self.server_message = server_message
 
 
+class BodyTap(Protocol):
+    """Told a body's bytes, inflated, as they arrive (to parse while downloading).
+
+    ``restart`` comes before each attempt: what an earlier attempt fed is thrown
+    away. Nothing fed is complete until the download returns: the body may still
+    fail verification (and be retried or given up)."""
+
+    def restart(self) -> None: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+
 class BodyVerifier:
     """Checks a body chunk by chunk: gzip members to their trailers, then the last line.
 
-    Decompressed output is thrown away except a tail used to look at the last line.
+    Decompressed output is handed to ``tap`` (if any), else thrown away, except a
+    tail used to look at the last line.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tap: BodyTap | None = None) -> None:
+        self._tap = tap
         self.compressed: bool | None = None
         self._head = b""
         self._inflater: Any = None
@@ -98,6 +112,8 @@ class BodyVerifier:
             data = inflater.unused_data
 
     def _keep(self, out: bytes) -> None:
+        if out and self._tap is not None:
+            self._tap.feed(out)
         if out and len(self._first) < _TAIL_LIMIT:
             self._first += out[: _TAIL_LIMIT - len(self._first)]
         if out:

@@ -1,0 +1,188 @@
+"""Parsing a body while it downloads: inflated bytes in, chunks scanned as they come.
+
+The transport's verifier inflates every body anyway (to check it); a
+:class:`BodyParser` takes those bytes as they arrive, cuts them into chunks of
+whole lines and hands each to the scanning threads at once, so that a window's
+scan overlaps its download and the body is not inflated a second time. Nothing is
+a batch until :meth:`BodyParser.batches` is called, which the pipeline does only
+once the body has verified; a new attempt (:meth:`BodyParser.restart`) throws
+away everything fed before.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from . import _decode as parse
+from ._batch import RawBatch
+from ._engine import _FIRST_ROWS, _by_bytes, build_raw_batch
+from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows, line_keys, rows_for_keys, split_lines
+from ._native import (
+    Cutter,
+    ScanResult,
+    _scanners,
+    cut_blocks,
+    cut_lines,
+    from_scan,
+    scan_chunk,
+    trim_memory,
+)
+
+#: Chunks of one body at most waiting to be scanned: the download waits beyond
+#: that, so that a fast network does not pile up inflated text in memory.
+_IN_FLIGHT = 4
+_TRIM_EVERY = 8
+
+
+class _Chunk:
+    """One chunk of lines: its bytes (dropped once scanned, unless the scanner
+    declined it) and its scan."""
+
+    __slots__ = ("count", "data", "first", "scan")
+
+    def __init__(self, first: int, data: memoryview, count: int, scan: Future[Any]) -> None:
+        self.first, self.data, self.count, self.scan = first, data, count, scan
+
+    def scanned(self, fut: Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None and fut.result() is not None:
+            self.data = None  # type: ignore[assignment]
+
+
+class BodyParser:
+    """An export body parsed as its inflated bytes are fed (a ``transport.BodyTap``).
+
+    ``keys``, ``batch_rows`` and ``cutter`` are those of
+    :func:`~robotmia_frames.parse.read_raw_batches`. Needs the C scanner.
+
+    Example:
+        >>> p = BodyParser()
+        >>> p.restart()
+        >>> p.feed(b'{"event":"a","properties":{"time":1,"n":2}}\\n')
+        >>> p.finish()
+        >>> [b.num_rows for b in p.batches("x")]
+        [1]
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: frozenset[str] | None = None,
+        batch_rows: ChunkRows | None = None,
+        cutter: Cutter | None = None,
+    ) -> None:
+        self.keys = keys
+        self.sizing = batch_rows
+        self.cutter = cutter
+        self._lock = threading.Lock()
+        self._chunks: collections.deque[_Chunk] = collections.deque()
+        self.restart()
+
+    def restart(self) -> None:
+        """Throw away what was fed (a new attempt at the body starts)."""
+        self.discard()
+        self._pieces: list[memoryview] = []  # the lines so far of the next chunk
+        self._pending = 0  # whole lines in them
+        self._first = 1
+        self._seen: set[str] = set()
+        known = self.sizing.rows if self.sizing is not None else None
+        if self.keys is not None:
+            self._rows = BATCH_ROWS
+        else:
+            self._rows = known if known is not None else _FIRST_ROWS
+        self._learning = self.keys is None
+
+    def discard(self) -> None:
+        """Drop every chunk (their scans not started are cancelled)."""
+        with self._lock:
+            for c in self._chunks:
+                c.scan.cancel()
+            self._chunks.clear()
+
+    def feed(self, data: bytes) -> None:
+        """The next inflated bytes of the body."""
+        view = memoryview(data)
+        pos = 0
+        while pos < len(data):
+            end = cut_lines(data, pos, max(1, self._rows - self._pending))
+            if end < 0:  # the rest is not a whole chunk yet
+                self._pieces.append(view[pos:])
+                self._pending += -1 - end
+                return
+            count = max(self._rows, self._pending + 1)
+            chunk = (
+                memoryview(b"".join([*self._pieces, view[pos:end]]))
+                if self._pieces
+                else view[pos:end]
+            )
+            self._pieces, self._pending, pos = [], 0, end
+            self._emit(chunk, count)
+
+    def finish(self) -> None:
+        """The body is complete: its last lines become a chunk too."""
+        tail = b"".join(self._pieces)
+        if tail:
+            self._emit(memoryview(tail), self._pending + (0 if tail.endswith(b"\n") else 1))
+        self._pieces, self._pending = [], 0
+
+    def _emit(self, chunk: memoryview, count: int) -> None:
+        pieces = [(self._first, chunk, count)]
+        if self.cutter is not None:
+            pieces = list(cut_blocks(iter(pieces), self.cutter))
+        self._first += count
+        pool = _scanners()
+        for first, piece, n in pieces:
+            with self._lock:
+                waiting = [c for c in self._chunks if not c.scan.done()]
+            if len(waiting) >= _IN_FLIGHT:
+                waiting[0].scan.exception()  # the download waits for the scanner
+            entry = _Chunk(first, piece, n, pool.submit(scan_chunk, piece, self.keys))
+            entry.scan.add_done_callback(entry.scanned)
+            with self._lock:
+                self._chunks.append(entry)
+            if self._learning:
+                self._learn(first, entry.scan, piece)
+
+    def _learn(self, first: int, scan: Future[Any], chunk: memoryview) -> None:
+        """The export's width from its first chunks: the rows of the next chunks."""
+        if first > PROBE_LINES:
+            self._learning = False
+            return
+        try:
+            got: ScanResult | None = scan.result()
+        except Exception:  # raised again when the batches are taken
+            got = None
+        if got is not None:
+            self._seen.update(c.key for c in got.columns)
+        else:
+            self._seen.update(line_keys(split_lines(chunk)[:PROBE_LINES]))
+        self._rows = rows_for_keys(len(self._seen))
+        if self.sizing is not None:
+            self.sizing.rows = self._rows
+
+    def batches(self, source: str, on_bad_lines: parse.OnBadLines = "error") -> Iterator[RawBatch]:
+        """The body's batches, in line order (call once the body is verified and
+        :meth:`finish` ed). A chunk the scanner declined is parsed in Python here."""
+        bad = parse.BadLines(source, on_bad_lines)
+        taken = 0
+        while True:
+            with self._lock:
+                if not self._chunks:
+                    break
+                c = self._chunks.popleft()
+            got = c.scan.result()
+            taken += 1
+            if taken % _TRIM_EVERY == 0:
+                trim_memory()
+            batch = None if got is None else from_scan(got, c.first, c.count, source)
+            if batch is not None:
+                yield batch
+                continue
+            lines = split_lines(c.data)
+            for start, part in _by_bytes(lines, c.first):
+                yield build_raw_batch(
+                    part, start, source=source, bad=bad, keys=self.keys, native=False
+                )
