@@ -412,11 +412,14 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
 
     Windows are cut by ``plan.sizing`` (:class:`WindowPlanner`): with
     ``window_days="auto"`` the first body is awaited alone and the next windows are
-    sized from the compressed bytes per day learnt. Each verified body is parsed
-    (in this thread, while later ones download), cut into its days
-    (:func:`split_days`) and handed on one :class:`Window` per day, in day order
-    (so that datasets and column orders do not depend on download timing; later
-    bodies wait on disk, not in memory). A window whose download keeps failing
+    sized from the compressed bytes per day learnt. A body is parsed while it
+    downloads (the verifier's inflated bytes are scanned as they arrive, see
+    ``parse.BodyParser``; :data:`STREAMED_AHEAD` bodies at most, later ones wait on
+    disk and are parsed from there); its batches are built, in this thread, only
+    once it has verified, and a body that fails is dropped whole and fetched
+    again. Each is cut into its days (:func:`split_days`) and handed on one
+    :class:`Window` per day, in day order (so that datasets and column orders do
+    not depend on download timing). A window whose download keeps failing
     (network errors, truncated bodies, after the transport's retries) is fetched
     again as two halves, down to single days; a single day's failure is final and
     names the day. On the first final failure the pending downloads are cancelled
