@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ServerFactory
 from tests.test_cli import CLI, assert_one_line_error, run_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -244,3 +245,38 @@ def test_plurals_are_right(tmp_path: Path) -> None:
     from robotmia_frames.cli import plural
 
     assert [plural(1, "day"), plural(1, "file"), plural(2, "day")] == ["1 day", "1 file", "2 days"]
+
+
+def test_a_refused_secret_speaks_of_the_variable_not_the_keyword(
+    tmp_path: Path, server: ServerFactory
+) -> None:
+    srv = server([], api_secret="the-right-one")
+    args = ["export", "2024-01-01", "2024-01-01", "--out", str(tmp_path / "o"), "--timezone", "UTC"]
+    env = {"ROBOTMIA_API_SECRET": "a-wrong-one", "ROBOTMIA_BASE_URL": srv.url}
+    proc = run_cli(*args, "--json", env=env)
+    line = error_of(proc, 3)
+    assert "Check ROBOTMIA_API_SECRET." in line and "api_secret" not in line
+    assert "a-wrong-one" not in proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)["error"]
+    assert (doc["type"], doc["exit_code"]) == ("AuthenticationError", 3)
+    assert "api_secret" not in doc["message"]
+
+
+def _codes(rows: list[tuple[str, str]]) -> dict[int, str]:
+    """Exit codes and their meanings, in plain words (no Markdown backticks)."""
+    return {int(code): " ".join(text.replace("`", "").split()) for code, text in rows}
+
+
+def test_the_exit_code_table_of_the_docs_is_the_commands() -> None:
+    from robotmia_frames import cli
+    from robotmia_frames.cli._parser import EXIT_CODES
+
+    doc = (README.parent / "docs" / "cli.md").read_text()
+    table = doc.split("## Exit codes", 1)[1].split("\n\n", 2)[1]
+    documented = _codes(re.findall(r"^\| (\d+) \| (.+?) \|$", table, flags=re.M))
+    shown = _codes(re.findall(r"^  (\d+)\s+(.+)$", EXIT_CODES, flags=re.M))
+    assert documented == shown  # docs/cli.md says what --help says
+    constants = {v for k, v in vars(cli).items() if k.startswith("EXIT_") and isinstance(v, int)}
+    assert set(documented) == constants  # every code the command uses, and no other
+    # --help prints the same table
+    assert "6    malformed export data" in run_cli("--help").stdout

@@ -611,6 +611,8 @@ _CLI_PHRASES = {
     "pass project_timezone='Europe/Paris'": "pass --timezone Europe/Paris",
     "must be a 'YYYY-MM-DD' string or a datetime.date": "must be a day, YYYY-MM-DD",
     "where is empty; pass where=None for no filter": "--where is empty; leave it out for no filter",
+    "Check ROBOTMIA_API_SECRET / api_secret.": "Check ROBOTMIA_API_SECRET.",
+    "pass api_secret or set ROBOTMIA_API_SECRET": "set ROBOTMIA_API_SECRET",
 }
 _CLI_PATTERNS = [
     (re.compile(r"on_type_mismatch='(\w+)'"), r"--on-type-mismatch \1"),

@@ -17,7 +17,7 @@ exit codes:
   3    authentication refused (HTTP 401/403): check the API secret
   4    API error (any other HTTP error after retries)
   5    network failure or incomplete download, after retries
-  6    malformed export data (a bad line; see --on-bad-lines)
+  6    malformed export data (a bad line; see --on-bad-lines), or a value that does not fit --dtype with --on-type-mismatch error
   130  interrupted (Ctrl-C)
   143  stopped by SIGTERM (timeout, Kubernetes, Airflow)
 
