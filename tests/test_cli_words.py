@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerFactory
+from tests.conftest import SECRET, ServerFactory
 from tests.test_cli import CLI, assert_one_line_error, run_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -241,10 +241,29 @@ def test_read_an_empty_file_says_what_it_is(tmp_path: Path) -> None:
     assert "--timezone" not in proc.stdout + proc.stderr
 
 
-def test_plurals_are_right(tmp_path: Path) -> None:
+def test_plurals_are_right(tmp_path: Path, server: ServerFactory) -> None:
     from robotmia_frames.cli import plural
 
     assert [plural(1, "day"), plural(1, "file"), plural(2, "day")] == ["1 day", "1 file", "2 days"]
+    # what the command prints
+    one = {"event": "e", "properties": {"time": 1704067200, "n": 1}}
+    path = tmp_path / "two.jsonl"
+    path.write_text(json.dumps(one) + "\n" + json.dumps(one) + "\n")
+    proc = run_cli("read", str(path), "--timezone", "UTC", "--limit", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 rows x 3 columns (first 1 row shown)" in proc.stdout
+    path.write_text(json.dumps(one) + "\n")
+    proc = run_cli("read", str(path), "--timezone", "UTC", "--columns", "event")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("1 row x 1 column")
+    inspect_ = run_cli("inspect", str(path))
+    assert "rows: 1 over 1 day" in inspect_.stdout, inspect_.stdout
+    srv = server([one], project_timezone="UTC")
+    env = {"ROBOTMIA_API_SECRET": SECRET, "ROBOTMIA_BASE_URL": srv.url}
+    args = ["export", "2024-01-01", "2024-01-01", "--out", str(tmp_path / "ds")]
+    proc = run_cli(*args, "--timezone", "UTC", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 1 row for 1 day in 1 file" in proc.stdout
 
 
 def test_a_refused_secret_speaks_of_the_variable_not_the_keyword(

@@ -322,7 +322,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
     if src.is_file() and src.stat().st_size == 0:
         notes.append(f"{src} is an empty file: an export with no events")
     if shown.num_rows < table.num_rows:
-        notes.append(f"first {shown.num_rows:,} rows shown")
+        notes.append(f"first {plural(shown.num_rows, 'row')} shown")
     if columns is None and table.num_columns > _PREVIEW_COLUMNS:
         shown = shown.select(table.column_names[:_PREVIEW_COLUMNS])
         notes.append(f"first {_PREVIEW_COLUMNS} columns shown; choose them with --columns")
@@ -331,7 +331,8 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
     text = frame.to_string(line_width=width, max_colwidth=40) if len(frame) else "(no rows)"
     print(text, file=out)
     tail = f" ({'; '.join(notes)})" if notes else ""
-    print(f"\n{table.num_rows:,} rows x {table.num_columns} columns{tail}", file=out)
+    size = f"{plural(table.num_rows, 'row')} x {plural(table.num_columns, 'column')}"
+    print(f"\n{size}{tail}", file=out)
     return EXIT_OK
 
 
