@@ -50,7 +50,8 @@ class Client:
     retries, ``verify`` is ``True``, ``False`` or a CA bundle path, ``rate_limit`` a
     :class:`RateLimit` or a shared :class:`RateLimiter` (robotmia's budget by
     default; none for a loopback server), ``concurrency`` the windows downloaded at
-    once and ``cache_dir`` a folder that keeps verified window bodies. Every call
+    once and ``cache_dir`` a folder that keeps verified window bodies (keyed by the
+    endpoint, the window and the project, so projects may share one). Every call
     made through one client shares its rate limiter. ``max_retry_after`` (300 s) is
     the longest server ``Retry-After`` waited for: a longer one fails at once with
     :class:`APIError` saying when to retry. A body that, once started, arrives

@@ -426,7 +426,11 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     and the error propagates. ``plan.limit`` caps the rows handed on in total.
     With ``cache_dir`` a verified body is kept and later runs reuse it.
     """
-    cache = transport.WindowCache(plan.cache_dir) if plan.cache_dir is not None else None
+    cache = (
+        transport.WindowCache(plan.cache_dir, api_secret=plan.config.api_secret)
+        if plan.cache_dir is not None
+        else None
+    )
     sessions: list[requests.Session] = []
     lock = threading.Lock()
     local = threading.local()

@@ -1,10 +1,14 @@
 """The window cache behind ``cache_dir=``: verified day-window bodies, still
-compressed as received, with a small JSON manifest. Keys never include the secret."""
+compressed as received, with a small JSON manifest. Keys never include the secret:
+they include an HMAC of it under a random salt kept in the cache folder, so that two
+projects (two secrets) sharing a folder and an endpoint never read each other's
+bodies."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -15,6 +19,7 @@ from .._fsutil import write_json_atomic
 from ._config import DownloadResult, WindowRequest
 
 MANIFEST = "manifest.json"
+SALT = "salt"
 
 
 class WindowCache:
@@ -29,16 +34,31 @@ class WindowCache:
         True
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, api_secret: str | None = None) -> None:
         self.root = Path(os.fspath(root))
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._manifest = self._load()
+        self._project = self._project_id(api_secret) if api_secret else ""
 
-    @staticmethod
-    def key(base_url: str, request: WindowRequest) -> str:
+    def _project_id(self, api_secret: str) -> str:
+        """An HMAC of the secret under this folder's salt (made once, at random)."""
+        path = self.root / SALT
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            salt = path.read_bytes()
+        else:
+            salt = os.urandom(16)
+            with os.fdopen(fd, "wb") as f:
+                f.write(salt)
+        return hmac.new(salt, api_secret.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def key(self, base_url: str, request: WindowRequest) -> str:
         params = dict(sorted(request.params().items()))
-        blob = json.dumps({"url": base_url, "params": params}, sort_keys=True)
+        blob = json.dumps(
+            {"url": base_url, "params": params, "project": self._project}, sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def path_for(self, base_url: str, request: WindowRequest) -> Path:
