@@ -62,21 +62,52 @@ def local_seconds(day: str | dt.date, seconds_into_day: float = 0.0) -> float:
     return (d - dt.date(1970, 1, 1)).days * 86400 + seconds_into_day
 
 
+_MOTO_CHILD = """
+import sys
+from moto.server import ThreadedMotoServer
+srv = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
+srv.start()
+print("ready", flush=True)
+sys.stdin.read()  # until the parent closes it (or dies)
+srv.stop()
+"""
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """An S3 API server on 127.0.0.1 (moto's ``ThreadedMotoServer``, a free port)."""
-    import socket
+    """An S3 API server on 127.0.0.1 (moto's ``ThreadedMotoServer``, a free port).
 
-    moto_server = pytest.importorskip("moto.server")
+    It runs in a child process: ``deltalake`` holds the GIL in some calls (a table's
+    ``history()``), which would starve a server thread of this process and hang.
+    """
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("moto.server")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    srv.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MOTO_CHILD, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         yield f"http://127.0.0.1:{port}"
     finally:
-        srv.stop()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """SIGKILL at random moments while a dataset is re-exported, on local disk (Hive and
-Delta) and on an S3 API server on loopback (Hive): every day reads back old or new
+Delta) and on an S3 API server on loopback (Hive and Delta): every day reads back old or new
 after each kill, and a run that is not killed equals a clean run.
 """
 
@@ -63,9 +63,9 @@ def _per_day(out: str, opts: dict[str, Any] | None) -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-# Delta on the S3 server is left out: after a client is killed mid-upload, moto's
-# server stops answering deltalake's list requests (a test-server limit).
-@pytest.mark.parametrize(("where", "fmt"), [("local", "hive"), ("local", "delta"), ("s3", "hive")])
+@pytest.mark.parametrize(
+    ("where", "fmt"), [("local", "hive"), ("local", "delta"), ("s3", "hive"), ("s3", "delta")]
+)
 def test_sigkill_then_rerun_equals_a_clean_run(
     tmp_path: Path, request: pytest.FixtureRequest, where: str, fmt: str
 ) -> None:

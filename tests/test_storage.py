@@ -354,3 +354,48 @@ def test_cli_writes_delta_and_urls(
     argv = ["sync", "--out", url, "--start-date", "2024-01-01", "--end-date", "2024-01-02"]
     assert cli.main([*argv, *common], out=io.StringIO()) == 0
     assert len(rf.read_parquet_dataset(url)) == 20
+
+
+def test_delta_where_deltalake_cannot_write_fails_before_any_request(
+    server: ServerFactory, s3_endpoint: str, bucket: str
+) -> None:
+    srv = server(generate_events(20, days=2), project_timezone="UTC")
+    kw = _kw(srv, project_timezone="UTC", table_format="delta")
+    url = f"memory://robotmia-tests/{uuid.uuid4().hex}"
+    with pytest.raises(rf.InvalidArgumentError) as info:
+        rf.export_to_parquet(url, "2024-01-01", "2024-01-02", **kw)
+    assert f"cannot write to {url}" in str(info.value)
+    assert "s3://" in str(info.value) and "table_format='hive'" in str(info.value)
+    with pytest.raises(rf.InvalidArgumentError) as info:
+        rf.sync_to_parquet(
+            f"{bucket}/delta", "2024-01-01", "2024-01-02", filesystem=_arrow_s3(s3_endpoint), **kw
+        )
+    message = str(info.value)
+    assert "filesystem=" in message and "storage_options" in message
+    assert "'s3://bucket/events'" in message
+    assert srv.requests == []
+    assert _keys(s3_endpoint, bucket) == []
+    import fsspec
+
+    assert not fsspec.filesystem("memory").exists(url)
+
+
+def test_delta_on_s3_from_the_aws_environment(
+    server: ServerFactory, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials and the endpoint (plain HTTP on loopback) from ``AWS_*`` alone."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.delenv("AWS_ALLOW_HTTP", raising=False)
+    srv = server(generate_events(40, days=2), project_timezone="UTC")
+    url = f"s3://{bucket}/delta-env"
+    kw = _kw(srv, project_timezone="UTC")
+    s = rf.export_to_parquet(url, "2024-01-01", "2024-01-02", table_format="delta", **kw)
+    assert s.rows == 40
+    assert len(rf.read_parquet_dataset(url)) == 40
+    s2 = rf.sync_to_parquet(url, "2024-01-01", "2024-01-02", lookback_days=0, **kw)
+    assert s2.from_date == dt.date(2024, 1, 2)  # the dataset's days and format, from the log
+    opts = {"AWS_ALLOW_HTTP": "true"}
+    assert pa_table(deltalake.DeltaTable(url, storage_options=opts)).num_rows == 40

@@ -68,6 +68,28 @@ def dataset_location(
 _DELTA_SCHEMES = ("file", "s3", "s3a", "gs", "az", "abfs", "abfss")
 
 
+def check_delta_location(location: sinks.Location, *, filesystem: Any = None) -> None:
+    """Refuse a Delta table where ``deltalake`` cannot write it: through a
+    ``filesystem=`` object on object storage, or at a URL of a store it does not have
+    (``memory://``, say). The message says what to pass instead."""
+    if location.local:
+        return
+    if filesystem is not None or "://" not in str(location.url):
+        raise InvalidArgumentError(
+            "table_format='delta' cannot write through filesystem= on object storage: "
+            "deltalake writes with its own object stores. Pass path as a URL "
+            "('s3://bucket/events') with storage_options (key, secret, endpoint_url, ...) "
+            "or the AWS_* environment, or use table_format='hive' with filesystem="
+        )
+    scheme = str(location.url).split("://", 1)[0].lower()
+    if scheme not in _DELTA_SCHEMES:
+        raise InvalidArgumentError(
+            f"table_format='delta' cannot write to {location.url}: path must be a local "
+            f"path or a {', '.join(s + '://' for s in _DELTA_SCHEMES)} URL (deltalake's own "
+            "object stores); use one of those, or table_format='hive' for this path"
+        )
+
+
 def open_dataset(
     location: sinks.Location,
     *,
@@ -90,11 +112,7 @@ def open_dataset(
             "(or leave it out), or write to a new path"
         )
     if found == "delta":
-        if not location.local and str(location.url).split("://")[0] not in _DELTA_SCHEMES:
-            raise InvalidArgumentError(
-                f"table_format='delta' writes to a local path or to {', '.join(_DELTA_SCHEMES)} "
-                f"URLs (deltalake's own stores), not {location.url}"
-            )
+        check_delta_location(location)
         if tuple(partition_by) != ("date",):
             raise InvalidArgumentError(
                 f"a Delta table is partitioned by date only, got partition_by={partition_by!r}"
@@ -153,6 +171,8 @@ def dataset_for_write(
     location = dataset_location(path, storage_options, filesystem)
     if table_format is not None:
         _options.table_format(table_format)
+    if table_format == "delta":
+        check_delta_location(location, filesystem=filesystem)
     state = dataset_state(location, storage_options)
     tz = dataset_timezone(conn, state, project_timezone)
     check_timezone(state, tz, location)
@@ -180,10 +200,8 @@ class DatasetWriter:
         table_format: str | None = None,
     ) -> None:
         self.location = dataset_location(root, storage_options, filesystem)
-        if table_format == "delta" and filesystem is not None:
-            raise InvalidArgumentError(
-                "table_format='delta' takes a path or URL (with storage_options), not filesystem="
-            )
+        if table_format == "delta":
+            check_delta_location(self.location, filesystem=filesystem)
         self._held = contextlib.ExitStack()
         self._held.enter_context(sinks.writer_lock(self.location))
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -69,7 +70,10 @@ def delta_storage_options(options: dict[str, Any] | None) -> dict[str, str]:
                 out["AWS_ENDPOINT_URL"] = str(value["endpoint_url"])
         elif key.isupper():  # already an object-store option
             out[key] = str(value)
-    if out.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+    endpoint = out.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL", "")
+    if endpoint.startswith("http://") and "AWS_ALLOW_HTTP" not in os.environ:
+        # a plain-HTTP endpoint (a local S3 server) was asked for: deltalake refuses
+        # one unless allowed, where s3fs and pyarrow take it as given
         out.setdefault("AWS_ALLOW_HTTP", "true")
     return out
 
