@@ -168,6 +168,25 @@ def _exchange(a: Path, b: Path) -> bool:
 # ------------------------------------------------------------------------ dataset
 
 
+def staging_folder(root: Path, *, beside_ok: bool) -> Path:
+    """Where the days of the local dataset at ``root`` are staged: a hidden folder
+    beside it when its parent is on the same filesystem and writable (``beside_ok``),
+    else a hidden folder inside it (a dataset folder that is a mount point, such as a
+    Docker volume), so that the ``rename`` that swaps a day in never crosses
+    filesystems (``EXDEV``).
+
+    Example:
+        >>> from pathlib import PurePosixPath as P
+        >>> staging_folder(P("/data/events"), beside_ok=True).as_posix()
+        '/data/.events.robotmia-staging'
+        >>> staging_folder(P("/data/events"), beside_ok=False).as_posix()
+        '/data/events/.robotmia-staging'
+    """
+    if beside_ok:
+        return root.parent / f".{root.name}.robotmia-staging"
+    return root / ".robotmia-staging"
+
+
 @dataclass
 class DayWriteResult:
     """What writing one day partition produced (``files``: paths inside the dataset's
@@ -298,14 +317,13 @@ class ParquetDataset:
         inside it (a dataset folder that is a mount point), so that the swap is always
         a ``rename`` within one filesystem."""
         root = Path(self.root)
-        beside = root.parent / f".{root.name}.robotmia-staging"
         try:
-            same = os.stat(root.parent).st_dev == os.stat(root).st_dev and os.access(
+            beside = os.stat(root.parent).st_dev == os.stat(root).st_dev and os.access(
                 root.parent, os.W_OK
             )
         except OSError:
-            same = True
-        return beside if same else root / ".robotmia-staging"
+            beside = True
+        return staging_folder(root, beside_ok=beside)
 
     def recover(self) -> None:
         """Undo what a killed writer left: restore swapped-out days, drop staging.
