@@ -35,16 +35,14 @@ class ApiReadRobotmiaProfiles(TypedDict, total=False):
     on_type_mismatch: Literal["text", "null", "error"]
 
 
-class ClientReadRobotmiaExport(TypedDict, total=False):
-    """The keywords of ``read_robotmia_export`` other than ``return_type``."""
+class ClientExportToParquet(TypedDict, total=False):
+    """The keywords of ``export_to_parquet`` other than ``plan`` (all of them are
+    ``read_robotmia_export``'s too)."""
 
     event: str | Sequence[str] | None
     where: str | None
     project_timezone: str | None
-    parquet_path: str | os.PathLike[str] | None
     on_bad_lines: Literal["error", "skip", "warn"]
-    columns: Sequence[str] | None
-    dtype_backend: sinks.DtypeBackend
     dtype: Mapping[str, Any] | None
     on_type_mismatch: Literal["text", "null", "error"]
     partition_by: Sequence[str]
@@ -55,12 +53,20 @@ class ClientReadRobotmiaExport(TypedDict, total=False):
     progress: _progress.ProgressArg
     storage_options: dict[str, Any] | None
     filesystem: Any
-    sparse_columns: SparseColumns | None
-    sparse_threshold: float
-    max_memory: int | Literal["auto"] | None
     table_format: TableFormat | None
     window_days: int | Literal["auto"]
     window_target_bytes: int
+
+
+class ClientReadRobotmiaExport(ClientExportToParquet, total=False):
+    """The keywords of ``read_robotmia_export`` other than ``return_type``."""
+
+    parquet_path: str | os.PathLike[str] | None
+    columns: Sequence[str] | None
+    dtype_backend: sinks.DtypeBackend
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
 
 
 class ClientReadExportFile(TypedDict, total=False):
@@ -119,8 +125,8 @@ class ClientReadRobotmiaProfiles(TypedDict, total=False):
     on_type_mismatch: Literal["text", "null", "error"]
 
 
-class ApiReadRobotmiaExport(ClientReadRobotmiaExport, total=False):
-    """The keywords of ``read_robotmia_export``: the method's and the client's settings."""
+class ClientSettings(TypedDict, total=False):
+    """The client's settings that the module functions take among their keywords."""
 
     api_secret: str | None
     base_url: str | None
@@ -136,6 +142,15 @@ class ApiReadRobotmiaExport(ClientReadRobotmiaExport, total=False):
     max_retries: int
     retry_backoff: float
     verify: bool | str
+
+
+class ApiReadRobotmiaExport(ClientReadRobotmiaExport, ClientSettings, total=False):
+    """The keywords of ``read_robotmia_export``: the method's and the client's settings."""
+
+
+class ApiExportToParquet(ClientExportToParquet, ClientSettings, total=False):
+    """The keywords of ``export_to_parquet`` (less ``plan``): the method's and the
+    client's settings."""
 
 
 #: The module functions take exactly their method's keywords.

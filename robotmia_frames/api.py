@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from . import _options, _progress, _wide, sinks, transport
 from ._options import DateLike, ReturnType, TableFormat
-from ._pipeline import DEFAULT_WINDOW_TARGET_BYTES, ExportSummary
+from ._pipeline import DEFAULT_WINDOW_TARGET_BYTES, BudgetPlan, ExportSummary
 from .client import Client
 
 if TYPE_CHECKING:
@@ -285,6 +285,24 @@ def read_export_file(
     return _call("read_export_file", (given.pop("path"),), given)
 
 
+@overload
+def export_to_parquet(
+    path: str | os.PathLike[str],
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    plan: Literal[False] = ...,
+    **options: Unpack[_typing.ApiExportToParquet],
+) -> ExportSummary: ...
+@overload
+def export_to_parquet(
+    path: str | os.PathLike[str],
+    from_date: DateLike,
+    to_date: DateLike,
+    *,
+    plan: Literal[True],
+    **options: Unpack[_typing.ApiExportToParquet],
+) -> BudgetPlan: ...
 def export_to_parquet(
     path: str | os.PathLike[str],
     from_date: DateLike,
@@ -321,7 +339,8 @@ def export_to_parquet(
     table_format: TableFormat | None = None,
     window_days: int | Literal["auto"] = "auto",
     window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
-) -> ExportSummary:
+    plan: bool = False,
+) -> ExportSummary | BudgetPlan:
     """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
     Memory stays bounded whatever the size: each window is downloaded, verified,
@@ -329,7 +348,10 @@ def export_to_parquet(
     atomically. A day that fails leaves its old partition (and every day already
     written) intact; the error names the day. Retries and windows
     (``window_days``, ``window_target_bytes``) as in :func:`read_robotmia_export`;
-    ``limit`` caps the rows written in total.
+    ``limit`` caps the rows written in total. ``plan=True`` checks every argument
+    and returns the plan of the run instead (a ``BudgetPlan``: its request
+    windows, ``requests`` and ``api_hours`` at the rate limit); nothing is sent or
+    written, as the command line's ``export --dry-run``.
 
     Example:
         >>> import tempfile
@@ -343,7 +365,7 @@ def export_to_parquet(
     """
     given = dict(locals())
     args = (given.pop("path"), given.pop("from_date"), given.pop("to_date"))
-    return cast(ExportSummary, _call("export_to_parquet", args, given))
+    return cast("ExportSummary | BudgetPlan", _call("export_to_parquet", args, given))
 
 
 def sync_to_parquet(

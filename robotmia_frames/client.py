@@ -338,6 +338,26 @@ class Client:
         del tables  # given away: pandas frees each Arrow column once converted
         return _wide.deliver(result, shape)
 
+    @overload
+    def export_to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        plan: Literal[False] = ...,
+        **options: Unpack[_typing.ClientExportToParquet],
+    ) -> ExportSummary: ...
+    @overload
+    def export_to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        from_date: DateLike,
+        to_date: DateLike,
+        *,
+        plan: Literal[True],
+        **options: Unpack[_typing.ClientExportToParquet],
+    ) -> _pipeline.BudgetPlan: ...
     def export_to_parquet(
         self,
         path: str | os.PathLike[str],
@@ -361,10 +381,13 @@ class Client:
         table_format: TableFormat | None = None,
         window_days: int | Literal["auto"] = "auto",
         window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
-    ) -> ExportSummary:
+        plan: bool = False,
+    ) -> ExportSummary | _pipeline.BudgetPlan:
         """Export ``from_date..to_date`` into a Hive-partitioned Parquet dataset at ``path``.
 
-        See :func:`robotmia_frames.export_to_parquet`.
+        See :func:`robotmia_frames.export_to_parquet`. With ``plan=True`` nothing is
+        sent or written: every argument is checked and the plan of the run (its
+        windows, requests and API-hours, :meth:`plan_export`) is returned.
 
         Example:
             >>> import tempfile
@@ -383,7 +406,9 @@ class Client:
             filesystem=filesystem,
             table_format=table_format,
         )
-        plan = self._conn.plan(
+        if not isinstance(plan, bool):
+            raise InvalidArgumentError(f"plan must be True or False, got {plan!r}")
+        run = self._conn.plan(
             from_date,
             to_date,
             event=event,
@@ -394,15 +419,19 @@ class Client:
             limit=limit,
             refresh=refresh,
             dedupe=dedupe,
-            progress=progress,
+            progress=False if plan else progress,
             dtype=dtype,
             on_type_mismatch=on_type_mismatch,
             window_days=window_days,
             window_target_bytes=window_target_bytes,
         )
+        if plan:  # the arguments are checked: say what the run would send
+            return self.plan_export(
+                run.start, run.end, window_days=window_days, window_target_bytes=window_target_bytes
+            )
         with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
             return _pipeline.write_dataset(
-                plan,
+                run,
                 location,
                 partition_by,
                 Path(tmp),

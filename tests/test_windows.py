@@ -237,6 +237,33 @@ def test_plan_counts_requests_and_api_hours_without_sending(server: ServerFactor
     assert hourly.plan_export("2024-01-01", "2024-01-30", window_days=1).api_hours == 1.0
 
 
+def test_export_plan_true_checks_everything_and_sends_nothing(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(generate_events(10, days=2))
+    out = tmp_path / "events"
+    args = (out, "2021-01-01", "2023-12-31")
+    plan = rf.export_to_parquet(*args, window_days=30, plan=True, **kw(srv))
+    assert isinstance(plan, BudgetPlan)
+    assert plan.requests == 37 and plan.windows[0] == (dt.date(2021, 1, 1), dt.date(2021, 1, 30))
+    assert plan == rf.Client(api_secret=SECRET).plan_export(*args[1:], window_days=30)
+    assert srv.requests == [] and not out.exists()  # nothing sent, nothing written
+    client = rf.Client(api_secret=SECRET, project_timezone=TZ, base_url=srv.url)
+    assert client.export_to_parquet(*args, plan=True).requests == 157  # the 7-day start size
+    # the arguments are checked as by the run itself, before anything
+    with pytest.raises(ValueError, match="from_date"):
+        rf.export_to_parquet(out, "2024-02-01", "2024-01-01", plan=True, **kw(srv))
+    with pytest.raises(ValueError, match="timezone"):
+        client.export_to_parquet(*args, project_timezone="Europe/paris", plan=True)
+    with pytest.raises(ValueError, match="on_type_mismatch"):
+        client.export_to_parquet(*args, on_type_mismatch="drop", plan=True)
+    with pytest.raises(ValueError, match="plan"):
+        client.export_to_parquet(*args, plan="yes")  # type: ignore[call-overload]
+    assert srv.requests == [] and not out.exists()
+    summary = client.export_to_parquet(out, "2024-01-01", "2024-01-02", progress=False)
+    assert summary.rows == 10  # plan=False (the default): the run
+
+
 @pytest.mark.parametrize("bad", [0, 32, -1, 1.5, True, "7", "Auto", None])
 def test_bad_window_days_is_refused_before_any_request(server: ServerFactory, bad: Any) -> None:
     srv = server([])
