@@ -6,6 +6,8 @@ Hypothesis strategies live in ``tests/strategies.py``, not here.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -125,3 +127,32 @@ def bucket(s3_endpoint: str) -> str:
     )
     creator.mkdir(name)  # us-east-1: no location constraint
     return name
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds.
+
+    The timeout only guards against a hang (a loaded machine never comes near it): a
+    test orders events by waiting for them, never by sleeping a guessed time.
+    (Imported by other test modules: ``from tests.conftest import wait_until``.)
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:g} s for {what}")
+        time.sleep(0.01)
+
+
+def release_when(condition: Callable[[], object], gate: threading.Event) -> threading.Thread:
+    """Set ``gate`` (e.g. a ``Fault.hold``) from a background thread once ``condition``
+    holds (or after the hang guard of :func:`wait_until`: the test's asserts then fail)."""
+
+    def run() -> None:
+        try:
+            wait_until(condition, "the condition to release the gate")
+        finally:
+            gate.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread

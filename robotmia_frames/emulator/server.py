@@ -112,6 +112,9 @@ class Fault:
     - ``retry_after``: add a ``Retry-After`` header (seconds, any size, or an HTTP
       date), e.g. ``Fault(status=429, retry_after=100000)``.
     - ``delay_first_byte``: wait this many seconds before sending anything.
+    - ``hold``: a :class:`threading.Event`; send nothing until it is set (or the
+      server stops). With :attr:`ExportServer.in_flight` a test orders events
+      without sleeping: hold an answer until the request it races has arrived.
     - ``truncate_at``: send only the first N bytes of the (encoded) body, then close.
     - ``reset``: close with a TCP RST after ``truncate_at`` bytes (default: half the
       body, at most 512 KiB).
@@ -172,6 +175,7 @@ class Fault:
     trickle_rate: float | None = None
     trickle_after: int = 0
     endless: bool = False
+    hold: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.times is not None and self.times < 1:
@@ -184,6 +188,10 @@ class Fault:
             raise ValueError(f"Fault.terminate_after must be >= 0, got {self.terminate_after}")
         if self.delay_first_byte < 0:
             raise ValueError("Fault.delay_first_byte must be >= 0")
+        if self.hold is not None and not isinstance(self.hold, threading.Event):
+            raise ValueError(
+                f"Fault.hold must be a threading.Event, got {type(self.hold).__name__}"
+            )
         if isinstance(self.retry_after, (int, float)) and not (
             math.isfinite(self.retry_after) and self.retry_after >= 0
         ):
@@ -859,6 +867,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 return
             if path.rstrip("/") == EXPORT_PATH.rstrip("/"):
+                owner._arrived(self.connection, params)
                 throttle = owner._admit()
                 if throttle is not None:
                     self._throttled(*throttle)
@@ -903,7 +912,8 @@ class _Handler(BaseHTTPRequestHandler):
                     throttled=throttle[0] if throttle else None,
                     retry_after=throttle[1] if throttle else None,
                     cached=self._cached,
-                )
+                ),
+                self.connection,
             )
             if reset_done:
                 self._rst_close()
@@ -947,6 +957,9 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self._owner
         if fault is not None and fault.delay_first_byte > 0:
             self._pause(fault.delay_first_byte)
+        if fault is not None and fault.hold is not None:
+            while not fault.hold.wait(_TRICKLE_TICK):
+                self._pause(0)  # raises once the server stops
         extra: list[tuple[str, str]] = []
         if fault is not None and fault.retry_after is not None:
             extra.append(("Retry-After", _seconds_header(fault.retry_after)))
@@ -1280,6 +1293,7 @@ class ExportServer:
         self._cache_size = 0
         self._stopping = threading.Event()
         self._connections: set[Any] = set()
+        self._in_flight: dict[Any, dict[str, str]] = {}  # connection: redacted params
         self._idle = threading.Condition(self._lock)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -1412,9 +1426,10 @@ class ExportServer:
         with self._lock:
             self.requests.clear()
 
-    def _record(self, record: RequestRecord) -> None:
+    def _record(self, record: RequestRecord, connection: Any = None) -> None:
         with self._lock:
             self.requests.append(record)
+            self._in_flight.pop(connection, None)
 
     def _redact_params(self, params: dict[str, str]) -> dict[str, str]:
         secret = self.api_secret
@@ -1513,6 +1528,26 @@ class ExportServer:
     def _enter(self, connection: Any) -> None:
         with self._lock:
             self._connections.add(connection)
+
+    def _arrived(self, connection: Any, params: dict[str, str]) -> None:
+        with self._lock:
+            self._in_flight[connection] = self._redact_params(params)
+
+    @property
+    def in_flight(self) -> list[dict[str, str]]:
+        """The params of the authorized export requests being answered now, oldest first.
+
+        A request is in flight from its arrival until its entry in :attr:`requests`
+        is written (before the client can see the end of the answer). With
+        ``Fault(hold=event)`` a test waits until a request has arrived, acts, then
+        lets the answer go.
+
+        Example:
+            >>> ExportServer().in_flight
+            []
+        """
+        with self._lock:
+            return [dict(p) for p in self._in_flight.values()]
 
     def _leave(self, connection: Any) -> None:
         with self._idle:
