@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import time
+import threading
 from typing import Any
 
 import orjson
@@ -107,9 +107,7 @@ def test_404_wrong_path_is_final(server):
 def test_500_then_success_gives_exact_rows(server):
     srv = server(EVENTS)
     srv.add_fault(Fault(status=500))
-    started = time.monotonic()
     df = read(srv, max_retries=1)
-    assert time.monotonic() - started < 10  # one backoff of at most ~1 s
     assert_exact_rows(df)
     assert [r.status for r in srv.requests] == [500, 200]
 
@@ -139,8 +137,8 @@ def test_429_retry_after_then_success(server):
     first, second = srv.requests
     assert first.status == 429
     assert second.status == 200
-    assert second.started - first.ended >= 0.35  # Retry-After honoured
-    assert second.started - first.ended < 5
+    # Retry-After honoured (a lower bound: the 429 is logged before the client sees it)
+    assert second.started - first.ended >= 0.35
 
 
 def test_one_failing_day_among_several_is_retried_alone(server):
@@ -205,11 +203,9 @@ def test_connection_refused_is_network_error(server, secret):
 
 def test_read_timeout_is_network_error(server):
     srv = server(EVENTS)
-    srv.add_fault(Fault(delay_first_byte=1.5))
-    started = time.monotonic()
-    with pytest.raises(rf.NetworkError):
+    srv.add_fault(Fault(hold=threading.Event()))  # no byte until the server stops
+    with pytest.raises(rf.NetworkError, match=r"timeout=0\.3"):
         read(srv, timeout=0.3, max_retries=0)
-    assert time.monotonic() - started < 1.4
 
 
 # ------------------------------------------------------------------ parse errors

@@ -34,6 +34,7 @@ from robotmia_frames.emulator import (
 )
 from robotmia_frames.emulator import server as server_module
 from robotmia_frames.emulator.generator import EVENT_NAMES
+from tests.conftest import wait_until
 
 SECRET = "emulator-test-secret-91d2"
 AUTH = (SECRET, "")
@@ -290,9 +291,7 @@ def test_quiet_on_client_disconnect(capfd: pytest.CaptureFixture[str]) -> None:
         with socket.create_connection(("127.0.0.1", srv.port)) as sock:
             sock.sendall(request.encode())
             assert sock.recv(100).startswith(b"HTTP/1.0 200")
-        deadline = time.monotonic() + 10
-        while not srv.requests and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: srv.requests, "the server to log the abandoned answer")
         (rec,) = srv.requests
         assert rec.status == 200 and rec.error and "disconnected" in rec.error
     assert capfd.readouterr().err == ""
@@ -378,7 +377,7 @@ def test_fault_delay_first_byte(srv: ExportServer) -> None:
     status, _, _ = fetch(srv.url, DAY1)
     assert status == 200 and time.monotonic() - t >= 0.4
     with pytest.raises(requests.Timeout):
-        srv.add_fault(Fault(delay_first_byte=0.5))
+        srv.add_fault(Fault(delay_first_byte=600))  # the server's stop ends the wait
         fetch(srv.url, DAY1, timeout=0.1)
 
 
@@ -504,14 +503,13 @@ def test_serve_forever_prints_url() -> None:
     )
     thread.start()
     try:
-        deadline = time.monotonic() + 5
-        while "http://" not in out.getvalue() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: "http://" in out.getvalue(), "serve_forever to print its URL")
         url = out.getvalue().split("serving at ")[1].split()[0]
         assert len(rows(fetch(url, {"from_date": "2024-01-01", "to_date": "2024-01-05"})[2])) == 10
     finally:
         stop.set()
-        thread.join(5)
+        thread.join(60)
+    assert not thread.is_alive()  # the stop event ended it
     assert SECRET not in out.getvalue()
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import random
-import time
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import requests
 import robotmia_frames as rf
 from robotmia_frames import _pipeline, sinks
 from robotmia_frames.emulator import ExportServer, Fault, RequestRecord
-from tests.conftest import SECRET, ServerFactory, local_seconds
+from tests.conftest import SECRET, ServerFactory, local_seconds, release_when, wait_until
 
 START = dt.date(2024, 1, 1)
 N_DAYS = 3
@@ -192,17 +192,20 @@ def test_terminated_early_every_time(srv: ExportServer) -> None:
 
 
 def test_slow_first_byte_beyond_timeout_then_success(srv: ExportServer) -> None:
-    srv.add_fault(Fault(delay_first_byte=1.0, match=for_day(START)))
-    assert ids(read(srv, timeout=0.3)) == ALL_IDS
-    deadline = time.monotonic() + 5  # the server logs the slow answer when it ends
-    while len(exports(srv)) < N_DAYS + 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Day 1's first answer sends nothing until the test lets it go (after the read):
+    # the client's read timeout, not a race with a delay, ends that attempt. The
+    # timeout is generous for the other answers on a loaded machine.
+    gate = threading.Event()
+    srv.add_fault(Fault(hold=gate, match=for_day(START)))
+    assert ids(read(srv, timeout=2)) == ALL_IDS
+    gate.set()  # the held answer now finds its client gone, and is logged
+    wait_until(lambda: len(exports(srv)) == N_DAYS + 1, "the held answer's log entry")
     day1 = [r for r in exports(srv) if r.params["from_date"] == "2024-01-01"]
     assert len(day1) == 2 and day1[0].fault is not None and day1[1].fault is None
 
 
 def test_slow_first_byte_every_time_is_a_network_error(srv: ExportServer) -> None:
-    srv.add_fault(Fault(delay_first_byte=0.8, times=2))
+    srv.add_fault(Fault(hold=threading.Event(), times=2))  # never a byte
     with pytest.raises(rf.NetworkError, match="timeout=") as info:
         read(srv, 1, timeout=0.2, max_retries=1)
     assert "2 attempts" in str(info.value)
@@ -339,7 +342,7 @@ PERSISTENT_FAULTS = {
     "cut": Fault(truncate_at=300, times=99),
     "terminated": Fault(terminated_early=True, times=99),
     "garbage": Fault(garbage=b"\x1f\x8b\x08\x00garbage", times=99),
-    "slow": Fault(delay_first_byte=0.6, times=99),
+    "slow": Fault(hold=threading.Event(), times=99),  # never a byte: the timeout ends it
     "503": Fault(status=503, times=99),
     "400": Fault(status=400, times=99),
 }
@@ -356,7 +359,7 @@ def test_failed_window_writes_nothing(server: ServerFactory, tmp_path: Path, kin
     target, cache = tmp_path / "ds", tmp_path / "cache"
     kw: dict[str, Any] = dict(
         api_secret=SECRET, project_timezone="UTC", retry_backoff=0.01, max_retries=1,
-        timeout=0.3, progress=False, window_days=1,
+        timeout=2, progress=False, window_days=1,
     )  # fmt: skip
     old = server(make_events(seed=1, per_day=40))
     rf.export_to_parquet(target, START, days()[-1], base_url=old.url, cache_dir=cache, **kw)
@@ -424,11 +427,15 @@ def test_a_retry_after_wait_within_the_cap_shows_in_progress(server: ServerFacto
     the progress updates (the bar's ``wait`` too) say how long is left."""
     srv = server(make_events())
     d1, d2 = days(2)
-    srv.add_fault(Fault(delay_first_byte=0.5, match=for_day(d1)))  # day 1 lands during the wait
+    # Day 1's answer goes out once day 2's 429 is logged (before its client sees it):
+    # day 1 lands during the wait, however slow the machine.
+    gate = threading.Event()
+    srv.add_fault(Fault(hold=gate, match=for_day(d1)))
     srv.add_fault(Fault(status=429, retry_after=3, times=1, match=for_day(d2)))
+    release_when(lambda: any(r.status == 429 for r in srv.requests), gate)
     updates: list[rf.ProgressUpdate] = []
     df = read(srv, 2, concurrency=2, retry_backoff=0.0, progress=updates.append)
     assert len(df) == 2 * 150
     waits = [u.expected_wait for u in updates]
-    assert waits[0] > 1.0, waits  # day 1 was done while day 2 waited out its Retry-After
+    assert waits[0] > 0, waits  # day 1 was done while day 2 waited out its Retry-After
     assert waits[-1] < waits[0]

@@ -428,10 +428,14 @@ def test_429_retry_after_honoured(srv: Any, tmp_path: Path, baseline: bytes) -> 
 
 
 def test_retry_after_http_date(srv: Any, tmp_path: Path) -> None:
-    when = email.utils.formatdate(time.time() + 30, usegmt=True)
-    srv.add_fault(Fault(status=503, retry_after=when))
+    start = time.time()
+    when = int(start) + 60  # an HTTP date has whole seconds
+    srv.add_fault(Fault(status=503, retry_after=email.utils.formatdate(when, usegmt=True)))
     _, sleeps, _ = run(cfg(srv.url), tmp_path / "d.gz")
-    assert 25 <= sleeps.delays[0] <= 30
+    end = time.time()
+    # the wait is that date less the client's clock when the 503 came (between start
+    # and end, however slow the machine), give or take a second of rounding
+    assert when - end - 1 <= sleeps.delays[0] <= when - start + 1
 
 
 def test_retry_after_beyond_the_cap_fails_at_once(srv: Any, tmp_path: Path) -> None:
@@ -493,7 +497,7 @@ def test_reset_every_time_network_error(srv: Any, tmp_path: Path) -> None:
 
 
 def test_slow_first_byte_network_error(srv: Any, tmp_path: Path) -> None:
-    srv.add_fault(Fault(delay_first_byte=1.0, times=3))
+    srv.add_fault(Fault(hold=threading.Event(), times=3))  # no byte until the server stops
     with pytest.raises(NetworkError, match=r"timeout=0\.3 s") as info:
         run(cfg(srv.url, max_retries=2, read_timeout=0.3), tmp_path / "d.gz")
     assert info.value.__cause__ is not None
@@ -501,8 +505,9 @@ def test_slow_first_byte_network_error(srv: Any, tmp_path: Path) -> None:
 
 
 def test_slow_first_byte_then_success(srv: Any, tmp_path: Path, baseline: bytes) -> None:
-    srv.add_fault(Fault(delay_first_byte=1.0))
-    result, _, _ = run(cfg(srv.url, read_timeout=0.3), tmp_path / "d.gz")
+    srv.add_fault(Fault(hold=threading.Event()))  # the first answer never starts
+    # generous for the second answer on a loaded machine; the first always times out
+    result, _, _ = run(cfg(srv.url, read_timeout=2.0), tmp_path / "d.gz")
     assert result.attempts == 2 and body_text(result) == baseline
 
 
@@ -566,6 +571,7 @@ def test_no_secret_in_messages_or_logs(
 class _RedirectHandler(http.server.BaseHTTPRequestHandler):
     body = gzip.compress(b'{"event":"a","properties":{"time":1704067200}}\n')
     seen: list[tuple[str, str | None]]
+    release: threading.Event
 
     def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("Authorization")))
@@ -590,7 +596,7 @@ class _RedirectHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(self.body[: len(self.body) // 2])
             self.wfile.flush()
-            time.sleep(0.8)
+            self.release.wait(60)  # silent until the test ends (the client's timeout is 0.3 s)
         else:
             self.send_response(200)
             self.send_header("Content-Length", str(len(self.body)))
@@ -610,13 +616,15 @@ class _RedirectHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def redirect_server() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
     seen: list[tuple[str, str | None]] = []
-    handler = type("H", (_RedirectHandler,), {"seen": seen})
+    release = threading.Event()
+    handler = type("H", (_RedirectHandler,), {"seen": seen, "release": release})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", seen
     finally:
+        release.set()
         server.shutdown()
         server.server_close()
         thread.join()
