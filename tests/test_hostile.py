@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import ExportServer, Fault, generate_events
-from tests.conftest import SECRET, ServerFactory
+from tests.conftest import SECRET, ServerFactory, wait_until
 from tests.strategies import json_values
 
 DAY = dt.date(2024, 1, 1)
@@ -379,6 +378,9 @@ def test_sigterm_and_ctrl_c_stop_an_export_cleanly(
     server: ServerFactory, tmp_path: Path, sig: signal.Signals
 ) -> None:
     srv = server(generate={"events_per_day": 200})
+    # Day 1 at once, later days after 1 s each: 7 s of run left when day 2 is written.
+    # (Not a held answer: a download still waiting for its first byte is not cut
+    # short by the signal, it runs to its timeout.)
     srv.add_fault(
         Fault(delay_first_byte=1.0, times=None, match=lambda p: p["from_date"] > "2024-01-01")
     )
@@ -392,8 +394,10 @@ def test_sigterm_and_ctrl_c_stop_an_export_cleanly(
     )  # fmt: skip
     try:
         # Day 2 on disk: day 1 is surely recorded as written (day 2 may be or not).
-        while not (out / "date=2024-01-02").is_dir() and proc.poll() is None:
-            time.sleep(0.05)
+        wait_until(
+            lambda: proc.poll() is not None or (out / "date=2024-01-02").is_dir(),
+            "day 2 on disk",
+        )
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -476,6 +480,7 @@ def test_sigterm_ends_a_download_in_flight(server: ServerFactory, tmp_path: Path
     """A day that trickles would take minutes: SIGTERM ends it at once, cleanly."""
     srv = server(generate={"events_per_day": 300})
     slow = Fault(trickle_rate=100, trickle_after=1000, times=None, match=lambda p: p["from_date"] > "2024-01-01")  # fmt: skip
+    day2 = "2024-01-02"
     srv.add_fault(slow)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -487,9 +492,17 @@ def test_sigterm_ends_a_download_in_flight(server: ServerFactory, tmp_path: Path
         env=env,
     )  # fmt: skip
     try:
-        while not (out / "date=2024-01-01").is_dir() and proc.poll() is None:
-            time.sleep(0.05)
-        time.sleep(0.5)  # day 2 is trickling now
+        # day 1 written and day 2 trickling (its first 1000 bytes were sent at once)
+        wait_until(
+            lambda: (
+                proc.poll() is not None
+                or (
+                    (out / "date=2024-01-01").is_dir()
+                    and any(p["from_date"] == day2 for p in srv.in_flight)
+                )
+            ),
+            "day 1 on disk and day 2's request at the server",
+        )
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)  # the trickle alone would take minutes
     finally:
