@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ import requests
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import Fault, generate_events
+from tests.conftest import release_when
 
 UTC = dt.timezone.utc
 EPOCH = dt.date(1970, 1, 1)
@@ -334,8 +336,11 @@ def test_column_order_does_not_depend_on_download_timing(server, tmp_path):
     ]
     srv = server(events)
     # The first day's answer is slow, so the second day finishes downloading first.
-    srv.add_fault(Fault(delay_first_byte=0.5, match=lambda p: p["from_date"] == "2024-01-01"))
-    api_df = read(srv, "2024-01-01", "2024-01-02")
+    gate = threading.Event()  # released once day 2 is logged (fully sent)
+    srv.add_fault(Fault(hold=gate, match=lambda p: p["from_date"] == "2024-01-01"))
+    release_when(lambda: any(r.params["from_date"] == "2024-01-02" for r in srv.requests), gate)
+    api_df = read(srv, "2024-01-01", "2024-01-02", window_days=1)
+    assert [r.params["from_date"] for r in srv.requests] == ["2024-01-02", "2024-01-01"]
     path = tmp_path / "same.jsonl"
     path.write_bytes(body_lines(srv, "2024-01-01", "2024-01-02"))
     file_df = rf.read_export_file(path, project_timezone="UTC")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import Fault, generate_events
+from tests.conftest import release_when
 
 EPOCH = dt.date(1970, 1, 1)
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
@@ -170,8 +172,11 @@ def test_dataset_column_order_does_not_depend_on_download_timing(server, tmp_pat
     ]
     srv = server(events)
     # The first day's answer is slow, so the second day is written first.
-    srv.add_fault(Fault(delay_first_byte=0.5, match=lambda p: p["from_date"] == "2024-01-01"))
-    export(srv, tmp_path / "ds", "2024-01-01", "2024-01-02")
+    gate = threading.Event()  # released once day 2 is logged (fully sent)
+    srv.add_fault(Fault(hold=gate, match=lambda p: p["from_date"] == "2024-01-01"))
+    release_when(lambda: any(r.params["from_date"] == "2024-01-02" for r in srv.requests), gate)
+    export(srv, tmp_path / "ds", "2024-01-01", "2024-01-02", window_days=1)
+    assert [r.params["from_date"] for r in srv.requests] == ["2024-01-02", "2024-01-01"]
     back = rf.read_parquet_dataset(tmp_path / "ds")
     direct = rf.read_robotmia_export(
         "2024-01-01",
