@@ -100,3 +100,16 @@ def test_contract_event_name_too_long_for_a_folder_is_a_clear_error(
         _export_by_event(srv.url, out, window_days=1, concurrency=1)
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["events/date=2024-01-01/event=short/part-0.parquet"]
+
+
+def test_contract_one_layout_per_dataset(server: ServerFactory, tmp_path: Path) -> None:
+    srv = server(EVENTS)
+    out = tmp_path / "events"
+    rf.export_to_parquet(
+        out, "2024-01-01", "2024-01-01", api_secret=SECRET, project_timezone="UTC", base_url=srv.url
+    )
+    sent = len(srv.requests)
+    with pytest.raises(rf.InvalidArgumentError, match=r"partitioned by \('date',\)"):
+        _export_by_event(srv.url, out)
+    assert len(srv.requests) == sent  # refused before any request
+    assert len(pd.read_parquet(out)) == len(rf.read_parquet_dataset(out)) == 2

@@ -213,6 +213,7 @@ class DatasetWriter:
                 create=True,
             )
             self.ds.check_writable()  # before any request: a read-only folder fails at once
+            self.ds.check_layout()
             self.ds.recover()
             self.kinds = sinks.unify_kinds_of_schemas(self.ds.schemas().values())
             self.state = sinks.load_state(self.location, self.ds.records())

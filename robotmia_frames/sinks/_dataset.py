@@ -280,6 +280,25 @@ class ParquetDataset:
             with contextlib.suppress(Exception):
                 self.fs.invalidate_cache()
 
+    def check_layout(self) -> None:
+        """Raise :class:`InvalidArgumentError` if the days already written are
+        partitioned otherwise than ``partition_by`` (by date only, or by date and
+        event): one folder with both layouts reads in no reader.
+
+        Example:
+            >>> import tempfile
+            >>> ParquetDataset(tempfile.mkdtemp(), partition_by=("date", "event")).check_layout()
+        """
+        for path in self.files()[:1]:
+            parts = posixpath.relpath(path, self.root).replace(os.sep, "/").split("/")
+            have = ("date", "event") if parts[1:2] and parts[1].startswith("event=") else ("date",)
+            if have != self.partition_by:
+                raise InvalidArgumentError(
+                    f"the dataset {self.location.url} is partitioned by {have!r}, not "
+                    f"{self.partition_by!r}: one dataset has one layout. Pass "
+                    f"partition_by={have!r}, or write to a new path"
+                )
+
     def check_writable(self) -> None:
         """Raise :class:`InvalidArgumentError` unless the dataset folder and the
         folder where days are staged take new files, so that a read-only or full
