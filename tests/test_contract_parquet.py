@@ -16,6 +16,7 @@ import pytest
 
 import robotmia_frames as rf
 from tests.conftest import SECRET, ServerFactory, local_seconds
+from tests.test_cli import assert_one_line_error, run_cli
 
 EVENTS = [
     {"event": "Sign up", "properties": {"time": local_seconds("2024-01-01", 60), "plan": "pro"}},
@@ -113,3 +114,21 @@ def test_contract_one_layout_per_dataset(server: ServerFactory, tmp_path: Path) 
         _export_by_event(srv.url, out)
     assert len(srv.requests) == sent  # refused before any request
     assert len(pd.read_parquet(out)) == len(rf.read_parquet_dataset(out)) == 2
+
+
+def test_contract_one_layout_per_dataset_on_the_command_line(event_dataset: Path) -> None:
+    proc = run_cli(
+        "export",
+        "2024-01-01",
+        "2024-01-01",
+        "--out",
+        str(event_dataset),
+        "--timezone",
+        "UTC",
+        "--base-url",
+        "http://127.0.0.1:9/api/2.0/export/",  # never asked: refused before any request
+        env={"ROBOTMIA_API_SECRET": SECRET},
+    )
+    assert proc.returncode == 2, proc.stderr
+    line = assert_one_line_error(proc.stderr, SECRET)
+    assert "Pass --partition-by-event" in line and "partition_by" not in line

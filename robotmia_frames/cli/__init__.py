@@ -614,6 +614,9 @@ _CLI_PHRASES = {
     "where is empty; pass where=None for no filter": "--where is empty; leave it out for no filter",
     "Check ROBOTMIA_API_SECRET / api_secret.": "Check ROBOTMIA_API_SECRET.",
     "pass api_secret or set ROBOTMIA_API_SECRET": "set ROBOTMIA_API_SECRET",
+    "Pass partition_by=('date', 'event')": "Pass --partition-by-event",
+    "Pass partition_by=('date',)": "Leave out --partition-by-event",
+    "(partition_by=('date',))": "(without --partition-by-event)",
 }
 _CLI_PATTERNS = [
     (re.compile(r"on_type_mismatch='(\w+)'"), r"--on-type-mismatch \1"),
