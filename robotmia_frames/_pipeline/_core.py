@@ -403,8 +403,39 @@ _HALVE_STATUS = frozenset({200, *range(500, 600)})
 
 
 #: Bodies parsed while they download that may wait, parsed, to be handed on (the
-#: next one needed and one more); the other downloads go to disk first.
+#: next one needed and one more); the other downloads go to disk first ...
 STREAMED_AHEAD = 2
+#: ... unless they are small (expected at most SMALL_BODY compressed bytes) and
+#: the bodies waiting parsed hold less than AHEAD_BYTES: a year of small days
+#: is all parsed as it arrives, while large windows keep memory to two bodies.
+SMALL_BODY = 4 << 20
+AHEAD_BYTES = 32 << 20
+
+
+class _StreamBudget:
+    """Which downloads are parsed as they arrive (see :data:`STREAMED_AHEAD`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0  # bodies streaming or parsed, not yet handed on
+        self.bytes = 0  # compressed bytes of those that landed
+
+    def take(self, expected: float | None) -> bool:
+        with self.lock:
+            small = expected is not None and expected <= SMALL_BODY and self.bytes < AHEAD_BYTES
+            if self.count < STREAMED_AHEAD or small:
+                self.count += 1
+                return True
+            return False
+
+    def landed(self, nbytes: int) -> None:
+        with self.lock:
+            self.bytes += nbytes
+
+    def give_back(self, nbytes: int = 0) -> None:
+        with self.lock:
+            self.count -= 1
+            self.bytes -= nbytes
 
 
 def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
@@ -414,8 +445,8 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     ``window_days="auto"`` the first body is awaited alone and the next windows are
     sized from the compressed bytes per day learnt. A body is parsed while it
     downloads (the verifier's inflated bytes are scanned as they arrive, see
-    ``parse.BodyParser``; :data:`STREAMED_AHEAD` bodies at most, later ones wait on
-    disk and are parsed from there); its batches are built, in this thread, only
+    ``parse.BodyParser``; :data:`STREAMED_AHEAD` bodies at most, or more small
+    ones, later ones wait on disk and are parsed from there); its batches are built, in this thread, only
     once it has verified, and a body that fails is dropped whole and fetched
     again. Each is cut into its days (:func:`split_days`) and handed on one
     :class:`Window` per day, in day order (so that datasets and column orders do
@@ -436,10 +467,9 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     local = threading.local()
     keys = property_keys(parse_columns(plan))
     chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
-    # Bodies parsed while they download (the C scanner): at most STREAMED_AHEAD
-    # parsed and not yet handed on; the others wait on disk and are parsed after.
+    # Bodies parsed while they download (the C scanner): see STREAMED_AHEAD.
     streaming = parse.native_enabled()
-    ahead = threading.Semaphore(STREAMED_AHEAD)
+    ahead = _StreamBudget()
     streams: dict[Path, parse.BodyParser] = {}
 
     def download(first: dt.date, last: dt.date) -> transport.DownloadResult:
@@ -462,8 +492,9 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             else workdir / f"{request.label}.jsonl.gz"
         )
         stream = None
-        if streaming and ahead.acquire(blocking=False):
-            days = (last - first).days + 1
+        days = (last - first).days + 1
+        per_day = planner.bytes_per_day
+        if streaming and ahead.take(None if per_day is None else per_day * days):
             stream = parse.BodyParser(
                 keys=keys,
                 batch_rows=chunk_rows,
@@ -483,10 +514,11 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
         except BaseException:
             if stream is not None:  # a failed body: nothing of it is kept
                 stream.discard()
-                ahead.release()
+                ahead.give_back()
             raise
         if stream is not None:
             stream.finish()  # verified: its batches may be taken
+            ahead.landed(result.bytes_received)
             with lock:
                 streams[result.path] = stream
         if cache is not None:
@@ -547,7 +579,7 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             )
         finally:
             if stream is not None:
-                ahead.release()
+                ahead.give_back(result.bytes_received)
         days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
         if multi and hook is not None:
             days = [(day, hooked(part, hook)) for day, part in days]
