@@ -243,6 +243,12 @@ def test_sync_keeps_the_recorded_dtypes(server: ServerFactory, tmp_path: Path) -
     df = rf.read_parquet_dataset(root)
     assert df.dtypes["properties.Price"] == pd.Float64Dtype()
     assert df["properties.Price__raw"].dropna().tolist() == ["n/a"]
+    # a later sync rewrites the recent days (the lookback), the one holding the
+    # __raw column included: the same values come back, set aside again
+    with pytest.warns(rf.RobotmiaWarning, match="window 2024-01-02.*they are null"):
+        client.sync_to_parquet(root, "2024-01-01", "2024-01-03", lookback_days=2)
+    assert price_types(root) == ["double"] * 3
+    pd.testing.assert_frame_equal(rf.read_parquet_dataset(root), df)
 
 
 def test_inspect_suggests_dtypes_for_text_columns(

@@ -185,16 +185,35 @@ def pin_types(
             if on_type_mismatch == "text":
                 report.kept_text.append(name)
                 continue
-            if name + RAW_SUFFIX in table.column_names:  # a property of that name
-                raise TypeMismatchError(
-                    f"{report.describe(name, target)} in {source}, and the column for "
-                    f"their original text, {name + RAW_SUFFIX}, is already a property of "
-                    "the data; pass on_type_mismatch='text' (the column's text) or "
-                    "'error' for this column",
-                    column=name,
-                )
+            raw_values = pc.if_else(bad, raw, pa.scalar(None, pa.string()))
+            at = table.schema.get_field_index(name + RAW_SUFFIX)
+            if at >= 0:  # the column is there already (a dataset's, or a property)
+                raw_values = _into_raw(table.column(at), raw_values)
+                if raw_values is None:
+                    raise TypeMismatchError(
+                        f"{report.describe(name, target)} in {source}, and the column for "
+                        f"their original text, {name + RAW_SUFFIX}, is already a property "
+                        "of the data; pass "
+                        "on_type_mismatch='text' (the column's text) or 'error' for this "
+                        "column",
+                        column=name,
+                    )
         table = table.set_column(i, pa.field(name, target), converted)
         if count:
-            raw_values = pc.if_else(bad, raw, pa.scalar(None, pa.string()))
-            table = table.add_column(i + 1, pa.field(name + RAW_SUFFIX, pa.string()), raw_values)
+            field = pa.field(name + RAW_SUFFIX, pa.string())
+            at = table.schema.get_field_index(field.name)
+            if at >= 0:
+                table = table.set_column(at, field, raw_values)
+            else:
+                table = table.add_column(i + 1, field, raw_values)
     return table, report
+
+
+def _into_raw(
+    existing: pa.ChunkedArray, raw: pa.ChunkedArray | pa.Array
+) -> pa.ChunkedArray | pa.Array | None:
+    """``raw`` (the misfits' text) as the ``<column>__raw`` column the table has
+    already: a dataset's own, all null in a day parsed afresh (a sync rewriting a
+    day). None if that column holds any value: a property of that name, which
+    would be mixed with the misfits."""
+    return raw if existing.null_count == len(existing) else None
