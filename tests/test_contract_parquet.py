@@ -132,3 +132,26 @@ def test_contract_one_layout_per_dataset_on_the_command_line(event_dataset: Path
     assert proc.returncode == 2, proc.stderr
     line = assert_one_line_error(proc.stderr, SECRET)
     assert "Pass --partition-by-event" in line and "partition_by" not in line
+
+
+def test_contract_one_table_format_per_dataset(server: ServerFactory, tmp_path: Path) -> None:
+    pytest.importorskip("deltalake")
+    srv = server(EVENTS)
+    out = tmp_path / "events"
+    rf.export_to_parquet(
+        out, "2024-01-01", "2024-01-01", api_secret=SECRET, project_timezone="UTC", base_url=srv.url
+    )
+    sent = len(srv.requests)
+    with pytest.raises(rf.InvalidArgumentError, match="is a Hive dataset"):
+        rf.export_to_parquet(
+            out,
+            "2024-01-02",
+            "2024-01-02",
+            table_format="delta",
+            api_secret=SECRET,
+            project_timezone="UTC",
+            base_url=srv.url,
+        )
+    assert len(srv.requests) == sent
+    assert not (out / "_delta_log").exists()
+    assert len(rf.read_parquet_dataset(out)) == 2

@@ -100,11 +100,17 @@ def open_dataset(
 ) -> sinks.ParquetDataset:
     """The dataset at ``location``: a Delta table when it has a ``_delta_log`` (or
     ``table_format="delta"`` asks for one), else a Hive dataset. Asking for the
-    other format than an existing dataset's is an error."""
+    other format than an existing dataset's (a Delta table over Hive days, or the
+    reverse) is an error."""
     found = "delta" if sinks.is_delta(location) else None
     if table_format is not None:
         _options.table_format(table_format)
     if found is None and table_format == "delta":
+        if sinks.ParquetDataset(location, create=False).files():
+            raise InvalidArgumentError(
+                f"the dataset {location.url} is a Hive dataset: pass table_format='hive' "
+                "(or leave it out), or write the Delta table to a new path"
+            )
         found = "delta"
     elif found == "delta" and table_format == "hive":
         raise InvalidArgumentError(
