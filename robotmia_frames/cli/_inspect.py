@@ -155,7 +155,7 @@ def _days_text(days: list[str]) -> str:
 class Inspection:
     """What ``inspect`` found in a dataset or an export file."""
 
-    source: Path
+    source: Path | str
     kind: Literal["dataset", "file"]
     rows: int
     rows_per_day: dict[str, int]
@@ -275,9 +275,12 @@ def inspect_path(
         >>> i.rows, i.conflicts[0].describe()
         (2, 'properties.n: values of mixed types integer (1), string (1); read as string')
     """
-    p = Path(os.fspath(path))
+    raw = os.fspath(path)
+    if "://" in raw:  # a dataset on object storage (or file://, memory://)
+        return _inspect_dataset(sinks.locate(raw))
+    p = Path(raw)
     if p.is_dir():
-        return _inspect_dataset(p)
+        return _inspect_dataset(sinks.locate(p))
     if p.is_file():
         return _inspect_file(p, project_timezone, progress)
     raise FileNotFoundError(f"no dataset folder or export file at {p}")
@@ -405,7 +408,7 @@ def _mixed_values(path: Path, folded: list[str], types: dict[str, str]) -> list[
 # ---------------------------------------------------------------------- datasets
 
 
-def _file_nulls(path: Path, pf: pq.ParquetFile) -> dict[str, int]:
+def _file_nulls(pf: pq.ParquetFile) -> dict[str, int]:
     """Null counts per column of one file: statistics where they can say, else data."""
     md = pf.metadata
     schema = pf.schema_arrow
@@ -436,20 +439,32 @@ def _file_nulls(path: Path, pf: pq.ParquetFile) -> dict[str, int]:
     return nulls
 
 
-def _event_partition_nulls(path: Path, rows: int) -> int:
-    return rows if path.parent.name == "event=" + sinks.NULL_PARTITION else 0
+def _event_partition_nulls(path: str, rows: int) -> int:
+    return rows if Path(path).parent.name == "event=" + sinks.NULL_PARTITION else 0
 
 
-def _inspect_dataset(root: Path) -> Inspection:
-    by_event = any(
+def _open_dataset(location: sinks.Location) -> sinks.ParquetDataset:
+    """The dataset at ``location``: a Delta table (by its ``_delta_log``) or a Hive
+    dataset, partitioned by date or, locally, by date and event."""
+    if sinks.is_delta(location):
+        return sinks.DeltaDataset(location, create=False)
+    root = location.local_root
+    by_event = location.local and any(
         p.is_dir() and p.name.startswith("event=")
         for d in root.glob("date=*")
         if d.is_dir()
         for p in d.iterdir()
     )
-    ds = sinks.ParquetDataset(
-        root, partition_by=("date", "event") if by_event else ("date",), create=False
+    if not location.local and not location.fs.isdir(location.path):
+        raise FileNotFoundError(f"no dataset at {location.url}")
+    return sinks.ParquetDataset(
+        location, partition_by=("date", "event") if by_event else ("date",), create=False
     )
+
+
+def _inspect_dataset(location: sinks.Location) -> Inspection:
+    ds = _open_dataset(location)
+    by_event = ds.partition_by == ("date", "event")
     rows_per_day: dict[str, int] = {}
     day_types: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     nulls: Counter[str] = Counter()
@@ -461,16 +476,15 @@ def _inspect_dataset(root: Path) -> Inspection:
     tmin: Any = None
     tmax: Any = None
     total = 0
-    texts: dict[str, list[Path]] = {}  # columns folded to text, and the files holding them
+    texts: dict[str, list[str]] = {}  # columns folded to text, and the files holding them
     for day in ds.days():
         key = day.isoformat()
         rows_per_day[key] = 0
-        for name in ds.files(day):
-            f = Path(name)
-            pf = pq.ParquetFile(f)
+        for f in ds.files(day):
+            pf = ds.open_file(f)
             n = pf.metadata.num_rows
             files += 1
-            size += f.stat().st_size
+            size += ds.size_of(f)
             total += n
             rows_per_day[key] += n
             schema = pf.schema_arrow
@@ -482,7 +496,7 @@ def _inspect_dataset(root: Path) -> Inspection:
             for name in schema.names:
                 if name not in order:
                     order.append(name)
-            for name, count in _file_nulls(f, pf).items():
+            for name, count in _file_nulls(pf).items():
                 nulls[name] += count
                 present_rows[name] += n
             for fld in schema:
@@ -520,12 +534,12 @@ def _inspect_dataset(root: Path) -> Inspection:
     for name, paths in texts.items():
         if pa.types.is_string(arrow_type(kinds[name])):
             values = pa.chunked_array(
-                [c for f in paths for c in pq.read_table(f, columns=[name]).column(0).chunks],
+                [c for f in paths for c in ds.open_file(f).read(columns=[name]).column(0).chunks],
                 pa.string(),
             )
             suggestions += suggest_dtypes(pa.table({name: values}), [name])
     return Inspection(
-        source=root,
+        source=ds.location.local_root if ds.location.local else ds.location.url,
         kind="dataset",
         rows=total,
         rows_per_day=rows_per_day,
@@ -537,6 +551,7 @@ def _inspect_dataset(root: Path) -> Inspection:
         time_max=tmax.isoformat() if tmax is not None else None,
         time_note="(UTC)",
         suggestions=suggestions,
+        notes=[f"table format: {ds.table_format}"] if ds.table_format != "hive" else [],
     )
 
 

@@ -314,12 +314,18 @@ Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
         epilog=f"""\
 examples:
   robotmia-frames inspect events/
+  robotmia-frames inspect s3://my-bucket/events
   robotmia-frames inspect export.jsonl.gz
   robotmia-frames inspect events/ --json | jq '.columns[] | select(.null_rate > 0.5)'
 
 {EXIT_CODES}""",
     )
-    i.add_argument("source", type=Path, metavar="PATH", help="dataset folder or export file")
+    i.add_argument(
+        "source",
+        metavar="PATH",
+        help="dataset folder or URL (s3://bucket/events: credentials from the AWS_* "
+        "environment), a Delta table, or an export file",
+    )
     i.add_argument(
         "--timezone",
         metavar="TZ",

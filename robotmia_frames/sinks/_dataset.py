@@ -423,6 +423,10 @@ class ParquetDataset:
         """The footer of one data file (rows, row groups, column sizes)."""
         return pq.read_metadata(path, filesystem=self._arrow_fs)
 
+    def open_file(self, path: str) -> pq.ParquetFile:
+        """One data file, opened for its footer and columns (on any filesystem)."""
+        return pq.ParquetFile(path, filesystem=self._arrow_fs)
+
     def schema_of(self, path: str) -> pa.Schema:
         """The Arrow schema of one data file (its footer only)."""
         return pq.read_schema(path, filesystem=self._arrow_fs)
