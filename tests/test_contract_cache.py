@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import robotmia_frames as rf
 from tests.conftest import ServerFactory, local_seconds
 
@@ -51,3 +53,15 @@ def test_contract_cache_never_serves_another_projects_body(
         if path.is_file():
             data = path.read_bytes()
             assert SECRET_A.encode() not in data and SECRET_B.encode() not in data
+
+
+def test_contract_cache_dir_that_is_a_file_is_a_bad_argument(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(_events("e"), api_secret=SECRET_A)
+    a_file = tmp_path / "cache"
+    a_file.write_text("not a folder")
+    with pytest.raises(rf.InvalidArgumentError, match=r"cache_dir .* it is a file"):
+        _read(srv.url, SECRET_A, a_file)
+    assert srv.requests == []
+    assert a_file.read_text() == "not a folder"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fsutil import write_json_atomic
+from ..errors import InvalidArgumentError
 from ._config import DownloadResult, WindowRequest
 
 MANIFEST = "manifest.json"
@@ -36,7 +37,14 @@ class WindowCache:
 
     def __init__(self, root: str | os.PathLike[str], *, api_secret: str | None = None) -> None:
         self.root = Path(os.fspath(root))
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "it is a file" if isinstance(exc, FileExistsError) else exc.strerror or exc
+            raise InvalidArgumentError(
+                f"cache_dir {self.root} cannot hold the cache: {why}. "
+                "Pass a folder (it is created if missing)"
+            ) from None
         self._lock = threading.Lock()
         self._manifest = self._load()
         self._project = self._project_id(api_secret) if api_secret else ""
