@@ -112,6 +112,28 @@ def origin(url: str) -> tuple[str, str, int]:
 # --------------------------------------------------------------------------- configuration
 
 
+def _check_ca_bundle(path: str) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``path`` (a file) holds certificates
+    that TLS can load: a wrong file would fail every attempt the same way.
+
+    Example:
+        >>> _check_ca_bundle(os.devnull)
+        Traceback (most recent call last):
+        ...
+        robotmia_frames.errors.InvalidArgumentError: verify='/dev/null': not a CA bundle (no PEM certificate in it)
+    """
+    if os.path.isdir(path):
+        return  # a folder of hashed certificates: OpenSSL reads it lazily
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError):
+        raise InvalidArgumentError(
+            f"verify={path!r}: not a CA bundle (no PEM certificate in it)"
+        ) from None
+
+
 @dataclass(frozen=True, repr=False)
 class TransportConfig:
     """How to reach the export endpoint, and how patiently.
@@ -177,6 +199,7 @@ class TransportConfig:
                 raise InvalidArgumentError(
                     f"verify={self.verify!r}: no such CA bundle file or directory"
                 )
+            _check_ca_bundle(self.verify)
         elif not isinstance(self.verify, bool):
             raise InvalidArgumentError("verify must be True, False or the path of a CA bundle")
 
