@@ -117,7 +117,10 @@ class BodyVerifier:
         if out and len(self._first) < _TAIL_LIMIT:
             self._first += out[: _TAIL_LIMIT - len(self._first)]
         if out:
-            self._tail = (self._tail + out)[-_TAIL_LIMIT:]
+            if len(out) >= _TAIL_LIMIT:  # the tail is all in out: copy only that
+                self._tail = out[-_TAIL_LIMIT:]
+            else:
+                self._tail = (self._tail + out)[-_TAIL_LIMIT:]
             self._tail_seen += len(out)
 
     def finish(self) -> None:
