@@ -61,8 +61,17 @@ path = pathlib.Path("export.jsonl")
 path.write_text("".join(json.dumps(x) + "\\n" for x in lines))
 df = rf.read_export_file(path, project_timezone="UTC", progress=True)
 default = _progress.make(None, total=1)
+# an export: bytes counted from the download threads, rows as batches are parsed
+from robotmia_frames.emulator import ExportServer, GeneratorConfig
+seen = []
+with ExportServer(generate=GeneratorConfig(events_per_day=3000, to_date="2024-01-02"),
+                  api_secret="s") as srv:
+    kw = dict(api_secret="s", project_timezone="UTC", base_url=srv.url)
+    exported = rf.read_robotmia_export("2024-01-01", "2024-01-02", progress=True, **kw)
+    rf.read_robotmia_export("2024-01-01", "2024-01-02", progress=seen.append, **kw)
 print(json.dumps({"rows": len(df), "in_notebook": _progress.in_notebook(),
-                  "default_bar": type(default._bar).__module__}))
+                  "default_bar": type(default._bar).__module__, "exported": len(exported),
+                  "updates_before_a_day": sum(u.windows_done == 0 for u in seen) > 1}))
 default.close()
 """
 
@@ -87,4 +96,10 @@ def test_in_jupyter_the_bar_is_a_widget(tmp_path: Path, monkeypatch: pytest.Monk
     assert widgets, outputs  # the forced bar: a widget, not text on stderr
     assert not [o for o in outputs if o.get("name") == "stderr"], outputs
     printed = json.loads(next(o["text"] for o in outputs if o.get("name") == "stdout"))
-    assert printed == {"rows": 2000, "in_notebook": True, "default_bar": "tqdm.notebook"}
+    assert printed == {
+        "rows": 2000,
+        "in_notebook": True,
+        "default_bar": "tqdm.notebook",
+        "exported": 6000,
+        "updates_before_a_day": True,
+    }
