@@ -88,6 +88,12 @@ def test_messages_name_flags_not_parameters(tmp_path: Path) -> None:
     assert "pass --timezone Europe/Paris" in tz and "project_timezone" not in tz
 
 
+def test_any_keyword_that_is_a_flag_is_named_as_the_flag(tmp_path: Path) -> None:
+    args = ["export", "2024-01-01", "2024-01-31", "--out", str(tmp_path / "o"), "--dry-run"]
+    line = error_of(run_cli(*args, "--timezone", "UTC", "--window-days", "99"))
+    assert line.startswith("error: --window-days must be") and "window_days" not in line
+
+
 def test_dollar_key_in_where_hints_the_property_syntax(tmp_path: Path) -> None:
     line = error_of(
         run_cli(

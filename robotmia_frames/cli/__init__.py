@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import datetime as dt
 import errno
+import functools
 import getpass
 import json
 import os
@@ -637,6 +638,23 @@ _CLI_NAMES: dict[str | None, dict[str, str]] = {
 }
 
 
+@functools.cache
+def _snake_flags() -> dict[str, str]:
+    """Every ``--two-words`` flag of every command, by its Python spelling
+    (``window_days`` -> ``--window-days``): the keyword of the same name."""
+    flags: dict[str, str] = {}
+    parsers = [build_parser()]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            for flag in action.option_strings:
+                name = flag.removeprefix("--").replace("-", "_")
+                if flag.startswith("--") and "_" in name:
+                    flags[name] = flag
+    return flags
+
+
 def cli_words(message: str, command: str | None = None) -> str:
     """A library message in the command line's words: flags, never Python parameters
     (``timeout=`` -> ``--timeout=``, ``project_timezone`` -> ``--timezone``, and the
@@ -647,6 +665,8 @@ def cli_words(message: str, command: str | None = None) -> str:
         'raise --timeout= or --min-speed=0; check --base-url'
         >>> cli_words("from_date must be a 'YYYY-MM-DD' string or a datetime.date", "read")
         '--from must be a day, YYYY-MM-DD'
+        >>> cli_words('window_days must be "auto" or an integer from 1 to 31, got 99')
+        '--window-days must be "auto" or an integer from 1 to 31, got 99'
     """
     for phrase, words in _CLI_PHRASES.items():
         message = message.replace(phrase, words)
@@ -654,7 +674,8 @@ def cli_words(message: str, command: str | None = None) -> str:
         message = pattern.sub(replacement, message)
     for name, flag in _CLI_ALIASES.items():
         message = re.sub(rf"(?<![\w-]){re.escape(name)}", flag, message)
-    names = {**_CLI_NAMES[None], **_CLI_NAMES.get(command, {})}
+    # the command's own names first, then any snake_case keyword that is a flag too
+    names = {**_snake_flags(), **_CLI_NAMES[None], **_CLI_NAMES.get(command, {})}
     for name, flag in names.items():
         # a parameter name, alone or as "name=" (a bare "where" is English: only "where=")
         tail = "=" if name == "where" else r"(?![\w])"
