@@ -57,6 +57,11 @@ _MAX_S = _MAX_US // _US - 86400
 I64 = npt.NDArray[np.int64]
 
 
+#: Names ``ZoneInfo`` may load from the system's zoneinfo folder that are not IANA
+#: zones: ``localtime`` is this machine's zone, not the project's.
+_NOT_ZONES = frozenset({"localtime", "posixrules"})
+
+
 @functools.lru_cache(maxsize=64)
 def resolve_timezone(name: str) -> ZoneInfo:
     """Return the :class:`~zoneinfo.ZoneInfo` for an IANA name, or raise ``ValueError``.
@@ -70,6 +75,10 @@ def resolve_timezone(name: str) -> ZoneInfo:
             f"project_timezone must be an IANA timezone name such as 'Europe/Paris', got {name!r}"
         )
     try:
+        if name in _NOT_ZONES or name.startswith(("posix/", "right/")):
+            # files of the zoneinfo folder that are no IANA zone of their own: the
+            # machine's zone, a rules template, copies under other semantics
+            raise ZoneInfoNotFoundError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         near = timezone_suggestions(name)

@@ -39,3 +39,14 @@ def test_contract_verify_must_be_a_ca_bundle(server: ServerFactory, tmp_path: Pa
         return_type="arrow",
     )
     assert table.column_names == ["event", "time"]
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "right/UTC", "posix/Europe/Paris"])
+def test_contract_project_timezone_is_an_iana_zone(tmp_path: Path, name: str) -> None:
+    """Files of the system's zoneinfo folder that are no IANA zone (``localtime`` is
+    the machine's own zone, not the project's) are unknown timezones."""
+    path = tmp_path / "export.jsonl"
+    path.write_text('{"event":"e","properties":{"time":1704067200}}\n')
+    with pytest.raises(rf.InvalidArgumentError, match="unknown project_timezone"):
+        rf.read_export_file(path, project_timezone=name)
+    assert len(rf.read_export_file(path, project_timezone="Europe/Paris")) == 1
