@@ -138,7 +138,15 @@ def test_an_output_folder_that_is_a_file_is_a_usage_error(tmp_path: Path) -> Non
             env={"ROBOTMIA_API_SECRET": "s"},
         )
     )
-    assert str(target) in line
+    assert f"{target} is a file, not a folder" in line
+    inside = error_of(
+        run_cli(
+            "export", "2024-01-01", "2024-01-01", "--out", str(target / "sub"),
+            "--timezone", "UTC", "--base-url", "http://127.0.0.1:9/api/2.0/export/",
+            env={"ROBOTMIA_API_SECRET": "s"},
+        )
+    )  # fmt: skip
+    assert f"{target} is a file, not a folder" in inside
 
 
 def test_busy_port_suggests_port_0() -> None:

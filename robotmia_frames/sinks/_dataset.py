@@ -321,6 +321,12 @@ class ParquetDataset:
                 raise self._unwritable(folder, exc) from None
 
     def _unwritable(self, folder: Path, exc: OSError) -> InvalidArgumentError:
+        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        if blocker is not None:  # the folder is a file, or inside one
+            return InvalidArgumentError(
+                f"the dataset {self.root} cannot be written: {blocker} is a file, not a "
+                "folder. Nothing was downloaded. Choose another path."
+            )
         return InvalidArgumentError(
             f"the dataset {self.root} cannot be written: creating a file in {folder} "
             f"failed ({exc.strerror or exc}). Nothing was downloaded. Check the folder's "
