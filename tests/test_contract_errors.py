@@ -80,3 +80,20 @@ def test_contract_final_and_retried_statuses(
     assert caught.value.server_message == f"said {status}"
     assert f"said {status}" in str(caught.value)
     assert len(srv.requests) == requests_sent
+
+
+def test_contract_parse_error_never_shows_the_secret(server: ServerFactory) -> None:
+    """A proxy's page may echo the request's credentials: the line shown is redacted."""
+    srv = server([], faults=[Fault(body=b"{echo " + SECRET.encode() + b"\n", times=None)])
+    with pytest.raises(rf.ParseError) as caught:
+        rf.read_robotmia_export(
+            "2024-01-01",
+            "2024-01-01",
+            api_secret=SECRET,
+            project_timezone="UTC",
+            base_url=srv.url,
+            max_retries=0,
+        )
+    assert caught.value.line_number == 1
+    assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+    assert "'{echo ***'" in str(caught.value)

@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from .._redact import redact
 from ..errors import InvalidArgumentError, ParseError, RobotmiaWarning, user_stacklevel
 from .typepolicy import (
     NULL,
@@ -192,7 +193,9 @@ class BadLines:
 
 
 def preview(line: bytes, limit: int = 80) -> str:
-    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+    """The start of a line for a message, without any registered secret (a proxy's
+    page can echo the request's credentials)."""
+    text = redact(line.rstrip(b"\r\n").decode("utf-8", "replace"))
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
