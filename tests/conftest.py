@@ -156,3 +156,16 @@ def release_when(condition: Callable[[], object], gate: threading.Event) -> thre
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def read_day(url: str, day: str = "2024-01-01", **options: Any) -> Any:
+    """``rf.read_robotmia_export`` of one day from the server at ``url`` (the test
+    secret, UTC), with ``options``.
+
+    (Imported by other test modules: ``from tests.conftest import read_day``.)
+    """
+    import robotmia_frames as rf
+
+    options.setdefault("api_secret", SECRET)
+    options.setdefault("project_timezone", "UTC")
+    return rf.read_robotmia_export(day, day, base_url=url, **options)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import robotmia_frames as rf
-from tests.conftest import SECRET, ServerFactory
+from tests.conftest import ServerFactory, read_day
 
 
 def test_contract_verify_must_be_a_ca_bundle(server: ServerFactory, tmp_path: Path) -> None:
@@ -19,25 +19,10 @@ def test_contract_verify_must_be_a_ca_bundle(server: ServerFactory, tmp_path: Pa
     not_pem.write_text("this is no certificate\n")
     for verify in (str(not_pem), str(tmp_path / "missing.pem")):
         with pytest.raises(rf.InvalidArgumentError, match="verify=") as caught:
-            rf.read_robotmia_export(
-                "2024-01-01",
-                "2024-01-01",
-                api_secret=SECRET,
-                project_timezone="UTC",
-                base_url=srv.url,
-                verify=verify,
-            )
+            read_day(srv.url, verify=verify)
         assert isinstance(caught.value, ValueError)
     assert srv.requests == []
-    table = rf.read_robotmia_export(
-        "2024-01-01",
-        "2024-01-01",
-        api_secret=SECRET,
-        project_timezone="UTC",
-        base_url=srv.url,
-        verify=srv.ca_bundle,
-        return_type="arrow",
-    )
+    table = read_day(srv.url, verify=srv.ca_bundle, return_type="arrow")
     assert table.column_names == ["event", "time"]
 
 

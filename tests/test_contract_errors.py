@@ -13,7 +13,7 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import Fault
-from tests.conftest import SECRET, ServerFactory, local_seconds
+from tests.conftest import SECRET, ServerFactory, local_seconds, read_day
 
 GOOD = b'{"event":"e","properties":{"time":%d}}' % local_seconds("2024-01-01", 60)
 BODY = [GOOD, b"", GOOD, b"{bad", b"   ", b"[1]", GOOD]
@@ -67,15 +67,7 @@ def test_contract_final_and_retried_statuses(
 ) -> None:
     srv = server([], faults=[Fault(status=status, message=f"said {status}", times=None)])
     with pytest.raises(rf.APIError) as caught:
-        rf.read_robotmia_export(
-            "2024-01-01",
-            "2024-01-01",
-            api_secret=SECRET,
-            project_timezone="UTC",
-            base_url=srv.url,
-            max_retries=2,
-            retry_backoff=0,
-        )
+        read_day(srv.url, max_retries=2, retry_backoff=0)
     assert caught.value.status_code == status
     assert caught.value.server_message == f"said {status}"
     assert f"said {status}" in str(caught.value)
@@ -86,14 +78,7 @@ def test_contract_parse_error_never_shows_the_secret(server: ServerFactory) -> N
     """A proxy's page may echo the request's credentials: the line shown is redacted."""
     srv = server([], faults=[Fault(body=b"{echo " + SECRET.encode() + b"\n", times=None)])
     with pytest.raises(rf.ParseError) as caught:
-        rf.read_robotmia_export(
-            "2024-01-01",
-            "2024-01-01",
-            api_secret=SECRET,
-            project_timezone="UTC",
-            base_url=srv.url,
-            max_retries=0,
-        )
+        read_day(srv.url, max_retries=0)
     assert caught.value.line_number == 1
     assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
     assert "'{echo ***'" in str(caught.value)
