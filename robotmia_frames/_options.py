@@ -186,7 +186,9 @@ def timezone(project_timezone: Any) -> str:
 
 
 def base_url(url: Any, region: Any) -> str:
-    """The export endpoint: ``base_url``, else ``ROBOTMIA_BASE_URL``, else ``region``'s.
+    """The export endpoint: ``base_url``, else ``region``'s when one is given, else
+    ``ROBOTMIA_BASE_URL``, else the US endpoint (an explicit ``region`` is not
+    overridden by the environment).
 
     Example:
         >>> base_url(None, "eu")

@@ -35,3 +35,16 @@ def test_contract_project_timezone_is_an_iana_zone(tmp_path: Path, name: str) ->
     with pytest.raises(rf.InvalidArgumentError, match="unknown project_timezone"):
         rf.read_export_file(path, project_timezone=name)
     assert len(rf.read_export_file(path, project_timezone="Europe/Paris")) == 1
+
+
+def test_contract_base_url_from_the_environment(
+    server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = server([])
+    monkeypatch.setenv("ROBOTMIA_BASE_URL", srv.url)
+    assert rf.Client(api_secret="s", project_timezone="UTC").base_url == srv.url
+    eu = rf.Client(api_secret="s", project_timezone="UTC", region="eu").base_url
+    assert eu == "https://data-eu.robotmia.com/api/2.0/export/"
+    monkeypatch.setenv("ROBOTMIA_BASE_URL", "http://example.com/api/2.0/export/")
+    with pytest.raises(rf.InvalidArgumentError, match="clear text"):
+        rf.Client(api_secret="s", project_timezone="UTC")
