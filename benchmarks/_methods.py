@@ -189,7 +189,14 @@ def parquet_export(url: str, start: str, end: str, secret: str, out: str) -> tup
 
 
 def storage_export(
-    url: str, start: str, end: str, secret: str, out: str, table_format: str, options: str
+    url: str,
+    start: str,
+    end: str,
+    secret: str,
+    out: str,
+    table_format: str,
+    options: str,
+    window_days: str = "auto",
 ) -> tuple[int, int]:
     """export_to_parquet to any dataset location (``options``: storage_options JSON)."""
     import robotmia_frames as rf
@@ -197,6 +204,7 @@ def storage_export(
     s = rf.export_to_parquet(
         out, start, end, api_secret=secret, project_timezone="UTC", base_url=url,
         progress=False, table_format=table_format, storage_options=json.loads(options) or None,
+        window_days="auto" if window_days == "auto" else int(window_days),
     )  # fmt: skip
     return s.rows, s.files
 

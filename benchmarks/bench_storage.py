@@ -8,6 +8,7 @@ largest size to the smallest per target (flat memory: close to 1).
 
     python benchmarks/bench_storage.py
     python benchmarks/bench_storage.py --sizes 1000000,3000000 --targets local-hive,s3-hive
+    python benchmarks/bench_storage.py --sizes 1000000,3000000 --targets local-hive --window-days 7
 """
 
 from __future__ import annotations
@@ -52,10 +53,16 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000,3000000")
     ap.add_argument("--per-day", type=int, default=50_000)
     ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument(
+        "--window-days", default="auto", help="window_days of the exports (default auto)"
+    )
     args = ap.parse_args()
     targets = [t for t in args.targets.split(",") if t]
     server, options = _s3() if any(t.startswith("s3") for t in targets) else (None, {})
-    print(f"# {machine()}; {args.per_day:,} events per day, generated lazily by the emulator")
+    print(
+        f"# {machine()}; {args.per_day:,} events per day, generated lazily by the emulator; "
+        f"window_days={args.window_days}"
+    )
     print(f"{'target':<13}{'events':>10}{'days':>6}{'wall s':>9}{'rows/s':>10}{'peak RSS MiB':>14}")
     peaks: dict[str, list[float]] = {}
     try:
@@ -74,7 +81,7 @@ def main() -> None:
                 with ExportServer(api_secret=SECRET, generate=gen, compresslevel=1) as srv:
                     rep = run_child(
                         "storage_export", srv.url, start.isoformat(), end.isoformat(), SECRET,
-                        out, fmt, opts,
+                        out, fmt, opts, args.window_days,
                     )  # fmt: skip
                 shutil.rmtree(tmp, ignore_errors=True)
                 if "wall" not in rep:
