@@ -574,8 +574,8 @@ class ParquetDataset:
             source = str(new / "part-0.parquet")
             if isinstance(self._arrow_fs, pafs.FileSystem) and not isinstance(
                 self._arrow_fs, pafs.PyFileSystem
-            ):  # a pyarrow filesystem: its own copy (one PUT, or a multipart upload)
-                pafs.copy_files(source, target, destination_filesystem=self._arrow_fs)
+            ):  # a pyarrow filesystem: one PUT, or a multipart upload
+                _upload(source, target, self._arrow_fs)
             else:  # fsspec: one PUT, or a multipart upload that is aborted on failure
                 self.fs.put_file(source, target)
             return
@@ -802,6 +802,33 @@ class ParquetDataset:
             if on_day is not None:
                 on_day(0, day_rows)
         return tables
+
+
+def _upload(source: str, target: str, fs: pafs.FileSystem) -> None:
+    """Upload the local file ``source`` to ``target`` through a pyarrow filesystem,
+    and check that it landed: ``pyarrow.fs.copy_files`` logs the error of a failed
+    part and returns as if the object had been written. A failed multipart upload is
+    never completed, so the old object stays; the check (the object's size and last
+    64 KiB, the Parquet footer, against the file's) turns that into an error. The
+    pending upload itself is left to the bucket's lifecycle rules: pyarrow cannot
+    abort one."""
+    pafs.copy_files(source, target, destination_filesystem=fs)
+    size = os.path.getsize(source)
+    tail = min(size, 64 << 10)
+    with open(source, "rb") as f:
+        f.seek(size - tail)
+        want = f.read()
+    try:
+        with fs.open_input_file(target) as obj:
+            got_size = obj.size()
+            got = obj.read_at(tail, got_size - tail) if got_size >= tail else b""
+    except OSError as exc:
+        raise OSError(exc.errno, f"uploading {target} failed: {exc}") from exc
+    if got_size != size or got != want:
+        raise OSError(
+            f"uploading {target} failed: the object there is not the day just written "
+            "(a part of the upload failed); the day's previous object, if any, is intact"
+        )
 
 
 def _arrow_filesystem(fs: Any) -> Any:
