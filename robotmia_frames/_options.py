@@ -477,13 +477,30 @@ def bytes_per_second(value: Any, name: str) -> float:
         >>> bytes_per_second(1024, "min_speed")
         1024.0
     """
+    return _finite_non_negative(value, f"{name} must be a number of bytes a second >= 0")
+
+
+def _finite_non_negative(value: Any, rule: str) -> float:
+    """``value`` as a float, if it is a finite number ``>= 0`` (else ``rule``, as an error)."""
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not 0 <= value < float("inf")
     ):
-        raise InvalidArgumentError(f"{name} must be a number of bytes a second >= 0, got {value!r}")
+        raise InvalidArgumentError(f"{rule}, got {value!r}")
     return float(value)
+
+
+def bytes_per_day(value: Any) -> float | None:
+    """Compressed export bytes a day expected (``bytes_per_day=``): None, or ``>= 0``.
+
+    Example:
+        >>> bytes_per_day(2048), bytes_per_day(None)
+        (2048.0, None)
+    """
+    if value is None:
+        return None
+    return _finite_non_negative(value, "bytes_per_day must be a number of bytes >= 0")
 
 
 def byte_cap(value: Any, name: str) -> int | None:

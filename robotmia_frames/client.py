@@ -398,7 +398,7 @@ class Client:
             >>> s.rows, s.days
             (30, 3)
         """
-        location, _, tz = _pipeline.dataset_for_write(
+        location, state, tz = _pipeline.dataset_for_write(
             self._conn,
             path,
             project_timezone=project_timezone,
@@ -424,6 +424,7 @@ class Client:
             on_type_mismatch=on_type_mismatch,
             window_days=window_days,
             window_target_bytes=window_target_bytes,
+            bytes_per_day=state.history_bytes_per_day(),
         )
         if plan:  # the arguments are checked: say what the run would send
             return self.plan_export(
@@ -512,6 +513,7 @@ class Client:
             on_type_mismatch=on_type_mismatch,
             window_days=window_days,
             window_target_bytes=window_target_bytes,
+            bytes_per_day=state.history_bytes_per_day(),
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
             summary = _pipeline.write_dataset(
@@ -618,13 +620,18 @@ class Client:
         window_days: int | Literal["auto"] = "auto",
         window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
         bytes_per_day: float | None = None,
+        dataset: str | os.PathLike[str] | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> _pipeline.BudgetPlan:
         """The requests and API-hours an export of ``from_date..to_date`` would take.
 
         Nothing is sent. The API-hours count this client's hourly rate limit (60
         requests an hour when it has none). With ``window_days="auto"`` the windows
         are sized from ``bytes_per_day`` (compressed body bytes per day) when
-        given, else each is assumed to span the start size of 7 days: a run
+        given, else from the history of ``dataset`` (the dataset the export would
+        write: the compressed bytes per day its latest days came with, as
+        :meth:`export_to_parquet` and :meth:`sync_to_parquet` size their first
+        windows), else each is assumed to span the start size of 7 days: a run
         learns the real size from each body and usually needs fewer requests.
 
         Example:
@@ -635,6 +642,10 @@ class Client:
             >>> print(plan)
             2024-01-01..2024-12-31: 366 days in 13 requests (6 to 30 days each), 0.2 API-hours at 60 requests an hour
         """
+        if bytes_per_day is None and dataset is not None:
+            location = _pipeline.dataset_location(dataset, storage_options)
+            state = _pipeline.dataset_state(location, storage_options)
+            bytes_per_day = state.history_bytes_per_day()
         return self._conn.budget(
             from_date,
             to_date,

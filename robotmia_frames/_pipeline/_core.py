@@ -16,12 +16,11 @@ import collections
 import dataclasses
 import datetime as dt
 import itertools
-import math
 import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +98,9 @@ class ExportPlan:
     progress: _progress.Progress | None = field(default=None, repr=False)
     pinned: Pinned = field(default_factory=lambda: Pinned({}))
     sizing: WindowSizing = field(default_factory=WindowSizing)
+    #: compressed bytes per day expected (a dataset's history): the first auto
+    #: windows are sized from it instead of the start size
+    bytes_per_day: float | None = None
 
     @property
     def days(self) -> list[dt.date]:
@@ -254,8 +256,10 @@ class Connection:
         on_type_mismatch: str = "text",
         window_days: int | str = "auto",
         window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
+        bytes_per_day: float | None = None,
     ) -> ExportPlan:
-        """Check a call's arguments, before anything is sent."""
+        """Check a call's arguments, before anything is sent. ``bytes_per_day`` (a
+        dataset's history) sizes the first auto windows."""
         start, end = _options.date_range(from_date, to_date)
         events = _options.events(event)
         where_ = _options.where(where)
@@ -281,6 +285,7 @@ class Connection:
             progress=_progress.make(progress, total=(end - start).days + 1, limiter=self.limiter),
             pinned=Pinned.checked(dtype, on_type_mismatch),
             sizing=sizing,
+            bytes_per_day=_options.bytes_per_day(bytes_per_day),
         )
 
     def budget(
@@ -295,20 +300,11 @@ class Connection:
         """The requests and API-hours an export of ``from_date..to_date`` would take."""
         start, end = _options.date_range(from_date, to_date)
         sizing = WindowSizing.checked(window_days, window_target_bytes)
-        if bytes_per_day is not None and (
-            isinstance(bytes_per_day, bool)
-            or not isinstance(bytes_per_day, (int, float))
-            or not math.isfinite(bytes_per_day)
-            or bytes_per_day < 0
-        ):
-            raise InvalidArgumentError(
-                f"bytes_per_day must be a number of bytes >= 0, got {bytes_per_day!r}"
-            )
         return BudgetPlan.of(
             start,
             end,
             sizing,
-            bytes_per_day=bytes_per_day,
+            bytes_per_day=_options.bytes_per_day(bytes_per_day),
             per_hour=self.limiter.limit.per_hour,
         )
 
@@ -438,6 +434,52 @@ class _StreamBudget:
             self.bytes -= nbytes
 
 
+def window_config(plan: ExportPlan, first: dt.date, last: dt.date) -> transport.TransportConfig:
+    """The transport settings of the window ``first..last``: a multi-day auto window
+    bigger than the target is abandoned as it streams in (and then halved)."""
+    config = plan.config
+    if plan.sizing.days is None and first != last:
+        cap = plan.sizing.target_bytes
+        if config.max_window_bytes is not None:
+            cap = min(cap, config.max_window_bytes)
+        config = dataclasses.replace(config, max_window_bytes=cap)
+    return config
+
+
+def fetch_halving(
+    download: Callable[[dt.date, dt.date], transport.DownloadResult],
+    first: dt.date,
+    last: dt.date,
+    planner: WindowPlanner,
+) -> list[transport.DownloadResult]:
+    """The verified bodies of ``first..last``: one ``download``, else (network errors,
+    truncated bodies, 5xx after the transport's retries, an auto body over the
+    target) two halves, each fetched the same way, down to single days, whose
+    failure is final. Each body teaches ``planner`` its bytes per day; a second
+    half is cut to the windows that size says (auto windows)."""
+    try:
+        result = download(first, last)
+    except (*_HALVE_ON, APIError) as exc:
+        # a 5xx after every retry, or a 200 body refused as too big (window_config)
+        server_error = isinstance(exc, APIError) and (exc.status_code or 0) in _HALVE_STATUS
+        if first == last or not (isinstance(exc, _HALVE_ON) or server_error):
+            raise
+    else:
+        planner.learn(first, last, result.bytes_received)
+        return [result]
+    middle = first + dt.timedelta(days=(last - first).days // 2)
+    out = fetch_halving(download, first, middle, planner)
+    day = middle + dt.timedelta(days=1)
+    while day <= last:  # the rest in windows sized from what the halves taught
+        span = (last - day).days + 1
+        if planner.sizing.days is None and planner.bytes_per_day is not None:
+            span = min(span, planner.sizing.next_days(planner.bytes_per_day))
+        end = day + dt.timedelta(days=span - 1)
+        out += fetch_halving(download, day, end, planner)
+        day = end + dt.timedelta(days=1)
+    return out
+
+
 def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     """Download the request windows (``plan.concurrency`` at once) and hand on their days.
 
@@ -479,13 +521,7 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             with lock:
                 sessions.append(session)
         request = plan.request(first, last)
-        config = plan.config
-        if plan.sizing.days is None and first != last:
-            # an auto window bigger than the target is abandoned as it streams in
-            cap = plan.sizing.target_bytes
-            if config.max_window_bytes is not None:
-                cap = min(cap, config.max_window_bytes)
-            config = dataclasses.replace(config, max_window_bytes=cap)
+        config = window_config(plan, first, last)
         dest = (
             cache.path_for(plan.config.base_url, request)
             if cache is not None
@@ -525,33 +561,10 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             # Vouched for at once, so a download that completes while another day
             # fails (or Ctrl-C) is reused by the next run instead of fetched again.
             cache.record(plan.config.base_url, result)
-        planner.learn(first, last, result.bytes_received)
         return result
 
-    def fetch_sized(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
-        """``first..last`` in windows sized from what the halves before them taught."""
-        out: list[transport.DownloadResult] = []
-        day = first
-        while day <= last:
-            span = (last - day).days + 1
-            if plan.sizing.days is None and planner.bytes_per_day is not None:
-                span = min(span, plan.sizing.next_days(planner.bytes_per_day))
-            end = day + dt.timedelta(days=span - 1)
-            out += fetch(day, end)
-            day = end + dt.timedelta(days=1)
-        return out
-
     def fetch(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
-        try:
-            return [download(first, last)]
-        except (*_HALVE_ON, APIError) as exc:
-            # a 5xx after every retry, or a 200 body refused as too big (the cap above)
-            server_error = isinstance(exc, APIError) and (exc.status_code or 0) in _HALVE_STATUS
-            if first == last or not (isinstance(exc, _HALVE_ON) or server_error):
-                raise
-        middle = first + dt.timedelta(days=(last - first).days // 2)
-        left = fetch(first, middle)
-        return left + fetch_sized(middle + dt.timedelta(days=1), last)
+        return fetch_halving(download, first, last, planner)
 
     def scanned(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
         req = result.request
@@ -589,7 +602,7 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
                 plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
             yield Window(day, result, part, cached, last=i == len(days) - 1)
 
-    planner = WindowPlanner(plan.start, plan.end, plan.sizing)
+    planner = WindowPlanner(plan.start, plan.end, plan.sizing, plan.bytes_per_day)
     order: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
     landed: dict[dt.date, list[tuple[transport.DownloadResult, bool]]] = {}
     pending: dict[Future[list[transport.DownloadResult]], tuple[dt.date, dt.date]] = {}

@@ -292,7 +292,7 @@ class DatasetWriter:
         """Write one downloaded window as its day's partition (older days are brought
         to its columns and types once, by :meth:`finish`, from their own values)."""
         merged = self.merged_kinds(window.kinds)
-        meta = self.day_metadata(window.day, plan.start, plan.end)
+        meta = self.day_metadata(window.day, plan.start, plan.end, window.bytes_per_day)
         result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
         self.commit_written(window.day, merged, result, plan)
 
@@ -312,14 +312,21 @@ class DatasetWriter:
         self.commit(day, merged, result, end=plan.end)
         self.widened |= narrower
 
-    def day_metadata(self, day: dt.date, start: dt.date, end: dt.date) -> dict[str, Any]:
-        """What the files of ``day`` record: the run's metadata and the day ranges known
-        complete (a replaced file forgets none of them); the last day ``end`` adds the
-        run's own range, which is complete once that day lands."""
+    def day_metadata(
+        self, day: dt.date, start: dt.date, end: dt.date, bytes_per_day: int | None = None
+    ) -> dict[str, Any]:
+        """What the files of ``day`` record: the run's metadata, the compressed bytes
+        per day of the body it came in (``bytes_per_day``, which later runs size their
+        windows from) and the day ranges known complete (a replaced file forgets none
+        of them); the last day ``end`` adds the run's own range, which is complete once
+        that day lands."""
+        meta = dict(self.metadata)
+        if bytes_per_day is not None:
+            meta[sinks.BYTES_KEY] = bytes_per_day
         ranges = self._ranges(start, end) if day == end else self.state.complete
-        if not ranges:
-            return dict(self.metadata)
-        return {**self.metadata, "complete": sinks.encode_ranges(ranges)}
+        if ranges:
+            meta["complete"] = sinks.encode_ranges(ranges)
+        return meta
 
     def merged_kinds(
         self, window_kinds: dict[str, Kind], base: dict[str, Kind] | None = None

@@ -6,12 +6,14 @@ import contextlib
 import contextvars
 import dataclasses
 import datetime as dt
+import gzip
+import io
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import orjson
@@ -20,12 +22,7 @@ import pyarrow as pa
 from .. import _options, parse, transport
 from ..parse import PROPERTY_PREFIX, Kind
 
-if TYPE_CHECKING:
-    pass
-
 # ------------------------------------------------------------------ window sizing
-
-#: Days in the first request of an ``window_days="auto"`` export, before any size is known.
 
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
 AUTO_START_DAYS = 7
@@ -176,9 +173,10 @@ class BudgetPlan:
 
     ``windows`` are the planned requests (``(first, last)`` days, inclusive),
     ``api_hours`` the hours of API budget they take at ``per_hour`` requests an hour.
-    With ``window_days="auto"`` the sizes come from ``bytes_per_day`` when given,
-    else every window is assumed to span the start size (7 days), a conservative
-    guess: a real run learns the size from each body and usually needs fewer.
+    With ``window_days="auto"`` the sizes come from ``bytes_per_day`` when given
+    (a dataset's history), else every window is assumed to span the start size
+    (7 days), a conservative guess: a real run learns the size from each body and
+    usually needs fewer. ``bytes_per_day`` and ``auto`` say which it was.
 
     Example:
         >>> import datetime as dt
@@ -193,6 +191,8 @@ class BudgetPlan:
     to_date: dt.date
     windows: list[tuple[dt.date, dt.date]]
     per_hour: int = DEFAULT_REQUESTS_PER_HOUR
+    bytes_per_day: float | None = None
+    auto: bool = False
 
     @classmethod
     def of(
@@ -206,7 +206,15 @@ class BudgetPlan:
     ) -> BudgetPlan:
         """Plan ``start..end`` with ``sizing``."""
         windows = plan_windows(start, end, sizing, bytes_per_day)
-        return cls(start, end, windows, per_hour or DEFAULT_REQUESTS_PER_HOUR)
+        auto = sizing.days is None
+        return cls(
+            start,
+            end,
+            windows,
+            per_hour or DEFAULT_REQUESTS_PER_HOUR,
+            bytes_per_day if auto else None,
+            auto,
+        )
 
     @property
     def requests(self) -> int:
@@ -229,8 +237,25 @@ class BudgetPlan:
         return (
             f"{self.from_date.isoformat()}..{self.to_date.isoformat()}: {self.days} days in "
             f"{self.requests} requests ({each} {unit} each), {self.api_hours:.1f} API-hours "
-            f"at {self.per_hour} requests an hour"
+            f"at {self.per_hour} requests an hour{self._basis()}"
         )
+
+    def _basis(self) -> str:
+        """What the auto sizes were planned from (nothing for pinned sizes)."""
+        if not self.auto:
+            return ""
+        if self.bytes_per_day is None:
+            return "; no size known yet, so the 7-day start size throughout (a run learns)"
+        return f"; sized from {_size(self.bytes_per_day)} of compressed body a day"
+
+
+def _size(nbytes: float) -> str:
+    """``nbytes`` for people: ``"512 B"``, ``"12.3 KiB"``, ``"1.5 MiB"``."""
+    if nbytes < 1024:
+        return f"{nbytes:.0f} B"
+    if nbytes < 1 << 20:
+        return f"{nbytes / 1024:.1f} KiB"
+    return f"{nbytes / (1 << 20):.1f} MiB"
 
 
 #: Which rows of a batch belong to a source: all (None), a ``(start, stop)`` run, or
@@ -326,6 +351,18 @@ class Window:
     @property
     def kinds(self) -> dict[str, Kind]:
         return self.parsed.kinds
+
+    @property
+    def bytes_per_day(self) -> int:
+        """The compressed bytes per day of the body this day came in."""
+        return body_bytes_per_day(self.result)
+
+
+def body_bytes_per_day(result: transport.DownloadResult) -> int:
+    """A verified body's compressed bytes divided by the days of its window (what a
+    dataset records of each day, to size later windows from)."""
+    req = result.request
+    return round(result.bytes_received / ((req.to_date - req.from_date).days + 1))
 
 
 #: What a read does with each parsed batch before keeping it (``_wide.Collector``:
@@ -516,6 +553,55 @@ def split_days(
         label = f"window {date.isoformat()}"
         out.append((date, Parsed(parsed.path, label, parts[i], kinds, selections)))
     return out
+
+
+def split_body(
+    path: Path, label: str, first: dt.date, last: dt.date, unit: str = "s"
+) -> list[bytes]:
+    """A verified body of ``first..last`` as one gzip JSONL body per day, in order.
+
+    Each day's body holds the lines of that day (:func:`day_numbers`), in body
+    order, as a one-day request of the day would bring them; a blank or malformed
+    line goes with the row before it (the first day before any row). For a worker
+    that fetched a multi-day window and hands back its days (``robotmia_frames.dask``).
+
+    Example:
+        >>> import datetime as dt, pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "w.jsonl")
+        >>> lines = [b'{"event":"a","properties":{"time":86399}}',
+        ...          b'{"event":"b","properties":{"time":86400}}', b'', b'{bad']
+        >>> _ = p.write_bytes(b"\\n".join(lines) + b"\\n")
+        >>> [gzip.decompress(b).splitlines() for b in
+        ...  split_body(p, "w", dt.date(1970, 1, 1), dt.date(1970, 1, 3))]
+        ... # doctest: +NORMALIZE_WHITESPACE
+        [[b'{"event":"a","properties":{"time":86399}}'],
+         [b'{"event":"b","properties":{"time":86400}}', b'', b'{bad'], []]
+    """
+    ndays = (last - first).days + 1
+    # per batch: its first line, its line count, its malformed lines, each row's day
+    spans = [
+        (b.first_line, b.line_count, b.bad_lines, day_numbers(b.time, first, ndays, unit))
+        for b in parse.read_raw_batches(path, source=label, on_bad_lines="skip", keys=frozenset())
+    ]
+    outs = [io.BytesIO() for _ in range(ndays)]
+    writers = [gzip.GzipFile(fileobj=o, mode="wb", compresslevel=1, mtime=0) for o in outs]
+    j = row = 0
+    day = 0
+    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=1 << 16):
+        for k, line in enumerate(chunk):
+            number = first_no + k
+            while j < len(spans) and number >= spans[j][0] + spans[j][1]:
+                j, row = j + 1, 0
+            if j < len(spans) and number >= spans[j][0]:
+                _, _, bad, days = spans[j]
+                if line.strip() and number not in bad and row < len(days):
+                    day = int(days[row])
+                    row += 1
+            writers[day].write(line)
+            writers[day].write(b"\n")
+    for writer in writers:
+        writer.close()
+    return [o.getvalue() for o in outs]
 
 
 def _lines_of(path: Path, label: str, batches: list[parse.RawBatch]) -> list[list[bytes]]:

@@ -182,13 +182,15 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _plan(args: argparse.Namespace, out: TextIO) -> int:
-    """``export --dry-run``: the windows, requests and API-hours; nothing is sent."""
+    """``export --dry-run``: the windows, requests and API-hours (auto windows sized
+    from the history of the dataset at ``--out``, if any); nothing is sent."""
     kwargs = _remote_kwargs(args)
     plan = _planner(kwargs).plan_export(
         args.from_date,
         args.to_date,
         window_days=kwargs["window_days"],
         window_target_bytes=kwargs["window_target_bytes"],
+        dataset=args.out,  # its history sizes the auto windows
     )
     if args.json:
         _print_json(
@@ -197,6 +199,7 @@ def _plan(args: argparse.Namespace, out: TextIO) -> int:
                 "to_date": args.to_date,
                 "requests": plan.requests,
                 "api_hours": plan.api_hours,
+                "bytes_per_day": plan.bytes_per_day,
                 "windows": [[a.isoformat(), b.isoformat()] for a, b in plan.windows],
             },
             out,

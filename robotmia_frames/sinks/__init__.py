@@ -33,10 +33,11 @@ from ._dataset import (
 from ._delta import DELTA_LOG, DeltaDataset, delta_storage_options, is_delta
 from ._lease import LEASE_SECONDS_ENV, Lease, lease_path
 from ._pandas import DtypeBackend, to_pandas
-from ._state import LEGACY_DIR, DatasetState, encode_ranges, load_state
+from ._state import BYTES_KEY, LEGACY_DIR, DatasetState, encode_ranges, load_state
 from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
 
 __all__ = [
+    "BYTES_KEY",
     "DEDUPE_KEYS",
     "DELTA_LOG",
     "LEASE_SECONDS_ENV",

@@ -6,6 +6,9 @@ it. Every data file records in its own Parquet footer (key ``robotmia_frames``):
 
 - ``project_timezone``, the ``day`` it holds and ``written_at`` (UTC);
 - what the run asked for (``from_date``, ``to_date``, ``event``, ``where``, ...);
+- ``body_bytes_per_day``: the compressed bytes per day of the export body the day
+  came in (a multi-day window's bytes divided by its days), from which later
+  runs size their windows and plans (:meth:`DatasetState.history_bytes_per_day`);
 - ``complete``: the day ranges that whole runs finished, as far as the writer knows
   them. A run that finishes records its range (cut at today, in the project
   timezone) in the footer of the newest day it can, so that days that came back
@@ -34,6 +37,12 @@ LEGACY_DIR = "_robotmia"  # where older versions kept a sync state, inside the d
 _LEGACY_FILE = "sync.json"
 
 Range = tuple[dt.date, dt.date]
+
+#: The key of a day's compressed body bytes per day in its footer.
+BYTES_KEY = "body_bytes_per_day"
+
+#: How many of the latest recorded days :meth:`DatasetState.history_bytes_per_day` reads.
+HISTORY_DAYS = 31
 
 
 def merge_ranges(ranges: Iterable[Range]) -> list[Range]:
@@ -82,6 +91,25 @@ class DatasetState:
     complete: list[Range] = field(default_factory=list)
     #: what the newest file records of its run (``from_date``, ``where``, ``dtype``, ...)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: day -> compressed export bytes per day of the body it came in
+    bytes_per_day: dict[dt.date, float] = field(default_factory=dict)
+
+    def history_bytes_per_day(self, days: int = HISTORY_DAYS) -> float | None:
+        """The compressed bytes per day to size the next windows with: the most of the
+        latest ``days`` days that recorded it (the busiest recent window, a
+        conservative estimate), or None for a dataset without any.
+
+        Example:
+            >>> d = dt.date
+            >>> s = DatasetState(bytes_per_day={d(2024, 1, 1): 900.0, d(2024, 1, 2): 1000.0,
+            ...                                 d(2024, 1, 3): 800.0})
+            >>> s.history_bytes_per_day(), s.history_bytes_per_day(days=1)
+            (1000.0, 800.0)
+            >>> DatasetState().history_bytes_per_day() is None
+            True
+        """
+        recent = sorted(self.bytes_per_day)[-days:]
+        return max((self.bytes_per_day[d] for d in recent), default=None)
 
     def done(self, day: dt.date) -> bool:
         """Whether ``day`` is done: inside a finished run's range, or its file was
@@ -131,6 +159,7 @@ def load_state(location: Location, footers: Iterable[Mapping[str, Any]]) -> Data
     complete: list[Range] = []
     tz: str | None = None
     newest: dict[str, Any] = {}
+    sizes: dict[dt.date, float] = {}
     for meta in footers:
         when = meta.get("written_at")
         if isinstance(when, str) and when >= str(newest.get("written_at", "")):
@@ -138,8 +167,11 @@ def load_state(location: Location, footers: Iterable[Mapping[str, Any]]) -> Data
         with contextlib.suppress(ValueError, TypeError):
             day = dt.date.fromisoformat(str(meta.get("day")))
             when = meta.get("written_at")
-            if isinstance(when, str) and (day not in days or days[day] < when):
+            if isinstance(when, str) and (day not in days or days[day] <= when):
                 days[day] = when
+                size = meta.get(BYTES_KEY)  # the newest write of the day tells
+                if isinstance(size, (int, float)) and not isinstance(size, bool) and size >= 0:
+                    sizes[day] = float(size)
         ftz = meta.get("project_timezone")
         if tz is None and isinstance(ftz, str) and ftz:
             tz = ftz
@@ -155,8 +187,12 @@ def load_state(location: Location, footers: Iterable[Mapping[str, Any]]) -> Data
             first = meta.get("from_date")
             begin = dt.date.fromisoformat(str(first)) if first else end
             complete.append((begin, min(end, local_today(tz))))
-    for key in ("day", "written_at", "complete"):
+    for key in ("day", "written_at", "complete", BYTES_KEY):
         newest.pop(key, None)
     return DatasetState(
-        project_timezone=tz, days=days, complete=merge_ranges(complete), metadata=newest
+        project_timezone=tz,
+        days=days,
+        complete=merge_ranges(complete),
+        metadata=newest,
+        bytes_per_day=sizes,
     )
