@@ -6,17 +6,25 @@ module imports it only inside its functions.
 Three functions mirror the single-machine ones, with one Dask partition per export
 day: :func:`read_robotmia_export` (a lazy ``dask.dataframe.DataFrame``),
 :func:`export_to_parquet` (the same atomic, Hive-partitioned dataset, written by the
-workers) and :func:`read_parquet_dataset`. Every day window is downloaded, verified
-and parsed on a worker with the same transport, parse engine and time stage as on
-one machine; the output is the same.
+workers) and :func:`read_parquet_dataset`. Every request window is downloaded,
+verified and parsed on a worker with the same transport, parse engine and time
+stage as on one machine; the output is the same.
+
+Windows are sized as on one machine (``window_days``, ``"auto"`` by default): a
+worker fetches a window of several days (halving it, down to single days, if it
+keeps failing) and hands back its days, one body per day, cut by the
+project-local day of each event (``split_body``); each day is one partition.
+With ``"auto"`` the first window is downloaded alone and the others are sized
+from its body (``export_to_parquet``: from the dataset's history, when it has
+one) and then downloaded at once, within the cluster's rate limit.
 
 How the column types are known up front. The type policy unifies a column over
 *every* day (an int column that meets a string on day 30 is a string column on day
 1 too), so the dtypes of the first partition depend on the last. An export is
 therefore read in two passes over the cluster:
 
-1. each window is downloaded once, on a worker, and scanned for its column kinds;
-   the verified body stays in the cluster's memory (compressed, as received, and
+1. each window is downloaded once, on a worker, and each of its days scanned for
+   its column kinds; the days' bodies stay in the cluster's memory (compressed, and
    spilled to disk by Dask when memory runs short), and only the kinds travel back
    to the client, which unifies them in day order;
 2. each partition parses its body again and conforms it to the unified kinds, so
@@ -24,8 +32,9 @@ therefore read in two passes over the cluster:
 
 The second parse costs CPU, which a cluster has; a second download would cost API
 budget (60 queries an hour), which it has not. ``meta_sample="first"`` skips the
-first pass for the other days (only the first day is fetched up front): a lazy
-graph, for schemas known to be stable; a partition whose columns do not fit the
+first pass for the other windows (only the first window is fetched up front): a
+lazy graph, in which each later window is downloaded once for all its days, for
+schemas known to be stable; a partition whose columns do not fit the
 sample raises :class:`MetaMismatchError` instead of returning data that disagrees
 with ``meta``.
 
@@ -50,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import inspect
 import os
 import tempfile
@@ -58,7 +68,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -329,39 +339,85 @@ def _waiting_on_the_network(concurrency: int) -> Iterator[None]:
         rejoin()
 
 
-def _download(day: dt.date, *, plan: _pipeline.ExportPlan) -> bytes:
-    """Task: download and verify one day window; its body, as received."""
+class DayBody(NamedTuple):
+    """One day of a downloaded window: its body (as a one-day request brings it) and
+    the compressed bytes per day of the window it came in (a dataset records it)."""
+
+    body: bytes
+    bytes_per_day: int
+
+
+def _download(
+    first: dt.date,
+    last: dt.date,
+    *,
+    plan: _pipeline.ExportPlan,
+    bytes_per_day: float | None = None,
+) -> list[DayBody]:
+    """Task: download and verify the window ``first..last`` and hand back its days.
+
+    As on one machine, a window that keeps failing is fetched again in halves,
+    down to single days (``bytes_per_day``: the size the window was planned with,
+    which cuts the second halves); a multi-day body is cut into one body per day
+    (``split_body``), so that each day goes on as a one-day request would."""
     register_secret(plan.config.api_secret)  # error messages on this worker never show it
-    with (
-        tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp,
-        _waiting_on_the_network(plan.concurrency),
-    ):
-        result = transport.download_window(
-            plan.config,
-            plan.request(day),
-            Path(tmp) / f"{day.isoformat()}.jsonl.gz",
-            limiter=plan.limiter,
-            durable=False,
-        )
-        return result.path.read_bytes()
+    planner = _pipeline.WindowPlanner(first, last, plan.sizing, bytes_per_day)
+    with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
+
+        def download(a: dt.date, b: dt.date) -> transport.DownloadResult:
+            request = plan.request(a, b)
+            return transport.download_window(
+                _pipeline.window_config(plan, a, b),
+                request,
+                Path(tmp) / f"{request.label}.jsonl.gz",
+                limiter=plan.limiter,
+                durable=False,
+            )
+
+        with _waiting_on_the_network(plan.concurrency):
+            results = _pipeline.fetch_halving(download, first, last, planner)
+        out: list[DayBody] = []
+        for result in results:
+            req = result.request
+            size = _pipeline.body_bytes_per_day(result)
+            if req.from_date == req.to_date:
+                out.append(DayBody(result.path.read_bytes(), size))
+                continue
+            label = f"window {req.label}"
+            days = _pipeline.split_body(
+                result.path, label, req.from_date, req.to_date, plan.time_unit
+            )
+            out += [DayBody(body, size) for body in days]
+            result.path.unlink()
+        return out
+
+
+def _day(bodies: list[DayBody], i: int) -> DayBody:
+    """Task: day ``i`` of a downloaded window."""
+    return bodies[i]
+
+
+def _sizes(bodies: list[DayBody]) -> list[int]:
+    """Task: the compressed bytes per day of each day of a downloaded window."""
+    return [b.bytes_per_day for b in bodies]
 
 
 @contextlib.contextmanager
-def _parsed(body: bytes, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator[_pipeline.Parsed]:
+def _parsed(body: DayBody, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator[_pipeline.Parsed]:
     """The parse stage over a body held in memory (in a temporary file meanwhile)."""
     with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
         path = Path(tmp) / f"{day.isoformat()}.jsonl.gz"
-        path.write_bytes(body)
+        path.write_bytes(body.body)
         label = f"window {day.isoformat()}"
         yield _pipeline.parse_file(path, label, plan.on_bad_lines, _pipeline.parse_columns(plan))
 
 
 def _window_kinds(
-    body: bytes, day: dt.date, *, plan: _pipeline.ExportPlan
-) -> tuple[int, dict[str, Kind], PinReport]:
-    """Task: the rows and column kinds of one window, and the values that do not fit
-    the pinned types (first pass; with ``on_type_mismatch="error"`` a misfit raises
-    here, before anything is written)."""
+    body: DayBody, day: dt.date, *, plan: _pipeline.ExportPlan
+) -> tuple[int, dict[str, Kind], PinReport, int]:
+    """Task: the rows and column kinds of one day, the values that do not fit the
+    pinned types (first pass; with ``on_type_mismatch="error"`` a misfit raises
+    here, before anything is written) and the body bytes per day it came with."""
     with _parsed(body, day, plan) as parsed:
         report = PinReport()
         pinned = [
@@ -381,7 +437,7 @@ def _window_kinds(
             _, report = parse.pin_types(
                 table, plan.pinned.dtypes, plan.pinned.on_type_mismatch, source=parsed.label
             )
-        return parsed.rows, parsed.kinds, report
+        return parsed.rows, parsed.kinds, report, body.bytes_per_day
 
 
 def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
@@ -395,7 +451,7 @@ def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) 
 
 
 def _partition(
-    body: bytes | None,
+    body: DayBody,
     day: dt.date,
     *,
     plan: _pipeline.ExportPlan,
@@ -404,9 +460,7 @@ def _partition(
     pins: _Pins,
     check: bool = False,
 ) -> pd.DataFrame:
-    """Task: one day window as a pandas partition with the export-wide types."""
-    if body is None:
-        body = _download(day, plan=plan)
+    """Task: one day as a pandas partition with the export-wide types."""
     with _parsed(body, day, plan) as parsed:
         if check:
             _check_fits(parsed, kinds, day)
@@ -421,7 +475,7 @@ def _partition(
 
 
 def _write_day(
-    body: bytes,
+    body: DayBody,
     day: dt.date,
     merged: dict[str, Kind],
     metadata: dict[str, Any],
@@ -503,45 +557,161 @@ def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
     return dataclasses.replace(plan, limiter=limiter)
 
 
+def _key(what: str, first: dt.date, last: dt.date, tag: str) -> str:
+    span = first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+    return f"robotmia-{what}-{span}-{tag}"
+
+
+def _days_of(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _windows(
+    client: Client, plan: _pipeline.ExportPlan, bytes_per_day: float | None, tag: str
+) -> tuple[list[tuple[dt.date, dt.date]], list[Future], float | None]:
+    """The request windows of the export, sized as on one machine (``window_days``;
+    with ``"auto"`` from ``bytes_per_day``, a dataset's history, when known), and
+    the futures of those already sent: with ``"auto"`` and no size known, the first
+    window is downloaded alone (on a worker) and the rest sized from its body."""
+    planner = _pipeline.WindowPlanner(plan.start, plan.end, plan.sizing, bytes_per_day)
+    windows: list[tuple[dt.date, dt.date]] = []
+    sent: list[Future] = []
+    if planner.learning:
+        first = planner.take()
+        assert first is not None
+        fut = client.submit(_download, *first, plan=plan, key=_key("download", *first, tag))
+        sizes = client.submit(_sizes, fut, key=_key("sizes", *first, tag))
+        try:
+            learnt = cast("list[int]", sizes.result())
+        except BaseException:
+            client.cancel([fut, sizes])
+            raise
+        planner.bytes_per_day = float(learnt[-1])  # its last body's, as one machine learns
+        windows.append(first)
+        sent.append(fut)
+    while (window := planner.take()) is not None:
+        windows.append(window)
+    return windows, sent, planner.bytes_per_day
+
+
+def _send(
+    client: Client,
+    plan: _pipeline.ExportPlan,
+    windows: Sequence[tuple[dt.date, dt.date]],
+    bytes_per_day: float | None,
+    tag: str,
+) -> list[Future]:
+    """Download ``windows`` on the workers (each a list of :class:`DayBody`)."""
+    return [
+        client.submit(
+            _download, a, b, plan=plan, bytes_per_day=bytes_per_day, key=_key("download", a, b, tag)
+        )
+        for a, b in windows
+    ]
+
+
+def _day_futures(
+    client: Client, windows: Sequence[tuple[dt.date, dt.date]], sent: Sequence[Future], tag: str
+) -> list[Future]:
+    """One future per day (a :class:`DayBody`), taken from its window's on the worker."""
+    out: list[Future] = []
+    for (a, b), fut in zip(windows, sent, strict=True):
+        if a == b:
+            out.append(client.submit(_day, fut, 0, key=_key("day", a, a, tag)))
+            continue
+        out += [
+            client.submit(_day, fut, i, key=_key("day", d, d, tag))
+            for i, d in enumerate(_days_of(a, b))
+        ]
+    return out
+
+
+class _FirstPass(NamedTuple):
+    bodies: list[Future]  # one per day (of the first window only, when sampled)
+    kinds: list[dict[str, Kind]]  # the days' kinds
+    reports: list[PinReport]  # the days' values that do not fit the pinned types
+    sizes: list[int]  # the days' body bytes per day
+    windows: list[tuple[dt.date, dt.date]]  # every window of the export
+    bytes_per_day: float | None  # what the windows were sized with
+
+
 def _first_pass(
     client: Client,
     plan: _pipeline.ExportPlan,
-    days: Sequence[dt.date],
     *,
-    every_day: bool = True,
+    bytes_per_day: float | None = None,
+    sample_first: bool = False,
     pinned_known: bool = False,
-) -> tuple[list[Future], list[dict[str, Kind]], list[PinReport]]:
-    """Download every window once (bodies stay on the workers) and gather their kinds
-    and the values that do not fit the pinned types.
-
-    With ``every_day`` (``days`` is the whole range), an asked-for column (with
-    ``pinned_known``, a pinned one too) that no window holds is an error, as on one
-    machine."""
+) -> _FirstPass:
+    """Download the windows (their days stay on the workers) and gather the days'
+    kinds and the values that do not fit the pinned types; with ``sample_first``,
+    the first window only. Without it (every day scanned), an asked-for column
+    (with ``pinned_known``, a pinned one too) that no day holds is an error, as on
+    one machine."""
     tag = uuid.uuid4().hex[:8]
-    names = [d.isoformat() for d in days]
-    bodies = client.map(
-        _download, list(days), plan=plan, key=[f"robotmia-download-{n}-{tag}" for n in names]
-    )
+    windows, sent, size = _windows(client, plan, bytes_per_day, tag)
+    wanted = windows[:1] if sample_first else windows
+    sent = [*sent, *_send(client, plan, wanted[len(sent) :], size, tag)]
+    bodies = _day_futures(client, wanted, sent, tag)
+    days = [d for a, b in wanted for d in _days_of(a, b)]
     kinds = client.map(
         _window_kinds,
         bodies,
-        list(days),
+        days,
         plan=plan,
-        key=[f"robotmia-kinds-{n}-{tag}" for n in names],
+        key=[_key("kinds", d, d, tag) for d in days],
     )
     try:
-        got = cast("list[tuple[int, dict[str, Kind], PinReport]]", client.gather(kinds))
+        got = cast("list[tuple[int, dict[str, Kind], PinReport, int]]", client.gather(kinds))
     except BaseException:
-        client.cancel([*bodies, *kinds])
+        client.cancel([*sent, *bodies, *kinds])
         raise
-    if every_day and any(rows for rows, _, _ in got):
-        # The windows were parsed for the asked-for keys: one none of them holds is unknown.
-        known = ["event", "time", *(parse.PROPERTY_PREFIX + k for _, one, _ in got for k in one)]
-        what = f"the export of {days[0].isoformat()}..{days[-1].isoformat()}"
+    del sent  # the windows' days are held by the day futures alone
+    if not sample_first and any(rows for rows, _, _, _ in got):
+        # The days were parsed for the asked-for keys: one none of them holds is unknown.
+        known = ["event", "time", *(parse.PROPERTY_PREFIX + k for _, one, _, _ in got for k in one)]
+        what = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
         _options.known_columns(plan.columns, known, what)
         if pinned_known and plan.columns is None:
             plan.pinned.check_known(known, what)
-    return bodies, [one for _, one, _ in got], [report for _, _, report in got]
+    return _FirstPass(
+        bodies,
+        [one for _, one, _, _ in got],
+        [report for _, _, report, _ in got],
+        [n for _, _, _, n in got],
+        windows,
+        size,
+    )
+
+
+def _lazy_partitions(
+    windows: Sequence[tuple[dt.date, dt.date]],
+    sampled: Sequence[Future],
+    *,
+    plan: _pipeline.ExportPlan,
+    bytes_per_day: float | None,
+    **partition: Any,
+) -> list[Any]:
+    """``dask.delayed`` partitions, one per day: the sampled days' from their
+    futures, every later window downloaded once when computed, its days shared by
+    its partitions."""
+    import dask
+
+    tag = uuid.uuid4().hex[:8]
+    part = functools.partial(_partition, plan=plan, **partition)
+    fetch = functools.partial(_download, plan=plan, bytes_per_day=bytes_per_day)
+    nodes: list[Any] = list(sampled)
+    for a, b in windows[1:]:
+        window = dask.delayed(fetch, pure=True)(a, b, dask_key_name=_key("download", a, b, tag))
+        nodes += [
+            dask.delayed(_day, pure=True)(window, i, dask_key_name=_key("day", d, d, tag))
+            for i, d in enumerate(_days_of(a, b))
+        ]
+    days = [d for a, b in windows for d in _days_of(a, b)]
+    return [
+        dask.delayed(part, pure=True)(node, day, dask_key_name=_key("part", day, day, tag))
+        for node, day in zip(nodes, days, strict=True)
+    ]
 
 
 def _from_map(func: Any, *iterables: Any, **kwargs: Any) -> dd.DataFrame:
@@ -556,6 +726,15 @@ def _from_map(func: Any, *iterables: Any, **kwargs: Any) -> dd.DataFrame:
 
     with dask.config.set({"dataframe.convert-string": False}):
         return dd.from_map(func, *iterables, enforce_metadata=False, **kwargs)
+
+
+def _from_delayed(parts: list[Any], meta: Any) -> dd.DataFrame:
+    """``dask.dataframe.from_delayed`` keeping the partitions' dtypes (see :func:`_from_map`)."""
+    import dask
+    import dask.dataframe as dd
+
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 
 def _unified(window_kinds: Sequence[dict[str, Kind]]) -> dict[str, Kind]:
@@ -598,20 +777,20 @@ def read_robotmia_export(
 
     The keywords mean what they mean in :func:`robotmia_frames.read_robotmia_export`;
     computed, the frame equals its result (same columns, dtypes and rows, in the same
-    order; each partition keeps its own ``RangeIndex``). Each day window is
+    order; each partition keeps its own ``RangeIndex``). Each request window is
     downloaded and verified on a worker, within ``rate_limit`` across the whole
     cluster (see :class:`ClusterRateLimiter`); a worker runs at most
     ``concurrency`` downloads at once, off its thread pool, and parses meanwhile.
     With ``meta_sample="all"`` (the default) every window is downloaded now and
     scanned for its column types, so that ``meta`` is exact; the bodies wait in
-    the cluster's memory for the partitions. ``meta_sample="first"`` fetches only the first day now (see the
-    module docs). Needs a ``distributed`` client (``client=``, else the current one).
+    the cluster's memory for the partitions. ``meta_sample="first"`` fetches only
+    the first window now (see the module docs). Needs a ``distributed`` client (``client=``, else the current one).
     With ``on_bad_lines="warn"`` the warnings are issued on the workers.
-    ``window_days`` is checked as on one machine, but every partition is fetched
-    as its own one-day request. ``dtype``/``on_type_mismatch`` pin column types as
-    on one machine: the first pass counts each day's misfits, so ``meta`` has the
-    pinned types (and the ``__raw`` columns of ``"null"``), and the warning is
-    given once, on the client.
+    ``window_days`` sizes the request windows as on one machine; a worker fetches a
+    window and hands back its days, still one partition per day.
+    ``dtype``/``on_type_mismatch`` pin column types as on one machine: the first
+    pass counts each day's misfits, so ``meta`` has the pinned types (and the
+    ``__raw`` columns of ``"null"``), and the warning is given once, on the client.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -625,28 +804,36 @@ def read_robotmia_export(
     if meta_sample not in ("all", "first"):
         raise InvalidArgumentError(f"meta_sample must be 'all' or 'first', got {meta_sample!r}")
     dask_client = _client(client)
-    days = plan.days
-    sampled = days if meta_sample == "all" else days[:1]
-    every_day = meta_sample == "all"
-    bodies, window_kinds, reports = _first_pass(
-        dask_client, plan, sampled, every_day=every_day, pinned_known=every_day
-    )
-    kinds = _unified(window_kinds)
+    first = meta_sample == "first"
+    scanned = _first_pass(dask_client, plan, sample_first=first, pinned_known=not first)
+    kinds = _unified(scanned.kinds)
     pins = _Pins.settled(
-        plan.pinned, reports, f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
+        plan.pinned,
+        scanned.reports,
+        f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}",
     )
     empty = _pipeline.final_schema(kinds, plan.columns).empty_table()
     meta = _pipeline.deliver(pins.apply(empty, "meta"), "pandas", backend)
-    held: list[Future | None] = [*bodies, *([None] * (len(days) - len(bodies)))]
+    if first:
+        parts = _lazy_partitions(
+            scanned.windows,
+            scanned.bodies,
+            plan=plan,
+            bytes_per_day=scanned.bytes_per_day,
+            kinds=kinds,
+            dtype_backend=backend,
+            pins=pins,
+            check=True,
+        )
+        return _from_delayed(parts, meta)
     return _from_map(
         _partition,
-        held,
-        days,
+        scanned.bodies,
+        plan.days,
         plan=plan,
         kinds=kinds,
         dtype_backend=backend,
         pins=pins,
-        check=meta_sample == "first",
         meta=meta,
         label="robotmia-export",
     )
@@ -695,7 +882,8 @@ def export_to_parquet(
     workers write each day as one object. If any window fails in the first pass nothing is written; a day
     that fails to write leaves its old partition, the other days are written, and
     the error names the day. A killed worker's task is run again elsewhere.
-    ``window_days`` is checked, but each day is fetched as its own request.
+    ``window_days`` sizes the request windows as on one machine (``"auto"``: from
+    the dataset's history when it has one); each day is still written on its own.
     ``dtype``/``on_type_mismatch`` pin column types as on one machine (with
     ``"error"``, a misfit found by the first pass stops the export before anything
     is written); the warnings are given on the client, one per day with misfits.
@@ -725,11 +913,12 @@ def export_to_parquet(
                 "Delta table: write it with robotmia_frames.export_to_parquet"
             )
         days = plan.days
-        bodies, window_kinds, reports = _first_pass(dask_client, plan, days)
-        for day, report in zip(days, reports, strict=True):  # as one machine warns, day by day
+        scanned = _first_pass(dask_client, plan, bytes_per_day=sink.state.history_bytes_per_day())
+        bodies, sizes = scanned.bodies, scanned.sizes
+        for day, report in zip(days, scanned.reports, strict=True):  # as one machine warns
             plan.pinned.warn(report, f"window {day.isoformat()}")
         merged: list[dict[str, Kind]] = []
-        for one in window_kinds:  # the kinds each day is written with, as on one machine
+        for one in scanned.kinds:  # the kinds each day is written with, as on one machine
             merged.append(sink.merged_kinds(one, merged[-1] if merged else None))
         tag = uuid.uuid4().hex[:8]
         writes = dask_client.map(
@@ -737,7 +926,10 @@ def export_to_parquet(
             bodies,
             days,
             merged,
-            [sink.day_metadata(d, plan.start, plan.end) for d in days],
+            [
+                sink.day_metadata(d, plan.start, plan.end, n)
+                for d, n in zip(days, sizes, strict=True)
+            ],
             plan=plan,
             root=sink.location,
             partition_by=sink.ds.partition_by,

@@ -6,6 +6,7 @@ cluster serves every test of the module (starting one takes seconds).
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 import robotmia_frames as rf  # noqa: E402
 import robotmia_frames.dask as rfd  # noqa: E402
+from robotmia_frames import _pipeline, sinks  # noqa: E402
 from robotmia_frames.emulator import ExportServer, Fault, GeneratorConfig  # noqa: E402
 from tests.conftest import SECRET, ServerFactory, local_seconds, wait_until  # noqa: E402
 
@@ -153,15 +155,19 @@ def test_limiter_pickles_by_name_and_falls_back_outside_workers() -> None:
 # ------------------------------------------------------------------ read exports
 
 
-def test_read_export_equals_single_machine(client: Any, server: ServerFactory) -> None:
+@pytest.mark.parametrize(("window_days", "requests"), [(1, 4), ("auto", 1)])
+def test_read_export_equals_single_machine(
+    client: Any, server: ServerFactory, window_days: Any, requests: int
+) -> None:
     srv = server(
         generate=GeneratorConfig(events_per_day=400, seed=7, to_date="2024-01-03"),
     )
-    kw = _kw(srv)
+    kw = _kw(srv, window_days=window_days)
     ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-04", **kw)  # the 4th day is empty
-    assert ddf.npartitions == 4
+    assert ddf.npartitions == 4  # one partition per day, whatever the windows
     got = ddf.compute()
-    assert len(srv.requests) == 4  # one download per day: the second pass reuses the bodies
+    # one download per window: the second pass reuses the days' bodies
+    assert len(srv.requests) == requests
     want = rf.read_robotmia_export("2024-01-01", "2024-01-04", **kw)
     assert len(want) == 1200
     # row for row, in the same order: partitions are days, rows keep the body's order
@@ -202,15 +208,26 @@ def test_types_unified_across_partitions(client: Any, server: ServerFactory) -> 
 def test_meta_sample_first(client: Any, server: ServerFactory) -> None:
     stable = server(generate=GeneratorConfig(events_per_day=50, seed=1))
     kw = _kw(stable, columns=["event", "time", "properties.distinct_id"])
-    ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-03", meta_sample="first", **kw)
-    assert len(stable.requests) == 1  # only the sample so far: the rest is lazy
-    got = ddf.compute().reset_index(drop=True)
-    assert len(stable.requests) == 3  # each day once (the sampled body is reused)
-    pd.testing.assert_frame_equal(got, rf.read_robotmia_export("2024-01-01", "2024-01-03", **kw))
+    want = rf.read_robotmia_export("2024-01-01", "2024-01-06", **kw)
+    for window_days, windows in ((1, 6), (2, 3), ("auto", 1)):
+        stable.requests.clear()
+        ddf = rfd.read_robotmia_export(
+            "2024-01-01", "2024-01-06", meta_sample="first", window_days=window_days, **kw
+        )
+        assert len(stable.requests) == 1  # only the sample so far: the rest is lazy
+        assert ddf.npartitions == 6
+        got = ddf.compute().reset_index(drop=True)
+        # each window once, for all its days (the sampled one is reused)
+        assert len(stable.requests) == windows, window_days
+        pd.testing.assert_frame_equal(got, want)
 
     changing = server(_conflicting_events())
+    # sampled from the first window: with one-day windows, the first day alone
     lazy = rfd.read_robotmia_export(
-        "2024-03-01", "2024-03-04", meta_sample="first", **_kw(changing, max_retries=0)
+        "2024-03-01",
+        "2024-03-04",
+        meta_sample="first",
+        **_kw(changing, max_retries=0, window_days=1),
     )
     with pytest.raises(rfd.MetaMismatchError, match=r"window 2024-03-0\d.*meta_sample=\"all\""):
         lazy.compute()
@@ -449,7 +466,7 @@ def test_worker_killed_mid_export(client: Any, server: ServerFactory, tmp_path: 
     # lands mid-download, whatever the machine's load.
     gate = threading.Event()
     srv.add_fault(Fault(hold=gate, match=lambda p: p["from_date"] == "2024-01-01"))
-    kw = _kw(srv)
+    kw = _kw(srv, window_days=1)
     days = 6
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(rfd.export_to_parquet, tmp_path / "dask" / "ds", "2024-01-01",
@@ -498,7 +515,11 @@ def test_rate_limit_held_across_workers(client: Any, server: ServerFactory, tmp_
     )
     with distributed.get_task_stream(client) as stream:
         summary = rfd.export_to_parquet(
-            tmp_path / "ds", "2024-01-01", "2024-01-08", rate_limit=limit, **_kw(srv)
+            tmp_path / "ds",
+            "2024-01-01",
+            "2024-01-08",
+            rate_limit=limit,
+            **_kw(srv, window_days=1),
         )
     assert summary.days == 8
     workers = {t["worker"] for t in stream.data if "robotmia-download" in t["key"]}
@@ -524,7 +545,9 @@ def test_retry_after_pauses_every_worker(client: Any, server: ServerFactory) -> 
     # one query at a time: the worker that gets the 429 pauses the cluster before it
     # gives its slot back, so whichever worker takes the slot next waits too
     limiter = rfd.ClusterRateLimiter(rf.RateLimit(per_hour=None, per_second=50, concurrent=1))
-    ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-04", rate_limit=limiter, **_kw(srv))
+    ddf = rfd.read_robotmia_export(
+        "2024-01-01", "2024-01-04", rate_limit=limiter, **_kw(srv, window_days=1)
+    )
     assert len(ddf.compute()) == 20
     log = sorted(srv.requests, key=lambda r: r.started)
     assert [r.status for r in log].count(429) == 1 and log[0].status == 429
@@ -577,3 +600,100 @@ def test_workers_write_straight_to_s3(
     )
     got = rfd.read_parquet_dataset(url, storage_options=opts).compute().reset_index(drop=True)
     pd.testing.assert_frame_equal(got, rf.read_parquet_dataset(url, storage_options=opts))
+
+
+# ----------------------------------------------------------------- request windows
+
+
+def _without_sizes(root: Path) -> None:
+    """Forget the body bytes per day in the footers' comparison (they differ between
+    one-day and multi-day windows, by design): a copy's footers without them."""
+    for f in root.rglob("*.parquet"):
+        table = pq.read_table(f)
+        meta = json.loads(table.schema.metadata[b"robotmia_frames"])
+        meta.pop(sinks.BYTES_KEY, None)
+        schema = table.schema.with_metadata({b"robotmia_frames": json.dumps(meta).encode()})
+        pq.write_table(table.cast(schema), f)
+
+
+def test_multi_day_windows_give_what_one_day_windows_give_in_fewer_requests(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    """In a DST zone, with rows a second either side of local midnight, empty days
+    inside windows and a column that widens on a later day."""
+    from tests.test_windows import END, START, TZ, midnight_events
+
+    srv = server(midnight_events(), project_timezone=TZ)
+    kw = _kw(srv, project_timezone=TZ)
+    want = rf.read_robotmia_export(START, END, window_days=1, **kw)
+    sent = {}
+    for window_days in (1, 7, "auto"):
+        srv.requests.clear()
+        ddf = rfd.read_robotmia_export(START, END, window_days=window_days, **kw)
+        assert ddf.npartitions == (END - START).days + 1
+        pd.testing.assert_frame_equal(ddf.compute().reset_index(drop=True), want)
+        _assert_partitions_match_meta(ddf)
+        sent[window_days] = len(srv.windows())
+    assert sent == {1: 20, 7: 3, "auto": 2}  # auto: a week, then the rest at once
+
+    one = rfd.export_to_parquet(tmp_path / "one" / "ds", START, END, window_days=1, **kw)
+    srv.requests.clear()
+    auto = rfd.export_to_parquet(tmp_path / "auto" / "ds", START, END, **kw)
+    assert len(srv.windows()) == 2
+    assert (auto.rows, auto.days, auto.files, auto.rows_per_day) == (
+        one.rows,
+        one.days,
+        one.files,
+        one.rows_per_day,
+    )
+    # the days record the bytes per day of the bodies they came in
+    state = _pipeline.dataset_state(_pipeline.dataset_location(auto.path))
+    assert state.bytes_per_day and state.history_bytes_per_day() is not None
+    _without_sizes(auto.path)
+    _without_sizes(one.path)
+    _assert_same_dataset(auto.path, one.path)
+
+
+def test_a_worker_halves_a_failing_window_down_to_single_days(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(generate=GeneratorConfig(events_per_day=30, seed=4))
+    # every request over more than one day is cut short
+    srv.add_fault(
+        Fault(truncate_at=40, times=None, match=lambda p: p.get("from_date") != p.get("to_date"))
+    )
+    kw = _kw(srv, max_retries=0)
+    got = rfd.export_to_parquet(
+        tmp_path / "dask" / "ds", "2024-01-01", "2024-01-04", window_days=4, **kw
+    )
+    windows = srv.windows()
+    assert windows.count((dt.date(2024, 1, 1), dt.date(2024, 1, 4))) == 1
+    assert sorted(w for w in windows if w[0] == w[1]) == [
+        (dt.date(2024, 1, d), dt.date(2024, 1, d)) for d in range(1, 5)
+    ]
+    srv.clear_faults()
+    want = rf.export_to_parquet(tmp_path / "one" / "ds", "2024-01-01", "2024-01-04", **kw)
+    assert got.rows == want.rows == 120 and got.rows_per_day == want.rows_per_day
+    pd.testing.assert_frame_equal(
+        rf.read_parquet_dataset(got.path), rf.read_parquet_dataset(want.path)
+    )
+
+
+def test_a_second_export_sizes_its_windows_from_the_dataset(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    srv = server(generate=GeneratorConfig(events_per_day=5, seed=6))
+    root = tmp_path / "ds"
+    rfd.export_to_parquet(root, "2024-01-01", "2024-01-10", **_kw(srv))
+    assert sorted(srv.windows()) == [
+        (dt.date(2024, 1, 1), dt.date(2024, 1, 7)),  # the start size: nothing known
+        (dt.date(2024, 1, 8), dt.date(2024, 1, 10)),
+    ]
+    plan = rf.Client(api_secret=SECRET, base_url=srv.url).plan_export(
+        "2024-01-11", "2024-03-31", dataset=root
+    )
+    srv.requests.clear()
+    summary = rfd.export_to_parquet(root, "2024-01-11", "2024-03-31", **_kw(srv))
+    assert summary.days == 81
+    assert sorted(srv.windows()) == plan.windows  # 31 days at a time from the first
+    assert plan.requests == 3
