@@ -487,12 +487,17 @@ class Client:
             filesystem=filesystem,
             table_format=table_format,
         )
+        history = state.history_bytes_per_day()  # sizes the first auto windows
         if (end - begin).days + 1 > LONG_SYNC_DAYS:
             logger.info(
                 "sync of %s: %s",
                 redact_url(location.url),
                 self._conn.budget(
-                    begin, end, window_days=window_days, window_target_bytes=window_target_bytes
+                    begin,
+                    end,
+                    window_days=window_days,
+                    window_target_bytes=window_target_bytes,
+                    bytes_per_day=history,
                 ),
             )
         if dtype is None and state.metadata.get("dtype"):
@@ -513,7 +518,7 @@ class Client:
             on_type_mismatch=on_type_mismatch,
             window_days=window_days,
             window_target_bytes=window_target_bytes,
-            bytes_per_day=state.history_bytes_per_day(),
+            bytes_per_day=history,
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
             summary = _pipeline.write_dataset(
@@ -586,7 +591,9 @@ class Client:
         written.
 
         A first sync covers ``from_date`` through ``to_date``; a later one only the
-        days from the last synced day less ``lookback_days``. ``sync_to_parquet``
+        days from the last synced day less ``lookback_days``, its auto windows sized
+        from the dataset's history (the compressed bytes per day its latest days
+        came with), as the sync itself sizes its first windows. ``sync_to_parquet``
         logs this plan (logger ``robotmia_frames.sync``, level INFO) before a sync of
         more than :data:`LONG_SYNC_DAYS` days starts; the command line prints it and,
         on a terminal, asks before it starts.
@@ -598,7 +605,7 @@ class Client:
             >>> plan.requests, plan.days
             (53, 365)
         """
-        _, _, _, begin, end = self._sync_range(
+        _, state, _, begin, end = self._sync_range(
             path,
             from_date,
             to_date,
@@ -609,7 +616,11 @@ class Client:
             table_format=table_format,
         )
         return self._conn.budget(
-            begin, end, window_days=window_days, window_target_bytes=window_target_bytes
+            begin,
+            end,
+            window_days=window_days,
+            window_target_bytes=window_target_bytes,
+            bytes_per_day=state.history_bytes_per_day(),
         )
 
     def plan_export(

@@ -2,8 +2,9 @@
 
 Every day a run writes records, in its footer, the compressed bytes per day of the
 body it came in. ``export_to_parquet`` and ``sync_to_parquet`` size their first
-auto windows from the latest days' figure, and ``Client.plan_export(dataset=...)``
-and ``export --dry-run`` plan with the same figure: checked against the windows
+auto windows from the latest days' figure, and ``Client.plan_sync``,
+``Client.plan_export(dataset=...)``, ``export --dry-run`` and the plan a long sync
+logs before it starts use the same figure: checked against the windows
 the export emulator then really receives.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ def test_each_day_records_the_bytes_per_day_of_its_body(
 
 
 def test_a_second_sync_plans_and_sends_windows_sized_from_the_history(
-    server: ServerFactory, tmp_path: Path
+    server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     srv = server(generate={"events_per_day": 5, "seed": 1}, project_timezone=TZ)
     first = client(srv).plan_export("2024-01-01", "2024-01-20", dataset=tmp_path)
@@ -79,15 +81,20 @@ def test_a_second_sync_plans_and_sends_windows_sized_from_the_history(
     # The next sync re-exports from the last day done less the lookback (5 days).
     begin, end = dt.date(2024, 1, 15), dt.date(2024, 6, 30)
     guess = client(srv).plan_export(begin, end)  # without the history
-    plan = client(srv).plan_export(begin, end, dataset=tmp_path)
+    plan = client(srv).plan_sync(tmp_path, "2024-01-01", end)
+    assert (plan.from_date, plan.to_date) == (begin, end)
+    assert plan == client(srv).plan_export(begin, end, dataset=tmp_path)
     assert plan.bytes_per_day == history(tmp_path).history_bytes_per_day()
     assert plan.requests < guess.requests
     assert {(b - a).days + 1 for a, b in plan.windows[:-1]} == {31}
     assert "sized from" in str(plan) and "start size" in str(guess)
     srv.requests.clear()
-    summary = rf.sync_to_parquet(tmp_path, "2024-01-01", end, **kw(srv))
+    with caplog.at_level(logging.INFO, logger="robotmia_frames.sync"):
+        summary = rf.sync_to_parquet(tmp_path, "2024-01-01", end, **kw(srv))
     assert summary.from_date == begin
     assert sorted(srv.windows()) == plan.windows  # the plan is what the run did
+    # and the sync announced that plan before it started
+    assert [str(plan) in r.getMessage() for r in caplog.records] == [True]
 
 
 def test_windows_below_the_cap_follow_the_history_too(
