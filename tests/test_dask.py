@@ -390,10 +390,11 @@ def test_read_export_type_mismatch_error_and_checks(client: Any, server: ServerF
         rfd.read_robotmia_export(
             "2024-05-01", "2024-05-03", **_kw(srv, dtype=PINS, on_type_mismatch="drop")
         )
-    # the sampled first day fits: a later misfit cannot match the meta
+    # the sampled first day (a one-day first window) fits: a later misfit cannot
+    # match the meta
     lazy = rfd.read_robotmia_export(
         "2024-05-01", "2024-05-03", meta_sample="first",
-        **_kw(srv, dtype=PINS, on_type_mismatch="null", max_retries=0),
+        **_kw(srv, dtype=PINS, on_type_mismatch="null", max_retries=0, window_days=1),
     )  # fmt: skip
     assert "properties.Price__raw" not in lazy.columns
     with pytest.raises(rfd.MetaMismatchError, match=r"window 2024-05-0[23].*meta_sample=\"all\""):
