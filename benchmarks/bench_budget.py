@@ -1,20 +1,24 @@
 """What an export costs in API budget: one-day windows, fixed 30-day windows, auto.
 
 For three project shapes (3 years at 1k events a day; 1 year at 100k a day; 30 days
-at 3M a day) a client in its own subprocess runs ``read_robotmia_export`` over the
-range against an :class:`ExportServer` that enforces robotmia's budget (60 requests
-an hour) on a virtual clock, so hours of budget pass in seconds. Printed per run:
-the requests answered, the API-hours the virtual clock shows (the budget's 429s
-jumped it forward), the requests divided by 60, the largest body the client kept
-against the auto target (an auto request abandoned past the target counts as a
-request, not as a body), and the client's peak RSS.
+at 3M a day) a client in its own subprocess runs ``export_to_parquet`` (``--sink
+parquet``, the default: a dataset written a day at a time, where memory stays
+bounded) or ``read_robotmia_export`` (``--sink arrow``: the whole result in memory)
+over the range against an :class:`ExportServer` that enforces robotmia's budget
+(60 requests an hour) on a virtual clock, so hours of budget pass in seconds.
+Printed per run: the requests answered, the API-hours the virtual clock shows (the
+budget's 429s jumped it forward), the requests divided by 60, the largest body the
+server answered whole against the auto target (an auto request abandoned past the
+target counts as a request, not as a body), the client's peak RSS and its ratio to the
+per-day run's, and the client's wall time.
 
-Generating millions of events a day is beyond a benchmark run, so each shape is
-scaled down by ``--scale`` (events a day divided by it) and ``window_target_bytes``
-with it: the bytes per day against the target, hence the windows and requests,
-are those of the full shape. Peak RSS is that of the scaled run.
+Generating millions of events a day is beyond a benchmark run, so a shape may be
+scaled down (events a day divided by ``--scales``, one factor per shape; 1 is the
+full shape) with ``window_target_bytes`` scaled alike: the bytes per day against
+the target, hence the windows and requests, are those of the full shape. Peak RSS
+and time are those of the scaled run.
 
-    python benchmarks/bench_budget.py
+    python benchmarks/bench_budget.py --scales 1,100,100
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+from typing import Any
 
 from robotmia_frames._pipeline import DEFAULT_WINDOW_TARGET_BYTES
 from robotmia_frames.emulator import Budget, ExportServer, GeneratorConfig, VirtualClock
@@ -31,36 +36,59 @@ from robotmia_frames.emulator import Budget, ExportServer, GeneratorConfig, Virt
 SECRET = "bench-secret"
 
 CLIENT = r"""
-import json, resource, sys
+import json, resource, sys, tempfile, time
 import robotmia_frames as rf
-url, secret, start, end, window_days, target = sys.argv[1:7]
+url, secret, start, end, window_days, target, sink = sys.argv[1:8]
 window = window_days if window_days == "auto" else int(window_days)
-seen = [0, 0]  # bytes so far, largest body kept
-
-def progress(update):  # a window's bytes come with its first day
-    seen[1] = max(seen[1], update.bytes - seen[0])
-    seen[0] = update.bytes
-
-table = rf.read_robotmia_export(
-    start, end, api_secret=secret, project_timezone="UTC", base_url=url,
-    return_type="arrow", window_days=window, window_target_bytes=int(target),
-    retry_backoff=0, max_retries=100_000, progress=progress,
+kw = dict(
+    api_secret=secret, project_timezone="UTC", base_url=url,
+    window_days=window, window_target_bytes=int(target),
+    retry_backoff=0, max_retries=100_000, progress=False,
     rate_limit=rf.RateLimit(per_hour=None, per_second=None, concurrent=None),
 )
+began = time.perf_counter()
+if sink == "arrow":
+    rows = rf.read_robotmia_export(start, end, return_type="arrow", **kw).num_rows
+else:
+    with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:
+        rows = rf.export_to_parquet(tmp, start, end, **kw).rows
+wall = time.perf_counter() - began
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"rows": table.num_rows, "rss": rss, "max_body": seen[1]}))
+print(json.dumps({"rows": rows, "rss": rss, "wall": wall}))
 """
 
-# (name, days, events a day in the full shape, default scale-down)
+# (name, days, events a day in the full shape)
 SHAPES = [
-    ("3 years at 1k/day", 1095, 1_000, 20),
-    ("1 year at 100k/day", 365, 100_000, 1_000),
-    ("30 days at 3M/day", 30, 3_000_000, 10_000),
+    ("3 years at 1k/day", 1095, 1_000),
+    ("1 year at 100k/day", 365, 100_000),
+    ("30 days at 3M/day", 30, 3_000_000),
 ]
+DEFAULT_SCALES = (20, 1_000, 10_000)
 STRATEGIES = [("per-day", "1"), ("fixed 30-day", "30"), ("auto", "auto")]
 
 
-def run(days: int, per_day: int, window_days: str, target: int, start: dt.date) -> dict[str, float]:
+def _kept_bodies(log: list[Any]) -> list[int]:
+    """The sizes of the bodies the client kept: answered whole, and not fetched again
+    in parts (an auto window abandoned past the target is fetched again as halves;
+    a small one may reach the client whole before it gives up on it)."""
+    done = [r for r in log if r.status == 200 and r.error is None and r.from_date is not None]
+    kept = []
+    for r in done:
+        parts = [
+            o
+            for o in done
+            if o.started > r.started
+            and r.from_date <= o.from_date <= o.to_date <= r.to_date
+            and (o.from_date, o.to_date) != (r.from_date, r.to_date)
+        ]
+        if not parts:
+            kept.append(r.bytes_sent)
+    return kept
+
+
+def run(
+    days: int, per_day: int, window_days: str, target: int, start: dt.date, sink: str
+) -> dict[str, float]:
     end = start + dt.timedelta(days=days - 1)
     generate = GeneratorConfig(events_per_day=per_day, seed=7)
     clock = VirtualClock(retry_after_scale=0)
@@ -78,6 +106,7 @@ def run(days: int, per_day: int, window_days: str, target: int, start: dt.date) 
                 end.isoformat(),
                 window_days,
                 str(target),
+                sink,
             ],
             check=True,
             capture_output=True,
@@ -85,44 +114,60 @@ def run(days: int, per_day: int, window_days: str, target: int, start: dt.date) 
         )
         client = json.loads(out.stdout)
         stats = srv.stats()
+        bodies = _kept_bodies(srv.requests)
     return {
         "requests": stats.served,
         "api_hours": stats.api_hours,
-        "max_body": client["max_body"],
+        "max_body": max(bodies, default=0),
         "rows": client["rows"],
         "rss": client["rss"],
+        "wall": client["wall"],
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="extra scale-down on every shape")
+    ap.add_argument(
+        "--scales",
+        default=",".join(str(n) for n in DEFAULT_SCALES),
+        help="events a day divided by these, one per shape (1: the full shape)",
+    )
+    ap.add_argument("--sink", choices=("parquet", "arrow"), default="parquet")
+    ap.add_argument("--shapes", default="1,2,3", help="which shapes to run (1-based)")
     args = ap.parse_args()
+    scales = [float(x) for x in args.scales.split(",")]
     start = dt.date(2022, 1, 1)
-    print(f"# budget 60 requests an hour; auto target {DEFAULT_WINDOW_TARGET_BYTES >> 20} MiB")
+    print(
+        f"# budget 60 requests an hour; auto target {DEFAULT_WINDOW_TARGET_BYTES >> 20} MiB; "
+        f"sink {args.sink}"
+    )
     header = (
         f"{'shape':<20} {'windows':<13} {'requests':>8} {'API-h (clock)':>13} "
-        f"{'req/60':>7} {'max body/target':>15} {'peak RSS MB':>11}"
+        f"{'req/60':>7} {'max body/target':>15} {'peak RSS MB':>11} {'RSS/per-day':>11} "
+        f"{'wall s':>7}"
     )
     print(header)
-    for name, days, per_day, scale in SHAPES:
-        factor = scale * args.scale
+    for n in (int(x) for x in args.shapes.split(",")):
+        name, days, per_day = SHAPES[n - 1]
+        factor = scales[n - 1]
         scaled = max(1, round(per_day / factor))
         target = max(1, round(DEFAULT_WINDOW_TARGET_BYTES * scaled / per_day))
         results = {}
         for label, window_days in STRATEGIES:
-            r = run(days, scaled, window_days, target, start)
+            r = run(days, scaled, window_days, target, start, args.sink)
             results[label] = r
             print(
                 f"{name:<20} {label:<13} {r['requests']:>8,} {r['api_hours']:>13.1f} "
                 f"{r['requests'] / 60:>7.1f} {r['max_body'] / target:>15.2f} "
-                f"{r['rss'] / 1e6:>11.0f}",
+                f"{r['rss'] / 1e6:>11.0f} {r['rss'] / results['per-day']['rss']:>11.2f} "
+                f"{r['wall']:>7.0f}",
                 flush=True,
             )
         ratio = results["auto"]["requests"] / results["per-day"]["requests"]
         print(
-            f"{'':<20} (scaled: {scaled:,} events a day, target {target:,} bytes; "
-            f"auto sends {ratio:.3f} of the per-day requests)"
+            f"{'':<20} (scale 1/{factor:g}: {scaled:,} events a day, target {target:,} bytes; "
+            f"auto sends {ratio:.3f} of the per-day requests)",
+            flush=True,
         )
 
 

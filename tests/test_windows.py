@@ -158,7 +158,9 @@ def test_rows_without_time_go_to_the_first_day() -> None:
     assert got.tolist() == [0, 0, 0, 0]
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(  # files written and parsed per case: no time limit on a loaded machine
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     runs=st.lists(
         st.tuples(st.integers(0, 3), st.integers(1, 6), st.booleans()), min_size=1, max_size=10

@@ -477,12 +477,11 @@ class ParquetDataset:
         staging: Path | None = None
         if local:
             staging = self.staging
-            staging.mkdir(parents=True, exist_ok=True)
             stage = staging / uuid.uuid4().hex
         else:
             stage = Path(tempfile.mkdtemp(prefix="robotmia-day-"))
         day_dir = stage / _day_dirname(day)
-        day_dir.mkdir(parents=True)
+        _make_dirs(day_dir)
         meta = dict(schema.metadata or {})
         written_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         record = {**(metadata or {}), "day": day.isoformat()}
@@ -839,6 +838,19 @@ def _arrow_filesystem(fs: Any) -> Any:
     if isinstance(fs, ArrowFSWrapper):
         return fs.fs
     return PyFileSystem(FSSpecHandler(fs))
+
+
+def _make_dirs(path: Path, attempts: int = 10) -> None:
+    """``path`` and its parents, made while other writers (Dask workers writing other
+    days) may remove the shared staging folder the moment it is empty."""
+    for attempt in range(attempts):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, FileNotFoundError):
+            if attempt == attempts - 1:
+                raise
+        else:
+            return
 
 
 def recorded_metadata(schema: pa.Schema) -> dict[str, Any]:
