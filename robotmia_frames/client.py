@@ -387,7 +387,8 @@ class Client:
 
         See :func:`robotmia_frames.export_to_parquet`. With ``plan=True`` nothing is
         sent or written: every argument is checked and the plan of the run (its
-        windows, requests and API-hours, :meth:`plan_export`) is returned.
+        windows, requests and API-hours, :meth:`plan_export`, auto windows sized
+        from the dataset's history as the run's would be) is returned.
 
         Example:
             >>> import tempfile
@@ -428,7 +429,11 @@ class Client:
         )
         if plan:  # the arguments are checked: say what the run would send
             return self.plan_export(
-                run.start, run.end, window_days=window_days, window_target_bytes=window_target_bytes
+                run.start,
+                run.end,
+                window_days=window_days,
+                window_target_bytes=window_target_bytes,
+                bytes_per_day=run.bytes_per_day,  # the dataset's history, as the run's
             )
         with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
             return _pipeline.write_dataset(

@@ -109,6 +109,11 @@ def test_windows_below_the_cap_follow_the_history_too(
     begin, end = dt.date(2024, 2, 8), dt.date(2024, 3, 8)
     plan = client(srv).plan_export(begin, end, window_target_bytes=target, dataset=tmp_path)
     assert {(b - a).days + 1 for a, b in plan.windows[:-1]} == {3}
+    # plan=True: the plan of the call as written, from the same history
+    as_called = rf.export_to_parquet(
+        tmp_path, begin, end, window_target_bytes=target, plan=True, **kw(srv)
+    )
+    assert as_called == plan
     srv.requests.clear()
     # one at a time, so that each window is sized from the body before it
     rf.export_to_parquet(tmp_path, begin, end, window_target_bytes=target, **kw(srv, concurrency=1))
