@@ -92,23 +92,9 @@ class Client:
         min_speed: float = 1024.0,
         max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
     ) -> None:
-        self._conn = Connection.checked(
-            api_secret=api_secret,
-            project_timezone=project_timezone,
-            region=region,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            verify=verify,
-            rate_limit=rate_limit,
-            concurrency=concurrency,
-            cache_dir=cache_dir,
-            max_retry_after=max_retry_after,
-            stall_timeout=stall_timeout,
-            min_speed=min_speed,
-            max_window_bytes=max_window_bytes,
-        )
+        settings = dict(locals())
+        del settings["self"]
+        self._conn = Connection.checked(**settings)
 
     def __repr__(self) -> str:
         c = self._conn

@@ -67,6 +67,7 @@ from . import _options, _pipeline, parse, sinks, transport
 from ._options import DateLike
 from ._pipeline import Connection, ExportSummary
 from ._redact import register_secret
+from .client import Client as RobotmiaClient
 from .errors import InvalidArgumentError, MetaMismatchError
 from .parse import Kind, PinReport, unify, unify_into
 
@@ -485,16 +486,17 @@ def _client(client: Client | None) -> Client:
         ) from None
 
 
-_CONNECTION = frozenset(inspect.signature(Connection.checked).parameters)
+_SETTINGS = inspect.signature(RobotmiaClient)
 _PLAN = frozenset(inspect.signature(Connection.plan).parameters) - {"self", "from_date", "to_date"}
 
 
 def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
     """Check every argument of a public function (``given``: its ``locals()``), as on
     one machine, and share the rate limit over the cluster."""
-    settings = {k: v for k, v in given.items() if k in _CONNECTION}
+    settings = _SETTINGS.bind(**{k: v for k, v in given.items() if k in _SETTINGS.parameters})
+    settings.apply_defaults()  # the client's defaults for the settings dask does not take
     call = {k: v for k, v in given.items() if k in _PLAN}
-    plan = Connection.checked(**settings).plan(
+    plan = Connection.checked(**settings.arguments).plan(
         given["from_date"], given["to_date"], progress=False, **call
     )
     limiter = plan.limiter

@@ -54,20 +54,8 @@ from . import _options, parse, transport
 from ._pipeline import Connection, Pinned, deliver
 from ._redact import redact, redact_url
 from .errors import APIError, InvalidArgumentError, ParseError
-from .parse.typepolicy import (
-    BOOL,
-    FLOAT,
-    INT,
-    NULL,
-    STR,
-    TEXT,
-    Kind,
-    arrow_type,
-    json_text,
-    kind_of,
-    unify,
-    unify_into,
-)
+from .parse import typepolicy as tp
+from .parse.typepolicy import Kind, arrow_type, json_text, kind_of, unify, unify_into
 from .timeconv import TIME_TYPE, local_seconds_to_utc
 
 if TYPE_CHECKING:
@@ -144,7 +132,7 @@ class _Page:
         self.keys = keys
         self.n = 0
         self.ids: list[Any] = []
-        self.id_kind: Kind = NULL
+        self.id_kind: Kind = tp.NULL
         self.cols: dict[str, tuple[list[int], list[Any]]] = {}
         self.kinds: dict[str, Kind] = {}
         self.meta: dict[str, Any] = {}
@@ -186,9 +174,9 @@ class _Page:
         ident = item.get("$distinct_id")
         if ident is not None and type(ident) is not str:
             ident = _plain(ident)
-            self.id_kind = TEXT
-        elif ident is not None and self.id_kind is NULL:
-            self.id_kind = STR
+            self.id_kind = tp.TEXT
+        elif ident is not None and self.id_kind is tp.NULL:
+            self.id_kind = tp.STR
         self.ids.append(ident)
         keys = self.keys
         kinds = self.kinds
@@ -198,25 +186,25 @@ class _Page:
                 continue
             t = type(value)
             if t is str:
-                k = STR
+                k = tp.STR
             elif t is Decimal:
                 value = float(value)
-                k = FLOAT
+                k = tp.FLOAT
             elif t is float:
-                k = FLOAT
+                k = tp.FLOAT
             elif t is int:
-                k = INT if _INT64_MIN <= value <= _INT64_MAX else TEXT
+                k = tp.INT if _INT64_MIN <= value <= _INT64_MAX else tp.TEXT
             elif t is bool:
-                k = BOOL
+                k = tp.BOOL
             elif value is None:
-                k = NULL
+                k = tp.NULL
             else:
                 value = _plain(value)
                 k = kind_of(value)
             old = kinds.get(key)
             if old is not k:
                 kinds[key] = unify(old, k)
-            if k is NULL:
+            if k is tp.NULL:
                 continue  # a null cell needs no value
             got = cols.get(key)
             if got is None:
@@ -347,7 +335,7 @@ class _Export:
         self.session = session
         self.spill = spill
         self.kinds: dict[str, Kind] = {}
-        self.id_kind: Kind = NULL
+        self.id_kind: Kind = tp.NULL
         self.rows = 0
         self.restarts = 0
 
@@ -379,7 +367,7 @@ class _Export:
                 )
                 self.spill.clear()
                 self.kinds = {}
-                self.id_kind = NULL
+                self.id_kind = tp.NULL
                 self.rows = 0
 
     def _pages(self) -> None:
@@ -438,14 +426,16 @@ class _Export:
 
 def _schema(kinds: dict[str, Kind], names: Sequence[str]) -> pa.Schema:
     fields = [pa.field(DISTINCT_ID, pa.string())]
-    fields += [pa.field(parse.PROPERTY_PREFIX + k, arrow_type(kinds.get(k, NULL))) for k in names]
+    fields += [
+        pa.field(parse.PROPERTY_PREFIX + k, arrow_type(kinds.get(k, tp.NULL))) for k in names
+    ]
     return pa.schema(fields)
 
 
 def _build(export: _Export, names: Sequence[str]) -> pa.Table:
     """Pass two: the committed pages as one table typed by the kinds of all profiles."""
     schema = _schema(export.kinds, names)
-    text_ids = export.id_kind is TEXT
+    text_ids = export.id_kind is tp.TEXT
     batches = []
     for n, ids, cols in export.spill:
         if text_ids:
@@ -467,7 +457,7 @@ def _parse_dates(table: pa.Table, kinds: dict[str, Kind], project_timezone: str)
     as it is. Vectorised: Arrow parses, :mod:`robotmia_frames.timeconv` converts."""
     for i, name in enumerate(table.column_names):
         key = name[len(parse.PROPERTY_PREFIX) :]
-        if i == 0 or kinds.get(key) is not STR:
+        if i == 0 or kinds.get(key) is not tp.STR:
             continue
         col = table.column(i)
         if col.null_count == len(col):
@@ -573,14 +563,12 @@ def read_profiles(
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer
-        >>> from robotmia_frames._pipeline import Connection
+        >>> import robotmia_frames as rf
         >>> with ExportServer(generate_profiles=5, api_secret="s") as srv:
-        ...     conn = Connection.checked(api_secret="s", project_timezone="UTC")
-        ...     t = read_profiles(conn, url=srv.engage_url, where=None,
-        ...                       output_properties=["plan", "$city"], project_timezone=None,
-        ...                       return_type="arrow", parquet_path=None,
-        ...                       dtype_backend="numpy_nullable", page_size=None,
-        ...                       parse_dates=True, max_session_restarts=3)
+        ...     client = rf.Client(api_secret="s", project_timezone="UTC")
+        ...     t = client.read_robotmia_profiles(  # which calls read_profiles
+        ...         profiles_url=srv.engage_url, output_properties=["plan", "$city"],
+        ...         return_type="arrow")
         >>> t.column_names, t.num_rows
         (['distinct_id', 'properties.plan', 'properties.$city'], 5)
     """

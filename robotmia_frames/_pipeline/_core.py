@@ -157,34 +157,35 @@ class Connection:
     limiter: transport.RateLimiter = field(repr=False)
     concurrency: int
     cache_dir: Path | None
-    region: str | None = None
-    max_retry_after: float = 300.0
-    stall_timeout: float = 60.0
-    min_speed: float = 1024.0
-    max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES
+    region: str | None
+    max_retry_after: float
+    stall_timeout: float
+    min_speed: float
+    max_window_bytes: int | None
 
     @classmethod
     def checked(
         cls,
         *,
-        api_secret: str | None = None,
-        project_timezone: str | None = None,
-        region: str | None = None,
-        base_url: str | None = None,
-        timeout: float | None = None,
-        max_retries: int = 5,
-        retry_backoff: float = 1.0,
-        verify: bool | str = True,
-        rate_limit: transport.RateLimit | transport.RateLimiter | None = None,
-        concurrency: int = 4,
-        cache_dir: str | os.PathLike[str] | None = None,
-        max_retry_after: float = 300.0,
-        stall_timeout: float = 60.0,
-        min_speed: float = 1024.0,
-        max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
+        api_secret: str | None,
+        project_timezone: str | None,
+        region: str | None,
+        base_url: str | None,
+        timeout: float | None,
+        max_retries: int,
+        retry_backoff: float,
+        verify: bool | str,
+        rate_limit: transport.RateLimit | transport.RateLimiter | None,
+        concurrency: int,
+        cache_dir: str | os.PathLike[str] | None,
+        max_retry_after: float,
+        stall_timeout: float,
+        min_speed: float,
+        max_window_bytes: int | None,
     ) -> Connection:
         """Check every setting (the secret and the timezone may come later, from the
-        environment)."""
+        environment). The defaults are those of :class:`~robotmia_frames.Client`,
+        the one place they are written."""
         if api_secret is not None:
             api_secret = _options.secret(api_secret)
         if project_timezone is not None:

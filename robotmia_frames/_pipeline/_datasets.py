@@ -555,13 +555,18 @@ class DatasetQuery:
         """The data files the query reads, by day."""
         return self.ds.select(from_date=self.start, to_date=self.end, event=self.events)
 
-    def tables(self, *, on_day: Callable[[int, int], None] | None = None) -> list[pa.Table]:
-        """The selected rows, one table per data file with its own columns and types
-        (``dedupe`` is left to the caller)."""
+    def tables(
+        self,
+        day: dt.date | None = None,
+        *,
+        on_day: Callable[[int, int], None] | None = None,
+    ) -> list[pa.Table]:
+        """The selected rows (of one ``day`` only, if given), one table per data file
+        with its own columns and types (``dedupe`` is left to the caller)."""
         folded: set[str] = set()
         tables = self.ds.read_tables(
-            from_date=self.start,
-            to_date=self.end,
+            from_date=day or self.start,
+            to_date=day or self.end,
             columns=sinks.with_dedupe_keys(self.columns, self.dedupe),
             event=self.events,
             where=None if self.where is None else _where_compiler(self.where, folded),
@@ -582,19 +587,7 @@ class DatasetQuery:
         """The selected rows (of one ``day`` only, if given) as one unified table."""
         cols = self.columns
         read_cols = sinks.with_dedupe_keys(cols, self.dedupe)
-        folded: set[str] = set()
-        table = self.ds.read(
-            from_date=day or self.start,
-            to_date=day or self.end,
-            columns=read_cols,
-            event=self.events,
-            where=None if self.where is None else _where_compiler(self.where, folded),
-            project_timezone=self.project_timezone,
-            default_timezone=self.default_timezone,
-            on_day=on_day,
-        )
-        if folded:
-            _warn_folded(sorted(folded), self.where)
+        table = sinks.unified_table(self.tables(day, on_day=on_day), read_cols)
         if self.dedupe:
             table = pa.Table.from_batches(
                 [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema

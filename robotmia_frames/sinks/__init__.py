@@ -27,6 +27,7 @@ from ._dataset import (
     column_order,
     conform_table,
     recorded_metadata,
+    unified_table,
     unify_kinds_of_schemas,
     with_dedupe_keys,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "lock_path",
     "recorded_metadata",
     "to_pandas",
+    "unified_table",
     "unify_kinds_of_schemas",
     "with_dedupe_keys",
     "writer_lock",

@@ -719,42 +719,6 @@ class ParquetDataset:
             out[day] = files
         return out
 
-    def read(
-        self,
-        *,
-        from_date: dt.date | None = None,
-        to_date: dt.date | None = None,
-        columns: Sequence[str] | None = None,
-        event: Sequence[str] | None = None,
-        where: WhereCompiler | None = None,
-        project_timezone: str | None = None,
-        default_timezone: str = "UTC",
-        on_day: Callable[[int, int], None] | None = None,
-    ) -> pa.Table:
-        """Read days ``from_date..to_date`` back as one table with unified types.
-
-        ``where`` (a compiler of a ``where`` expression for a file's schema and
-        timezone) keeps the rows the expression selects, file by file (see
-        :meth:`_read_where`); times are read in ``project_timezone``, else the
-        timezone the file records, else ``default_timezone``. ``on_day(bytes, rows)``
-        is called after each day is read (progress reporting).
-        """
-        tables = self.read_tables(
-            from_date=from_date,
-            to_date=to_date,
-            columns=columns,
-            event=event,
-            where=where,
-            project_timezone=project_timezone,
-            default_timezone=default_timezone,
-            on_day=on_day,
-        )
-        order = column_order(t.schema for t in tables) if columns is None else list(columns)
-        kinds = unify_kinds_of_schemas(t.schema for t in tables)
-        if not tables:
-            return conform_table(pa.table({}), kinds, order)
-        return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
-
     def read_tables(
         self,
         *,
@@ -767,8 +731,15 @@ class ParquetDataset:
         default_timezone: str = "UTC",
         on_day: Callable[[int, int], None] | None = None,
     ) -> list[pa.Table]:
-        """What :meth:`read` reads, one table per data file, each with its own
-        columns and types (not yet unified)."""
+        """Days ``from_date..to_date``, one table per data file, each with its own
+        columns and types (:func:`unified_table` unifies them).
+
+        ``where`` (a compiler of a ``where`` expression for a file's schema and
+        timezone) keeps the rows the expression selects, file by file (see
+        :meth:`_read_where`); times are read in ``project_timezone``, else the
+        timezone the file records, else ``default_timezone``. ``on_day(bytes, rows)``
+        is called after each day is read (progress reporting).
+        """
         tables = []
         for files in self.select(from_date=from_date, to_date=to_date, event=event).values():
             day_rows = 0
@@ -829,6 +800,23 @@ def _upload(source: str, target: str, fs: pafs.FileSystem) -> None:
             f"uploading {target} failed: the object there is not the day just written "
             "(a part of the upload failed); the day's previous object, if any, is intact"
         )
+
+
+def unified_table(tables: Sequence[pa.Table], columns: Sequence[str] | None = None) -> pa.Table:
+    """``tables`` (each with its own columns and types) as one table, their types
+    unified by the type policy; columns in the order of ``columns``, else ``event``,
+    ``time``, then the others in order of first appearance.
+
+    Example:
+        >>> t = unified_table([pa.table({"a": [1]}), pa.table({"a": [1.5], "b": ["x"]})])
+        >>> t.column_names, t.column("a").to_pylist()
+        (['event', 'time', 'a', 'b'], [1.0, 1.5])
+    """
+    order = column_order(t.schema for t in tables) if columns is None else list(columns)
+    kinds = unify_kinds_of_schemas(t.schema for t in tables)
+    if not tables:
+        return conform_table(pa.table({}), kinds, order)
+    return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
 
 
 def _arrow_filesystem(fs: Any) -> Any:
