@@ -19,7 +19,7 @@ from ._options import DateLike, ReturnType, TableFormat
 from ._pipeline import Connection, ExportSummary
 from ._redact import redact_url
 from .errors import InvalidArgumentError
-from .parse import Kind, unify_into
+from .parse import Kind, OnBadLines, OnTypeMismatch, unify_into
 from .timeconv import resolve_timezone
 
 if TYPE_CHECKING:
@@ -35,9 +35,6 @@ logger = logging.getLogger("robotmia_frames.sync")
 #: A sync over more days than this says what it will send before it starts (the
 #: command line asks on a terminal).
 LONG_SYNC_DAYS = 31
-
-OnBadLines = Literal["error", "skip", "warn"]
-OnTypeMismatch = Literal["text", "null", "error"]
 
 
 class Client:
