@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
@@ -51,6 +50,7 @@ import requests
 import urllib3.exceptions
 
 from . import _options, parse, transport
+from ._fsutil import replacing
 from ._pipeline import Connection, Pinned, deliver
 from ._redact import redact, redact_url
 from .errors import APIError, InvalidArgumentError, ParseError
@@ -66,18 +66,10 @@ __all__ = ["DEFAULT_PROFILES_URL", "read_profiles"]
 logger = logging.getLogger("robotmia_frames.profiles")
 
 #: The profile query endpoint (the main API host, not ``data.robotmia.com``).
-DEFAULT_PROFILES_URL = "https://robotmia.com/api/2.0/engage"
-#: Profile (engage) endpoints by data-residency region; ``base_url`` overrides.
-PROFILES_REGION_URLS = {
-    "us": DEFAULT_PROFILES_URL,
-    "eu": "https://eu.robotmia.com/api/2.0/engage",
-    "in": "https://in.robotmia.com/api/2.0/engage",
-}
+DEFAULT_PROFILES_URL = transport.DEFAULT_PROFILES_URL
 #: The column of each profile's ``$distinct_id``.
 DISTINCT_ID = "distinct_id"
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _CHUNK = 64 * 1024
 _META_KEYS = frozenset({"page", "page_size", "session_id", "status", "total", "error"})
 _SCALAR_EVENTS = frozenset({"string", "number", "boolean", "null"})
@@ -185,21 +177,14 @@ class _Page:
             if keys is not None and key not in keys:
                 continue
             t = type(value)
-            if t is str:
+            if t is str:  # the common case, without a call
                 k = tp.STR
             elif t is Decimal:
                 value = float(value)
                 k = tp.FLOAT
-            elif t is float:
-                k = tp.FLOAT
-            elif t is int:
-                k = tp.INT if _INT64_MIN <= value <= _INT64_MAX else tp.TEXT
-            elif t is bool:
-                k = tp.BOOL
-            elif value is None:
-                k = tp.NULL
             else:
-                value = _plain(value)
+                if t is list or t is dict:
+                    value = _plain(value)
                 k = kind_of(value)
             old = kinds.get(key)
             if old is not k:
@@ -486,15 +471,8 @@ def _write_parquet(table: pa.Table, path: str | os.PathLike[str]) -> Path:
             "Parquet file, e.g. parquet_path='profiles.parquet'"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with replacing(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return target
 
 
@@ -583,7 +561,9 @@ def read_profiles(
     if not isinstance(parse_dates, bool):
         raise InvalidArgumentError(f"parse_dates must be True or False, got {parse_dates!r}")
     restarts = _count(max_session_restarts, "max_session_restarts", minimum=0)
-    url = url or (PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL)
+    url = url or (
+        transport.PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL
+    )
     config = conn.transport_config(transport.validate_base_url(url))
     params: dict[str, str] = {}
     if where_ is not None:

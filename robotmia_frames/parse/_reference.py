@@ -87,7 +87,7 @@ def scan_lines(
         if line in BLANK or not line.strip():
             continue
         try:
-            obj, slow = loads_exact(line)
+            obj, _ = loads_exact(line)
             event, props = split_event(obj)
         except BadLineError as exc:
             bad.report(number, str(exc), line)
@@ -100,19 +100,7 @@ def scan_lines(
         for key, value in props.items():
             if key == "time" or (keys is not None and key not in keys):
                 continue
-            t = type(value)
-            if t is str:
-                k = tp.STR
-            elif t is int and not slow:
-                k = tp.INT  # the fast path only yields int64-range ints
-            elif t is float:
-                k = tp.FLOAT
-            elif t is bool:
-                k = tp.BOOL
-            elif value is None:
-                k = tp.NULL
-            else:
-                k = kind_of(value)
+            k = tp.STR if type(value) is str else kind_of(value)
             old = kinds_get(key)
             if old is not k:
                 kinds[key] = unify(old, k)
