@@ -19,7 +19,7 @@ from ._options import DateLike, ReturnType, TableFormat
 from ._pipeline import Connection, ExportSummary
 from ._redact import redact_url
 from .errors import InvalidArgumentError
-from .parse import Kind, OnBadLines, OnTypeMismatch, unify_into
+from .parse import OnBadLines, OnTypeMismatch
 from .timeconv import resolve_timezone
 
 if TYPE_CHECKING:
@@ -283,23 +283,7 @@ class Client:
         ):
             if writer is not None:
                 held.enter_context(writer)
-            windows: list[_pipeline.Window] = []
-            try:
-                with _pipeline.batch_hook(_wide.Collector(shape)):
-                    windows.extend(_pipeline.iter_windows(plan, Path(tmp)))
-            finally:
-                if plan.progress is not None:
-                    plan.progress.close()
-            windows.sort(key=lambda w: w.day)
-            kinds: dict[str, Kind] = {}
-            for w in windows:  # in day order: columns in order of first appearance
-                unify_into(kinds, w.kinds.items())
-            _pipeline.check_columns(
-                plan.columns,
-                kinds,
-                [w.parsed for w in windows],
-                f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}",
-            )
+            windows, kinds = _pipeline.fetch_windows(plan, Path(tmp), _wide.Collector(shape))
             if writer is not None:
                 for w in windows:
                     writer.write(w, plan)

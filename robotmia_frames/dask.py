@@ -560,14 +560,6 @@ def _from_map(func: Any, *iterables: Any, **kwargs: Any) -> dd.DataFrame:
         return dd.from_map(func, *iterables, enforce_metadata=False, **kwargs)
 
 
-def _unified(window_kinds: Sequence[dict[str, Kind]]) -> dict[str, Kind]:
-    """Unify window kinds in day order (columns in order of first appearance)."""
-    kinds: dict[str, Kind] = {}
-    for one in window_kinds:
-        unify_into(kinds, one.items())
-    return kinds
-
-
 def read_robotmia_export(
     from_date: DateLike,
     to_date: DateLike,
@@ -633,7 +625,7 @@ def read_robotmia_export(
     bodies, window_kinds, reports = _first_pass(
         dask_client, plan, sampled, every_day=every_day, pinned_known=every_day
     )
-    kinds = _unified(window_kinds)
+    kinds = _pipeline.unified_kinds(window_kinds)
     pins = _Pins.settled(
         plan.pinned, reports, f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
     )

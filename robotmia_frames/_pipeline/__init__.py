@@ -23,12 +23,14 @@ from ._core import (
     batches,
     check_columns,
     deliver,
+    fetch_windows,
     final_schema,
     flat_table,
     iter_windows,
     parse_columns,
     parse_file,
     read_file,
+    unified_kinds,
 )
 from ._datasets import (
     DatasetQuery,
@@ -78,6 +80,7 @@ __all__ = [
     "day_cutter",
     "day_numbers",
     "deliver",
+    "fetch_windows",
     "final_schema",
     "flat_table",
     "iter_windows",
@@ -86,6 +89,7 @@ __all__ = [
     "plan_windows",
     "read_file",
     "split_days",
+    "unified_kinds",
     "write_dataset",
     "write_window",
 ]

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +63,7 @@ from ._windows import (
     WindowPlanner,
     WindowSizing,
     as_batches,
+    batch_hook,
     day_cutter,
     hooked,
     property_keys,
@@ -655,6 +656,40 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
             s.close()
         for stream in streams.values():  # parsed bodies never handed on
             stream.discard()
+
+
+def fetch_windows(
+    plan: ExportPlan, workdir: Path, hook: BatchHook | None = None
+) -> tuple[list[Window], dict[str, Kind]]:
+    """Every day of ``plan`` (see :func:`iter_windows`) in day order, with the column
+    kinds unified in that order; ``hook`` is handed every parsed batch. An
+    asked-for column that no day holds is an error."""
+    windows: list[Window] = []
+    try:
+        with batch_hook(hook):
+            windows.extend(iter_windows(plan, workdir))
+    finally:
+        if plan.progress is not None:
+            plan.progress.close()
+    windows.sort(key=lambda w: w.day)
+    kinds = unified_kinds(w.kinds for w in windows)
+    what = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
+    check_columns(plan.columns, kinds, [w.parsed for w in windows], what)
+    return windows, kinds
+
+
+def unified_kinds(day_kinds: Iterable[Mapping[str, Kind]]) -> dict[str, Kind]:
+    """The kinds of days unified in their order: columns in order of first appearance.
+
+    Example:
+        >>> from robotmia_frames.parse.typepolicy import FLOAT, INT, STR
+        >>> unified_kinds([{"a": INT}, {"b": STR, "a": FLOAT}])
+        {'a': float, 'b': str}
+    """
+    kinds: dict[str, Kind] = {}
+    for one in day_kinds:
+        parse.unify_into(kinds, one.items())
+    return kinds
 
 
 def to_utc(batch: pa.RecordBatch, tz: str, unit: str = "s") -> pa.RecordBatch:
