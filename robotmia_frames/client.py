@@ -288,8 +288,7 @@ class Client:
                 for w in windows:
                     writer.write(w, plan)
                 writer.complete(plan.start, plan.end)
-            tables = _wide.builder(shape)(
-                [w.parsed for w in windows],
+            spec = _pipeline.TableSpec(
                 kinds,
                 plan.timezone,
                 plan.columns,
@@ -297,6 +296,7 @@ class Client:
                 unit=plan.time_unit,
                 keep_keys=_wide.pinned_keys(plan.pinned.dtypes),
             )
+            tables = _wide.builder(shape)([w.parsed for w in windows], spec)
             del windows  # the parsed batches go before the conversion to pandas
         if not isinstance(tables, dict) and plan.limit is not None and tables.num_rows > plan.limit:
             tables = tables.slice(0, plan.limit)

@@ -21,11 +21,11 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -847,39 +847,34 @@ def raw_where_masks(parsed: Parsed, where: str, tz: str) -> list[Mask]:
     return masks
 
 
-def flat_table(
-    sources: Sequence[Parsed],
-    kinds: dict[str, Kind],
-    tz: str,
-    columns: Sequence[str] | None,
-    *,
-    dedupe: bool = False,
-    unit: str = "s",
-    keep_keys: frozenset[str] = frozenset(),
-) -> pa.Table:
-    """The sources' batches (in order) as one table of the export-wide ``kinds``."""
-    out = [b for s in sources for b in batches(s, kinds, tz, columns, dedupe=dedupe, unit=unit)]
+@dataclass(frozen=True)
+class TableSpec:
+    """What a read's result is built with: the export-wide ``kinds``, the project
+    timezone, the asked-for ``columns``, ``dedupe``, the unit of raw times, and the
+    property keys that must stay columns whatever the shape (``keep_keys``)."""
+
+    kinds: dict[str, Kind]
+    tz: str
+    columns: Sequence[str] | None
+    dedupe: bool = False
+    unit: str = "s"
+    keep_keys: frozenset[str] = frozenset()
+
+
+def flat_table(sources: Sequence[Parsed], spec: TableSpec) -> pa.Table:
+    """The sources' batches (in order) as one table of the export-wide kinds."""
+    kinds, tz, columns = spec.kinds, spec.tz, spec.columns
+    out = [
+        b
+        for s in sources
+        for b in batches(s, kinds, tz, columns, dedupe=spec.dedupe, unit=spec.unit)
+    ]
     return pa.Table.from_batches(out, schema=final_schema(kinds, columns))
 
 
 Tables: TypeAlias = "pa.Table | dict[str | None, pa.Table]"
-
-
-class Build(Protocol):
-    """Builds a read's result from its parsed sources (:func:`flat_table` or a
-    ``_wide`` shape); ``keep_keys`` names keys that must stay columns."""
-
-    def __call__(
-        self,
-        sources: Sequence[Parsed],
-        kinds: dict[str, Kind],
-        tz: str,
-        columns: Sequence[str] | None,
-        *,
-        dedupe: bool = ...,
-        unit: str = ...,
-        keep_keys: frozenset[str] = ...,
-    ) -> Tables: ...
+#: Builds a read's result from its parsed sources: :func:`flat_table` or a ``_wide`` shape.
+Build: TypeAlias = "Callable[[Sequence[Parsed], TableSpec], Tables]"
 
 
 def deliver(
@@ -959,7 +954,8 @@ def read_file(
             c[len(PROPERTY_PREFIX) :] for c in need if c.startswith(PROPERTY_PREFIX)
         )
         built = build(
-            [parsed], parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep_keys=keep_keys
+            [parsed],
+            TableSpec(parsed.kinds, tz, cols, dedupe=dedupe, unit=unit, keep_keys=keep_keys),
         )
     del parsed
 

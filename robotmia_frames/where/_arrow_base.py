@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any, Final, TypeAlias
 
 import numpy as np
@@ -145,30 +145,24 @@ def _arrow_ty(t: pa.DataType) -> _Ty | None:
     return None
 
 
+@dataclass(eq=False)
 class _Cx:
     """Compilation context: expression mode (no table) or array mode (a table)."""
 
-    def __init__(
-        self,
-        schema: pa.Schema,
-        tz: str,
-        now: float,
-        table: pa.Table | None = None,
-        *,
-        parent: _Cx | None = None,
-        take: pa.Array | None = None,
-        bindings: dict[str, _V] | None = None,
-    ) -> None:
-        self.schema = schema
-        self.tz = tz
-        self.now = now
-        self.table = table
-        self.parent = parent
-        self.take = take
-        self.bindings: dict[str, _V] = bindings or {}
-        self.expr_mode = table is None and parent is None
-        self._cols: dict[str, Datum] = {}
-        self._local: Datum | None = None
+    schema: pa.Schema
+    tz: str
+    now: float
+    table: pa.Table | None = None
+    _: KW_ONLY
+    parent: _Cx | None = None
+    take: pa.Array | None = None
+    bindings: dict[str, _V] = field(default_factory=dict)
+    expr_mode: bool = field(init=False)
+    _cols: dict[str, Datum] = field(init=False, default_factory=dict)
+    _local: Datum | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.expr_mode = self.table is None and self.parent is None
 
     # -- datums -----------------------------------------------------------------------
     def need_arrays(self) -> None:
