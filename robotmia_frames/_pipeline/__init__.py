@@ -10,8 +10,9 @@ calls these pieces; each goes down one stage and comes back once::
       -> batches: parse.conform + the time stage (+ dedupe, pinned dtypes)
       -> a table (deliver), or DatasetWriter (_datasets): one atomic day at a time
 
-Modules: ``_core`` (plans, parsing a window, batches, results), ``_windows`` (window
-sizes and splitting a body into days), ``_datasets`` (dataset state, writer, queries).
+Modules: ``_core`` (plans, parsing a window, batches, results), ``_fetch`` (the
+concurrent downloads, handed on by day), ``_windows`` (window sizes and splitting a
+body into days), ``_datasets`` (dataset state, writer, queries).
 """
 
 from ._core import (
@@ -24,10 +25,8 @@ from ._core import (
     batches,
     check_columns,
     deliver,
-    fetch_windows,
     final_schema,
     flat_table,
-    iter_windows,
     parse_columns,
     parse_file,
     read_file,
@@ -43,6 +42,7 @@ from ._datasets import (
     write_dataset,
     write_window,
 )
+from ._fetch import fetch_windows, iter_windows
 from ._windows import (
     DEFAULT_WINDOW_TARGET_BYTES,
     BudgetPlan,

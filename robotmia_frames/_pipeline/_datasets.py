@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ window sizing
 
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
-from ._core import Connection, ExportPlan, batches, final_schema, iter_windows
+from ._core import Connection, ExportPlan, batches, final_schema
+from ._fetch import iter_windows
 from ._windows import Parsed, Window
 
 
