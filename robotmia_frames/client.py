@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import tempfile
@@ -20,7 +19,6 @@ from ._pipeline import Connection, ExportSummary
 from ._redact import redact_url
 from .errors import InvalidArgumentError
 from .parse import OnBadLines, OnTypeMismatch
-from .timeconv import resolve_timezone
 
 if TYPE_CHECKING:
     import polars as pl
@@ -443,7 +441,8 @@ class Client:
             >>> s.rows
             40
         """
-        location, state, tz, begin, end = self._sync_range(
+        location, state, tz, begin, end = _pipeline.sync_range(
+            self._conn,
             path,
             from_date,
             to_date,
@@ -491,47 +490,6 @@ class Client:
             )
         return summary
 
-    def _sync_range(
-        self,
-        path: str | os.PathLike[str],
-        from_date: DateLike,
-        to_date: DateLike | None,
-        *,
-        lookback_days: int,
-        project_timezone: str | None,
-        storage_options: dict[str, Any] | None,
-        filesystem: Any,
-        table_format: TableFormat | None,
-    ) -> tuple[sinks.Location, sinks.DatasetState, str, dt.date, dt.date]:
-        """Where a sync writes, what the dataset records, the timezone, and the days it
-        re-exports: from the last day done less ``lookback_days`` (``from_date`` on a
-        first sync) through ``to_date`` (today in the project timezone)."""
-        location, state, tz = _pipeline.dataset_for_write(
-            self._conn,
-            path,
-            project_timezone=project_timezone,
-            storage_options=storage_options,
-            filesystem=filesystem,
-            table_format=table_format,
-        )
-        start = _options.date(from_date, "from_date")
-        lookback = _options.non_negative_int(lookback_days, "lookback_days")
-        end = (
-            _options.date(to_date, "to_date")
-            if to_date is not None
-            else dt.datetime.now(resolve_timezone(tz)).date()
-        )
-        begin = start
-        done = state.done_through(start)  # export's days count; future days never do
-        if done is not None:
-            begin = max(start, done - dt.timedelta(days=lookback))
-        if begin > end:
-            raise InvalidArgumentError(
-                f"nothing to sync: the range starts {begin.isoformat()}, "
-                f"after to_date {end.isoformat()}"
-            )
-        return location, state, tz, begin, end
-
     def plan_sync(
         self,
         path: str | os.PathLike[str],
@@ -563,7 +521,8 @@ class Client:
             >>> plan.requests, plan.days
             (53, 365)
         """
-        _, _, _, begin, end = self._sync_range(
+        _, _, _, begin, end = _pipeline.sync_range(
+            self._conn,
             path,
             from_date,
             to_date,

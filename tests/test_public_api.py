@@ -142,10 +142,12 @@ def _keywords(func: object, *skip: str) -> set[str]:
     [
         ("ClientSettings", rf.Client),
         ("ClientReadRobotmiaExport", rf.Client.read_robotmia_export),
+        ("ClientExportToParquet", rf.Client.export_to_parquet),
         ("ClientReadExportFile", rf.Client.read_export_file),
         ("ClientReadParquetDataset", rf.Client.read_parquet_dataset),
         ("ClientReadRobotmiaProfiles", rf.Client.read_robotmia_profiles),
         ("ApiReadRobotmiaExport", rf.read_robotmia_export),
+        ("ApiExportToParquet", rf.export_to_parquet),
         ("ApiReadExportFile", rf.read_export_file),
         ("ApiReadParquetDataset", rf.read_parquet_dataset),
         ("ApiReadRobotmiaProfiles", rf.read_robotmia_profiles),
@@ -157,4 +159,4 @@ def test_overload_keywords_are_the_signatures(typed: str, func: object) -> None:
 
     td = getattr(_typing, typed)
     keys = set(td.__required_keys__) | set(td.__optional_keys__)
-    assert keys == _keywords(func, "return_type", "split_by")
+    assert keys == _keywords(func, "return_type", "split_by", "plan")

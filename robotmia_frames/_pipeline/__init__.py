@@ -39,6 +39,7 @@ from ._datasets import (
     dataset_for_write,
     dataset_query,
     dataset_state,
+    sync_range,
     write_dataset,
     write_window,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "plan_windows",
     "read_file",
     "split_days",
+    "sync_range",
     "unified_kinds",
     "write_dataset",
     "write_window",

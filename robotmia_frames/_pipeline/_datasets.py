@@ -22,6 +22,7 @@ from ..errors import (
     user_stacklevel,
 )
 from ..parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
+from ..timeconv import resolve_timezone
 from ..where import (
     Compiled,
     compile_where,
@@ -383,6 +384,48 @@ class DatasetWriter:
             start,
             end,
         )
+
+
+def sync_range(
+    conn: Connection,
+    path: str | os.PathLike[str],
+    from_date: Any,
+    to_date: Any,
+    *,
+    lookback_days: int,
+    project_timezone: str | None,
+    storage_options: dict[str, Any] | None,
+    filesystem: Any,
+    table_format: str | None,
+) -> tuple[sinks.Location, sinks.DatasetState, str, dt.date, dt.date]:
+    """Where a sync writes, what the dataset records, the timezone, and the days it
+    re-exports: from the last day done less ``lookback_days`` (``from_date`` on a
+    first sync) through ``to_date`` (today in the project timezone)."""
+    location, state, tz = dataset_for_write(
+        conn,
+        path,
+        project_timezone=project_timezone,
+        storage_options=storage_options,
+        filesystem=filesystem,
+        table_format=table_format,
+    )
+    start = _options.date(from_date, "from_date")
+    lookback = _options.non_negative_int(lookback_days, "lookback_days")
+    end = (
+        _options.date(to_date, "to_date")
+        if to_date is not None
+        else dt.datetime.now(resolve_timezone(tz)).date()
+    )
+    begin = start
+    done = state.done_through(start)  # export's days count; future days never do
+    if done is not None:
+        begin = max(start, done - dt.timedelta(days=lookback))
+    if begin > end:
+        raise InvalidArgumentError(
+            f"nothing to sync: the range starts {begin.isoformat()}, "
+            f"after to_date {end.isoformat()}"
+        )
+    return location, state, tz, begin, end
 
 
 def write_window(
