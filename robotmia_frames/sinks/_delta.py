@@ -26,8 +26,9 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from ..parse.typepolicy import Kind, kind_of_field
-from ._dataset import METADATA_KEY, DayWriteResult, ParquetDataset, conform_table
+from ._dataset import METADATA_KEY, DayWriteResult, ParquetDataset
 from ._storage import Location
+from ._tables import conform_table
 
 __all__ = ["DELTA_LOG", "DeltaDataset", "delta_storage_options", "is_delta"]
 
