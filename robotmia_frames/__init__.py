@@ -15,8 +15,6 @@ from ._version import __version__
 from .api import (
     ExportSummary,
     export_to_parquet,
-    read_export_file,
-    read_parquet_dataset,
     read_robotmia_export,
     read_robotmia_profiles,
     sync_to_parquet,
@@ -36,6 +34,7 @@ from .errors import (
     TypeMismatchError,
     WhereSyntaxError,
 )
+from .readers import read_export_file, read_parquet_dataset
 from .transport import RateLimit, RateLimiter
 from .where import validate_where
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import importlib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -219,14 +220,20 @@ def return_type(value: Any) -> ReturnType:
             f"return_type must be 'pandas', 'arrow' or 'polars', got {value!r}"
         )
     if value == "polars":
-        try:
-            import polars  # noqa: F401
-        except ImportError:
-            raise InvalidArgumentError(
-                "return_type='polars' needs polars, which is not installed: "
-                "pip install polars (or pip install 'robotmia-frames[polars]')"
-            ) from None
+        _needs(
+            "polars",
+            "return_type='polars' needs polars, which is not installed: "
+            "pip install polars (or pip install 'robotmia-frames[polars]')",
+        )
     return value  # type: ignore[no-any-return]
+
+
+def _needs(module: str, message: str) -> None:
+    """Raise :class:`InvalidArgumentError` with ``message`` unless ``module`` imports."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise InvalidArgumentError(message) from None
 
 
 def dtype_backend(value: Any) -> DtypeBackend:
@@ -383,13 +390,11 @@ def table_format(value: Any) -> TableFormat:
     if value not in ("hive", "delta"):
         raise InvalidArgumentError(f"table_format must be 'hive' or 'delta', got {value!r}")
     if value == "delta":
-        try:
-            import deltalake  # noqa: F401
-        except ImportError:
-            raise InvalidArgumentError(
-                "table_format='delta' needs the deltalake package: "
-                "pip install 'robotmia-frames[delta]'"
-            ) from None
+        _needs(
+            "deltalake",
+            "table_format='delta' needs the deltalake package: "
+            "pip install 'robotmia-frames[delta]'",
+        )
     return value  # type: ignore[no-any-return]
 
 

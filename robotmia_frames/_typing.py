@@ -1,4 +1,9 @@
-"""Keyword types of the public functions, for their ``@overload`` s on ``return_type``."""
+"""Keyword types of the public functions, for their ``@overload`` s on ``return_type``.
+
+Each TypedDict is built from the groups of keywords the functions share, so that a
+keyword's type is written once; ``tests/test_public_api.py`` checks that every
+TypedDict names exactly its function's keywords.
+"""
 
 from __future__ import annotations
 
@@ -8,140 +13,131 @@ from typing import Any, Literal, TypedDict
 
 from . import _progress, sinks, transport
 from ._options import DateLike, SparseColumns, TableFormat
+from .parse import OnBadLines, OnTypeMismatch
 
 __all__: list[str] = []
 
 
-class ApiReadRobotmiaProfiles(TypedDict, total=False):
-    """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
+class _Pinned(TypedDict, total=False):
+    """Pinned column types (``dtype=``) and what a value that does not fit becomes."""
 
-    where: str | None
-    output_properties: Sequence[str] | None
-    api_secret: str | None
-    project_timezone: str | None
-    base_url: str | None
-    region: str | None
-    parquet_path: str | os.PathLike[str] | None
-    dtype_backend: sinks.DtypeBackend
-    page_size: int | None
-    parse_dates: bool
-    max_retries: int
-    retry_backoff: float
-    max_session_restarts: int
-    rate_limit: transport.RateLimit | transport.RateLimiter | None
-    timeout: float | None
-    verify: bool | str
     dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
+    on_type_mismatch: OnTypeMismatch
 
 
-class ClientExportToParquet(TypedDict, total=False):
-    """The keywords of ``export_to_parquet`` other than ``plan`` (all of them are
-    ``read_robotmia_export``'s too)."""
+class _Types(_Pinned, total=False):
+    """How values become columns: every reader's."""
+
+    dtype_backend: sinks.DtypeBackend
+
+
+class _Query(TypedDict, total=False):
+    """Which events a call reads, and how."""
 
     event: str | Sequence[str] | None
     where: str | None
     project_timezone: str | None
-    on_bad_lines: Literal["error", "skip", "warn"]
-    dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
-    partition_by: Sequence[str]
     dedupe: bool
-    time_in_ms: bool
-    limit: int | None
-    refresh: bool
     progress: _progress.ProgressArg
+
+
+class _Read(_Query, _Types, total=False):
+    """The keywords every event reader takes."""
+
+    columns: Sequence[str] | None
+    sparse_columns: SparseColumns | None
+    sparse_threshold: float
+    max_memory: int | Literal["auto"] | None
+
+
+class _Lines(TypedDict, total=False):
+    """How export lines are read."""
+
+    on_bad_lines: OnBadLines
+    time_in_ms: bool
+
+
+class _Storage(TypedDict, total=False):
+    """Where a dataset lives."""
+
     storage_options: dict[str, Any] | None
     filesystem: Any
+
+
+class _Export(_Query, _Pinned, _Lines, _Storage, total=False):
+    """The keywords of every export run (and of the dataset it may write)."""
+
+    partition_by: Sequence[str]
+    limit: int | None
+    refresh: bool
     table_format: TableFormat | None
     window_days: int | Literal["auto"]
     window_target_bytes: int
 
 
-class ClientReadRobotmiaExport(ClientExportToParquet, total=False):
-    """The keywords of ``read_robotmia_export`` other than ``return_type``."""
-
-    parquet_path: str | os.PathLike[str] | None
-    columns: Sequence[str] | None
-    dtype_backend: sinks.DtypeBackend
-    sparse_columns: SparseColumns | None
-    sparse_threshold: float
-    max_memory: int | Literal["auto"] | None
-
-
-class ClientReadExportFile(TypedDict, total=False):
-    """The keywords of ``read_export_file`` other than ``return_type``."""
-
-    project_timezone: str | None
-    on_bad_lines: Literal["error", "skip", "warn"]
-    columns: Sequence[str] | None
-    dtype_backend: sinks.DtypeBackend
-    dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
-    dedupe: bool
-    time_in_ms: bool
-    event: str | Sequence[str] | None
-    where: str | None
-    progress: _progress.ProgressArg
-    sparse_columns: SparseColumns | None
-    sparse_threshold: float
-    max_memory: int | Literal["auto"] | None
-
-
-class ClientReadParquetDataset(TypedDict, total=False):
-    """The keywords of ``read_parquet_dataset`` other than ``return_type``."""
-
-    from_date: DateLike | None
-    to_date: DateLike | None
-    columns: Sequence[str] | None
-    event: str | Sequence[str] | None
-    dtype_backend: sinks.DtypeBackend
-    dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
-    dedupe: bool
-    where: str | None
-    project_timezone: str | None
-    progress: _progress.ProgressArg
-    storage_options: dict[str, Any] | None
-    filesystem: Any
-    sparse_columns: SparseColumns | None
-    sparse_threshold: float
-    max_memory: int | Literal["auto"] | None
-
-
-class ClientReadRobotmiaProfiles(TypedDict, total=False):
-    """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
-
-    where: str | None
-    output_properties: Sequence[str] | None
-    project_timezone: str | None
-    profiles_url: str | None
-    parquet_path: str | os.PathLike[str] | None
-    dtype_backend: sinks.DtypeBackend
-    page_size: int | None
-    parse_dates: bool
-    max_session_restarts: int
-    dtype: Mapping[str, Any] | None
-    on_type_mismatch: Literal["text", "null", "error"]
-
-
-class ClientSettings(TypedDict, total=False):
-    """The client's settings that the module functions take among their keywords."""
+class _Endpoint(TypedDict, total=False):
+    """The connection settings that every request takes, profiles' included."""
 
     api_secret: str | None
+    project_timezone: str | None
     base_url: str | None
     region: str | None
-    concurrency: int
+    max_retries: int
+    retry_backoff: float
     rate_limit: transport.RateLimit | transport.RateLimiter | None
-    cache_dir: str | os.PathLike[str] | None
     timeout: float | None
+    verify: bool | str
+
+
+class ClientSettings(_Endpoint, total=False):
+    """The keywords of :class:`~robotmia_frames.Client`."""
+
+    concurrency: int
+    cache_dir: str | os.PathLike[str] | None
     max_retry_after: float
     stall_timeout: float
     min_speed: float
     max_window_bytes: int | None
-    max_retries: int
-    retry_backoff: float
-    verify: bool | str
+
+
+class ClientExportToParquet(_Export, total=False):
+    """The keywords of ``export_to_parquet`` other than ``plan`` (all of them are
+    ``read_robotmia_export``'s too)."""
+
+
+class ClientReadRobotmiaExport(_Export, _Read, total=False):
+    """The keywords of ``read_robotmia_export`` other than ``return_type``."""
+
+    parquet_path: str | os.PathLike[str] | None
+
+
+class ClientReadExportFile(_Read, _Lines, total=False):
+    """The keywords of ``read_export_file`` other than ``return_type``."""
+
+
+class ClientReadParquetDataset(_Read, _Storage, total=False):
+    """The keywords of ``read_parquet_dataset`` other than ``return_type``."""
+
+    from_date: DateLike | None
+    to_date: DateLike | None
+
+
+class _Profiles(_Types, total=False):
+    """The keywords of a profiles query."""
+
+    where: str | None
+    output_properties: Sequence[str] | None
+    project_timezone: str | None
+    parquet_path: str | os.PathLike[str] | None
+    page_size: int | None
+    parse_dates: bool
+    max_session_restarts: int
+
+
+class ClientReadRobotmiaProfiles(_Profiles, total=False):
+    """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
+
+    profiles_url: str | None
 
 
 class ApiReadRobotmiaExport(ClientReadRobotmiaExport, ClientSettings, total=False):
@@ -151,6 +147,10 @@ class ApiReadRobotmiaExport(ClientReadRobotmiaExport, ClientSettings, total=Fals
 class ApiExportToParquet(ClientExportToParquet, ClientSettings, total=False):
     """The keywords of ``export_to_parquet`` (less ``plan``): the method's and the
     client's settings."""
+
+
+class ApiReadRobotmiaProfiles(_Profiles, _Endpoint, total=False):
+    """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
 
 
 #: The module functions take exactly their method's keywords.

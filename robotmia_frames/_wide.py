@@ -332,18 +332,12 @@ def _by_event(
 
 
 def split_tables(
-    sources: Sequence[_pipeline.Parsed],
-    kinds: dict[str, Kind],
-    tz: str,
-    columns: Sequence[str] | None,
-    *,
-    dedupe: bool = False,
-    unit: str = "s",
-    keep_keys: frozenset[str] = frozenset(),
+    sources: Sequence[_pipeline.Parsed], spec: _pipeline.TableSpec
 ) -> dict[str | None, pa.Table]:
     """One table per event name (in order of first appearance), each with ``event``,
     ``time`` and only the property columns that event has values for, typed by the
-    export-wide ``kinds`` (the types of the flat table)."""
+    export-wide kinds (the types of the flat table)."""
+    kinds, tz, columns, dedupe, unit = spec.kinds, spec.tz, spec.columns, spec.dedupe, spec.unit
     out: dict[str | None, pa.Table] = {}
     for name, parts in _by_event(sources).items():
         have: set[str] = set()
@@ -371,27 +365,24 @@ def split_tables(
 
 def sparse_table(
     sources: Sequence[_pipeline.Parsed],
-    kinds: dict[str, Kind],
-    tz: str,
-    columns: Sequence[str] | None,
+    spec: _pipeline.TableSpec,
     *,
     threshold: float = SPARSE_THRESHOLD,
-    dedupe: bool = False,
-    unit: str = "s",
-    keep_keys: frozenset[str] = frozenset(),
 ) -> pa.Table:
     """The flat table with the keys filled in under ``threshold`` of the rows folded
-    into one ``properties`` map column. Keys named in ``columns`` or ``keep_keys`` (those
-    a ``where`` reads) stay columns; with ``columns`` there is no map column."""
-    if columns is not None:
-        return _pipeline.flat_table(sources, kinds, tz, columns, dedupe=dedupe, unit=unit)
+    into one ``properties`` map column. Keys named in the spec's ``columns`` or
+    ``keep_keys`` (those a ``where`` reads) stay columns; with ``columns`` there is no
+    map column."""
+    if spec.columns is not None:
+        return _pipeline.flat_table(sources, spec)
+    kinds, tz, dedupe, unit = spec.kinds, spec.tz, spec.dedupe, spec.unit
     rows = sum(s.rows for s in sources)
     fill: dict[str, int] = dict.fromkeys(kinds, 0)
     for src in sources:
         for b in src.batches:
             for key, col in b.columns.items():
                 fill[key] = fill.get(key, 0) + parse.filled(col)
-    named = set(keep_keys)
+    named = set(spec.keep_keys)
     if dedupe:  # the dedupe keys stay columns
         named |= {k[len(PROPERTY_PREFIX) :] for k in sinks.DEDUPE_KEYS[2:]}
     kept = {

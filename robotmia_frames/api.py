@@ -1,12 +1,11 @@
 """The pinned module-level functions: each builds a :class:`Client` and calls its method.
 
-``read_robotmia_export``, ``read_export_file``, ``export_to_parquet``,
-``sync_to_parquet`` and ``read_parquet_dataset`` keep the signatures of
-``design.md``; the connection settings among their keywords (``api_secret``,
-``project_timezone``, ``base_url``, ``region``, ``timeout``, ``max_retries``,
-``retry_backoff``, ``verify``, ``rate_limit``, ``concurrency``, ``cache_dir``,
-``max_retry_after``, ``stall_timeout``, ``min_speed``, ``max_window_bytes``) go to
-the :class:`Client`, the rest to its method of the same name.
+``read_robotmia_export``, ``export_to_parquet``, ``sync_to_parquet`` and
+``read_robotmia_profiles`` keep the signatures of ``design.md``; the connection
+settings among their keywords (the keywords of :class:`Client`) go to the client,
+the rest to its method of the same name. The readers of local data,
+``read_export_file`` and ``read_parquet_dataset``, are in
+:mod:`robotmia_frames.readers`.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from . import _options, _progress, _wide, sinks, transport
 from ._options import DateLike, ReturnType, TableFormat
 from ._pipeline import DEFAULT_WINDOW_TARGET_BYTES, BudgetPlan, ExportSummary
 from .client import Client
+from .parse import OnBadLines, OnTypeMismatch
 
 if TYPE_CHECKING:
     import polars as pl
@@ -33,15 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ExportSummary",
     "export_to_parquet",
-    "read_export_file",
-    "read_parquet_dataset",
     "read_robotmia_export",
     "read_robotmia_profiles",
     "sync_to_parquet",
 ]
 
-OnBadLines = Literal["error", "skip", "warn"]
-OnTypeMismatch = Literal["text", "null", "error"]
 _SETTINGS = frozenset(inspect.signature(Client).parameters)
 
 
@@ -196,96 +192,6 @@ def read_robotmia_export(
 
 
 @overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> pd.DataFrame: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> pa.Table: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> pl.DataFrame: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> dict[str | None, pd.DataFrame]: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> dict[str | None, pa.Table]: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> dict[str | None, pl.DataFrame]: ...
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    project_timezone: str | None = None,
-    return_type: ReturnType = "pandas",
-    on_bad_lines: OnBadLines = "error",
-    columns: Sequence[str] | None = None,
-    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
-    dtype: Mapping[str, Any] | None = None,
-    on_type_mismatch: OnTypeMismatch = "text",
-    dedupe: bool = False,
-    time_in_ms: bool = False,
-    event: str | Sequence[str] | None = None,
-    where: str | None = None,
-    progress: _progress.ProgressArg = None,
-    split_by: _options.SplitBy | None = None,
-    sparse_columns: _options.SparseColumns | None = None,
-    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
-    max_memory: int | Literal["auto"] | None = "auto",
-) -> _wide.Results:
-    """Read a saved export (``.jsonl`` or ``.jsonl.gz``, multi-member gzip included).
-
-    Gives exactly what :func:`read_robotmia_export` gives for the same lines. ``event``
-    keeps the rows of those events; with ``where`` (a ``where`` expression, see ``docs/where.md``) only the rows it
-    selects are returned, as the export's server-side filter would select them.
-    ``progress`` as in :func:`read_robotmia_export`: a bar counting parsed rows on a
-    terminal when the read lasts over a second, or a callback.
-    ``split_by``, ``sparse_columns``, ``sparse_threshold`` and ``max_memory`` as in
-    :func:`read_robotmia_export`.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> p = pathlib.Path(tempfile.mkdtemp(), "export.jsonl")
-        >>> _ = p.write_text('{"event":"a","properties":{"time":1704067200,"n":1}}\\n')
-        >>> df = read_export_file(p, project_timezone="Europe/Paris")
-        >>> str(df["time"][0])
-        '2023-12-31 23:00:00+00:00'
-    """
-    given = dict(locals())
-    return _call("read_export_file", (given.pop("path"),), given)
-
-
-@overload
 def export_to_parquet(
     path: str | os.PathLike[str],
     from_date: DateLike,
@@ -430,101 +336,6 @@ def sync_to_parquet(
     given = dict(locals())
     args = (given.pop("path"), given.pop("from_date"), given.pop("to_date"))
     return cast(ExportSummary, _call("sync_to_parquet", args, given))
-
-
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> pd.DataFrame: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> pa.Table: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> pl.DataFrame: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> dict[str | None, pd.DataFrame]: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> dict[str | None, pa.Table]: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> dict[str | None, pl.DataFrame]: ...
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    from_date: DateLike | None = None,
-    to_date: DateLike | None = None,
-    columns: Sequence[str] | None = None,
-    event: str | Sequence[str] | None = None,
-    return_type: ReturnType = "pandas",
-    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
-    dtype: Mapping[str, Any] | None = None,
-    on_type_mismatch: OnTypeMismatch = "text",
-    dedupe: bool = False,
-    where: str | None = None,
-    project_timezone: str | None = None,
-    progress: _progress.ProgressArg = None,
-    storage_options: dict[str, Any] | None = None,
-    filesystem: Any = None,
-    split_by: _options.SplitBy | None = None,
-    sparse_columns: _options.SparseColumns | None = None,
-    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
-    max_memory: int | Literal["auto"] | None = "auto",
-) -> _wide.Results:
-    """Read a dataset written by this library back as one table.
-
-    Days with different column sets or types are unified by the same type policy;
-    only the requested days (partition pruning), events and columns are read.
-    ``where`` keeps the rows a ``where`` expression selects (see ``docs/where.md``),
-    pushed down into each file's scan; its times are read in ``project_timezone``,
-    else the timezone the dataset recorded when it was written.
-    ``progress`` as in :func:`read_robotmia_export`, counting days read.
-    ``split_by``, ``sparse_columns``, ``sparse_threshold`` and ``max_memory`` as in
-    :func:`read_robotmia_export` (the memory is estimated from the files' footers).
-
-    Example:
-        >>> import tempfile
-        >>> from robotmia_frames.emulator import ExportServer, generate_events
-        >>> out = tempfile.mkdtemp()
-        >>> with ExportServer(generate_events(30, days=3), api_secret="s") as srv:
-        ...     _ = export_to_parquet(out, "2024-01-01", "2024-01-03", api_secret="s",
-        ...                           project_timezone="UTC", base_url=srv.url)
-        >>> len(read_parquet_dataset(out, from_date="2024-01-02"))
-        20
-    """
-    given = dict(locals())
-    return _call("read_parquet_dataset", (given.pop("path"),), given)
 
 
 @overload

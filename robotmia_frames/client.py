@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import tempfile
@@ -19,8 +18,7 @@ from ._options import DateLike, ReturnType, TableFormat
 from ._pipeline import Connection, ExportSummary
 from ._redact import redact_url
 from .errors import InvalidArgumentError
-from .parse import Kind, unify_into
-from .timeconv import resolve_timezone
+from .parse import OnBadLines, OnTypeMismatch
 
 if TYPE_CHECKING:
     import polars as pl
@@ -35,9 +33,6 @@ logger = logging.getLogger("robotmia_frames.sync")
 #: A sync over more days than this says what it will send before it starts (the
 #: command line asks on a terminal).
 LONG_SYNC_DAYS = 31
-
-OnBadLines = Literal["error", "skip", "warn"]
-OnTypeMismatch = Literal["text", "null", "error"]
 
 
 class Client:
@@ -92,23 +87,9 @@ class Client:
         min_speed: float = 1024.0,
         max_window_bytes: int | None = transport.DEFAULT_MAX_WINDOW_BYTES,
     ) -> None:
-        self._conn = Connection.checked(
-            api_secret=api_secret,
-            project_timezone=project_timezone,
-            region=region,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            verify=verify,
-            rate_limit=rate_limit,
-            concurrency=concurrency,
-            cache_dir=cache_dir,
-            max_retry_after=max_retry_after,
-            stall_timeout=stall_timeout,
-            min_speed=min_speed,
-            max_window_bytes=max_window_bytes,
-        )
+        settings = dict(locals())
+        del settings["self"]
+        self._conn = Connection.checked(**settings)
 
     def __repr__(self) -> str:
         c = self._conn
@@ -300,29 +281,12 @@ class Client:
         ):
             if writer is not None:
                 held.enter_context(writer)
-            windows: list[_pipeline.Window] = []
-            try:
-                with _pipeline.batch_hook(_wide.Collector(shape)):
-                    windows.extend(_pipeline.iter_windows(plan, Path(tmp)))
-            finally:
-                if plan.progress is not None:
-                    plan.progress.close()
-            windows.sort(key=lambda w: w.day)
-            kinds: dict[str, Kind] = {}
-            for w in windows:  # in day order: columns in order of first appearance
-                unify_into(kinds, w.kinds.items())
-            _pipeline.check_columns(
-                plan.columns,
-                kinds,
-                [w.parsed for w in windows],
-                f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}",
-            )
+            windows, kinds = _pipeline.fetch_windows(plan, Path(tmp), _wide.Collector(shape))
             if writer is not None:
                 for w in windows:
                     writer.write(w, plan)
                 writer.complete(plan.start, plan.end)
-            tables = _wide.builder(shape)(
-                [w.parsed for w in windows],
+            spec = _pipeline.TableSpec(
                 kinds,
                 plan.timezone,
                 plan.columns,
@@ -330,6 +294,7 @@ class Client:
                 unit=plan.time_unit,
                 keep_keys=_wide.pinned_keys(plan.pinned.dtypes),
             )
+            tables = _wide.builder(shape)([w.parsed for w in windows], spec)
             del windows  # the parsed batches go before the conversion to pandas
         if not isinstance(tables, dict) and plan.limit is not None and tables.num_rows > plan.limit:
             tables = tables.slice(0, plan.limit)
@@ -482,7 +447,8 @@ class Client:
             >>> s.rows
             40
         """
-        location, state, tz, begin, end = self._sync_range(
+        location, state, tz, begin, end = _pipeline.sync_range(
+            self._conn,
             path,
             from_date,
             to_date,
@@ -536,47 +502,6 @@ class Client:
             )
         return summary
 
-    def _sync_range(
-        self,
-        path: str | os.PathLike[str],
-        from_date: DateLike,
-        to_date: DateLike | None,
-        *,
-        lookback_days: int,
-        project_timezone: str | None,
-        storage_options: dict[str, Any] | None,
-        filesystem: Any,
-        table_format: TableFormat | None,
-    ) -> tuple[sinks.Location, sinks.DatasetState, str, dt.date, dt.date]:
-        """Where a sync writes, what the dataset records, the timezone, and the days it
-        re-exports: from the last day done less ``lookback_days`` (``from_date`` on a
-        first sync) through ``to_date`` (today in the project timezone)."""
-        location, state, tz = _pipeline.dataset_for_write(
-            self._conn,
-            path,
-            project_timezone=project_timezone,
-            storage_options=storage_options,
-            filesystem=filesystem,
-            table_format=table_format,
-        )
-        start = _options.date(from_date, "from_date")
-        lookback = _options.non_negative_int(lookback_days, "lookback_days")
-        end = (
-            _options.date(to_date, "to_date")
-            if to_date is not None
-            else dt.datetime.now(resolve_timezone(tz)).date()
-        )
-        begin = start
-        done = state.done_through(start)  # export's days count; future days never do
-        if done is not None:
-            begin = max(start, done - dt.timedelta(days=lookback))
-        if begin > end:
-            raise InvalidArgumentError(
-                f"nothing to sync: the range starts {begin.isoformat()}, "
-                f"after to_date {end.isoformat()}"
-            )
-        return location, state, tz, begin, end
-
     def plan_sync(
         self,
         path: str | os.PathLike[str],
@@ -610,7 +535,8 @@ class Client:
             >>> plan.requests, plan.days
             (53, 365)
         """
-        _, state, _, begin, end = self._sync_range(
+        _, state, _, begin, end = _pipeline.sync_range(
+            self._conn,
             path,
             from_date,
             to_date,

@@ -77,6 +77,7 @@ from . import _options, _pipeline, parse, sinks, transport
 from ._options import DateLike
 from ._pipeline import Connection, ExportSummary
 from ._redact import register_secret
+from .client import Client as RobotmiaClient
 from .errors import InvalidArgumentError, MetaMismatchError
 from .parse import Kind, PinReport, unify, unify_into
 
@@ -539,16 +540,17 @@ def _client(client: Client | None) -> Client:
         ) from None
 
 
-_CONNECTION = frozenset(inspect.signature(Connection.checked).parameters)
+_SETTINGS = inspect.signature(RobotmiaClient)
 _PLAN = frozenset(inspect.signature(Connection.plan).parameters) - {"self", "from_date", "to_date"}
 
 
 def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
     """Check every argument of a public function (``given``: its ``locals()``), as on
     one machine, and share the rate limit over the cluster."""
-    settings = {k: v for k, v in given.items() if k in _CONNECTION}
+    settings = _SETTINGS.bind(**{k: v for k, v in given.items() if k in _SETTINGS.parameters})
+    settings.apply_defaults()  # the client's defaults for the settings dask does not take
     call = {k: v for k, v in given.items() if k in _PLAN}
-    plan = Connection.checked(**settings).plan(
+    plan = Connection.checked(**settings.arguments).plan(
         given["from_date"], given["to_date"], progress=False, **call
     )
     limiter = plan.limiter
@@ -737,14 +739,6 @@ def _from_delayed(parts: list[Any], meta: Any) -> dd.DataFrame:
         return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 
-def _unified(window_kinds: Sequence[dict[str, Kind]]) -> dict[str, Kind]:
-    """Unify window kinds in day order (columns in order of first appearance)."""
-    kinds: dict[str, Kind] = {}
-    for one in window_kinds:
-        unify_into(kinds, one.items())
-    return kinds
-
-
 def read_robotmia_export(
     from_date: DateLike,
     to_date: DateLike,
@@ -806,7 +800,7 @@ def read_robotmia_export(
     dask_client = _client(client)
     first = meta_sample == "first"
     scanned = _first_pass(dask_client, plan, sample_first=first, pinned_known=not first)
-    kinds = _unified(scanned.kinds)
+    kinds = _pipeline.unified_kinds(scanned.kinds)
     pins = _Pins.settled(
         plan.pinned,
         scanned.reports,

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
@@ -51,23 +50,12 @@ import requests
 import urllib3.exceptions
 
 from . import _options, parse, transport
+from ._fsutil import replacing
 from ._pipeline import Connection, Pinned, deliver
 from ._redact import redact, redact_url
 from .errors import APIError, InvalidArgumentError, ParseError
-from .parse.typepolicy import (
-    BOOL,
-    FLOAT,
-    INT,
-    NULL,
-    STR,
-    TEXT,
-    Kind,
-    arrow_type,
-    json_text,
-    kind_of,
-    unify,
-    unify_into,
-)
+from .parse import typepolicy as tp
+from .parse.typepolicy import Kind, arrow_type, json_text, kind_of, unify, unify_into
 from .timeconv import TIME_TYPE, local_seconds_to_utc
 
 if TYPE_CHECKING:
@@ -78,18 +66,10 @@ __all__ = ["DEFAULT_PROFILES_URL", "read_profiles"]
 logger = logging.getLogger("robotmia_frames.profiles")
 
 #: The profile query endpoint (the main API host, not ``data.robotmia.com``).
-DEFAULT_PROFILES_URL = "https://robotmia.com/api/2.0/engage"
-#: Profile (engage) endpoints by data-residency region; ``base_url`` overrides.
-PROFILES_REGION_URLS = {
-    "us": DEFAULT_PROFILES_URL,
-    "eu": "https://eu.robotmia.com/api/2.0/engage",
-    "in": "https://in.robotmia.com/api/2.0/engage",
-}
+DEFAULT_PROFILES_URL = transport.DEFAULT_PROFILES_URL
 #: The column of each profile's ``$distinct_id``.
 DISTINCT_ID = "distinct_id"
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _CHUNK = 64 * 1024
 _META_KEYS = frozenset({"page", "page_size", "session_id", "status", "total", "error"})
 _SCALAR_EVENTS = frozenset({"string", "number", "boolean", "null"})
@@ -144,7 +124,7 @@ class _Page:
         self.keys = keys
         self.n = 0
         self.ids: list[Any] = []
-        self.id_kind: Kind = NULL
+        self.id_kind: Kind = tp.NULL
         self.cols: dict[str, tuple[list[int], list[Any]]] = {}
         self.kinds: dict[str, Kind] = {}
         self.meta: dict[str, Any] = {}
@@ -186,9 +166,9 @@ class _Page:
         ident = item.get("$distinct_id")
         if ident is not None and type(ident) is not str:
             ident = _plain(ident)
-            self.id_kind = TEXT
-        elif ident is not None and self.id_kind is NULL:
-            self.id_kind = STR
+            self.id_kind = tp.TEXT
+        elif ident is not None and self.id_kind is tp.NULL:
+            self.id_kind = tp.STR
         self.ids.append(ident)
         keys = self.keys
         kinds = self.kinds
@@ -197,26 +177,19 @@ class _Page:
             if keys is not None and key not in keys:
                 continue
             t = type(value)
-            if t is str:
-                k = STR
+            if t is str:  # the common case, without a call
+                k = tp.STR
             elif t is Decimal:
                 value = float(value)
-                k = FLOAT
-            elif t is float:
-                k = FLOAT
-            elif t is int:
-                k = INT if _INT64_MIN <= value <= _INT64_MAX else TEXT
-            elif t is bool:
-                k = BOOL
-            elif value is None:
-                k = NULL
+                k = tp.FLOAT
             else:
-                value = _plain(value)
+                if t is list or t is dict:
+                    value = _plain(value)
                 k = kind_of(value)
             old = kinds.get(key)
             if old is not k:
                 kinds[key] = unify(old, k)
-            if k is NULL:
+            if k is tp.NULL:
                 continue  # a null cell needs no value
             got = cols.get(key)
             if got is None:
@@ -347,7 +320,7 @@ class _Export:
         self.session = session
         self.spill = spill
         self.kinds: dict[str, Kind] = {}
-        self.id_kind: Kind = NULL
+        self.id_kind: Kind = tp.NULL
         self.rows = 0
         self.restarts = 0
 
@@ -379,7 +352,7 @@ class _Export:
                 )
                 self.spill.clear()
                 self.kinds = {}
-                self.id_kind = NULL
+                self.id_kind = tp.NULL
                 self.rows = 0
 
     def _pages(self) -> None:
@@ -438,14 +411,16 @@ class _Export:
 
 def _schema(kinds: dict[str, Kind], names: Sequence[str]) -> pa.Schema:
     fields = [pa.field(DISTINCT_ID, pa.string())]
-    fields += [pa.field(parse.PROPERTY_PREFIX + k, arrow_type(kinds.get(k, NULL))) for k in names]
+    fields += [
+        pa.field(parse.PROPERTY_PREFIX + k, arrow_type(kinds.get(k, tp.NULL))) for k in names
+    ]
     return pa.schema(fields)
 
 
 def _build(export: _Export, names: Sequence[str]) -> pa.Table:
     """Pass two: the committed pages as one table typed by the kinds of all profiles."""
     schema = _schema(export.kinds, names)
-    text_ids = export.id_kind is TEXT
+    text_ids = export.id_kind is tp.TEXT
     batches = []
     for n, ids, cols in export.spill:
         if text_ids:
@@ -467,7 +442,7 @@ def _parse_dates(table: pa.Table, kinds: dict[str, Kind], project_timezone: str)
     as it is. Vectorised: Arrow parses, :mod:`robotmia_frames.timeconv` converts."""
     for i, name in enumerate(table.column_names):
         key = name[len(parse.PROPERTY_PREFIX) :]
-        if i == 0 or kinds.get(key) is not STR:
+        if i == 0 or kinds.get(key) is not tp.STR:
             continue
         col = table.column(i)
         if col.null_count == len(col):
@@ -496,15 +471,8 @@ def _write_parquet(table: pa.Table, path: str | os.PathLike[str]) -> Path:
             "Parquet file, e.g. parquet_path='profiles.parquet'"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with replacing(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return target
 
 
@@ -573,14 +541,12 @@ def read_profiles(
 
     Example:
         >>> from robotmia_frames.emulator import ExportServer
-        >>> from robotmia_frames._pipeline import Connection
+        >>> import robotmia_frames as rf
         >>> with ExportServer(generate_profiles=5, api_secret="s") as srv:
-        ...     conn = Connection.checked(api_secret="s", project_timezone="UTC")
-        ...     t = read_profiles(conn, url=srv.engage_url, where=None,
-        ...                       output_properties=["plan", "$city"], project_timezone=None,
-        ...                       return_type="arrow", parquet_path=None,
-        ...                       dtype_backend="numpy_nullable", page_size=None,
-        ...                       parse_dates=True, max_session_restarts=3)
+        ...     client = rf.Client(api_secret="s", project_timezone="UTC")
+        ...     t = client.read_robotmia_profiles(  # which calls read_profiles
+        ...         profiles_url=srv.engage_url, output_properties=["plan", "$city"],
+        ...         return_type="arrow")
         >>> t.column_names, t.num_rows
         (['distinct_id', 'properties.plan', 'properties.$city'], 5)
     """
@@ -595,7 +561,9 @@ def read_profiles(
     if not isinstance(parse_dates, bool):
         raise InvalidArgumentError(f"parse_dates must be True or False, got {parse_dates!r}")
     restarts = _count(max_session_restarts, "max_session_restarts", minimum=0)
-    url = url or (PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL)
+    url = url or (
+        transport.PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL
+    )
     config = conn.transport_config(transport.validate_base_url(url))
     params: dict[str, str] = {}
     if where_ is not None:

@@ -12,8 +12,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from robotmia_frames.emulator import ExportServer
+
+# Hypothesis' per-example deadline is a timed assert: on a loaded machine it fails
+# examples that are right. Speed is measured by benchmarks/, not by tests.
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 #: The API secret every test server expects (long and distinctive, so that a test can
 #: look for it in messages, logs and files).

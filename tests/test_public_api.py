@@ -130,3 +130,33 @@ def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("ROBOTMIA_API_SECRET", "s")
         df = rf.read_robotmia_export("2024-01-01", "2024-01-01", project_timezone="UTC")
     assert len(df) == 10
+
+
+def _keywords(func: object, *skip: str) -> set[str]:
+    params = inspect.signature(func).parameters.values()  # type: ignore[arg-type]
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in skip}
+
+
+@pytest.mark.parametrize(
+    ("typed", "func"),
+    [
+        ("ClientSettings", rf.Client),
+        ("ClientReadRobotmiaExport", rf.Client.read_robotmia_export),
+        ("ClientExportToParquet", rf.Client.export_to_parquet),
+        ("ClientReadExportFile", rf.Client.read_export_file),
+        ("ClientReadParquetDataset", rf.Client.read_parquet_dataset),
+        ("ClientReadRobotmiaProfiles", rf.Client.read_robotmia_profiles),
+        ("ApiReadRobotmiaExport", rf.read_robotmia_export),
+        ("ApiExportToParquet", rf.export_to_parquet),
+        ("ApiReadExportFile", rf.read_export_file),
+        ("ApiReadParquetDataset", rf.read_parquet_dataset),
+        ("ApiReadRobotmiaProfiles", rf.read_robotmia_profiles),
+    ],
+)
+def test_overload_keywords_are_the_signatures(typed: str, func: object) -> None:
+    """The TypedDicts of the ``@overload`` s name exactly the keywords of their function."""
+    from robotmia_frames import _typing
+
+    td = getattr(_typing, typed)
+    keys = set(td.__required_keys__) | set(td.__optional_keys__)
+    assert keys == _keywords(func, "return_type", "split_by", "plan")

@@ -478,7 +478,9 @@ def test_limit_is_sent_with_each_window_and_caps_the_total(server: ServerFactory
     srv = server(make_events(3, 20))
     df = read(srv, 3, limit=5)
     log = exports(srv)
-    assert [r.params.get("limit") for r in log] == ["5", "5", "5"]
+    # Every window sent carries the limit; the windows still pending when the first
+    # day fills it are cancelled, so how many were sent depends on timing.
+    assert log and all(r.params.get("limit") == "5" for r in log)
     # The first 5 events in day order: no window downloads more than 5 either.
     assert list(df["properties.$insert_id"]) == [f"{days(3)[0].isoformat()}-{i}" for i in range(5)]
 

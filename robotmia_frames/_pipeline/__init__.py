@@ -10,8 +10,9 @@ calls these pieces; each goes down one stage and comes back once::
       -> batches: parse.conform + the time stage (+ dedupe, pinned dtypes)
       -> a table (deliver), or DatasetWriter (_datasets): one atomic day at a time
 
-Modules: ``_core`` (plans, parsing a window, batches, results), ``_windows`` (window
-sizes and splitting a body into days), ``_datasets`` (dataset state, writer, queries).
+Modules: ``_core`` (plans, parsing a window, batches, results), ``_fetch`` (the
+concurrent downloads, handed on by day), ``_windows`` (window sizes and splitting a
+body into days), ``_datasets`` (dataset state, writer, queries).
 """
 
 from ._core import (
@@ -20,17 +21,16 @@ from ._core import (
     ExportPlan,
     Pinned,
     Tables,
+    TableSpec,
     batches,
     check_columns,
     deliver,
-    fetch_halving,
     final_schema,
     flat_table,
-    iter_windows,
     parse_columns,
     parse_file,
     read_file,
-    window_config,
+    unified_kinds,
 )
 from ._datasets import (
     DatasetQuery,
@@ -40,9 +40,11 @@ from ._datasets import (
     dataset_location,
     dataset_query,
     dataset_state,
+    sync_range,
     write_dataset,
     write_window,
 )
+from ._fetch import fetch_halving, fetch_windows, iter_windows, window_config
 from ._windows import (
     DEFAULT_WINDOW_TARGET_BYTES,
     BudgetPlan,
@@ -70,6 +72,7 @@ __all__ = [
     "ExportSummary",
     "Parsed",
     "Pinned",
+    "TableSpec",
     "Tables",
     "Window",
     "WindowPlanner",
@@ -86,6 +89,7 @@ __all__ = [
     "day_numbers",
     "deliver",
     "fetch_halving",
+    "fetch_windows",
     "final_schema",
     "flat_table",
     "iter_windows",
@@ -95,6 +99,8 @@ __all__ = [
     "read_file",
     "split_body",
     "split_days",
+    "sync_range",
+    "unified_kinds",
     "window_config",
     "write_dataset",
     "write_window",

@@ -22,6 +22,7 @@ from ..errors import (
     user_stacklevel,
 )
 from ..parse import PROPERTY_PREFIX, Kind, arrow_type, unify_into
+from ..timeconv import resolve_timezone
 from ..where import (
     Compiled,
     compile_where,
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ window sizing
 
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
-from ._core import Connection, ExportPlan, batches, final_schema, iter_windows
+from ._core import Connection, ExportPlan, batches, final_schema
+from ._fetch import iter_windows
 from ._windows import Parsed, Window
 
 
@@ -391,6 +393,48 @@ class DatasetWriter:
         )
 
 
+def sync_range(
+    conn: Connection,
+    path: str | os.PathLike[str],
+    from_date: Any,
+    to_date: Any,
+    *,
+    lookback_days: int,
+    project_timezone: str | None,
+    storage_options: dict[str, Any] | None,
+    filesystem: Any,
+    table_format: str | None,
+) -> tuple[sinks.Location, sinks.DatasetState, str, dt.date, dt.date]:
+    """Where a sync writes, what the dataset records, the timezone, and the days it
+    re-exports: from the last day done less ``lookback_days`` (``from_date`` on a
+    first sync) through ``to_date`` (today in the project timezone)."""
+    location, state, tz = dataset_for_write(
+        conn,
+        path,
+        project_timezone=project_timezone,
+        storage_options=storage_options,
+        filesystem=filesystem,
+        table_format=table_format,
+    )
+    start = _options.date(from_date, "from_date")
+    lookback = _options.non_negative_int(lookback_days, "lookback_days")
+    end = (
+        _options.date(to_date, "to_date")
+        if to_date is not None
+        else dt.datetime.now(resolve_timezone(tz)).date()
+    )
+    begin = start
+    done = state.done_through(start)  # export's days count; future days never do
+    if done is not None:
+        begin = max(start, done - dt.timedelta(days=lookback))
+    if begin > end:
+        raise InvalidArgumentError(
+            f"nothing to sync: the range starts {begin.isoformat()}, "
+            f"after to_date {end.isoformat()}"
+        )
+    return location, state, tz, begin, end
+
+
 def write_window(
     ds: sinks.ParquetDataset,
     day: dt.date,
@@ -562,13 +606,18 @@ class DatasetQuery:
         """The data files the query reads, by day."""
         return self.ds.select(from_date=self.start, to_date=self.end, event=self.events)
 
-    def tables(self, *, on_day: Callable[[int, int], None] | None = None) -> list[pa.Table]:
-        """The selected rows, one table per data file with its own columns and types
-        (``dedupe`` is left to the caller)."""
+    def tables(
+        self,
+        day: dt.date | None = None,
+        *,
+        on_day: Callable[[int, int], None] | None = None,
+    ) -> list[pa.Table]:
+        """The selected rows (of one ``day`` only, if given), one table per data file
+        with its own columns and types (``dedupe`` is left to the caller)."""
         folded: set[str] = set()
         tables = self.ds.read_tables(
-            from_date=self.start,
-            to_date=self.end,
+            from_date=day or self.start,
+            to_date=day or self.end,
             columns=sinks.with_dedupe_keys(self.columns, self.dedupe),
             event=self.events,
             where=None if self.where is None else _where_compiler(self.where, folded),
@@ -589,19 +638,7 @@ class DatasetQuery:
         """The selected rows (of one ``day`` only, if given) as one unified table."""
         cols = self.columns
         read_cols = sinks.with_dedupe_keys(cols, self.dedupe)
-        folded: set[str] = set()
-        table = self.ds.read(
-            from_date=day or self.start,
-            to_date=day or self.end,
-            columns=read_cols,
-            event=self.events,
-            where=None if self.where is None else _where_compiler(self.where, folded),
-            project_timezone=self.project_timezone,
-            default_timezone=self.default_timezone,
-            on_day=on_day,
-        )
-        if folded:
-            _warn_folded(sorted(folded), self.where)
+        table = sinks.unified_table(self.tables(day, on_day=on_day), read_cols)
         if self.dedupe:
             table = pa.Table.from_batches(
                 [sinks.Deduper()(b) for b in table.to_batches()], schema=table.schema

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from .. import _options, api, sinks
+from .. import _options, api, readers, sinks
 from .._redact import redact
 from ..client import LONG_SYNC_DAYS, Client
 from ..errors import (
@@ -269,7 +269,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
         raise ValueError(f"--limit must be 0 (all rows) or more, got {args.limit}")
     table: pa.Table
     if src.is_dir():
-        table = api.read_parquet_dataset(
+        table = readers.read_parquet_dataset(
             src,
             from_date=args.from_date,
             to_date=args.to_date,
@@ -299,7 +299,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
                 f"project-local times to UTC: pass --timezone (e.g. Europe/Paris) or set "
                 f"{_options.TIMEZONE_ENV}"
             )
-        table = api.read_export_file(
+        table = readers.read_export_file(
             src,
             project_timezone=args.timezone or ("UTC" if empty else None),
             columns=columns,
@@ -473,7 +473,7 @@ def _demo_in(target: Path, args: argparse.Namespace, out: TextIO, *, keep: bool)
             progress=_progress(args),
         )
         requests_made = len(srv.requests)
-    df = api.read_parquet_dataset(target, columns=["event", "time"], return_type="pandas")
+    df = readers.read_parquet_dataset(target, columns=["event", "time"], return_type="pandas")
     print(
         f"exported {plural(summary.rows, 'event')} over {plural(summary.days, 'day')} "
         f"({plural(requests_made, 'HTTP request')}, {plural(summary.files, 'Parquet file')}, "

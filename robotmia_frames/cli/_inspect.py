@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .. import _options, api, parse, sinks
+from .. import _options, parse, readers, sinks
 from .._progress import ProgressArg
 from ..parse import KIND_METADATA_KEY, arrow_type
 from . import plural
@@ -306,7 +306,7 @@ def _json_type(value: Any) -> str:
 def _inspect_file(path: Path, project_timezone: str | None, progress: ProgressArg) -> Inspection:
     # Read with "UTC" so that `time` is the project-local wall clock the export
     # speaks of: the days of the file need no project timezone.
-    table: pa.Table = api.read_export_file(
+    table: pa.Table = readers.read_export_file(
         path, project_timezone="UTC", return_type="arrow", progress=progress
     )
     rows = table.num_rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from .._version import __version__
 from ..parse import scanner_status
@@ -154,6 +155,20 @@ def _typed(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: The subparsers of :func:`build_parser`.
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _command(
+    sub: _Commands, name: str, parent: argparse.ArgumentParser, *, description: str, **kw: Any
+) -> argparse.ArgumentParser:
+    """Add the command ``name`` (``kw``: ``help``, ``epilog``), its description wrapped."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, parents=[parent], formatter_class=_FORMATTER, description=_para(description), **kw
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     p = argparse.ArgumentParser(
@@ -178,13 +193,18 @@ start with 'robotmia-frames demo' (no account needed); 'robotmia-frames COMMAND
         version=f"robotmia-frames {__version__}\nparse engine: {scanner_status()}",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_export, _add_sync, _add_read, _add_inspect, _add_serve, _add_demo):
+        add(sub, common)
+    return p
 
-    e = sub.add_parser(
+
+def _add_export(sub: _Commands, common: argparse.ArgumentParser) -> None:
+    e = _command(
+        sub,
         "export",
-        parents=[common],
-        formatter_class=_FORMATTER,
+        common,
         help="export a date range into a Parquet dataset",
-        description=_para(
+        description=(
             "Export FROM..TO (inclusive days of the project's timezone) into a "
             "Hive-partitioned Parquet dataset (date=YYYY-MM-DD/), one atomic day at a time. "
             "Days already in the dataset are replaced whole."
@@ -211,12 +231,14 @@ examples:
     )
     _remote(e)
 
-    s = sub.add_parser(
+
+def _add_sync(sub: _Commands, common: argparse.ArgumentParser) -> None:
+    s = _command(
+        sub,
         "sync",
-        parents=[common],
-        formatter_class=_FORMATTER,
+        common,
         help="bring a dataset up to date, catching late events",
-        description=_para(
+        description=(
             "Re-export from (the last synced day - LOOKBACK) through --end-date "
             "(default: today in the project timezone), replacing those days whole. Mobile "
             "events can arrive up to 5 days late; running sync daily keeps every day "
@@ -254,12 +276,14 @@ examples:
     )
     _remote(s)
 
-    r = sub.add_parser(
+
+def _add_read(sub: _Commands, common: argparse.ArgumentParser) -> None:
+    r = _command(
+        sub,
         "read",
-        parents=[common],
-        formatter_class=_FORMATTER,
+        common,
         help="preview a dataset or an export file as a table",
-        description=_para(
+        description=(
             "Read a local Parquet dataset folder (written by export or sync) or an "
             "export file (.jsonl or .jsonl.gz) and print the first rows as a table."
         ),
@@ -299,12 +323,14 @@ Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
     )
     _typed(r)
 
-    i = sub.add_parser(
+
+def _add_inspect(sub: _Commands, common: argparse.ArgumentParser) -> None:
+    i = _command(
+        sub,
         "inspect",
-        parents=[common],
-        formatter_class=_FORMATTER,
+        common,
         help="summarise a dataset or an export file",
-        description=_para(
+        description=(
             "Summarise a dataset folder or an export file: days and rows per "
             "day, time range, columns with their types and null rates, and type conflicts. "
             "For an export file, a conflict is a column whose values had mixed JSON types "
@@ -332,12 +358,14 @@ examples:
         help="project timezone, noted in the summary (a file's days are project-local)",
     )
 
-    sv = sub.add_parser(
+
+def _add_serve(sub: _Commands, common: argparse.ArgumentParser) -> None:
+    sv = _command(
+        sub,
         "serve",
-        parents=[_common(json_output=False)],
-        formatter_class=_FORMATTER,
+        _common(json_output=False),
         help="run the local export server (no account needed)",
-        description=_para(
+        description=(
             "Serve generated events at http://127.0.0.1:PORT/api/2.0/export/ "
             "(and profiles at /api/2.0/engage), as robotmia does: Basic auth with the "
             "secret as user name, gzip JSONL, date/event/where filtering. Loopback only."
@@ -370,12 +398,14 @@ examples:
     sv.add_argument("--timezone", default="America/Los_Angeles", help="project timezone")
     sv.add_argument("--tls", action="store_true", help="serve HTTPS with a throwaway CA")
 
-    d = sub.add_parser(
+
+def _add_demo(sub: _Commands, common: argparse.ArgumentParser) -> None:
+    d = _command(
+        sub,
         "demo",
-        parents=[_common(json_output=False)],
-        formatter_class=_FORMATTER,
+        _common(json_output=False),
         help="export two weeks from the built-in local server and summarise them",
-        description=_para(
+        description=(
             "Start the local export server, export two weeks (2024-03-01..14, "
             "across the US daylight-saving change) into a Parquet dataset, and summarise it."
         ),
@@ -391,7 +421,6 @@ examples:
     d.add_argument("--events-per-day", type=int, default=2000, help="default 2000")
     d.add_argument("--timezone", default="America/Los_Angeles", help="project timezone")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def _window_days(text: str) -> int | str:

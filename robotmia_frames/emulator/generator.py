@@ -22,7 +22,6 @@ a type conflict (an int sent as ``"42"`` or ``"n/a"``, a bool sent as ``"true"``
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import functools
 import gzip as _gzip
@@ -30,13 +29,14 @@ import itertools
 import math
 import os
 import random
-import tempfile
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from .._fsutil import replacing
 
 __all__ = [
     "generate_events",
@@ -709,34 +709,28 @@ def write_export_file(
         >>> write_export_file(pathlib.Path(d) / "x.jsonl.gz", generate_events(5))
         5
     """
-    target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     count = 0
     dumps = orjson.dumps
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            sink: Any
-            sink = (
-                _gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0)
-                if gzip
-                else raw
+    with replacing(Path(path)) as tmp, tmp.open("wb") as raw:
+        sink: Any
+        sink = (
+            _gzip.GzipFile(
+                filename="", fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0
             )
-            try:
-                it = iter(events)
-                while True:
-                    batch = list(itertools.islice(it, 2048))
-                    if not batch:
-                        break
-                    sink.write(b"\n".join(map(dumps, batch)) + b"\n")
-                    count += len(batch)
-            finally:
-                if sink is not raw:
-                    sink.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+            if gzip
+            else raw
+        )
+        try:
+            it = iter(events)
+            while True:
+                batch = list(itertools.islice(it, 2048))
+                if not batch:
+                    break
+                sink.write(b"\n".join(map(dumps, batch)) + b"\n")
+                count += len(batch)
+        finally:
+            if sink is not raw:
+                sink.close()
+        raw.flush()
+        os.fsync(raw.fileno())
     return count

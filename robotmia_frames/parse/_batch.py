@@ -13,32 +13,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _decode as parse
-from .typepolicy import (
-    BOOL,
-    FLOAT,
-    INT,
-    NULL,
-    STR,
-    TEXT,
-    Kind,
-    arrow_type,
-    json_text,
-    kind_of,
-    list_of,
-    unify,
-)
+from . import typepolicy as tp
+from .typepolicy import Kind, arrow_type, json_text, kind_of, list_of, unify
 
 _BIG = float(2**63)
 BIG_EXPONENT = re.compile(r"e\+(?:1[89]|[2-9]\d|\d{3})")
 _NONE = type(None)
-_PURE = frozenset((NULL, BOOL, INT, FLOAT, STR))
+_PURE = frozenset((tp.NULL, tp.BOOL, tp.INT, tp.FLOAT, tp.STR))
 _SCALAR_TYPES: dict[frozenset[type], Kind] = {
-    frozenset((int,)): INT,
-    frozenset((float,)): FLOAT,
-    frozenset((int, float)): FLOAT,
-    frozenset((bool,)): BOOL,
-    frozenset((str,)): STR,
-    frozenset((dict,)): TEXT,
+    frozenset((int,)): tp.INT,
+    frozenset((float,)): tp.FLOAT,
+    frozenset((int, float)): tp.FLOAT,
+    frozenset((bool,)): tp.BOOL,
+    frozenset((str,)): tp.STR,
+    frozenset((dict,)): tp.TEXT,
 }
 
 
@@ -95,26 +83,26 @@ def _classify(values: Sequence[Any]) -> tuple[Kind, bool]:
     types = set(map(type, values))
     types.discard(_NONE)
     if not types:
-        return NULL, True
+        return tp.NULL, True
     kind = _SCALAR_TYPES.get(frozenset(types))
     if kind is not None:
         # Ints read as floats cannot be spelled back as ints if the column later
         # becomes text ("0", not "0.0"): such a batch is rebuilt in that case.
-        return kind, not (kind is FLOAT and int in types)
+        return kind, not (kind is tp.FLOAT and int in types)
     if types == {list}:
         elems = set(map(type, itertools.chain.from_iterable(v for v in values if v is not None)))
         elems.discard(_NONE)
         if not elems:
-            return list_of(NULL), True
+            return list_of(tp.NULL), True
         item = _SCALAR_TYPES.get(frozenset(elems))
-        if item is not None and item is not TEXT:
+        if item is not None and item is not tp.TEXT:
             return list_of(item), len(elems) == 1
-        k: Kind = NULL
+        k: Kind = tp.NULL
         for v in values:
             if v is not None:
                 k = unify(k, kind_of(v))
         return k, False
-    return TEXT, True
+    return tp.TEXT, True
 
 
 def as_text(values: Sequence[Any]) -> list[Any]:
@@ -123,15 +111,15 @@ def as_text(values: Sequence[Any]) -> list[Any]:
 
 def _array(values: Sequence[Any], kind: Kind) -> tuple[pa.Array, Kind]:
     """The Arrow array of ``values`` for ``kind`` (which may turn out to be TEXT)."""
-    if kind is NULL:
-        return pa.nulls(len(values)), NULL
-    if kind is TEXT:
-        return pa.array(as_text(values), type=pa.string()), TEXT
-    if kind is INT:
+    if kind is tp.NULL:
+        return pa.nulls(len(values)), tp.NULL
+    if kind is tp.TEXT:
+        return pa.array(as_text(values), type=pa.string()), tp.TEXT
+    if kind is tp.INT:
         try:
-            return pa.array(values, type=pa.int64()), INT
+            return pa.array(values, type=pa.int64()), tp.INT
         except (OverflowError, pa.ArrowInvalid):  # an int beyond int64: exact text
-            return pa.array(as_text(values), type=pa.string()), TEXT
+            return pa.array(as_text(values), type=pa.string()), tp.TEXT
     if kind.item is not None and kind.item not in _PURE:
         return parse.values_array(kind, list(values)), kind
     try:
@@ -139,7 +127,7 @@ def _array(values: Sequence[Any], kind: Kind) -> tuple[pa.Array, Kind]:
     except (OverflowError, pa.ArrowInvalid):
         # Ints beyond int64 (text) or beyond 2**53 (floats Arrow will not convert):
         # type the values one by one, as the reference builder does.
-        k: Kind = NULL
+        k: Kind = tp.NULL
         for v in values:
             if v is not None:
                 k = unify(k, kind_of(v))
@@ -152,10 +140,10 @@ def _suspicious(array: pa.Array, kind: Kind) -> bool:
         array, kind = array.flatten(), kind.item
     if len(array) == 0 or array.null_count == len(array):
         return False
-    if kind is FLOAT:
+    if kind is tp.FLOAT:
         biggest = pc.max(pc.abs(array)).as_py()
         return biggest is not None and biggest >= _BIG
-    if kind is TEXT:
+    if kind is tp.TEXT:
         return bool(pc.any(pc.match_substring_regex(array, BIG_EXPONENT.pattern)).as_py())
     return False
 
@@ -187,7 +175,7 @@ def values_column(
     if check_big and _suspicious(array, kind):
         return None
     text = None
-    if kind is FLOAT and not is_exact:  # ints and floats: keep the ints' spelling
+    if kind is tp.FLOAT and not is_exact:  # ints and floats: keep the ints' spelling
         text, is_exact = pa.array(as_text(values), type=pa.string()), True
     if not ordered or len(rows) != n:
         array = _scatter(array, rows, n)

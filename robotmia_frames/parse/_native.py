@@ -24,19 +24,10 @@ import orjson
 import pyarrow as pa
 
 from ..errors import RobotmiaWarning, user_stacklevel
+from . import typepolicy as tp
 from ._batch import RawBatch, RawColumn, values_column
 from ._lines import BATCH_ROWS, BIG_BLOCK, opened, read_block
-from .typepolicy import (
-    BOOL,
-    FLOAT,
-    INT,
-    NULL,
-    STR,
-    TEXT,
-    Kind,
-    arrow_type,
-    list_of,
-)
+from .typepolicy import Kind, arrow_type, list_of
 
 # ------------------------------------------------------------------ C scanner
 
@@ -55,7 +46,7 @@ _Mem: TypeAlias = "bytes | _scan.Buffer"
 _T_NULL, _T_FALSE, _T_TRUE, _T_INT, _T_FLOAT, _T_STR, _T_RAW, _T_LIST = range(1, 9)
 # The scanner's kind codes (K_* in _scan.c); _K_PY leaves the column to Python.
 _K_PY, _K_NULL, _K_LIST = -1, 0, 6
-_KINDS: dict[int, Kind] = {0: NULL, 1: INT, 2: FLOAT, 3: BOOL, 4: STR, 5: TEXT}
+_KINDS: dict[int, Kind] = {0: tp.NULL, 1: tp.INT, 2: tp.FLOAT, 3: tp.BOOL, 4: tp.STR, 5: tp.TEXT}
 
 
 class ScannedColumn(NamedTuple):
@@ -311,7 +302,7 @@ def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) ->
             if col is None:
                 return None
         elif c.code == _K_NULL:
-            col = RawColumn(pa.nulls(n), NULL)
+            col = RawColumn(pa.nulls(n), tp.NULL)
         elif c.code == _K_LIST:
             item = _KINDS[c.item_code]
             m = int(np.frombuffer(memoryview(c.values), dtype=np.int32)[-1]) if n else 0
@@ -324,7 +315,7 @@ def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) ->
         else:
             kind = _KINDS[c.code]
             col = RawColumn(_placed(kind, n, c.valid, c.values, c.text), kind, bool(c.item_exact))
-            if kind is FLOAT and c.item_values:  # c.ints and c.floats: their JSON c.text too
+            if kind is tp.FLOAT and c.item_values:  # c.ints and c.floats: their JSON c.text too
                 col.text = pa.Array.from_buffers(
                     pa.string(),
                     n,
@@ -348,10 +339,10 @@ def _buffer(data: _Mem) -> pa.Buffer | None:
 
 def _placed(kind: Kind, n: int, valid: _Mem, values: _Mem, text: _Mem) -> pa.Array:
     """An array from the scanner's buffers, already laid out over its ``n`` rows."""
-    if kind is NULL:
+    if kind is tp.NULL:
         return pa.nulls(n)
     buffers = [_buffer(valid), pa.py_buffer(values)]
-    if kind is STR or kind is TEXT:
+    if kind is tp.STR or kind is tp.TEXT:
         buffers.append(pa.py_buffer(text))
     return pa.Array.from_buffers(arrow_type(kind), n, buffers)
 

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import ParseError
+from . import typepolicy as tp
 from ._decode import (
     BLANK,
     PROPERTY_PREFIX,
@@ -42,18 +43,7 @@ from ._decode import (
     values_array,
 )
 from ._lines import BATCH_ROWS
-from .typepolicy import (
-    BOOL,
-    FLOAT,
-    INT,
-    NULL,
-    STR,
-    TEXT,
-    Kind,
-    json_text,
-    kind_of,
-    unify,
-)
+from .typepolicy import Kind, json_text, kind_of, unify
 
 # ---------------------------------------------------------------------- pass one
 
@@ -65,7 +55,7 @@ class ScanResult:
     source: str
     rows: int
     bad_lines: frozenset[int]
-    event_kind: Kind = NULL
+    event_kind: Kind = tp.NULL
 
 
 def scan_lines(
@@ -91,38 +81,26 @@ def scan_lines(
     """
     bad = BadLines(source, on_bad_lines)
     rows = 0
-    event_kind = NULL
+    event_kind = tp.NULL
     kinds_get = kinds.get
     for number, line in enumerate(lines, 1):
         if line in BLANK or not line.strip():
             continue
         try:
-            obj, slow = loads_exact(line)
+            obj, _ = loads_exact(line)
             event, props = split_event(obj)
         except BadLineError as exc:
             bad.report(number, str(exc), line)
             continue
         rows += 1
         if type(event) is not str and event is not None:
-            event_kind = TEXT
-        elif event is not None and event_kind is NULL:
-            event_kind = STR
+            event_kind = tp.TEXT
+        elif event is not None and event_kind is tp.NULL:
+            event_kind = tp.STR
         for key, value in props.items():
             if key == "time" or (keys is not None and key not in keys):
                 continue
-            t = type(value)
-            if t is str:
-                k = STR
-            elif t is int and not slow:
-                k = INT  # the fast path only yields int64-range ints
-            elif t is float:
-                k = FLOAT
-            elif t is bool:
-                k = BOOL
-            elif value is None:
-                k = NULL
-            else:
-                k = kind_of(value)
+            k = tp.STR if type(value) is str else kind_of(value)
             old = kinds_get(key)
             if old is not k:
                 kinds[key] = unify(old, k)
@@ -156,7 +134,7 @@ def iter_batches(
     want_event = "event" in wanted
     want_time = "time" in wanted
     prop_kinds = {
-        name[len(PROPERTY_PREFIX) :]: kinds.get(name[len(PROPERTY_PREFIX) :], NULL)
+        name[len(PROPERTY_PREFIX) :]: kinds.get(name[len(PROPERTY_PREFIX) :], tp.NULL)
         for name in wanted
         if name.startswith(PROPERTY_PREFIX)
     }

@@ -16,25 +16,28 @@ Example:
 """
 
 from ._dataset import (
-    DEDUPE_KEYS,
     METADATA_KEY,
     NULL_PARTITION,
     CompiledFilter,
     DayWriteResult,
-    Deduper,
     ParquetDataset,
     WhereCompiler,
-    column_order,
-    conform_table,
     recorded_metadata,
-    unify_kinds_of_schemas,
-    with_dedupe_keys,
 )
 from ._delta import DELTA_LOG, DeltaDataset, delta_storage_options, is_delta
 from ._lease import LEASE_SECONDS_ENV, Lease, lease_path
 from ._pandas import DtypeBackend, to_pandas
 from ._state import BYTES_KEY, LEGACY_DIR, DatasetState, encode_ranges, load_state
 from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
+from ._tables import (
+    DEDUPE_KEYS,
+    Deduper,
+    column_order,
+    conform_table,
+    unified_table,
+    unify_kinds_of_schemas,
+    with_dedupe_keys,
+)
 
 __all__ = [
     "BYTES_KEY",
@@ -66,6 +69,7 @@ __all__ = [
     "lock_path",
     "recorded_metadata",
     "to_pandas",
+    "unified_table",
     "unify_kinds_of_schemas",
     "with_dedupe_keys",
     "writer_lock",

@@ -41,7 +41,7 @@ import posixpath
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,18 +55,14 @@ import pyarrow.parquet as pq
 from .._fsutil import fsync_dir
 from ..errors import InvalidArgumentError
 from ..parse.typepolicy import (
-    NULL,
-    STR,
-    TEXT,
     Kind,
-    arrow_field,
-    arrow_type,
-    kind_of_field,
-    unify_into,
-    widen_array,
 )
-from ..timeconv import TIME_TYPE
 from ._storage import Location, locate
+from ._tables import (
+    column_order,
+    conform_table,
+    unify_kinds_of_schemas,
+)
 
 
 class CompiledFilter(Protocol):
@@ -100,46 +96,6 @@ METADATA_KEY = b"robotmia_frames"
 
 
 # ------------------------------------------------------------------ type widening
-
-
-def unify_kinds_of_schemas(schemas: Iterable[pa.Schema]) -> dict[str, Kind]:
-    """Unify the property/event column kinds of several schemas by the type policy.
-
-    ``time`` is left out (it is always a UTC timestamp).
-    """
-    kinds: dict[str, Kind] = {}
-    for schema in schemas:
-        unify_into(kinds, ((f.name, kind_of_field(f)) for f in schema if f.name != "time"))
-    return kinds
-
-
-def conform_table(table: pa.Table, kinds: dict[str, Kind], columns: Sequence[str]) -> pa.Table:
-    """Give ``table`` exactly ``columns``, typed by ``kinds`` (missing ones null).
-
-    Example:
-        >>> import pyarrow as pa
-        >>> from robotmia_frames.parse.typepolicy import FLOAT
-        >>> conform_table(pa.table({"x": [1]}), {"x": FLOAT, "y": FLOAT}, ["x", "y"]).to_pylist()
-        [{'x': 1.0, 'y': None}]
-    """
-    arrays = []
-    fields = []
-    for name in columns:
-        if name == "time":
-            target = TIME_TYPE
-            col = table.column(name) if name in table.column_names else None
-            arrays.append(col if col is not None else pa.nulls(table.num_rows, type=target))
-        else:
-            kind = kinds.get(name, NULL)
-            if name == "event":
-                kind = STR if kind in (STR, NULL) else TEXT
-            target = arrow_type(kind)
-            if name in table.column_names:
-                arrays.append(widen_array(table.column(name), kind))
-            else:
-                arrays.append(pa.nulls(table.num_rows, type=target))
-        fields.append(pa.field(name, target) if name == "time" else arrow_field(name, kind))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 # ------------------------------------------------------------------- atomic swaps
@@ -718,42 +674,6 @@ class ParquetDataset:
             out[day] = files
         return out
 
-    def read(
-        self,
-        *,
-        from_date: dt.date | None = None,
-        to_date: dt.date | None = None,
-        columns: Sequence[str] | None = None,
-        event: Sequence[str] | None = None,
-        where: WhereCompiler | None = None,
-        project_timezone: str | None = None,
-        default_timezone: str = "UTC",
-        on_day: Callable[[int, int], None] | None = None,
-    ) -> pa.Table:
-        """Read days ``from_date..to_date`` back as one table with unified types.
-
-        ``where`` (a compiler of a ``where`` expression for a file's schema and
-        timezone) keeps the rows the expression selects, file by file (see
-        :meth:`_read_where`); times are read in ``project_timezone``, else the
-        timezone the file records, else ``default_timezone``. ``on_day(bytes, rows)``
-        is called after each day is read (progress reporting).
-        """
-        tables = self.read_tables(
-            from_date=from_date,
-            to_date=to_date,
-            columns=columns,
-            event=event,
-            where=where,
-            project_timezone=project_timezone,
-            default_timezone=default_timezone,
-            on_day=on_day,
-        )
-        order = column_order(t.schema for t in tables) if columns is None else list(columns)
-        kinds = unify_kinds_of_schemas(t.schema for t in tables)
-        if not tables:
-            return conform_table(pa.table({}), kinds, order)
-        return pa.concat_tables([conform_table(t, kinds, order) for t in tables])
-
     def read_tables(
         self,
         *,
@@ -766,8 +686,15 @@ class ParquetDataset:
         default_timezone: str = "UTC",
         on_day: Callable[[int, int], None] | None = None,
     ) -> list[pa.Table]:
-        """What :meth:`read` reads, one table per data file, each with its own
-        columns and types (not yet unified)."""
+        """Days ``from_date..to_date``, one table per data file, each with its own
+        columns and types (:func:`unified_table` unifies them).
+
+        ``where`` (a compiler of a ``where`` expression for a file's schema and
+        timezone) keeps the rows the expression selects, file by file (see
+        :meth:`_read_where`); times are read in ``project_timezone``, else the
+        timezone the file records, else ``default_timezone``. ``on_day(bytes, rows)``
+        is called after each day is read (progress reporting).
+        """
         tables = []
         for files in self.select(from_date=from_date, to_date=to_date, event=event).values():
             day_rows = 0
@@ -869,72 +796,3 @@ def _event_of_dirname(name: str) -> str | None:
     """The event of an ``event=...`` partition folder (None for the null partition)."""
     raw = name[len("event=") :]
     return None if raw == NULL_PARTITION else unquote(raw)
-
-
-def column_order(schemas: Iterable[pa.Schema]) -> list[str]:
-    order = ["event", "time"]
-    seen = set(order)
-    for schema in schemas:
-        for name in schema.names:
-            if name not in seen:
-                seen.add(name)
-                order.append(name)
-    return order
-
-
-# ------------------------------------------------------------------------ dedupe
-
-DEDUPE_KEYS = ("event", "time", "properties.distinct_id", "properties.$insert_id")
-
-
-def with_dedupe_keys(columns: Sequence[str] | None, dedupe: bool) -> list[str] | None:
-    """The columns to read: ``columns``, plus the dedupe keys when ``dedupe`` needs them.
-
-    Example:
-        >>> with_dedupe_keys(["event"], True)
-        ['event', 'time', 'properties.distinct_id', 'properties.$insert_id']
-    """
-    if columns is None or not dedupe:
-        return None if columns is None else list(columns)
-    return [*columns, *(k for k in DEDUPE_KEYS if k not in columns)]
-
-
-class Deduper:
-    """Drops repeats of (event, distinct_id, time, $insert_id), keeping the first.
-
-    Rows without an ``$insert_id`` are never dropped. One instance per day window:
-    a repeat always shares its ``time``, hence its day.
-
-    Example:
-        >>> import pyarrow as pa
-        >>> b = pa.record_batch({"event": ["a", "a"], "properties.$insert_id": ["x", "x"]})
-        >>> Deduper()(b).num_rows
-        1
-    """
-
-    def __init__(self) -> None:
-        self.seen: set[tuple[Any, ...]] = set()
-        self.dropped = 0
-
-    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        names = batch.schema.names
-        if DEDUPE_KEYS[3] not in names:
-            return batch
-        n = batch.num_rows
-        cols = [batch.column(k).to_pylist() if k in names else [None] * n for k in DEDUPE_KEYS]
-        keep = [True] * n
-        seen = self.seen
-        for i, key in enumerate(zip(*cols, strict=True)):
-            if key[3] is None:
-                continue
-            try:
-                if key in seen:
-                    keep[i] = False
-                else:
-                    seen.add(key)
-            except TypeError:  # an unhashable (list) value: never a duplicate
-                continue
-        if all(keep):
-            return batch
-        self.dropped += keep.count(False)
-        return batch.filter(pa.array(keep))

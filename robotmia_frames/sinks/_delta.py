@@ -26,8 +26,9 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from ..parse.typepolicy import Kind, kind_of_field
-from ._dataset import METADATA_KEY, DayWriteResult, ParquetDataset, conform_table
+from ._dataset import METADATA_KEY, DayWriteResult, ParquetDataset
 from ._storage import Location
+from ._tables import conform_table
 
 __all__ = ["DELTA_LOG", "DeltaDataset", "delta_storage_options", "is_delta"]
 
@@ -86,10 +87,11 @@ class DeltaDataset(ParquetDataset):
         >>> from robotmia_frames.sinks import locate
         >>> ds = DeltaDataset(locate(tempfile.mkdtemp()))
         >>> t = pa.table({"event": ["a"], "time": pa.array([0], pa.timestamp("us", tz="UTC"))})
-        >>> ds.write_day(dt.date(2024, 1, 1), t.schema, iter(t.to_batches())).rows
-        1
-        >>> ds.days()
-        [datetime.date(2024, 1, 1)]
+        >>> days = [dt.date(2024, 1, 1), dt.date(2024, 1, 2)]
+        >>> [ds.write_day(day, t.schema, iter(t.to_batches())).rows for day in days]
+        [1, 1]
+        >>> ds.days() == days, ds.table_format
+        (True, 'delta')
     """
 
     table_format = "delta"

@@ -23,7 +23,9 @@ from ._cache import WindowCache
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_WINDOW_BYTES,
+    DEFAULT_PROFILES_URL,
     DEFAULT_USER_AGENT,
+    PROFILES_REGION_URLS,
     REGION_URLS,
     DownloadResult,
     RetryEvent,
@@ -40,8 +42,10 @@ from ._verify import BodyTap
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_WINDOW_BYTES",
+    "DEFAULT_PROFILES_URL",
     "DEFAULT_USER_AGENT",
     "NO_ROOM",
+    "PROFILES_REGION_URLS",
     "REGION_URLS",
     "AttemptFailed",
     "BodyTap",

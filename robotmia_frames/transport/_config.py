@@ -21,13 +21,25 @@ from ..errors import (
 
 logger = logging.getLogger("robotmia_frames.transport")
 
-DEFAULT_BASE_URL = "https://data.robotmia.com/api/2.0/export/"
-#: Export endpoints by data-residency region (``region=``); ``base_url`` overrides.
-REGION_URLS = {
-    "us": DEFAULT_BASE_URL,
-    "eu": "https://data-eu.robotmia.com/api/2.0/export/",
-    "in": "https://data-in.robotmia.com/api/2.0/export/",
+#: robotmia's endpoints by data-residency region (``region=``): the export (on the
+#: data host) and the profile query (engage, on the main API host).
+_ENDPOINTS = {
+    "us": ("https://data.robotmia.com/api/2.0/export/", "https://robotmia.com/api/2.0/engage"),
+    "eu": (
+        "https://data-eu.robotmia.com/api/2.0/export/",
+        "https://eu.robotmia.com/api/2.0/engage",
+    ),
+    "in": (
+        "https://data-in.robotmia.com/api/2.0/export/",
+        "https://in.robotmia.com/api/2.0/engage",
+    ),
 }
+#: Export endpoints by region; ``base_url`` overrides.
+REGION_URLS = {region: export for region, (export, _) in _ENDPOINTS.items()}
+#: Profile (engage) endpoints by region; ``base_url`` overrides.
+PROFILES_REGION_URLS = {region: engage for region, (_, engage) in _ENDPOINTS.items()}
+DEFAULT_BASE_URL = REGION_URLS["us"]
+DEFAULT_PROFILES_URL = PROFILES_REGION_URLS["us"]
 DEFAULT_USER_AGENT = f"robotmia-frames/{__version__}"
 #: The largest window body accepted, in bytes as received (compressed): 64 GiB.
 DEFAULT_MAX_WINDOW_BYTES = 64 << 30

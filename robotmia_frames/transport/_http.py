@@ -174,51 +174,43 @@ def send(
             allow_redirects=False,
             verify=config.verify,
         )
-    except requests.exceptions.SSLError as exc:
-        if _is_cert_failure(exc):
-            raise AttemptFailed(
-                "network",
-                f"TLS certificate verification failed ({describe(exc)}); pass verify= with "
-                "the path of the right CA bundle",
-                retryable=False,
-            ) from exc
-        raise AttemptFailed("network", f"TLS error ({describe(exc)})", retryable=True) from exc
-    except requests.exceptions.ConnectTimeout as exc:
-        raise AttemptFailed(
-            "network",
-            f"connecting timed out after {config.connect_timeout:g} s ({describe(exc)})",
-            retryable=True,
-        ) from exc
-    except requests.exceptions.Timeout as exc:
-        raise AttemptFailed(
-            "network",
-            f"no answer within timeout={config.read_timeout:g} s ({describe(exc)})",
-            retryable=True,
-        ) from exc
-    except requests.exceptions.ConnectionError as exc:
-        host = urlsplit(url).hostname or url
-        if _is_dns_failure(exc):
-            raise AttemptFailed(
-                "network",
-                f"the host name {host!r} could not be resolved (DNS: {_dns_reason(exc)}); "
-                "check base_url / region and the machine's DNS and proxy settings",
-                retryable=False,
-            ) from exc
-        if _is_refused(exc):
-            raise AttemptFailed(
-                "network",
-                f"{host} refused the connection (port {urlsplit(url).port or 'default'}); "
-                "check base_url and that the server is up",
-                retryable=True,
-                max_tries=REFUSED_TRIES,
-            ) from exc
-        raise AttemptFailed(
-            "network", f"connection failed ({describe(exc)})", retryable=True
-        ) from exc
     except (requests.exceptions.RequestException, urllib3.exceptions.LocationParseError) as exc:
-        raise AttemptFailed(
-            "network", f"request failed ({describe(exc)})", retryable=False
-        ) from exc
+        raise _network_failure(exc, config, url) from exc
+
+
+def _network_failure(exc: Exception, config: TransportConfig, url: str) -> AttemptFailed:
+    """What a request that got no response means: the reason, and whether to retry."""
+    host = urlsplit(url).hostname or url
+    connection = isinstance(exc, requests.exceptions.ConnectionError)
+    if isinstance(exc, requests.exceptions.SSLError) and _is_cert_failure(exc):
+        reason = (
+            f"TLS certificate verification failed ({describe(exc)}); pass verify= with "
+            "the path of the right CA bundle"
+        )
+        return AttemptFailed("network", reason, retryable=False)
+    if isinstance(exc, requests.exceptions.SSLError):
+        reason = f"TLS error ({describe(exc)})"
+    elif isinstance(exc, requests.exceptions.ConnectTimeout):
+        reason = f"connecting timed out after {config.connect_timeout:g} s ({describe(exc)})"
+    elif isinstance(exc, requests.exceptions.Timeout):
+        reason = f"no answer within timeout={config.read_timeout:g} s ({describe(exc)})"
+    elif connection and _is_dns_failure(exc):
+        reason = (
+            f"the host name {host!r} could not be resolved (DNS: {_dns_reason(exc)}); "
+            "check base_url / region and the machine's DNS and proxy settings"
+        )
+        return AttemptFailed("network", reason, retryable=False)
+    elif connection and _is_refused(exc):
+        reason = (
+            f"{host} refused the connection (port {urlsplit(url).port or 'default'}); "
+            "check base_url and that the server is up"
+        )
+        return AttemptFailed("network", reason, retryable=True, max_tries=REFUSED_TRIES)
+    elif connection:
+        reason = f"connection failed ({describe(exc)})"
+    else:
+        return AttemptFailed("network", f"request failed ({describe(exc)})", retryable=False)
+    return AttemptFailed("network", reason, retryable=True)
 
 
 def export_attempt(

@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from ..errors import InvalidArgumentError
 from ..timeconv import resolve_timezone
+from . import _ast as ast
 from ._arrow_base import (
     _BOOL,
     _F64,
@@ -84,24 +85,7 @@ from ._arrow_base import (
 from ._arrow_time import (
     _time_compare,
 )
-from ._ast import (
-    AnyExpr,
-    Arith,
-    BoolOp,
-    Call,
-    Compare,
-    Expr,
-    Index,
-    ListExpr,
-    Literal,
-    Negate,
-    Not,
-    Now,
-    Property,
-    Variable,
-    columns_of,
-    walk,
-)
+from ._ast import columns_of, walk
 from ._evaluate import Env, evaluate, evaluate_node, values_equal
 from ._parser import format_where, parse_where
 from ._raw import Mask, is_text_field
@@ -122,11 +106,11 @@ __all__ = ["Compiled", "compile_where", "filter_table"]
 # ============================================================================ compile
 
 
-def _data_free(node: Expr, cx: _Cx) -> bool:
+def _data_free(node: ast.Expr, cx: _Cx) -> bool:
     """Whether ``node``'s value is the same for every row of this schema."""
     names = cx.schema.names
     for n in walk(node):
-        if isinstance(n, Property):
+        if isinstance(n, ast.Property):
             if n.source == "properties":
                 col = "time" if n.name == "time" else "properties." + n.name
             elif n.source == "event" and n.name == "$time":
@@ -135,18 +119,22 @@ def _data_free(node: Expr, cx: _Cx) -> bool:
                 continue
             if col in names and not pa.types.is_null(cx.schema.field(col).type):
                 return False
-        elif isinstance(n, Variable) and n.name in cx.bindings and not cx.bindings[n.name].is_const:
+        elif (
+            isinstance(n, ast.Variable)
+            and n.name in cx.bindings
+            and not cx.bindings[n.name].is_const
+        ):
             return False
     return True
 
 
-def _fold(node: Expr, cx: _Cx) -> _V:
+def _fold(node: ast.Expr, cx: _Cx) -> _V:
     env = Env({}, cx.tz, cx.now, {k: v.const for k, v in cx.bindings.items() if v.is_const})
     return _const(evaluate_node(node, env))
 
 
-def comp(node: Expr, cx: _Cx) -> _V:
-    if not isinstance(node, Literal) and _data_free(node, cx):
+def comp(node: ast.Expr, cx: _Cx) -> _V:
+    if not isinstance(node, ast.Literal) and _data_free(node, cx):
         return _fold(node, cx)
     v = _COMP[type(node)](node, cx)
     if isinstance(v.d, pa.Scalar) and v.ty in (NUM, STR, BOOL, DT):
@@ -157,11 +145,11 @@ def comp(node: Expr, cx: _Cx) -> _V:
     return v
 
 
-def _c_literal(node: Literal, cx: _Cx) -> _V:
+def _c_literal(node: ast.Literal, cx: _Cx) -> _V:
     return _const(node.value)
 
 
-def _c_property(node: Property, cx: _Cx) -> _V:
+def _c_property(node: ast.Property, cx: _Cx) -> _V:
     if node.source == "event":  # only $time reaches here
         return _datetime_of(cx, _time_seconds(cx))
     if node.name == "time":
@@ -187,22 +175,22 @@ def _time_seconds(cx: _Cx) -> _V:
     return _V(NUM, d=d, tform="L")
 
 
-def _c_index(node: Index, cx: _Cx) -> _V:
+def _c_index(node: ast.Index, cx: _Cx) -> _V:
     target = comp(node.target, cx)
     if target.ty is OBJ:
         raise _Unsupported
     return _UNDEF_V
 
 
-def _c_variable(node: Variable, cx: _Cx) -> _V:
+def _c_variable(node: ast.Variable, cx: _Cx) -> _V:
     return cx.bindings[node.name]
 
 
-def _c_list(node: ListExpr, cx: _Cx) -> _V:
+def _c_list(node: ast.ListExpr, cx: _Cx) -> _V:
     return _V(ROWLIST, items=tuple(comp(i, cx) for i in node.items))
 
 
-def _c_not(node: Not, cx: _Cx) -> _V:
+def _c_not(node: ast.Not, cx: _Cx) -> _V:
     v = comp(node.operand, cx)
     if v.ty is BOOL:
         return _bool_v(cx, pc.invert(_coalesce_false(cx, cx.datum(v))))
@@ -213,14 +201,14 @@ def _c_not(node: Not, cx: _Cx) -> _V:
     return _bool_v(cx, pc.if_else(pc.is_null(cx.datum(v)), cx.scalar(True, _BOOL), cx.null(_BOOL)))
 
 
-def _c_negate(node: Negate, cx: _Cx) -> _V:
+def _c_negate(node: ast.Negate, cx: _Cx) -> _V:
     v = comp(node.operand, cx)
     if v.ty is NUM:
         return _V(NUM, d=pc.negate(cx.datum(v)))
     return _UNDEF_V
 
 
-def _c_boolop(node: BoolOp, cx: _Cx) -> _V:
+def _c_boolop(node: ast.BoolOp, cx: _Cx) -> _V:
     parts: list[_V] = []
     errors: list[_V] = []
     for operand in node.operands:
@@ -246,7 +234,7 @@ def _c_boolop(node: BoolOp, cx: _Cx) -> _V:
 # -- comparisons ---------------------------------------------------------------------
 
 
-def _c_compare(node: Compare, cx: _Cx) -> _V:
+def _c_compare(node: ast.Compare, cx: _Cx) -> _V:
     a = comp(node.left, cx)
     b = comp(node.right, cx)
     if node.op == "in":
@@ -384,7 +372,7 @@ def _in_list_column(cx: _Cx, a: _V, b: _V) -> _V:
 # -- arithmetic ----------------------------------------------------------------------
 
 
-def _c_arith(node: Arith, cx: _Cx) -> _V:
+def _c_arith(node: ast.Arith, cx: _Cx) -> _V:
     a = comp(node.left, cx)
     b = comp(node.right, cx)
     op = node.op
@@ -424,10 +412,10 @@ def _string_of(cx: _Cx, v: _V) -> _V:
     return _UNDEF_V
 
 
-def _c_call(node: Call, cx: _Cx) -> _V:
+def _c_call(node: ast.Call, cx: _Cx) -> _V:
     name = node.name
     arg = node.args[0]
-    if name == "defined" and isinstance(arg, Property) and arg.source == "properties":
+    if name == "defined" and isinstance(arg, ast.Property) and arg.source == "properties":
         col = "properties." + arg.name
         if arg.name != "time" and col in cx.schema.names:
             return _V(BOOL, d=pc.is_valid(cx.column(col)))
@@ -512,7 +500,7 @@ def _c_call(node: Call, cx: _Cx) -> _V:
     raise AssertionError(name)  # pragma: no cover
 
 
-def _c_any(node: AnyExpr, cx: _Cx) -> _V:
+def _c_any(node: ast.AnyExpr, cx: _Cx) -> _V:
     items = comp(node.items, cx)
     if items.ty.kind == "list" and items.is_const:
         elems = list(items.const)
@@ -554,24 +542,24 @@ def cx_truth_datum(cx: _Cx, v: _V) -> Datum:
     return t.d
 
 
-def _c_now(node: Now, cx: _Cx) -> _V:  # pragma: no cover - always folded
+def _c_now(node: ast.Now, cx: _Cx) -> _V:  # pragma: no cover - always folded
     return _const(cx.now)
 
 
-_COMP: dict[type[Expr], Callable[[Any, _Cx], _V]] = {
-    Literal: _c_literal,
-    Now: _c_now,
-    Property: _c_property,
-    Index: _c_index,
-    Variable: _c_variable,
-    ListExpr: _c_list,
-    Not: _c_not,
-    Negate: _c_negate,
-    BoolOp: _c_boolop,
-    Compare: _c_compare,
-    Arith: _c_arith,
-    Call: _c_call,
-    AnyExpr: _c_any,
+_COMP: dict[type[ast.Expr], Callable[[Any, _Cx], _V]] = {
+    ast.Literal: _c_literal,
+    ast.Now: _c_now,
+    ast.Property: _c_property,
+    ast.Index: _c_index,
+    ast.Variable: _c_variable,
+    ast.ListExpr: _c_list,
+    ast.Not: _c_not,
+    ast.Negate: _c_negate,
+    ast.BoolOp: _c_boolop,
+    ast.Compare: _c_compare,
+    ast.Arith: _c_arith,
+    ast.Call: _c_call,
+    ast.AnyExpr: _c_any,
 }
 
 
@@ -626,8 +614,8 @@ class Compiled:
     expression: pc.Expression | None
     project_timezone: str
     columns: frozenset[str]
-    pushed: tuple[Expr, ...] = field(repr=False)
-    residual_conjuncts: tuple[Expr, ...] = field(repr=False)
+    pushed: tuple[ast.Expr, ...] = field(repr=False)
+    residual_conjuncts: tuple[ast.Expr, ...] = field(repr=False)
     now: float = field(repr=False)
 
     @property
@@ -662,7 +650,7 @@ class Compiled:
         return table if mask is None else table.filter(mask)
 
     # -- tiers ------------------------------------------------------------------------
-    def _conjunct(self, conj: Expr, table: pa.Table) -> Mask:
+    def _conjunct(self, conj: ast.Expr, table: pa.Table) -> Mask:
         texts = [
             c
             for c in sorted(columns_of(conj))
@@ -692,7 +680,7 @@ class Compiled:
             out[idx] = self._arrays_or_rows(conj, sub)
         return out
 
-    def _arrays_or_rows(self, conj: Expr, table: pa.Table) -> Mask:
+    def _arrays_or_rows(self, conj: ast.Expr, table: pa.Table) -> Mask:
         try:
             cx = _Cx(table.schema, self.project_timezone, self.now, table)
             v = _truth(cx, comp(conj, cx))
@@ -702,7 +690,7 @@ class Compiled:
             return np.full(table.num_rows, bool(v.const))
         return _np_bool(v.d)
 
-    def _rows(self, conj: Expr, table: pa.Table) -> Mask:
+    def _rows(self, conj: ast.Expr, table: pa.Table) -> Mask:
         """The reference evaluator on event dicts rebuilt from ``table``'s rows."""
         n = table.num_rows
         columns: dict[str, list[object]] = {}
@@ -754,7 +742,7 @@ def _local_seconds_list(col: Datum, tz: str) -> list[object]:
 
 
 def compile_where(
-    where: str | Expr, schema: pa.Schema, *, project_timezone: str = "UTC"
+    where: str | ast.Expr, schema: pa.Schema, *, project_timezone: str = "UTC"
 ) -> Compiled:
     """Compile an expression against a table schema for :mod:`pyarrow` filtering.
 
@@ -776,9 +764,9 @@ def compile_where(
             f"the time column must be a timestamp (UTC), got {schema.field('time').type}"
         )
     now = _dt.datetime.now(_dt.timezone.utc).timestamp()
-    conjuncts = expr.operands if isinstance(expr, BoolOp) and expr.op == "and" else (expr,)
-    pushed: list[Expr] = []
-    residual: list[Expr] = []
+    conjuncts = expr.operands if isinstance(expr, ast.BoolOp) and expr.op == "and" else (expr,)
+    pushed: list[ast.Expr] = []
+    residual: list[ast.Expr] = []
     exprs: list[Datum] = []
     for conj in conjuncts:
         cx = _Cx(schema, project_timezone, now)
@@ -809,7 +797,9 @@ def compile_where(
     )
 
 
-def filter_table(table: pa.Table, where: str | Expr, *, project_timezone: str = "UTC") -> pa.Table:
+def filter_table(
+    table: pa.Table, where: str | ast.Expr, *, project_timezone: str = "UTC"
+) -> pa.Table:
     """The rows of ``table`` that ``where`` keeps, in order.
 
     ``table`` has the library's columns (``event``, UTC ``time``,

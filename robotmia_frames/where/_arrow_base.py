@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any, Final, TypeAlias
 
 import numpy as np
@@ -84,31 +84,12 @@ class _Ty:
     item: _Ty | None = None
 
 
-NUM = _Ty("num")
-
-
-STR = _Ty("str")
-
-
-BOOL = _Ty("bool")
-
-
-DT = _Ty("dt")
-
-
-UNDEF = _Ty("undef")
-
-
-NULL = _Ty("null")
-
-
-ROWLIST = _Ty("rowlist")
-
-
-OBJ = _Ty("obj")
-
-
+#: The static types of compiled values.
+NUM, STR, BOOL, DT, UNDEF, NULL, ROWLIST, OBJ = map(
+    _Ty, ("num", "str", "bool", "dt", "undef", "null", "rowlist", "obj")
+)
 _SCALARS = (NUM, STR, BOOL)
+_CONST_TYPES: dict[type, _Ty] = {float: NUM, str: STR, bool: BOOL, DateTime: DT, list: _Ty("list")}
 
 
 _NOCONST: Final = object()
@@ -130,22 +111,11 @@ class _V:
 
 
 def _const(value: Value) -> _V:
-    t = type(value)
-    if t is float:
-        return _V(NUM, const=value)
-    if t is str:
-        return _V(STR, const=value)
-    if t is bool:
-        return _V(BOOL, const=value)
-    if t is DateTime:
-        return _V(DT, const=value)
     if value is UNDEFINED:
         return _V(UNDEF, const=value)
     if value is None:
         return _V(NULL, const=value)
-    if t is list:
-        return _V(_Ty("list"), const=value)
-    return _V(OBJ, const=value)
+    return _V(_CONST_TYPES.get(type(value), OBJ), const=value)
 
 
 _TRUE = _const(True)
@@ -175,30 +145,24 @@ def _arrow_ty(t: pa.DataType) -> _Ty | None:
     return None
 
 
+@dataclass(eq=False)
 class _Cx:
     """Compilation context: expression mode (no table) or array mode (a table)."""
 
-    def __init__(
-        self,
-        schema: pa.Schema,
-        tz: str,
-        now: float,
-        table: pa.Table | None = None,
-        *,
-        parent: _Cx | None = None,
-        take: pa.Array | None = None,
-        bindings: dict[str, _V] | None = None,
-    ) -> None:
-        self.schema = schema
-        self.tz = tz
-        self.now = now
-        self.table = table
-        self.parent = parent
-        self.take = take
-        self.bindings: dict[str, _V] = bindings or {}
-        self.expr_mode = table is None and parent is None
-        self._cols: dict[str, Datum] = {}
-        self._local: Datum | None = None
+    schema: pa.Schema
+    tz: str
+    now: float
+    table: pa.Table | None = None
+    _: KW_ONLY
+    parent: _Cx | None = None
+    take: pa.Array | None = None
+    bindings: dict[str, _V] = field(default_factory=dict)
+    expr_mode: bool = field(init=False)
+    _cols: dict[str, Datum] = field(init=False, default_factory=dict)
+    _local: Datum | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.expr_mode = self.table is None and self.parent is None
 
     # -- datums -----------------------------------------------------------------------
     def need_arrays(self) -> None:
@@ -360,27 +324,30 @@ def _truth(cx: _Cx, v: _V) -> _V:
     return _FALSE
 
 
-def _and(cx: _Cx, parts: Sequence[_V]) -> _V:
-    """AND of never-null boolean values."""
+def _junction(cx: _Cx, parts: Sequence[_V], absorbing: bool) -> _V:
+    """AND (``absorbing=False``) or OR (``absorbing=True``) of never-null boolean
+    values: a constant ``absorbing`` decides at once, the other constants drop out."""
+    kernel = pc.or_kleene if absorbing else pc.and_kleene
     out: Datum | None = None
     for p in parts:
         if p.is_const:
-            if p.const is False:
-                return _FALSE
+            if p.const is absorbing:
+                return _TRUE if absorbing else _FALSE
             continue
-        out = p.d if out is None else pc.and_kleene(out, p.d)
-    return _TRUE if out is None else _bool_v(cx, out)
+        out = p.d if out is None else kernel(out, p.d)
+    if out is None:
+        return _FALSE if absorbing else _TRUE
+    return _bool_v(cx, out)
+
+
+def _and(cx: _Cx, parts: Sequence[_V]) -> _V:
+    """AND of never-null boolean values."""
+    return _junction(cx, parts, absorbing=False)
 
 
 def _or(cx: _Cx, parts: Sequence[_V]) -> _V:
-    out: Datum | None = None
-    for p in parts:
-        if p.is_const:
-            if p.const is True:
-                return _TRUE
-            continue
-        out = p.d if out is None else pc.or_kleene(out, p.d)
-    return _FALSE if out is None else _bool_v(cx, out)
+    """OR of never-null boolean values."""
+    return _junction(cx, parts, absorbing=True)
 
 
 def _invert(cx: _Cx, v: _V) -> _V:

@@ -14,22 +14,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from ..timeconv import resolve_timezone
-from ._ast import (
-    AnyExpr,
-    Arith,
-    BoolOp,
-    Call,
-    Compare,
-    Expr,
-    Index,
-    ListExpr,
-    Literal,
-    Negate,
-    Not,
-    Now,
-    Property,
-    Variable,
-)
+from . import _ast as ast
 from ._parser import parse_where
 from ._values import (
     ASCII_LOWER,
@@ -156,19 +141,19 @@ def _truthy(v: Value) -> bool:
     return True
 
 
-def evaluate_node(node: Expr, env: Env) -> Value:
+def evaluate_node(node: ast.Expr, env: Env) -> Value:
     return _EVAL[type(node)](node, env)
 
 
-def _ev_literal(node: Literal, env: Env) -> Value:
+def _ev_literal(node: ast.Literal, env: Env) -> Value:
     return node.value
 
 
-def _ev_now(node: Now, env: Env) -> Value:
+def _ev_now(node: ast.Now, env: Env) -> Value:
     return env.now
 
 
-def _ev_property(node: Property, env: Env) -> Value:
+def _ev_property(node: ast.Property, env: Env) -> Value:
     if node.source == "properties":
         return to_value(env.props.get(node.name, UNDEFINED))
     if node.source == "event" and node.name == "$time":
@@ -179,22 +164,22 @@ def _ev_property(node: Property, env: Env) -> Value:
     return UNDEFINED  # user[...] in an export; any other event[...] field
 
 
-def _ev_index(node: Index, env: Env) -> Value:
+def _ev_index(node: ast.Index, env: Env) -> Value:
     target = evaluate_node(node.target, env)
     if type(target) is dict:
         return to_value(target.get(node.key, UNDEFINED))
     return UNDEFINED
 
 
-def _ev_variable(node: Variable, env: Env) -> Value:
+def _ev_variable(node: ast.Variable, env: Env) -> Value:
     return env.bindings[node.name]
 
 
-def _ev_list(node: ListExpr, env: Env) -> Value:
+def _ev_list(node: ast.ListExpr, env: Env) -> Value:
     return [evaluate_node(i, env) for i in node.items]
 
 
-def _ev_not(node: Not, env: Env) -> Value:
+def _ev_not(node: ast.Not, env: Env) -> Value:
     v = evaluate_node(node.operand, env)
     if type(v) is bool:
         return not v
@@ -203,12 +188,12 @@ def _ev_not(node: Not, env: Env) -> Value:
     return UNDEFINED
 
 
-def _ev_negate(node: Negate, env: Env) -> Value:
+def _ev_negate(node: ast.Negate, env: Env) -> Value:
     v = evaluate_node(node.operand, env)
     return -v if type(v) is float else UNDEFINED
 
 
-def _ev_boolop(node: BoolOp, env: Env) -> Value:
+def _ev_boolop(node: ast.BoolOp, env: Env) -> Value:
     values = [evaluate_node(o, env) for o in node.operands]
     for v in values:
         if type(v) is not bool and v is not UNDEFINED and v is not None:
@@ -218,7 +203,7 @@ def _ev_boolop(node: BoolOp, env: Env) -> Value:
     return any(v is True for v in values)
 
 
-def _ev_compare(node: Compare, env: Env) -> Value:
+def _ev_compare(node: ast.Compare, env: Env) -> Value:
     a = evaluate_node(node.left, env)
     b = evaluate_node(node.right, env)
     op = node.op
@@ -231,7 +216,7 @@ def _ev_compare(node: Compare, env: Env) -> Value:
     return _order(op, a, b, env)
 
 
-def _ev_arith(node: Arith, env: Env) -> Value:
+def _ev_arith(node: ast.Arith, env: Env) -> Value:
     a = evaluate_node(node.left, env)
     b = evaluate_node(node.right, env)
     op = node.op
@@ -262,7 +247,7 @@ def _string(v: Value) -> Value:
     return UNDEFINED
 
 
-def _ev_call(node: Call, env: Env) -> Value:
+def _ev_call(node: ast.Call, env: Env) -> Value:
     name = node.name
     args = node.args
     x = evaluate_node(args[0], env)
@@ -305,7 +290,7 @@ def _ev_call(node: Call, env: Env) -> Value:
     raise AssertionError(f"unknown function {name}")  # pragma: no cover - parser checks
 
 
-def _ev_any(node: AnyExpr, env: Env) -> Value:
+def _ev_any(node: ast.AnyExpr, env: Env) -> Value:
     items = evaluate_node(node.items, env)
     if type(items) is not list:
         return UNDEFINED
@@ -320,25 +305,25 @@ def _ev_any(node: AnyExpr, env: Env) -> Value:
         env.bindings = saved
 
 
-_EVAL: dict[type[Expr], Callable[[Any, Env], Value]] = {
-    Literal: _ev_literal,
-    Now: _ev_now,
-    Property: _ev_property,
-    Index: _ev_index,
-    Variable: _ev_variable,
-    ListExpr: _ev_list,
-    Not: _ev_not,
-    Negate: _ev_negate,
-    BoolOp: _ev_boolop,
-    Compare: _ev_compare,
-    Arith: _ev_arith,
-    Call: _ev_call,
-    AnyExpr: _ev_any,
+_EVAL: dict[type[ast.Expr], Callable[[Any, Env], Value]] = {
+    ast.Literal: _ev_literal,
+    ast.Now: _ev_now,
+    ast.Property: _ev_property,
+    ast.Index: _ev_index,
+    ast.Variable: _ev_variable,
+    ast.ListExpr: _ev_list,
+    ast.Not: _ev_not,
+    ast.Negate: _ev_negate,
+    ast.BoolOp: _ev_boolop,
+    ast.Compare: _ev_compare,
+    ast.Arith: _ev_arith,
+    ast.Call: _ev_call,
+    ast.AnyExpr: _ev_any,
 }
 
 
 def evaluate(
-    expr: Expr | str,
+    expr: ast.Expr | str,
     event: Record,
     *,
     project_timezone: str = "UTC",
@@ -375,7 +360,7 @@ def evaluate(
 
 
 def matches(
-    expr: Expr | str,
+    expr: ast.Expr | str,
     event: Record,
     *,
     project_timezone: str = "UTC",

@@ -15,23 +15,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..errors import InvalidArgumentError, WhereSyntaxError
-from ._ast import (
-    AnyExpr,
-    Arith,
-    BoolOp,
-    Call,
-    Compare,
-    Expr,
-    Index,
-    ListExpr,
-    Literal,
-    Negate,
-    Not,
-    Now,
-    Property,
-    Variable,
-    children,
-)
+from . import _ast as ast
+from ._ast import children
 from ._values import Scalar
 
 __all__ = ["MAX_DEPTH", "format_where", "parse_where", "validate_where"]
@@ -260,7 +245,7 @@ class _Parser:
         return None
 
     # -- grammar ------------------------------------------------------------------
-    def parse(self) -> Expr:
+    def parse(self) -> ast.Expr:
         if self.peek().kind == "EOF":
             raise self.error("empty expression")
         try:
@@ -278,7 +263,7 @@ class _Parser:
             raise self.error(f"unexpected {self.describe(tok)}")
         return expr
 
-    def expr(self, min_level: int) -> Expr:
+    def expr(self, min_level: int) -> ast.Expr:
         """An expression whose operators bind at least as tightly as ``min_level``."""
         self.depth += 1
         try:
@@ -286,15 +271,15 @@ class _Parser:
                 raise self.error(f"expression nested too deeply (more than {MAX_DEPTH} levels)")
             tok = self.peek()
             w = self.word(tok)
-            left: Expr
+            left: ast.Expr
             if w == "not":
                 if min_level > _NOT_LEVEL:
                     raise self.error("'not' cannot appear here: put the operand in parentheses")
                 self.next()
-                left = Not(self.expr(_NOT_LEVEL), pos=tok.pos)
+                left = ast.Not(self.expr(_NOT_LEVEL), pos=tok.pos)
             elif tok.kind == "OP" and tok.value == "-":
                 self.next()
-                left = Negate(self.expr(_NEG_LEVEL), pos=tok.pos)
+                left = ast.Negate(self.expr(_NEG_LEVEL), pos=tok.pos)
             else:
                 left = self.index(self.primary())
             while True:
@@ -312,25 +297,27 @@ class _Parser:
                         operands.append(self.expr(level + 1))
                     for operand in operands:
                         self.check_logic_operand(op, operand)
-                    left = BoolOp(op, tuple(operands), pos=left.pos)
+                    left = ast.BoolOp(op, tuple(operands), pos=left.pos)
                 elif level == _LEVELS["cmp"]:
                     if op == "not in":
                         self.next()  # the 'in'
                     right = self.expr(level + 1)
                     if op == "not in":
-                        left = Not(Compare("in", left, right, pos=op_tok.pos), pos=op_tok.pos)
+                        left = ast.Not(
+                            ast.Compare("in", left, right, pos=op_tok.pos), pos=op_tok.pos
+                        )
                     else:
-                        left = Compare(op, left, right, pos=op_tok.pos)
+                        left = ast.Compare(op, left, right, pos=op_tok.pos)
                     if self.binary_level() is not None and self.binary_level()[0] == level:  # type: ignore[index]
                         raise self.error(
                             "comparisons cannot be chained: combine them with 'and' (a < b and b < c)"
                         )
                 else:
-                    left = Arith(op, left, self.expr(level + 1), pos=op_tok.pos)
+                    left = ast.Arith(op, left, self.expr(level + 1), pos=op_tok.pos)
         finally:
             self.depth -= 1
 
-    def check_logic_operand(self, op: str, operand: Expr) -> None:
+    def check_logic_operand(self, op: str, operand: ast.Expr) -> None:
         what = _literal_kind(operand)
         if what is not None:
             raise WhereSyntaxError(
@@ -339,7 +326,7 @@ class _Parser:
                 operand.pos,
             )
 
-    def index(self, expr: Expr) -> Expr:
+    def index(self, expr: ast.Expr) -> ast.Expr:
         while self.peek().kind == "OP" and self.peek().value == "[":
             open_tok = self.next()
             key = self.peek()
@@ -349,17 +336,17 @@ class _Parser:
                 )
             self.next()
             self.expect_op("]", "to close the index")
-            expr = Index(expr, str(key.value), pos=open_tok.pos)
+            expr = ast.Index(expr, str(key.value), pos=open_tok.pos)
         return expr
 
-    def primary(self) -> Expr:
+    def primary(self) -> ast.Expr:
         tok = self.peek()
         if tok.kind == "NUM":
             self.next()
-            return Literal(float(tok.value), pos=tok.pos)
+            return ast.Literal(float(tok.value), pos=tok.pos)
         if tok.kind == "STR":
             self.next()
-            return Literal(str(tok.value), pos=tok.pos)
+            return ast.Literal(str(tok.value), pos=tok.pos)
         if tok.kind == "OP":
             if tok.value == "(":
                 self.open_bracket()
@@ -380,10 +367,10 @@ class _Parser:
         w = self.word(tok)
         if w in ("true", "false"):
             self.next()
-            return Literal(w == "true", pos=tok.pos)
+            return ast.Literal(w == "true", pos=tok.pos)
         if w == "now":
             self.next()
-            return Now(pos=tok.pos)
+            return ast.Now(pos=tok.pos)
         if w in _FUNCTIONS:
             return self.call(str(w))
         if w is not None:
@@ -393,7 +380,7 @@ class _Parser:
             raise self.error(f"unknown function {name!r}")
         if name in self.scope:
             self.next()
-            return Variable(name, pos=tok.pos)
+            return ast.Variable(name, pos=tok.pos)
         shown = name if len(name) <= 30 else name[:27] + "..."
         if name.lower() in _ACCESSORS:
             raise self.error(f"unknown name {name!r}: accessors are lower case ({name.lower()})")
@@ -402,7 +389,7 @@ class _Parser:
             f'properties["{shown}"] or a quoted string'
         )
 
-    def accessor(self) -> Expr:
+    def accessor(self) -> ast.Expr:
         tok = self.next()
         source = str(tok.value)
         nxt = self.peek()
@@ -417,16 +404,16 @@ class _Parser:
             )
         self.next()
         self.expect_op("]", f"to close {source}[...]")
-        return Property(source, str(key.value), pos=tok.pos)
+        return ast.Property(source, str(key.value), pos=tok.pos)
 
-    def list_display(self) -> Expr:
+    def list_display(self) -> ast.Expr:
         self.open_bracket()
         open_tok = self.next()
-        items: list[Expr] = []
+        items: list[ast.Expr] = []
         if self.peek().kind == "OP" and self.peek().value == "]":
             self.next()
             self.nesting -= 1
-            return ListExpr((), pos=open_tok.pos)
+            return ast.ListExpr((), pos=open_tok.pos)
         while True:
             items.append(self.expr(1))
             tok = self.peek()
@@ -436,10 +423,10 @@ class _Parser:
             if tok.kind == "OP" and tok.value == "]":
                 self.next()
                 self.nesting -= 1
-                return ListExpr(tuple(items), pos=open_tok.pos)
+                return ast.ListExpr(tuple(items), pos=open_tok.pos)
             raise self.error(f"expected ',' or ']' in a list, found {self.describe(tok)}")
 
-    def call(self, name: str) -> Expr:
+    def call(self, name: str) -> ast.Expr:
         tok = self.next()
         self.expect_op("(", f"after {name}")
         self.open_bracket()
@@ -461,8 +448,8 @@ class _Parser:
                 self.scope.pop()
             self.expect_op(")", "to close any(...)")
             self.nesting -= 1
-            return AnyExpr(str(var.value), items, predicate, pos=tok.pos)
-        args: list[Expr] = []
+            return ast.AnyExpr(str(var.value), items, predicate, pos=tok.pos)
+        args: list[ast.Expr] = []
         if not (self.peek().kind == "OP" and self.peek().value == ")"):
             while True:
                 args.append(self.expr(1))
@@ -483,24 +470,24 @@ class _Parser:
                 self.text,
                 close.pos,
             )
-        return Call(name, tuple(args), pos=tok.pos)
+        return ast.Call(name, tuple(args), pos=tok.pos)
 
 
-def _literal_kind(node: Expr) -> str | None:
+def _literal_kind(node: ast.Expr) -> str | None:
     """What kind of non-boolean literal ``node`` is, if it is one."""
-    if isinstance(node, Negate):
+    if isinstance(node, ast.Negate):
         return "number" if _literal_kind(node.operand) == "number" else None
-    if isinstance(node, Literal) and not isinstance(node.value, bool):
+    if isinstance(node, ast.Literal) and not isinstance(node.value, bool):
         return "string" if isinstance(node.value, str) else "number"
-    if isinstance(node, ListExpr):
+    if isinstance(node, ast.ListExpr):
         return "list"
-    if isinstance(node, Now):
+    if isinstance(node, ast.Now):
         return "number"
     return None
 
 
-def _check_depth(root: Expr, text: str) -> None:
-    stack: list[tuple[Expr, int]] = [(root, 1)]
+def _check_depth(root: ast.Expr, text: str) -> None:
+    stack: list[tuple[ast.Expr, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -511,14 +498,14 @@ def _check_depth(root: Expr, text: str) -> None:
 
 
 @functools.lru_cache(maxsize=512)
-def _parse_cached(text: str) -> Expr:
+def _parse_cached(text: str) -> ast.Expr:
     parser = _Parser(text)
     expr = parser.parse()
     _check_depth(expr, text)
     return expr
 
 
-def parse_where(text: str) -> Expr:
+def parse_where(text: str) -> ast.Expr:
     """Parse a ``where`` expression into its AST.
 
     Raises :class:`WhereSyntaxError` (a :class:`ValueError`) with the position.
@@ -555,18 +542,18 @@ def validate_where(text: str) -> None:
 _PREC_ATOM = 9
 
 
-def _prec(node: Expr) -> int:
-    if isinstance(node, BoolOp):
+def _prec(node: ast.Expr) -> int:
+    if isinstance(node, ast.BoolOp):
         return _LEVELS[node.op]
-    if isinstance(node, Not):
+    if isinstance(node, ast.Not):
         return _NOT_LEVEL
-    if isinstance(node, Compare):
+    if isinstance(node, ast.Compare):
         return _LEVELS["cmp"]
-    if isinstance(node, Arith):
+    if isinstance(node, ast.Arith):
         return _LEVELS[node.op]
-    if isinstance(node, Negate):
+    if isinstance(node, ast.Negate):
         return _NEG_LEVEL
-    if isinstance(node, Literal) and isinstance(node.value, float) and _is_negative(node.value):
+    if isinstance(node, ast.Literal) and isinstance(node.value, float) and _is_negative(node.value):
         return _NEG_LEVEL
     return _PREC_ATOM
 
@@ -591,7 +578,7 @@ def _fmt_literal(value: Scalar) -> str:
     return "-" + text if _is_negative(value) else text
 
 
-def format_where(expr: Expr) -> str:
+def format_where(expr: ast.Expr) -> str:
     """Print an AST back to expression text (parentheses only where needed).
 
     ``parse_where(format_where(e))`` equals ``e`` for any parsed ``e``.
@@ -603,40 +590,40 @@ def format_where(expr: Expr) -> str:
     return _fmt(expr, 1)
 
 
-def _paren(text: str, node: Expr, min_prec: int) -> str:
+def _paren(text: str, node: ast.Expr, min_prec: int) -> str:
     return f"({text})" if _prec(node) < min_prec else text
 
 
-def _fmt(node: Expr, min_prec: int) -> str:
+def _fmt(node: ast.Expr, min_prec: int) -> str:
     out: str
-    if isinstance(node, Literal):
+    if isinstance(node, ast.Literal):
         out = _fmt_literal(node.value)
-    elif isinstance(node, Now):
+    elif isinstance(node, ast.Now):
         out = "NOW"
-    elif isinstance(node, Property):
+    elif isinstance(node, ast.Property):
         out = f"{node.source}[{_fmt_literal(node.name)}]"
-    elif isinstance(node, Index):
+    elif isinstance(node, ast.Index):
         out = f"{_fmt(node.target, _PREC_ATOM)}[{_fmt_literal(node.key)}]"
-    elif isinstance(node, Variable):
+    elif isinstance(node, ast.Variable):
         out = node.name
-    elif isinstance(node, ListExpr):
+    elif isinstance(node, ast.ListExpr):
         out = "[" + ", ".join(_fmt(i, 1) for i in node.items) + "]"
-    elif isinstance(node, Not):
+    elif isinstance(node, ast.Not):
         out = "not " + _fmt(node.operand, _NOT_LEVEL)
-    elif isinstance(node, Negate):
+    elif isinstance(node, ast.Negate):
         out = "-" + _fmt(node.operand, _NEG_LEVEL)
-    elif isinstance(node, BoolOp):
+    elif isinstance(node, ast.BoolOp):
         level = _LEVELS[node.op]
         out = f" {node.op} ".join(_fmt(o, level + 1) for o in node.operands)
-    elif isinstance(node, Compare):
+    elif isinstance(node, ast.Compare):
         level = _LEVELS["cmp"]
         out = f"{_fmt(node.left, level + 1)} {node.op} {_fmt(node.right, level + 1)}"
-    elif isinstance(node, Arith):
+    elif isinstance(node, ast.Arith):
         level = _LEVELS[node.op]
         out = f"{_fmt(node.left, level)} {node.op} {_fmt(node.right, level + 1)}"
-    elif isinstance(node, Call):
+    elif isinstance(node, ast.Call):
         out = f"{node.name}(" + ", ".join(_fmt(a, 1) for a in node.args) + ")"
-    elif isinstance(node, AnyExpr):
+    elif isinstance(node, ast.AnyExpr):
         out = f"any({node.var}, {_fmt(node.items, 1)}, {_fmt(node.predicate, 1)})"
     else:  # pragma: no cover - exhaustive
         raise TypeError(f"not an expression node: {node!r}")
