@@ -4,8 +4,8 @@ Only the pinned errors may escape: the verifier's ``_Truncated`` and
 ``_NotAnExport`` (which the transport turns into a retry, then
 :class:`IncompleteDownloadError` or :class:`APIError`), and from
 :func:`robotmia_frames.read_export_file` :class:`ParseError` or
-:class:`IncompleteDownloadError`. Never another exception, never a hang (a
-hypothesis deadline, and an alarm for a true hang). Brief here (CI); longer runs:
+:class:`IncompleteDownloadError`. Never another exception, never a hang (an
+alarm for a true hang; no timed deadline). Brief here (CI); longer runs:
 ``ROBOTMIA_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py`` and the coverage-guided
 ``benchmarks/fuzz_atheris.py``.
 """
