@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import robotmia_frames as rf
-from robotmia_frames import api, cli
+from robotmia_frames import cli
 from robotmia_frames.cli import main
-from robotmia_frames.emulator import ExportServer, generate_events, write_export_file
+from robotmia_frames.emulator import ExportServer, Fault, generate_events, write_export_file
 from tests.test_cli import assert_one_line_error, run_cli
 
 TZ = "America/Los_Angeles"
@@ -403,20 +403,21 @@ def test_there_is_no_secret_flag() -> None:
 def test_progress_flag_reaches_the_api(
     server: Any, secret: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On a terminal the export draws its bar (after a second: short work stays
+    quiet); ``--no-progress`` draws none."""
     srv = server(generate_events(10, days=1))
     monkeypatch.setenv("ROBOTMIA_API_SECRET", secret)
-    seen: list[Any] = []
-    real = api.export_to_parquet
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs["progress"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(api, "export_to_parquet", spy)
-    argv = _export_argv(srv, tmp_path / "ds")
-    assert main(argv, out=io.StringIO()) == 0
-    assert main([*argv, "--no-progress"], out=io.StringIO()) == 0
-    assert seen == [None, False]  # None: a bar only when stderr is a terminal
+    monkeypatch.delenv("CI", raising=False)  # CI=true also means no bar
+    shown = []
+    for i, extra in enumerate(([], ["--no-progress"])):
+        srv.add_fault(Fault(delay_first_byte=1.5))  # the export lasts past the bar's delay
+        monkeypatch.setattr(sys, "stderr", _Terminal())
+        argv = _export_argv(srv, tmp_path / f"ds{i}")
+        assert main([*argv, *extra], out=io.StringIO()) == 0
+        shown.append(sys.stderr.getvalue())
+    bar, none = shown
+    assert "robotmia export:" in bar and "/1 [" in bar, bar  # drawn (then cleared)
+    assert none == ""
 
 
 def test_no_bar_when_not_on_a_terminal(dataset: tuple[Path, ExportServer], secret: str) -> None:

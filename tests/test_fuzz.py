@@ -4,8 +4,8 @@ Only the pinned errors may escape: the verifier's ``_Truncated`` and
 ``_NotAnExport`` (which the transport turns into a retry, then
 :class:`IncompleteDownloadError` or :class:`APIError`), and from
 :func:`robotmia_frames.read_export_file` :class:`ParseError` or
-:class:`IncompleteDownloadError`. Never another exception, never a hang (a
-hypothesis deadline, and an alarm for a true hang). Brief here (CI); longer runs:
+:class:`IncompleteDownloadError`. Never another exception, never a hang (an
+alarm for a true hang; no timed deadline). Brief here (CI); longer runs:
 ``ROBOTMIA_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py`` and the coverage-guided
 ``benchmarks/fuzz_atheris.py``.
 """
@@ -39,7 +39,7 @@ from tests.strategies import events, json_values
 FUZZ = settings(
     # ROBOTMIA_FUZZ_EXAMPLES=5000 for a longer run of the same properties.
     max_examples=int(os.environ.get("ROBOTMIA_FUZZ_EXAMPLES", "100")),
-    deadline=5000,  # ms; a 2-core shared machine, but nothing here should take long
+    deadline=None,  # no timed assert: no_hang() below guards against a hang
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 PINNED = (ParseError, IncompleteDownloadError)
@@ -115,14 +115,18 @@ cuts = st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=6)
 @example(b'{"event":"a"', [])
 @example(b"terminated early", [3])
 def test_verifier_arbitrary_bytes(data: bytes, cut_points: list[int]) -> None:
-    accepted(data, cut_points)  # raises only _Truncated, which `accepted` swallows
+    # raises only _Truncated or _NotAnExport (which `accepted` swallows), and the
+    # verdict does not depend on how the body arrived in pieces
+    assert accepted(data, cut_points) == accepted(data, [])
 
 
 @FUZZ
 @given(st.binary(max_size=2048), cuts)
 def test_verifier_arbitrary_bytes_after_gzip_magic(data: bytes, cut_points: list[int]) -> None:
-    # Past the magic, every byte goes through the inflater's error paths.
-    accepted(b"\x1f\x8b\x08\x00" + data, cut_points)
+    # Past the magic, every byte goes through the inflater's error paths; the verdict
+    # does not depend on the chunking.
+    body = b"\x1f\x8b\x08\x00" + data
+    assert accepted(body, cut_points) == accepted(body, [])
 
 
 @FUZZ
@@ -165,8 +169,10 @@ def test_verifier_flipped_byte(payload: bytes, where: int, cut_points: list[int]
 @example(b'{"properties":{"time":-1e300}}\n', ".jsonl")
 @example(b"\xff\xfe\n{}\n", ".jsonl")
 def test_parser_arbitrary_bytes(data: bytes, suffix: str) -> None:
-    read_bytes(data, suffix)
-    read_bytes(data, suffix, "skip")
+    strict = read_bytes(data, suffix)  # a table, or one of the pinned errors
+    lenient = read_bytes(data, suffix, "skip")
+    if strict is not None:  # no bad line: skipping bad lines changes nothing
+        assert lenient is not None and lenient.equals(strict)
 
 
 @FUZZ

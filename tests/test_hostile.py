@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -378,12 +379,10 @@ def test_sigterm_and_ctrl_c_stop_an_export_cleanly(
     server: ServerFactory, tmp_path: Path, sig: signal.Signals
 ) -> None:
     srv = server(generate={"events_per_day": 200})
-    # Day 1 at once, later days after 1 s each: 7 s of run left when day 2 is written.
-    # (Not a held answer: a download still waiting for its first byte is not cut
-    # short by the signal, it runs to its timeout.)
-    srv.add_fault(
-        Fault(delay_first_byte=1.0, times=None, match=lambda p: p["from_date"] > "2024-01-01")
-    )
+    # Days 1 and 2 at once; day 3 never answers (the server's stop ends it): the
+    # signal comes mid-run, and cuts short a download waiting for its first byte.
+    never = threading.Event()
+    srv.add_fault(Fault(hold=never, times=None, match=lambda p: p["from_date"] > "2024-01-02"))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "ROBOTMIA_API_SECRET": SECRET}

@@ -318,6 +318,30 @@ def test_cache_resume_after_a_failed_run(server: ServerFactory, tmp_path: Path) 
     assert insert_ids(df) == Counter(e["properties"]["$insert_id"] for e in events)
 
 
+def test_ctrl_c_ends_a_download_still_waiting_for_its_first_byte(server: ServerFactory) -> None:
+    """The export service may think for minutes before its first byte: Ctrl-C then
+    ends the read at once, not when the read timeout (here 10 minutes) runs out."""
+    srv = server(make_events(2))
+    srv.add_fault(Fault(hold=threading.Event(), match=for_day(days(2)[1])))  # never answers
+    outcome: list[BaseException] = []
+
+    def interrupt(update: ProgressUpdate) -> None:
+        if update.windows_done:  # day 1 is done, day 2 waits for its first byte
+            raise KeyboardInterrupt
+
+    def run() -> None:
+        try:
+            read(srv, 2, concurrency=2, timeout=600, max_retries=0, progress=interrupt)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=run)
+    reader.start()
+    reader.join(120)  # a hang guard: cancelled, it ends in well under a second
+    assert not reader.is_alive(), "Ctrl-C waited for the download's read timeout"
+    assert [type(e) for e in outcome] == [KeyboardInterrupt]
+
+
 def test_cache_resume_after_ctrl_c(server: ServerFactory, tmp_path: Path) -> None:
     events = make_events(5)
     srv = server(events)

@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -54,10 +54,48 @@ def make_session(
     """
     session = requests.Session()
     session.headers["User-Agent"] = user_agent
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
+    adapter = _TrackingAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+class _TrackingAdapter(HTTPAdapter):
+    """An adapter that keeps its open connections, so that :func:`cancel` can shut
+    down a request still waiting for the first byte of its answer (a response
+    object exists only once the headers came)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.lock = threading.Lock()
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        pools = {}
+        for scheme, pool_cls in self.poolmanager.pool_classes_by_scheme.items():
+            base = pool_cls.ConnectionCls
+            tracked = type(base.__name__, (base,), {"connect": self._connect_of(base)})
+            pools[scheme] = type(pool_cls.__name__, (pool_cls,), {"ConnectionCls": tracked})
+        self.poolmanager.pool_classes_by_scheme = pools
+
+    def _connect_of(self, base: Any) -> Callable[[Any], None]:
+        def connect(conn: Any) -> None:
+            with self.lock:
+                self.connections.add(conn)
+            base.connect(conn)
+
+        return connect
+
+    def shut_down(self) -> None:
+        """Shut down the socket of every open connection (in use or idle)."""
+        with self.lock:
+            connections = list(self.connections)
+        for conn in connections:
+            sock = getattr(conn, "sock", None)
+            if isinstance(sock, socket.socket):
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 # --------------------------------------------------------------------------- failures
@@ -300,6 +338,9 @@ def cancel(session: requests.Session) -> None:
         active = list(_ACTIVE.get(session, ()))
     for resp in active:
         _shut(resp)
+    for adapter in list(session.adapters.values()):  # requests still waiting for an answer
+        if isinstance(adapter, _TrackingAdapter):
+            adapter.shut_down()
 
 
 def _shut(resp: requests.Response) -> None:
