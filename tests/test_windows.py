@@ -603,7 +603,8 @@ def test_cli_window_days_out_of_range_is_a_usage_error(
     monkeypatch.setenv("ROBOTMIA_API_SECRET", SECRET)
     base = ["export", str(START), str(END), "--out", str(tmp_path), "--timezone", TZ]
     assert main([*base, "--base-url", srv.url, "--window-days", "40"], out=io.StringIO()) == 2
-    assert "--window-days" in capsys.readouterr().err  # the flag, as the CLI names it
+    err = capsys.readouterr().err
+    assert "--window-days must be" in err and " window_days" not in err  # the flag's name
     assert srv.requests == []
 
 
