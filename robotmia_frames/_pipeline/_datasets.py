@@ -527,6 +527,9 @@ def write_dataset(
                     raise transport.no_room(exc, day, Path(sink.ds.root)) from exc
                 raise
             finally:
+                if w.parsed.path != w.result.path:  # a day cut from a longer body
+                    with contextlib.suppress(OSError):
+                        w.parsed.path.unlink()
                 if w.last and not w.cached and plan.cache_dir is None:
                     with contextlib.suppress(OSError):
                         w.result.path.unlink()
@@ -535,7 +538,7 @@ def write_dataset(
         try:
             # closing(): on an error or Ctrl-C the downloads still running end here,
             # before the caller removes their temporary folder.
-            with _closing(iter_windows(plan, workdir)) as windows:
+            with _closing(iter_windows(plan, workdir, day_at_a_time=True)) as windows:
                 for w in windows:
                     writing.submit(write, w)
                 writing.wait()

@@ -32,6 +32,7 @@ from ._windows import (
     day_cutter,
     hooked,
     property_keys,
+    split_body_files,
     split_days,
 )
 
@@ -128,7 +129,9 @@ def fetch_halving(
     return out
 
 
-def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
+def iter_windows(
+    plan: ExportPlan, workdir: Path, *, day_at_a_time: bool = False
+) -> Iterator[Window]:
     """Download the request windows (``plan.concurrency`` at once) and hand on their days.
 
     Windows are cut by ``plan.sizing`` (:class:`WindowPlanner`): with
@@ -146,6 +149,11 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     names the day. On the first final failure the pending downloads are cancelled
     and the error propagates. ``plan.limit`` caps the rows handed on in total.
     With ``cache_dir`` a verified body is kept and later runs reuse it.
+
+    With ``day_at_a_time`` (a dataset, written a day at a time) a multi-day body is
+    not parsed whole: it is cut into one file per day (:func:`split_body_files`,
+    streaming) and each day is parsed when its turn comes, as a one-day window
+    is, so that a multi-day window takes no more memory than its days one by one.
     """
     cache = (
         transport.WindowCache(plan.cache_dir, api_secret=plan.config.api_secret)
@@ -178,7 +186,8 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
         stream = None
         days = (last - first).days + 1
         per_day = planner.bytes_per_day
-        if streaming and ahead.take(None if per_day is None else per_day * days):
+        whole = day_at_a_time and days > 1  # parsed day by day after, from disk
+        if streaming and not whole and ahead.take(None if per_day is None else per_day * days):
             stream = parse.BodyParser(
                 keys=keys,
                 batch_rows=chunk_rows,
@@ -214,8 +223,37 @@ def iter_windows(plan: ExportPlan, workdir: Path) -> Iterator[Window]:
     def fetch(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
         return fetch_halving(download, first, last, planner)
 
+    def by_day(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
+        """A multi-day body cut into one file per day, each parsed when its turn comes."""
+        req = result.request
+        paths = split_body_files(
+            result.path,
+            f"window {req.label}",
+            req.from_date,
+            req.to_date,
+            workdir / f"days-{req.label}",
+            plan.time_unit,
+        )
+        for i, path in enumerate(paths):
+            day = req.from_date + dt.timedelta(days=i)
+            label = f"window {day.isoformat()}"
+            part = parse_file(
+                path,
+                label,
+                plan.on_bad_lines,
+                parse_columns(plan),
+                plan.progress,
+                batch_rows=chunk_rows,
+            )
+            if plan.progress is not None:
+                plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
+            yield Window(day, result, part, cached, last=i == len(paths) - 1)
+
     def scanned(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
         req = result.request
+        if day_at_a_time and req.from_date != req.to_date:
+            yield from by_day(result, cached)
+            return
         hook = BATCH_HOOK.get()
         multi = req.from_date != req.to_date
         with lock:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
 import orjson
@@ -577,13 +577,40 @@ def split_body(
         [[b'{"event":"a","properties":{"time":86399}}'],
          [b'{"event":"b","properties":{"time":86400}}', b'', b'{bad'], []]
     """
-    ndays = (last - first).days + 1
+    outs = [io.BytesIO() for _ in range((last - first).days + 1)]
+    _split_lines(path, label, first, unit, outs)
+    return [o.getvalue() for o in outs]
+
+
+def split_body_files(
+    path: Path, label: str, first: dt.date, last: dt.date, directory: Path, unit: str = "s"
+) -> list[Path]:
+    """:func:`split_body` into files: ``directory/<day>.jsonl.gz``, one per day, in order.
+
+    The body is read twice as a stream (the days of its rows, then its lines) and
+    never held in memory: each day can then be parsed on its own, as a one-day
+    window, so that writing a multi-day window takes the memory of one day.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    paths = [directory / f"{d.isoformat()}.jsonl.gz" for d in days]
+    with contextlib.ExitStack() as stack:
+        outs = [stack.enter_context(p.open("wb")) for p in paths]
+        _split_lines(path, label, first, unit, outs)
+    return paths
+
+
+def _split_lines(
+    path: Path, label: str, first: dt.date, unit: str, outs: Sequence[BinaryIO]
+) -> None:
+    """Write the lines of the body at ``path`` to ``outs`` (one per day from ``first``),
+    gzip-compressed (level 1): see :func:`split_body`."""
+    ndays = len(outs)
     # per batch: its first line, its line count, its malformed lines, each row's day
     spans = [
         (b.first_line, b.line_count, b.bad_lines, day_numbers(b.time, first, ndays, unit))
         for b in parse.read_raw_batches(path, source=label, on_bad_lines="skip", keys=frozenset())
     ]
-    outs = [io.BytesIO() for _ in range(ndays)]
     writers = [gzip.GzipFile(fileobj=o, mode="wb", compresslevel=1, mtime=0) for o in outs]
     j = row = 0
     day = 0
@@ -601,7 +628,6 @@ def split_body(
             writers[day].write(b"\n")
     for writer in writers:
         writer.close()
-    return [o.getvalue() for o in outs]
 
 
 def _lines_of(path: Path, label: str, batches: list[parse.RawBatch]) -> list[list[bytes]]:
