@@ -630,3 +630,24 @@ def max_memory(value: Any) -> int | Literal["auto"] | None:
             f"max_memory must be 'auto', a positive number of bytes or None, got {value!r}"
         )
     return value
+
+
+def split_partitions(partition_by: Any, split: SplitBy | None) -> Any:
+    """A dataset's ``partition_by`` given ``split_by=`` (checked by :func:`split_by`):
+    ``split_by="event"`` is the layout of ``partition_by=("date", "event")``, where
+    each event's files hold only its columns. Another ``partition_by`` beside it is
+    an error naming both (``("date",)``, the default, gives way).
+
+    Example:
+        >>> split_partitions(("date",), "event"), split_partitions(("date",), None)
+        (('date', 'event'), ('date',))
+    """
+    if split is None:
+        return partition_by
+    given = tuple(partition_by) if isinstance(partition_by, (list, tuple)) else partition_by
+    if given not in (("date",), ("date", "event")):
+        raise InvalidArgumentError(
+            f"split_by='event' writes partition_by=('date', 'event'), which conflicts with "
+            f"partition_by={partition_by!r}: give one of them"
+        )
+    return ("date", "event")

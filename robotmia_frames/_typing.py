@@ -41,13 +41,17 @@ class _Query(TypedDict, total=False):
     progress: _progress.ProgressArg
 
 
-class _Read(_Query, _Types, total=False):
-    """The keywords every event reader takes."""
+class _Shape(TypedDict, total=False):
+    """Which columns a result (or a dataset) has, and the memory building it may take."""
 
     columns: Sequence[str] | None
     sparse_columns: SparseColumns | None
     sparse_threshold: float
     max_memory: int | Literal["auto"] | None
+
+
+class _Read(_Query, _Types, _Shape, total=False):
+    """The keywords every event reader takes."""
 
 
 class _Lines(TypedDict, total=False):
@@ -64,7 +68,7 @@ class _Storage(TypedDict, total=False):
     filesystem: Any
 
 
-class _Export(_Query, _Pinned, _Lines, _Storage, total=False):
+class _Export(_Query, _Types, _Shape, _Lines, _Storage, total=False):
     """The keywords of every export run (and of the dataset it may write)."""
 
     partition_by: Sequence[str]
@@ -101,8 +105,8 @@ class ClientSettings(_Endpoint, total=False):
 
 
 class ClientExportToParquet(_Export, total=False):
-    """The keywords of ``export_to_parquet`` other than ``plan`` (all of them are
-    ``read_robotmia_export``'s too)."""
+    """The keywords of ``export_to_parquet`` other than ``plan`` and ``split_by``
+    (``read_robotmia_export``'s, less ``parquet_path`` and ``return_type``)."""
 
 
 class ClientReadRobotmiaExport(_Export, _Read, total=False):

@@ -19,11 +19,12 @@ the result is built.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -141,6 +142,8 @@ class Shape:
     base: int = 0  # the process's memory when the read began
     return_type: _options.ReturnType = "pandas"
     dtype_backend: sinks.DtypeBackend = "numpy_nullable"
+    #: the shape of a dataset's days (``export_to_parquet``), not of a read's result
+    dataset: bool = False
 
     @classmethod
     def checked(
@@ -194,6 +197,16 @@ class Shape:
         if self.budget is None or self.base + peak <= self.budget:
             return
         peak += self.base
+        if self.dataset:
+            raise MemoryBudgetError(
+                f"writing one day would take this process to about {_size(peak)} of memory "
+                f"({_size(result)} as a table; {what}), over the budget of "
+                f"{_size(self.budget)} ({self.budget_note}). That day was not written. Ways "
+                "out: columns=[...] to write only the columns you need; event= or where= to "
+                "export fewer events; max_memory=None to turn this check off.",
+                estimate=int(peak),
+                max_memory=self.budget,
+            )
         ways = ["columns=[...] to read only the columns you need"]
         if self.split_by is None:
             ways.append("split_by='event' for one narrow table per event")
@@ -315,6 +328,27 @@ class Collector:
             else f"{self.rows:,} rows scanned so far, in {source}"
         )
         self.shape.check(peak, result, what)
+
+
+def day_budget(shape: Shape) -> Callable[[_pipeline.Parsed], None] | None:
+    """The check of each day an export writes to a dataset against ``max_memory``
+    (None: no budget). A day is held whole while it is written (its parsed batches,
+    then its Arrow table), so its estimate is that of a read of that day alone.
+
+    Example:
+        >>> day_budget(Shape.checked(max_memory=None)) is None
+        True
+    """
+    if shape.budget is None:
+        return None
+    flat = dataclasses.replace(shape, split_by=None, sparse=None, return_type="arrow", dataset=True)
+
+    def check(day: _pipeline.Parsed) -> None:
+        collect = Collector(flat)
+        for batch in day.batches:
+            collect(batch)
+
+    return check
 
 
 # ------------------------------------------------------------------ materialize

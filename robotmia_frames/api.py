@@ -197,6 +197,7 @@ def export_to_parquet(
     from_date: DateLike,
     to_date: DateLike,
     *,
+    split_by: _options.SplitBy | None = ...,
     plan: Literal[False] = ...,
     **options: Unpack[_typing.ApiExportToParquet],
 ) -> ExportSummary: ...
@@ -206,6 +207,7 @@ def export_to_parquet(
     from_date: DateLike,
     to_date: DateLike,
     *,
+    split_by: _options.SplitBy | None = ...,
     plan: Literal[True],
     **options: Unpack[_typing.ApiExportToParquet],
 ) -> BudgetPlan: ...
@@ -220,6 +222,8 @@ def export_to_parquet(
     project_timezone: str | None = None,
     base_url: str | None = None,
     on_bad_lines: OnBadLines = "error",
+    columns: Sequence[str] | None = None,
+    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
     dtype: Mapping[str, Any] | None = None,
     on_type_mismatch: OnTypeMismatch = "text",
     partition_by: Sequence[str] = ("date",),
@@ -242,6 +246,10 @@ def export_to_parquet(
     progress: _progress.ProgressArg = None,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
     table_format: TableFormat | None = None,
     window_days: int | Literal["auto"] = "auto",
     window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
@@ -254,7 +262,18 @@ def export_to_parquet(
     atomically. A day that fails leaves its old partition (and every day already
     written) intact; the error names the day. Retries and windows
     (``window_days``, ``window_target_bytes``) as in :func:`read_robotmia_export`;
-    ``limit`` caps the rows written in total. ``plan=True`` checks every argument
+    ``limit`` caps the rows written in total. ``columns`` (``"$os"`` is short for
+    ``"properties.$os"``) writes only those columns; one the export does not hold
+    is an error, raised once the days are written (the run is then not recorded
+    complete). ``split_by="event"`` writes the layout of
+    ``partition_by=("date", "event")``: each event's files hold only its columns.
+    ``max_memory`` (``"auto"``, bytes, or None for no check) bounds the memory one
+    day takes while it is written: a day over it raises ``MemoryBudgetError``
+    before it is written. ``dtype_backend`` is checked as in
+    :func:`read_robotmia_export` but changes nothing here: it only shapes pandas
+    results, and Parquet files hold Arrow types. ``sparse_columns="map"`` is
+    refused with an ``InvalidArgumentError`` (a dataset keeps every key as its
+    own column); ``sparse_threshold`` is checked. ``plan=True`` checks every argument
     and returns the plan of the run instead (a ``BudgetPlan``: its request
     windows, ``requests`` and ``api_hours`` at the rate limit); nothing is sent or
     written, as the command line's ``export --dry-run``.

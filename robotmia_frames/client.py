@@ -310,6 +310,7 @@ class Client:
         from_date: DateLike,
         to_date: DateLike,
         *,
+        split_by: _options.SplitBy | None = ...,
         plan: Literal[False] = ...,
         **options: Unpack[_typing.ClientExportToParquet],
     ) -> ExportSummary: ...
@@ -320,6 +321,7 @@ class Client:
         from_date: DateLike,
         to_date: DateLike,
         *,
+        split_by: _options.SplitBy | None = ...,
         plan: Literal[True],
         **options: Unpack[_typing.ClientExportToParquet],
     ) -> _pipeline.BudgetPlan: ...
@@ -333,6 +335,8 @@ class Client:
         where: str | None = None,
         project_timezone: str | None = None,
         on_bad_lines: OnBadLines = "error",
+        columns: Sequence[str] | None = None,
+        dtype_backend: sinks.DtypeBackend = "numpy_nullable",
         dtype: Mapping[str, Any] | None = None,
         on_type_mismatch: OnTypeMismatch = "text",
         partition_by: Sequence[str] = ("date",),
@@ -343,6 +347,10 @@ class Client:
         progress: _progress.ProgressArg = None,
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
+        split_by: _options.SplitBy | None = None,
+        sparse_columns: _options.SparseColumns | None = None,
+        sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+        max_memory: int | Literal["auto"] | None = "auto",
         table_format: TableFormat | None = None,
         window_days: int | Literal["auto"] = "auto",
         window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
@@ -364,6 +372,22 @@ class Client:
             >>> s.rows, s.days
             (30, 3)
         """
+        shape = _wide.Shape.checked(
+            split_by=split_by,
+            sparse_columns=sparse_columns,
+            sparse_threshold=sparse_threshold,
+            max_memory=max_memory,
+            return_type="arrow",
+            dtype_backend=dtype_backend,  # checked; a dataset has no pandas dtypes
+        )
+        if shape.sparse is not None:
+            raise InvalidArgumentError(
+                "sparse_columns='map' is not available for export_to_parquet: a dataset "
+                "keeps every key as its own column (rare keys are all-null elsewhere and "
+                "cost little in Parquet). Leave sparse_columns=None, or read a range with "
+                "read_robotmia_export(..., sparse_columns='map', return_type='arrow')"
+            )
+        partition_by = _options.split_partitions(partition_by, shape.split_by)
         location, state, tz = _pipeline.dataset_for_write(
             self._conn,
             path,
@@ -381,6 +405,7 @@ class Client:
             where=where,
             project_timezone=tz,
             on_bad_lines=on_bad_lines,
+            columns=columns,
             time_in_ms=time_in_ms,
             limit=limit,
             refresh=refresh,
@@ -408,6 +433,7 @@ class Client:
                 Path(tmp),
                 table_format=table_format,
                 storage_options=storage_options,
+                check_day=_wide.day_budget(shape),
             )
 
     def sync_to_parquet(

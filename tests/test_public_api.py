@@ -160,3 +160,21 @@ def test_overload_keywords_are_the_signatures(typed: str, func: object) -> None:
     td = getattr(_typing, typed)
     keys = set(td.__required_keys__) | set(td.__optional_keys__)
     assert keys == _keywords(func, "return_type", "split_by", "plan")
+
+
+@pytest.mark.parametrize(
+    ("export", "read"),
+    [
+        (rf.export_to_parquet, rf.read_robotmia_export),
+        (rf.Client.export_to_parquet, rf.Client.read_robotmia_export),
+    ],
+)
+def test_export_to_parquet_takes_every_read_keyword(export: object, read: object) -> None:
+    """design.md §3: ``export_to_parquet`` takes ``read_robotmia_export``'s keywords,
+    less ``parquet_path`` and ``return_type``, with the same defaults."""
+    wanted = _keywords(read, "parquet_path", "return_type")
+    have = _keywords(export)
+    assert wanted <= have, sorted(wanted - have)
+    ours = inspect.signature(export).parameters  # type: ignore[arg-type]
+    theirs = inspect.signature(read).parameters  # type: ignore[arg-type]
+    assert {k: ours[k].default for k in wanted} == {k: theirs[k].default for k in wanted}

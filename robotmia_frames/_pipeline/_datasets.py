@@ -296,6 +296,8 @@ class DatasetWriter:
         merged = self.merged_kinds(window.kinds)
         meta = self.day_metadata(window.day, plan.start, plan.end, window.bytes_per_day)
         result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
+        if plan.columns is not None:  # the dedupe keys were parsed too, not written
+            merged = {k: v for k, v in merged.items() if k in self.kinds or k in plan.columns}
         self.commit_written(window.day, merged, result, plan)
 
     def commit_written(
@@ -448,8 +450,13 @@ def write_window(
     prop_kinds = {
         k[len(PROPERTY_PREFIX) :]: v for k, v in merged.items() if k.startswith(PROPERTY_PREFIX)
     }
-    schema = final_schema(prop_kinds, None)
-    out = batches(parsed, prop_kinds, plan.timezone, None, dedupe=plan.dedupe, unit=plan.time_unit)
+    columns = plan.columns
+    if columns is not None and "event" not in columns and ds.partition_by == ("date", "event"):
+        columns = ["event", *columns]  # the partition key: in the folder names, not the files
+    schema = final_schema(prop_kinds, columns)
+    out = batches(
+        parsed, prop_kinds, plan.timezone, columns, dedupe=plan.dedupe, unit=plan.time_unit
+    )
     event_columns: dict[str | None, set[str]] | None = None
     if ds.partition_by == ("date", "event"):  # each event's files: only its columns
         event_columns = {}
@@ -502,6 +509,7 @@ def write_dataset(
     *,
     table_format: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    check_day: Callable[[Parsed], None] | None = None,
 ) -> ExportSummary:
     """Download ``plan``'s windows into the dataset at ``location``, one atomic day at a
     time, under the dataset's writer lock.
@@ -509,7 +517,9 @@ def write_dataset(
     A day is encoded and written in a helper thread while the next day parses here
     (at most one day written and one parsed at a time: memory stays flat); with
     pinned types the days are written here, so that their warnings point at the
-    caller."""
+    caller. ``check_day`` sees each day before it is written (the memory budget).
+    With ``plan.columns``, only those columns are written; one that no day holds is
+    an error once every day is written (the run is then not recorded complete)."""
     with DatasetWriter(
         location,
         partition_by,
@@ -540,6 +550,8 @@ def write_dataset(
             # before the caller removes their temporary folder.
             with _closing(iter_windows(plan, workdir, day_at_a_time=True)) as windows:
                 for w in windows:
+                    if check_day is not None:
+                        check_day(w.parsed)
                     writing.submit(write, w)
                 writing.wait()
         except BaseException as exc:
@@ -553,6 +565,9 @@ def write_dataset(
             writing.close()
             if plan.progress is not None:
                 plan.progress.close()
+        if sink.rows:
+            what = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
+            _options.known_columns(plan.columns, ["event", "time", *sink.kinds], what)
         sink.complete(plan.start, plan.end)
         return sink.summary(plan.start, plan.end)
 

@@ -582,8 +582,12 @@ class ParquetDataset:
         if not files:
             return
         tables = [self._read_file(f) for f in files]
-        columns = column_order(t.schema for t in tables)
-        columns += [k for k in kinds if k not in columns and k != "event"]  # every column
+        columns = [  # event and time first, unless the files lack them (columns=)
+            c
+            for c in column_order(t.schema for t in tables)
+            if c not in ("event", "time") or any(c in t.column_names for t in tables)
+        ]
+        columns += [k for k in kinds if k not in columns and k not in ("event", "time")]
         event_columns: dict[str | None, set[str]] | None = None
         if self.partition_by == ("date", "event"):  # each event keeps its own columns
             event_columns = {}
