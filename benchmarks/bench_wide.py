@@ -11,7 +11,11 @@ of its result in memory and its own peak RSS (``VmHWM``):
 - ``split``: ``split_by="event"``, Arrow and pandas;
 - ``sparse``: ``sparse_columns="map"`` (default ``sparse_threshold``), Arrow and pandas;
 - ``duckdb``: ``read_ndjson_auto`` (past 200 keys it infers ``MAP(VARCHAR, JSON)``)
-  to an Arrow table.
+  to an Arrow table;
+- ``parquet``: ``export_to_parquet`` of the file's day, served as the export body by
+  a static HTTP server on loopback (in the parent), partitioned by date
+  (``parquet_date``) or by date and event (``parquet_event``); "result" is then the
+  dataset's size on disk. The target: peak RSS under 1 GB at 2,000 keys.
 
 Run: ``python benchmarks/bench_wide.py`` (every size), or e.g.
 ``python benchmarks/bench_wide.py --events 100000 --keys 2000``. Files are cached
@@ -22,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import http.server
 import json
 import os
 import random
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,8 @@ METHODS = [
     "sparse_arrow",
     "sparse_pandas",
     "duckdb_auto",
+    "parquet_date",
+    "parquet_event",
 ]
 
 
@@ -95,6 +104,34 @@ def wide_file(events: int, keys: int, per_event: int = 30) -> Path:
     return path
 
 
+# ------------------------------------------------------------------ static server
+
+
+def serve(path: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve ``path`` (one day's gzip body) as the answer to any export request."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            size = path.stat().st_size
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            with path.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    self.wfile.write(block)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/api/2.0/export/"
+
+
 # ------------------------------------------------------------------ child side
 
 
@@ -122,6 +159,24 @@ def child(method: str, path: str) -> None:
     t = time.perf_counter()
     out: dict[str, Any] = {"method": method}
     try:
+        if method.startswith("parquet_"):
+            with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+                summary = rf.export_to_parquet(
+                    tmp,
+                    "2024-01-01",
+                    "2024-01-01",
+                    api_secret="bench",
+                    project_timezone="UTC",
+                    base_url=path,
+                    progress=False,
+                    partition_by=("date", "event") if method == "parquet_event" else ("date",),
+                )
+                out["bytes"] = summary.bytes
+                out["files"] = summary.files
+            out["seconds"] = time.perf_counter() - t
+            out["peak"] = _peak()
+            print(json.dumps(out))
+            return
         if method == "duckdb_auto":
             import duckdb
 
@@ -153,8 +208,21 @@ def child(method: str, path: str) -> None:
 
 def run(method: str, path: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    srv = None
+    target = str(path)
+    if method.startswith("parquet_"):
+        srv, target = serve(path)
+    try:
+        return _run_child(method, target, env)
+    finally:
+        if srv is not None:
+            srv.shutdown()
+            srv.server_close()
+
+
+def _run_child(method: str, target: str, env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", method, str(path)],
+        [sys.executable, __file__, "--child", method, target],
         capture_output=True,
         text=True,
         env=env,
@@ -197,6 +265,8 @@ def main() -> None:
                 note = r.get("error", "")
                 if r.get("tables", 1) > 1:
                     note = f"{r['tables']} tables"
+                if "files" in r:
+                    note = f"{r['files']} files on disk"
                 print(
                     f"{events:>9,} {keys:>6,} {method:<14} "
                     f"{'-' if result is None else f'{result / 1e6:,.0f} MB':>10} "

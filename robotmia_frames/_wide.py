@@ -231,6 +231,8 @@ _PANDAS_WIDTH: dict[Kind, float] = {NULL: 8, BOOL: 2, INT: 9, FLOAT: 9}
 _STRING_ARROW, _STRING_PANDAS = 4.125, 9.0
 #: Parsed chunks in flight at once: read ahead, being scanned, being wrapped.
 _IN_FLIGHT = 10
+#: The share of the input read before the estimate projects to the whole of it.
+_MIN_SHARE = 0.01
 
 
 def _widths(kind: Kind, pandas: bool) -> float:
@@ -260,8 +262,13 @@ class Collector:
     """Receives a read's parsed batches: keeps each in the shape's compact form and
     checks the memory the result will need against the budget as it goes.
 
-    The estimate counts what has been scanned so far, so it only grows; the check
-    fails as soon as it passes the budget, while what is held is still well under it.
+    The estimate projects what has been scanned to the whole input: each batch says
+    how many bytes of its file (as stored) had been read (``read_to`` of
+    ``file_size``), and the rows, the bytes held and the string data grow in
+    proportion to the share of the input read (:meth:`share`). The input is the
+    files seen so far, or the ``expected`` bytes of every body of an export (see
+    :meth:`expect`). So a read whose result would not fit fails after its first
+    chunks, while what is held is still a small part of the budget.
     """
 
     shape: Shape
@@ -270,6 +277,51 @@ class Collector:
     chunk: int = 0  # the biggest parsed chunk so far: a few are in flight at once
     variable: int = 0  # string data and list values of the flat columns
     kinds: dict[str, Kind] = field(default_factory=dict)
+    #: per file (the batches' source): (stored bytes read so far, its size)
+    read: dict[str, tuple[int, int]] = field(default_factory=dict)
+    expected: int = 0  # the stored bytes of the whole input, when known beyond its files
+
+    def expect(self, total: int) -> None:
+        """The stored bytes of every body of the read (those landed and, for the
+        days still to come, projected), so far as known."""
+        self.expected = total
+
+    def holding(self, nbytes: int, what: str) -> None:
+        """Check the estimate so far plus ``nbytes`` of parsed data held whole (a body
+        not yet handed on), counted twice as parsed batches take."""
+        peak, result = self.estimate()
+        self.shape.check(peak + 2 * nbytes, result, f"{what} held as parsed ({_size(2 * nbytes)})")
+
+    def watcher(self) -> _pipeline.BatchHook:
+        """A hook for a body parsed whole before it is cut into days: each batch is
+        kept as parsed (dense) and checked with :meth:`holding`."""
+        held = 0
+
+        def watch(batch: parse.RawBatch) -> list[parse.RawBatch]:
+            nonlocal held
+            held += batch_bytes(batch)
+            self.holding(held, f"a window of several days, in {batch.source}")
+            return [batch]
+
+        return watch
+
+    def share(self) -> float:
+        """The share of the input read so far (1.0 when unknown).
+
+        Example:
+            >>> c = Collector(Shape())
+            >>> c.read["a"] = (25, 100)
+            >>> c.share()
+            0.25
+            >>> c.expect(500)
+            >>> c.share()
+            0.05
+        """
+        done = sum(d for d, _ in self.read.values())
+        total = max(self.expected, sum(size for _, size in self.read.values()))
+        if done <= 0 or total <= 0:
+            return 1.0
+        return min(1.0, done / total)
 
     def __call__(self, batch: parse.RawBatch) -> list[parse.RawBatch]:
         if self.shape.split_by is not None:
@@ -280,6 +332,9 @@ class Collector:
             pieces = [batch]
         n = batch.num_rows
         self.rows += n
+        if batch.file_size:
+            before = self.read.get(batch.source, (0, 0))[0]
+            self.read[batch.source] = (max(before, batch.read_to), batch.file_size)
         size = batch_bytes(batch)
         self.chunk = max(self.chunk, size)
         if self.shape.compact:
@@ -294,40 +349,46 @@ class Collector:
         return pieces
 
     def estimate(self) -> tuple[float, float]:
-        """(peak bytes to build the result, bytes of the result as a table)."""
+        """(peak bytes to build the result, bytes of the result as a table), for the
+        whole input: what was scanned, scaled by the share of the input read."""
         pandas = self.shape.return_type == "pandas"
         nullable = pandas and self.shape.dtype_backend == "numpy_nullable"
+        share = self.share()
+        # From the first 1% of the input on: a first chunk or two may not be typical.
+        scale = 1.0 / share if share >= _MIN_SHARE else 1.0
+        rows, variable = self.rows * scale, self.variable * scale
         if self.shape.compact:
             # Compact pieces become the result's columns (scattered back over their
             # rows for kept sparse keys; map values as text): at most twice as big.
-            result = self.held * (2.0 if self.shape.sparse else 1.0)
+            result = self.held * scale * (2.0 if self.shape.sparse else 1.0)
             converted = result * 1.2 if nullable else 0.0
         else:
             fixed = 4.125 + 8.125 + sum(_widths(k, False) for k in self.kinds.values())
-            result = self.rows * fixed + self.variable
+            result = rows * fixed + variable
             converted = 0.0
             if nullable:
                 fixed_pd = 9 + 8 + sum(_widths(k, True) for k in self.kinds.values())
-                converted = self.rows * fixed_pd + self.variable
+                converted = rows * fixed_pd + variable
         # The parsed batches and the table exist together, then the table and its
         # pandas conversion (the batches are let go first); while parsing, a few
         # chunks are in flight (read ahead and being scanned).
         in_flight = _IN_FLIGHT * self.chunk
         # Parsed batches take about twice what their Arrow buffers add up to (the
         # scanner's buffers and the allocator's slack, measured at 10,000 keys).
-        held = 2 * self.held
+        held = 2 * self.held * scale
         peak = max(held + in_flight, held + result, result + converted)
         # ... and the next chunk lands before the next check.
         return peak + 3 * self.chunk * (1 + converted / max(result, 1)), result
 
     def check(self, source: str) -> None:
         peak, result = self.estimate()
-        what = (
-            f"{self.rows:,} rows scanned so far, {len(self.kinds) + 2:,} columns, in {source}"
-            if not self.shape.compact
-            else f"{self.rows:,} rows scanned so far, in {source}"
-        )
-        self.shape.check(peak, result, what)
+        share = self.share()
+        what = f"{self.rows:,} rows scanned so far"
+        if _MIN_SHARE <= share < 1:
+            what += f" in {share:.1%} of the input, about {self.rows / share:,.0f} rows in all"
+        if not self.shape.compact:
+            what += f", {len(self.kinds) + 2:,} columns"
+        self.shape.check(peak, result, f"{what}, in {source}")
 
 
 def day_budget(shape: Shape) -> Callable[[_pipeline.Parsed], None] | None:

@@ -229,4 +229,4 @@ def test_cli_exit_codes_match_the_docs() -> None:
     text = (DOCS / "cli.md").read_text().split("## Exit codes", 1)[1]
     in_docs = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", text, re.M))
     assert {k: v.replace("`", "") for k, v in in_docs.items()} == in_help
-    assert set(in_help) == {"0", "1", "2", "3", "4", "5", "6", "130", "143"}
+    assert set(in_help) == {"0", "1", "2", "3", "4", "5", "6", "7", "130", "143"}

@@ -8,8 +8,10 @@ per event name, over the local export server or a local file.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -398,8 +400,70 @@ def test_budget_error_fires_before_memory_runs_out(tmp_path: Path) -> None:
     assert got["estimate"] > budget
     assert got["peak"] < budget, got
     # Without the budget the same read needs far more (measured in the benchmark:
-    # benchmarks/bench_wide.py); the estimate says so from the rows it had scanned.
-    assert "rows scanned so far" in got["error"]
+    # benchmarks/bench_wide.py). The estimate projects from the share of the file
+    # read: it fires after a small part of the rows, and counts the rest.
+    scanned, projected = scanned_and_projected(got["error"])
+    assert scanned < 60_000 * 0.1, got["error"]
+    assert 0.8 * 60_000 < projected < 1.2 * 60_000, got["error"]
+
+
+def scanned_and_projected(message: str) -> tuple[int, int]:
+    """The rows scanned and the rows projected in all, from a budget error's message."""
+    found = re.search(
+        r"([\d,]+) rows scanned so far in [\d.]+% of the input, about ([\d,]+)", message
+    )
+    assert found is not None, message
+    return int(found[1].replace(",", "")), int(found[2].replace(",", ""))
+
+
+def test_budget_projects_a_gzip_file_from_its_compressed_bytes(tmp_path: Path) -> None:
+    """In a gzip file the share read is that of its compressed bytes: the projection
+    of the rows in all is still about right, long before the end of the file."""
+    events = wide_events(40_000, 2000)
+    path = tmp_path / "wide.jsonl.gz"
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        fh.write(b"".join(dumps(e) + b"\n" for e in events))
+    with pytest.raises(rf.MemoryBudgetError) as info:
+        rf.read_export_file(path, project_timezone="UTC", max_memory=rss() + 50_000_000)
+    scanned, projected = scanned_and_projected(str(info.value))
+    assert scanned < 40_000 * 0.25
+    assert 0.7 * 40_000 < projected < 1.3 * 40_000, str(info.value)
+
+
+def test_budget_projects_an_export_from_its_first_day(server, secret, tmp_path: Path) -> None:
+    """An export of four like days fails while its first day is parsed when the whole
+    would pass the budget, though that day alone fits: the bodies to come count.
+    (The bodies come from ``cache_dir``, parsed from disk as they are read.)"""
+    events = wide_events(40_000, 600)
+    for i, e in enumerate(events):  # 10,000 events a day over four days
+        e["properties"]["time"] = int(DAY0) + (i * 4 * 86_400) // len(events)
+    srv = server(events)
+    kw: dict[str, Any] = dict(
+        api_secret=secret,
+        project_timezone="UTC",
+        base_url=srv.url,
+        window_days=1,
+        cache_dir=tmp_path / "cache",
+    )
+    assert len(rf.read_robotmia_export("2024-01-01", "2024-01-04", max_memory=None, **kw)) == 40_000
+
+    def estimate(last: str) -> int:
+        """The estimate (beyond this process's memory now) at the first check."""
+        base = rss()
+        with pytest.raises(rf.MemoryBudgetError) as info:
+            rf.read_robotmia_export("2024-01-01", last, max_memory=base + 1, **kw)
+        return info.value.estimate - base
+
+    one_day, four_days = estimate("2024-01-01"), estimate("2024-01-04")
+    assert four_days > 1.5 * one_day
+    budget = rss() + (one_day + four_days) // 2
+    assert (
+        len(rf.read_robotmia_export("2024-01-01", "2024-01-01", max_memory=budget, **kw)) == 10_000
+    )
+    with pytest.raises(rf.MemoryBudgetError, match=r"of the input.*window 2024-01-01") as info:
+        rf.read_robotmia_export("2024-01-01", "2024-01-04", max_memory=budget, **kw)
+    _, projected = scanned_and_projected(str(info.value))
+    assert 0.7 * 40_000 < projected < 1.3 * 40_000
 
 
 def test_split_by_event_dedupes_across_chunks(tmp_path: Path) -> None:
@@ -413,3 +477,108 @@ def test_split_by_event_dedupes_across_chunks(tmp_path: Path) -> None:
         path, project_timezone="UTC", return_type="arrow", dedupe=True, split_by="event"
     )
     assert_split_matches_flat(split, flat)
+
+
+def test_budget_watches_a_window_of_several_days_as_parsed(server, secret, tmp_path: Path) -> None:
+    """A body of several days is held whole, as parsed, until it is cut into days:
+    the budget checks it batch by batch, before the cut (here a body from
+    ``cache_dir``, parsed from disk)."""
+    events = wide_events(6000, 600)
+    for i, e in enumerate(events):
+        e["properties"]["time"] = int(DAY0) + (i * 3 * 86_400) // len(events)
+    srv = server(events)
+    kw: dict[str, Any] = dict(
+        api_secret=secret,
+        project_timezone="UTC",
+        base_url=srv.url,
+        window_days=3,
+        cache_dir=tmp_path / "cache",
+    )
+    assert len(rf.read_robotmia_export("2024-01-01", "2024-01-03", max_memory=None, **kw)) == 6000
+    with pytest.raises(rf.MemoryBudgetError, match="window of several days, in window"):
+        rf.read_robotmia_export("2024-01-01", "2024-01-03", max_memory=rss() + 1, **kw)
+
+
+@pytest.mark.skipif(not rf.parse.native_enabled(), reason="bodies stream through the C scanner")
+def test_budget_stops_a_body_scanned_while_it_downloads(server, secret) -> None:
+    """A body parsed while it downloads is held until it is verified: the budget
+    counts its scans as they are done and stops the download past the budget."""
+    events = wide_events(30_000, 600)
+    for i, e in enumerate(events):  # one day
+        e["properties"]["time"] = int(DAY0) + (i * 86_400) // len(events)
+    srv = server(events)
+    kw: dict[str, Any] = dict(api_secret=secret, project_timezone="UTC", base_url=srv.url)
+    with pytest.raises(
+        rf.MemoryBudgetError, match=r"window 2024-01-01 \(downloading\) held as parsed"
+    ):
+        rf.read_robotmia_export("2024-01-01", "2024-01-01", max_memory=rss() + 20_000_000, **kw)
+    assert len(rf.read_robotmia_export("2024-01-01", "2024-01-01", max_memory=None, **kw)) == 30_000
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_read_split_by_event(tmp_path: Path) -> None:
+    """``read --split-by event --json``: one table per event, each with its own columns,
+    as ``split_by="event"`` gives in Python."""
+    from tests.test_cli import run_cli
+
+    path = write_jsonl(tmp_path / "wide.jsonl", wide_events(600, 300))
+    proc = run_cli("read", str(path), "--timezone", "UTC", "--split-by", "event", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    split = rf.read_export_file(path, project_timezone="UTC", split_by="event", return_type="arrow")
+    assert doc["rows"] == 600
+    assert set(doc["tables"]) == set(split)
+    for name, table in split.items():
+        got = doc["tables"][name]
+        assert got["rows"] == table.num_rows
+        assert list(got["columns"]) == table.column_names
+        assert len(got["data"]) == min(10, table.num_rows)
+        assert {r["event"] for r in got["data"]} == {name}
+    text = run_cli("read", str(path), "--timezone", "UTC", "--split-by", "event", "--limit", "2")
+    assert text.returncode == 0, text.stderr
+    assert f"{len(split)} tables (one per event), 600 rows in all" in text.stdout
+
+
+def test_cli_read_sparse_map(tmp_path: Path) -> None:
+    """``read --sparse-columns map --json``: the rare keys in one ``properties`` object
+    per row, the common ones as columns; ``--sparse-threshold`` moves the line."""
+    from tests.test_cli import run_cli
+
+    events = wide_events(600, 900)  # 30 event names: each key in about 3% of the rows
+    path = write_jsonl(tmp_path / "wide.jsonl", events)
+    args = ("read", str(path), "--timezone", "UTC", "--sparse-columns", "map", "--json")
+    doc = json.loads(run_cli(*args, "--limit", "0").stdout)
+    assert doc["rows"] == 600
+    assert doc["columns"]["properties"].startswith("map<")
+    assert "properties.distinct_id" in doc["columns"]
+    assert not any(c.startswith("properties.k") for c in doc["columns"])
+    for row, event in zip(doc["data"], events, strict=True):
+        rare = {k: v for k, v in event["properties"].items() if k.startswith("k")}
+        assert row["properties"] == {k: policy_text(v) for k, v in rare.items()}
+    # every key filled in at least 1% of the rows stays a column
+    low = json.loads(run_cli(*args, "--sparse-threshold", "0.01", "--limit", "1").stdout)
+    assert any(c.startswith("properties.k") for c in low["columns"])
+
+
+def test_cli_read_max_memory(tmp_path: Path) -> None:
+    """``read --max-memory``: over the budget, exit 7 with one line naming the ways
+    out as flags; ``none`` turns the check off; a bad size is a usage error."""
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    path = write_jsonl(tmp_path / "wide.jsonl", wide_events(3000, 600))
+    base = ("read", str(path), "--timezone", "UTC", "--limit", "1")
+    proc = run_cli(*base, "--max-memory", "50MB")
+    assert proc.returncode == 7, proc.stderr
+    line = assert_one_line_error(proc.stderr)
+    for flag in ("--columns", "--split-by event", "--sparse-columns map", "--max-memory none"):
+        assert flag in line, line
+    ways = line.split("Ways out:")[1]
+    assert "split_by" not in ways and "max_memory" not in ways and "columns=" not in ways
+    as_json = run_cli(*base, "--max-memory", "50MB", "--json")
+    assert json.loads(as_json.stdout)["error"]["type"] == "MemoryBudgetError"
+    assert run_cli(*base, "--max-memory", "none").returncode == 0
+    bad = run_cli(*base, "--max-memory", "lots")
+    assert bad.returncode == 2
+    assert "--max-memory" in bad.stderr

@@ -47,6 +47,7 @@ from ._datasets import (
 from ._fetch import fetch_halving, fetch_windows, iter_windows, window_config
 from ._windows import (
     DEFAULT_WINDOW_TARGET_BYTES,
+    BatchHook,
     BudgetPlan,
     Parsed,
     Window,
@@ -63,6 +64,7 @@ from ._windows import (
 
 __all__ = [
     "DEFAULT_WINDOW_TARGET_BYTES",
+    "BatchHook",
     "BudgetPlan",
     "Build",
     "Connection",

@@ -328,7 +328,7 @@ def parse_file(
     keys = property_keys(columns)
     batches = []
     raws = (
-        stream.batches(label, on_bad_lines)
+        stream.batches(label, on_bad_lines, stored=path.stat().st_size)
         if stream is not None
         else parse.read_raw_batches(
             path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -25,6 +26,7 @@ from ._core import ExportPlan, check_columns, parse_columns, parse_file, unified
 from ._windows import (
     BATCH_HOOK,
     BatchHook,
+    BudgetHook,
     Window,
     WindowPlanner,
     as_batches,
@@ -169,6 +171,9 @@ def iter_windows(
     streaming = parse.native_enabled()
     ahead = _StreamBudget()
     streams: dict[Path, parse.BodyParser] = {}
+    # A read's memory budget, also checked in the download threads as bodies are scanned.
+    read_hook = BATCH_HOOK.get()
+    budget = read_hook if isinstance(read_hook, BudgetHook) else None
 
     def download(first: dt.date, last: dt.date) -> transport.DownloadResult:
         session = getattr(local, "session", None)
@@ -188,10 +193,12 @@ def iter_windows(
         per_day = planner.bytes_per_day
         whole = day_at_a_time and days > 1  # parsed day by day after, from disk
         if streaming and not whole and ahead.take(None if per_day is None else per_day * days):
+            label = f"the body of window {request.label} (downloading)"
             stream = parse.BodyParser(
                 keys=keys,
                 batch_rows=chunk_rows,
                 cutter=day_cutter(first, days, plan.time_unit) if days > 1 else None,
+                watch=None if budget is None else functools.partial(budget.holding, what=label),
             )
         try:
             result = transport.download_window(
@@ -210,7 +217,12 @@ def iter_windows(
                 ahead.give_back()
             raise
         if stream is not None:
-            stream.finish()  # verified: its batches may be taken
+            try:
+                stream.finish()  # verified: its batches may be taken
+            except BaseException:  # over the memory budget: nothing of it is kept
+                stream.discard()
+                ahead.give_back()
+                raise
             ahead.landed(result.bytes_received)
             with lock:
                 streams[result.path] = stream
@@ -259,7 +271,9 @@ def iter_windows(
         with lock:
             stream = streams.pop(result.path, None) if not cached else None
         # A multi-day body is cut into days as parsed (batches aligned with their
-        # lines); a read's batch hook then sees each day's batches.
+        # lines); a read's batch hook then sees each day's batches. Until then the
+        # body is held whole, as parsed: the budget's watcher checks that.
+        whole = hook.watcher() if isinstance(hook, BudgetHook) else as_batches
         try:
             parsed = parse_file(
                 result.path,
@@ -267,7 +281,7 @@ def iter_windows(
                 plan.on_bad_lines,
                 parse_columns(plan),
                 plan.progress,  # rows as each batch is parsed
-                hook=as_batches if multi else None,
+                hook=whole if multi else None,
                 cutter=day_cutter(
                     req.from_date, (req.to_date - req.from_date).days + 1, plan.time_unit
                 )
@@ -287,6 +301,22 @@ def iter_windows(
                 # the bytes were counted as they arrived, unless the body was cached
                 plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
             yield Window(day, result, part, cached, last=i == len(days) - 1)
+
+    # The stored size of every body landed, by its days: the memory budget of a read
+    # projects from the share of all bodies parsed (the days to come at the same rate).
+    sizes: dict[tuple[dt.date, dt.date], int] = {}
+    all_days = (plan.end - plan.start).days + 1
+
+    def expect_input() -> None:
+        if budget is None or not sizes:
+            return
+        days = sum((last - first).days + 1 for first, last in sizes)
+        known = sum(sizes.values())
+        budget.expect(int(known + max(0, all_days - days) * known / days))
+
+    def landing(results: list[tuple[transport.DownloadResult, bool]]) -> None:
+        for r, _ in results:
+            sizes[(r.request.from_date, r.request.to_date)] = r.bytes_received
 
     planner = WindowPlanner(plan.start, plan.end, plan.sizing, plan.bytes_per_day)
     order: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
@@ -309,6 +339,7 @@ def iter_windows(
                     hit = cache.lookup(plan.config.base_url, plan.request(first, last))
                 if hit is not None:
                     landed[first] = [(hit, True)]
+                    landing(landed[first])
                     planner.learn(first, last, hit.bytes_received)
                     continue
                 if pool is None:
@@ -319,6 +350,7 @@ def iter_windows(
             # Hand on the landed windows, in date order.
             while order and order[0][0] in landed:
                 for result, cached in landed.pop(order.popleft()[0]):
+                    expect_input()
                     for w in scanned(result, cached):
                         if remaining is not None:
                             if w.parsed.rows >= remaining:
@@ -337,6 +369,7 @@ def iter_windows(
                 first, _last = pending.pop(fut)
                 results = fut.result()
                 landed[first] = [(r, False) for r in results]
+                landing(landed[first])
                 for r in results:
                     planner.learn(r.request.from_date, r.request.to_date, r.bytes_received)
     finally:

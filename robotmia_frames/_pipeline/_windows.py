@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeAlias
+from typing import Any, BinaryIO, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import orjson
@@ -370,6 +370,23 @@ def body_bytes_per_day(result: transport.DownloadResult) -> int:
 BatchHook: TypeAlias = Callable[[parse.RawBatch], list[parse.RawBatch]]
 
 
+@runtime_checkable
+class BudgetHook(Protocol):
+    """A batch hook that guards the memory budget (``_wide.Collector``): an export
+    tells it the stored bytes of all its bodies as far as known (:meth:`expect`), and
+    parses a body of several days through its :meth:`watcher`, which checks the
+    parsed batches held whole until the body is cut into days; a body parsed while
+    it downloads is checked with :meth:`holding` as its chunks are scanned."""
+
+    def __call__(self, batch: parse.RawBatch) -> list[parse.RawBatch]: ...
+
+    def expect(self, total: int) -> None: ...
+
+    def watcher(self) -> BatchHook: ...
+
+    def holding(self, nbytes: int, what: str) -> None: ...
+
+
 BATCH_HOOK: contextvars.ContextVar[BatchHook | None] = contextvars.ContextVar(
     "robotmia_batch_hook", default=None
 )
@@ -689,6 +706,7 @@ def _day_runs(
             bad=parse.BadLines(batch.source, "skip"),
             keys=keys,
         )
+        run.read_to, run.file_size = batch.read_to, batch.file_size
         runs.append((int(line_day[lo]), run, None))
     return runs
 

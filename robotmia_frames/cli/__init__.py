@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments (or a missing file),
 3 authentication, 4 API error, 5 network or incomplete download, 6 malformed
-export data, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
+export data, 7 a result over the memory budget, 130 interrupted (Ctrl-C), 143
+stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,6 +39,7 @@ from ..errors import (
     APIError,
     AuthenticationError,
     IncompleteDownloadError,
+    MemoryBudgetError,
     NetworkError,
     ParseError,
     TypeMismatchError,
@@ -45,7 +47,9 @@ from ..errors import (
 from ..parse import scanner_status
 from ._parser import build_parser
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_API, EXIT_NETWORK, EXIT_PARSE = range(7)
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AUTH, EXIT_API, EXIT_NETWORK, EXIT_PARSE, EXIT_MEMORY = range(
+    8
+)
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it terminated
 _PREVIEW_COLUMNS = 8
@@ -262,14 +266,24 @@ def _sync_confirmed(args: argparse.Namespace, kwargs: dict[str, Any]) -> bool:
     return answer in ("y", "yes")
 
 
+def _shape_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``split_by=``, ``sparse_columns=``, ``sparse_threshold=``, ``max_memory=``."""
+    return {
+        "split_by": args.split_by,
+        "sparse_columns": args.sparse_columns,
+        "sparse_threshold": args.sparse_threshold,
+        "max_memory": args.max_memory,
+    }
+
+
 def _read(args: argparse.Namespace, out: TextIO) -> int:
     src: Path = args.source
     columns = _column_names(args.columns)
     if args.limit < 0:
         raise ValueError(f"--limit must be 0 (all rows) or more, got {args.limit}")
-    table: pa.Table
+    result: pa.Table | dict[str | None, pa.Table]
     if src.is_dir():
-        table = readers.read_parquet_dataset(
+        result = readers.read_parquet_dataset(
             src,
             from_date=args.from_date,
             to_date=args.to_date,
@@ -279,6 +293,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             project_timezone=args.timezone,
             return_type="arrow",
             **_typed_kwargs(args),
+            **_shape_kwargs(args),
             progress=_progress(args),
         )
     elif src.is_file():
@@ -299,32 +314,71 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
                 f"project-local times to UTC: pass --timezone (e.g. Europe/Paris) or set "
                 f"{_options.TIMEZONE_ENV}"
             )
-        table = readers.read_export_file(
+        result = readers.read_export_file(
             src,
             project_timezone=args.timezone or ("UTC" if empty else None),
             columns=columns,
             where=args.where,
             return_type="arrow",
             **_typed_kwargs(args),
+            **_shape_kwargs(args),
             progress=_progress(args),
         )
     else:
         raise FileNotFoundError(f"no dataset folder or export file at {src}")
-    shown = table if args.limit == 0 else table.slice(0, args.limit)
+    tables = result if isinstance(result, dict) else {None: result}
     if args.json:
-        _print_json(
-            {
-                "source": str(src),
-                "rows": table.num_rows,
-                "columns": {f.name: str(f.type) for f in table.schema},
-                "data": shown.to_pylist(),
-            },
-            out,
+        docs = {name: _table_doc(t, args.limit) for name, t in tables.items()}
+        if isinstance(result, dict):
+            rows = sum(t.num_rows for t in tables.values())
+            _print_json({"source": str(src), "rows": rows, "tables": docs}, out)
+        else:
+            _print_json({"source": str(src), **docs[None]}, out)
+        return EXIT_OK
+    if isinstance(result, dict):
+        for name, table in tables.items():
+            print(f"event {name!r}:", file=out)
+            _print_preview(table, args.limit, columns, out)
+            print(file=out)
+        print(
+            f"{plural(len(tables), 'table')} (one per event), "
+            f"{sum(t.num_rows for t in tables.values()):,} rows in all",
+            file=out,
         )
         return EXIT_OK
     notes = []
     if src.is_file() and src.stat().st_size == 0:
         notes.append(f"{src} is an empty file: an export with no events")
+    _print_preview(result, args.limit, columns, out, notes)
+    return EXIT_OK
+
+
+def _table_doc(table: pa.Table, limit: int) -> dict[str, Any]:
+    """``{"rows", "columns", "data"}`` of ``read --json``; a map column's rows as objects."""
+    shown = table if limit == 0 else table.slice(0, limit)
+    data = shown.to_pylist()
+    maps = [f.name for f in table.schema if pa.types.is_map(f.type)]
+    for row in data:
+        for name in maps:
+            if row[name] is not None:
+                row[name] = dict(row[name])
+    return {
+        "rows": table.num_rows,
+        "columns": {f.name: str(f.type) for f in table.schema},
+        "data": data,
+    }
+
+
+def _print_preview(
+    table: pa.Table,
+    limit: int,
+    columns: list[str] | None,
+    out: TextIO,
+    notes: list[str] | None = None,
+) -> None:
+    """The first ``limit`` rows (0: all) of a table as text, and its size."""
+    notes = list(notes or ())
+    shown = table if limit == 0 else table.slice(0, limit)
     if shown.num_rows < table.num_rows:
         notes.append(f"first {plural(shown.num_rows, 'row')} shown")
     if columns is None and table.num_columns > _PREVIEW_COLUMNS:
@@ -337,7 +391,6 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
     tail = f" ({'; '.join(notes)})" if notes else ""
     size = f"{plural(table.num_rows, 'row')} x {plural(table.num_columns, 'column')}"
     print(f"\n{size}{tail}", file=out)
-    return EXIT_OK
 
 
 def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
@@ -603,6 +656,10 @@ def _interrupted(how: str, exc: BaseException) -> str:
     )
 
 
+def _flag_value(found: re.Match[str]) -> str:
+    return f"--{found[1].replace('_', '-')} {found[2]}"
+
+
 _OPTION_NAMES = re.compile(
     r"(?<![\w-])(timeout|max_retry_after|stall_timeout|min_speed|max_window_bytes|"
     r"on_bad_lines)="
@@ -622,9 +679,15 @@ _CLI_PHRASES = {
     "Pass partition_by=('date',)": "Leave out --partition-by-event",
     "(partition_by=('date',))": "(without --partition-by-event)",
 }
-_CLI_PATTERNS = [
+_CLI_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"on_type_mismatch='(\w+)'"), r"--on-type-mismatch \1"),
     (re.compile(r"\bdtype for "), "--dtype for "),
+    # the ways out of a MemoryBudgetError
+    (re.compile(r"\bcolumns=\[\.\.\.\]"), "--columns A,B,..."),
+    (re.compile(r"\b(split_by|sparse_columns|max_memory)='(\w+)'"), _flag_value),
+    (re.compile(r"\bmax_memory=None\b"), "--max-memory none"),
+    (re.compile(r"\bmax_memory=([\d,]+) bytes"), r"--max-memory \1 bytes"),
+    (re.compile(r"\bexport_to_parquet\(\.\.\.\)"), "the export command"),
 ]
 #: Parameter names, as the flags (or arguments) of each command that sets them.
 _CLI_NAMES: dict[str | None, dict[str, str]] = {
@@ -714,6 +777,8 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_NETWORK
     if isinstance(exc, (ParseError, TypeMismatchError)):
         return EXIT_PARSE
+    if isinstance(exc, MemoryBudgetError):
+        return EXIT_MEMORY
     if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError)):
         return EXIT_USAGE
     return EXIT_ERROR

@@ -19,6 +19,7 @@ exit codes:
   4    API error (any other HTTP error after retries)
   5    network failure or incomplete download, after retries
   6    malformed export data (a bad line; see --on-bad-lines), or a value that does not fit --dtype with --on-type-mismatch error
+  7    the result would not fit the memory budget (--max-memory): the message names the ways out (--columns, --split-by event, --sparse-columns map)
   130  interrupted (Ctrl-C)
   143  stopped by SIGTERM (timeout, Kubernetes, Airflow)
 
@@ -152,6 +153,39 @@ def _typed(p: argparse.ArgumentParser) -> None:
         default="text",
         help="a value that does not fit its --dtype: keep the column text (default), "
         "null with the original in <column>__raw, or an error (exit 6)",
+    )
+
+
+def _shaped(p: argparse.ArgumentParser) -> None:
+    """``--split-by``, ``--sparse-columns``, ``--sparse-threshold``, ``--max-memory``
+    (``split_by=``, ``sparse_columns=``, ``sparse_threshold=``, ``max_memory=``)."""
+    p.add_argument(
+        "--split-by",
+        choices=["event"],
+        help="one table per event name, each with only the columns its events carry",
+    )
+    p.add_argument(
+        "--sparse-columns",
+        choices=["map"],
+        help="keep rare keys (filled in under --sparse-threshold of the rows) in one "
+        "'properties' map column instead of a column each",
+    )
+    p.add_argument(
+        "--sparse-threshold",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="with --sparse-columns map: the share of rows a key must fill to stay a "
+        "column (default 0.1)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=_memory,
+        default="auto",
+        metavar="SIZE|auto|none",
+        help="fail early (exit 7) when the result would take this process past SIZE "
+        "(bytes, or e.g. 500MB, 8GB); auto (default): half the memory available; "
+        "none: no check",
     )
 
 
@@ -293,6 +327,8 @@ examples:
   robotmia-frames read events/ --from 2024-01-02 --to 2024-01-03 --columns 'event,time,$os'
   robotmia-frames read events/ --where 'properties["plan"] == "pro"' --limit 50
   robotmia-frames read export.jsonl.gz --timezone Europe/Paris --json --limit 0 > rows.json
+  robotmia-frames read export.jsonl.gz --timezone UTC --split-by event --limit 3
+  robotmia-frames read events/ --sparse-columns map --max-memory 4GB
 
 Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
 'properties.$os' (any other name is refused, with the nearest column). Times are UTC; reading an export file needs the project timezone
@@ -319,9 +355,14 @@ Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
         help="project timezone (export files; datasets recorded theirs)",
     )
     r.add_argument(
-        "--limit", type=int, default=10, metavar="N", help="rows to print (default 10; 0: all)"
+        "--limit",
+        type=int,
+        default=10,
+        metavar="N",
+        help="rows to print (default 10; 0: all), per table with --split-by",
     )
     _typed(r)
+    _shaped(r)
 
 
 def _add_inspect(sub: _Commands, common: argparse.ArgumentParser) -> None:
@@ -444,3 +485,42 @@ def _mebibytes(text: str) -> float:
     if not value * (1 << 20) >= 1 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive size in MiB, got {text!r}")
     return value
+
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 1 << 10,
+    "MIB": 1 << 20,
+    "GIB": 1 << 30,
+    "TIB": 1 << 40,
+}
+
+
+def _memory(text: str) -> int | str | None:
+    """``--max-memory``: ``auto``, ``none``, or a size in bytes with an optional unit.
+
+    Example:
+        >>> _memory("auto"), _memory("none"), _memory("1500000"), _memory("1.5 GB")
+        ('auto', None, 1500000, 1500000000)
+    """
+    word = text.strip().upper()
+    if word == "AUTO":
+        return "auto"
+    if word in ("NONE", "OFF"):
+        return None
+    number = word.rstrip("KMGTIB ").strip()
+    unit = word[len(number) :].strip()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        value = float("nan")
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected auto, none, or a size such as 8GB, 500MB or 1000000 (bytes), got {text!r}"
+        )
+    return int(value)

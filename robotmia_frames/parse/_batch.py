@@ -76,6 +76,11 @@ class RawBatch:
     #: When set, the batch holds only these rows (int32, ascending) of the rows
     #: parsed from its lines (a part of a chunk: one event's rows of it).
     rows: pa.Array | None = None
+    #: The bytes of its file, as stored (compressed for gzip), read by the time this
+    #: batch was handed on, and the file's size (0 and 0: not from a file): how
+    #: much of the input a read has seen (the memory budget projects from it).
+    read_to: int = 0
+    file_size: int = 0
 
 
 def _classify(values: Sequence[Any]) -> tuple[Kind, bool]:

@@ -37,6 +37,7 @@ from ._lines import (
     BATCH_ROWS,
     PROBE_LINES,
     ChunkRows,
+    ReadPosition,
     iter_line_chunks,
     line_keys,
     rows_for_keys,
@@ -219,7 +220,9 @@ def read_raw_batches(
     first body read with it and keeps it for the next (the windows of one
     export). With the scanner, ``cutter`` cuts chunks further
     (at byte offsets of line starts it chooses, e.g. where a day ends), so that no
-    batch spans a cut.
+    batch spans a cut. Each batch tells how far into the file its lines
+    end (``read_to`` of ``file_size`` stored bytes; for gzip, in proportion to the
+    bytes inflated so far).
 
     Example:
         >>> import tempfile, pathlib
@@ -234,12 +237,20 @@ def read_raw_batches(
     sizing = batch_rows if isinstance(batch_rows, ChunkRows) else None
     given = sizing.rows if sizing is not None else batch_rows
     assert not isinstance(given, ChunkRows)
+    pos = ReadPosition()
+    consumed = 0  # the inflated bytes of the lines handed on
+
+    def placed(batch: RawBatch) -> RawBatch:
+        batch.read_to, batch.file_size = pos.stored(consumed), pos.size
+        return batch
+
     if not native_enabled():
         if given is None:  # fewer rows per chunk for wide exports (memory)
             given = rows_per_chunk(path) if keys is None else BATCH_ROWS
-        for first, lines in iter_line_chunks(path, label=source, batch_rows=given):
+        for first, lines in iter_line_chunks(path, label=source, batch_rows=given, position=pos):
+            consumed += sum(map(len, lines)) + len(lines)
             for start, part in _by_bytes(lines, first):
-                yield build_raw_batch(part, start, source=source, bad=bad, keys=keys)
+                yield placed(build_raw_batch(part, start, source=source, bad=bad, keys=keys))
         return
     learn = None
     rows = [BATCH_ROWS if given is None else given]
@@ -262,17 +273,20 @@ def read_raw_batches(
                 sizing.rows = rows[0]
             return 4 if rows[0] >= BATCH_ROWS else 1
 
-    blocks = iter_line_blocks(path, label=source, batch_rows=rows)
+    blocks = iter_line_blocks(path, label=source, batch_rows=rows, position=pos)
     if cutter is not None:
         blocks = cut_blocks(blocks, cutter)
     depth = 4 if rows[0] >= BATCH_ROWS or learn is not None else 1
     for first, chunk, count, got in prescan(blocks, keys, depth, learn):
+        consumed += len(chunk)
         batch = None if got is None else from_scan(got, first, count, source)
         if batch is not None:
-            yield batch
+            yield placed(batch)
             continue
         for start, part in _by_bytes(split_lines(chunk), first):
-            yield build_raw_batch(part, start, source=source, bad=bad, keys=keys, native=False)
+            yield placed(
+                build_raw_batch(part, start, source=source, bad=bad, keys=keys, native=False)
+            )
 
 
 #: Lines in an export's first chunk, before its width is known (a few thousand

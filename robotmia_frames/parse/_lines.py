@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import types
 import zlib
 from collections.abc import Iterator
@@ -36,14 +37,65 @@ PROBE_LINES = 2048
 # ------------------------------------------------------------------------- lines
 
 
+class ReadPosition:
+    """How far a reader has come through its file: ``done`` of its ``size`` bytes as
+    stored (the compressed bytes of a gzip file) and the ``inflated`` bytes they gave,
+    updated as each block is read.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_bytes(b'{"event":"a"}\\n' * 3)
+        >>> pos = ReadPosition()
+        >>> chunks = list(iter_line_chunks(p, label="x", position=pos))
+        >>> (pos.done, pos.inflated, pos.size, pos.stored(14))
+        (42, 42, 42, 14)
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._at = (0, 0)  # (stored, inflated) bytes read, set together
+        self._raw: BinaryIO | None = None
+
+    @property
+    def done(self) -> int:
+        return self._at[0]
+
+    @property
+    def inflated(self) -> int:
+        return self._at[1]
+
+    def attach(self, raw: BinaryIO) -> None:
+        """Follow ``raw``, the file as stored, just opened."""
+        self._raw = raw
+        self.size = os.fstat(raw.fileno()).st_size
+        self._at = (0, 0)
+
+    def update(self, nbytes: int) -> None:
+        """Record a block of ``nbytes`` (inflated) just read."""
+        if self._raw is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._at = (self._raw.tell(), self._at[1] + nbytes)
+
+    def stored(self, consumed: int) -> int:
+        """The stored bytes that the first ``consumed`` inflated bytes came from (in
+        proportion: the reading may have gone further)."""
+        done, inflated = self._at
+        if inflated <= 0:
+            return done
+        return min(done, round(consumed * done / inflated))
+
+
 @contextlib.contextmanager
-def opened(path: str | Path) -> Iterator[BinaryIO]:
-    """The file's bytes, inflated if it is gzip."""
+def opened(path: str | Path, position: ReadPosition | None = None) -> Iterator[BinaryIO]:
+    """The file's bytes, inflated if it is gzip; ``position`` follows the stored bytes."""
     p = Path(path)
     try:
         raw: BinaryIO = open(p, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"export file not found: {p}") from exc
+    if position is not None:
+        position.attach(raw)
     try:
         head = raw.read(2)
         raw.seek(0)
@@ -56,10 +108,20 @@ def opened(path: str | Path) -> Iterator[BinaryIO]:
         raw.close()
 
 
-def read_block(stream: BinaryIO, size: int, *, label: str, next_line: int) -> bytes:
+def read_block(
+    stream: BinaryIO,
+    size: int,
+    *,
+    label: str,
+    next_line: int,
+    position: ReadPosition | None = None,
+) -> bytes:
     """Up to ``size`` bytes; a truncated or corrupt gzip stream raises ours."""
     try:
-        return stream.read(size)
+        block = stream.read(size)
+        if position is not None:
+            position.update(len(block))
+        return block
     except EOFError as exc:
         raise IncompleteDownloadError(
             f"{label}: the gzip stream ends early after line {next_line - 1} "
@@ -70,12 +132,17 @@ def read_block(stream: BinaryIO, size: int, *, label: str, next_line: int) -> by
 
 
 def iter_line_chunks(
-    path: str | Path, *, label: str, batch_rows: int = BATCH_ROWS
+    path: str | Path,
+    *,
+    label: str,
+    batch_rows: int = BATCH_ROWS,
+    position: ReadPosition | None = None,
 ) -> Iterator[tuple[int, list[bytes]]]:
     """Yield ``(first_line_number, lines)`` chunks of a ``.jsonl``/``.jsonl.gz`` file.
 
     Lines keep no ``\\n``; line numbers are 1-based physical lines. A truncated gzip
     stream raises :class:`IncompleteDownloadError`, corrupt data :class:`ParseError`.
+    ``position`` follows how far into the file (as stored) the reading has come.
 
     Example:
         >>> import tempfile, pathlib
@@ -87,9 +154,11 @@ def iter_line_chunks(
     first = 1
     pending: list[bytes] = []
     carry = b""
-    with opened(path) as stream:
+    with opened(path, position) as stream:
         while True:
-            block = read_block(stream, _BLOCK, label=label, next_line=first + len(pending))
+            block = read_block(
+                stream, _BLOCK, label=label, next_line=first + len(pending), position=position
+            )
             if not block:
                 break
             parts = (carry + block).split(b"\n") if carry else block.split(b"\n")

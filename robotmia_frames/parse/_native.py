@@ -26,7 +26,7 @@ import pyarrow as pa
 from ..errors import RobotmiaWarning, user_stacklevel
 from . import typepolicy as tp
 from ._batch import RawBatch, RawColumn, values_column
-from ._lines import BATCH_ROWS, BIG_BLOCK, opened, read_block
+from ._lines import BATCH_ROWS, BIG_BLOCK, ReadPosition, opened, read_block
 from .typepolicy import Kind, arrow_type, list_of
 
 # ------------------------------------------------------------------ C scanner
@@ -109,8 +109,33 @@ def scan_chunk(chunk: bytes | memoryview, keys: frozenset[str] | None) -> ScanRe
     )
 
 
+def scan_bytes(got: ScanResult) -> int:
+    """The bytes of a scan result's buffers (what a scanned chunk holds).
+
+    Example:
+        >>> got = scan_chunk(b'{"event":"a","properties":{"time":1,"n":2}}', None)
+        >>> got is None or scan_bytes(got) > 0
+        True
+    """
+    bufs: list[_Mem] = [
+        got.event_offsets,
+        got.event_data,
+        got.event_valid,
+        got.times,
+        got.time_valid,
+    ]
+    for c in got.columns:
+        bufs += [c.valid, c.values, c.text, c.item_valid, c.item_values, c.item_text]
+        bufs += [c.rows, c.tags, c.ints, c.floats, c.text_ends, c.raw_ends, c.raw]
+    return sum(memoryview(b).nbytes for b in bufs)
+
+
 def iter_line_blocks(
-    path: str | Path, *, label: str, batch_rows: int | list[int] = BATCH_ROWS
+    path: str | Path,
+    *,
+    label: str,
+    batch_rows: int | list[int] = BATCH_ROWS,
+    position: ReadPosition | None = None,
 ) -> Iterator[tuple[int, memoryview, int]]:
     """Yield ``(first_line_number, chunk, line_count)`` for the C scanner.
 
@@ -120,13 +145,16 @@ def iter_line_blocks(
     engine (:func:`split_lines`). Needs the C scanner. A one-item list as
     ``batch_rows`` is read at each chunk: the lines of the next chunks may change
     between two chunks (once the first tells how wide the export is).
+    ``position`` follows how far into the file (as stored) the reading has come.
     """
     first = 1
     pieces: list[memoryview] = []  # the lines read so far of the next chunk
     pending = 0  # complete lines in pieces
-    with opened(path) as stream:
+    with opened(path, position) as stream:
         while True:
-            block = read_block(stream, BIG_BLOCK, label=label, next_line=first + pending)
+            block = read_block(
+                stream, BIG_BLOCK, label=label, next_line=first + pending, position=position
+            )
             if not block:
                 break
             view = memoryview(block)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -28,6 +28,7 @@ from ._native import (
     cut_blocks,
     cut_lines,
     from_scan,
+    scan_bytes,
     scan_chunk,
     trim_memory,
 )
@@ -42,10 +43,12 @@ class _Chunk:
     """One chunk of lines: its bytes (dropped once scanned, unless the scanner
     declined it) and its scan."""
 
-    __slots__ = ("count", "data", "first", "scan")
+    __slots__ = ("count", "counted", "data", "first", "scan", "size")
 
     def __init__(self, first: int, data: memoryview, count: int, scan: Future[Any]) -> None:
         self.first, self.data, self.count, self.scan = first, data, count, scan
+        self.size = len(data)  # its bytes, kept once they are dropped
+        self.counted = False  # its scan's bytes told to the parser's watch
 
     def scanned(self, fut: Future[Any]) -> None:
         if not fut.cancelled() and fut.exception() is None and fut.result() is not None:
@@ -56,7 +59,9 @@ class BodyParser:
     """An export body parsed as its inflated bytes are fed (a ``transport.BodyTap``).
 
     ``keys``, ``batch_rows`` and ``cutter`` are those of
-    :func:`~robotmia_frames.parse.read_raw_batches`. Needs the C scanner.
+    :func:`~robotmia_frames.parse.read_raw_batches`. Needs the C scanner. ``watch``
+    is told the bytes of the scans held so far as each chunk is fed (the memory
+    budget of a read raises there, and the download stops).
 
     Example:
         >>> p = BodyParser()
@@ -73,8 +78,10 @@ class BodyParser:
         keys: frozenset[str] | None = None,
         batch_rows: ChunkRows | None = None,
         cutter: Cutter | None = None,
+        watch: Callable[[int], None] | None = None,
     ) -> None:
         self.keys = keys
+        self.watch = watch
         self.sizing = batch_rows
         self.cutter = cutter
         self._lock = threading.Lock()
@@ -88,6 +95,7 @@ class BodyParser:
         self._pending = 0  # whole lines in them
         self._first = 1
         self._seen: set[str] = set()
+        self._held = 0  # bytes of the scans held (those told to watch)
         known = self.sizing.rows if self.sizing is not None else None
         if self.keys is not None:
             self._rows = BATCH_ROWS
@@ -139,12 +147,26 @@ class BodyParser:
                 waiting = [c for c in self._chunks if not c.scan.done()]
             if len(waiting) >= _IN_FLIGHT:
                 waiting[0].scan.exception()  # the download waits for the scanner
+            if self.watch is not None:
+                self._watch()
             entry = _Chunk(first, piece, n, pool.submit(scan_chunk, piece, self.keys))
             entry.scan.add_done_callback(entry.scanned)
             with self._lock:
                 self._chunks.append(entry)
             if self._learning:
                 self._learn(first, entry.scan, piece)
+
+    def _watch(self) -> None:
+        """Tell ``watch`` the bytes of the scans held, counting those done since."""
+        assert self.watch is not None
+        with self._lock:
+            done = [c for c in self._chunks if not c.counted and c.scan.done()]
+        for c in done:
+            c.counted = True
+            if not c.scan.cancelled() and c.scan.exception() is None:
+                got = c.scan.result()
+                self._held += c.size if got is None else scan_bytes(got)
+        self.watch(self._held)
 
     def _learn(self, first: int, scan: Future[Any], chunk: memoryview) -> None:
         """The export's width from its first chunks: the rows of the next chunks."""
@@ -163,26 +185,42 @@ class BodyParser:
         if self.sizing is not None:
             self.sizing.rows = self._rows
 
-    def batches(self, source: str, on_bad_lines: parse.OnBadLines = "error") -> Iterator[RawBatch]:
+    def batches(
+        self, source: str, on_bad_lines: parse.OnBadLines = "error", stored: int = 0
+    ) -> Iterator[RawBatch]:
         """The body's batches, in line order (call once the body is verified and
-        :meth:`finish` ed). A chunk the scanner declined is parsed in Python here."""
+        :meth:`finish` ed). A chunk the scanner declined is parsed in Python here.
+        With the body's ``stored`` size (bytes on disk), each batch tells how far
+        into it its lines end, in proportion (``read_to`` of ``file_size``)."""
         bad = parse.BadLines(source, on_bad_lines)
         taken = 0
+        with self._lock:
+            total = sum(c.size for c in self._chunks)
+        consumed = 0
+
+        def placed(batch: RawBatch) -> RawBatch:
+            if stored and total:
+                batch.read_to, batch.file_size = round(stored * consumed / total), stored
+            return batch
+
         while True:
             with self._lock:
                 if not self._chunks:
                     break
                 c = self._chunks.popleft()
+            consumed += c.size
             got = c.scan.result()
             taken += 1
             if taken % _TRIM_EVERY == 0:
                 trim_memory()
             batch = None if got is None else from_scan(got, c.first, c.count, source)
             if batch is not None:
-                yield batch
+                yield placed(batch)
                 continue
             lines = split_lines(c.data)
             for start, part in _by_bytes(lines, c.first):
-                yield build_raw_batch(
-                    part, start, source=source, bad=bad, keys=self.keys, native=False
+                yield placed(
+                    build_raw_batch(
+                        part, start, source=source, bad=bad, keys=self.keys, native=False
+                    )
                 )
