@@ -59,4 +59,5 @@ def test_scaling_page_snippets_run(request: pytest.FixtureRequest) -> None:
             obj = namespace.get(name)
             if obj is not None:
                 obj.close()
-    assert len(srv.requests) > 20
+    # the snippets ran against the emulator (auto windows: several days per request)
+    assert srv.requests and all(r.status == 200 for r in srv.requests)
