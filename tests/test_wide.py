@@ -430,21 +430,29 @@ def test_budget_projects_a_gzip_file_from_its_compressed_bytes(tmp_path: Path) -
     assert 0.7 * 40_000 < projected < 1.3 * 40_000, str(info.value)
 
 
+def spread(events: list[dict[str, Any]], days: int) -> list[dict[str, Any]]:
+    """``events`` spread evenly over ``days`` days from 2024-01-01 (UTC)."""
+    for i, e in enumerate(events):
+        e["properties"]["time"] = int(DAY0) + (i * days * 86_400) // len(events)
+    return events
+
+
+def cached_days(srv: Any, secret: str, tmp_path: Path, window_days: int) -> dict[str, Any]:
+    """Read keywords for ``srv``, bodies kept in a ``cache_dir`` (parsed from disk)."""
+    return dict(
+        api_secret=secret,
+        project_timezone="UTC",
+        base_url=srv.url,
+        window_days=window_days,
+        cache_dir=tmp_path / "cache",
+    )
+
+
 def test_budget_projects_an_export_from_its_first_day(server, secret, tmp_path: Path) -> None:
     """An export of four like days fails while its first day is parsed when the whole
     would pass the budget, though that day alone fits: the bodies to come count.
     (The bodies come from ``cache_dir``, parsed from disk as they are read.)"""
-    events = wide_events(40_000, 600)
-    for i, e in enumerate(events):  # 10,000 events a day over four days
-        e["properties"]["time"] = int(DAY0) + (i * 4 * 86_400) // len(events)
-    srv = server(events)
-    kw: dict[str, Any] = dict(
-        api_secret=secret,
-        project_timezone="UTC",
-        base_url=srv.url,
-        window_days=1,
-        cache_dir=tmp_path / "cache",
-    )
+    kw = cached_days(server(spread(wide_events(40_000, 600), 4)), secret, tmp_path, 1)
     assert len(rf.read_robotmia_export("2024-01-01", "2024-01-04", max_memory=None, **kw)) == 40_000
 
     def estimate(last: str) -> int:
@@ -483,17 +491,7 @@ def test_budget_watches_a_window_of_several_days_as_parsed(server, secret, tmp_p
     """A body of several days is held whole, as parsed, until it is cut into days:
     the budget checks it batch by batch, before the cut (here a body from
     ``cache_dir``, parsed from disk)."""
-    events = wide_events(6000, 600)
-    for i, e in enumerate(events):
-        e["properties"]["time"] = int(DAY0) + (i * 3 * 86_400) // len(events)
-    srv = server(events)
-    kw: dict[str, Any] = dict(
-        api_secret=secret,
-        project_timezone="UTC",
-        base_url=srv.url,
-        window_days=3,
-        cache_dir=tmp_path / "cache",
-    )
+    kw = cached_days(server(spread(wide_events(6000, 600), 3)), secret, tmp_path, 3)
     assert len(rf.read_robotmia_export("2024-01-01", "2024-01-03", max_memory=None, **kw)) == 6000
     with pytest.raises(rf.MemoryBudgetError, match="window of several days, in window"):
         rf.read_robotmia_export("2024-01-01", "2024-01-03", max_memory=rss() + 1, **kw)
@@ -503,10 +501,7 @@ def test_budget_watches_a_window_of_several_days_as_parsed(server, secret, tmp_p
 def test_budget_stops_a_body_scanned_while_it_downloads(server, secret) -> None:
     """A body parsed while it downloads is held until it is verified: the budget
     counts its scans as they are done and stops the download past the budget."""
-    events = wide_events(30_000, 600)
-    for i, e in enumerate(events):  # one day
-        e["properties"]["time"] = int(DAY0) + (i * 86_400) // len(events)
-    srv = server(events)
+    srv = server(spread(wide_events(30_000, 600), 1))
     kw: dict[str, Any] = dict(api_secret=secret, project_timezone="UTC", base_url=srv.url)
     with pytest.raises(
         rf.MemoryBudgetError, match=r"window 2024-01-01 \(downloading\) held as parsed"
