@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C scanner under AddressSanitizer and UBSan (gcc).
-# Builds _scan.c with -fsanitize=address,undefined -fno-sanitize-recover=all into a
-# copy of the package, then runs tests/test_scan.py, tests/test_scan_safety.py and
+# Builds _scan.c with -fsanitize=address,undefined -fno-sanitize-recover=all
+# (.ci/build_scan_sanitized.sh) into a copy of the package, then runs
+# tests/test_scan.py, tests/test_scan_safety.py and
 # a replay of the fuzz corpus (tests/fuzz/corpus) through the json.loads reference
 # against that build. Any sanitizer report aborts the run and fails the job.
 set -euo pipefail
@@ -12,11 +13,8 @@ trap 'rm -rf "$work"' EXIT
 cp -r robotmia_frames tests pyproject.toml setup.py README.md "$work"/
 find "$work/robotmia_frames" -name '_scan*.so' -delete
 cd "$work"
-san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1)
-CC=${SAN_CC:-gcc} CFLAGS="${san[*]}" LDFLAGS="${san[*]}" \
-    python3 setup.py -q build_ext --inplace 2>&1 | grep -v '^$' || true
-so=$(find robotmia_frames -name "_scan*.so" | head -1)
-[ -n "$so" ] || { echo "sanitized build failed"; exit 1; }
+so=robotmia_frames/parse/_scan.abi3.so
+"$root/.ci/build_scan_sanitized.sh" "$work/$so" asan
 nm -D "$so" | grep -q __asan_ || { echo "$so is not built with ASan"; exit 1; }
 export LD_PRELOAD="$(${SAN_CC:-gcc} -print-file-name=libasan.so):$(${SAN_CC:-gcc} -print-file-name=libubsan.so)"
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1
