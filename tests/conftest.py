@@ -164,6 +164,27 @@ def release_when(condition: Callable[[], object], gate: threading.Event) -> thre
     return thread
 
 
+def errors_at_once(call: Callable[[], object], times: int = 2) -> list[BaseException]:
+    """Run ``call`` in ``times`` threads at once; the exceptions they raised (none: ``[]``).
+
+    (Imported by other test modules: ``from tests.conftest import errors_at_once``.)
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # collected for the caller's assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def read_day(url: str, day: str = "2024-01-01", **options: Any) -> Any:
     """``rf.read_robotmia_export`` of one day from the server at ``url`` (the test
     secret, UTC), with ``options``.

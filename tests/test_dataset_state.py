@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 import robotmia_frames as rf
 from robotmia_frames import _pipeline, sinks
 from robotmia_frames.emulator import generate_events
-from tests.conftest import SECRET, ServerFactory, local_seconds
+from tests.conftest import SECRET, ServerFactory, errors_at_once, local_seconds
 
 
 def _events(days: list[str], per_day: int = 3, tag: str = "a") -> list[dict[str, Any]]:
@@ -207,19 +206,7 @@ def test_two_writers_at_once_both_finish(server: ServerFactory, tmp_path: Path) 
     srv = server(generate_events(60, days=3), project_timezone="UTC")
     out = tmp_path / "ds"
     kw = _kw(srv, project_timezone="UTC")
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            rf.export_to_parquet(out, "2024-01-01", "2024-01-03", **kw)
-        except BaseException as exc:  # collected for the assertion
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_at_once(lambda: rf.export_to_parquet(out, "2024-01-01", "2024-01-03", **kw))
     assert errors == []
     _every_reader(out, 60)
 

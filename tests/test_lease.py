@@ -5,7 +5,6 @@ and ``If-Match`` over HTTP through s3fs)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 import robotmia_frames as rf
 from robotmia_frames import sinks
 from robotmia_frames.emulator import generate_events
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, errors_at_once
 from tests.test_storage import _kw, _options, _s3fs
 
 pytest.importorskip("moto.server")
@@ -86,19 +85,7 @@ def test_two_writers_at_once_both_finish(
     srv = server(generate_events(60, days=3), project_timezone="UTC")
     url = f"s3://{bucket}/events"
     kw = _kw(srv, project_timezone="UTC", storage_options=_options(s3_endpoint))
-    errors: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            rf.export_to_parquet(url, "2024-01-01", "2024-01-03", **kw)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_at_once(lambda: rf.export_to_parquet(url, "2024-01-01", "2024-01-03", **kw))
     assert errors == []
     clean = rf.export_to_parquet(
         tmp_path / "clean", "2024-01-01", "2024-01-03", **_kw(srv, project_timezone="UTC")
