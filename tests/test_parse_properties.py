@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import robotmia_frames as rf
 from robotmia_frames import parse
+from tests.fuzz.reference import kind_of, unify
 from tests.strategies import events, json_values
 
 SETTINGS = settings(
@@ -24,40 +25,11 @@ SETTINGS = settings(
 )
 
 # ----------------------------------------------------------------- the oracle
-# An independent, deliberately naive statement of design.md's type policy.
-
-
-def value_kind(v: Any) -> Any:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int" if -(2**63) <= v < 2**63 else "text"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "str"
-    if isinstance(v, dict):
-        return "text"
-    item = "null"
-    for x in v:
-        item = merge(item, value_kind(x))
-    return ("list", item)
-
-
-def merge(a: Any, b: Any) -> Any:
-    if a == b:
-        return a
-    if a == "null":
-        return b
-    if b == "null":
-        return a
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return ("list", merge(a[1], b[1]))
-    if {a, b} == {"int", "float"}:
-        return "float"
-    return "text"
+# An independent, deliberately naive statement of design.md's type policy: a value's
+# kind and the kind of a column of two kinds are those of the C scanner's reference
+# (``tests/fuzz/reference.py``), one statement of the policy for both oracles.
+value_kind = kind_of
+merge = unify
 
 
 def arrow_of(kind: Any) -> pa.DataType:

@@ -86,7 +86,7 @@ def _top_pairs(line: bytes) -> list[tuple[str, Any]]:
 Kind = Any  # "null", "bool", "int", "float", "str", "text" or ("list", item kind)
 
 
-def _unify(a: Kind, b: Kind) -> Kind:
+def unify(a: Kind, b: Kind) -> Kind:
     """The kind of a column holding values of kinds ``a`` and ``b``."""
     if a == b:
         return a
@@ -95,13 +95,13 @@ def _unify(a: Kind, b: Kind) -> Kind:
     if b == "null":
         return a
     if type(a) is tuple and type(b) is tuple:
-        return ("list", _unify(a[1], b[1]))
+        return ("list", unify(a[1], b[1]))
     if {a, b} == {"int", "float"}:
         return "float"
     return "text"  # str and text, or any other mix
 
 
-def _kind_of(value: Any) -> Kind:
+def kind_of(value: Any) -> Kind:
     t = type(value)
     if value is None:
         return "null"
@@ -116,7 +116,7 @@ def _kind_of(value: Any) -> Kind:
     if t is list:
         item: Kind = "null"
         for v in value:
-            item = _unify(item, _kind_of(v))
+            item = unify(item, kind_of(v))
         return ("list", item)
     return "text"  # an object
 
@@ -210,7 +210,7 @@ def _expected(chunk: bytes, wanted: list[str] | None) -> dict[str, Any]:
         raw = [p.get(key) for p in props]
         kind: Kind = "null"
         for v in raw:
-            kind = _unify(kind, _kind_of(v))
+            kind = unify(kind, kind_of(v))
         columns[key] = [_typed(v, kind) for v in raw]
     return {"rows": len(props), "event": events, "time": times, "columns": columns}
 
