@@ -282,6 +282,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
     if args.limit < 0:
         raise ValueError(f"--limit must be 0 (all rows) or more, got {args.limit}")
     result: pa.Table | dict[str | None, pa.Table]
+    empty = False  # an empty export file: no events, so no times to convert
     if src.is_dir():
         result = readers.read_parquet_dataset(
             src,
@@ -307,7 +308,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             raise ValueError(
                 "--event applies to datasets; an export file holds the events it was exported with"
             )
-        empty = src.stat().st_size == 0  # no events, so no times to convert
+        empty = src.stat().st_size == 0
         if not (empty or args.timezone or os.environ.get(_options.TIMEZONE_ENV, "").strip()):
             raise ValueError(
                 "reading an export file needs the project timezone to convert its "
@@ -346,9 +347,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
         return EXIT_OK
-    notes = []
-    if src.is_file() and src.stat().st_size == 0:
-        notes.append(f"{src} is an empty file: an export with no events")
+    notes = [f"{src} is an empty file: an export with no events"] if empty else []
     _print_preview(result, args.limit, columns, out, notes)
     return EXIT_OK
 
