@@ -8,12 +8,15 @@ parent). Only loopback is used.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,51 @@ def run_child(method: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
     if proc.returncode != 0:
         return {"method": method, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def proc_status_mib(field: str) -> float:
+    """``VmHWM`` (peak RSS) or ``VmRSS`` of this process in MiB, from
+    ``/proc/self/status`` (NaN where there is none: Linux only)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak RSS in MiB (``VmHWM``)."""
+    return proc_status_mib("VmHWM")
+
+
+#: A static export answer: the request's query -> the body's length and its blocks.
+Answer = Callable[[dict[str, list[str]]], tuple[int, Iterable[bytes]]]
+
+
+def serve_export(answer: Answer) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """An export endpoint on loopback answering any request with ``answer(query)``;
+    returns the server (``shutdown()`` it) and its export URL."""
+    from urllib.parse import parse_qs, urlsplit
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            size, blocks = answer(parse_qs(urlsplit(self.path).query))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            for block in blocks:
+                self.wfile.write(block)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/api/2.0/export/"
 
 
 def median(values: list[float]) -> float:

@@ -12,14 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
+from _harness import peak_rss_mib
 
 #: Extra figures a method reports (merged into its JSON line).
 EXTRA: dict[str, Any] = {}
@@ -225,7 +218,7 @@ def main() -> None:
     rows, cols = METHODS[method](*args)
     wall = time.perf_counter() - t
     report: dict[str, Any] = {
-        "method": method, "wall": wall, "rss_mib": _peak_rss_mib(), "rows": rows, "cols": cols,
+        "method": method, "wall": wall, "rss_mib": peak_rss_mib(), "rows": rows, "cols": cols,
         **EXTRA,
     }  # fmt: skip
     print(json.dumps(report))

@@ -31,14 +31,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import DATA, ROOT, machine, median
+from _harness import DATA, ROOT, machine, median, peak_rss_mib, serve_export
 
 SECRET = "bench-secret"
 START = dt.date(2024, 1, 1)
@@ -87,44 +85,20 @@ def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Serve ``folder``'s day bodies for any ``from_date..to_date`` on loopback."""
     bodies = {p.name[:10]: p.read_bytes() for p in folder.glob("20*.jsonl.gz")}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(q: dict[str, list[str]]) -> tuple[int, list[memoryview]]:
+        a = dt.date.fromisoformat(q["from_date"][0])
+        b = dt.date.fromisoformat(q["to_date"][0])
+        parts = []
+        while a <= b:
+            parts.append(bodies.get(a.isoformat(), b""))
+            a += dt.timedelta(days=1)
+        view = memoryview(b"".join(parts))
+        return len(view), [view[i : i + (1 << 20)] for i in range(0, len(view), 1 << 20)]
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            q = parse_qs(urlsplit(self.path).query)
-            a = dt.date.fromisoformat(q["from_date"][0])
-            b = dt.date.fromisoformat(q["to_date"][0])
-            parts = []
-            while a <= b:
-                parts.append(bodies.get(a.isoformat(), b""))
-                a += dt.timedelta(days=1)
-            body = b"".join(parts)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            view = memoryview(body)
-            for i in range(0, len(body), 1 << 20):
-                self.wfile.write(view[i : i + (1 << 20)])
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f"http://127.0.0.1:{srv.server_address[1]}/api/2.0/export/"
+    return serve_export(answer)
 
 
 # ------------------------------------------------------------------------- child
-
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(method: str, args: list[str]) -> None:
@@ -163,7 +137,7 @@ def child(method: str, args: list[str]) -> None:
         raise SystemExit(f"unknown method {method}")
     out["wall"] = time.perf_counter() - t
     out["cpu"] = time.process_time() - cpu
-    out["rss_mib"] = _peak_rss_mib()
+    out["rss_mib"] = peak_rss_mib()
     print(json.dumps(out))
 
 

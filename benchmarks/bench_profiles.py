@@ -30,28 +30,15 @@ import sys
 import time
 from typing import Any
 
+from _harness import peak_rss_mib, proc_status_mib
+
 SECRET = "bench-secret"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def _status_mib(field: str) -> float:
-    """``VmHWM`` (peak RSS) or ``VmRSS`` of this process from ``/proc/self/status``."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
-
-
-def _peak_rss_mib() -> float:
-    # Not getrusage(RUSAGE_SELF).ru_maxrss: in a child it also counts the parent's
-    # image at fork/exec (here: the server and its 200,000 profiles).
-    return _status_mib("VmHWM")
-
-
 def _rss_mib() -> float:
-    return _status_mib("VmRSS")
+    return proc_status_mib("VmRSS")
 
 
 def _reset_peak() -> bool:
@@ -98,12 +85,12 @@ def child(variant: str, url: str) -> None:
     build = profiles._build
 
     def build_and_note_peak(export: Any, names: Any) -> Any:
-        paging_peak.append(_peak_rss_mib())
+        paging_peak.append(peak_rss_mib())
         return build(export, names)
 
     profiles._build = build_and_note_peak  # type: ignore[assignment]
 
-    import_peak = _peak_rss_mib()
+    import_peak = peak_rss_mib()
     reset = _reset_peak()
     start_rss = _rss_mib()
     t0 = time.perf_counter()
@@ -124,8 +111,8 @@ def child(variant: str, url: str) -> None:
             {
                 "variant": variant,
                 "seconds": seconds,
-                "peak_rss_mib": max(import_peak, _peak_rss_mib()),
-                "export_peak_mib": _peak_rss_mib(),
+                "peak_rss_mib": max(import_peak, peak_rss_mib()),
+                "export_peak_mib": peak_rss_mib(),
                 "paging_peak_mib": paging_peak[0],
                 "start_rss_mib": start_rss,
                 "peak_reset": reset,

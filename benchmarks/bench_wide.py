@@ -33,10 +33,12 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from _harness import peak_rss_mib, serve_export
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ROBOTMIA_BENCH_DATA", ROOT / "bench-data"))
@@ -110,37 +112,20 @@ def wide_file(events: int, keys: int, per_event: int = 30) -> Path:
 def serve(path: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Serve ``path`` (one day's gzip body) as the answer to any export request."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def blocks() -> Iterator[bytes]:
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                yield block
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            size = path.stat().st_size
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(size))
-            self.end_headers()
-            with path.open("rb") as fh:
-                while block := fh.read(1 << 20):
-                    self.wfile.write(block)
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f"http://127.0.0.1:{srv.server_address[1]}/api/2.0/export/"
+    return serve_export(lambda _query: (path.stat().st_size, blocks()))
 
 
 # ------------------------------------------------------------------ child side
 
 
 def _peak() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    """This process's peak RSS in bytes."""
+    return round(peak_rss_mib() * 1024) * 1024
 
 
 def _size(result: Any) -> int:
