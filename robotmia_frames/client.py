@@ -473,8 +473,7 @@ class Client:
             >>> s.rows
             40
         """
-        location, state, tz, begin, end = _pipeline.sync_range(
-            self._conn,
+        location, state, tz, budget = self._sync_budget(
             path,
             from_date,
             to_date,
@@ -483,27 +482,18 @@ class Client:
             storage_options=storage_options,
             filesystem=filesystem,
             table_format=table_format,
+            window_days=window_days,
+            window_target_bytes=window_target_bytes,
         )
-        history = state.history_bytes_per_day()  # sizes the first auto windows
-        if (end - begin).days + 1 > LONG_SYNC_DAYS:
-            logger.info(
-                "sync of %s: %s",
-                redact_url(location.url),
-                self._conn.budget(
-                    begin,
-                    end,
-                    window_days=window_days,
-                    window_target_bytes=window_target_bytes,
-                    bytes_per_day=history,
-                ),
-            )
+        if budget.days > LONG_SYNC_DAYS:
+            logger.info("sync of %s: %s", redact_url(location.url), budget)
         if dtype is None and state.metadata.get("dtype"):
             # the types pinned when the dataset was written, kept by every sync
             dtype = state.metadata["dtype"]
             on_type_mismatch = state.metadata.get("on_type_mismatch", on_type_mismatch)
         plan = self._conn.plan(
-            begin,
-            end,
+            budget.from_date,
+            budget.to_date,
             event=event,
             where=where,
             project_timezone=tz,
@@ -515,7 +505,7 @@ class Client:
             on_type_mismatch=on_type_mismatch,
             window_days=window_days,
             window_target_bytes=window_target_bytes,
-            bytes_per_day=history,
+            bytes_per_day=state.history_bytes_per_day(),  # sizes the first auto windows
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
             summary = _pipeline.write_dataset(
@@ -561,7 +551,39 @@ class Client:
             >>> plan.requests, plan.days
             (53, 365)
         """
-        _, state, _, begin, end = _pipeline.sync_range(
+        *_, budget = self._sync_budget(
+            path,
+            from_date,
+            to_date,
+            lookback_days=lookback_days,
+            project_timezone=project_timezone,
+            storage_options=storage_options,
+            filesystem=filesystem,
+            table_format=table_format,
+            window_days=window_days,
+            window_target_bytes=window_target_bytes,
+        )
+        return budget
+
+    def _sync_budget(
+        self,
+        path: str | os.PathLike[str],
+        from_date: DateLike,
+        to_date: DateLike | None,
+        *,
+        lookback_days: int,
+        project_timezone: str | None,
+        storage_options: dict[str, Any] | None,
+        filesystem: Any,
+        table_format: TableFormat | None,
+        window_days: int | Literal["auto"],
+        window_target_bytes: int,
+    ) -> tuple[sinks.Location, sinks.DatasetState, str, _pipeline.BudgetPlan]:
+        """Where a sync writes, what the dataset records, the timezone, and the plan
+        of the days it re-exports (``_pipeline.sync_range``), its auto windows sized
+        from the dataset's history: the one step of :meth:`sync_to_parquet` and
+        :meth:`plan_sync`, the dataset's state read once."""
+        location, state, tz, begin, end = _pipeline.sync_range(
             self._conn,
             path,
             from_date,
@@ -572,13 +594,14 @@ class Client:
             filesystem=filesystem,
             table_format=table_format,
         )
-        return self._conn.budget(
+        budget = self._conn.budget(
             begin,
             end,
             window_days=window_days,
             window_target_bytes=window_target_bytes,
             bytes_per_day=state.history_bytes_per_day(),
         )
+        return location, state, tz, budget
 
     def plan_export(
         self,
