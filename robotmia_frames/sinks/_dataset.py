@@ -381,6 +381,13 @@ class ParquetDataset:
             )
         return sorted(out)
 
+    def files_by_day(
+        self, keep: Callable[[dt.date], bool] = lambda day: True
+    ) -> dict[dt.date, list[str]]:
+        """The data files of each day that ``keep`` accepts (every day by default),
+        oldest day first."""
+        return {day: self.files(day) for day in self.days() if keep(day)}
+
     def metadata_of(self, path: str) -> pq.FileMetaData:
         """The footer of one data file (rows, row groups, column sizes)."""
         return pq.read_metadata(path, filesystem=self._arrow_fs)
@@ -665,10 +672,9 @@ class ParquetDataset:
             [('2024-01-02', ['part-0.parquet'])]
         """
         out: dict[dt.date, list[str]] = {}
-        for day in self.days():
-            if (from_date and day < from_date) or (to_date and day > to_date):
-                continue
-            files = self.files(day)
+        for day, files in self.files_by_day(
+            lambda d: not ((from_date and d < from_date) or (to_date and d > to_date))
+        ).items():
             if event is not None and self.partition_by == ("date", "event"):
                 files = [
                     f

@@ -17,9 +17,10 @@ table for a Delta table as for a Hive dataset of the same days.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -122,25 +123,29 @@ class DeltaDataset(ParquetDataset):
             return None
         return pa.table(table.get_add_actions(flatten=True))
 
-    def days(self) -> list[dt.date]:
-        actions = self._actions()
-        if actions is None or actions.num_rows == 0:
-            return []
-        return sorted(set(actions.column("partition.date").to_pylist()))
-
-    def files(self, day: dt.date | None = None) -> list[str]:
+    def files_by_day(
+        self, keep: Callable[[dt.date], bool] = lambda day: True
+    ) -> dict[dt.date, list[str]]:
+        """The data files of each day that ``keep`` accepts, from one read of the log."""
         actions = self._actions()
         if actions is None:
-            return []
-        out = []
+            return {}
+        out: dict[dt.date, list[str]] = {}
         for path, d in zip(
             actions.column("path").to_pylist(),
             actions.column("partition.date").to_pylist(),
             strict=True,
         ):
-            if day is None or d == day:
-                out.append(self.location.join(unquote(path)))
-        return sorted(out)
+            if keep(d):
+                out.setdefault(d, []).append(self.location.join(unquote(path)))
+        return {d: sorted(out[d]) for d in sorted(out)}
+
+    def days(self) -> list[dt.date]:
+        return list(self.files_by_day())
+
+    def files(self, day: dt.date | None = None) -> list[str]:
+        by_day = self.files_by_day(lambda d: day is None or d == day)
+        return sorted(f for files in by_day.values() for f in files)
 
     def schemas(self) -> dict[str, pa.Schema]:
         """The table's schema (less ``date``), once: it stands for every file."""
@@ -198,10 +203,7 @@ class DeltaDataset(ParquetDataset):
                 if batch.num_rows == 0:
                     continue
                 result.rows += batch.num_rows
-                yield pa.RecordBatch.from_arrays(
-                    [*batch.columns, pa.array([date_value] * batch.num_rows, pa.date32())],
-                    schema=out_schema,
-                )
+                yield _dated(batch, date_value, out_schema)
 
         widen = self._narrower_in_table(schema)
         common: dict[str, Any] = dict(
@@ -211,9 +213,9 @@ class DeltaDataset(ParquetDataset):
         )
         if widen:
             # the log is read now: the batches are pulled from inside deltalake's runtime
-            older = [(d, self.files(d)) for d in self.days() if d != day]
+            older = self.files_by_day(lambda d: d != day)
             reader = pa.RecordBatchReader.from_batches(
-                out_schema, _chain(self._older_days(older, schema, out_schema), dated())
+                out_schema, itertools.chain(self._older_days(older, schema, out_schema), dated())
             )
             write_deltalake(self.uri, reader, mode="overwrite", schema_mode="overwrite", **common)
         else:
@@ -252,22 +254,19 @@ class DeltaDataset(ParquetDataset):
 
     def _older_days(
         self,
-        older: list[tuple[dt.date, list[str]]],
+        older: dict[dt.date, list[str]],
         schema: pa.Schema,
         out_schema: pa.Schema,
     ) -> Iterator[pa.RecordBatch]:
         """The rows of the ``older`` days' files, conformed to ``schema`` (wider kinds)."""
         kinds: dict[str, Kind] = {f.name: kind_of_field(f) for f in schema if f.name != "time"}
         columns = schema.names
-        for other, files in older:
+        for other, files in older.items():
             value = pa.scalar(other, pa.date32())
             for f in files:
                 table = conform_table(self._read_file(f), kinds, columns)
                 for batch in table.to_batches():
-                    yield pa.RecordBatch.from_arrays(
-                        [*batch.columns, pa.array([value] * batch.num_rows, pa.date32())],
-                        schema=out_schema,
-                    )
+                    yield _dated(batch, value, out_schema)
 
     def rewrite_day(
         self,
@@ -281,6 +280,8 @@ class DeltaDataset(ParquetDataset):
         that widens it) and reads missing columns as nulls."""
 
 
-def _chain(*parts: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for part in parts:
-        yield from part
+def _dated(batch: pa.RecordBatch, day: pa.Scalar, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with the ``date`` column (``day`` on every row) appended."""
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, pa.repeat(day, batch.num_rows)], schema=schema
+    )
