@@ -413,6 +413,17 @@ def _parsed(body: DayBody, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator
         yield _pipeline.parse_file(path, label, plan.on_bad_lines, _pipeline.parse_columns(plan))
 
 
+def _table(
+    parsed: _pipeline.Parsed,
+    plan: _pipeline.ExportPlan,
+    kinds: dict[str, Kind],
+    columns: Sequence[str] | None,
+) -> pa.Table:
+    """One day's rows as a table of ``kinds`` (``flat_table``, as on one machine)."""
+    spec = _pipeline.TableSpec(kinds, plan.timezone, columns, plan.dedupe, plan.time_unit)
+    return _pipeline.flat_table([parsed], spec)
+
+
 def _window_kinds(
     body: DayBody, day: dt.date, *, plan: _pipeline.ExportPlan
 ) -> tuple[int, dict[str, Kind], PinReport, int]:
@@ -428,13 +439,7 @@ def _window_kinds(
             and (plan.columns is None or c in plan.columns)
         ]
         if pinned:
-            prop_kinds = parsed.kinds
-            out = _pipeline.batches(
-                parsed, prop_kinds, plan.timezone, pinned, dedupe=plan.dedupe, unit=plan.time_unit
-            )
-            table = pa.Table.from_batches(
-                list(out), schema=_pipeline.final_schema(prop_kinds, pinned)
-            )
+            table = _table(parsed, plan, parsed.kinds, pinned)
             _, report = parse.pin_types(
                 table, plan.pinned.dtypes, plan.pinned.on_type_mismatch, source=parsed.label
             )
@@ -465,13 +470,7 @@ def _partition(
     with _parsed(body, day, plan) as parsed:
         if check:
             _check_fits(parsed, kinds, day)
-        batches = _pipeline.batches(
-            parsed, kinds, plan.timezone, plan.columns, dedupe=plan.dedupe, unit=plan.time_unit
-        )
-        table = pa.Table.from_batches(
-            list(batches), schema=_pipeline.final_schema(kinds, plan.columns)
-        )
-        table = pins.apply(table, parsed.label, check=check)
+        table = pins.apply(_table(parsed, plan, kinds, plan.columns), parsed.label, check=check)
     return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
 
 
