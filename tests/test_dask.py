@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -582,12 +581,9 @@ def test_workers_write_straight_to_s3(
     client: Any, server: ServerFactory, request: pytest.FixtureRequest
 ) -> None:
     """The workers write each day to an S3 API server on loopback (moto)."""
-    s3fs = pytest.importorskip("s3fs")
-    from tests.test_storage import KEY, SECRET_KEY, _options
+    from tests.test_storage import _options
 
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = f"d-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem(key=KEY, secret=SECRET_KEY, endpoint_url=endpoint).mkdir(bucket)
+    endpoint, bucket = (request.getfixturevalue(n) for n in ("s3_endpoint", "bucket"))
     srv = server(_conflicting_events())
     url, opts = f"s3://{bucket}/events", _options(endpoint)
     s = rfd.export_to_parquet(url, "2024-03-01", "2024-03-04", storage_options=opts, **_kw(srv))

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import ExportServer, iter_generated_events
-from tests.test_storage import KEY, SECRET_KEY, _options
+from tests.test_storage import _options
 
 pytest.importorskip("deltalake")
 
@@ -73,11 +72,7 @@ def test_sigkill_then_rerun_equals_a_clean_run(
     if where == "local":
         out = str(tmp_path / "ds")
     else:
-        import s3fs
-
-        endpoint = request.getfixturevalue("s3_endpoint")
-        bucket = f"k-{uuid.uuid4().hex[:12]}"
-        s3fs.S3FileSystem(key=KEY, secret=SECRET_KEY, endpoint_url=endpoint).mkdir(bucket)
+        endpoint, bucket = (request.getfixturevalue(n) for n in ("s3_endpoint", "bucket"))
         out, opts = f"s3://{bucket}/ds", _options(endpoint)
     old_ids, new_ids = _ids(OLD), _ids(NEW)
     kw: dict[str, Any] = dict(
