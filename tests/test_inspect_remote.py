@@ -15,10 +15,20 @@ import robotmia_frames as rf
 from robotmia_frames.emulator import generate_events
 from tests.conftest import SECRET, ServerFactory
 from tests.test_cli import run_cli
-from tests.test_storage import KEY, REGION, SECRET_KEY, _kw
+from tests.test_storage import KEY, REGION, SECRET_KEY, _kw, _options
 
 pytest.importorskip("moto.server")
 pytest.importorskip("deltalake")
+
+
+def _aws_env(endpoint: str) -> dict[str, str]:
+    """The environment that points the command's S3 client at the server at ``endpoint``."""
+    return {
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": endpoint,
+    }
 
 
 def _inspect(source: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -41,14 +51,8 @@ def test_inspect_s3_and_delta_datasets(
     events = generate_events(90, days=3)
     events.append({"event": "late", "properties": {"time": events[0]["properties"]["time"]}})
     srv = server(events, project_timezone="UTC")
-    aws = {
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": s3_endpoint,
-    }
-    opts = {"key": KEY, "secret": SECRET_KEY, "endpoint_url": s3_endpoint}
-    opts["client_kwargs"] = {"region_name": REGION}  # type: ignore[assignment]
+    aws = _aws_env(s3_endpoint)
+    opts = _options(s3_endpoint)
     kw = _kw(srv, project_timezone="UTC")
     local = tmp_path / "hive"
     rf.export_to_parquet(local, "2024-01-01", "2024-01-03", **kw)
@@ -81,13 +85,7 @@ def test_inspect_s3_and_delta_datasets(
 
 
 def test_inspect_a_missing_remote_dataset_is_a_clear_error(s3_endpoint: str, bucket: str) -> None:
-    env = {
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": s3_endpoint,
-    }
-    proc = run_cli("inspect", f"s3://{bucket}/nothing", env=env)
+    proc = run_cli("inspect", f"s3://{bucket}/nothing", env=_aws_env(s3_endpoint))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"error: no dataset at s3://{bucket}/nothing")
     assert "Traceback" not in proc.stderr

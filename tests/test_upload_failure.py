@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from robotmia_frames.sinks import ParquetDataset, locate
-from tests.test_storage import KEY, REGION, SECRET_KEY, _s3fs
+from tests.test_storage import KEY, REGION, SECRET_KEY, _options, _s3fs
 
 pytest.importorskip("moto.server")
 
@@ -113,9 +113,5 @@ def test_a_failed_multipart_upload_raises_and_leaves_the_old_day(
     s3.invalidate_cache()
     assert s3.cat_file(key) == before  # the old day, whole
     assert s3.find(bucket) == [key]  # no partial or staging object
-    reader: Any = ParquetDataset(locate(f"s3://{bucket}/ds", storage_options=_opts(s3_endpoint)))
+    reader: Any = ParquetDataset(locate(f"s3://{bucket}/ds", storage_options=_options(s3_endpoint)))
     assert sum(t.num_rows for t in reader.read_tables()) == 10
-
-
-def _opts(endpoint: str) -> dict[str, Any]:
-    return {"key": KEY, "secret": SECRET_KEY, "endpoint_url": endpoint}
