@@ -604,9 +604,9 @@ def split_body_files(
 ) -> list[Path]:
     """:func:`split_body` into files: ``directory/<day>.jsonl.gz``, one per day, in order.
 
-    The body is read twice as a stream (the days of its rows, then its lines) and
-    never held in memory: each day can then be parsed on its own, as a one-day
-    window, so that writing a multi-day window takes the memory of one day.
+    The body is read once as a stream and never held in memory: each day can then
+    be parsed on its own, as a one-day window, so that writing a multi-day window
+    takes the memory of one day.
     """
     directory.mkdir(parents=True, exist_ok=True)
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
@@ -621,26 +621,21 @@ def _split_lines(
     path: Path, label: str, first: dt.date, unit: str, outs: Sequence[BinaryIO]
 ) -> None:
     """Write the lines of the body at ``path`` to ``outs`` (one per day from ``first``),
-    gzip-compressed (level 1): see :func:`split_body`."""
+    gzip-compressed (level 1): see :func:`split_body`. One pass over the body: each
+    chunk of lines is parsed for its rows' times only, then written out by day."""
     ndays = len(outs)
-    # per batch: its first line, its line count, its malformed lines, each row's day
-    spans = [
-        (b.first_line, b.line_count, b.bad_lines, day_numbers(b.time, first, ndays, unit))
-        for b in parse.read_raw_batches(path, source=label, on_bad_lines="skip", keys=frozenset())
-    ]
     writers = [gzip.GzipFile(fileobj=o, mode="wb", compresslevel=1, mtime=0) for o in outs]
-    j = row = 0
     day = 0
-    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=1 << 16):
+    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=parse.BATCH_ROWS):
+        batch = parse.build_raw_batch(
+            chunk, first_no, source=label, bad=parse.BadLines(label, "skip"), keys=frozenset()
+        )
+        days = day_numbers(batch.time, first, ndays, unit)
+        row = 0
         for k, line in enumerate(chunk):
-            number = first_no + k
-            while j < len(spans) and number >= spans[j][0] + spans[j][1]:
-                j, row = j + 1, 0
-            if j < len(spans) and number >= spans[j][0]:
-                _, _, bad, days = spans[j]
-                if line.strip() and number not in bad and row < len(days):
-                    day = int(days[row])
-                    row += 1
+            if line.strip() and first_no + k not in batch.bad_lines and row < len(days):
+                day = int(days[row])
+                row += 1
             writers[day].write(line)
             writers[day].write(b"\n")
     for writer in writers:

@@ -1,0 +1,88 @@
+"""A multi-day body cut into one body per day (``split_body``, ``split_body_files``).
+
+Each day's body holds the lines whose row falls on that day (its raw ``time``, as
+``day_numbers`` reads it), in body order; a blank or malformed line goes with the
+row before it (the first day before any row). Checked against a line-by-line
+reference, on small bodies (Hypothesis) and on one longer than a chunk of lines
+with malformed lines either side of the chunk boundary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import math
+from pathlib import Path
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from robotmia_frames import parse
+from robotmia_frames._pipeline import split_body
+from robotmia_frames._pipeline._windows import split_body_files
+
+FIRST = dt.date(1970, 1, 2)
+DAYS = 3
+
+
+def reference(lines: list[bytes], days: int = DAYS) -> list[list[bytes]]:
+    """Each line's day, one line at a time (what a one-day request would hold)."""
+    out: list[list[bytes]] = [[] for _ in range(days)]
+    day = 0
+    base = (FIRST - dt.date(1970, 1, 1)).days
+    for line in lines:
+        try:
+            obj = orjson.loads(line) if line.strip() else None
+        except orjson.JSONDecodeError:
+            obj = None
+        props = obj.get("properties", {}) if type(obj) is dict else None
+        if type(obj) is dict and (props is None or type(props) is dict):
+            t = (props or {}).get("time")
+            d = math.floor(t / 86400) - base if isinstance(t, int) else 0
+            day = d if 0 <= d < days else 0
+        out[day].append(line)
+    return out
+
+
+def row(t: int | None) -> bytes:
+    props = {} if t is None else {"time": t}
+    return orjson.dumps({"event": "e", "properties": props})
+
+
+_LINE = st.one_of(
+    st.integers(0, 5 * 86400).map(row),  # a day before, in or after the window
+    st.just(row(None)),
+    st.sampled_from([b"", b"  ", b"{bad", b"[1]", b'{"event":"e","properties":3}']),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=st.lists(_LINE, max_size=40))
+def test_split_body_matches_line_by_line(tmp_path: Path, lines: list[bytes]) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    last = FIRST + dt.timedelta(days=DAYS - 1)
+    got = [gzip.decompress(b).splitlines() for b in split_body(path, "w", FIRST, last)]
+    assert got == reference(lines)
+
+
+def test_split_body_files_across_chunks(tmp_path: Path) -> None:
+    n = parse.BATCH_ROWS
+    base = (FIRST - dt.date(1970, 1, 1)).days * 86400
+    lines = [row(base + (i * 3 * 86400) // (2 * n + 50)) for i in range(2 * n + 50)]
+    for at in (n - 2, n - 1, n, n + 1, 2 * n):  # malformed and blank lines at the boundaries
+        lines[at] = b"{bad" if at % 2 else b""
+    path = tmp_path / "w.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines)))  # no newline at the end
+    last = FIRST + dt.timedelta(days=DAYS - 1)
+    paths = split_body_files(path, "w", FIRST, last, tmp_path / "days")
+    assert [p.name for p in paths] == [
+        f"{(FIRST + dt.timedelta(days=i)).isoformat()}.jsonl.gz" for i in range(DAYS)
+    ]
+    got = [gzip.decompress(p.read_bytes()).splitlines() for p in paths]
+    want = reference(lines)
+    assert all(want)  # every day has lines
+    assert got == want
