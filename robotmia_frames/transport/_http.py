@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, suppress
 from typing import IO, Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
@@ -62,8 +62,9 @@ def make_session(
 
 class _TrackingAdapter(HTTPAdapter):
     """An adapter that keeps its open connections, so that :func:`cancel` can shut
-    down a request still waiting for the first byte of its answer (a response
-    object exists only once the headers came)."""
+    down every request on them: one streaming its body, and one still waiting for
+    the first byte of its answer (a response object exists only once the headers
+    came)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -286,15 +287,15 @@ def _export_attempt(
         try:
             status = resp.status_code
             if status == 200:
-                with _running(session, resp):
-                    return _receive(
-                        resp,
-                        config,
-                        sink,
-                        cancelled=lambda: session in _CANCELLED,
-                        on_bytes=on_bytes,
-                        on_body=on_body,
-                    )
+                _stop_if_cancelled(session)
+                return _receive(
+                    resp,
+                    config,
+                    sink,
+                    cancelled=lambda: session in _CANCELLED,
+                    on_bytes=on_bytes,
+                    on_body=on_body,
+                )
             if 300 <= status < 400 and resp.headers.get("Location"):
                 target = urljoin(resp.url or url, resp.headers["Location"])
                 if origin(target) != home:
@@ -318,49 +319,22 @@ def _export_attempt(
 
 # ------------------------------------------------------------------ cancellation
 
-_LOCK = threading.Lock()
 _CANCELLED: weakref.WeakSet[requests.Session] = weakref.WeakSet()
-_ACTIVE: weakref.WeakKeyDictionary[requests.Session, set[requests.Response]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def cancel(session: requests.Session) -> None:
     """Stop, from another thread, the downloads running on ``session`` (Ctrl-C,
-    SIGTERM): their sockets are shut down, and they fail at once, not retried.
+    SIGTERM): the sockets of its connections (:func:`make_session` tracks them) are
+    shut down, and the downloads fail at once, not retried.
 
     Example:
         >>> with make_session() as s:
         ...     cancel(s)
     """
-    with _LOCK:
-        _CANCELLED.add(session)
-        active = list(_ACTIVE.get(session, ()))
-    for resp in active:
-        _shut(resp)
-    for adapter in list(session.adapters.values()):  # requests still waiting for an answer
+    _CANCELLED.add(session)
+    for adapter in set(session.adapters.values()):
         if isinstance(adapter, _TrackingAdapter):
             adapter.shut_down()
-
-
-def _shut(resp: requests.Response) -> None:
-    conn = getattr(resp.raw, "connection", None)
-    sock = getattr(conn, "sock", None)
-    if isinstance(sock, socket.socket):
-        with suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-@contextmanager
-def _running(session: requests.Session, resp: requests.Response) -> Iterator[None]:
-    with _LOCK:
-        _ACTIVE.setdefault(session, set()).add(resp)
-    try:
-        _stop_if_cancelled(session)
-        yield
-    finally:
-        with _LOCK:
-            _ACTIVE.get(session, set()).discard(resp)
 
 
 def _stop_if_cancelled(session: requests.Session) -> None:
