@@ -615,16 +615,11 @@ def _day_futures(
     client: Client, windows: Sequence[tuple[dt.date, dt.date]], sent: Sequence[Future], tag: str
 ) -> list[Future]:
     """One future per day (a :class:`DayBody`), taken from its window's on the worker."""
-    out: list[Future] = []
-    for (a, b), fut in zip(windows, sent, strict=True):
-        if a == b:
-            out.append(client.submit(_day, fut, 0, key=_key("day", a, a, tag)))
-            continue
-        out += [
-            client.submit(_day, fut, i, key=_key("day", d, d, tag))
-            for i, d in enumerate(_days_of(a, b))
-        ]
-    return out
+    return [
+        client.submit(_day, fut, i, key=_key("day", d, d, tag))
+        for (a, b), fut in zip(windows, sent, strict=True)
+        for i, d in enumerate(_days_of(a, b))
+    ]
 
 
 class _FirstPass(NamedTuple):
