@@ -19,15 +19,11 @@ import requests
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import Fault, generate_events
+from tests.conftest import local_seconds as lsec
 from tests.conftest import release_when
 
 UTC = dt.timezone.utc
 EPOCH = dt.date(1970, 1, 1)
-
-
-def lsec(day: str, seconds: float = 0.0) -> float:
-    """Project-local export seconds, ``seconds`` after local midnight of ``day``."""
-    return (dt.date.fromisoformat(day) - EPOCH).days * 86400 + seconds
 
 
 def ev(name: str, t: Any, **props: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ use ``max_retries=0`` and sleep not at all.
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import threading
 from typing import Any
@@ -19,13 +18,9 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import Fault
+from tests.conftest import local_seconds as lsec
 
-EPOCH = dt.date(1970, 1, 1)
 DAY = "2024-02-01"
-
-
-def lsec(day: str, seconds: float = 0.0) -> float:
-    return (dt.date.fromisoformat(day) - EPOCH).days * 86400 + seconds
 
 
 def ev(name: str, t: Any, **props: Any) -> dict[str, Any]:

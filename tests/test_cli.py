@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import os
@@ -19,12 +18,7 @@ import pytest
 import robotmia_frames as rf
 from robotmia_frames.cli import main
 from robotmia_frames.emulator import Fault, generate_events
-
-EPOCH = dt.date(1970, 1, 1)
-
-
-def lsec(day: str, seconds: float = 0.0) -> float:
-    return (dt.date.fromisoformat(day) - EPOCH).days * 86400 + seconds
+from tests.conftest import local_seconds as lsec
 
 
 def _cli() -> list[str]:

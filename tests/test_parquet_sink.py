@@ -18,14 +18,10 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import Fault, generate_events
+from tests.conftest import local_seconds as lsec
 from tests.conftest import release_when
 
-EPOCH = dt.date(1970, 1, 1)
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
-
-
-def lsec(day: str, seconds: float = 0.0) -> float:
-    return (dt.date.fromisoformat(day) - EPOCH).days * 86400 + seconds
 
 
 def ev(name: str, t: Any, **props: Any) -> dict[str, Any]:
