@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from .._version import __version__
+from ..client import LONG_SYNC_DAYS
 from ..parse import scanner_status
 
 EXIT_CODES = """\
@@ -304,9 +305,9 @@ examples:
         "-y",
         "--yes",
         action="store_true",
-        help="start a long sync without asking (a sync over more than 31 days prints its "
-        "requests and API-hours first and, on a terminal, asks; without a terminal it "
-        "starts without asking)",
+        help=f"start a long sync without asking (a sync over more than {LONG_SYNC_DAYS} days "
+        "prints its requests and API-hours first and, on a terminal, asks; without a "
+        "terminal it starts without asking)",
     )
     _remote(s)
 
