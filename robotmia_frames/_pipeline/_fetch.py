@@ -191,8 +191,8 @@ def iter_windows(
         stream = None
         days = (last - first).days + 1
         per_day = planner.bytes_per_day
-        whole = day_at_a_time and days > 1  # parsed day by day after, from disk
-        if streaming and not whole and ahead.take(None if per_day is None else per_day * days):
+        by_days = day_at_a_time and days > 1  # parsed day by day after, from disk
+        if streaming and not by_days and ahead.take(None if per_day is None else per_day * days):
             label = f"the body of window {request.label} (downloading)"
             stream = parse.BodyParser(
                 keys=keys,
@@ -302,21 +302,21 @@ def iter_windows(
                 plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
             yield Window(day, result, part, cached, last=i == len(days) - 1)
 
-    # The stored size of every body landed, by its days: the memory budget of a read
-    # projects from the share of all bodies parsed (the days to come at the same rate).
-    sizes: dict[tuple[dt.date, dt.date], int] = {}
+    # The stored bytes and days of the bodies landed: the memory budget of a read
+    # projects from them to every body (the days to come at the same rate).
+    known_bytes = known_days = 0
     all_days = (plan.end - plan.start).days + 1
 
-    def expect_input() -> None:
-        if budget is None or not sizes:
-            return
-        days = sum((last - first).days + 1 for first, last in sizes)
-        known = sum(sizes.values())
-        budget.expect(int(known + max(0, all_days - days) * known / days))
-
     def landing(results: list[tuple[transport.DownloadResult, bool]]) -> None:
+        nonlocal known_bytes, known_days
         for r, _ in results:
-            sizes[(r.request.from_date, r.request.to_date)] = r.bytes_received
+            req = r.request
+            planner.learn(req.from_date, req.to_date, r.bytes_received)
+            known_bytes += r.bytes_received
+            known_days += (req.to_date - req.from_date).days + 1
+        if budget is not None and known_days:
+            rest = max(0, all_days - known_days) * known_bytes / known_days
+            budget.expect(int(known_bytes + rest))
 
     planner = WindowPlanner(plan.start, plan.end, plan.sizing, plan.bytes_per_day)
     order: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
@@ -340,7 +340,6 @@ def iter_windows(
                 if hit is not None:
                     landed[first] = [(hit, True)]
                     landing(landed[first])
-                    planner.learn(first, last, hit.bytes_received)
                     continue
                 if pool is None:
                     pool = ThreadPoolExecutor(
@@ -350,7 +349,6 @@ def iter_windows(
             # Hand on the landed windows, in date order.
             while order and order[0][0] in landed:
                 for result, cached in landed.pop(order.popleft()[0]):
-                    expect_input()
                     for w in scanned(result, cached):
                         if remaining is not None:
                             if w.parsed.rows >= remaining:
@@ -370,8 +368,6 @@ def iter_windows(
                 results = fut.result()
                 landed[first] = [(r, False) for r in results]
                 landing(landed[first])
-                for r in results:
-                    planner.learn(r.request.from_date, r.request.to_date, r.bytes_received)
     finally:
         for fut in pending:
             fut.cancel()
