@@ -551,18 +551,9 @@ class Client:
             >>> plan.requests, plan.days
             (53, 365)
         """
-        *_, budget = self._sync_budget(
-            path,
-            from_date,
-            to_date,
-            lookback_days=lookback_days,
-            project_timezone=project_timezone,
-            storage_options=storage_options,
-            filesystem=filesystem,
-            table_format=table_format,
-            window_days=window_days,
-            window_target_bytes=window_target_bytes,
-        )
+        given = dict(locals())  # every argument of plan_sync is one of _sync_budget's
+        del given["self"]
+        *_, budget = self._sync_budget(**given)
         return budget
 
     def _sync_budget(
