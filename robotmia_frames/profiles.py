@@ -499,12 +499,6 @@ def _output_properties(value: Any) -> list[str] | None:
     return names
 
 
-def _count(value: Any, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def read_profiles(
     conn: Connection,
     *,
@@ -557,10 +551,10 @@ def read_profiles(
     backend = _options.dtype_backend(dtype_backend)
     pinned = Pinned.checked(dtype, on_type_mismatch)
     if page_size is not None:
-        page_size = _count(page_size, "page_size", minimum=1)
+        page_size = _options.positive_int(page_size, "page_size")
     if not isinstance(parse_dates, bool):
         raise InvalidArgumentError(f"parse_dates must be True or False, got {parse_dates!r}")
-    restarts = _count(max_session_restarts, "max_session_restarts", minimum=0)
+    restarts = _options.non_negative_int(max_session_restarts, "max_session_restarts")
     url = url or (
         transport.PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL
     )
