@@ -42,6 +42,7 @@ __all__ = [
     "dtype",
     "dtype_backend",
     "events",
+    "flag",
     "known_columns",
     "limiter",
     "max_memory",
@@ -441,6 +442,18 @@ def window_days(value: Any) -> int | None:
         raise InvalidArgumentError(
             f'window_days must be "auto" or an integer from 1 to {MAX_WINDOW_DAYS}, got {value!r}'
         )
+    return value
+
+
+def flag(value: Any, name: str) -> bool:
+    """``True`` or ``False`` (not another value that happens to be truthy).
+
+    Example:
+        >>> flag(True, "plan")
+        True
+    """
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
     return value
 
 

@@ -396,8 +396,7 @@ class Client:
             filesystem=filesystem,
             table_format=table_format,
         )
-        if not isinstance(plan, bool):
-            raise InvalidArgumentError(f"plan must be True or False, got {plan!r}")
+        plan = _options.flag(plan, "plan")
         run = self._conn.plan(
             from_date,
             to_date,

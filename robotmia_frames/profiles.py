@@ -552,8 +552,7 @@ def read_profiles(
     pinned = Pinned.checked(dtype, on_type_mismatch)
     if page_size is not None:
         page_size = _options.positive_int(page_size, "page_size")
-    if not isinstance(parse_dates, bool):
-        raise InvalidArgumentError(f"parse_dates must be True or False, got {parse_dates!r}")
+    _options.flag(parse_dates, "parse_dates")
     restarts = _options.non_negative_int(max_session_restarts, "max_session_restarts")
     url = url or (
         transport.PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL
