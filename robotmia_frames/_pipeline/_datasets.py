@@ -223,8 +223,9 @@ class DatasetWriter:
             self.ds.check_writable()  # before any request: a read-only folder fails at once
             self.ds.check_layout()
             self.ds.recover()
-            self.kinds = sinks.unify_kinds_of_schemas(self.ds.schemas().values())
-            self.state = sinks.load_state(self.location, self.ds.records())
+            schemas = self.ds.schemas()  # every footer, read once for kinds and state
+            self.kinds = sinks.unify_kinds_of_schemas(schemas.values())
+            self.state = sinks.load_state(self.location, self.ds.records(schemas))
             tz = metadata.get("project_timezone")
             if isinstance(tz, str):
                 check_timezone(self.state, tz, self.location)

@@ -408,9 +408,12 @@ class ParquetDataset:
         """The schema of every data file (footers only), by path."""
         return {f: self.schema_of(f) for f in self.files()}
 
-    def records(self) -> list[dict[str, Any]]:
-        """What each data file records of itself (its footer), for the dataset state."""
-        return [recorded_metadata(s) for s in self.schemas().values()]
+    def records(self, schemas: Mapping[str, pa.Schema] | None = None) -> list[dict[str, Any]]:
+        """What each data file records of itself (its footer), for the dataset state;
+        from ``schemas`` when the caller has read them already (:meth:`schemas`)."""
+        if schemas is None:
+            schemas = self.schemas()
+        return [recorded_metadata(s) for s in schemas.values()]
 
     def current_kinds(self) -> dict[str, Kind]:
         """Column kinds of the files already written (from their footers only)."""

@@ -155,8 +155,9 @@ class DeltaDataset(ParquetDataset):
         schema = pa.schema(table.schema().to_arrow())
         return {self.uri: schema.remove(schema.get_field_index("date"))}
 
-    def records(self) -> list[dict[str, Any]]:
-        """What each commit of the table records (oldest first)."""
+    def records(self, schemas: Mapping[str, pa.Schema] | None = None) -> list[dict[str, Any]]:
+        """What each commit of the table records (oldest first; from its history, not
+        from ``schemas``)."""
         table = self._table()
         if table is None:
             return []
