@@ -245,7 +245,8 @@ class ParquetDataset:
             >>> import tempfile
             >>> ParquetDataset(tempfile.mkdtemp(), partition_by=("date", "event")).check_layout()
         """
-        for path in self.files()[:1]:
+        path = next((files[0] for files in map(self.files, self.days()) if files), None)
+        if path is not None:  # the first file tells; days are listed one at a time
             parts = posixpath.relpath(path, self.root).replace(os.sep, "/").split("/")
             have = ("date", "event") if parts[1:2] and parts[1].startswith("event=") else ("date",)
             if have != self.partition_by:
