@@ -136,10 +136,8 @@ class ClusterRateLimiter(transport.RateLimiter):
         margin: float = 0.1,
     ) -> None:
         super().__init__(limit)
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-            raise InvalidArgumentError(f"margin must be a number of seconds >= 0, got {margin!r}")
+        self.margin = _options.seconds(margin, "margin", allow_zero=True)
         self.name = name or f"robotmia-rate-{uuid.uuid4().hex}"
-        self.margin = float(margin)
         self._init_lock = threading.Lock()
         self._shared: tuple[Any, Any, Any] | None = None
         lim = self.limit

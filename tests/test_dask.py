@@ -149,6 +149,8 @@ def test_limiter_pickles_by_name_and_falls_back_outside_workers() -> None:
     assert copy.queries == 1
     with pytest.raises(ValueError, match="margin"):
         rfd.ClusterRateLimiter(margin=-1)
+    with pytest.raises(ValueError, match="margin"):  # a wait without end is refused too
+        rfd.ClusterRateLimiter(margin=float("inf"))
 
 
 # ------------------------------------------------------------------ read exports
