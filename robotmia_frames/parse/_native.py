@@ -147,34 +147,77 @@ def iter_line_blocks(
     between two chunks (once the first tells how wide the export is).
     ``position`` follows how far into the file (as stored) the reading has come.
     """
-    first = 1
-    pieces: list[memoryview] = []  # the lines read so far of the next chunk
-    pending = 0  # complete lines in pieces
+    rows = batch_rows if isinstance(batch_rows, list) else [batch_rows]
+    chunker = LineChunker(rows)
     with opened(path, position) as stream:
         while True:
             block = read_block(
-                stream, BIG_BLOCK, label=label, next_line=first + pending, position=position
+                stream, BIG_BLOCK, label=label, next_line=chunker.next_line, position=position
             )
             if not block:
                 break
-            view = memoryview(block)
-            pos = 0
-            while pos < len(block):
-                rows = batch_rows[0] if isinstance(batch_rows, list) else batch_rows
-                end = _scan.cut(block, pos, max(1, rows - pending))
-                if end < 0:  # the rest of the block is not a whole chunk yet
-                    pieces.append(view[pos:])
-                    pending += -1 - end
-                    break
-                # A chunk inside one block is a view of it; one spanning blocks is joined.
-                chunk = memoryview(b"".join([*pieces, view[pos:end]])) if pieces else view[pos:end]
-                rows = max(rows, pending + 1)
-                yield first, chunk, rows
-                first += rows
-                pieces, pending, pos = [], 0, end
-        tail = b"".join(pieces)
+            yield from chunker.feed(block)
+        yield from chunker.finish()
+
+
+class LineChunker:
+    """Bytes fed in pieces (blocks read, or a body as it downloads) cut into chunks
+    of ``rows[0]`` whole lines, as ``(first_line_number, chunk, line_count)``; the
+    one-item list ``rows`` is read at each chunk (the lines of the next chunks may
+    change between two chunks). A chunk inside one piece is a view of it; one
+    spanning pieces is joined. Needs the C scanner.
+
+    Example:
+        >>> c = LineChunker([2])
+        >>> native_enabled() is False or [
+        ...     (first, bytes(chunk), n) for data in (b"a\\nb", b"\\nc\\n", b"d")
+        ...     for first, chunk, n in c.feed(data)] + [
+        ...     (first, bytes(chunk), n) for first, chunk, n in c.finish()] == [
+        ...     (1, b"a\\nb\\n", 2), (3, b"c\\nd", 2)]
+        True
+    """
+
+    def __init__(self, rows: list[int]) -> None:
+        self.rows = rows
+        self.first = 1  # the first line of the next chunk
+        self._pieces: list[memoryview] = []  # the lines so far of the next chunk
+        self._pending = 0  # whole lines in them
+
+    @property
+    def next_line(self) -> int:
+        """The number of the line being read."""
+        return self.first + self._pending
+
+    def feed(self, data: bytes) -> Iterator[tuple[int, memoryview, int]]:
+        """The chunks completed by the next bytes ``data``."""
+        view = memoryview(data)
+        pos = 0
+        while pos < len(data):
+            rows = self.rows[0]
+            end = _scan.cut(data, pos, max(1, rows - self._pending))
+            if end < 0:  # the rest is not a whole chunk yet
+                self._pieces.append(view[pos:])
+                self._pending += -1 - end
+                return
+            chunk = (
+                memoryview(b"".join([*self._pieces, view[pos:end]]))
+                if self._pieces
+                else view[pos:end]
+            )
+            count = max(rows, self._pending + 1)
+            first = self.first
+            self.first += count
+            self._pieces, self._pending, pos = [], 0, end
+            yield first, chunk, count
+
+    def finish(self) -> Iterator[tuple[int, memoryview, int]]:
+        """The last lines, once every byte has been fed (a line may lack its newline)."""
+        tail = b"".join(self._pieces)
+        count = self._pending + (0 if tail.endswith(b"\n") else 1)
+        self._pieces, self._pending = [], 0
         if tail:
-            count = pending + (0 if tail.endswith(b"\n") else 1)
+            first = self.first
+            self.first += count
             yield first, memoryview(tail), count
 
 

@@ -23,10 +23,10 @@ from ._engine import _FIRST_ROWS, _by_bytes, build_raw_batch
 from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows, line_keys, rows_for_keys, split_lines
 from ._native import (
     Cutter,
+    LineChunker,
     ScanResult,
     _scanners,
     cut_blocks,
-    cut_lines,
     from_scan,
     scan_bytes,
     scan_chunk,
@@ -91,17 +91,14 @@ class BodyParser:
     def restart(self) -> None:
         """Throw away what was fed (a new attempt at the body starts)."""
         self.discard()
-        self._pieces: list[memoryview] = []  # the lines so far of the next chunk
-        self._pending = 0  # whole lines in them
-        self._first = 1
         self._seen: set[str] = set()
         self._held = 0  # bytes of the scans held (those told to watch)
         known = self.sizing.rows if self.sizing is not None else None
-        if self.keys is not None:
-            self._rows = BATCH_ROWS
-        else:
-            self._rows = known if known is not None else _FIRST_ROWS
+        unknown = _FIRST_ROWS if self.keys is None else BATCH_ROWS
+        # lines in the next chunk (learnt from the first ones)
+        self._rows = [known if known is not None and self.keys is None else unknown]
         self._learning = self.keys is None
+        self._chunker = LineChunker(self._rows)
 
     def discard(self) -> None:
         """Drop every chunk (their scans not started are cancelled)."""
@@ -112,35 +109,18 @@ class BodyParser:
 
     def feed(self, data: bytes) -> None:
         """The next inflated bytes of the body."""
-        view = memoryview(data)
-        pos = 0
-        while pos < len(data):
-            end = cut_lines(data, pos, max(1, self._rows - self._pending))
-            if end < 0:  # the rest is not a whole chunk yet
-                self._pieces.append(view[pos:])
-                self._pending += -1 - end
-                return
-            count = max(self._rows, self._pending + 1)
-            chunk = (
-                memoryview(b"".join([*self._pieces, view[pos:end]]))
-                if self._pieces
-                else view[pos:end]
-            )
-            self._pieces, self._pending, pos = [], 0, end
-            self._emit(chunk, count)
+        for first, chunk, count in self._chunker.feed(data):
+            self._emit(first, chunk, count)
 
     def finish(self) -> None:
         """The body is complete: its last lines become a chunk too."""
-        tail = b"".join(self._pieces)
-        if tail:
-            self._emit(memoryview(tail), self._pending + (0 if tail.endswith(b"\n") else 1))
-        self._pieces, self._pending = [], 0
+        for first, chunk, count in self._chunker.finish():
+            self._emit(first, chunk, count)
 
-    def _emit(self, chunk: memoryview, count: int) -> None:
-        pieces = [(self._first, chunk, count)]
+    def _emit(self, first: int, chunk: memoryview, count: int) -> None:
+        pieces = [(first, chunk, count)]
         if self.cutter is not None:
             pieces = list(cut_blocks(iter(pieces), self.cutter))
-        self._first += count
         pool = _scanners()
         for first, piece, n in pieces:
             with self._lock:
@@ -181,9 +161,9 @@ class BodyParser:
             self._seen.update(c.key for c in got.columns)
         else:
             self._seen.update(line_keys(split_lines(chunk)[:PROBE_LINES]))
-        self._rows = rows_for_keys(len(self._seen))
+        self._rows[0] = rows_for_keys(len(self._seen))
         if self.sizing is not None:
-            self.sizing.rows = self._rows
+            self.sizing.rows = self._rows[0]
 
     def batches(
         self, source: str, on_bad_lines: parse.OnBadLines = "error", stored: int = 0
