@@ -39,8 +39,6 @@ from ._lines import (
     ChunkRows,
     ReadPosition,
     iter_line_chunks,
-    line_keys,
-    rows_for_keys,
     rows_per_chunk,
     split_lines,
 )
@@ -52,6 +50,7 @@ from ._native import (
     iter_line_blocks,
     native_enabled,
     prescan,
+    probe_width,
     scan_chunk,
     warn_if_scanner_missing,
 )
@@ -264,11 +263,7 @@ def read_raw_batches(
         def learn(first: int, got: ScanResult | None, chunk: memoryview) -> int | None:
             if first > PROBE_LINES:
                 return None
-            if got is not None:
-                seen.update(c.key for c in got.columns)
-            else:
-                seen.update(line_keys(split_lines(chunk)[:PROBE_LINES]))
-            rows[0] = rows_for_keys(len(seen))
+            rows[0] = probe_width(seen, got, chunk)
             if sizing is not None:
                 sizing.rows = rows[0]
             return 4 if rows[0] >= BATCH_ROWS else 1

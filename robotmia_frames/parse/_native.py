@@ -26,7 +26,17 @@ import pyarrow as pa
 from ..errors import RobotmiaWarning, user_stacklevel
 from . import typepolicy as tp
 from ._batch import RawBatch, RawColumn, values_column
-from ._lines import BATCH_ROWS, BIG_BLOCK, ReadPosition, opened, read_block
+from ._lines import (
+    BATCH_ROWS,
+    BIG_BLOCK,
+    PROBE_LINES,
+    ReadPosition,
+    line_keys,
+    opened,
+    read_block,
+    rows_for_keys,
+    split_lines,
+)
 from .typepolicy import Kind, arrow_type, list_of
 
 # ------------------------------------------------------------------ C scanner
@@ -219,6 +229,23 @@ class LineChunker:
             first = self.first
             self.first += count
             yield first, memoryview(tail), count
+
+
+def probe_width(seen: set[str], got: ScanResult | None, chunk: memoryview) -> int:
+    """Fold the property keys of one of an export's first chunks into ``seen`` (from
+    its scan, or from its lines when the scanner declined it): the lines per chunk
+    the keys seen so far call for (:func:`~robotmia_frames.parse._lines.rows_for_keys`).
+
+    Example:
+        >>> seen: set[str] = set()
+        >>> probe_width(seen, None, memoryview(b'{"properties":{"a":1}}\\n')), seen
+        (16384, {'a'})
+    """
+    if got is not None:
+        seen.update(c.key for c in got.columns)
+    else:
+        seen.update(line_keys(split_lines(chunk)[:PROBE_LINES]))
+    return rows_for_keys(len(seen))
 
 
 def cut_lines(chunk: bytes | memoryview, start: int, n: int) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from . import _decode as parse
 from ._batch import RawBatch
 from ._engine import _FIRST_ROWS, _by_bytes, build_raw_batch
-from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows, line_keys, rows_for_keys, split_lines
+from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows, split_lines
 from ._native import (
     Cutter,
     LineChunker,
@@ -28,6 +28,7 @@ from ._native import (
     _scanners,
     cut_blocks,
     from_scan,
+    probe_width,
     scan_bytes,
     scan_chunk,
     trim_memory,
@@ -157,11 +158,7 @@ class BodyParser:
             got: ScanResult | None = scan.result()
         except Exception:  # raised again when the batches are taken
             got = None
-        if got is not None:
-            self._seen.update(c.key for c in got.columns)
-        else:
-            self._seen.update(line_keys(split_lines(chunk)[:PROBE_LINES]))
-        self._rows[0] = rows_for_keys(len(self._seen))
+        self._rows[0] = probe_width(self._seen, got, chunk)
         if self.sizing is not None:
             self.sizing.rows = self._rows[0]
 
