@@ -730,3 +730,15 @@ def test_verifier_corrupt_and_trailing_garbage() -> None:
         _feed(b"\x1f", [])
     # Only the gzip magic makes a body compressed; anything else is plain bytes to us.
     assert not _feed(zlib.compress(_PAYLOAD), []).compressed
+
+
+def test_a_ca_bundle_is_checked_again_once_its_file_changes(tmp_path: Path) -> None:
+    import certifi
+
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="s", verify=str(bundle))
+    TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="s", verify=str(bundle))
+    bundle.write_text("not a certificate\n")
+    with pytest.raises(InvalidArgumentError, match="not a CA bundle"):
+        TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="s", verify=str(bundle))

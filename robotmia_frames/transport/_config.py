@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import ipaddress
 import json
 import logging
@@ -126,7 +127,9 @@ def origin(url: str) -> tuple[str, str, int]:
 
 def _check_ca_bundle(path: str) -> None:
     """Raise :class:`InvalidArgumentError` unless ``path`` (a file) holds certificates
-    that TLS can load: a wrong file would fail every attempt the same way.
+    that TLS can load: a wrong file would fail every attempt the same way. A bundle
+    already loaded is not loaded again while its file is unchanged (a config is
+    copied for each window of a run).
 
     Example:
         >>> _check_ca_bundle(os.devnull)
@@ -136,6 +139,17 @@ def _check_ca_bundle(path: str) -> None:
     """
     if os.path.isdir(path):
         return  # a folder of hashed certificates: OpenSSL reads it lazily
+    try:
+        st = os.stat(path)
+    except OSError:  # gone since: loading it says so
+        _load_ca_bundle(path, None, None)
+    else:
+        _load_ca_bundle(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_ca_bundle(path: str, mtime_ns: int | None, size: int | None) -> None:
+    """Load the CA bundle at ``path`` (as of ``mtime_ns`` and ``size``, the cache key)."""
     import ssl
 
     try:
