@@ -70,7 +70,10 @@ class WindowCache:
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def path_for(self, base_url: str, request: WindowRequest) -> Path:
-        return self.root / f"{request.label}-{self.key(base_url, request)}.jsonl.gz"
+        return self._path(request, self.key(base_url, request))
+
+    def _path(self, request: WindowRequest, key: str) -> Path:
+        return self.root / f"{request.label}-{key}.jsonl.gz"
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -84,7 +87,7 @@ class WindowCache:
         key = self.key(base_url, request)
         with self._lock:
             entry = self._manifest.get(key)
-        path = self.path_for(base_url, request)
+        path = self._path(request, key)
         if not isinstance(entry, dict) or not path.is_file():
             return None
         if path.stat().st_size != entry.get("bytes"):
