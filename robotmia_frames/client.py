@@ -298,8 +298,7 @@ class Client:
             del windows  # the parsed batches go before the conversion to pandas
         if not isinstance(tables, dict) and plan.limit is not None and tables.num_rows > plan.limit:
             tables = tables.slice(0, plan.limit)
-        source = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
-        result = [_wide.pin(tables, plan.pinned, source, plan.columns)]
+        result = [_wide.pin(tables, plan.pinned, plan.source, plan.columns)]
         del tables  # given away: pandas frees each Arrow column once converted
         return _wide.deliver(result, shape)
 

@@ -664,10 +664,9 @@ def _first_pass(
     if not sample_first and any(rows for rows, _, _, _ in got):
         # The days were parsed for the asked-for keys: one none of them holds is unknown.
         known = ["event", "time", *(parse.PROPERTY_PREFIX + k for _, one, _, _ in got for k in one)]
-        what = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
-        _options.known_columns(plan.columns, known, what)
+        _options.known_columns(plan.columns, known, plan.source)
         if pinned_known and plan.columns is None:
-            plan.pinned.check_known(known, what)
+            plan.pinned.check_known(known, plan.source)
     return _FirstPass(
         bodies,
         [one for _, one, _, _ in got],
@@ -796,7 +795,7 @@ def read_robotmia_export(
     pins = _Pins.settled(
         plan.pinned,
         scanned.reports,
-        f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}",
+        plan.source,
     )
     empty = _pipeline.final_schema(kinds, plan.columns).empty_table()
     meta = _pipeline.deliver(pins.apply(empty, "meta"), "pandas", backend)

@@ -97,6 +97,11 @@ class ExportPlan:
     def time_unit(self) -> str:
         return "ms" if self.time_in_ms else "s"
 
+    @property
+    def source(self) -> str:
+        """How messages name the whole export: ``the export of <start>..<end>``."""
+        return f"the export of {self.start.isoformat()}..{self.end.isoformat()}"
+
     def request(self, day: dt.date, last: dt.date | None = None) -> transport.WindowRequest:
         """The request of the window ``day..last`` (one day without ``last``)."""
         extra: list[tuple[str, str]] = []

@@ -567,8 +567,7 @@ def write_dataset(
             if plan.progress is not None:
                 plan.progress.close()
         if sink.rows:
-            what = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
-            _options.known_columns(plan.columns, ["event", "time", *sink.kinds], what)
+            _options.known_columns(plan.columns, ["event", "time", *sink.kinds], plan.source)
         sink.complete(plan.start, plan.end)
         return sink.summary(plan.start, plan.end)
 

@@ -399,6 +399,5 @@ def fetch_windows(
             plan.progress.close()
     windows.sort(key=lambda w: w.day)
     kinds = unified_kinds(w.kinds for w in windows)
-    what = f"the export of {plan.start.isoformat()}..{plan.end.isoformat()}"
-    check_columns(plan.columns, kinds, [w.parsed for w in windows], what)
+    check_columns(plan.columns, kinds, [w.parsed for w in windows], plan.source)
     return windows, kinds
