@@ -131,72 +131,70 @@ def fetch_halving(
     return out
 
 
-def iter_windows(
-    plan: ExportPlan, workdir: Path, *, day_at_a_time: bool = False
-) -> Iterator[Window]:
-    """Download the request windows (``plan.concurrency`` at once) and hand on their days.
+class _Downloads:
+    """The state an export's download threads share with the thread handing its
+    days on (:func:`iter_windows`): the HTTP sessions, the cache, the window planner,
+    the bodies parsed while they downloaded, and what has landed so far."""
 
-    Windows are cut by ``plan.sizing`` (:class:`WindowPlanner`): with
-    ``window_days="auto"`` the first body is awaited alone and the next windows are
-    sized from the compressed bytes per day learnt. A body is parsed while it
-    downloads (the verifier's inflated bytes are scanned as they arrive, see
-    ``parse.BodyParser``; :data:`STREAMED_AHEAD` bodies at most, or more small
-    ones, later ones wait on disk and are parsed from there); its batches are built, in this thread, only
-    once it has verified, and a body that fails is dropped whole and fetched
-    again. Each is cut into its days (:func:`split_days`) and handed on one
-    :class:`Window` per day, in day order (so that datasets and column orders do
-    not depend on download timing). A window whose download keeps failing
-    (network errors, truncated bodies, after the transport's retries) is fetched
-    again as two halves, down to single days; a single day's failure is final and
-    names the day. On the first final failure the pending downloads are cancelled
-    and the error propagates. ``plan.limit`` caps the rows handed on in total.
-    With ``cache_dir`` a verified body is kept and later runs reuse it.
+    def __init__(self, plan: ExportPlan, workdir: Path, day_at_a_time: bool) -> None:
+        self.plan = plan
+        self.workdir = workdir
+        self.day_at_a_time = day_at_a_time
+        self.cache = (
+            transport.WindowCache(plan.cache_dir, api_secret=plan.config.api_secret)
+            if plan.cache_dir is not None
+            else None
+        )
+        self.planner = WindowPlanner(plan.start, plan.end, plan.sizing, plan.bytes_per_day)
+        self.sessions: list[requests.Session] = []
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.keys = property_keys(parse_columns(plan))
+        self.chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
+        # Bodies parsed while they download (the C scanner): see STREAMED_AHEAD.
+        self.streaming = parse.native_enabled()
+        self.ahead = _StreamBudget()
+        self.streams: dict[Path, parse.BodyParser] = {}
+        # A read's memory budget, also checked in the download threads as bodies are scanned.
+        read_hook = BATCH_HOOK.get()
+        self.budget = read_hook if isinstance(read_hook, BudgetHook) else None
+        # The stored bytes and days of the bodies landed: the memory budget of a read
+        # projects from them to every body (the days to come at the same rate).
+        self.known_bytes = self.known_days = 0
 
-    With ``day_at_a_time`` (a dataset, written a day at a time) a multi-day body is
-    not parsed whole: it is cut into one file per day (:func:`split_body_files`,
-    streaming) and each day is parsed when its turn comes, as a one-day window
-    is, so that a multi-day window takes no more memory than its days one by one.
-    """
-    cache = (
-        transport.WindowCache(plan.cache_dir, api_secret=plan.config.api_secret)
-        if plan.cache_dir is not None
-        else None
-    )
-    sessions: list[requests.Session] = []
-    lock = threading.Lock()
-    local = threading.local()
-    keys = property_keys(parse_columns(plan))
-    chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
-    # Bodies parsed while they download (the C scanner): see STREAMED_AHEAD.
-    streaming = parse.native_enabled()
-    ahead = _StreamBudget()
-    streams: dict[Path, parse.BodyParser] = {}
-    # A read's memory budget, also checked in the download threads as bodies are scanned.
-    read_hook = BATCH_HOOK.get()
-    budget = read_hook if isinstance(read_hook, BudgetHook) else None
+    def lookup(self, first: dt.date, last: dt.date) -> transport.DownloadResult | None:
+        """The cached body of ``first..last``, if any (and not ``refresh``)."""
+        if self.cache is None or self.plan.refresh:
+            return None
+        return self.cache.lookup(self.plan.config.base_url, self.plan.request(first, last))
 
-    def download(first: dt.date, last: dt.date) -> transport.DownloadResult:
-        session = getattr(local, "session", None)
+    def download(self, first: dt.date, last: dt.date) -> transport.DownloadResult:
+        """One verified body of ``first..last`` (in a download thread), parsed as it
+        arrives when :class:`_StreamBudget` allows."""
+        plan, cache, ahead = self.plan, self.cache, self.ahead
+        session = getattr(self.local, "session", None)
         if session is None:
-            session = local.session = transport.make_session()
-            with lock:
-                sessions.append(session)
+            session = self.local.session = transport.make_session()
+            with self.lock:
+                self.sessions.append(session)
         request = plan.request(first, last)
         config = window_config(plan, first, last)
         dest = (
             cache.path_for(plan.config.base_url, request)
             if cache is not None
-            else workdir / f"{request.label}.jsonl.gz"
+            else self.workdir / f"{request.label}.jsonl.gz"
         )
         stream = None
         days = (last - first).days + 1
-        per_day = planner.bytes_per_day
-        by_days = day_at_a_time and days > 1  # parsed day by day after, from disk
-        if streaming and not by_days and ahead.take(None if per_day is None else per_day * days):
+        per_day = self.planner.bytes_per_day
+        by_days = self.day_at_a_time and days > 1  # parsed day by day after, from disk
+        expected = None if per_day is None else per_day * days
+        if self.streaming and not by_days and ahead.take(expected):
             label = f"the body of window {request.label} (downloading)"
+            budget = self.budget
             stream = parse.BodyParser(
-                keys=keys,
-                batch_rows=chunk_rows,
+                keys=self.keys,
+                batch_rows=self.chunk_rows,
                 cutter=day_cutter(first, days, plan.time_unit) if days > 1 else None,
                 watch=None if budget is None else functools.partial(budget.holding, what=label),
             )
@@ -224,52 +222,42 @@ def iter_windows(
                 ahead.give_back()
                 raise
             ahead.landed(result.bytes_received)
-            with lock:
-                streams[result.path] = stream
+            with self.lock:
+                self.streams[result.path] = stream
         if cache is not None:
             # Vouched for at once, so a download that completes while another day
             # fails (or Ctrl-C) is reused by the next run instead of fetched again.
             cache.record(plan.config.base_url, result)
         return result
 
-    def fetch(first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
-        return fetch_halving(download, first, last, planner)
+    def fetch(self, first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
+        """The verified bodies of ``first..last`` (halved on failure, see :func:`fetch_halving`)."""
+        return fetch_halving(self.download, first, last, self.planner)
 
-    def by_day(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
-        """A multi-day body cut into one file per day, each parsed when its turn comes."""
-        req = result.request
-        paths = split_body_files(
-            result.path,
-            f"window {req.label}",
-            req.from_date,
-            req.to_date,
-            workdir / f"days-{req.label}",
-            plan.time_unit,
-        )
-        for i, path in enumerate(paths):
-            day = req.from_date + dt.timedelta(days=i)
-            label = f"window {day.isoformat()}"
-            part = parse_file(
-                path,
-                label,
-                plan.on_bad_lines,
-                parse_columns(plan),
-                plan.progress,
-                batch_rows=chunk_rows,
-            )
-            if plan.progress is not None:
-                plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
-            yield Window(day, result, part, cached, last=i == len(paths) - 1)
+    def landing(self, results: list[tuple[transport.DownloadResult, bool]]) -> None:
+        """Bodies landed (fetched or cached): the planner learns their sizes and a
+        read's memory budget the input it projects to."""
+        for r, _ in results:
+            req = r.request
+            self.planner.learn(req.from_date, req.to_date, r.bytes_received)
+            self.known_bytes += r.bytes_received
+            self.known_days += (req.to_date - req.from_date).days + 1
+        if self.budget is not None and self.known_days:
+            all_days = (self.plan.end - self.plan.start).days + 1
+            rest = max(0, all_days - self.known_days) * self.known_bytes / self.known_days
+            self.budget.expect(int(self.known_bytes + rest))
 
-    def scanned(result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
+    def days_of(self, result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
+        """A verified body parsed and handed on one :class:`Window` per day."""
+        plan = self.plan
         req = result.request
-        if day_at_a_time and req.from_date != req.to_date:
-            yield from by_day(result, cached)
+        if self.day_at_a_time and req.from_date != req.to_date:
+            yield from self._by_day(result, cached)
             return
         hook = BATCH_HOOK.get()
         multi = req.from_date != req.to_date
-        with lock:
-            stream = streams.pop(result.path, None) if not cached else None
+        with self.lock:
+            stream = self.streams.pop(result.path, None) if not cached else None
         # A multi-day body is cut into days as parsed (batches aligned with their
         # lines); a read's batch hook then sees each day's batches. Until then the
         # body is held whole, as parsed: the budget's watcher checks that.
@@ -287,13 +275,13 @@ def iter_windows(
                 )
                 if multi
                 else None,
-                batch_rows=chunk_rows,
+                batch_rows=self.chunk_rows,
                 stream=stream,
             )
         finally:
             if stream is not None:
-                ahead.give_back(result.bytes_received)
-        days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, keys)
+                self.ahead.give_back(result.bytes_received)
+        days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, self.keys)
         if multi and hook is not None:
             days = [(day, hooked(part, hook)) for day, part in days]
         for i, (day, part) in enumerate(days):
@@ -302,23 +290,74 @@ def iter_windows(
                 plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
             yield Window(day, result, part, cached, last=i == len(days) - 1)
 
-    # The stored bytes and days of the bodies landed: the memory budget of a read
-    # projects from them to every body (the days to come at the same rate).
-    known_bytes = known_days = 0
-    all_days = (plan.end - plan.start).days + 1
+    def _by_day(self, result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
+        """A multi-day body cut into one file per day, each parsed when its turn comes."""
+        plan = self.plan
+        req = result.request
+        paths = split_body_files(
+            result.path,
+            f"window {req.label}",
+            req.from_date,
+            req.to_date,
+            self.workdir / f"days-{req.label}",
+            plan.time_unit,
+        )
+        for i, path in enumerate(paths):
+            day = req.from_date + dt.timedelta(days=i)
+            label = f"window {day.isoformat()}"
+            part = parse_file(
+                path,
+                label,
+                plan.on_bad_lines,
+                parse_columns(plan),
+                plan.progress,
+                batch_rows=self.chunk_rows,
+            )
+            if plan.progress is not None:
+                plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
+            yield Window(day, result, part, cached, last=i == len(paths) - 1)
 
-    def landing(results: list[tuple[transport.DownloadResult, bool]]) -> None:
-        nonlocal known_bytes, known_days
-        for r, _ in results:
-            req = r.request
-            planner.learn(req.from_date, req.to_date, r.bytes_received)
-            known_bytes += r.bytes_received
-            known_days += (req.to_date - req.from_date).days + 1
-        if budget is not None and known_days:
-            rest = max(0, all_days - known_days) * known_bytes / known_days
-            budget.expect(int(known_bytes + rest))
+    def cancel(self) -> None:
+        """End the downloads in flight (their bodies would be thrown away)."""
+        for s in self.sessions:
+            transport.cancel(s)
 
-    planner = WindowPlanner(plan.start, plan.end, plan.sizing, plan.bytes_per_day)
+    def close(self) -> None:
+        """Close the sessions and drop the parsed bodies never handed on."""
+        for s in self.sessions:
+            s.close()
+        for stream in self.streams.values():
+            stream.discard()
+
+
+def iter_windows(
+    plan: ExportPlan, workdir: Path, *, day_at_a_time: bool = False
+) -> Iterator[Window]:
+    """Download the request windows (``plan.concurrency`` at once) and hand on their days.
+
+    Windows are cut by ``plan.sizing`` (:class:`WindowPlanner`): with
+    ``window_days="auto"`` the first body is awaited alone and the next windows are
+    sized from the compressed bytes per day learnt. A body is parsed while it
+    downloads (the verifier's inflated bytes are scanned as they arrive, see
+    ``parse.BodyParser``; :data:`STREAMED_AHEAD` bodies at most, or more small
+    ones, later ones wait on disk and are parsed from there); its batches are built, in this thread, only
+    once it has verified, and a body that fails is dropped whole and fetched
+    again. Each is cut into its days (:func:`split_days`) and handed on one
+    :class:`Window` per day, in day order (so that datasets and column orders do
+    not depend on download timing). A window whose download keeps failing
+    (network errors, truncated bodies, after the transport's retries) is fetched
+    again as two halves, down to single days; a single day's failure is final and
+    names the day. On the first final failure the pending downloads are cancelled
+    and the error propagates. ``plan.limit`` caps the rows handed on in total.
+    With ``cache_dir`` a verified body is kept and later runs reuse it.
+
+    With ``day_at_a_time`` (a dataset, written a day at a time) a multi-day body is
+    not parsed whole: it is cut into one file per day (:func:`split_body_files`,
+    streaming) and each day is parsed when its turn comes, as a one-day window
+    is, so that a multi-day window takes no more memory than its days one by one.
+    """
+    downloads = _Downloads(plan, workdir, day_at_a_time)
+    planner = downloads.planner
     order: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
     landed: dict[dt.date, list[tuple[transport.DownloadResult, bool]]] = {}
     pending: dict[Future[list[transport.DownloadResult]], tuple[dt.date, dt.date]] = {}
@@ -334,22 +373,20 @@ def iter_windows(
                 assert window is not None
                 first, last = window
                 order.append(window)
-                hit = None
-                if cache is not None and not plan.refresh:
-                    hit = cache.lookup(plan.config.base_url, plan.request(first, last))
+                hit = downloads.lookup(first, last)
                 if hit is not None:
                     landed[first] = [(hit, True)]
-                    landing(landed[first])
+                    downloads.landing(landed[first])
                     continue
                 if pool is None:
                     pool = ThreadPoolExecutor(
                         max_workers=plan.concurrency, thread_name_prefix="robotmia-dl"
                     )
-                pending[pool.submit(fetch, first, last)] = window
+                pending[pool.submit(downloads.fetch, first, last)] = window
             # Hand on the landed windows, in date order.
             while order and order[0][0] in landed:
                 for result, cached in landed.pop(order.popleft()[0]):
-                    for w in scanned(result, cached):
+                    for w in downloads.days_of(result, cached):
                         if remaining is not None:
                             if w.parsed.rows >= remaining:
                                 w.parsed = w.parsed.head(remaining)
@@ -365,23 +402,18 @@ def iter_windows(
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: pending[f]):
                 first, _last = pending.pop(fut)
-                results = fut.result()
-                landed[first] = [(r, False) for r in results]
-                landing(landed[first])
+                landed[first] = [(r, False) for r in fut.result()]
+                downloads.landing(landed[first])
     finally:
         for fut in pending:
             fut.cancel()
-        if pending and cache is None:
+        if pending and downloads.cache is None:
             # Stopped early (an error, Ctrl-C): end the downloads in flight, whose
             # bodies would be thrown away (with a cache they finish, for the next run).
-            for s in sessions:
-                transport.cancel(s)
+            downloads.cancel()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        for s in sessions:
-            s.close()
-        for stream in streams.values():  # parsed bodies never handed on
-            stream.discard()
+        downloads.close()
 
 
 def fetch_windows(
