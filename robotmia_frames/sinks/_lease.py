@@ -95,7 +95,9 @@ class _Store:
         if not isinstance(self.fs, ArrowFSWrapper):
             self.fs.pipe_file(self.path, body, mode=mode)
             return
-        # a pyarrow filesystem: one upload of a local file, as a day is written
+        # a pyarrow filesystem: one upload of a local file, as a day is written (its
+        # output stream, which pipe_file uses, makes a multipart upload even of a few
+        # bytes, which the S3 test server fails to complete)
         import pyarrow.fs as pafs
 
         with tempfile.TemporaryDirectory(prefix="robotmia-lease-") as tmp:
