@@ -422,9 +422,16 @@ def _table(
     return _pipeline.flat_table([parsed], spec)
 
 
-def _window_kinds(
-    body: DayBody, day: dt.date, *, plan: _pipeline.ExportPlan
-) -> tuple[int, dict[str, Kind], PinReport, int]:
+class _DayScan(NamedTuple):
+    """What the first pass learns of one day (:func:`_window_kinds`)."""
+
+    rows: int
+    kinds: dict[str, Kind]
+    report: PinReport  # the values that do not fit the pinned types
+    bytes_per_day: int  # of the body the day came in
+
+
+def _window_kinds(body: DayBody, day: dt.date, *, plan: _pipeline.ExportPlan) -> _DayScan:
     """Task: the rows and column kinds of one day, the values that do not fit the
     pinned types (first pass; with ``on_type_mismatch="error"`` a misfit raises
     here, before anything is written) and the body bytes per day it came with."""
@@ -441,7 +448,7 @@ def _window_kinds(
             _, report = parse.pin_types(
                 table, plan.pinned.dtypes, plan.pinned.on_type_mismatch, source=parsed.label
             )
-        return parsed.rows, parsed.kinds, report, body.bytes_per_day
+        return _DayScan(parsed.rows, parsed.kinds, report, body.bytes_per_day)
 
 
 def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
@@ -656,22 +663,22 @@ def _first_pass(
         key=[_key("kinds", d, d, tag) for d in days],
     )
     try:
-        got = cast("list[tuple[int, dict[str, Kind], PinReport, int]]", client.gather(kinds))
+        got = cast("list[_DayScan]", client.gather(kinds))
     except BaseException:
         client.cancel([*sent, *bodies, *kinds])
         raise
     del sent  # the windows' days are held by the day futures alone
-    if not sample_first and any(rows for rows, _, _, _ in got):
+    if not sample_first and any(g.rows for g in got):
         # The days were parsed for the asked-for keys: one none of them holds is unknown.
-        known = ["event", "time", *(parse.PROPERTY_PREFIX + k for _, one, _, _ in got for k in one)]
+        known = ["event", "time", *(parse.PROPERTY_PREFIX + k for g in got for k in g.kinds)]
         _options.known_columns(plan.columns, known, plan.source)
         if pinned_known and plan.columns is None:
             plan.pinned.check_known(known, plan.source)
     return _FirstPass(
         bodies,
-        [one for _, one, _, _ in got],
-        [report for _, _, report, _ in got],
-        [n for _, _, _, n in got],
+        [g.kinds for g in got],
+        [g.report for g in got],
+        [g.bytes_per_day for g in got],
         windows,
         size,
     )
