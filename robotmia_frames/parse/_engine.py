@@ -278,10 +278,8 @@ def read_raw_batches(
         if batch is not None:
             yield placed(batch)
             continue
-        for start, part in _by_bytes(split_lines(chunk), first):
-            yield placed(
-                build_raw_batch(part, start, source=source, bad=bad, keys=keys, native=False)
-            )
+        for piece in declined(chunk, first, source=source, bad=bad, keys=keys):
+            yield placed(piece)
 
 
 #: Lines in an export's first chunk, before its width is known (a few thousand
@@ -309,6 +307,20 @@ def _by_bytes(lines: list[bytes], first: int) -> Iterator[tuple[int, list[bytes]
             start, size = i, 0
         size += len(line) + 1
     yield first + start, lines[start:]
+
+
+def declined(
+    chunk: memoryview,
+    first: int,
+    *,
+    source: str,
+    bad: parse.BadLines,
+    keys: frozenset[str] | None,
+) -> Iterator[RawBatch]:
+    """A chunk of lines the C scanner declined, parsed in Python (in pieces of at
+    most :data:`MAX_CHUNK_BYTES`)."""
+    for start, part in _by_bytes(split_lines(chunk), first):
+        yield build_raw_batch(part, start, source=source, bad=bad, keys=keys, native=False)
 
 
 def merge_kinds(kinds: dict[str, Kind], batch: RawBatch) -> None:

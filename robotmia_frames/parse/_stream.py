@@ -19,8 +19,8 @@ from typing import Any
 
 from . import _decode as parse
 from ._batch import RawBatch
-from ._engine import _FIRST_ROWS, _by_bytes, build_raw_batch
-from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows, split_lines
+from ._engine import _FIRST_ROWS, declined
+from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows
 from ._native import (
     Cutter,
     LineChunker,
@@ -194,10 +194,5 @@ class BodyParser:
             if batch is not None:
                 yield placed(batch)
                 continue
-            lines = split_lines(c.data)
-            for start, part in _by_bytes(lines, c.first):
-                yield placed(
-                    build_raw_batch(
-                        part, start, source=source, bad=bad, keys=self.keys, native=False
-                    )
-                )
+            for part in declined(c.data, c.first, source=source, bad=bad, keys=self.keys):
+                yield placed(part)
