@@ -476,11 +476,11 @@ def _inspect_dataset(location: sinks.Location) -> Inspection:
     tmin: Any = None
     tmax: Any = None
     total = 0
-    texts: dict[str, list[str]] = {}  # columns folded to text, and the files holding them
-    for day in ds.days():
+    texts: dict[str, list[pa.Array]] = {}  # the values of the columns folded to text
+    for day, paths in ds.files_by_day().items():  # one listing (one read of a Delta log)
         key = day.isoformat()
         rows_per_day[key] = 0
-        for f in ds.files(day):
+        for f in paths:
             pf = ds.open_file(f)
             n = pf.metadata.num_rows
             files += 1
@@ -499,10 +499,15 @@ def _inspect_dataset(location: sinks.Location) -> Inspection:
             for name, count in _file_nulls(pf).items():
                 nulls[name] += count
                 present_rows[name] += n
+            folded = []
             for fld in schema:
                 day_types[fld.name][key].add(str(fld.type))
                 if fld.metadata and fld.metadata.get(KIND_METADATA_KEY) == b"text":
-                    texts.setdefault(fld.name, []).append(f)
+                    folded.append(fld.name)
+            if folded:  # read while the file is open, for the suggested dtypes
+                values = pf.read(columns=folded)
+                for name in folded:
+                    texts.setdefault(name, []).extend(values.column(name).chunks)
             lo, hi = _time_range(pf)
             if lo is not None:
                 tmin = lo if tmin is None or lo < tmin else tmin
@@ -531,12 +536,9 @@ def _inspect_dataset(location: sinks.Location) -> Inspection:
                 )
             )
     suggestions = []
-    for name, paths in texts.items():
+    for name, chunks in texts.items():
         if pa.types.is_string(arrow_type(kinds[name])):
-            values = pa.chunked_array(
-                [c for f in paths for c in ds.open_file(f).read(columns=[name]).column(0).chunks],
-                pa.string(),
-            )
+            values = pa.chunked_array(chunks, pa.string())
             suggestions += suggest_dtypes(pa.table({name: values}), [name])
     return Inspection(
         source=ds.location.local_root if ds.location.local else ds.location.url,
