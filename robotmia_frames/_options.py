@@ -664,3 +664,25 @@ def split_partitions(partition_by: Any, split: SplitBy | None) -> Any:
             f"partition_by={partition_by!r}: give one of them"
         )
     return ("date", "event")
+
+
+def dataset_sparse(value: SparseColumns | None, function: str) -> None:
+    """``sparse_columns=`` (checked by :func:`sparse_columns`) of ``function``, which
+    writes a dataset: a dataset keeps every key as its own column, so ``"map"`` is
+    refused, with the way to the map column when reading.
+
+    Example:
+        >>> dataset_sparse(None, "export_to_parquet")
+        >>> dataset_sparse("map", "sync_to_parquet")
+        Traceback (most recent call last):
+        ...
+        robotmia_frames.errors.InvalidArgumentError: sparse_columns='map' is not available for sync_to_parquet: ...
+    """
+    if value is None:
+        return
+    raise InvalidArgumentError(
+        f"sparse_columns='map' is not available for {function}: a dataset keeps every key "
+        "as its own column (rare keys are all-null elsewhere and cost little in Parquet). "
+        "Leave sparse_columns=None, and fold rare keys into a map column when reading: "
+        "read_parquet_dataset(path, sparse_columns='map')"
+    )

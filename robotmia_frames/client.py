@@ -379,13 +379,7 @@ class Client:
             return_type="arrow",
             dtype_backend=dtype_backend,  # checked; a dataset has no pandas dtypes
         )
-        if shape.sparse is not None:
-            raise InvalidArgumentError(
-                "sparse_columns='map' is not available for export_to_parquet: a dataset "
-                "keeps every key as its own column (rare keys are all-null elsewhere and "
-                "cost little in Parquet). Leave sparse_columns=None, or read a range with "
-                "read_robotmia_export(..., sparse_columns='map', return_type='arrow')"
-            )
+        _options.dataset_sparse(shape.sparse, "export_to_parquet")
         partition_by = _options.split_partitions(partition_by, shape.split_by)
         location, state, tz = _pipeline.dataset_for_write(
             self._conn,

@@ -163,6 +163,16 @@ def _typed_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"dtype": pins, "on_type_mismatch": args.on_type_mismatch}
 
 
+def _shape_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``split_by=``, ``sparse_columns=``, ``sparse_threshold=``, ``max_memory=``."""
+    return {
+        "split_by": args.split_by,
+        "sparse_columns": args.sparse_columns,
+        "sparse_threshold": args.sparse_threshold,
+        "max_memory": args.max_memory,
+    }
+
+
 def _column_names(values: list[str] | None) -> list[str] | None:
     """The names of ``--columns`` (comma-separated, repeatable), read by the rule of
     ``columns=`` in Python: ``event``, ``time``, ``properties.<key>``, ``$key``."""
@@ -177,7 +187,14 @@ def _column_names(values: list[str] | None) -> list[str] | None:
 def _export(args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run:
         return _plan(args, out)
-    summary = api.export_to_parquet(args.out, args.from_date, args.to_date, **_remote_kwargs(args))
+    summary = api.export_to_parquet(
+        args.out,
+        args.from_date,
+        args.to_date,
+        columns=_column_names(args.columns),
+        **_remote_kwargs(args),
+        **_shape_kwargs(args),
+    )
     if args.json:
         _print_json(_summary_doc(summary), out)
     else:
@@ -264,16 +281,6 @@ def _sync_confirmed(args: argparse.Namespace, kwargs: dict[str, Any]) -> bool:
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
     return answer in ("y", "yes")
-
-
-def _shape_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """``split_by=``, ``sparse_columns=``, ``sparse_threshold=``, ``max_memory=``."""
-    return {
-        "split_by": args.split_by,
-        "sparse_columns": args.sparse_columns,
-        "sparse_threshold": args.sparse_threshold,
-        "max_memory": args.max_memory,
-    }
 
 
 def _read(args: argparse.Namespace, out: TextIO) -> int:
@@ -677,6 +684,12 @@ _CLI_PHRASES = {
     "Pass partition_by=('date', 'event')": "Pass --partition-by-event",
     "Pass partition_by=('date',)": "Leave out --partition-by-event",
     "(partition_by=('date',))": "(without --partition-by-event)",
+    "event= or where=": "--event or --where",
+    "Leave sparse_columns=None, and fold rare keys into a map column when reading: "
+    "read_parquet_dataset(path, sparse_columns='map')": (
+        "Leave out --sparse-columns, and fold rare keys into a map column when reading: "
+        "robotmia-frames read PATH --sparse-columns map"
+    ),
 }
 _CLI_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"on_type_mismatch='(\w+)'"), r"--on-type-mismatch \1"),
@@ -687,6 +700,7 @@ _CLI_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"\bmax_memory=None\b"), "--max-memory none"),
     (re.compile(r"\bmax_memory=([\d,]+) bytes"), r"--max-memory \1 bytes"),
     (re.compile(r"\bexport_to_parquet\(\.\.\.\)"), "the export command"),
+    (re.compile(r"\bnot available for (export|sync)_to_parquet\b"), r"not available for \1"),
 ]
 #: Parameter names, as the flags (or arguments) of each command that sets them.
 _CLI_NAMES: dict[str | None, dict[str, str]] = {

@@ -157,18 +157,35 @@ def _typed(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _shaped(p: argparse.ArgumentParser) -> None:
+def _columns(p: argparse.ArgumentParser, *, dataset: bool = False) -> None:
+    """``--columns`` (``columns=``): the columns read, or with ``dataset`` written."""
+    p.add_argument(
+        "--columns",
+        action="append",
+        metavar="A,B,...",
+        help=("write " if dataset else "") + "only these columns (comma-separated, repeatable)",
+    )
+
+
+def _shaped(p: argparse.ArgumentParser, *, dataset: bool = False) -> None:
     """``--split-by``, ``--sparse-columns``, ``--sparse-threshold``, ``--max-memory``
-    (``split_by=``, ``sparse_columns=``, ``sparse_threshold=``, ``max_memory=``)."""
+    (``split_by=``, ``sparse_columns=``, ``sparse_threshold=``, ``max_memory=``): the
+    shape of a read's result or, with ``dataset``, of the days a command writes."""
     p.add_argument(
         "--split-by",
         choices=["event"],
-        help="one table per event name, each with only the columns its events carry",
+        help="each event's files hold only the columns its events carry (the layout "
+        "of --partition-by-event)"
+        if dataset
+        else "one table per event name, each with only the columns its events carry",
     )
     p.add_argument(
         "--sparse-columns",
         choices=["map"],
-        help="keep rare keys (filled in under --sparse-threshold of the rows) in one "
+        help="refused here (exit 2): a dataset keeps every key as its own column; "
+        "'read --sparse-columns map' folds rare keys into a map column when reading"
+        if dataset
+        else "keep rare keys (filled in under --sparse-threshold of the rows) in one "
         "'properties' map column instead of a column each",
     )
     p.add_argument(
@@ -179,12 +196,13 @@ def _shaped(p: argparse.ArgumentParser) -> None:
         help="with --sparse-columns map: the share of rows a key must fill to stay a "
         "column (default 0.1)",
     )
+    what = "writing one day" if dataset else "the result"
     p.add_argument(
         "--max-memory",
         type=_memory,
         default="auto",
         metavar="SIZE|auto|none",
-        help="fail early (exit 7) when the result would take this process past SIZE "
+        help=f"fail early (exit 7) when {what} would take this process past SIZE "
         "(bytes, or e.g. 500MB, 8GB); auto (default): half the memory available; "
         "none: no check",
     )
@@ -265,6 +283,8 @@ examples:
         help="print the plan (windows, requests, API-hours at the rate limit); send nothing",
     )
     _remote(e)
+    _columns(e, dataset=True)
+    _shaped(e, dataset=True)
 
 
 def _add_sync(sub: _Commands, common: argparse.ArgumentParser) -> None:
@@ -339,12 +359,7 @@ Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
     )
     r.add_argument("source", type=Path, metavar="PATH", help="dataset folder or export file")
     r.add_argument("--where", metavar="EXPR", help="keep the rows this expression selects")
-    r.add_argument(
-        "--columns",
-        action="append",
-        metavar="A,B,...",
-        help="only these columns (comma-separated, repeatable)",
-    )
+    _columns(r)
     r.add_argument("--from", dest="from_date", metavar="DAY", help="first day (datasets)")
     r.add_argument("--to", dest="to_date", metavar="DAY", help="last day (datasets)")
     r.add_argument(
