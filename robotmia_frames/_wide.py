@@ -24,6 +24,7 @@ import functools
 import importlib
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +281,11 @@ class Collector:
     #: per file (the batches' source): (stored bytes read so far, its size)
     read: dict[str, tuple[int, int]] = field(default_factory=dict)
     expected: int = 0  # the stored bytes of the whole input, when known beyond its files
+    #: Download threads check bodies they hold (:meth:`holding`) while the calling
+    #: thread adds batches: what the estimate reads is changed under this lock only.
+    _lock: threading.RLock = field(
+        default_factory=threading.RLock, init=False, repr=False, compare=False
+    )
 
     def expect(self, total: int) -> None:
         """The stored bytes of every body of the read (those landed and, for the
@@ -317,8 +323,9 @@ class Collector:
             >>> c.share()
             0.05
         """
-        done = sum(d for d, _ in self.read.values())
-        total = max(self.expected, sum(size for _, size in self.read.values()))
+        with self._lock:
+            done = sum(d for d, _ in self.read.values())
+            total = max(self.expected, sum(size for _, size in self.read.values()))
         if done <= 0 or total <= 0:
             return 1.0
         return min(1.0, done / total)
@@ -331,26 +338,31 @@ class Collector:
         else:
             pieces = [batch]
         n = batch.num_rows
-        self.rows += n
-        if batch.file_size:
-            before = self.read.get(batch.source, (0, 0))[0]
-            self.read[batch.source] = (max(before, batch.read_to), batch.file_size)
         size = batch_bytes(batch)
-        self.chunk = max(self.chunk, size)
-        if self.shape.compact:
-            self.held += sum(batch_bytes(b) for b in pieces)
-        else:
-            self.held += size
-            for col in batch.columns.values():
-                if col.kind is STR or col.kind is TEXT or col.kind.item is not None:
-                    self.variable += max(0, _column_bytes(col) - int(n * _STRING_ARROW))
-            parse.merge_kinds(self.kinds, batch)
+        with self._lock:
+            self.rows += n
+            if batch.file_size:
+                before = self.read.get(batch.source, (0, 0))[0]
+                self.read[batch.source] = (max(before, batch.read_to), batch.file_size)
+            self.chunk = max(self.chunk, size)
+            if self.shape.compact:
+                self.held += sum(batch_bytes(b) for b in pieces)
+            else:
+                self.held += size
+                for col in batch.columns.values():
+                    if col.kind is STR or col.kind is TEXT or col.kind.item is not None:
+                        self.variable += max(0, _column_bytes(col) - int(n * _STRING_ARROW))
+                parse.merge_kinds(self.kinds, batch)
         self.check(batch.source)
         return pieces
 
     def estimate(self) -> tuple[float, float]:
         """(peak bytes to build the result, bytes of the result as a table), for the
         whole input: what was scanned, scaled by the share of the input read."""
+        with self._lock:
+            return self._estimate()
+
+    def _estimate(self) -> tuple[float, float]:
         pandas = self.shape.return_type == "pandas"
         nullable = pandas and self.shape.dtype_backend == "numpy_nullable"
         share = self.share()

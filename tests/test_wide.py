@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -508,6 +509,42 @@ def test_budget_stops_a_body_scanned_while_it_downloads(server, secret) -> None:
     ):
         rf.read_robotmia_export("2024-01-01", "2024-01-01", max_memory=rss() + 20_000_000, **kw)
     assert len(rf.read_robotmia_export("2024-01-01", "2024-01-01", max_memory=None, **kw)) == 30_000
+
+
+def test_budget_checked_from_download_threads_while_batches_arrive(tmp_path: Path) -> None:
+    """Download threads check the bodies they hold (``holding``) while the calling
+    thread hands on batches of new bodies: the estimate never sees the collector
+    half-changed (it once failed with "dictionary changed size during iteration"
+    over a year of one-day windows)."""
+    from robotmia_frames import _wide
+
+    path = write_jsonl(tmp_path / "a.jsonl", wide_events(50, 60))
+    batch = next(rf.parse.read_raw_batches(path, source="a"))
+    collect = _wide.Collector(_wide.Shape.checked(max_memory=None))
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def download_thread() -> None:
+        try:
+            while not stop.is_set():
+                collect.holding(1, "a body")
+        except BaseException as exc:  # reported by the assert below
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=download_thread)
+    thread.start()
+    try:
+        for day in range(1000):
+            batch.source, batch.read_to, batch.file_size = f"window {day}", 1, 2
+            collect(batch)
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert failures == []
+    assert len(collect.read) == 1000
 
 
 # ------------------------------------------------------------------ command line
