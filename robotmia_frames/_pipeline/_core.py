@@ -13,6 +13,7 @@ calls these pieces; each goes down one stage and comes back once::
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import itertools
 import os
 import time
@@ -115,6 +116,13 @@ class ExportPlan:
             event=self.event,
             where=self.where,
             extra_params=tuple(extra),
+        )
+
+    def budget(self) -> BudgetPlan:
+        """The requests and API-hours this export takes (as :meth:`Connection.budget`)."""
+        per_hour = self.limiter.limit.per_hour
+        return BudgetPlan.of(
+            self.start, self.end, self.sizing, bytes_per_day=self.bytes_per_day, per_hour=per_hour
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -279,6 +287,13 @@ class Connection:
             bytes_per_day=_options.bytes_per_day(bytes_per_day),
         )
 
+    def plan_of(self, given: Mapping[str, Any], **overrides: Any) -> ExportPlan:
+        """:meth:`plan` from the arguments of a public function: ``given`` (its
+        ``locals()``) holds ``from_date``, ``to_date`` and any of the plan's keywords,
+        and more that are not the plan's; ``overrides`` replace some of them."""
+        call = {k: v for k, v in given.items() if k in _PLAN_ARGUMENTS}
+        return self.plan(**(call | overrides))
+
     def budget(
         self,
         from_date: Any,
@@ -298,6 +313,10 @@ class Connection:
             bytes_per_day=_options.bytes_per_day(bytes_per_day),
             per_hour=self.limiter.limit.per_hour,
         )
+
+
+#: The arguments of :meth:`Connection.plan`, which :meth:`Connection.plan_of` picks.
+_PLAN_ARGUMENTS = frozenset(inspect.signature(Connection.plan).parameters) - {"self"}
 
 
 # ------------------------------------------------------------------ window pipeline

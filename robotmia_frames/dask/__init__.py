@@ -56,30 +56,37 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import inspect
 import os
-import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
-import pandas as pd
 import pyarrow as pa
 
-from . import _options, _pipeline, parse, sinks, transport
-from ._options import DateLike
-from ._pipeline import Connection, ExportSummary
-from ._redact import register_secret
-from .client import Client as RobotmiaClient
-from .errors import InvalidArgumentError, MetaMismatchError
-from .parse import Kind, PinReport, unify, unify_into
+from .. import _options, _pipeline, parse, sinks, transport
+from .._options import DateLike
+from .._pipeline import Connection, ExportSummary
+from ..client import Client as RobotmiaClient
+from ..errors import InvalidArgumentError, MetaMismatchError
+from ..parse import Kind, PinReport, unify_into
+from ._ratelimit import ClusterRateLimiter
+from ._tasks import DayBody as DayBody  # what a download task hands back, one per day
+from ._tasks import (
+    _dataset_misfits,
+    _dataset_partition,
+    _day,
+    _DayScan,
+    _download,
+    _partition,
+    _Pins,
+    _sizes,
+    _window_kinds,
+    _write_day,
+)
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -94,437 +101,6 @@ __all__ = [
 ]
 
 MetaSample = Literal["all", "first"]
-
-
-# ------------------------------------------------------------------ rate limit
-
-
-class ClusterRateLimiter(transport.RateLimiter):
-    """A :class:`~robotmia_frames.RateLimit` held across every worker of a cluster.
-
-    On Dask workers (``distributed``): ``concurrent`` is a ``distributed.Semaphore``
-    with that many leases, held for each HTTP attempt; ``per_second`` and
-    ``per_hour`` are sliding windows over a log of attempt start times kept on the
-    scheduler (``Client.set_metadata``), read and updated under a
-    ``distributed.Lock``: an attempt starts only when fewer than ``per_second``
-    attempts started in the last ``1 + margin`` seconds (and fewer than
-    ``per_hour`` in the last ``3600 + margin``). A server's ``Retry-After`` is
-    written to the same log and holds every worker back. ``margin`` absorbs
-    network jitter and clock differences between machines, so that the server,
-    which counts requests when they arrive, sees the budget kept.
-
-    Times are the workers' wall clocks (keep them NTP-synced). A worker that dies
-    holding a slot gives it back when its lease times out
-    (``distributed.scheduler.locks.lease-timeout``, 30 s by default). Outside a
-    Dask worker (or with no limit at all) it acts as a plain, per-process
-    :class:`~robotmia_frames.RateLimiter`. Pass one instance to several calls to
-    share one budget between them; the state lives on the scheduler under
-    ``name``.
-
-    Example:
-        >>> from robotmia_frames import RateLimit
-        >>> limiter = ClusterRateLimiter(RateLimit(per_second=2, concurrent=2))
-        >>> limiter.limit.per_second, limiter.name.startswith("robotmia-rate-")
-        (2, True)
-    """
-
-    def __init__(
-        self,
-        limit: transport.RateLimit | None = None,
-        *,
-        name: str | None = None,
-        margin: float = 0.1,
-    ) -> None:
-        super().__init__(limit)
-        self.margin = _options.seconds(margin, "margin", allow_zero=True)
-        self.name = name or f"robotmia-rate-{uuid.uuid4().hex}"
-        self._init_lock = threading.Lock()
-        self._shared: tuple[Any, Any, Any] | None = None
-        lim = self.limit
-        self._cluster_windows = [
-            (length + self.margin, most)
-            for length, most in ((1.0, lim.per_second), (3600.0, lim.per_hour))
-            if most is not None
-        ]
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return (_limiter, (self.limit, self.name, self.margin))
-
-    def __dask_tokenize__(self) -> tuple[str, str]:
-        return ("robotmia_frames.dask.ClusterRateLimiter", self.name)
-
-    def __repr__(self) -> str:
-        lim = self.limit
-        return (
-            f"ClusterRateLimiter(per_hour={lim.per_hour!r}, per_second={lim.per_second!r}, "
-            f"concurrent={lim.concurrent!r}, name={self.name!r})"
-        )
-
-    @property
-    def unlimited(self) -> bool:
-        """True when no limit is set (nothing to hold across workers)."""
-        return not self._cluster_windows and self.limit.concurrent is None
-
-    def _primitives(self) -> tuple[Any, Any, Any] | None:
-        """(semaphore, lock, client) when running on a Dask worker, else None."""
-        if self.unlimited:
-            return None
-        with self._init_lock:
-            if self._shared is None:
-                from distributed import Lock, Semaphore, get_client, get_worker
-
-                try:
-                    get_worker()
-                except ValueError:
-                    return None
-                concurrent = self.limit.concurrent
-                self._shared = (
-                    Semaphore(max_leases=concurrent, name=f"{self.name}-slots")
-                    if concurrent is not None
-                    else None,
-                    Lock(f"{self.name}-lock"),
-                    get_client(),
-                )
-            return self._shared
-
-    def _load(self, client: Any) -> dict[str, Any]:
-        """The shared log: ``starts`` (wall-clock times) and ``paused_until``."""
-        empty = {"starts": [], "paused_until": 0.0}
-        return cast("dict[str, Any]", client.get_metadata(["robotmia_frames", self.name], empty))
-
-    def _save(self, client: Any, starts: list[float], paused_until: float) -> None:
-        state = {"starts": starts, "paused_until": paused_until}
-        client.set_metadata(["robotmia_frames", self.name], state)
-
-    def _wait(self, state: dict[str, Any], now: float) -> float:
-        wait = max(0.0, float(state["paused_until"]) - now)
-        for length, most in self._cluster_windows:
-            recent = [t for t in state["starts"] if t > now - length]
-            if len(recent) >= most:
-                wait = max(wait, recent[-most] + length - now)
-        return wait
-
-    def _start(self, lock: Any, client: Any) -> None:
-        """Wait until the cluster-wide budget allows one more query, and log it."""
-        horizon = max((length for length, _ in self._cluster_windows), default=0.0)
-        while True:
-            with lock:
-                state = self._load(client)
-                now = time.time()
-                wait = self._wait(state, now)
-                if wait <= 0:
-                    starts = [t for t in state["starts"] if t > now - horizon]
-                    self._save(client, [*starts, now], state["paused_until"])
-                    return
-            time.sleep(min(wait, 1.0))
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """Wait for the cluster-wide budget and a free slot; hold the slot for the attempt."""
-        shared = self._primitives()
-        if shared is None:
-            with super().slot():
-                yield
-            return
-        semaphore, lock, client = shared
-        begin = time.monotonic()
-        if semaphore is not None:
-            semaphore.acquire()
-        try:
-            self._start(lock, client)
-            self.queries += 1
-            self.waited += time.monotonic() - begin
-            yield
-        finally:
-            if semaphore is not None:
-                semaphore.release()
-
-    def pause(self, seconds: float) -> None:
-        """Hold every worker back for ``seconds`` (a server's ``Retry-After``)."""
-        shared = self._primitives()
-        if shared is None:
-            super().pause(seconds)
-            return
-        _, lock, client = shared
-        with lock:
-            state = self._load(client)
-            until = max(float(state["paused_until"]), time.time() + seconds)
-            self._save(client, state["starts"], until)
-
-
-def _limiter(limit: transport.RateLimit, name: str, margin: float) -> ClusterRateLimiter:
-    return ClusterRateLimiter(limit, name=name, margin=margin)
-
-
-# ------------------------------------------------------------------ pinned types
-
-
-@dataclasses.dataclass(frozen=True)
-class _Pins:
-    """A call's pinned types (``dtype=``) over a cluster, settled on the client from
-    every partition's misfits (the first pass), so that ``meta`` is exact and every
-    partition matches it: with ``on_type_mismatch="text"`` a column that has a misfit
-    in any partition keeps the type policy's type in all of them (as one machine
-    keeps it for the whole result); with ``"null"`` every partition has the
-    ``<column>__raw`` column of a column that has a misfit in any of them."""
-
-    pinned: _pipeline.Pinned
-    misfit: frozenset[str] = frozenset()
-
-    @classmethod
-    def settled(cls, pinned: _pipeline.Pinned, reports: Sequence[PinReport], source: str) -> _Pins:
-        """The pins of a call whose partitions' misfits are ``reports``, with the one
-        warning one machine gives for the whole ``source``."""
-        total = PinReport()
-        for one in reports:
-            total.add(one)
-        pinned.warn(total, source)
-        return cls(pinned, frozenset(total.mismatches))
-
-    def apply(self, table: pa.Table, source: str, *, check: bool = False) -> pa.Table:
-        """``table`` (one partition, or the empty table of ``meta``) with the pinned
-        types. With ``check`` (a partition the first pass did not see), a misfit in a
-        column that had none in the sample raises :class:`MetaMismatchError`."""
-        pinned = self.pinned
-        if not pinned.dtypes:
-            return table
-        mode = pinned.on_type_mismatch
-        dtypes = {c: t for c, t in pinned.dtypes.items() if mode != "text" or c not in self.misfit}
-        table, report = parse.pin_types(table, dtypes, mode, source=source)
-        unseen = sorted(set(report.mismatches) - self.misfit)
-        if check and unseen:
-            raise MetaMismatchError(
-                f"{source}: {', '.join(unseen)} has values that do not fit the pinned type, "
-                "unlike the first day the meta was sampled from; use "
-                'meta_sample="all" (the default) for exact types over every day'
-            )
-        if mode == "null":
-            for name in sorted(self.misfit):
-                raw = name + parse.RAW_SUFFIX
-                if name in table.column_names and raw not in table.column_names:
-                    at = table.schema.get_field_index(name) + 1
-                    nulls = pa.nulls(table.num_rows, pa.string())
-                    table = table.add_column(at, pa.field(raw, pa.string()), nulls)
-        return table
-
-
-# ------------------------------------------------------------------ worker tasks
-
-
-_download_slots: dict[int, threading.BoundedSemaphore] = {}
-_download_slots_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _waiting_on_the_network(concurrency: int) -> Iterator[None]:
-    """Leave the worker's thread pool while downloading (``distributed.secede``), so
-    that the worker parses other days meanwhile, as one machine overlaps its
-    downloads with parsing; at most ``concurrency`` downloads at once per worker
-    process (the cluster-wide cap is the rate limit's ``concurrent``)."""
-    from distributed import get_worker, rejoin, secede
-
-    try:
-        get_worker()
-    except ValueError:  # not on a distributed worker
-        yield
-        return
-    with _download_slots_lock:
-        slots = _download_slots.setdefault(concurrency, threading.BoundedSemaphore(concurrency))
-    secede()
-    try:
-        with slots:
-            yield
-    finally:
-        rejoin()
-
-
-class DayBody(NamedTuple):
-    """One day of a downloaded window: its body (as a one-day request brings it) and
-    the compressed bytes per day of the window it came in (a dataset records it)."""
-
-    body: bytes
-    bytes_per_day: int
-
-
-def _download(
-    first: dt.date,
-    last: dt.date,
-    *,
-    plan: _pipeline.ExportPlan,
-    bytes_per_day: float | None = None,
-) -> list[DayBody]:
-    """Task: download and verify the window ``first..last`` and hand back its days.
-
-    As on one machine, a window that keeps failing is fetched again in halves,
-    down to single days (``bytes_per_day``: the size the window was planned with,
-    which cuts the second halves); a multi-day body is cut into one body per day
-    (``split_body``), so that each day goes on as a one-day request would."""
-    register_secret(plan.config.api_secret)  # error messages on this worker never show it
-    planner = _pipeline.WindowPlanner(first, last, plan.sizing, bytes_per_day)
-    with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
-
-        def download(a: dt.date, b: dt.date) -> transport.DownloadResult:
-            request = plan.request(a, b)
-            return transport.download_window(
-                _pipeline.window_config(plan, a, b),
-                request,
-                Path(tmp) / f"{request.label}.jsonl.gz",
-                limiter=plan.limiter,
-                durable=False,
-            )
-
-        with _waiting_on_the_network(plan.concurrency):
-            results = _pipeline.fetch_halving(download, first, last, planner)
-        out: list[DayBody] = []
-        for result in results:
-            req = result.request
-            size = _pipeline.body_bytes_per_day(result)
-            if req.from_date == req.to_date:
-                out.append(DayBody(result.path.read_bytes(), size))
-                continue
-            label = f"window {req.label}"
-            days = _pipeline.split_body(
-                result.path, label, req.from_date, req.to_date, plan.time_unit
-            )
-            out += [DayBody(body, size) for body in days]
-            result.path.unlink()
-        return out
-
-
-def _day(bodies: list[DayBody], i: int) -> DayBody:
-    """Task: day ``i`` of a downloaded window."""
-    return bodies[i]
-
-
-def _sizes(bodies: list[DayBody]) -> list[int]:
-    """Task: the compressed bytes per day of each day of a downloaded window."""
-    return [b.bytes_per_day for b in bodies]
-
-
-@contextlib.contextmanager
-def _parsed(body: DayBody, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator[_pipeline.Parsed]:
-    """The parse stage over a body held in memory (in a temporary file meanwhile)."""
-    with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
-        path = Path(tmp) / f"{day.isoformat()}.jsonl.gz"
-        path.write_bytes(body.body)
-        label = f"window {day.isoformat()}"
-        yield _pipeline.parse_file(path, label, plan.on_bad_lines, _pipeline.parse_columns(plan))
-
-
-def _table(
-    parsed: _pipeline.Parsed,
-    plan: _pipeline.ExportPlan,
-    kinds: dict[str, Kind],
-    columns: Sequence[str] | None,
-) -> pa.Table:
-    """One day's rows as a table of ``kinds`` (``flat_table``, as on one machine)."""
-    spec = _pipeline.TableSpec(kinds, plan.timezone, columns, plan.dedupe, plan.time_unit)
-    return _pipeline.flat_table([parsed], spec)
-
-
-class _DayScan(NamedTuple):
-    """What the first pass learns of one day (:func:`_window_kinds`)."""
-
-    rows: int
-    kinds: dict[str, Kind]
-    report: PinReport  # the values that do not fit the pinned types
-    bytes_per_day: int  # of the body the day came in
-
-
-def _window_kinds(body: DayBody, day: dt.date, *, plan: _pipeline.ExportPlan) -> _DayScan:
-    """Task: the rows and column kinds of one day, the values that do not fit the
-    pinned types (first pass; with ``on_type_mismatch="error"`` a misfit raises
-    here, before anything is written) and the body bytes per day it came with."""
-    with _parsed(body, day, plan) as parsed:
-        report = PinReport()
-        pinned = [
-            c
-            for c in plan.pinned.dtypes
-            if c.removeprefix(parse.PROPERTY_PREFIX) in parsed.kinds
-            and (plan.columns is None or c in plan.columns)
-        ]
-        if pinned:
-            table = _table(parsed, plan, parsed.kinds, pinned)
-            _, report = parse.pin_types(
-                table, plan.pinned.dtypes, plan.pinned.on_type_mismatch, source=parsed.label
-            )
-        return _DayScan(parsed.rows, parsed.kinds, report, body.bytes_per_day)
-
-
-def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
-    for key, kind in parsed.kinds.items():
-        if unify(kinds.get(key), kind) is not kinds.get(key):
-            raise MetaMismatchError(
-                f"window {day.isoformat()}: column properties.{key} ({kind!r}) does not fit "
-                f"the meta sampled from the first day ({kinds.get(key)!r}); use "
-                'meta_sample="all" (the default) for exact types over every day'
-            )
-
-
-def _partition(
-    body: DayBody,
-    day: dt.date,
-    *,
-    plan: _pipeline.ExportPlan,
-    kinds: dict[str, Kind],
-    dtype_backend: sinks.DtypeBackend,
-    pins: _Pins,
-    check: bool = False,
-) -> pd.DataFrame:
-    """Task: one day as a pandas partition with the export-wide types."""
-    with _parsed(body, day, plan) as parsed:
-        if check:
-            _check_fits(parsed, kinds, day)
-        table = pins.apply(_table(parsed, plan, kinds, plan.columns), parsed.label, check=check)
-    return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
-
-
-def _write_day(
-    body: DayBody,
-    day: dt.date,
-    merged: dict[str, Kind],
-    metadata: dict[str, Any],
-    *,
-    plan: _pipeline.ExportPlan,
-    root: sinks.Location,
-    partition_by: tuple[str, ...],
-) -> sinks.DayWriteResult:
-    """Task: write one day's partition of the dataset (atomically, as on one machine).
-    The client gives the warnings of the pinned types, from the first pass."""
-    ds = sinks.ParquetDataset(root, partition_by=partition_by, create=False)
-    plan = dataclasses.replace(plan, pinned=dataclasses.replace(plan.pinned, warns=False))
-    with _parsed(body, day, plan) as parsed:
-        return _pipeline.write_window(ds, day, parsed, merged, plan, metadata)
-
-
-def _dataset_partition(
-    day: dt.date | None,
-    *,
-    query: _pipeline.DatasetQuery,
-    kinds: dict[str, Kind],
-    order: list[str],
-    dtype_backend: sinks.DtypeBackend,
-    pins: _Pins,
-) -> pd.DataFrame:
-    """Task: one day of a dataset, conformed to the types of the whole selection."""
-    table = pins.apply(sinks.conform_table(query.read(day), kinds, order), str(day))
-    return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
-
-
-def _dataset_misfits(
-    day: dt.date,
-    *,
-    query: _pipeline.DatasetQuery,
-    kinds: dict[str, Kind],
-    order: list[str],
-    pinned: _pipeline.Pinned,
-    source: str,
-) -> PinReport:
-    """Task: the values of one day of a dataset that do not fit the pinned types
-    (first pass; with ``on_type_mismatch="error"`` a misfit raises here)."""
-    table = sinks.conform_table(query.read(day), kinds, order)
-    _, report = parse.pin_types(table, pinned.dtypes, pinned.on_type_mismatch, source=source)
-    return report
 
 
 # ------------------------------------------------------------------ client side
@@ -545,7 +121,6 @@ def _client(client: Client | None) -> Client:
 
 
 _SETTINGS = inspect.signature(RobotmiaClient)
-_PLAN = frozenset(inspect.signature(Connection.plan).parameters) - {"self", "from_date", "to_date"}
 
 
 def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
@@ -553,10 +128,7 @@ def _cluster_plan(given: dict[str, Any]) -> _pipeline.ExportPlan:
     one machine, and share the rate limit over the cluster."""
     settings = _SETTINGS.bind(**{k: v for k, v in given.items() if k in _SETTINGS.parameters})
     settings.apply_defaults()  # the client's defaults for the settings dask does not take
-    call = {k: v for k, v in given.items() if k in _PLAN}
-    plan = Connection.checked(**settings.arguments).plan(
-        given["from_date"], given["to_date"], progress=False, **call
-    )
+    plan = Connection.checked(**settings.arguments).plan_of(given, progress=False)
     limiter = plan.limiter
     if not isinstance(limiter, ClusterRateLimiter):
         limiter = ClusterRateLimiter(limiter.limit)
