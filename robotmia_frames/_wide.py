@@ -22,10 +22,12 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import inspect
 import itertools
 import os
+import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -34,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _options, _pipeline, parse, sinks
+from . import _options, _pipeline, _progress, parse, sinks
 from .errors import MemoryBudgetError
 from .parse import MAP_TYPE, PROPERTY_PREFIX, Kind
 from .parse.typepolicy import BOOL, FLOAT, INT, NULL, STR, TEXT, kind_of_field
@@ -187,6 +189,14 @@ class Shape:
             _options.dtype_backend(dtype_backend),
         )
 
+    @classmethod
+    def of(cls, given: Mapping[str, Any], **overrides: Any) -> Shape:
+        """:meth:`checked` from the arguments of a public function: ``given`` (its
+        ``locals()``) holds the shape keywords, and more that are not the shape's;
+        ``overrides`` replace some of them."""
+        call = {k: v for k, v in given.items() if k in _SHAPE_ARGUMENTS}
+        return cls.checked(**(call | overrides))
+
     @property
     def compact(self) -> bool:
         return self.split_by is not None or self.sparse is not None
@@ -223,6 +233,9 @@ class Shape:
             max_memory=self.budget,
         )
 
+
+#: The keywords of :meth:`Shape.checked`, which :meth:`Shape.of` picks.
+_SHAPE_ARGUMENTS = frozenset(inspect.signature(Shape.checked).parameters)
 
 # Bytes per row of a column of each kind: Arrow (values and validity) and pandas
 # with nullable dtypes (values and mask; strings become large strings; a column
@@ -554,6 +567,40 @@ def builder(shape: Shape) -> _pipeline.Build:
     return _pipeline.flat_table
 
 
+def read_export(
+    plan: _pipeline.ExportPlan,
+    shape: Shape,
+    writer: _pipeline.DatasetWriter | None = None,
+) -> _pipeline.Tables:
+    """An export read in ``shape``, within its memory budget, each day written to
+    ``writer`` too when given (which it closes): one table (its first ``limit``
+    rows), one per event (``split_by``), or the rare keys in a map column."""
+    with (
+        contextlib.ExitStack() as held,
+        tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp,
+    ):
+        if writer is not None:
+            held.enter_context(writer)
+        windows, kinds = _pipeline.fetch_windows(plan, Path(tmp), Collector(shape))
+        if writer is not None:
+            for w in windows:
+                writer.write(w, plan)
+            writer.complete(plan.start, plan.end)
+        spec = _pipeline.TableSpec(
+            kinds,
+            plan.timezone,
+            plan.columns,
+            dedupe=plan.dedupe,
+            unit=plan.time_unit,
+            keep_keys=pinned_keys(plan.pinned.dtypes),
+        )
+        tables = builder(shape)([w.parsed for w in windows], spec)
+        del windows  # the parsed batches go before the conversion to pandas
+    if not isinstance(tables, dict) and plan.limit is not None and tables.num_rows > plan.limit:
+        tables = tables.slice(0, plan.limit)
+    return tables
+
+
 def deliver(tables: _pipeline.Tables | list[_pipeline.Tables], shape: Shape) -> Results:
     """The result as the caller asked: Arrow or pandas, one table or a dict. Tables
     given in a one-item list (or a dict) are given away: each is freed as it is
@@ -643,8 +690,23 @@ def read_dataset(
     query: _pipeline.DatasetQuery,
     shape: Shape,
     *,
-    on_day: Any = None,
+    progress: _progress.ProgressArg = None,
     keep_keys: frozenset[str] = frozenset(),
+) -> _pipeline.Tables:
+    """A dataset read in ``shape``, with a bar of the days read (``progress``)."""
+    bar = _progress.make(progress, total=len(query.select()), desc="robotmia read", unit="day")
+    try:
+        return _read_dataset(query, shape, None if bar is None else bar.window_done, keep_keys)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _read_dataset(
+    query: _pipeline.DatasetQuery,
+    shape: Shape,
+    on_day: Any,
+    keep_keys: frozenset[str],
 ) -> _pipeline.Tables:
     """A dataset read in ``shape``: checked against the budget first, then one
     table, one per event (``split_by``), or the rare keys in a map column."""

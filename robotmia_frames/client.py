@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
@@ -228,32 +227,9 @@ class Client:
             >>> t.num_rows
             10
         """
-        plan = self._conn.plan(
-            from_date,
-            to_date,
-            event=event,
-            where=where,
-            project_timezone=project_timezone,
-            on_bad_lines=on_bad_lines,
-            columns=columns,
-            time_in_ms=time_in_ms,
-            limit=limit,
-            refresh=refresh,
-            dedupe=dedupe,
-            progress=progress,
-            dtype=dtype,
-            on_type_mismatch=on_type_mismatch,
-            window_days=window_days,
-            window_target_bytes=window_target_bytes,
-        )
-        shape = _wide.Shape.checked(
-            split_by=split_by,
-            sparse_columns=sparse_columns,
-            sparse_threshold=sparse_threshold,
-            max_memory=max_memory,
-            return_type=return_type,
-            dtype_backend=dtype_backend,
-        )
+        given = dict(locals())
+        plan = self._conn.plan_of(given)
+        shape = _wide.Shape.of(given)
         if shape.split_by is not None and plan.limit is not None:
             raise InvalidArgumentError(
                 "limit= cannot be combined with split_by= (the first rows of the export "
@@ -263,8 +239,9 @@ class Client:
             raise InvalidArgumentError(
                 "columns= cannot be combined with parquet_path= (the dataset keeps every column)"
             )
-        writer = (
-            _pipeline.DatasetWriter(
+        writer: _pipeline.DatasetWriter | None = None
+        if parquet_path is not None:
+            writer = _pipeline.DatasetWriter(
                 parquet_path,
                 partition_by,
                 plan.metadata(),
@@ -272,32 +249,7 @@ class Client:
                 filesystem=filesystem,
                 table_format=table_format,
             )
-            if parquet_path is not None
-            else None
-        )
-        with (
-            contextlib.ExitStack() as held,
-            tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp,
-        ):
-            if writer is not None:
-                held.enter_context(writer)
-            windows, kinds = _pipeline.fetch_windows(plan, Path(tmp), _wide.Collector(shape))
-            if writer is not None:
-                for w in windows:
-                    writer.write(w, plan)
-                writer.complete(plan.start, plan.end)
-            spec = _pipeline.TableSpec(
-                kinds,
-                plan.timezone,
-                plan.columns,
-                dedupe=plan.dedupe,
-                unit=plan.time_unit,
-                keep_keys=_wide.pinned_keys(plan.pinned.dtypes),
-            )
-            tables = _wide.builder(shape)([w.parsed for w in windows], spec)
-            del windows  # the parsed batches go before the conversion to pandas
-        if not isinstance(tables, dict) and plan.limit is not None and tables.num_rows > plan.limit:
-            tables = tables.slice(0, plan.limit)
+        tables = _wide.read_export(plan, shape, writer)
         result = [_wide.pin(tables, plan.pinned, plan.source, plan.columns)]
         del tables  # given away: pandas frees each Arrow column once converted
         return _wide.deliver(result, shape)
@@ -371,14 +323,9 @@ class Client:
             >>> s.rows, s.days
             (30, 3)
         """
-        shape = _wide.Shape.checked(
-            split_by=split_by,
-            sparse_columns=sparse_columns,
-            sparse_threshold=sparse_threshold,
-            max_memory=max_memory,
-            return_type="arrow",
-            dtype_backend=dtype_backend,  # checked; a dataset has no pandas dtypes
-        )
+        given = dict(locals())
+        # dtype_backend is checked; a dataset has no pandas dtypes
+        shape = _wide.Shape.of(given, return_type="arrow")
         _options.dataset_sparse(shape.sparse, "export_to_parquet")
         partition_by = _options.split_partitions(partition_by, shape.split_by)
         location, state, tz = _pipeline.dataset_for_write(
@@ -390,33 +337,14 @@ class Client:
             table_format=table_format,
         )
         plan = _options.flag(plan, "plan")
-        run = self._conn.plan(
-            from_date,
-            to_date,
-            event=event,
-            where=where,
+        run = self._conn.plan_of(
+            given,
             project_timezone=tz,
-            on_bad_lines=on_bad_lines,
-            columns=columns,
-            time_in_ms=time_in_ms,
-            limit=limit,
-            refresh=refresh,
-            dedupe=dedupe,
             progress=False if plan else progress,
-            dtype=dtype,
-            on_type_mismatch=on_type_mismatch,
-            window_days=window_days,
-            window_target_bytes=window_target_bytes,
             bytes_per_day=state.history_bytes_per_day(),
         )
         if plan:  # the arguments are checked: say what the run would send
-            return self.plan_export(
-                run.start,
-                run.end,
-                window_days=window_days,
-                window_target_bytes=window_target_bytes,
-                bytes_per_day=run.bytes_per_day,  # the dataset's history, as the run's
-            )
+            return run.budget()  # auto windows sized from the dataset's history, as the run's
         with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
             return _pipeline.write_dataset(
                 run,
@@ -465,7 +393,9 @@ class Client:
             >>> s.rows
             40
         """
-        location, state, tz, budget = self._sync_budget(
+        given = dict(locals())
+        location, state, tz, budget = _pipeline.sync_budget(
+            self._conn,
             path,
             from_date,
             to_date,
@@ -483,20 +413,13 @@ class Client:
             # the types pinned when the dataset was written, kept by every sync
             dtype = state.metadata["dtype"]
             on_type_mismatch = state.metadata.get("on_type_mismatch", on_type_mismatch)
-        plan = self._conn.plan(
-            budget.from_date,
-            budget.to_date,
-            event=event,
-            where=where,
+        plan = self._conn.plan_of(
+            given,
+            from_date=budget.from_date,
+            to_date=budget.to_date,
             project_timezone=tz,
-            on_bad_lines=on_bad_lines,
-            time_in_ms=time_in_ms,
-            dedupe=dedupe,
-            progress=progress,
             dtype=dtype,
             on_type_mismatch=on_type_mismatch,
-            window_days=window_days,
-            window_target_bytes=window_target_bytes,
             bytes_per_day=state.history_bytes_per_day(),  # sizes the first auto windows
         )
         with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
@@ -543,48 +466,10 @@ class Client:
             >>> plan.requests, plan.days
             (53, 365)
         """
-        given = dict(locals())  # every argument of plan_sync is one of _sync_budget's
+        given = dict(locals())  # every argument of plan_sync is one of sync_budget's
         del given["self"]
-        *_, budget = self._sync_budget(**given)
+        *_, budget = _pipeline.sync_budget(self._conn, **given)
         return budget
-
-    def _sync_budget(
-        self,
-        path: str | os.PathLike[str],
-        from_date: DateLike,
-        to_date: DateLike | None,
-        *,
-        lookback_days: int,
-        project_timezone: str | None,
-        storage_options: dict[str, Any] | None,
-        filesystem: Any,
-        table_format: TableFormat | None,
-        window_days: int | Literal["auto"],
-        window_target_bytes: int,
-    ) -> tuple[sinks.Location, sinks.DatasetState, str, _pipeline.BudgetPlan]:
-        """Where a sync writes, what the dataset records, the timezone, and the plan
-        of the days it re-exports (``_pipeline.sync_range``), its auto windows sized
-        from the dataset's history: the one step of :meth:`sync_to_parquet` and
-        :meth:`plan_sync`, the dataset's state read once."""
-        location, state, tz, begin, end = _pipeline.sync_range(
-            self._conn,
-            path,
-            from_date,
-            to_date,
-            lookback_days=lookback_days,
-            project_timezone=project_timezone,
-            storage_options=storage_options,
-            filesystem=filesystem,
-            table_format=table_format,
-        )
-        budget = self._conn.budget(
-            begin,
-            end,
-            window_days=window_days,
-            window_target_bytes=window_target_bytes,
-            bytes_per_day=state.history_bytes_per_day(),
-        )
-        return location, state, tz, budget
 
     def plan_export(
         self,
@@ -718,14 +603,7 @@ class Client:
         """
         tz = self._conn.timezone(project_timezone)
         pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
-        shape = _wide.Shape.checked(
-            split_by=split_by,
-            sparse_columns=sparse_columns,
-            sparse_threshold=sparse_threshold,
-            max_memory=max_memory,
-            return_type=return_type,
-            dtype_backend=dtype_backend,
-        )
+        shape = _wide.Shape.of(locals())
         tables = _pipeline.read_file(
             path,
             tz,
@@ -848,25 +726,10 @@ class Client:
             filesystem=filesystem,
         )
         pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
-        shape = _wide.Shape.checked(
-            split_by=split_by,
-            sparse_columns=sparse_columns,
-            sparse_threshold=sparse_threshold,
-            max_memory=max_memory,
-            return_type=return_type,
-            dtype_backend=dtype_backend,
+        shape = _wide.Shape.of(locals())
+        tables = _wide.read_dataset(
+            query, shape, progress=progress, keep_keys=frozenset(pinned.dtypes)
         )
-        bar = _progress.make(progress, total=len(query.select()), desc="robotmia read", unit="day")
-        try:
-            tables = _wide.read_dataset(
-                query,
-                shape,
-                on_day=None if bar is None else bar.window_done,
-                keep_keys=frozenset(pinned.dtypes),
-            )
-        finally:
-            if bar is not None:
-                bar.close()
         held = [_wide.pin(tables, pinned, f"the dataset at {path}", query.columns)]
         del tables  # given away: pandas frees each Arrow column once converted
         return _wide.deliver(held, shape)
@@ -923,20 +786,8 @@ class Client:
             >>> t.num_rows
             5
         """
+        given = dict(locals())  # every argument is one of read_profiles'
+        del given["self"]
         from .profiles import read_profiles
 
-        return read_profiles(
-            self._conn,
-            url=profiles_url,
-            where=where,
-            output_properties=output_properties,
-            project_timezone=project_timezone,
-            return_type=return_type,
-            parquet_path=parquet_path,
-            dtype_backend=dtype_backend,
-            page_size=page_size,
-            parse_dates=parse_dates,
-            max_session_restarts=max_session_restarts,
-            dtype=dtype,
-            on_type_mismatch=on_type_mismatch,
-        )
+        return read_profiles(self._conn, **given)

@@ -502,7 +502,7 @@ def _output_properties(value: Any) -> list[str] | None:
 def read_profiles(
     conn: Connection,
     *,
-    url: str | None,
+    profiles_url: str | None,
     where: str | None,
     output_properties: Sequence[str] | None,
     project_timezone: str | None,
@@ -554,7 +554,7 @@ def read_profiles(
         page_size = _options.positive_int(page_size, "page_size")
     _options.flag(parse_dates, "parse_dates")
     restarts = _options.non_negative_int(max_session_restarts, "max_session_restarts")
-    url = url or (
+    url = profiles_url or (
         transport.PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL
     )
     config = conn.transport_config(transport.validate_base_url(url))

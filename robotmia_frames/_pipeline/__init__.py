@@ -40,7 +40,7 @@ from ._datasets import (
     dataset_location,
     dataset_query,
     dataset_state,
-    sync_range,
+    sync_budget,
     write_dataset,
     write_window,
 )
@@ -101,7 +101,7 @@ __all__ = [
     "read_file",
     "split_body",
     "split_days",
-    "sync_range",
+    "sync_budget",
     "unified_kinds",
     "window_config",
     "write_dataset",

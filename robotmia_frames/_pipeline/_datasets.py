@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
 from ._core import Connection, ExportPlan, batches, final_schema
 from ._fetch import iter_windows
-from ._windows import Parsed, Window
+from ._windows import BudgetPlan, Parsed, Window
 
 
 @dataclass(frozen=True)
@@ -396,7 +396,7 @@ class DatasetWriter:
         )
 
 
-def sync_range(
+def sync_budget(
     conn: Connection,
     path: str | os.PathLike[str],
     from_date: Any,
@@ -407,10 +407,14 @@ def sync_range(
     storage_options: dict[str, Any] | None,
     filesystem: Any,
     table_format: str | None,
-) -> tuple[sinks.Location, sinks.DatasetState, str, dt.date, dt.date]:
-    """Where a sync writes, what the dataset records, the timezone, and the days it
-    re-exports: from the last day done less ``lookback_days`` (``from_date`` on a
-    first sync) through ``to_date`` (today in the project timezone)."""
+    window_days: int | str,
+    window_target_bytes: int,
+) -> tuple[sinks.Location, sinks.DatasetState, str, BudgetPlan]:
+    """Where a sync writes, what the dataset records, the timezone, and the plan of
+    the days it re-exports: from the last day done less ``lookback_days``
+    (``from_date`` on a first sync) through ``to_date`` (today in the project
+    timezone), its auto windows sized from the dataset's history. The one step of
+    ``Client.sync_to_parquet`` and ``Client.plan_sync``, the dataset's state read once."""
     location, state, tz = dataset_for_write(
         conn,
         path,
@@ -435,7 +439,14 @@ def sync_range(
             f"nothing to sync: the range starts {begin.isoformat()}, "
             f"after to_date {end.isoformat()}"
         )
-    return location, state, tz, begin, end
+    budget = conn.budget(
+        begin,
+        end,
+        window_days=window_days,
+        window_target_bytes=window_target_bytes,
+        bytes_per_day=state.history_bytes_per_day(),
+    )
+    return location, state, tz, budget
 
 
 def write_window(
