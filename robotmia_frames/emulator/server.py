@@ -828,6 +828,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._cached = False
         path = urlsplit(self.path).path
         params: dict[str, str] = {}
+        shown: dict[str, str] = {}  # params with the secret redacted: logged and listed
         authorized = False
         fault: Fault | None = None
         error: str | None = None
@@ -838,6 +839,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             try:
                 params = self._read_params(method)
+                shown = owner._redact_params(params)
             except _BadRequest as exc:
                 self._send_json_error(exc.status, exc.message)
                 return
@@ -867,7 +869,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 return
             if path.rstrip("/") == EXPORT_PATH.rstrip("/"):
-                owner._arrived(self.connection, params)
+                owner._arrived(self.connection, shown)
                 throttle = owner._admit()
                 if throttle is not None:
                     self._throttled(*throttle)
@@ -893,7 +895,7 @@ class _Handler(BaseHTTPRequestHandler):
                 RequestRecord(
                     method=method,
                     path=path,
-                    params=owner._redact_params(params),
+                    params=shown,
                     authorized=authorized,
                     status=self._status,
                     time=started,
@@ -1529,9 +1531,10 @@ class ExportServer:
         with self._lock:
             self._connections.add(connection)
 
-    def _arrived(self, connection: Any, params: dict[str, str]) -> None:
+    def _arrived(self, connection: Any, shown: dict[str, str]) -> None:
+        """An export request has arrived: ``shown`` are its params, redacted."""
         with self._lock:
-            self._in_flight[connection] = self._redact_params(params)
+            self._in_flight[connection] = shown
 
     @property
     def in_flight(self) -> list[dict[str, str]]:
