@@ -202,12 +202,37 @@ def storage_export(
     return s.rows, s.files
 
 
+def budget_export(
+    url: str, start: str, end: str, secret: str, window_days: str, target: str, sink: str
+) -> tuple[int, int]:
+    """The whole range with ``window_days`` against a server enforcing the API budget
+    (retries at once, no own rate limit: the server's virtual clock counts the hours):
+    ``export_to_parquet`` into a temporary folder (``sink="parquet"``), or
+    ``read_robotmia_export`` into one Arrow table (``sink="arrow"``)."""
+    import tempfile
+
+    import robotmia_frames as rf
+
+    kw: dict[str, Any] = dict(
+        api_secret=secret, project_timezone="UTC", base_url=url,
+        window_days="auto" if window_days == "auto" else int(window_days),
+        window_target_bytes=int(target), retry_backoff=0, max_retries=100_000, progress=False,
+        rate_limit=rf.RateLimit(per_hour=None, per_second=None, concurrent=None),
+    )  # fmt: skip
+    if sink == "arrow":
+        t = rf.read_robotmia_export(start, end, return_type="arrow", **kw)
+        return t.num_rows, t.num_columns
+    with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:
+        s = rf.export_to_parquet(tmp, start, end, **kw)
+    return s.rows, s.files
+
+
 METHODS: dict[str, Callable[..., tuple[int, int]]] = {
     f.__name__: f
     for f in (
         ours_arrow, ours_arrow_baseline, ours_python, ours_pandas, ours_projection, pandas_json_normalize, pyarrow_json,
         polars_ndjson, duckdb_auto, duckdb_fixed, duckdb_fixed_full, floor_zlib, floor_isal, floor_orjson,
-        http_ours, parquet_export, storage_export,
+        http_ours, parquet_export, storage_export, budget_export,
     )
 }  # fmt: skip
 

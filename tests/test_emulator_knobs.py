@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 import robotmia_frames as rf
 from robotmia_frames.emulator import (
@@ -29,6 +31,7 @@ from robotmia_frames.emulator import (
     VirtualClock,
     hostile_lines,
 )
+from robotmia_frames.emulator._segments import crc32_combine
 from tests.conftest import wait_until
 
 SECRET = "knobs-secret-5c1a"
@@ -561,6 +564,30 @@ def test_warm_cache_then_faults_still_cut_the_cached_body() -> None:
         with requests.get(srv.url, params=day, auth=AUTH, stream=True, timeout=10) as r:
             assert len(r.raw.read(decode_content=False)) == 100
         assert srv.requests[-1].cached
+
+
+def test_warmed_days_serve_any_range_as_one_gzip_stream() -> None:
+    """A range of warmed days is joined from each day's compressed text: the same lines
+    as a server that generates the range, one gzip member, and a trailer that checks."""
+    params = {"from_date": "2024-01-30", "to_date": "2024-02-02"}
+    with ExportServer(generate={"events_per_day": 150, "seed": 3}, api_secret=SECRET) as plain:
+        expected = get(plain, params).content
+    with ExportServer(generate={"events_per_day": 150, "seed": 3}, api_secret=SECRET) as srv:
+        srv.warm_cache("2024-01-29", "2024-02-05")
+        with requests.get(srv.url, params=params, auth=AUTH, stream=True, timeout=10) as r:
+            raw = r.raw.read(decode_content=False)
+        one_day = get(srv, {"from_date": "2024-02-05", "to_date": "2024-02-05"}).content
+    assert gzip.decompress(raw) == expected and len(expected.splitlines()) == 600
+    d = zlib.decompressobj(31)  # a single member: nothing follows its trailer
+    assert d.decompress(raw) == expected and d.eof and d.unused_data == b""
+    assert len(one_day.splitlines()) == 150
+    assert [r.cached for r in srv.requests] == [True, True]
+    assert [r.lines for r in srv.requests] == [600, 150]
+
+
+@given(st.binary(max_size=3000), st.binary(max_size=70_000))
+def test_crc32_combine_is_the_crc_of_the_concatenation(a: bytes, b: bytes) -> None:
+    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
 def test_cache_is_bounded() -> None:

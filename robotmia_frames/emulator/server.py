@@ -50,6 +50,7 @@ import orjson
 from robotmia_frames._redact import redact, register_secret
 from robotmia_frames.where import matches
 
+from ._segments import Segment, gzip_of
 from .engage import ENGAGE_PATH, EngageEndpoint, EngageError
 from .generator import DateLike, _to_date, iter_generated_events
 
@@ -994,6 +995,7 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = "text/plain; charset=utf-8" if engage_body is None else "application/json"
         cache_key: tuple[Any, ...] | None = None
         body: Iterator[bytes]
+        joined: Iterator[bytes] | None = None
         if fault is not None and fault.raw_body is not None:
             body = iter([fault.raw_body])
             content_encoding = None
@@ -1012,8 +1014,16 @@ class _Handler(BaseHTTPRequestHandler):
                 ):
                     cache_key = (query, use_gzip, owner.compresslevel)
                 payload = self._data(query, fault)
+                if cache_key is not None and use_gzip and owner._by_day(query):
+                    # joined from each day's compressed text, cached: no whole-body copy
+                    segments, self._cached = owner._day_segments(query.from_date, query.to_date)
+                    self._lines = sum(seg.lines for seg in segments)
+                    joined = gzip_of(segments)
+                    cache_key = None
             endless = fault is not None and fault.endless
-            if use_gzip:
+            if joined is not None:
+                body = joined
+            elif use_gzip:
                 body = _gzip_chunks(payload, owner.compresslevel, finish=not endless)
             else:
                 body = payload
@@ -1133,6 +1143,14 @@ class _Handler(BaseHTTPRequestHandler):
         for i in range(head, len(view), piece):
             self._pause(min(piece, len(view) - i) / rate)
             self._write(bytes(view[i : i + piece]))
+
+
+#: A cached answer: a whole body and its lines, or one day's compressed text.
+_CacheEntry = tuple[bytes, int] | Segment
+
+
+def _entry_bytes(entry: _CacheEntry) -> int:
+    return len(entry.deflate) if isinstance(entry, Segment) else len(entry[0])
 
 
 def _phrase(status: int) -> str:
@@ -1289,7 +1307,7 @@ class ExportServer:
             raise ValueError(f"cache_max_bytes must be >= 0, got {cache_max_bytes}")
         self.cache_bodies = cache_bodies
         self.cache_max_bytes = cache_max_bytes
-        self._cache: collections.OrderedDict[tuple[Any, ...], tuple[bytes, int]] = (
+        self._cache: collections.OrderedDict[tuple[Any, ...], _CacheEntry] = (
             collections.OrderedDict()
         )
         self._cache_size = 0
@@ -1597,6 +1615,11 @@ class ExportServer:
 
     # ------------------------------------------------------------------ body cache
     def _cache_get(self, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
+        hit = self._cached(key)
+        assert hit is None or isinstance(hit, tuple)
+        return hit
+
+    def _cached(self, key: tuple[Any, ...]) -> _CacheEntry | None:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -1604,21 +1627,57 @@ class ExportServer:
             return hit
 
     def _cache_put(self, key: tuple[Any, ...], body: bytes, lines: int) -> None:
+        self._cache_entry(key, (body, lines))
+
+    def _cache_entry(self, key: tuple[Any, ...], entry: _CacheEntry) -> None:
+        size = _entry_bytes(entry)
         with self._lock:
-            if key in self._cache or len(body) > self.cache_max_bytes:
+            if key in self._cache or size > self.cache_max_bytes:
                 return
-            self._cache[key] = (body, lines)
-            self._cache_size += len(body)
+            self._cache[key] = entry
+            self._cache_size += size
             while self._cache_size > self.cache_max_bytes:
-                _, (old, _n) = self._cache.popitem(last=False)
-                self._cache_size -= len(old)
+                _, old = self._cache.popitem(last=False)
+                self._cache_size -= _entry_bytes(old)
+
+    def _by_day(self, query: _Query) -> bool:
+        """Whether ``query``'s answer is its days' one-day answers one after another
+        (a plain date range, and no untimed event served with every range)."""
+        plain = _Query(query.from_date, query.to_date, None, None, None)
+        return query == plain and (self._generate is not None or not self._untimed)
+
+    def _day_segments(self, start: _dt.date, end: _dt.date) -> tuple[list[Segment], bool]:
+        """The compressed text of each day of ``start..end`` (each made once and cached),
+        and whether all of them were cached already."""
+        out: list[Segment] = []
+        all_cached = True
+        day = start
+        while day <= end:
+            key = ("day", day, self.compresslevel)
+            seg = self._cached(key)
+            if not isinstance(seg, Segment):
+                all_cached = False
+                lines = 0
+
+                def count(n: int) -> None:
+                    nonlocal lines
+                    lines += n
+
+                query = _Query(day, day, None, None, None)
+                chunks = list(_jsonl_chunks(self._select(query), count, raw=self._has_raw))
+                seg = Segment.of(chunks, lines, self.compresslevel)
+                self._cache_entry(key, seg)
+            out.append(seg)
+            day += _dt.timedelta(days=1)
+        return out, all_cached
 
     def warm_cache(self, from_date: DateLike, to_date: DateLike) -> int:
-        """Encode the one-day export bodies of ``from_date``..``to_date`` now, and cache them.
+        """Encode the days ``from_date``..``to_date`` now, and cache them.
 
-        Turns ``cache_bodies`` on. A one-day request (no ``event``, ``where`` or
-        ``limit``) for a warmed day is then served from memory. Returns the bytes
-        cached.
+        Turns ``cache_bodies`` on. A request of warmed days (no ``event``, ``where``
+        or ``limit``) is then served from memory: with gzip on, its body is joined
+        from each day's compressed text, whatever range it asks for. Returns the
+        bytes cached.
 
         Example:
             >>> srv = ExportServer(generate={"events_per_day": 5})
@@ -1634,6 +1693,10 @@ class ExportServer:
         day = start
         while day <= end:
             query = _Query(day, day, None, None, None)
+            if self.gzip and self._by_day(query):
+                total += len(self._day_segments(day, day)[0][0].deflate)
+                day += _dt.timedelta(days=1)
+                continue
             lines = 0
 
             def count(n: int) -> None:
