@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from robotmia_frames import parse
 from robotmia_frames._pipeline import split_body
-from robotmia_frames._pipeline._windows import split_body_files
+from robotmia_frames._pipeline._windows import _SPLIT_ROWS, split_body_files
 
 FIRST = dt.date(1970, 1, 2)
 DAYS = 3
@@ -70,7 +70,7 @@ def test_split_body_matches_line_by_line(tmp_path: Path, lines: list[bytes]) -> 
 
 
 def test_split_body_files_across_chunks(tmp_path: Path) -> None:
-    n = parse.BATCH_ROWS
+    n = _SPLIT_ROWS
     base = (FIRST - dt.date(1970, 1, 1)).days * 86400
     lines = [row(base + (i * 3 * 86400) // (2 * n + 50)) for i in range(2 * n + 50)]
     for at in (n - 2, n - 1, n, n + 1, 2 * n):  # malformed and blank lines at the boundaries
@@ -86,3 +86,24 @@ def test_split_body_files_across_chunks(tmp_path: Path) -> None:
     want = reference(lines)
     assert all(want)  # every day has lines
     assert got == want
+
+
+def test_day_files_of_a_body_out_of_order_read_whole(tmp_path: Path) -> None:
+    """A day met again after a later one (untimed events at the end, a body out of
+    order) is written as another gzip member of its file; the library's reader
+    (and ``export_to_parquet``'s day parse) reads every member, in body order."""
+    base = (FIRST - dt.date(1970, 1, 1)).days * 86400
+    times = [base + 5, base + 86400, base + 10, base + 2 * 86400, base + 86401, None, None]
+    lines = [row(t) for t in times]
+    path = tmp_path / "w.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    last = FIRST + dt.timedelta(days=DAYS - 1)
+    paths = split_body_files(path, "w", FIRST, last, tmp_path / "days")
+    read = [
+        [line for _, chunk in parse.iter_line_chunks(p, label=p.name) for line in chunk]
+        for p in paths
+    ]
+    assert read == reference(lines)
+    assert read[0] == [lines[0], lines[2], lines[5], lines[6]]
+    rows = [sum(b.num_rows for b in parse.read_raw_batches(p, source=p.name)) for p in paths]
+    assert rows == [4, 2, 1]  # the scanner's read (C where built) takes every member too

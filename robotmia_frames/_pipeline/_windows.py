@@ -617,16 +617,27 @@ def split_body_files(
     return paths
 
 
+#: Lines read at a time when a body is cut into day files: the cut holds this many
+#: lines and one compressor, far less than the day it leaves for the parse.
+_SPLIT_ROWS = 1024
+
+
 def _split_lines(
     path: Path, label: str, first: dt.date, unit: str, outs: Sequence[BinaryIO]
 ) -> None:
     """Write the lines of the body at ``path`` to ``outs`` (one per day from ``first``),
-    gzip-compressed (level 1): see :func:`split_body`. One pass over the body: each
-    chunk of lines is parsed for its rows' times only, then written out by day."""
+    gzip-compressed (level 1): see :func:`split_body`. One pass over the body, a few
+    lines at a time, parsed for their rows' times only, with one day's compressor
+    open at a time (a body lists its days in order). A line of a day already left
+    behind (an event without a time at the end of the body, a body out of order)
+    starts another gzip member of that day's output: several members are one gzip
+    stream to a reader. A day without lines gets an empty gzip member."""
     ndays = len(outs)
-    writers = [gzip.GzipFile(fileobj=o, mode="wb", compresslevel=1, mtime=0) for o in outs]
+    written = [False] * ndays
+    writer: gzip.GzipFile | None = None
+    current = -1
     day = 0
-    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=parse.BATCH_ROWS):
+    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=_SPLIT_ROWS):
         batch = parse.build_raw_batch(
             chunk, first_no, source=label, bad=parse.BadLines(label, "skip"), keys=frozenset()
         )
@@ -636,10 +647,20 @@ def _split_lines(
             if line.strip() and first_no + k not in batch.bad_lines and row < len(days):
                 day = int(days[row])
                 row += 1
-            writers[day].write(line)
-            writers[day].write(b"\n")
-    for writer in writers:
+            if day != current:
+                if writer is not None:
+                    writer.close()
+                writer = gzip.GzipFile(fileobj=outs[day], mode="wb", compresslevel=1, mtime=0)
+                current = day
+                written[day] = True
+            assert writer is not None
+            writer.write(line)
+            writer.write(b"\n")
+    if writer is not None:
         writer.close()
+    for out, done in zip(outs, written, strict=True):
+        if not done:
+            gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0).close()
 
 
 def _lines_of(path: Path, label: str, batches: list[parse.RawBatch]) -> list[list[bytes]]:
