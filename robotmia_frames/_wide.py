@@ -483,33 +483,56 @@ def split_tables(
     return out
 
 
+def key_fill(sources: Sequence[_pipeline.Parsed]) -> tuple[int, dict[str, int]]:
+    """The rows of ``sources`` and, per property key, how many of them hold a value:
+    what decides which keys stay columns (:func:`kept_kinds`).
+
+    Example:
+        >>> key_fill([])
+        (0, {})
+    """
+    fill: dict[str, int] = {}
+    for src in sources:
+        for b in src.batches:
+            for key, col in b.columns.items():
+                fill[key] = fill.get(key, 0) + parse.filled(col)
+    return sum(s.rows for s in sources), fill
+
+
+def kept_kinds(
+    spec: _pipeline.TableSpec, rows: int, fill: dict[str, int], threshold: float
+) -> dict[str, Kind]:
+    """The keys of ``spec`` that stay columns beside the map of ``sparse_columns="map"``:
+    those filled in at least ``threshold`` of ``rows`` (``fill``: per key, the rows
+    that hold a value), those the spec keeps (``keep_keys``) and, with dedupe, the
+    dedupe keys."""
+    named = set(spec.keep_keys)
+    if spec.dedupe:  # the dedupe keys stay columns
+        named |= {k[len(PROPERTY_PREFIX) :] for k in sinks.DEDUPE_KEYS[2:]}
+    return {
+        k: v
+        for k, v in spec.kinds.items()
+        if k in named or (rows and fill.get(k, 0) >= threshold * rows)
+    }
+
+
 def sparse_table(
     sources: Sequence[_pipeline.Parsed],
     spec: _pipeline.TableSpec,
     *,
     threshold: float = SPARSE_THRESHOLD,
+    kept: dict[str, Kind] | None = None,
 ) -> pa.Table:
     """The flat table with the keys filled in under ``threshold`` of the rows folded
     into one ``properties`` map column. Keys named in the spec's ``columns`` or
     ``keep_keys`` (those a ``where`` reads) stay columns; with ``columns`` there is no
-    map column."""
+    map column. ``kept``: the keys that stay columns, decided beforehand (over more
+    than ``sources``: a partition of a larger read)."""
     if spec.columns is not None:
         return _pipeline.flat_table(sources, spec)
     kinds, tz, dedupe, unit = spec.kinds, spec.tz, spec.dedupe, spec.unit
-    rows = sum(s.rows for s in sources)
-    fill: dict[str, int] = dict.fromkeys(kinds, 0)
-    for src in sources:
-        for b in src.batches:
-            for key, col in b.columns.items():
-                fill[key] = fill.get(key, 0) + parse.filled(col)
-    named = set(spec.keep_keys)
-    if dedupe:  # the dedupe keys stay columns
-        named |= {k[len(PROPERTY_PREFIX) :] for k in sinks.DEDUPE_KEYS[2:]}
-    kept = {
-        k: v
-        for k, v in kinds.items()
-        if k in named or (rows and fill.get(k, 0) >= threshold * rows)
-    }
+    if kept is None:
+        kept = kept_kinds(spec, *key_fill(sources), threshold)
     rare = [k for k in kinds if k not in kept]
     schema = _pipeline.final_schema(kept, None)
     tables = []
@@ -667,6 +690,56 @@ def dataset_check(query: _pipeline.DatasetQuery, shape: Shape) -> None:
     shape.check(peak, result, f"{len(files):,} files, {len(union):,} columns, from their footers")
 
 
+def table_fill(tables: Iterable[pa.Table]) -> tuple[int, dict[str, int]]:
+    """The rows of ``tables`` (days of a dataset) and, per column, how many of them
+    hold a value: what decides which columns stay beside the map (:func:`kept_columns`)."""
+    rows = 0
+    fill: dict[str, int] = {}
+    for t in tables:
+        rows += t.num_rows
+        for n in t.column_names:
+            fill[n] = fill.get(n, 0) + t.num_rows - t.column(n).null_count
+    return rows, fill
+
+
+def kept_columns(
+    order: Iterable[str],
+    rows: int,
+    fill: dict[str, int],
+    threshold: float,
+    keep: frozenset[str],
+    query: _pipeline.DatasetQuery,
+) -> list[str]:
+    """The columns of a dataset read (``order``) that stay beside the map: ``event``,
+    ``time``, those filled in at least ``threshold`` of ``rows``, those in ``keep``
+    (pinned) and, with dedupe, the dedupe keys."""
+    named = {"event", "time", *keep, *(sinks.DEDUPE_KEYS if query.dedupe else ())}
+    return [n for n in order if n in named or (rows and fill.get(n, 0) >= threshold * rows)]
+
+
+def with_map(table: pa.Table, kinds: dict[str, Kind], kept: list[str]) -> pa.Table:
+    """A dataset's table with its ``kept`` columns (conformed to ``kinds``) and every
+    other value in the map column, as text."""
+    entries = []
+    for f in table.schema:
+        if f.name in kept:
+            continue
+        array = table.column(f.name).combine_chunks()
+        valid = array.is_valid()
+        col = parse.RawColumn(array.filter(valid), kind_of_field(f))
+        rows_at = pc.indices_nonzero(valid).cast(pa.int32())
+        entries.append((f.name[len(PROPERTY_PREFIX) :], rows_at, parse.text_values(col)))
+    part = sinks.conform_table(table, kinds, kept)
+    props = parse.map_array(table.num_rows, entries)
+    return part.append_column(pa.field(MAP_COLUMN, MAP_TYPE), props)
+
+
+def map_schema(kinds: dict[str, Kind], kept: list[str]) -> pa.Schema:
+    """The schema of :func:`with_map`'s tables."""
+    empty = sinks.conform_table(pa.table({}), kinds, kept)
+    return empty.schema.append(pa.field(MAP_COLUMN, MAP_TYPE))
+
+
 def _split_table(table: pa.Table) -> Iterable[tuple[str | None, pa.Table]]:
     """A table's rows by event, each part without the columns it has no value in."""
     events = table.column("event")
@@ -734,35 +807,12 @@ def _read_dataset(
         return out
     if cols is not None:  # the named columns, no map
         return query.read(on_day=on_day)
-    rows = sum(t.num_rows for t in tables)
-    fill: dict[str, int] = {}
-    for t in tables:
-        for n in t.column_names:
-            fill[n] = fill.get(n, 0) + t.num_rows - t.column(n).null_count
-    named = {"event", "time", *keep_keys, *(sinks.DEDUPE_KEYS if query.dedupe else ())}
-    kept = [
-        n
-        for n in sinks.column_order(t.schema for t in tables)
-        if n in named or (rows and fill.get(n, 0) >= shape.threshold * rows)
-    ]
-    parts = []
-    for t in tables:
-        entries = []
-        for f in t.schema:
-            if f.name in kept:
-                continue
-            array = t.column(f.name).combine_chunks()
-            valid = array.is_valid()
-            col = parse.RawColumn(array.filter(valid), kind_of_field(f))
-            rows_at = pc.indices_nonzero(valid).cast(pa.int32())
-            entries.append((f.name[len(PROPERTY_PREFIX) :], rows_at, parse.text_values(col)))
-        part = sinks.conform_table(t, kinds, kept)
-        parts.append(
-            part.append_column(pa.field(MAP_COLUMN, MAP_TYPE), parse.map_array(t.num_rows, entries))
-        )
-    tables.clear()
-    schema = sinks.conform_table(pa.table({}), kinds, kept).schema.append(
-        pa.field(MAP_COLUMN, MAP_TYPE)
+    rows, fill = table_fill(tables)
+    kept = kept_columns(
+        sinks.column_order(t.schema for t in tables), rows, fill, shape.threshold, keep_keys, query
     )
+    parts = [with_map(t, kinds, kept) for t in tables]
+    tables.clear()
+    schema = map_schema(kinds, kept)
     table = pa.concat_tables(parts) if parts else schema.empty_table()
     return _dedupe(table) if query.dedupe else table
