@@ -416,6 +416,23 @@ class Collector:
         self.shape.check(peak, result, f"{what}, in {source}")
 
 
+def dataset_shape(given: Mapping[str, Any], function: str) -> tuple[Shape, tuple[str, ...]]:
+    """The checked shape of the days a public ``function`` writes to a dataset
+    (``given``: its ``locals()``), and the ``partition_by`` it writes with:
+    ``split_by="event"`` is the event layout, ``sparse_columns="map"`` is refused (a
+    dataset keeps every key as its own column) and ``dtype_backend``, where given,
+    is checked though a dataset has no pandas dtypes.
+
+    Example:
+        >>> shape, layout = dataset_shape({"split_by": "event", "partition_by": ("date",)}, "f")
+        >>> shape.split_by, layout
+        ('event', ('date', 'event'))
+    """
+    shape = Shape.of(given, return_type="arrow")
+    _options.dataset_sparse(shape.sparse, function)
+    return shape, _options.split_partitions(given["partition_by"], shape.split_by)
+
+
 def day_budget(shape: Shape) -> Callable[[_pipeline.Parsed], None] | None:
     """The check of each day an export writes to a dataset against ``max_memory``
     (None: no budget). A day is held whole while it is written (its parsed batches,

@@ -305,6 +305,7 @@ def sync_to_parquet(
     project_timezone: str | None = None,
     base_url: str | None = None,
     on_bad_lines: OnBadLines = "error",
+    columns: Sequence[str] | None = None,
     dtype: Mapping[str, Any] | None = None,
     on_type_mismatch: OnTypeMismatch = "text",
     partition_by: Sequence[str] = ("date",),
@@ -324,6 +325,10 @@ def sync_to_parquet(
     progress: _progress.ProgressArg = None,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
     table_format: TableFormat | None = None,
     window_days: int | Literal["auto"] = "auto",
     window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
@@ -341,6 +346,11 @@ def sync_to_parquet(
     types, and days after today are never counted as done.
     Retries and windows as in :func:`read_robotmia_export`: with the default
     ``window_days="auto"`` the lookback of a daily run is one request.
+    ``columns``, ``split_by``, ``sparse_columns``, ``sparse_threshold`` and
+    ``max_memory`` as in :func:`export_to_parquet`: only those columns are written,
+    ``split_by="event"`` is the event layout (a dataset keeps its layout: every sync
+    of it passes the same), each day is checked against ``max_memory`` before it is
+    written, and ``sparse_columns="map"`` is refused.
 
     Example:
         >>> import tempfile

@@ -324,10 +324,7 @@ class Client:
             (30, 3)
         """
         given = dict(locals())
-        # dtype_backend is checked; a dataset has no pandas dtypes
-        shape = _wide.Shape.of(given, return_type="arrow")
-        _options.dataset_sparse(shape.sparse, "export_to_parquet")
-        partition_by = _options.split_partitions(partition_by, shape.split_by)
+        shape, partition_by = _wide.dataset_shape(given, "export_to_parquet")
         location, state, tz = _pipeline.dataset_for_write(
             self._conn,
             path,
@@ -367,6 +364,7 @@ class Client:
         where: str | None = None,
         project_timezone: str | None = None,
         on_bad_lines: OnBadLines = "error",
+        columns: Sequence[str] | None = None,
         dtype: Mapping[str, Any] | None = None,
         on_type_mismatch: OnTypeMismatch = "text",
         partition_by: Sequence[str] = ("date",),
@@ -375,6 +373,10 @@ class Client:
         progress: _progress.ProgressArg = None,
         storage_options: dict[str, Any] | None = None,
         filesystem: Any = None,
+        split_by: _options.SplitBy | None = None,
+        sparse_columns: _options.SparseColumns | None = None,
+        sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+        max_memory: int | Literal["auto"] | None = "auto",
         table_format: TableFormat | None = None,
         window_days: int | Literal["auto"] = "auto",
         window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
@@ -394,6 +396,7 @@ class Client:
             40
         """
         given = dict(locals())
+        shape, partition_by = _wide.dataset_shape(given, "sync_to_parquet")
         location, state, tz, budget = _pipeline.sync_budget(
             self._conn,
             path,
@@ -430,6 +433,7 @@ class Client:
                 Path(tmp),
                 table_format=table_format,
                 storage_options=storage_options,
+                check_day=_wide.day_budget(shape),
             )
         return summary
 

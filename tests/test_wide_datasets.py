@@ -137,3 +137,116 @@ def test_cli_export_sparse_columns_refused(wide_server: Any, tmp_path: Path) -> 
     proc = run_cli(*base, "--max-memory", "lots", env=env)
     assert proc.returncode == 2 and "--max-memory" in proc.stderr, proc.stderr
     assert not out.exists() or not list(out.rglob("*.parquet"))
+
+
+def test_cli_sync_wide_flags(wide_server: Any, tmp_path: Path, capsys: Any) -> None:
+    """``sync`` takes the flags ``export`` takes: ``--split-by event`` writes (and a
+    later sync keeps) the event layout, ``--max-memory`` exits 7 before a day is
+    written, ``--sparse-columns map`` is refused (exit 2), ``--columns`` writes only
+    those columns."""
+    events, remote = wide_server
+    out = tmp_path / "ds"
+    args = ("sync", "--out", str(out), "--start-date", "2024-01-01", "--end-date", "2024-01-02")
+    code, _, err = cli(*args, *remote, "--max-memory", "20MB", capsys=capsys)
+    assert code == 7, err
+    assert "Ways out: --columns A,B,..." in assert_one_line_error(err)
+    assert not list(out.rglob("*.parquet"))
+    code, _, err = cli(*args, *remote, "--sparse-columns", "map", capsys=capsys)
+    assert code == 2, err
+    assert "--sparse-columns map is not available for sync" in assert_one_line_error(err)
+    for _ in range(2):  # the second sync re-exports the days, in the same layout
+        code, stdout, err = cli(*args, *remote, "--split-by", "event", "--json", capsys=capsys)
+        assert code == 0, err
+        assert json.loads(stdout)["rows"] == 3000
+        assert_event_layout(out, events)
+    # the event layout is the dataset's: a sync without it is refused, in flags
+    code, _, err = cli(*args, *remote, capsys=capsys)
+    assert code == 2, err
+    assert "Pass --partition-by-event" in assert_one_line_error(err)
+    narrow = tmp_path / "narrow"
+    code, _, err = cli(*args[:2], str(narrow), *args[3:], *remote,
+                       "--columns", "time,properties.k1", capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    for f in narrow.rglob("*.parquet"):
+        assert set(pq.read_schema(f).names) == {"time", "properties.k1"}
+
+
+# ------------------------------------------------------------------ sync_to_parquet
+
+
+@pytest.fixture
+def wide(server: ServerFactory, secret: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A wide project of two days, and the keywords that reach it."""
+    events = wide_events(3000, 600)
+    srv = server(events)
+    return events, dict(api_secret=secret, project_timezone="UTC", base_url=srv.url, progress=False)
+
+
+def test_sync_split_by_event(wide: Any, tmp_path: Path) -> None:
+    """``sync_to_parquet(split_by="event")`` writes the event layout as
+    ``export_to_parquet`` does; a later sync keeps it, and reads back the same rows."""
+    events, kw = wide
+    out = tmp_path / "ds"
+    first = rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", split_by="event", **kw)
+    assert first.rows == 3000
+    assert_event_layout(out, events)
+    again = rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", split_by="event", **kw)
+    assert again.rows == 3000
+    assert_event_layout(out, events)
+    exported = tmp_path / "exported"
+    rf.export_to_parquet(exported, "2024-01-01", "2024-01-02", split_by="event", **kw)
+    synced = rf.read_parquet_dataset(out, return_type="arrow").sort_by("properties.$insert_id")
+    assert synced.equals(
+        rf.read_parquet_dataset(exported, return_type="arrow").sort_by("properties.$insert_id")
+    )
+    with pytest.raises(rf.InvalidArgumentError, match=r"split_by='event'.*partition_by"):
+        rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", split_by="event",
+                           partition_by=("event",), **kw)  # fmt: skip
+
+
+def test_sync_columns(wide: Any, tmp_path: Path) -> None:
+    """``sync_to_parquet(columns=...)`` writes only those columns; one the export does
+    not hold is an error naming it."""
+    _, kw = wide
+    out = tmp_path / "ds"
+    s = rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", columns=["time", "$insert_id"], **kw)
+    assert s.rows == 3000
+    files = list(out.rglob("*.parquet"))
+    assert files
+    for f in files:
+        assert set(pq.read_schema(f).names) == {"time", "properties.$insert_id"}
+    with pytest.raises(rf.InvalidArgumentError, match=r"unknown column 'properties\.\$nope'"):
+        rf.sync_to_parquet(tmp_path / "bad", "2024-01-01", "2024-01-02", columns=["$nope"], **kw)
+
+
+def test_sync_max_memory(wide: Any, tmp_path: Path) -> None:
+    """``sync_to_parquet(max_memory=...)`` checks each day before it is written, as
+    ``export_to_parquet`` does; None turns the check off; a bad value is refused."""
+    _, kw = wide
+    out = tmp_path / "ds"
+    with pytest.raises(rf.MemoryBudgetError, match="writing one day") as err:
+        rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", max_memory=1, **kw)
+    assert err.value.max_memory == 1 and err.value.estimate > 1
+    assert "max_memory=None" in str(err.value)
+    assert not list(out.rglob("*.parquet"))
+    assert rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", max_memory=None, **kw).rows == 3000
+    with pytest.raises(rf.InvalidArgumentError, match="max_memory"):
+        rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", max_memory=-1, **kw)
+
+
+def test_sync_sparse_columns_refused(wide: Any, tmp_path: Path) -> None:
+    """A dataset keeps every key as its own column: ``sparse_columns="map"`` is
+    refused before anything is sent, naming ``sync_to_parquet`` and the way to the
+    map when reading; ``sparse_threshold`` is checked."""
+    _, kw = wide
+    out = tmp_path / "ds"
+    with pytest.raises(
+        rf.InvalidArgumentError,
+        match=r"sparse_columns='map' is not available for sync_to_parquet.*"
+        r"read_parquet_dataset\(path, sparse_columns='map'\)",
+    ):
+        rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", sparse_columns="map", **kw)
+    with pytest.raises(rf.InvalidArgumentError, match="sparse_threshold"):
+        rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", sparse_threshold=-0.5, **kw)
+    assert not list(out.rglob("*.parquet"))
+    rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", sparse_threshold=0.5, **kw)  # valid

@@ -137,7 +137,9 @@ def _remote_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "on_bad_lines": args.on_bad_lines,
         "verify": args.ca_bundle or True,
         "progress": _progress(args),
+        "columns": _column_names(args.columns),
         **_typed_kwargs(args),
+        **_shape_kwargs(args),
         "window_days": args.window_days,
         "window_target_bytes": int(args.window_target_mb * (1 << 20)),
     }
@@ -187,14 +189,7 @@ def _column_names(values: list[str] | None) -> list[str] | None:
 def _export(args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run:
         return _plan(args, out)
-    summary = api.export_to_parquet(
-        args.out,
-        args.from_date,
-        args.to_date,
-        columns=_column_names(args.columns),
-        **_remote_kwargs(args),
-        **_shape_kwargs(args),
-    )
+    summary = api.export_to_parquet(args.out, args.from_date, args.to_date, **_remote_kwargs(args))
     if args.json:
         _print_json(_summary_doc(summary), out)
     else:
@@ -682,7 +677,7 @@ _CLI_PHRASES = {
     "Check ROBOTMIA_API_SECRET / api_secret.": "Check ROBOTMIA_API_SECRET.",
     "pass api_secret or set ROBOTMIA_API_SECRET": "set ROBOTMIA_API_SECRET",
     "Pass partition_by=('date', 'event')": "Pass --partition-by-event",
-    "Pass partition_by=('date',)": "Leave out --partition-by-event",
+    "Pass partition_by=('date',)": "Leave out --partition-by-event and --split-by",
     "(partition_by=('date',))": "(without --partition-by-event)",
     "event= or where=": "--event or --where",
     "Leave sparse_columns=None, and fold rare keys into a map column when reading: "

@@ -136,7 +136,9 @@ def _remote(p: argparse.ArgumentParser) -> None:
         default="error",
         help="what a malformed line does (default: error, exit 6)",
     )
+    _columns(p, dataset=True)
     _typed(p)
+    _shaped(p, dataset=True)
 
 
 def _typed(p: argparse.ArgumentParser) -> None:
@@ -283,8 +285,6 @@ examples:
         help="print the plan (windows, requests, API-hours at the rate limit); send nothing",
     )
     _remote(e)
-    _columns(e, dataset=True)
-    _shaped(e, dataset=True)
 
 
 def _add_sync(sub: _Commands, common: argparse.ArgumentParser) -> None:
