@@ -501,6 +501,33 @@ static int lit(cur_t *c, const char *word, size_t n) {
     return OK;
 }
 
+/* An object member's key and its ':', c->p then at the value (HARD at the end of
+   the line). With `plain`, an escaped key is HARD: keys matched by their bytes go
+   to the Python path when escaped (rare). */
+static int lex_key(cur_t *c, const unsigned char **s, size_t *n, int plain) {
+    int r, esc;
+    if (c->p >= c->e || *c->p != '"') return HARD;
+    if ((r = lex_string(c, s, n, &esc, NULL)) != OK) return r;
+    if (plain && esc) return HARD;
+    ws(c);
+    if (c->p >= c->e || *c->p != ':') return HARD;
+    c->p++;
+    ws(c);
+    return c->p < c->e ? OK : HARD;
+}
+
+enum { MORE = 1 };
+
+/* After an object member's value: MORE past a ',' (another member follows), OK
+   past the object's closing '}', else HARD. */
+static int next_member(cur_t *c) {
+    ws(c);
+    if (c->p >= c->e) return HARD;
+    if (*c->p == ',') { c->p++; ws(c); return MORE; }
+    if (*c->p == '}') { c->p++; return OK; }
+    return HARD;
+}
+
 /* Validate any JSON value and step over it. */
 static int skip_value(cur_t *c, int depth) {
     if (c->p >= c->e) return HARD;
@@ -532,18 +559,9 @@ static int skip_value(cur_t *c, int depth) {
             ws(c);
             if (c->p < c->e && *c->p == '}') { c->p++; return OK; }
             for (;;) {
-                if (c->p >= c->e || *c->p != '"') return HARD;
-                if ((r = lex_string(c, &s, &n, &esc, NULL)) != OK) return r;
-                ws(c);
-                if (c->p >= c->e || *c->p != ':') return HARD;
-                c->p++;
-                ws(c);
+                if ((r = lex_key(c, &s, &n, 0)) != OK) return r;
                 if ((r = skip_value(c, depth + 1)) != OK) return r;
-                ws(c);
-                if (c->p >= c->e) return HARD;
-                if (*c->p == ',') { c->p++; ws(c); continue; }
-                if (*c->p == '}') { c->p++; return OK; }
-                return HARD;
+                if ((r = next_member(c)) != MORE) return r;
             }
         }
         default: {
@@ -764,7 +782,7 @@ static int put_value(cur_t *c, col_t *col, int32_t row) {
 
 /* The properties object of one line. */
 static int scan_properties(cur_t *c, table_t *t, int32_t row, double *time, uint8_t *time_ok) {
-    int r, esc, seen_time = 0;
+    int r, seen_time = 0;
     int32_t prev = -1;
     const unsigned char *s;
     size_t n;
@@ -772,14 +790,7 @@ static int scan_properties(cur_t *c, table_t *t, int32_t row, double *time, uint
     ws(c);
     if (c->p < c->e && *c->p == '}') { c->p++; return OK; }
     for (;;) {
-        if (c->p >= c->e || *c->p != '"') return HARD;
-        if ((r = lex_string(c, &s, &n, &esc, NULL)) != OK) return r;
-        if (esc) return HARD; /* escaped keys are rare: the Python path */
-        ws(c);
-        if (c->p >= c->e || *c->p != ':') return HARD;
-        c->p++;
-        ws(c);
-        if (c->p >= c->e) return HARD;
+        if ((r = lex_key(c, &s, &n, 1)) != OK) return r;
         if (n == 4 && memcmp(s, "time", 4) == 0) {
             if (seen_time) return HARD;
             seen_time = 1;
@@ -823,11 +834,7 @@ static int scan_properties(cur_t *c, table_t *t, int32_t row, double *time, uint
             else r = put_value(c, col, row);
             if (r != OK) return r;
         }
-        ws(c);
-        if (c->p >= c->e) return HARD;
-        if (*c->p == ',') { c->p++; ws(c); continue; }
-        if (*c->p == '}') { c->p++; return OK; }
-        return HARD;
+        if ((r = next_member(c)) != MORE) return r;
     }
 }
 
@@ -836,7 +843,7 @@ typedef struct {
 } rows_t;
 
 static int scan_line(cur_t *c, table_t *t, rows_t *o, int32_t row) {
-    int r, esc, seen_event = 0, seen_props = 0;
+    int r, seen_event = 0, seen_props = 0;
     const unsigned char *s;
     size_t n;
     double time = 0.0;
@@ -849,14 +856,7 @@ static int scan_line(cur_t *c, table_t *t, rows_t *o, int32_t row) {
         c->p++;
     } else {
         for (;;) {
-            if (c->p >= c->e || *c->p != '"') return HARD;
-            if ((r = lex_string(c, &s, &n, &esc, NULL)) != OK) return r;
-            if (esc) return HARD;
-            ws(c);
-            if (c->p >= c->e || *c->p != ':') return HARD;
-            c->p++;
-            ws(c);
-            if (c->p >= c->e) return HARD;
+            if ((r = lex_key(c, &s, &n, 1)) != OK) return r;
             if (n == 5 && memcmp(s, "event", 5) == 0) {
                 if (seen_event) return HARD;
                 seen_event = 1;
@@ -880,11 +880,8 @@ static int scan_line(cur_t *c, table_t *t, rows_t *o, int32_t row) {
             } else if ((r = skip_value(c, 1)) != OK) {
                 return r;
             }
-            ws(c);
-            if (c->p >= c->e) return HARD;
-            if (*c->p == ',') { c->p++; ws(c); continue; }
-            if (*c->p == '}') { c->p++; break; }
-            return HARD;
+            if ((r = next_member(c)) == OK) break;
+            if (r != MORE) return r;
         }
     }
     ws(c);
