@@ -152,6 +152,16 @@ def where(value: Any) -> str | None:
     return value
 
 
+def _given_or_env(value: Any, env: str) -> Any:
+    """The argument, else the environment variable ``env``; ``None`` when neither
+    is given or it is blank."""
+    if value is None:
+        value = os.environ.get(env)
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
 def secret(api_secret: Any) -> str:
     """The API secret: the argument, else ``ROBOTMIA_API_SECRET``; empty is missing.
 
@@ -159,8 +169,8 @@ def secret(api_secret: Any) -> str:
         >>> secret("s3cr3t")
         's3cr3t'
     """
-    value = api_secret if api_secret is not None else os.environ.get(SECRET_ENV)
-    if not isinstance(value, str) or not value.strip():
+    value = _given_or_env(api_secret, SECRET_ENV)
+    if not isinstance(value, str):
         raise InvalidArgumentError(
             f"no API secret: pass api_secret=... or set the {SECRET_ENV} environment variable "
             "(Project Settings in robotmia)"
@@ -176,8 +186,8 @@ def timezone(project_timezone: Any) -> str:
         >>> timezone("Europe/Paris")
         'Europe/Paris'
     """
-    tz = project_timezone if project_timezone is not None else os.environ.get(TIMEZONE_ENV)
-    if tz is None or (isinstance(tz, str) and not tz.strip()):
+    tz = _given_or_env(project_timezone, TIMEZONE_ENV)
+    if tz is None:
         raise InvalidArgumentError(
             "no project timezone: pass project_timezone='Europe/Paris' (the timezone in the "
             f"project's settings) or set {TIMEZONE_ENV}; export times are project-local "
