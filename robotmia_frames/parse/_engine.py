@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 import pyarrow as pa
@@ -63,6 +63,11 @@ from .typepolicy import (
     widen_array,
 )
 
+#: The rows of each shape of properties (its keys, in order), and their values.
+_Groups: TypeAlias = dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]]
+#: Each key's values with their rows, one piece per shape holding the key.
+_Pieces: TypeAlias = dict[str, list[tuple[list[int], Sequence[Any]]]]
+
 
 def build_raw_batch(
     lines: Sequence[bytes],
@@ -86,7 +91,7 @@ def build_raw_batch(
         if fast is not None:
             return fast
     loads = orjson.loads if not exact else None
-    groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
+    groups: _Groups = {}
     events: list[Any] = []
     times: list[Any] = []
     row = 0
@@ -126,49 +131,12 @@ def build_raw_batch(
         row += 1
 
     n = row
-    pieces: dict[str, list[tuple[list[int], Sequence[Any]]]] = {}
-    for shape, (shape_rows, shape_values) in groups.items():
-        if not shape:
-            continue
-        for key, column in zip(shape, zip(*shape_values, strict=True), strict=True):
-            if keys is not None and key not in keys:
-                continue
-            got = pieces.get(key)
-            if got is None:
-                pieces[key] = [(shape_rows, column)]
-            else:
-                got.append((shape_rows, column))
-
-    columns: dict[str, RawColumn] = {}
-    for key, parts in pieces.items():
-        values: Sequence[Any]
-        rows: list[int]
-        if len(parts) == 1:
-            rows, values = parts[0]
-        else:
-            rows = list(itertools.chain.from_iterable(p[0] for p in parts))
-            values = list(itertools.chain.from_iterable(p[1] for p in parts))
-        col = values_column(values, rows, n, check_big=not exact, ordered=len(parts) == 1)
-        if col is None:
-            return build_raw_batch(
-                lines, first_line, source=source, bad=_Recheck(bad), keys=keys, exact=True
-            )
-        columns[key] = col
-
-    try:
-        event = pa.array(events, type=pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        texts = as_text(events)
-        if not exact and any(
-            type(e) is not str and t is not None and BIG_EXPONENT.search(t)
-            for e, t in zip(events, texts, strict=True)
-        ):
-            # A non-string event holding an integer beyond 64 bits (alone or inside
-            # an object or a list), which orjson read as a float: decode exactly.
-            return build_raw_batch(
-                lines, first_line, source=source, bad=_Recheck(bad), keys=keys, exact=True
-            )
-        event = pa.array(texts, type=pa.string())
+    columns = _raw_columns(_pieces(groups, keys), n, exact)
+    event = None if columns is None else _event_array(events, exact)
+    if columns is None or event is None:  # a value needs the exact decoding
+        return build_raw_batch(
+            lines, first_line, source=source, bad=_Recheck(bad), keys=keys, exact=True
+        )
     return RawBatch(
         source=source,
         first_line=first_line,
@@ -183,6 +151,58 @@ def build_raw_batch(
         if len(bad.lines) != bad_before or isinstance(bad, _Recheck)
         else frozenset(),
     )
+
+
+def _pieces(groups: _Groups, keys: frozenset[str] | None) -> _Pieces:
+    """The values of each key (of ``keys`` only, when given), by shape."""
+    pieces: _Pieces = {}
+    for shape, (shape_rows, shape_values) in groups.items():
+        if not shape:
+            continue
+        for key, column in zip(shape, zip(*shape_values, strict=True), strict=True):
+            if keys is not None and key not in keys:
+                continue
+            got = pieces.get(key)
+            if got is None:
+                pieces[key] = [(shape_rows, column)]
+            else:
+                got.append((shape_rows, column))
+    return pieces
+
+
+def _raw_columns(pieces: _Pieces, n: int, exact: bool) -> dict[str, RawColumn] | None:
+    """One column of ``n`` rows per key, or None when a value needs the exact
+    decoding (an integer beyond 64 bits that orjson read as a float)."""
+    columns: dict[str, RawColumn] = {}
+    for key, parts in pieces.items():
+        values: Sequence[Any]
+        rows: list[int]
+        if len(parts) == 1:
+            rows, values = parts[0]
+        else:
+            rows = list(itertools.chain.from_iterable(p[0] for p in parts))
+            values = list(itertools.chain.from_iterable(p[1] for p in parts))
+        col = values_column(values, rows, n, check_big=not exact, ordered=len(parts) == 1)
+        if col is None:
+            return None
+        columns[key] = col
+    return columns
+
+
+def _event_array(events: list[Any], exact: bool) -> pa.Array | None:
+    """The ``event`` column (a non-string event as its JSON text), or None when a
+    non-string event holds an integer beyond 64 bits (alone or inside an object or
+    a list), which orjson read as a float: the lines are then decoded exactly."""
+    try:
+        return pa.array(events, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        texts = as_text(events)
+        if not exact and any(
+            type(e) is not str and t is not None and BIG_EXPONENT.search(t)
+            for e, t in zip(events, texts, strict=True)
+        ):
+            return None
+        return pa.array(texts, type=pa.string())
 
 
 class _Recheck(parse.BadLines):
