@@ -7,16 +7,14 @@ import errno
 import logging
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
 import requests
 
-from .._fsutil import fsync_dir
+from .._fsutil import fsync_dir, replacing
 from .._redact import redact, redact_url
 from ..errors import (
     APIError,
@@ -248,6 +246,25 @@ def no_room(exc: OSError, what: str, folder: Path) -> OSError:
     )
 
 
+class _Counted:
+    """The bytes told to ``on_bytes`` (a progress hook) for the body in the file now,
+    taken back (a negative count) when that body is thrown away."""
+
+    def __init__(self, on_bytes: Callable[[int], None] | None) -> None:
+        self.on_bytes = on_bytes
+        self.total = 0
+        self.hook = None if on_bytes is None else self.add
+
+    def add(self, n: int) -> None:
+        self.total += n
+        assert self.on_bytes is not None
+        self.on_bytes(n)
+
+    def take_back(self) -> None:
+        if self.total:
+            self.add(-self.total)
+
+
 def download_window(
     config: TransportConfig,
     request: WindowRequest,
@@ -295,35 +312,21 @@ def download_window(
     dest = Path(dest)
     own_session = session is None
     active = session if session is not None else make_session(user_agent=config.user_agent)
-    tmp: Path | None = None
-    done = False
-    counted = 0  # the bytes told to on_bytes for the body in the file now
-
-    def count(n: int) -> None:
-        nonlocal counted
-        counted += n
-        assert on_bytes is not None
-        on_bytes(n)
-
-    def uncount() -> None:
-        if counted:
-            count(-counted)
-
+    counted = _Counted(on_bytes)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.part-", dir=dest.parent)
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "w+b") as sink:
+        with (
+            replacing(dest, prefix=f".{dest.name}.part-", suffix="") as tmp,
+            tmp.open("w+b") as sink,
+        ):
 
             def attempt() -> tuple[bool, int]:
                 sink.seek(0)
                 sink.truncate()
-                uncount()  # a retry starts the body again
+                counted.take_back()  # a retry starts the body again
                 if on_body is not None:
                     on_body.restart()
-                return export_attempt(
-                    active, config, request, sink, None if on_bytes is None else count, on_body
-                )
+                return export_attempt(active, config, request, sink, counted.hook, on_body)
 
             (compressed, received), attempts = retrying(
                 attempt,
@@ -336,19 +339,14 @@ def download_window(
             sink.flush()
             if durable:
                 os.fsync(sink.fileno())
-        os.replace(tmp, dest)
-        done = True
         if durable:
             fsync_dir(dest.parent)
-    except OSError as exc:
-        if exc.errno in NO_ROOM:
+    except BaseException as exc:
+        counted.take_back()  # nothing of a failed download is kept
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
             raise no_room(exc, f"window {request.label}", dest.parent) from exc
         raise
     finally:
-        if tmp is not None and not done:
-            uncount()
-            with suppress(OSError):
-                tmp.unlink()
         if own_session:
             active.close()
     return DownloadResult(
