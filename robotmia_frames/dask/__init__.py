@@ -286,6 +286,45 @@ def _lazy_partitions(
     ]
 
 
+def _write_days(
+    client: Client, sink: _pipeline.DatasetWriter, plan: _pipeline.ExportPlan, scanned: _FirstPass
+) -> list[Future]:
+    """Write the days of ``scanned`` on the workers, each with the kinds one machine
+    would write it with, and commit those written; the writes' futures (a failed
+    day's raises its error)."""
+    from distributed import wait
+
+    days = plan.days
+    bodies, sizes = scanned.bodies, scanned.sizes
+    for day, report in zip(days, scanned.reports, strict=True):  # as one machine warns
+        plan.pinned.warn(report, f"window {day.isoformat()}")
+    merged: list[dict[str, Kind]] = []
+    for one in scanned.kinds:  # the kinds each day is written with, as on one machine
+        merged.append(sink.merged_kinds(one, merged[-1] if merged else None))
+    tag = uuid.uuid4().hex[:8]
+    writes: list[Future] = client.map(
+        _write_day,
+        bodies,
+        days,
+        merged,
+        [sink.day_metadata(d, plan.start, plan.end, n) for d, n in zip(days, sizes, strict=True)],
+        plan=plan,
+        root=sink.location,
+        partition_by=sink.ds.partition_by,
+        key=[f"robotmia-write-{d.isoformat()}-{tag}" for d in days],
+    )
+    wait(writes)
+    done = [i for i, f in enumerate(writes) if f.status == "finished"]
+    results = cast("list[sinks.DayWriteResult]", client.gather([writes[i] for i in done]))
+    for i, result in zip(done, results, strict=True):
+        # Older days holding a column this day widened are rewritten once, by finish(),
+        # as on one machine; the dataset's kinds so far (with the pinned columns as
+        # written, and their __raw columns) come first.
+        kinds = unify_into(dict(sink.kinds), merged[i].items())
+        sink.commit_written(days[i], kinds, result, plan)
+    return writes
+
+
 def _from_map(func: Any, *iterables: Any, **kwargs: Any) -> dd.DataFrame:
     """``dask.dataframe.from_map`` keeping the partitions' dtypes as they are.
 
@@ -459,8 +498,6 @@ def export_to_parquet(
         >>> s.days  # doctest: +SKIP
         366
     """
-    from distributed import wait
-
     plan = _cluster_plan(dict(locals()))
     dask_client = _client(client)
     sink = _pipeline.DatasetWriter(
@@ -476,38 +513,8 @@ def export_to_parquet(
                 f"robotmia_frames.dask writes Hive datasets; {sink.location.url} is a "
                 "Delta table: write it with robotmia_frames.export_to_parquet"
             )
-        days = plan.days
         scanned = _first_pass(dask_client, plan, bytes_per_day=sink.state.history_bytes_per_day())
-        bodies, sizes = scanned.bodies, scanned.sizes
-        for day, report in zip(days, scanned.reports, strict=True):  # as one machine warns
-            plan.pinned.warn(report, f"window {day.isoformat()}")
-        merged: list[dict[str, Kind]] = []
-        for one in scanned.kinds:  # the kinds each day is written with, as on one machine
-            merged.append(sink.merged_kinds(one, merged[-1] if merged else None))
-        tag = uuid.uuid4().hex[:8]
-        writes = dask_client.map(
-            _write_day,
-            bodies,
-            days,
-            merged,
-            [
-                sink.day_metadata(d, plan.start, plan.end, n)
-                for d, n in zip(days, sizes, strict=True)
-            ],
-            plan=plan,
-            root=sink.location,
-            partition_by=sink.ds.partition_by,
-            key=[f"robotmia-write-{d.isoformat()}-{tag}" for d in days],
-        )
-        wait(writes)
-        done = [i for i, f in enumerate(writes) if f.status == "finished"]
-        results = cast("list[sinks.DayWriteResult]", dask_client.gather([writes[i] for i in done]))
-        for i, result in zip(done, results, strict=True):
-            # Older days holding a column this day widened are rewritten once, by finish(),
-            # as on one machine; the dataset's kinds so far (with the pinned columns as
-            # written, and their __raw columns) come first.
-            kinds = unify_into(dict(sink.kinds), merged[i].items())
-            sink.commit_written(days[i], kinds, result, plan)
+        writes = _write_days(dask_client, sink, plan, scanned)
         sink.finish()
         sink.ds.recover()  # drop what a killed worker left in the staging folder
         for f in writes:
