@@ -1,6 +1,6 @@
 """The pipeline every public operation shares: plan, windows, parse, unify, write.
 
-``client.py`` (and through it ``api.py``, ``dask.py``, ``profiles.py`` and the CLI)
+``client.py`` (and through it ``api.py``, ``dask``, ``profiles.py`` and the CLI)
 calls these pieces; each goes down one stage and comes back once::
 
     ExportPlan (checked arguments)
