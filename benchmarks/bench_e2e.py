@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
-import http.server
 import json
 import os
 import shutil
@@ -36,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import DATA, ROOT, machine, median, peak_rss_mib, serve_export
+import _harness
+from _harness import DATA, ROOT, machine, median, peak_rss_mib, serve_days
 
 SECRET = "bench-secret"
 START = dt.date(2024, 1, 1)
@@ -47,25 +47,11 @@ START = dt.date(2024, 1, 1)
 
 def day_bodies(events: int, days: int, tag: str) -> Path:
     """One gzip body per day (cached), ``events`` in all over ``days`` days."""
-    from robotmia_frames.emulator import iter_generated_events, write_export_file
-
-    folder = DATA / f"e2e-{tag}-{events}-{days}"
-    done = folder / "DONE"
-    if done.exists():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
     per_day = -(-events // days)
-    t = time.perf_counter()
-    left = events
-    for i in range(days):
-        day = START + dt.timedelta(days=i)
-        n = min(per_day, left)
-        left -= n
-        gen = iter_generated_events(day, day, events_per_day=n, seed=42, conflict_rate=0.0)
-        write_export_file(folder / f"{day.isoformat()}.jsonl.gz", gen, compresslevel=1)
-    done.write_text(str(events))
-    print(f"# generated {folder.name} in {time.perf_counter() - t:.1f} s", flush=True)
-    return folder
+    counts = [max(0, min(per_day, events - i * per_day)) for i in range(days)]
+    return _harness.day_bodies(
+        DATA / f"e2e-{tag}-{events}-{days}", START, counts, conflict_rate=0.0
+    )
 
 
 def whole_file(folder: Path) -> Path:
@@ -79,23 +65,6 @@ def whole_file(folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------ static server
-
-
-def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """Serve ``folder``'s day bodies for any ``from_date..to_date`` on loopback."""
-    bodies = {p.name[:10]: p.read_bytes() for p in folder.glob("20*.jsonl.gz")}
-
-    def answer(q: dict[str, list[str]]) -> tuple[int, list[memoryview]]:
-        a = dt.date.fromisoformat(q["from_date"][0])
-        b = dt.date.fromisoformat(q["to_date"][0])
-        parts = []
-        while a <= b:
-            parts.append(bodies.get(a.isoformat(), b""))
-            a += dt.timedelta(days=1)
-        view = memoryview(b"".join(parts))
-        return len(view), [view[i : i + (1 << 20)] for i in range(0, len(view), 1 << 20)]
-
-    return serve_export(answer)
 
 
 # ------------------------------------------------------------------------- child
@@ -175,8 +144,8 @@ def main() -> None:
         f"# {opts.events:,} events over {opts.days} days: {json_mib:,.0f} MiB of JSON, "
         f"{big_file.stat().st_size / 2**20:,.0f} MiB gzip"
     )
-    srv, url = serve(big)
-    small_srv, small_url = serve(small)
+    srv, url = serve_days(big)
+    small_srv, small_url = serve_days(small)
     end = (START + dt.timedelta(days=opts.days - 1)).isoformat()
     small_end = (START + dt.timedelta(days=opts.small_days - 1)).isoformat()
     tmp = Path(tempfile.mkdtemp(prefix="robotmia-bench-e2e-"))

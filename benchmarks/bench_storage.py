@@ -1,8 +1,10 @@
 """export_to_parquet to a local Hive dataset, Hive on an S3 API server, and Delta on both.
 
-The emulator generates each requested day lazily; the S3 API server is moto's
-``ThreadedMotoServer`` on 127.0.0.1 (in this process, so its own memory is not the
-client's). Each export runs in its own subprocess, which reports its wall time and
+The days are generated once by the emulator's generator (one gzip body per day,
+cached in ``bench-data/``) and served by a minimal static server on 127.0.0.1 that
+answers a window with its days' bodies, so that almost all the CPU goes to the
+client; the S3 API server is moto's ``ThreadedMotoServer`` on 127.0.0.1 (both in
+this process, so their memory is not the client's). Each export runs in its own subprocess, which reports its wall time and
 peak RSS. Prints rows/s and peak RSS per target and size, and the RSS ratio of the
 largest size to the smallest per target (flat memory: close to 1).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import socket
 import sys
@@ -25,9 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import machine, run_child
-
-from robotmia_frames.emulator import ExportServer, GeneratorConfig
+from _harness import DATA, day_bodies, machine, run_child, serve_days
 
 SECRET = "bench-secret"
 TARGETS = ("local-hive", "s3-hive", "local-delta", "s3-delta")
@@ -56,33 +57,36 @@ def main() -> None:
     ap.add_argument(
         "--window-days", default="auto", help="window_days of the exports (default auto)"
     )
+    ap.add_argument("--workers", type=int, default=1, help="processes generating the days")
     args = ap.parse_args()
     targets = [t for t in args.targets.split(",") if t]
+    sizes = [int(x) for x in args.sizes.split(",")]
+    start = dt.date(2024, 1, 1)
+    days = -(-max(sizes) // args.per_day)
+    folder = day_bodies(
+        DATA / f"storage-{args.per_day}", start, [args.per_day] * days, workers=args.workers
+    )
     server, options = _s3() if any(t.startswith("s3") for t in targets) else (None, {})
+    httpd, url = serve_days(folder)
     print(
-        f"# {machine()}; {args.per_day:,} events per day, generated lazily by the emulator; "
-        f"window_days={args.window_days}"
+        f"# {machine()}; load {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+        f"{args.per_day:,} events per day; window_days={args.window_days}"
     )
     print(f"{'target':<13}{'events':>10}{'days':>6}{'wall s':>9}{'rows/s':>10}{'peak RSS MiB':>14}")
     peaks: dict[str, list[float]] = {}
     try:
-        for n in (int(x) for x in args.sizes.split(",")):
+        for n in sizes:
             days = -(-n // args.per_day)
-            start = dt.date(2024, 1, 1)
             end = start + dt.timedelta(days=days - 1)
-            gen = GeneratorConfig(
-                events_per_day=args.per_day, seed=42, from_date=start, to_date=end
-            )
             for target in targets:
                 where, fmt = target.split("-")
                 tmp = Path(tempfile.mkdtemp(prefix="robotmia-bench-"))
                 out = str(tmp / "ds") if where == "local" else f"s3://bench/{uuid.uuid4().hex}"
                 opts = json.dumps(options if where == "s3" else {})
-                with ExportServer(api_secret=SECRET, generate=gen, compresslevel=1) as srv:
-                    rep = run_child(
-                        "storage_export", srv.url, start.isoformat(), end.isoformat(), SECRET,
-                        out, fmt, opts, args.window_days,
-                    )  # fmt: skip
+                rep = run_child(
+                    "storage_export", url, start.isoformat(), end.isoformat(), SECRET,
+                    out, fmt, opts, args.window_days,
+                )  # fmt: skip
                 shutil.rmtree(tmp, ignore_errors=True)
                 if "wall" not in rep:
                     print(f"{target:<13}{n:>10,} failed: {rep.get('error')}")
@@ -94,6 +98,7 @@ def main() -> None:
                     flush=True,
                 )
     finally:
+        httpd.shutdown()
         if server is not None:
             server.stop()  # type: ignore[attr-defined]
     for target, values in peaks.items():
