@@ -601,6 +601,60 @@ def test_workers_write_straight_to_s3(
     pd.testing.assert_frame_equal(got, rf.read_parquet_dataset(url, storage_options=opts))
 
 
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_one_writer_at_a_time_with_the_workers(
+    client: Any,
+    server: ServerFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    storage: str,
+) -> None:
+    """A Dask export holds the dataset's writer lock on the client for its whole
+    write (the file lock on local disk, the lease object on S3), as one machine
+    does: a second writer, Dask or not, waits, then fails clearly before any
+    request, and the first one's work is whole."""
+    from tests.test_storage import _options
+
+    options: dict[str, Any] = {}
+    where: str | Path = tmp_path / "events"
+    if storage == "s3":
+        endpoint, bucket = (request.getfixturevalue(n) for n in ("s3_endpoint", "bucket"))
+        where, options = f"s3://{bucket}/events", {"storage_options": _options(endpoint)}
+    gate = threading.Event()
+    first = server(_conflicting_events())
+    first.add_fault(Fault(hold=gate, times=None))  # every answer waits for the gate
+    second = server(_conflicting_events())
+    monkeypatch.setenv(sinks.LOCK_TIMEOUT_ENV, "0.5")
+    days = ("2024-03-01", "2024-03-04")
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(rfd.export_to_parquet, where, *days, **options, **_kw(first))
+        try:
+            # the lock is taken before the first request: it is held from here on
+            wait_until(lambda: job.done() or first.in_flight, "the Dask export's first request")
+            assert not job.done()
+            for writer in (rf.export_to_parquet, rfd.export_to_parquet, rf.sync_to_parquet):
+                started = time.monotonic()
+                with pytest.raises(rf.InvalidArgumentError) as info:
+                    writer(where, *days, **options, **_kw(second))
+                assert time.monotonic() - started >= 0.5  # it waited for the lock
+                message = str(info.value)
+                assert "being written by another process" in message, message
+                assert "ROBOTMIA_LOCK_TIMEOUT" in message
+            assert second.requests == []  # refused before any request
+        finally:
+            gate.set()
+        summary = job.result(timeout=300)
+    want = rf.export_to_parquet(tmp_path / "one", *days, **_kw(second))
+    assert (summary.rows, summary.days) == (want.rows, want.days) == (6, 4)
+    pd.testing.assert_frame_equal(
+        rf.read_parquet_dataset(where, **options), rf.read_parquet_dataset(want.path)
+    )
+    # released: the next writer goes ahead at once
+    again = rfd.export_to_parquet(where, *days, **options, **_kw(second))
+    assert again.rows == want.rows
+
+
 # ----------------------------------------------------------------- request windows
 
 
