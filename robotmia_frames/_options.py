@@ -696,3 +696,22 @@ def dataset_sparse(value: SparseColumns | None, function: str) -> None:
         "Leave sparse_columns=None, and fold rare keys into a map column when reading: "
         "read_parquet_dataset(path, sparse_columns='map')"
     )
+
+
+def frame_split(value: SplitBy | None, function: str) -> None:
+    """``split_by=`` (checked by :func:`split_by`) of ``function``, which gives one
+    Dask DataFrame: a dict of frames is not one, so ``"event"`` is refused with the
+    ways to one event's rows and to narrow tables per event.
+
+    Example:
+        >>> frame_split(None, "robotmia_frames.dask.read_robotmia_export")
+    """
+    if value is None:
+        return
+    raise InvalidArgumentError(
+        f"split_by='event' is not available for {function}: it gives one Dask DataFrame "
+        "with one set of columns, not a dict of frames. Leave split_by=None, and take "
+        "one event with event='Name' (or ddf[ddf.event == 'Name']), or write the event "
+        "layout with robotmia_frames.dask.export_to_parquet(path, ..., split_by='event') "
+        "and read one event's narrow table with read_parquet_dataset(path, event='Name')"
+    )

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -132,6 +132,22 @@ def _size(n: float) -> str:
     return f"{n:,.1f} TB"  # pragma: no cover
 
 
+def _budget(max_memory: int | Literal["auto"] | None) -> tuple[int | None, str, int]:
+    """The budget of this process for a checked ``max_memory``, what the messages
+    call it, and this process's memory now (which the budget counts from)."""
+    base = current_memory()
+    if max_memory != "auto":
+        return max_memory, "" if max_memory is None else f"max_memory={max_memory:,} bytes", base
+    avail = available_memory()
+    if avail is None:
+        return None, "", base
+    note = (
+        f"max_memory='auto': this process's {_size(base)} and "
+        f"{MEMORY_SHARE:.0%} of the {_size(avail)} available"
+    )
+    return base + int(avail * MEMORY_SHARE), note, base
+
+
 @dataclass(frozen=True)
 class Shape:
     """A read's checked ``split_by``, ``sparse_columns``, ``sparse_threshold``,
@@ -147,6 +163,10 @@ class Shape:
     dtype_backend: sinks.DtypeBackend = "numpy_nullable"
     #: the shape of a dataset's days (``export_to_parquet``), not of a read's result
     dataset: bool = False
+    #: the shape of one partition of a Dask DataFrame, built on a worker
+    partition: bool = False
+    #: the ``max_memory`` argument the budget was reckoned from (:meth:`here`)
+    max_memory: int | Literal["auto"] | None = "auto"
 
     @classmethod
     def checked(
@@ -164,20 +184,7 @@ class Shape:
         sparse = _options.sparse_columns(sparse_columns)
         threshold = _options.sparse_threshold(sparse_threshold)
         budget_arg = _options.max_memory(max_memory)
-        budget: int | None
-        base = current_memory()
-        if budget_arg == "auto":
-            avail = available_memory()
-            budget = None if avail is None else base + int(avail * MEMORY_SHARE)
-            note = (
-                ""
-                if avail is None
-                else f"max_memory='auto': this process's {_size(base)} and "
-                f"{MEMORY_SHARE:.0%} of the {_size(avail)} available"
-            )
-        else:
-            budget = budget_arg
-            note = "" if budget is None else f"max_memory={budget:,} bytes"
+        budget, note, base = _budget(budget_arg)
         return cls(
             split,
             sparse,
@@ -187,7 +194,15 @@ class Shape:
             base,
             _options.return_type(return_type),
             _options.dtype_backend(dtype_backend),
+            max_memory=budget_arg,
         )
+
+    def here(self) -> Shape:
+        """This shape with its budget reckoned for this process (a Dask worker, say):
+        ``max_memory="auto"`` from this process's memory and the memory available to
+        it now; a budget in bytes stays as it is."""
+        budget, note, base = _budget(self.max_memory)
+        return dataclasses.replace(self, budget=budget, budget_note=note, base=base)
 
     @classmethod
     def of(cls, given: Mapping[str, Any], **overrides: Any) -> Shape:
@@ -208,6 +223,26 @@ class Shape:
         if self.budget is None or self.base + peak <= self.budget:
             return
         peak += self.base
+        if self.partition:
+            ways = ["columns=[...] to read only the columns you need"]
+            if self.sparse is None:
+                ways.append(
+                    "sparse_columns='map' to fold rare keys into one 'properties' map column"
+                )
+            ways.append(
+                "robotmia_frames.dask.export_to_parquet(..., split_by='event') to write each "
+                "event's columns to its own files, then read_parquet_dataset(..., event=...)"
+            )
+            ways.append("max_memory=None to turn this check off")
+            raise MemoryBudgetError(
+                f"building one partition would take its worker process to about {_size(peak)} "
+                f"of memory ({_size(result)} as a table; {what}), over the budget of "
+                f"{_size(self.budget)} ({self.budget_note}). Nothing was built. Ways out: "
+                + "; ".join(ways)
+                + ".",
+                estimate=int(peak),
+                max_memory=self.budget,
+            )
         if self.dataset:
             raise MemoryBudgetError(
                 f"writing one day would take this process to about {_size(peak)} of memory "
@@ -433,18 +468,29 @@ def dataset_shape(given: Mapping[str, Any], function: str) -> tuple[Shape, tuple
     return shape, _options.split_partitions(given["partition_by"], shape.split_by)
 
 
-def day_budget(shape: Shape) -> Callable[[_pipeline.Parsed], None] | None:
+def day_budget(
+    shape: Shape, *, partition: bool = False
+) -> Callable[[_pipeline.Parsed], None] | None:
     """The check of each day an export writes to a dataset against ``max_memory``
     (None: no budget). A day is held whole while it is written (its parsed batches,
     then its Arrow table), so its estimate is that of a read of that day alone.
+    With ``partition``, the check of a day read as one partition of a Dask
+    DataFrame, in the shape's form (pandas, a sparse map). The budget is this
+    process's (:meth:`Shape.here`): on a cluster, the worker's.
 
     Example:
         >>> day_budget(Shape.checked(max_memory=None)) is None
         True
     """
+    shape = shape.here()
     if shape.budget is None:
         return None
-    flat = dataclasses.replace(shape, split_by=None, sparse=None, return_type="arrow", dataset=True)
+    if partition:
+        flat = dataclasses.replace(shape, split_by=None, partition=True)
+    else:
+        flat = dataclasses.replace(
+            shape, split_by=None, sparse=None, return_type="arrow", dataset=True
+        )
 
     def check(day: _pipeline.Parsed) -> None:
         collect = Collector(flat)
@@ -687,12 +733,16 @@ def _file_estimate(
     return rows, sizes
 
 
-def dataset_check(query: _pipeline.DatasetQuery, shape: Shape) -> None:
+def dataset_check(
+    query: _pipeline.DatasetQuery, shape: Shape, files: Sequence[str] | None = None
+) -> None:
     """Check the memory a dataset read will need against the budget, from the
-    footers of the files it selects, before any data is read."""
+    footers of the files it selects (or of ``files``: one partition's), before any
+    data is read."""
     if shape.budget is None:
         return
-    files = [f for fs in query.select().values() for f in fs]
+    if files is None:
+        files = [f for fs in query.select().values() for f in fs]
     per_file = [_file_estimate(query.ds, f, query.columns) for f in files]
     union: set[str] = set()
     for _, sizes in per_file:

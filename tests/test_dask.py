@@ -750,3 +750,101 @@ def test_a_second_export_sizes_its_windows_from_the_dataset(
     assert summary.days == 81
     assert sorted(srv.windows()) == plan.windows  # 31 days at a time from the first
     assert plan.requests == 3
+
+
+# ------------------------------------------------------------------ wide projects
+
+
+def _wide_events() -> list[dict[str, Any]]:
+    from tests.test_wide import wide_events
+
+    return wide_events(900, 300)  # 10 event names, 30 keys each (each in ~8% of the rows)
+
+
+def test_export_wide_keywords_as_one_machine(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    """``split_by="event"`` and ``columns=`` write the dataset one machine writes;
+    ``sparse_columns="map"`` and ``split_by`` beside another layout are refused
+    before anything is sent."""
+    srv = server(_wide_events())
+    for i, options in enumerate(
+        [{"split_by": "event"}, {"columns": ["time", "$insert_id", "properties.k0"]}]
+    ):
+        kw = _kw(srv, **options)
+        got = rfd.export_to_parquet(tmp_path / f"dask{i}" / "ds", "2024-01-01", "2024-01-02", **kw)
+        want = rf.export_to_parquet(tmp_path / f"one{i}" / "ds", "2024-01-01", "2024-01-02", **kw)
+        assert (got.rows, got.files) == (want.rows, want.files) == (900, want.files)
+        _assert_same_dataset(got.path, want.path)
+    sent = len(srv.requests)
+    with pytest.raises(rf.InvalidArgumentError, match=r"not available for robotmia_frames\.dask"):
+        rfd.export_to_parquet(tmp_path / "x", "2024-01-01", "2024-01-02",
+                              **_kw(srv, sparse_columns="map"))  # fmt: skip
+    with pytest.raises(rf.InvalidArgumentError, match="conflicts with partition_by"):
+        rfd.export_to_parquet(tmp_path / "x", "2024-01-01", "2024-01-02",
+                              **_kw(srv, split_by="event", partition_by=("event",)))  # fmt: skip
+    with pytest.raises(rf.InvalidArgumentError, match=r"unknown column 'properties\.nope'"):
+        rfd.export_to_parquet(tmp_path / "y", "2024-01-01", "2024-01-02",
+                              **_kw(srv, columns=["properties.nope"]))  # fmt: skip
+    assert not list((tmp_path / "y").rglob("*.parquet"))  # refused before any day is written
+    assert len(srv.requests) > sent  # (the unknown column is known once the days are scanned)
+
+
+def test_export_max_memory_checks_each_day_on_its_worker(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    """A day over ``max_memory`` raises ``MemoryBudgetError`` from its worker's first
+    pass: no day is written; ``max_memory=None`` writes them all."""
+    srv = server(_wide_events())
+    out = tmp_path / "ds"
+    with pytest.raises(rf.MemoryBudgetError, match="writing one day") as err:
+        rfd.export_to_parquet(out, "2024-01-01", "2024-01-02", **_kw(srv, max_memory=1))
+    assert err.value.max_memory == 1 and err.value.estimate > 1
+    assert not list(out.rglob("*.parquet"))
+    s = rfd.export_to_parquet(out, "2024-01-01", "2024-01-02", **_kw(srv, max_memory=None))
+    assert s.rows == 900
+
+
+def test_read_export_wide_keywords(client: Any, server: ServerFactory) -> None:
+    """``sparse_columns="map"`` computes to what one machine reads (the kept keys
+    decided over every day); ``split_by`` is refused with the ways out;
+    ``max_memory`` stops a partition over it before any is built."""
+    srv = server(_wide_events())
+    kw = _kw(srv, sparse_columns="map")
+    ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-02", **kw)
+    want = rf.read_robotmia_export("2024-01-01", "2024-01-02", **kw)
+    assert "properties" in want.columns and len(want.columns) < 100  # the map is in use
+    pd.testing.assert_frame_equal(ddf.compute().reset_index(drop=True), want)
+    assert dict(ddf.dtypes) == dict(want.dtypes)
+    _assert_partitions_match_meta(ddf)
+    with pytest.raises(rf.InvalidArgumentError, match="meta_sample='all'"):
+        rfd.read_robotmia_export("2024-01-01", "2024-01-02", meta_sample="first", **kw)
+    with pytest.raises(
+        rf.InvalidArgumentError, match=r"split_by='event' is not available.*event='Name'"
+    ):
+        rfd.read_robotmia_export("2024-01-01", "2024-01-02", **_kw(srv, split_by="event"))
+    with pytest.raises(rf.MemoryBudgetError, match="building one partition") as err:
+        rfd.read_robotmia_export("2024-01-01", "2024-01-02", **_kw(srv, max_memory=1))
+    assert "split_by='event' for one narrow table" not in str(err.value)  # a Dask read's ways
+    assert "robotmia_frames.dask.export_to_parquet" in str(err.value)
+
+
+def test_read_parquet_dataset_wide_keywords(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    """On a dataset: ``sparse_columns="map"`` computes to what one machine reads,
+    ``split_by`` is refused, ``max_memory`` checks each partition from its footers."""
+    srv = server(_wide_events())
+    root = tmp_path / "ds"
+    rf.export_to_parquet(root, "2024-01-01", "2024-01-02", **_kw(srv))
+    for case in [{"sparse_columns": "map"}, {"sparse_columns": "map", "event": ["E1", "E2"]}]:
+        ddf = rfd.read_parquet_dataset(root, **case)
+        want = rf.read_parquet_dataset(root, **case)
+        assert "properties" in want.columns
+        pd.testing.assert_frame_equal(ddf.compute().reset_index(drop=True), want, obj=str(case))
+        assert dict(ddf.dtypes) == dict(want.dtypes)
+    with pytest.raises(rf.InvalidArgumentError, match="split_by='event' is not available"):
+        rfd.read_parquet_dataset(root, split_by="event")
+    with pytest.raises(rf.MemoryBudgetError, match="building one partition"):
+        rfd.read_parquet_dataset(root, max_memory=1)
+    assert len(rfd.read_parquet_dataset(root, max_memory=None).compute()) == 900

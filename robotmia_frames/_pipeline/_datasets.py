@@ -297,9 +297,15 @@ class DatasetWriter:
         merged = self.merged_kinds(window.kinds)
         meta = self.day_metadata(window.day, plan.start, plan.end, window.bytes_per_day)
         result = write_window(self.ds, window.day, window.parsed, merged, plan, meta)
-        if plan.columns is not None:  # the dedupe keys were parsed too, not written
-            merged = {k: v for k, v in merged.items() if k in self.kinds or k in plan.columns}
-        self.commit_written(window.day, merged, result, plan)
+        self.commit_written(window.day, self.written(merged, plan), result, plan)
+
+    def written(self, merged: dict[str, Kind], plan: ExportPlan) -> dict[str, Kind]:
+        """The kinds the dataset has once a day is written with ``merged``: with
+        ``plan.columns``, only of the columns written (the dedupe keys were parsed
+        too, not written)."""
+        if plan.columns is None:
+            return merged
+        return {k: v for k, v in merged.items() if k in self.kinds or k in plan.columns}
 
     def commit_written(
         self,

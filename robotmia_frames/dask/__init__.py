@@ -62,12 +62,12 @@ import functools
 import inspect
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import pyarrow as pa
 
-from .. import _options, _pipeline, parse, sinks, transport
+from .. import _options, _pipeline, _wide, parse, sinks, transport
 from .._options import DateLike
 from .._pipeline import Connection, ExportSummary
 from ..client import Client as RobotmiaClient
@@ -76,6 +76,7 @@ from ..parse import Kind, PinReport, unify_into
 from ._ratelimit import ClusterRateLimiter
 from ._tasks import DayBody as DayBody  # what a download task hands back, one per day
 from ._tasks import (
+    _dataset_fill,
     _dataset_misfits,
     _dataset_partition,
     _day,
@@ -206,6 +207,8 @@ class _FirstPass(NamedTuple):
     sizes: list[int]  # the days' body bytes per day
     windows: list[tuple[dt.date, dt.date]]  # every window of the export
     bytes_per_day: float | None  # what the windows were sized with
+    rows: int  # the rows of the days scanned
+    fill: dict[str, int]  # per key, the rows holding a value (sparse_columns="map")
 
 
 def _first_pass(
@@ -215,12 +218,16 @@ def _first_pass(
     bytes_per_day: float | None = None,
     sample_first: bool = False,
     pinned_known: bool = False,
+    shape: _wide.Shape | None = None,
+    writes: bool = False,
 ) -> _FirstPass:
     """Download the windows (their days stay on the workers) and gather the days'
     kinds and the values that do not fit the pinned types; with ``sample_first``,
     the first window only. Without it (every day scanned), an asked-for column
     (with ``pinned_known``, a pinned one too) that no day holds is an error, as on
-    one machine."""
+    one machine. With ``shape``, each day is checked against its ``max_memory`` on
+    its worker (as written, with ``writes``; else as a partition) and its keys'
+    fill counted for a sparse map."""
     tag = uuid.uuid4().hex[:8]
     windows, sent, size = _windows(client, plan, bytes_per_day, tag)
     wanted = windows[:1] if sample_first else windows
@@ -232,6 +239,8 @@ def _first_pass(
         bodies,
         days,
         plan=plan,
+        shape=shape,
+        writes=writes,
         key=[_key("kinds", d, d, tag) for d in days],
     )
     try:
@@ -253,7 +262,18 @@ def _first_pass(
         [g.bytes_per_day for g in got],
         windows,
         size,
+        sum(g.rows for g in got),
+        _sum_counts(g.fill for g in got),
     )
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Per key, the sum of ``counts`` (the days' fill)."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, n in one.items():
+            total[key] = total.get(key, 0) + n
+    return total
 
 
 def _lazy_partitions(
@@ -320,7 +340,7 @@ def _write_days(
         # Older days holding a column this day widened are rewritten once, by finish(),
         # as on one machine; the dataset's kinds so far (with the pinned columns as
         # written, and their __raw columns) come first.
-        kinds = unify_into(dict(sink.kinds), merged[i].items())
+        kinds = sink.written(unify_into(dict(sink.kinds), merged[i].items()), plan)
         sink.commit_written(days[i], kinds, result, plan)
     return writes
 
@@ -372,6 +392,10 @@ def read_robotmia_export(
     max_retries: int = 5,
     retry_backoff: float = 1.0,
     verify: bool | str = True,
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
     meta_sample: MetaSample = "all",
     client: Client | None = None,
     window_days: int | Literal["auto"] = "auto",
@@ -394,6 +418,15 @@ def read_robotmia_export(
     ``dtype``/``on_type_mismatch`` pin column types as on one machine: the first
     pass counts each day's misfits, so ``meta`` has the pinned types (and the
     ``__raw`` columns of ``"null"``), and the warning is given once, on the client.
+    ``sparse_columns="map"`` (with ``meta_sample="all"``) keeps the keys filled in
+    at least ``sparse_threshold`` of the rows of the whole export as columns, the
+    rest in the ``properties`` map column, as on one machine: the first pass counts
+    each day's keys. ``max_memory`` bounds each partition on its worker: the first
+    pass checks each day as the partition it becomes (``"auto"``: half the memory
+    available to the worker), and a day over it raises ``MemoryBudgetError`` before
+    any partition is built. ``split_by="event"`` is refused: a Dask DataFrame is
+    one frame (take one event with ``event=``, or write the event layout with
+    :func:`export_to_parquet`).
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -402,20 +435,43 @@ def read_robotmia_export(
         >>> ddf.npartitions, list(ddf.columns[:2])  # doctest: +SKIP
         (7, ['event', 'time'])
     """
-    plan = _cluster_plan(dict(locals()))
-    backend = _options.dtype_backend(dtype_backend)
+    given = dict(locals())
+    plan = _cluster_plan(given)
+    shape = _wide.Shape.of(given)
+    backend = shape.dtype_backend
+    _options.frame_split(shape.split_by, "robotmia_frames.dask.read_robotmia_export")
     if meta_sample not in ("all", "first"):
         raise InvalidArgumentError(f"meta_sample must be 'all' or 'first', got {meta_sample!r}")
-    dask_client = _client(client)
     first = meta_sample == "first"
-    scanned = _first_pass(dask_client, plan, sample_first=first, pinned_known=not first)
+    sparse = shape.sparse is not None and plan.columns is None  # with columns=, no map
+    if sparse and first:
+        raise InvalidArgumentError(
+            "sparse_columns='map' needs meta_sample='all': which keys stay columns is "
+            "decided over every day, as on one machine"
+        )
+    dask_client = _client(client)
+    scanned = _first_pass(
+        dask_client, plan, sample_first=first, pinned_known=not first, shape=shape
+    )
     kinds = _pipeline.unified_kinds(scanned.kinds)
     pins = _Pins.settled(
         plan.pinned,
         scanned.reports,
         plan.source,
     )
-    empty = _pipeline.final_schema(kinds, plan.columns).empty_table()
+    kept: dict[str, Kind] | None = None
+    if sparse:
+        spec = _pipeline.TableSpec(
+            kinds, plan.timezone, None, plan.dedupe, plan.time_unit,
+            keep_keys=_wide.pinned_keys(plan.pinned.dtypes),
+        )  # fmt: skip
+        kept = _wide.kept_kinds(spec, scanned.rows, scanned.fill, shape.threshold)
+        empty = _pipeline.final_schema(kept, None).empty_table()
+        empty = empty.append_column(
+            pa.field(_wide.MAP_COLUMN, parse.MAP_TYPE), pa.array([], parse.MAP_TYPE)
+        )
+    else:
+        empty = _pipeline.final_schema(kinds, plan.columns).empty_table()
     meta = _pipeline.deliver(pins.apply(empty, "meta"), "pandas", backend)
     if first:
         parts = _lazy_partitions(
@@ -437,6 +493,7 @@ def read_robotmia_export(
         kinds=kinds,
         dtype_backend=backend,
         pins=pins,
+        kept=kept,
         meta=meta,
         label="robotmia-export",
     )
@@ -455,6 +512,7 @@ def export_to_parquet(
     region: str | None = None,
     on_bad_lines: Literal["error", "skip", "warn"] = "error",
     partition_by: Sequence[str] = ("date",),
+    columns: Sequence[str] | None = None,
     dtype: Mapping[str, Any] | None = None,
     on_type_mismatch: parse.OnTypeMismatch = "text",
     dedupe: bool = False,
@@ -468,6 +526,10 @@ def export_to_parquet(
     verify: bool | str = True,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
     client: Client | None = None,
     window_days: int | Literal["auto"] = "auto",
 ) -> ExportSummary:
@@ -490,6 +552,13 @@ def export_to_parquet(
     ``dtype``/``on_type_mismatch`` pin column types as on one machine (with
     ``"error"``, a misfit found by the first pass stops the export before anything
     is written); the warnings are given on the client, one per day with misfits.
+    ``columns``, ``split_by``, ``sparse_columns``, ``sparse_threshold`` and
+    ``max_memory`` as in :func:`robotmia_frames.export_to_parquet`: only those
+    columns are written (one no day holds is an error before anything is
+    written), ``split_by="event"`` is the event layout, ``sparse_columns="map"`` is
+    refused; the first pass checks each day against ``max_memory`` on its worker
+    (``"auto"``: half the memory available to the worker), so a day over it raises
+    ``MemoryBudgetError`` before any day is written.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -498,7 +567,9 @@ def export_to_parquet(
         >>> s.days  # doctest: +SKIP
         366
     """
-    plan = _cluster_plan(dict(locals()))
+    given = dict(locals())
+    plan = _cluster_plan(given)
+    shape, partition_by = _wide.dataset_shape(given, "robotmia_frames.dask.export_to_parquet")
     dask_client = _client(client)
     sink = _pipeline.DatasetWriter(
         path,
@@ -513,7 +584,13 @@ def export_to_parquet(
                 f"robotmia_frames.dask writes Hive datasets; {sink.location.url} is a "
                 "Delta table: write it with robotmia_frames.export_to_parquet"
             )
-        scanned = _first_pass(dask_client, plan, bytes_per_day=sink.state.history_bytes_per_day())
+        scanned = _first_pass(
+            dask_client,
+            plan,
+            bytes_per_day=sink.state.history_bytes_per_day(),
+            shape=shape,
+            writes=True,
+        )
         writes = _write_days(dask_client, sink, plan, scanned)
         sink.finish()
         sink.ds.recover()  # drop what a killed worker left in the staging folder
@@ -541,6 +618,10 @@ def read_parquet_dataset(
     dedupe: bool = False,
     storage_options: dict[str, Any] | None = None,
     filesystem: Any = None,
+    split_by: _options.SplitBy | None = None,
+    sparse_columns: _options.SparseColumns | None = None,
+    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
+    max_memory: int | Literal["auto"] | None = "auto",
 ) -> dd.DataFrame:
     """Read a dataset written by this library as a Dask DataFrame, one partition per day.
 
@@ -552,6 +633,14 @@ def read_parquet_dataset(
     Works with any Dask scheduler (the workers must see ``path``). With ``dtype``
     (pinned types, as on one machine) the selected days are read once more first,
     on the workers, to count the values that do not fit, so that ``meta`` is exact.
+    ``sparse_columns="map"`` keeps the columns filled in at least
+    ``sparse_threshold`` of the selected rows, the rest in the ``properties`` map
+    column: the selected days are read once more first, on the workers, to count
+    each column's values. ``max_memory`` bounds each partition: each day is checked
+    from its files' footers, on the client, before any data is read (``"auto"``:
+    half the memory available to this process, as the workers' is not known
+    here). ``split_by="event"`` is refused (a Dask DataFrame is one frame): read one
+    event with ``event=``; in a dataset partitioned by event its table is narrow.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -570,13 +659,28 @@ def read_parquet_dataset(
         storage_options=storage_options,
         filesystem=filesystem,
     )
-    backend = _options.dtype_backend(dtype_backend)
+    shape = _wide.Shape.of(dict(locals()))
+    backend = shape.dtype_backend
+    _options.frame_split(shape.split_by, "robotmia_frames.dask.read_parquet_dataset")
     pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
     selected = {day: files for day, files in query.select().items() if files}
+    partition = dataclasses.replace(shape, partition=True)
+    for files in selected.values():  # each partition, from its footers
+        _wide.dataset_check(query, partition, files)
     schemas = [query.ds.schema_of(f) for files in selected.values() for f in files]
     kinds = sinks.unify_kinds_of_schemas(schemas)
     order = list(query.columns) if query.columns is not None else sinks.column_order(schemas)
     source = f"the dataset at {path}"
+    sparse = shape.sparse is not None and query.columns is None  # with columns=, no map
+    if sparse and selected:
+        import dask
+
+        counts = dask.compute(*(dask.delayed(_dataset_fill)(d, query=query) for d in selected))
+        rows = sum(n for n, _ in counts)
+        fill = _sum_counts(f for _, f in counts)
+        order = _wide.kept_columns(
+            order, rows, fill, shape.threshold, frozenset(pinned.dtypes), query
+        )
     pins = _Pins(pinned)
     if pinned.dtypes and selected:
         if query.columns is None:
@@ -591,7 +695,10 @@ def read_parquet_dataset(
             )
         )
         pins = _Pins.settled(pinned, cast("list[PinReport]", list(reports)), source)
-    empty = sinks.conform_table(pa.table({}), kinds, order)
+    if sparse:
+        empty = _wide.map_schema(kinds, order).empty_table()
+    else:
+        empty = sinks.conform_table(pa.table({}), kinds, order)
     meta = _pipeline.deliver(pins.apply(empty, "meta"), "pandas", backend)
     days: list[dt.date | None] = [*selected] or [None]
     return _from_map(
@@ -602,6 +709,7 @@ def read_parquet_dataset(
         order=order,
         dtype_backend=backend,
         pins=pins,
+        sparse=sparse,
         meta=meta,
         label="robotmia-dataset",
     )

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, cast
 import pandas as pd
 import pyarrow as pa
 
-from .. import _pipeline, parse, sinks, transport
+from .. import _pipeline, _wide, parse, sinks, transport
 from .._redact import register_secret
 from ..errors import MetaMismatchError
 from ..parse import Kind, PinReport, unify
@@ -183,9 +183,14 @@ def _table(
     plan: _pipeline.ExportPlan,
     kinds: dict[str, Kind],
     columns: Sequence[str] | None,
+    kept: dict[str, Kind] | None = None,
 ) -> pa.Table:
-    """One day's rows as a table of ``kinds`` (``flat_table``, as on one machine)."""
+    """One day's rows as a table of ``kinds`` (``flat_table``, as on one machine);
+    with ``kept`` (``sparse_columns="map"``), those keys as columns and the others in
+    the map column."""
     spec = _pipeline.TableSpec(kinds, plan.timezone, columns, plan.dedupe, plan.time_unit)
+    if kept is not None:
+        return _wide.sparse_table([parsed], spec, kept=kept)
     return _pipeline.flat_table([parsed], spec)
 
 
@@ -196,13 +201,28 @@ class _DayScan(NamedTuple):
     kinds: dict[str, Kind]
     report: PinReport  # the values that do not fit the pinned types
     bytes_per_day: int  # of the body the day came in
+    fill: dict[str, int]  # per key, the rows holding a value (sparse_columns="map")
 
 
-def _window_kinds(body: DayBody, day: dt.date, *, plan: _pipeline.ExportPlan) -> _DayScan:
+def _window_kinds(
+    body: DayBody,
+    day: dt.date,
+    *,
+    plan: _pipeline.ExportPlan,
+    shape: _wide.Shape | None = None,
+    writes: bool = False,
+) -> _DayScan:
     """Task: the rows and column kinds of one day, the values that do not fit the
     pinned types (first pass; with ``on_type_mismatch="error"`` a misfit raises
-    here, before anything is written) and the body bytes per day it came with."""
+    here, before anything is written) and the body bytes per day it came with.
+    With ``shape``, the day is checked against its ``max_memory`` (here, on the
+    worker: the day as written with ``writes``, else as one partition), and with a
+    sparse map its keys' fill is counted."""
     with _parsed(body, day, plan) as parsed:
+        check = None if shape is None else _wide.day_budget(shape, partition=not writes)
+        if check is not None:
+            check(parsed)
+        fill = {} if shape is None or shape.sparse is None else _wide.key_fill([parsed])[1]
         report = PinReport()
         pinned = [
             c
@@ -215,7 +235,7 @@ def _window_kinds(body: DayBody, day: dt.date, *, plan: _pipeline.ExportPlan) ->
             _, report = parse.pin_types(
                 table, plan.pinned.dtypes, plan.pinned.on_type_mismatch, source=parsed.label
             )
-        return _DayScan(parsed.rows, parsed.kinds, report, body.bytes_per_day)
+        return _DayScan(parsed.rows, parsed.kinds, report, body.bytes_per_day, fill)
 
 
 def _check_fits(parsed: _pipeline.Parsed, kinds: dict[str, Kind], day: dt.date) -> None:
@@ -237,12 +257,15 @@ def _partition(
     dtype_backend: sinks.DtypeBackend,
     pins: _Pins,
     check: bool = False,
+    kept: dict[str, Kind] | None = None,
 ) -> pd.DataFrame:
-    """Task: one day as a pandas partition with the export-wide types."""
+    """Task: one day as a pandas partition with the export-wide types (``kept``: the
+    keys that stay columns beside a sparse map, decided over every day)."""
     with _parsed(body, day, plan) as parsed:
         if check:
             _check_fits(parsed, kinds, day)
-        table = pins.apply(_table(parsed, plan, kinds, plan.columns), parsed.label, check=check)
+        table = _table(parsed, plan, kinds, plan.columns, kept)
+        table = pins.apply(table, parsed.label, check=check)
     return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
 
 
@@ -272,9 +295,15 @@ def _dataset_partition(
     order: list[str],
     dtype_backend: sinks.DtypeBackend,
     pins: _Pins,
+    sparse: bool = False,
 ) -> pd.DataFrame:
-    """Task: one day of a dataset, conformed to the types of the whole selection."""
-    table = pins.apply(sinks.conform_table(query.read(day), kinds, order), str(day))
+    """Task: one day of a dataset, conformed to the types of the whole selection;
+    with ``sparse``, the columns not in ``order`` in the map column."""
+    read = query.read(day)
+    table = (
+        _wide.with_map(read, kinds, order) if sparse else sinks.conform_table(read, kinds, order)
+    )
+    table = pins.apply(table, str(day))
     return cast("pd.DataFrame", _pipeline.deliver(table, "pandas", dtype_backend))
 
 
@@ -292,3 +321,9 @@ def _dataset_misfits(
     table = sinks.conform_table(query.read(day), kinds, order)
     _, report = parse.pin_types(table, pinned.dtypes, pinned.on_type_mismatch, source=source)
     return report
+
+
+def _dataset_fill(day: dt.date, *, query: _pipeline.DatasetQuery) -> tuple[int, dict[str, int]]:
+    """Task: the rows of one day of a dataset and, per column, how many hold a value
+    (first pass of ``sparse_columns="map"``)."""
+    return _wide.table_fill([query.read(day)])
