@@ -292,20 +292,6 @@ def _widths(kind: Kind, pandas: bool) -> float:
     return (_PANDAS_WIDTH if pandas else _ARROW_WIDTH)[kind]
 
 
-def _column_bytes(col: parse.RawColumn) -> int:
-    size = col.array.get_total_buffer_size()
-    return int(size if col.text is None else size + col.text.get_total_buffer_size())
-
-
-def batch_bytes(batch: parse.RawBatch) -> int:
-    """The memory a parsed batch holds."""
-    return (
-        int(batch.event.get_total_buffer_size())
-        + int(batch.time.get_total_buffer_size())
-        + sum(_column_bytes(c) for c in batch.columns.values())
-    )
-
-
 @dataclass
 class Collector:
     """Receives a read's parsed batches: keeps each in the shape's compact form and
@@ -353,7 +339,7 @@ class Collector:
 
         def watch(batch: parse.RawBatch) -> list[parse.RawBatch]:
             nonlocal held
-            held += batch_bytes(batch)
+            held += batch.nbytes
             self.holding(held, f"a window of several days, in {batch.source}")
             return [batch]
 
@@ -386,7 +372,7 @@ class Collector:
         else:
             pieces = [batch]
         n = batch.num_rows
-        size = batch_bytes(batch)
+        size = batch.nbytes
         with self._lock:
             self.rows += n
             if batch.file_size:
@@ -394,12 +380,12 @@ class Collector:
                 self.read[batch.source] = (max(before, batch.read_to), batch.file_size)
             self.chunk = max(self.chunk, size)
             if self.shape.compact:
-                self.held += sum(batch_bytes(b) for b in pieces)
+                self.held += sum(b.nbytes for b in pieces)
             else:
                 self.held += size
                 for col in batch.columns.values():
                     if col.kind is STR or col.kind is TEXT or col.kind.item is not None:
-                        self.variable += max(0, _column_bytes(col) - int(n * _STRING_ARROW))
+                        self.variable += max(0, col.nbytes - int(n * _STRING_ARROW))
                 parse.merge_kinds(self.kinds, batch)
         self.check(batch.source)
         return pieces

@@ -34,16 +34,19 @@ DAY0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wide_events(n: int, keys: int, per_event: int = 30, seed: int = 1) -> list[dict[str, Any]]:
+def wide_events(
+    n: int, keys: int, per_event: int = 30, seed: int = 1, span: int = 172_800
+) -> list[dict[str, Any]]:
     """``n`` events over ``keys // per_event`` event names, each with its own keys
-    (ints, floats, strings, bools and lists in turn), plus two keys every event has."""
+    (ints, floats, strings, bools and lists in turn), plus two keys every event has,
+    over ``span`` seconds from 2024-01-01 (two days)."""
     rnd = random.Random(seed)
     names = max(1, keys // per_event)
     out = []
     for i in range(n):
         e = rnd.randrange(names)
         props: dict[str, Any] = {
-            "time": int(DAY0) + (i * 7) % 172_800,
+            "time": int(DAY0) + (i * 7) % span,
             "distinct_id": f"u{rnd.randrange(50)}",
             "$insert_id": f"i{i}",
         }

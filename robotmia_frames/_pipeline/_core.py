@@ -48,10 +48,13 @@ from ..where import (
 from ._windows import (
     BATCH_HOOK,
     DEFAULT_WINDOW_TARGET_BYTES,
+    Again,
     BatchHook,
     BudgetPlan,
+    EventKeys,
     Parsed,
     WindowSizing,
+    add_event_keys,
     property_keys,
     select_rows,
     selected_count,
@@ -334,6 +337,8 @@ def parse_file(
     cutter: parse.Cutter | None = None,
     batch_rows: parse.ChunkRows | None = None,
     stream: parse.BodyParser | None = None,
+    hold: int | None = None,
+    events: bool = False,
 ) -> Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory).
 
@@ -346,11 +351,23 @@ def parse_file(
     :func:`day_cutter`); ``batch_rows`` carries the chunk size learnt from
     the export's first body to the next. With ``stream`` (the body parsed while
     it downloaded, verified since) the batches come from it, not from ``path``.
+
+    With ``hold`` (bytes; a day written to a dataset, without a hook), batches are
+    kept until they hold more than that; past it none is kept, the parse goes on
+    for the kinds (and ``events``: the keys each event has values for) and the
+    :class:`Parsed` parses its batches again when they are taken (``again``), so
+    that a day of any width or size is written in the memory of a few chunks.
     """
     hook = hook if hook is not None else BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
     batches = []
+    held = rows = 0
+    bad: set[int] = set()
+    spilled = False
+    event_keys: EventKeys | None = {} if events else None
+    if hook is not None:
+        hold = None  # a hook reshapes the batches: they are kept as it gave them
     raws = (
         stream.batches(label, on_bad_lines, stored=path.stat().st_size)
         if stream is not None
@@ -366,21 +383,32 @@ def parse_file(
     for batch in raws:
         for piece in [batch] if hook is None else hook(batch):
             parse.merge_kinds(kinds, piece)
+            rows += piece.num_rows
+            bad.update(piece.bad_lines)
+            if event_keys is not None:
+                add_event_keys(event_keys, piece)
+            if spilled:
+                continue
             batches.append(piece)
+            if hold is not None:
+                held += piece.nbytes
+                if held > hold:  # too big to hold: parsed again when taken
+                    spilled = True
+                    batches.clear()
+                    parse.trim_memory()
         if progress is not None:
             progress.rows_done(batch.num_rows)
-    if export_body and not any(b.num_rows for b in batches):
-        bad = sorted(set().union(*(b.bad_lines for b in batches)))
-        if bad:
-            raise ParseError(
-                f"the body is not an export: none of its lines is an export line "
-                f"({len(bad)} malformed, the first shown by its number). Nothing was kept "
-                "for this window; if a proxy or gateway answers instead of robotmia, check "
-                "base_url and the network, then try again",
-                line_number=bad[0],
-                source=label,
-            )
-    return Parsed(path, label, batches, kinds)
+    if export_body and not rows and bad:
+        raise ParseError(
+            f"the body is not an export: none of its lines is an export line "
+            f"({len(bad)} malformed, the first shown by its number). Nothing was kept "
+            "for this window; if a proxy or gateway answers instead of robotmia, check "
+            "base_url and the network, then try again",
+            line_number=min(bad),
+            source=label,
+        )
+    again = Again(label, keys, batch_rows, rows) if spilled else None
+    return Parsed(path, label, batches, kinds, events=event_keys, again=again)
 
 
 def check_columns(

@@ -37,7 +37,12 @@ if TYPE_CHECKING:
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
 from ._core import Connection, ExportPlan, batches, final_schema
 from ._fetch import iter_windows
-from ._windows import BudgetPlan, Parsed, Window
+from ._windows import BudgetPlan, Parsed, Window, add_event_keys
+
+#: The most bytes of parsed batches a day written to a dataset is held in: a
+#: bigger day (a wide one: thousands of keys laid out over every row) is parsed
+#: again as it is written, one chunk at a time (see ``parse_file``).
+DAY_HOLD_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -477,10 +482,12 @@ def write_window(
     )
     event_columns: dict[str | None, set[str]] | None = None
     if ds.partition_by == ("date", "event"):  # each event's files: only its columns
-        event_columns = {}
-        for b in parsed.batches:
-            for name, keys in parse.event_keys(b).items():
-                event_columns.setdefault(name, set()).update(PROPERTY_PREFIX + k for k in keys)
+        keys = parsed.events
+        if keys is None:
+            keys = {}
+            for b in parsed.batches:
+                add_event_keys(keys, b)
+        event_columns = {name: {PROPERTY_PREFIX + k for k in have} for name, have in keys.items()}
     if plan.pinned.dtypes:  # the day is in memory already: pinned as one table
         table = plan.pinned.apply(
             pa.Table.from_batches(list(out), schema=schema), parsed.label, whole=False
@@ -566,7 +573,14 @@ def write_dataset(
         try:
             # closing(): on an error or Ctrl-C the downloads still running end here,
             # before the caller removes their temporary folder.
-            with _closing(iter_windows(plan, workdir, day_at_a_time=True)) as windows:
+            days = iter_windows(
+                plan,
+                workdir,
+                day_at_a_time=True,
+                hold=DAY_HOLD_BYTES,
+                events=tuple(partition_by) == ("date", "event"),
+            )
+            with _closing(days) as windows:
                 for w in windows:
                     if check_day is not None:
                         check_day(w.parsed)

@@ -136,10 +136,19 @@ class _Downloads:
     days on (:func:`iter_windows`): the HTTP sessions, the cache, the window planner,
     the bodies parsed while they downloaded, and what has landed so far."""
 
-    def __init__(self, plan: ExportPlan, workdir: Path, day_at_a_time: bool) -> None:
+    def __init__(
+        self,
+        plan: ExportPlan,
+        workdir: Path,
+        day_at_a_time: bool,
+        hold: int | None = None,
+        events: bool = False,
+    ) -> None:
         self.plan = plan
         self.workdir = workdir
         self.day_at_a_time = day_at_a_time
+        self.hold = hold  # see parse_file: a day past it is parsed again when written
+        self.events = events
         self.cache = (
             transport.WindowCache(plan.cache_dir, api_secret=plan.config.api_secret)
             if plan.cache_dir is not None
@@ -197,6 +206,7 @@ class _Downloads:
                 batch_rows=self.chunk_rows,
                 cutter=day_cutter(first, days, plan.time_unit) if days > 1 else None,
                 watch=None if budget is None else functools.partial(budget.holding, what=label),
+                hold=self.hold,
             )
         try:
             result = transport.download_window(
@@ -258,6 +268,10 @@ class _Downloads:
         multi = req.from_date != req.to_date
         with self.lock:
             stream = self.streams.pop(result.path, None) if not cached else None
+        if stream is not None and stream.dropped:  # too big to hold: parsed from disk
+            self.ahead.give_back(result.bytes_received)
+            stream = None
+            self.streaming = False  # so are the next days, likely: not scanned for nothing
         # A multi-day body is cut into days as parsed (batches aligned with their
         # lines); a read's batch hook then sees each day's batches. Until then the
         # body is held whole, as parsed: the budget's watcher checks that.
@@ -277,6 +291,8 @@ class _Downloads:
                 else None,
                 batch_rows=self.chunk_rows,
                 stream=stream,
+                hold=None if multi else self.hold,
+                events=self.events,
             )
         finally:
             if stream is not None:
@@ -312,6 +328,8 @@ class _Downloads:
                 parse_columns(plan),
                 plan.progress,
                 batch_rows=self.chunk_rows,
+                hold=self.hold,
+                events=self.events,
             )
             if plan.progress is not None:
                 plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
@@ -331,7 +349,12 @@ class _Downloads:
 
 
 def iter_windows(
-    plan: ExportPlan, workdir: Path, *, day_at_a_time: bool = False
+    plan: ExportPlan,
+    workdir: Path,
+    *,
+    day_at_a_time: bool = False,
+    hold: int | None = None,
+    events: bool = False,
 ) -> Iterator[Window]:
     """Download the request windows (``plan.concurrency`` at once) and hand on their days.
 
@@ -355,8 +378,11 @@ def iter_windows(
     not parsed whole: it is cut into one file per day (:func:`split_body_files`,
     streaming) and each day is parsed when its turn comes, as a one-day window
     is, so that a multi-day window takes no more memory than its days one by one.
+    ``hold`` and ``events`` go to :func:`parse_file` for each day (and ``hold`` to
+    the bodies parsed while they download, which drop what they parsed past it):
+    a day too big to hold is parsed again as it is written.
     """
-    downloads = _Downloads(plan, workdir, day_at_a_time)
+    downloads = _Downloads(plan, workdir, day_at_a_time, hold, events)
     planner = downloads.planner
     order: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
     landed: dict[dt.date, list[tuple[transport.DownloadResult, bool]]] = {}

@@ -292,32 +292,83 @@ def select_rows(data: Any, sel: Selection) -> Any:
     return data.take(sel)
 
 
+#: Event name -> the property keys its rows have a value for.
+EventKeys: TypeAlias = "dict[str | None, set[str]]"
+
+
+def add_event_keys(into: EventKeys, batch: parse.RawBatch) -> None:
+    """Add the keys each event of ``batch`` has a value for to ``into``."""
+    for name, keys in parse.event_keys(batch).items():
+        into.setdefault(name, set()).update(keys)
+
+
+@dataclass(frozen=True)
+class Again:
+    """How to parse a source again whose batches were too big to hold
+    (:func:`~robotmia_frames._pipeline.parse_file` with ``hold``): the keys and chunk
+    rows it was parsed with, and the rows it has (or the first of them to take)."""
+
+    source: str
+    keys: frozenset[str] | None
+    batch_rows: parse.ChunkRows | int | None
+    rows: int
+
+
 @dataclass
 class Parsed:
     """One parsed source (a body, a day of a body, or a file): its batches and column
     kinds. ``selections`` (one per batch) keep only some rows of a batch: the rows
-    of one day of a multi-day body."""
+    of one day of a multi-day body. ``events``, when asked for, holds the keys each
+    event has values for.
+
+    A source whose batches were too big to hold has none (``again`` is set): its
+    batches are parsed again from ``path`` as :meth:`items` hands them on, one
+    chunk at a time, with the same rows and kinds."""
 
     path: Path
     label: str
     batches: list[parse.RawBatch]
     kinds: dict[str, Kind]
     selections: list[Selection] | None = None
+    events: EventKeys | None = None
+    again: Again | None = None
 
     def items(self) -> Iterator[tuple[parse.RawBatch, Selection]]:
         """Each batch with the rows of it that belong here."""
-        if self.selections is None:
+        if self.again is not None:
+            yield from self._parsed_again(self.again)
+        elif self.selections is None:
             for b in self.batches:
                 yield b, None
         else:
             yield from zip(self.batches, self.selections, strict=True)
 
+    def _parsed_again(self, again: Again) -> Iterator[tuple[parse.RawBatch, Selection]]:
+        # the first parse raised or warned about the bad lines already
+        left = again.rows
+        for b in parse.read_raw_batches(
+            self.path,
+            source=again.source,
+            on_bad_lines="skip",
+            keys=again.keys,
+            batch_rows=again.batch_rows,
+        ):
+            if left <= 0:
+                return
+            yield b, (None if b.num_rows <= left else (0, left))
+            left -= b.num_rows
+
     @property
     def rows(self) -> int:
+        if self.again is not None:
+            return self.again.rows
         return sum(selected_count(b, s) for b, s in self.items())
 
     def head(self, n: int) -> Parsed:
         """The first ``n`` rows only (``limit``)."""
+        if self.again is not None:
+            again = dataclasses.replace(self.again, rows=min(n, self.again.rows))
+            return dataclasses.replace(self, again=again)
         batches: list[parse.RawBatch] = []
         selections: list[Selection] = []
         for b, sel in self.items():

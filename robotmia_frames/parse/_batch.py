@@ -52,6 +52,12 @@ class RawColumn:
     #: values at these batch rows (int32, ascending); every other row is null.
     rows: pa.Array | None = None
 
+    @property
+    def nbytes(self) -> int:
+        """The memory the column holds (its Arrow buffers)."""
+        size = self.array.get_total_buffer_size()
+        return int(size if self.text is None else size + self.text.get_total_buffer_size())
+
     def dense(self, n: int) -> RawColumn:
         """The column laid out over all ``n`` rows of its batch."""
         if self.rows is None:
@@ -81,6 +87,12 @@ class RawBatch:
     #: much of the input a read has seen (the memory budget projects from it).
     read_to: int = 0
     file_size: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the batch holds (its Arrow buffers)."""
+        size = self.event.get_total_buffer_size() + self.time.get_total_buffer_size()
+        return int(size) + sum(col.nbytes for col in self.columns.values())
 
 
 def _classify(values: Sequence[Any]) -> tuple[Kind, bool]:

@@ -62,7 +62,9 @@ class BodyParser:
     ``keys``, ``batch_rows`` and ``cutter`` are those of
     :func:`~robotmia_frames.parse.read_raw_batches`. Needs the C scanner. ``watch``
     is told the bytes of the scans held so far as each chunk is fed (the memory
-    budget of a read raises there, and the download stops).
+    budget of a read raises there, and the download stops). Past ``hold`` bytes of
+    scans held, the parser drops them and takes no more (:attr:`dropped`): the body
+    is then parsed from disk, one chunk at a time, once it has landed.
 
     Example:
         >>> p = BodyParser()
@@ -80,9 +82,11 @@ class BodyParser:
         batch_rows: ChunkRows | None = None,
         cutter: Cutter | None = None,
         watch: Callable[[int], None] | None = None,
+        hold: int | None = None,
     ) -> None:
         self.keys = keys
         self.watch = watch
+        self.hold = hold
         self.sizing = batch_rows
         self.cutter = cutter
         self._lock = threading.Lock()
@@ -92,6 +96,7 @@ class BodyParser:
     def restart(self) -> None:
         """Throw away what was fed (a new attempt at the body starts)."""
         self.discard()
+        self.dropped = False  # past ``hold``: nothing is kept of this attempt
         self._seen: set[str] = set()
         self._held = 0  # bytes of the scans held (those told to watch)
         known = self.sizing.rows if self.sizing is not None else None
@@ -110,15 +115,22 @@ class BodyParser:
 
     def feed(self, data: bytes) -> None:
         """The next inflated bytes of the body."""
+        if self.dropped:
+            return
         for first, chunk, count in self._chunker.feed(data):
-            self._emit(first, chunk, count)
+            if not self._emit(first, chunk, count):  # dropped: let go of what it holds
+                self._chunker = LineChunker(self._rows)
+                return
 
     def finish(self) -> None:
         """The body is complete: its last lines become a chunk too."""
+        if self.dropped:
+            return
         for first, chunk, count in self._chunker.finish():
             self._emit(first, chunk, count)
 
-    def _emit(self, first: int, chunk: memoryview, count: int) -> None:
+    def _emit(self, first: int, chunk: memoryview, count: int) -> bool:
+        """Scan a chunk (False: dropped instead, past ``hold``)."""
         pieces = [(first, chunk, count)]
         if self.cutter is not None:
             pieces = list(cut_blocks(iter(pieces), self.cutter))
@@ -128,18 +140,21 @@ class BodyParser:
                 waiting = [c for c in self._chunks if not c.scan.done()]
             if len(waiting) >= _IN_FLIGHT:
                 waiting[0].scan.exception()  # the download waits for the scanner
-            if self.watch is not None:
+            if self.watch is not None or self.hold is not None:
                 self._watch()
+                if self.dropped:
+                    return False
             entry = _Chunk(first, piece, n, pool.submit(scan_chunk, piece, self.keys))
             entry.scan.add_done_callback(entry.scanned)
             with self._lock:
                 self._chunks.append(entry)
             if self._learning:
                 self._learn(first, entry.scan, piece)
+        return True
 
     def _watch(self) -> None:
-        """Tell ``watch`` the bytes of the scans held, counting those done since."""
-        assert self.watch is not None
+        """Tell ``watch`` the bytes of the scans held, counting those done since;
+        past ``hold``, drop them all."""
         with self._lock:
             done = [c for c in self._chunks if not c.counted and c.scan.done()]
         for c in done:
@@ -147,7 +162,13 @@ class BodyParser:
             if not c.scan.cancelled() and c.scan.exception() is None:
                 got = c.scan.result()
                 self._held += c.size if got is None else scan_bytes(got)
-        self.watch(self._held)
+        if self.hold is not None and self._held > self.hold:
+            self.discard()
+            self.dropped = True
+            trim_memory()
+            return
+        if self.watch is not None:
+            self.watch(self._held)
 
     def _learn(self, first: int, scan: Future[Any], chunk: memoryview) -> None:
         """The export's width from its first chunks: the rows of the next chunks."""

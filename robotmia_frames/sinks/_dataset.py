@@ -474,7 +474,7 @@ class ParquetDataset:
                 rest = batch.drop_columns(["event"])
                 for value in pc.unique(events).to_pylist():
                     mask = pc.is_null(events) if value is None else pc.equal(events, value)
-                    part = rest.filter(mask)
+                    part = rest
                     target = day_dir / _event_dirname(value, day)
                     event_schema = file_schema
                     if event_columns is not None:
@@ -483,7 +483,8 @@ class ParquetDataset:
                             [f for f in file_schema if f.name == "time" or f.name in have],
                             metadata=file_schema.metadata,
                         )
-                        part = part.select(event_schema.names)
+                        part = part.select(event_schema.names)  # before filtering: fewer
+                    part = part.filter(mask)
                     self._writer(writers, value, target, event_schema).write_batch(
                         part, row_group_size=row_group_rows
                     )
