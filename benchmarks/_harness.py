@@ -141,9 +141,13 @@ def json_bytes(path: Path) -> int:
     return n
 
 
-def run_child(method: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
-    """Run ``_methods.py METHOD ARGS`` in a fresh interpreter; return its report."""
-    cmd = [sys.executable, str(Path(__file__).with_name("_methods.py")), method, *args]
+def run_child(
+    method: str, *args: str, timeout: float = 3600, script: Path | None = None
+) -> dict[str, Any]:
+    """Run ``_methods.py METHOD ARGS`` (or ``script METHOD ARGS``) in a fresh
+    interpreter; return its report (the JSON object its last line prints)."""
+    program = script if script is not None else Path(__file__).with_name("_methods.py")
+    cmd = [sys.executable, str(program), method, *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:

@@ -458,8 +458,10 @@ def day_budget(
     shape: Shape, *, partition: bool = False
 ) -> Callable[[_pipeline.Parsed], None] | None:
     """The check of each day an export writes to a dataset against ``max_memory``
-    (None: no budget). A day is held whole while it is written (its parsed batches,
-    then its Arrow table), so its estimate is that of a read of that day alone.
+    (None: no budget). A day held whole while it is written (its parsed batches,
+    then its Arrow table) is estimated as a read of that day alone; a wide day too
+    big to hold (``Parsed.again``) keeps no batch and is written chunk by chunk, in
+    bounded memory, so there is nothing to check.
     With ``partition``, the check of a day read as one partition of a Dask
     DataFrame, in the shape's form (pandas, a sparse map). The budget is this
     process's (:meth:`Shape.here`): on a cluster, the worker's.

@@ -352,17 +352,18 @@ def parse_file(
     the export's first body to the next. With ``stream`` (the body parsed while
     it downloaded, verified since) the batches come from it, not from ``path``.
 
-    With ``hold`` (bytes; a day written to a dataset, without a hook), batches are
-    kept until they hold more than that; past it none is kept, the parse goes on
+    With ``hold`` (bytes; a day written to a dataset, without a hook), batches
+    that hold more than that, mostly nulls (``parse.mostly_empty``: a wide day,
+    thousands of keys laid out over every row), are not kept: the parse goes on
     for the kinds (and ``events``: the keys each event has values for) and the
     :class:`Parsed` parses its batches again when they are taken (``again``), so
-    that a day of any width or size is written in the memory of a few chunks.
+    that a wide day is written in the memory of a few chunks.
     """
     hook = hook if hook is not None else BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
     batches = []
-    held = rows = 0
+    held = rows = cells = filled = 0
     bad: set[int] = set()
     spilled = False
     event_keys: EventKeys | None = {} if events else None
@@ -392,7 +393,9 @@ def parse_file(
             batches.append(piece)
             if hold is not None:
                 held += piece.nbytes
-                if held > hold:  # too big to hold: parsed again when taken
+                cells += piece.num_rows * len(piece.columns)
+                filled += piece.filled
+                if held > hold and parse.mostly_empty(cells, filled):  # parsed again
                     spilled = True
                     batches.clear()
                     parse.trim_memory()

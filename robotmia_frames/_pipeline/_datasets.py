@@ -39,9 +39,9 @@ from ._core import Connection, ExportPlan, batches, final_schema
 from ._fetch import iter_windows
 from ._windows import BudgetPlan, Parsed, Window, add_event_keys
 
-#: The most bytes of parsed batches a day written to a dataset is held in: a
-#: bigger day (a wide one: thousands of keys laid out over every row) is parsed
-#: again as it is written, one chunk at a time (see ``parse_file``).
+#: The most bytes of parsed batches, mostly nulls, a day written to a dataset is
+#: held in: a bigger wide day (thousands of keys laid out over every row) is
+#: parsed again as it is written, one chunk at a time (see ``parse_file``).
 DAY_HOLD_BYTES = 64 << 20
 
 

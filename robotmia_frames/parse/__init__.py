@@ -23,7 +23,7 @@ Example:
     {'n': int}
 """
 
-from ._batch import RawBatch, RawColumn
+from ._batch import SPARSE_FILL, RawBatch, RawColumn, mostly_empty
 from ._decode import (
     PROPERTY_PREFIX,
     BadLines,
@@ -66,6 +66,7 @@ __all__ = [
     "PINNABLE",
     "PROPERTY_PREFIX",
     "RAW_SUFFIX",
+    "SPARSE_FILL",
     "BadLines",
     "BodyParser",
     "ChunkRows",
@@ -93,6 +94,7 @@ __all__ = [
     "line_after",
     "map_array",
     "merge_kinds",
+    "mostly_empty",
     "native_enabled",
     "pin_types",
     "read_raw_batches",

@@ -32,6 +32,22 @@ _SCALAR_TYPES: dict[frozenset[type], Kind] = {
 
 # ---------------------------------------------------------------------- batches
 
+#: Parsed chunks lay every key they meet out over all their rows; when fewer than
+#: this share of those cells (rows x property columns) hold a value, the chunks
+#: hold mostly nulls (a wide export: thousands of keys, a few dozen per event).
+SPARSE_FILL = 0.125
+
+
+def mostly_empty(cells: int, filled: int) -> bool:
+    """Whether ``filled`` of ``cells`` (rows x property columns) is under
+    :data:`SPARSE_FILL`.
+
+    Example:
+        >>> mostly_empty(2000 * 100, 32 * 100), mostly_empty(200 * 100, 32 * 100)
+        (True, False)
+    """
+    return filled < SPARSE_FILL * cells
+
 
 @dataclass
 class RawColumn:
@@ -87,6 +103,11 @@ class RawBatch:
     #: much of the input a read has seen (the memory budget projects from it).
     read_to: int = 0
     file_size: int = 0
+
+    @property
+    def filled(self) -> int:
+        """How many cells (rows x property columns) hold a value."""
+        return sum(len(c.array) - c.array.null_count for c in self.columns.values())
 
     @property
     def nbytes(self) -> int:

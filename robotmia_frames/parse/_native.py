@@ -140,6 +140,23 @@ def scan_bytes(got: ScanResult) -> int:
     return sum(memoryview(b).nbytes for b in bufs)
 
 
+def scan_fill(got: ScanResult) -> tuple[int, int]:
+    """The cells (rows x property columns) of a scan result, and how many hold a
+    value (see :func:`~robotmia_frames.parse.mostly_empty`).
+
+    Example:
+        >>> got = scan_chunk(b'{"event":"a","properties":{"n":2}}\n{"event":"b"}', None)
+        >>> got is None or scan_fill(got) == (2, 1)
+        True
+    """
+    filled = 0
+    for c in got.columns:
+        flags = memoryview(c.valid)
+        if len(flags):
+            filled += int(np.count_nonzero(np.frombuffer(flags, dtype=np.uint8)))
+    return got.rows * len(got.columns), filled
+
+
 def iter_line_blocks(
     path: str | Path,
     *,

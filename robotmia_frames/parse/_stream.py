@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from . import _decode as parse
-from ._batch import RawBatch
+from ._batch import RawBatch, mostly_empty
 from ._engine import _FIRST_ROWS, declined
 from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows
 from ._native import (
@@ -31,6 +31,7 @@ from ._native import (
     probe_width,
     scan_bytes,
     scan_chunk,
+    scan_fill,
     trim_memory,
 )
 
@@ -63,8 +64,9 @@ class BodyParser:
     :func:`~robotmia_frames.parse.read_raw_batches`. Needs the C scanner. ``watch``
     is told the bytes of the scans held so far as each chunk is fed (the memory
     budget of a read raises there, and the download stops). Past ``hold`` bytes of
-    scans held, the parser drops them and takes no more (:attr:`dropped`): the body
-    is then parsed from disk, one chunk at a time, once it has landed.
+    scans held that are mostly nulls (:func:`~robotmia_frames.parse.mostly_empty`:
+    a wide export), the parser drops them and takes no more (:attr:`dropped`): the
+    body is then parsed from disk, one chunk at a time, once it has landed.
 
     Example:
         >>> p = BodyParser()
@@ -99,6 +101,7 @@ class BodyParser:
         self.dropped = False  # past ``hold``: nothing is kept of this attempt
         self._seen: set[str] = set()
         self._held = 0  # bytes of the scans held (those told to watch)
+        self._cells = self._filled = 0  # their cells, and those with a value
         known = self.sizing.rows if self.sizing is not None else None
         unknown = _FIRST_ROWS if self.keys is None else BATCH_ROWS
         # lines in the next chunk (learnt from the first ones)
@@ -162,7 +165,15 @@ class BodyParser:
             if not c.scan.cancelled() and c.scan.exception() is None:
                 got = c.scan.result()
                 self._held += c.size if got is None else scan_bytes(got)
-        if self.hold is not None and self._held > self.hold:
+                if got is not None and self.hold is not None:
+                    cells, filled = scan_fill(got)
+                    self._cells += cells
+                    self._filled += filled
+        if (
+            self.hold is not None
+            and self._held > self.hold
+            and mostly_empty(self._cells, self._filled)
+        ):
             self.discard()
             self.dropped = True
             trim_memory()
