@@ -145,16 +145,23 @@ def scan_fill(got: ScanResult) -> tuple[int, int]:
     value (see :func:`~robotmia_frames.parse.mostly_empty`).
 
     Example:
-        >>> got = scan_chunk(b'{"event":"a","properties":{"n":2}}\n{"event":"b"}', None)
+        >>> got = scan_chunk(b'{"event":"a","properties":{"n":2}}\\n{"event":"b"}', None)
         >>> got is None or scan_fill(got) == (2, 1)
         True
     """
+    n = got.rows
     filled = 0
     for c in got.columns:
-        flags = memoryview(c.valid)
-        if len(flags):
-            filled += int(np.count_nonzero(np.frombuffer(flags, dtype=np.uint8)))
-    return got.rows * len(got.columns), filled
+        if c.code == _K_PY:  # the values are at these rows
+            filled += len(memoryview(c.rows)) // 4
+        elif c.code == _K_NULL:
+            continue
+        elif not c.valid:  # no validity bitmap: every row holds a value
+            filled += n
+        else:
+            bits = np.frombuffer(memoryview(c.valid), dtype=np.uint8)
+            filled += int(np.unpackbits(bits, count=n, bitorder="little").sum())
+    return n * len(got.columns), filled
 
 
 def iter_line_blocks(
