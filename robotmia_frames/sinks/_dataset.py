@@ -459,6 +459,7 @@ class ParquetDataset:
         if by_event:
             file_schema = file_schema.remove(file_schema.get_field_index("event"))
         writers: dict[str | None, pq.ParquetWriter] = {}
+        groups = _RowGroups(row_group_rows)
         result = DayWriteResult(day, 0)
         try:
             for batch in batches:
@@ -466,9 +467,7 @@ class ParquetDataset:
                     continue
                 result.rows += batch.num_rows
                 if not by_event:
-                    self._writer(writers, None, day_dir, file_schema).write_batch(
-                        batch, row_group_size=row_group_rows
-                    )
+                    groups.add(self._writer(writers, None, day_dir, file_schema), batch)
                     continue
                 events = batch.column("event")
                 rest = batch.drop_columns(["event"])
@@ -485,9 +484,8 @@ class ParquetDataset:
                         )
                         part = part.select(event_schema.names)  # before filtering: fewer
                     part = part.filter(mask)
-                    self._writer(writers, value, target, event_schema).write_batch(
-                        part, row_group_size=row_group_rows
-                    )
+                    groups.add(self._writer(writers, value, target, event_schema), part)
+            groups.flush()
             for w in writers.values():
                 w.close()
             writers.clear()
@@ -743,6 +741,53 @@ class ParquetDataset:
             if on_day is not None:
                 on_day(0, day_rows)
         return tables
+
+
+class _RowGroups:
+    """Batches gathered into row groups before they are written: a wide day comes
+    in chunks of a few hundred rows over thousands of columns (and a day split by
+    event in a few rows per event), and every row group costs each of its columns
+    a footer entry held in memory until the file is closed, so small batches are
+    joined up to :data:`GROUP_ROWS` rows, or :data:`GROUP_CELLS` cells (rows x
+    columns) held at once. A batch of ``GROUP_ROWS`` rows or more is written as it
+    comes (at most ``row_group_rows`` rows a group), as every batch of a narrow day."""
+
+    def __init__(self, row_group_rows: int) -> None:
+        self.row_group_rows = row_group_rows
+        self.pending: dict[int, tuple[pq.ParquetWriter, list[pa.RecordBatch]]] = {}
+        self.rows: dict[int, int] = {}
+        self.cells = 0
+
+    def add(self, writer: pq.ParquetWriter, batch: pa.RecordBatch) -> None:
+        key = id(writer)
+        _, held = self.pending.setdefault(key, (writer, []))
+        held.append(batch)
+        self.rows[key] = self.rows.get(key, 0) + batch.num_rows
+        self.cells += batch.num_rows * batch.num_columns
+        target = min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, batch.num_columns)))
+        if self.rows[key] >= target:
+            self._write(key)
+        if self.cells > GROUP_CELLS:
+            self.flush()
+
+    def _write(self, key: int) -> None:
+        writer, held = self.pending.pop(key)
+        rows = self.rows.pop(key)
+        self.cells -= rows * held[0].num_columns
+        table = pa.Table.from_batches(held, schema=held[0].schema)
+        writer.write_table(table, row_group_size=self.row_group_rows)
+
+    def flush(self) -> None:
+        """Write every batch still gathered."""
+        for key in list(self.pending):
+            self._write(key)
+
+
+#: Rows a row group of small batches is joined up to (a narrow day's chunks have
+#: as many, and are written one row group each).
+GROUP_ROWS = 16_384
+#: The most cells (rows x columns) gathered before they are written.
+GROUP_CELLS = 8 << 20
 
 
 def _upload(source: str, target: str, fs: pafs.FileSystem) -> None:
