@@ -110,8 +110,9 @@ def test_contract_one_layout_per_dataset(server: ServerFactory, tmp_path: Path) 
         out, "2024-01-01", "2024-01-01", api_secret=SECRET, project_timezone="UTC", base_url=srv.url
     )
     sent = len(srv.requests)
-    with pytest.raises(rf.InvalidArgumentError, match=r"partitioned by \('date',\)"):
+    with pytest.raises(rf.InvalidArgumentError, match=r"partitioned by \('date',\)") as err:
         _export_by_event(srv.url, out)
+    assert "Pass partition_by=('date',) without split_by='event'" in str(err.value)
     assert len(srv.requests) == sent  # refused before any request
     assert len(pd.read_parquet(out)) == len(rf.read_parquet_dataset(out)) == 2
 
@@ -132,6 +133,39 @@ def test_contract_one_layout_per_dataset_on_the_command_line(event_dataset: Path
     assert proc.returncode == 2, proc.stderr
     line = assert_one_line_error(proc.stderr, SECRET)
     assert "Pass --partition-by-event" in line and "partition_by" not in line
+
+
+def test_contract_split_by_on_a_date_dataset_on_the_command_line(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    out = tmp_path / "events"
+    rf.export_to_parquet(
+        out,
+        "2024-01-01",
+        "2024-01-01",
+        api_secret=SECRET,
+        project_timezone="UTC",
+        base_url=server(EVENTS).url,
+    )
+    proc = run_cli(
+        "export",
+        "2024-01-02",
+        "2024-01-02",
+        "--out",
+        str(out),
+        "--split-by",
+        "event",
+        "--timezone",
+        "UTC",
+        "--base-url",
+        "http://127.0.0.1:9/api/2.0/export/",  # never asked: refused before any request
+        env={"ROBOTMIA_API_SECRET": SECRET},
+    )
+    assert proc.returncode == 2, proc.stderr
+    line = assert_one_line_error(proc.stderr, SECRET)
+    assert "Leave out --partition-by-event and --split-by" in line
+    words = line.replace(str(out), "PATH")  # the folder's name holds the test's name
+    assert "split_by" not in words and "partition_by" not in words
 
 
 def test_contract_one_table_format_per_dataset(server: ServerFactory, tmp_path: Path) -> None:

@@ -677,7 +677,9 @@ _CLI_PHRASES = {
     "Check ROBOTMIA_API_SECRET / api_secret.": "Check ROBOTMIA_API_SECRET.",
     "pass api_secret or set ROBOTMIA_API_SECRET": "set ROBOTMIA_API_SECRET",
     "Pass partition_by=('date', 'event')": "Pass --partition-by-event",
-    "Pass partition_by=('date',)": "Leave out --partition-by-event and --split-by",
+    "Pass partition_by=('date',) without split_by='event'": (
+        "Leave out --partition-by-event and --split-by"
+    ),
     "(partition_by=('date',))": "(without --partition-by-event)",
     "event= or where=": "--event or --where",
     "Leave sparse_columns=None, and fold rare keys into a map column when reading: "

@@ -250,10 +250,15 @@ class ParquetDataset:
             parts = posixpath.relpath(path, self.root).replace(os.sep, "/").split("/")
             have = ("date", "event") if parts[1:2] and parts[1].startswith("event=") else ("date",)
             if have != self.partition_by:
+                keep = (
+                    "partition_by=('date',) without split_by='event'"
+                    if have == ("date",)
+                    else f"partition_by={have!r}"
+                )
                 raise InvalidArgumentError(
                     f"the dataset {self.location.url} is partitioned by {have!r}, not "
-                    f"{self.partition_by!r}: one dataset has one layout. Pass "
-                    f"partition_by={have!r}, or write to a new path"
+                    f"{self.partition_by!r}: one dataset has one layout. Pass {keep}, "
+                    "or write to a new path"
                 )
 
     def check_writable(self) -> None:
