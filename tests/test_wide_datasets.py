@@ -138,6 +138,13 @@ def test_cli_export_sparse_columns_refused(wide_server: Any, tmp_path: Path) -> 
     assert "sparse_columns" not in line, line
     proc = run_cli(*base, "--sparse-threshold", "2", env=env)
     assert proc.returncode == 2 and "--sparse-threshold" in proc.stderr, proc.stderr
+    # --dry-run refuses what the run would refuse, rather than printing its plan
+    for flags in (["--sparse-columns", "map"], ["--split-by", "event", "--sparse-threshold", "2"]):
+        proc = run_cli(*base, *flags, "--dry-run", env=env)
+        assert proc.returncode == 2, proc.stdout
+        assert flags[-2] in assert_one_line_error(proc.stderr) and not proc.stdout
+    proc = run_cli(*base, "--split-by", "event", "--dry-run", env=env)
+    assert proc.returncode == 0 and "nothing was sent" in proc.stdout, proc.stderr
     proc = run_cli(*base, "--max-memory", "lots", env=env)
     assert proc.returncode == 2 and "--max-memory" in proc.stderr, proc.stderr
     assert not out.exists() or not list(out.rglob("*.parquet"))

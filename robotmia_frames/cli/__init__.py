@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from .. import _options, api, readers, sinks
+from .. import _options, _wide, api, readers, sinks
 from .._redact import redact
 from ..client import LONG_SYNC_DAYS, Client
 from ..errors import (
@@ -201,6 +201,7 @@ def _plan(args: argparse.Namespace, out: TextIO) -> int:
     """``export --dry-run``: the windows, requests and API-hours (auto windows sized
     from the history of the dataset at ``--out``, if any); nothing is sent."""
     kwargs = _remote_kwargs(args)
+    _wide.dataset_shape(kwargs, "export_to_parquet")  # the flags the run would refuse
     plan = _planner(kwargs).plan_export(
         args.from_date,
         args.to_date,
