@@ -792,7 +792,7 @@ class _RowGroups:
 #: as many, and are written one row group each).
 GROUP_ROWS = 16_384
 #: The most cells (rows x columns) gathered before they are written.
-GROUP_CELLS = 8 << 20
+GROUP_CELLS = 16 << 20
 
 
 def _upload(source: str, target: str, fs: pafs.FileSystem) -> None:
