@@ -16,7 +16,7 @@ from ..parse import trim_memory
 DtypeBackend = Literal["numpy_nullable", "pyarrow"]
 
 #: Columns converted between two returns of freed memory to the system.
-_TRIM_EVERY = 16
+_TRIM_EVERY = 4
 
 
 def _nullable_mapper(t: pa.DataType) -> Any:
@@ -31,6 +31,14 @@ def _nullable_mapper(t: pa.DataType) -> Any:
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
         return pd.ArrowDtype(t)
     return None  # timestamps keep datetime64[us, UTC]; null columns are object
+
+
+def _give_back() -> None:
+    """Return freed memory to the system: the C heap's (the scanner's buffers) and
+    Arrow's default pool's (mimalloc or jemalloc keep freed pages for reuse; the
+    table's columns are freed there as they are converted)."""
+    trim_memory()
+    pa.default_memory_pool().release_unused()
 
 
 def to_pandas(
@@ -84,9 +92,9 @@ def to_pandas(
         for i, series in enumerate(pool.map(convert, range(len(names))), 1):
             converted.append(series)
             if owned_columns and i % _TRIM_EVERY == 0:
-                trim_memory()  # the freed Arrow columns, back for the next columns
+                _give_back()  # the freed Arrow columns, back for the next columns
     if owned_columns:
-        trim_memory()
+        _give_back()
     frame: pd.DataFrame = pd.DataFrame(
         dict(zip(names, converted, strict=True)), index=pd.RangeIndex(rows), copy=False
     )
