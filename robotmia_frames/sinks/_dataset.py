@@ -754,13 +754,16 @@ class _RowGroups:
     event in a few rows per event), and every row group costs each of its columns
     a footer entry held in memory until the file is closed, so small batches are
     joined up to :data:`GROUP_ROWS` rows, or :data:`GROUP_CELLS` cells (rows x
-    columns) held at once. A batch of ``GROUP_ROWS`` rows or more is written as it
-    comes (at most ``row_group_rows`` rows a group), as every batch of a narrow day."""
+    columns) held at once, each array of a batch counted as :data:`ARRAY_CELLS`
+    more (a batch of a few rows costs its buffers more than its values). A batch
+    of ``GROUP_ROWS`` rows or more is written as it comes (at most
+    ``row_group_rows`` rows a group), as every batch of a narrow day."""
 
     def __init__(self, row_group_rows: int) -> None:
         self.row_group_rows = row_group_rows
         self.pending: dict[int, tuple[pq.ParquetWriter, list[pa.RecordBatch]]] = {}
         self.rows: dict[int, int] = {}
+        self.held: dict[int, int] = {}  # cells, by writer
         self.cells = 0
 
     def add(self, writer: pq.ParquetWriter, batch: pa.RecordBatch) -> None:
@@ -768,7 +771,9 @@ class _RowGroups:
         _, held = self.pending.setdefault(key, (writer, []))
         held.append(batch)
         self.rows[key] = self.rows.get(key, 0) + batch.num_rows
-        self.cells += batch.num_rows * batch.num_columns
+        cells = (batch.num_rows + ARRAY_CELLS) * batch.num_columns
+        self.held[key] = self.held.get(key, 0) + cells
+        self.cells += cells
         target = min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, batch.num_columns)))
         if self.rows[key] >= target:
             self._write(key)
@@ -777,8 +782,8 @@ class _RowGroups:
 
     def _write(self, key: int) -> None:
         writer, held = self.pending.pop(key)
-        rows = self.rows.pop(key)
-        self.cells -= rows * held[0].num_columns
+        del self.rows[key]
+        self.cells -= self.held.pop(key)
         table = pa.Table.from_batches(held, schema=held[0].schema)
         writer.write_table(table, row_group_size=self.row_group_rows)
 
@@ -793,6 +798,8 @@ class _RowGroups:
 GROUP_ROWS = 16_384
 #: The most cells (rows x columns) gathered before they are written.
 GROUP_CELLS = 16 << 20
+#: What one array of a gathered batch counts for, in cells, beside its rows.
+ARRAY_CELLS = 64
 
 
 def _upload(source: str, target: str, fs: pafs.FileSystem) -> None:
