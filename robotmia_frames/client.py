@@ -339,6 +339,7 @@ class Client:
             project_timezone=tz,
             progress=False if plan else progress,
             bytes_per_day=state.history_bytes_per_day(),
+            day_bytes=state.bytes_per_day,  # the plan replays the run on them
         )
         if plan:  # the arguments are checked: say what the run would send
             return run.budget()  # auto windows sized from the dataset's history, as the run's
@@ -494,8 +495,9 @@ class Client:
         given, else from the history of ``dataset`` (the dataset the export would
         write: the compressed bytes per day its latest days came with, as
         :meth:`export_to_parquet` and :meth:`sync_to_parquet` size their first
-        windows), else each is assumed to span the start size of 7 days: a run
-        learns the real size from each body and usually needs fewer requests.
+        windows; where it holds the planned days, the run is replayed on their
+        record, quiet and busy days alike), else each is assumed to span the start
+        size of 7 days: a run learns the real size from each body.
 
         Example:
             >>> plan = Client(api_secret="s").plan_export("2024-01-01", "2024-12-31",
@@ -505,16 +507,19 @@ class Client:
             >>> print(plan)
             2024-01-01..2024-12-31: 366 days in 13 requests (6 to 30 days each), 0.2 API-hours at 60 requests an hour
         """
+        day_bytes = None
         if bytes_per_day is None and dataset is not None:
             location = _pipeline.dataset_location(dataset, storage_options)
             state = _pipeline.dataset_state(location, storage_options)
             bytes_per_day = state.history_bytes_per_day()
+            day_bytes = state.bytes_per_day  # its days' record: the run replayed on them
         return self._conn.budget(
             from_date,
             to_date,
             window_days=window_days,
             window_target_bytes=window_target_bytes,
             bytes_per_day=bytes_per_day,
+            day_bytes=day_bytes,
         )
 
     # ------------------------------------------------------------------- local reads

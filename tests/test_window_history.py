@@ -23,6 +23,7 @@ import pytest
 import robotmia_frames as rf
 from robotmia_frames import sinks
 from robotmia_frames._pipeline import dataset_location, dataset_state
+from robotmia_frames.emulator import iter_generated_events
 from tests.conftest import SECRET, ServerFactory
 from tests.test_windows import kw as windows_kw
 
@@ -164,3 +165,35 @@ def test_dry_run_plans_from_the_dataset_at_out(
     got = json.loads(doc.getvalue())
     assert got["requests"] == 12 and got["bytes_per_day"] > 0
     assert srv.requests == []  # nothing sent
+
+
+def test_the_plan_of_quiet_and_busy_days_replays_the_run_on_their_history(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    """Busy days (2,000 events, each over the target) in the first month only, quiet
+    days (20 events) after: the latest days' figure alone would plan 31-day windows;
+    the plan replays the run on each day's record and asks no fewer than it sends,
+    the requests given up past the target included."""
+    d0 = dt.date(2024, 1, 1)
+    events = []
+    for i in range(90):
+        day = d0 + dt.timedelta(days=i)
+        n = 2000 if i < 30 and i % 10 == 5 else 20
+        events += list(iter_generated_events(day, day, events_per_day=n, seed=i))
+    srv = server(events)
+    end = d0 + dt.timedelta(days=89)
+    call = windows_kw(srv, project_timezone="UTC", window_target_bytes=200_000)
+    rf.export_to_parquet(tmp_path, d0, end, **call)  # the history: every day recorded
+    latest_only = client(srv).plan_export(
+        d0,
+        end,
+        window_target_bytes=200_000,
+        bytes_per_day=history(tmp_path).history_bytes_per_day(),
+    )
+    plan = rf.export_to_parquet(tmp_path, d0, end, plan=True, **call)
+    srv.clear_requests()
+    rf.export_to_parquet(tmp_path, d0, end, **call)
+    sent = [r for r in srv.requests if r.path.startswith(EXPORT_PATH)]
+    assert latest_only.requests < len(sent)  # the busy month is older than the latest days
+    assert plan.requests >= len(sent) > 3
+    assert plan.dropped > 0 and plan.requests == len(plan.windows) + plan.dropped

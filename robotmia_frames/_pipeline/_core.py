@@ -91,6 +91,9 @@ class ExportPlan:
     #: compressed bytes per day expected (a dataset's history): the first auto
     #: windows are sized from it instead of the start size
     bytes_per_day: float | None = None
+    #: the compressed bytes per day the dataset recorded of each day: the plan
+    #: (:meth:`budget`) replays the run on them
+    day_bytes: Mapping[dt.date, float] = field(default_factory=dict, repr=False)
 
     @property
     def days(self) -> list[dt.date]:
@@ -123,9 +126,14 @@ class ExportPlan:
 
     def budget(self) -> BudgetPlan:
         """The requests and API-hours this export takes (as :meth:`Connection.budget`)."""
-        per_hour = self.limiter.limit.per_hour
         return BudgetPlan.of(
-            self.start, self.end, self.sizing, bytes_per_day=self.bytes_per_day, per_hour=per_hour
+            self.start,
+            self.end,
+            self.sizing,
+            bytes_per_day=self.bytes_per_day,
+            per_hour=self.limiter.limit.per_hour,
+            day_bytes=self.day_bytes,
+            pending=2 * self.concurrency,  # as iter_windows sends them ahead
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -260,6 +268,7 @@ class Connection:
         window_days: int | str = "auto",
         window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
         bytes_per_day: float | None = None,
+        day_bytes: Mapping[dt.date, float] | None = None,
     ) -> ExportPlan:
         """Check a call's arguments, before anything is sent."""
         start, end = _options.date_range(from_date, to_date)
@@ -288,6 +297,7 @@ class Connection:
             pinned=Pinned.checked(dtype, on_type_mismatch),
             sizing=sizing,
             bytes_per_day=_options.bytes_per_day(bytes_per_day),
+            day_bytes=dict(day_bytes or {}),
         )
 
     def plan_of(self, given: Mapping[str, Any], **overrides: Any) -> ExportPlan:
@@ -305,8 +315,10 @@ class Connection:
         window_days: int | str = "auto",
         window_target_bytes: int = DEFAULT_WINDOW_TARGET_BYTES,
         bytes_per_day: float | None = None,
+        day_bytes: Mapping[dt.date, float] | None = None,
     ) -> BudgetPlan:
-        """The requests and API-hours an export of ``from_date..to_date`` would take."""
+        """The requests and API-hours an export of ``from_date..to_date`` would take
+        (``day_bytes``: a dataset's record of the days, see :class:`BudgetPlan`)."""
         start, end = _options.date_range(from_date, to_date)
         sizing = WindowSizing.checked(window_days, window_target_bytes)
         return BudgetPlan.of(
@@ -315,6 +327,8 @@ class Connection:
             sizing,
             bytes_per_day=_options.bytes_per_day(bytes_per_day),
             per_hour=self.limiter.limit.per_hour,
+            day_bytes=day_bytes,
+            pending=2 * self.concurrency,
         )
 
 

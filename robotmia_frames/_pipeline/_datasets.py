@@ -456,6 +456,7 @@ def sync_budget(
         window_days=window_days,
         window_target_bytes=window_target_bytes,
         bytes_per_day=state.history_bytes_per_day(),
+        day_bytes=state.bytes_per_day,
     )
     return location, state, tz, budget
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -11,7 +12,7 @@ import itertools
 import math
 import types
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeAlias, runtime_checkable
@@ -174,6 +175,67 @@ def plan_windows(
     return out
 
 
+def replay_windows(
+    start: dt.date,
+    end: dt.date,
+    sizing: WindowSizing,
+    bytes_per_day: float,
+    day_bytes: Mapping[dt.date, float],
+    pending: int = 1,
+) -> tuple[list[tuple[dt.date, dt.date]], int]:
+    """The windows an auto run of ``start..end`` keeps, and how many requests it gives
+    up on, if each day's body is as big as ``day_bytes`` says (a dataset's history;
+    ``bytes_per_day`` for a day it lacks, and to size the first windows from).
+
+    The run's own steps, replayed: windows are taken ``pending`` at a time (a run
+    sends ``2 * concurrency`` before the first lands) and each landed one teaches
+    its bytes per day; a multi-day body over the target is given up (one request
+    spent) and fetched as halves, the rest sized from what they taught. A project
+    whose days are as busy as its history says then sends exactly these.
+
+    Example:
+        >>> import datetime as dt
+        >>> d0 = dt.date(2024, 1, 1)
+        >>> busy = {d0 + dt.timedelta(days=3): 900.0}  # one day of 900 bytes, others 10
+        >>> windows, dropped = replay_windows(d0, d0 + dt.timedelta(days=5),
+        ...                                   WindowSizing(target_bytes=800), 10.0, busy)
+        >>> [(a.day, b.day) for a, b in windows], dropped
+        ([(1, 3), (4, 4), (5, 5), (6, 6)], 3)
+    """
+    planner = WindowPlanner(start, end, sizing, bytes_per_day)
+    kept: list[tuple[dt.date, dt.date]] = []
+    dropped = 0
+
+    def body(first: dt.date, last: dt.date) -> float:
+        days = (last - first).days + 1
+        return sum(day_bytes.get(first + dt.timedelta(days=i), bytes_per_day) for i in range(days))
+
+    def fetch(first: dt.date, last: dt.date) -> None:  # as _fetch.fetch_halving does
+        nonlocal dropped
+        if first == last or body(first, last) <= sizing.target_bytes:
+            planner.learn(first, last, round(body(first, last)))
+            kept.append((first, last))
+            return
+        dropped += 1
+        middle = first + dt.timedelta(days=(last - first).days // 2)
+        fetch(first, middle)
+        day = middle + dt.timedelta(days=1)
+        while day <= last:
+            span = min((last - day).days + 1, sizing.next_days(planner.bytes_per_day))
+            fetch(day, day + dt.timedelta(days=span - 1))
+            day += dt.timedelta(days=span)
+
+    queue: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
+    while True:
+        while not planner.done and len(queue) < max(1, pending):
+            window = planner.take()
+            assert window is not None
+            queue.append(window)
+        if not queue:
+            return kept, dropped
+        fetch(*queue.popleft())
+
+
 @dataclass(frozen=True)
 class BudgetPlan:
     """What an export would send, computed without sending anything.
@@ -182,8 +244,11 @@ class BudgetPlan:
     ``api_hours`` the hours of API budget they take at ``per_hour`` requests an hour.
     With ``window_days="auto"`` the sizes come from ``bytes_per_day`` when given
     (a dataset's history), else every window is assumed to span the start size
-    (7 days), a conservative guess: a real run learns the size from each body and
-    usually needs fewer. ``bytes_per_day`` and ``auto`` say which it was.
+    (7 days): a real run learns the size from each body. With a dataset's history
+    of the planned days (``day_bytes``), the run is replayed on it
+    (:func:`replay_windows`): quiet and busy days take the windows they took, and
+    ``dropped`` counts the requests given up for a body over the target, which
+    spend budget too. ``bytes_per_day`` and ``auto`` say which it was.
 
     Example:
         >>> import datetime as dt
@@ -200,6 +265,7 @@ class BudgetPlan:
     per_hour: int = DEFAULT_REQUESTS_PER_HOUR
     bytes_per_day: float | None = None
     auto: bool = False
+    dropped: int = 0
 
     @classmethod
     def of(
@@ -210,10 +276,18 @@ class BudgetPlan:
         *,
         bytes_per_day: float | None = None,
         per_hour: int | None = None,
+        day_bytes: Mapping[dt.date, float] | None = None,
+        pending: int = 1,
     ) -> BudgetPlan:
-        """Plan ``start..end`` with ``sizing``."""
-        windows = plan_windows(start, end, sizing, bytes_per_day)
+        """Plan ``start..end`` with ``sizing`` (``day_bytes``: the history of the days,
+        replayed with ``pending`` windows sent ahead, see :func:`replay_windows`)."""
         auto = sizing.days is None
+        known = {d: b for d, b in (day_bytes or {}).items() if start <= d <= end}
+        dropped = 0
+        if auto and bytes_per_day is not None and known:
+            windows, dropped = replay_windows(start, end, sizing, bytes_per_day, known, pending)
+        else:
+            windows = plan_windows(start, end, sizing, bytes_per_day)
         return cls(
             start,
             end,
@@ -221,12 +295,14 @@ class BudgetPlan:
             per_hour or DEFAULT_REQUESTS_PER_HOUR,
             bytes_per_day if auto else None,
             auto,
+            dropped,
         )
 
     @property
     def requests(self) -> int:
-        """Requests the export sends (retries not counted)."""
-        return len(self.windows)
+        """Requests the export sends (retries not counted; those given up for a body
+        over the target counted)."""
+        return len(self.windows) + self.dropped
 
     @property
     def days(self) -> int:
