@@ -182,6 +182,27 @@ def test_read_export_equals_single_machine(
     assert str(got["time"].dtype) == "datetime64[us, UTC]"
 
 
+def test_window_target_bytes_sizes_the_cluster_windows_as_on_one_machine(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    """A target smaller than two days' bodies: auto windows of one or two days, the
+    same windows as one machine sends, and the same rows; a bad target is refused."""
+    srv = server(generate=GeneratorConfig(events_per_day=300, seed=5))
+    kw = _kw(srv, window_target_bytes=60_000)
+    got = rfd.read_robotmia_export("2024-01-01", "2024-01-06", **kw).compute()
+    cluster_windows = sorted(srv.windows())
+    srv.clear_requests()
+    want = rf.read_robotmia_export("2024-01-01", "2024-01-06", **kw)
+    assert cluster_windows == sorted(srv.windows())
+    assert len(cluster_windows) > 1  # not one 6-day window: the target cut them
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+    srv.clear_requests()
+    rfd.export_to_parquet(tmp_path, "2024-01-01", "2024-01-06", **kw)
+    assert len(srv.windows()) > 1
+    with pytest.raises(rf.InvalidArgumentError, match="window_target_bytes"):
+        rfd.read_robotmia_export("2024-01-01", "2024-01-06", **_kw(srv, window_target_bytes=0))
+
+
 def test_types_unified_across_partitions(client: Any, server: ServerFactory) -> None:
     srv = server(_conflicting_events())
     kw = _kw(srv)

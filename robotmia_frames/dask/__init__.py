@@ -399,6 +399,7 @@ def read_robotmia_export(
     meta_sample: MetaSample = "all",
     client: Client | None = None,
     window_days: int | Literal["auto"] = "auto",
+    window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
 ) -> dd.DataFrame:
     """Export ``from_date..to_date`` as a Dask DataFrame, one partition per day.
 
@@ -413,8 +414,9 @@ def read_robotmia_export(
     the cluster's memory for the partitions. ``meta_sample="first"`` fetches only
     the first window now (see the module docs). Needs a ``distributed`` client (``client=``, else the current one).
     With ``on_bad_lines="warn"`` the warnings are issued on the workers.
-    ``window_days`` sizes the request windows as on one machine; a worker fetches a
-    window and hands back its days, still one partition per day.
+    ``window_days`` (and ``window_target_bytes``, the most compressed body an auto
+    window may bring) sizes the request windows as on one machine; a worker fetches
+    a window and hands back its days, still one partition per day.
     ``dtype``/``on_type_mismatch`` pin column types as on one machine: the first
     pass counts each day's misfits, so ``meta`` has the pinned types (and the
     ``__raw`` columns of ``"null"``), and the warning is given once, on the client.
@@ -532,6 +534,7 @@ def export_to_parquet(
     max_memory: int | Literal["auto"] | None = "auto",
     client: Client | None = None,
     window_days: int | Literal["auto"] = "auto",
+    window_target_bytes: int = _pipeline.DEFAULT_WINDOW_TARGET_BYTES,
 ) -> ExportSummary:
     """Export ``from_date..to_date`` into a Parquet dataset at ``path``, on the workers.
 
@@ -547,8 +550,9 @@ def export_to_parquet(
     workers write each day as one object. If any window fails in the first pass nothing is written; a day
     that fails to write leaves its old partition, the other days are written, and
     the error names the day. A killed worker's task is run again elsewhere.
-    ``window_days`` sizes the request windows as on one machine (``"auto"``: from
-    the dataset's history when it has one); each day is still written on its own.
+    ``window_days`` and ``window_target_bytes`` size the request windows as on one
+    machine (``"auto"``: from the dataset's history when it has one); each day is
+    still written on its own.
     ``dtype``/``on_type_mismatch`` pin column types as on one machine (with
     ``"error"``, a misfit found by the first pass stops the export before anything
     is written); the warnings are given on the client, one per day with misfits.
