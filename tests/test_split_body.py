@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from robotmia_frames import parse
 from robotmia_frames._pipeline import split_body
-from robotmia_frames._pipeline._windows import _SPLIT_ROWS, split_body_files
+from robotmia_frames._pipeline._split import _SPLIT_ROWS, split_body_files
 
 FIRST = dt.date(1970, 1, 2)
 DAYS = 3

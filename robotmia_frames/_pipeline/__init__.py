@@ -45,6 +45,7 @@ from ._datasets import (
     write_window,
 )
 from ._fetch import fetch_halving, fetch_windows, iter_windows, window_config
+from ._split import split_body
 from ._windows import (
     DEFAULT_WINDOW_TARGET_BYTES,
     BatchHook,
@@ -58,7 +59,6 @@ from ._windows import (
     day_cutter,
     day_numbers,
     plan_windows,
-    split_body,
     split_days,
 )
 

@@ -23,6 +23,7 @@ from .. import parse, transport
 from ..errors import APIError, IncompleteDownloadError, NetworkError
 from ..parse import Kind
 from ._core import ExportPlan, check_columns, parse_columns, parse_file, unified_kinds
+from ._split import split_body_files
 from ._windows import (
     BATCH_HOOK,
     BatchHook,
@@ -34,7 +35,6 @@ from ._windows import (
     day_cutter,
     hooked,
     property_keys,
-    split_body_files,
     split_days,
 )
 
