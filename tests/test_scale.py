@@ -326,9 +326,7 @@ def test_ctrl_c_ends_a_download_still_waiting_for_its_first_byte(server: ServerF
     outcome: list[BaseException] = []
 
     def interrupt(update: ProgressUpdate) -> None:
-        # day 1 is done, day 2 waits for its first byte; Ctrl-C reaches the thread
-        # that called the read (the download threads report their bytes here too)
-        if update.windows_done and threading.current_thread() is reader:
+        if update.windows_done:  # day 1 is done, day 2 waits for its first byte
             raise KeyboardInterrupt
 
     def run() -> None:
@@ -342,6 +340,32 @@ def test_ctrl_c_ends_a_download_still_waiting_for_its_first_byte(server: ServerF
     reader.join(120)  # a hang guard: cancelled, it ends in well under a second
     assert not reader.is_alive(), "Ctrl-C waited for the download's read timeout"
     assert [type(e) for e in outcome] == [KeyboardInterrupt]
+
+
+def test_a_connection_opened_after_cancel_is_shut_down_too(server: ServerFactory) -> None:
+    """``transport.cancel`` shuts down the sockets of a session's connections; one
+    still connecting at that moment (no socket yet to shut) is shut down as soon as
+    it is open, so that its request does not wait out the read timeout."""
+    from robotmia_frames import transport
+
+    srv = server(make_events(1))
+    srv.add_fault(Fault(hold=threading.Event()))  # never answers
+    outcome: list[BaseException] = []
+    with transport.make_session() as session:
+        transport.cancel(session)  # before the connection exists
+        params = {"from_date": "2024-01-01", "to_date": "2024-01-01"}
+
+        def run() -> None:
+            try:
+                session.get(srv.url, params=params, auth=(SECRET, ""), timeout=600)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        asker = threading.Thread(target=run)
+        asker.start()
+        asker.join(120)  # a hang guard: shut down, it ends at once
+        assert not asker.is_alive(), "a connection opened after cancel waited for its answer"
+    assert len(outcome) == 1 and isinstance(outcome[0], requests.ConnectionError)
 
 
 def test_cache_resume_after_ctrl_c(server: ServerFactory, tmp_path: Path) -> None:

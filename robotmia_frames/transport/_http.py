@@ -69,6 +69,7 @@ class _TrackingAdapter(HTTPAdapter):
     def __init__(self, **kwargs: Any) -> None:
         self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self.lock = threading.Lock()
+        self.shut = False
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -85,18 +86,28 @@ class _TrackingAdapter(HTTPAdapter):
             with self.lock:
                 self.connections.add(conn)
             base.connect(conn)
+            with self.lock:
+                shut = self.shut
+            if shut:  # shut down while this one was connecting: it had no socket to shut
+                self._shut(conn)
 
         return connect
 
     def shut_down(self) -> None:
-        """Shut down the socket of every open connection (in use or idle)."""
+        """Shut down the socket of every open connection (in use or idle), and of
+        any connection that completes from now on."""
         with self.lock:
+            self.shut = True
             connections = list(self.connections)
         for conn in connections:
-            sock = getattr(conn, "sock", None)
-            if isinstance(sock, socket.socket):
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            self._shut(conn)
+
+    @staticmethod
+    def _shut(conn: Any) -> None:
+        sock = getattr(conn, "sock", None)
+        if isinstance(sock, socket.socket):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 # --------------------------------------------------------------------------- failures
