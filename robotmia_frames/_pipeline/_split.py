@@ -7,22 +7,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
-import types
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import parse
+from .._zlib import zlib as _zlib
 from ._windows import day_numbers
 
 __all__ = ["split_body", "split_body_files"]
-
-_zlib: types.ModuleType
-try:  # ISA-L deflates about 8x faster than zlib at level 1 (the same API); optional.
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover - platforms without wheels
-    _zlib = zlib
 
 
 def split_body(

@@ -5,21 +5,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-import types
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .._zlib import gzip as _gzip_impl
 from ..errors import IncompleteDownloadError, ParseError
-
-_gzip_impl: types.ModuleType
-try:  # ISA-L inflates export bodies about 2.2x faster than zlib; optional.
-    from isal import igzip as _gzip_impl
-except ImportError:  # pragma: no cover - platforms without wheels
-    _gzip_impl = gzip
-
 
 _BLOCK = 4 << 20
 BIG_BLOCK = 8 << 20

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import types
 import zlib
 from typing import Any, Protocol
 
-_zlib: types.ModuleType
-try:  # ISA-L inflates export bodies about 2.2x faster than zlib (same API); optional.
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover - platforms without wheels
-    _zlib = zlib
+from .._zlib import zlib as _zlib
 
 #: Size of one raw read from the socket and of one bounded decompression step.
 CHUNK_SIZE = 1 << 20
