@@ -223,47 +223,38 @@ class Shape:
         if self.budget is None or self.base + peak <= self.budget:
             return
         peak += self.base
+        columns = "columns=[...] to read only the columns you need"
+        sparse = "sparse_columns='map' to fold rare keys into one 'properties' map column"
         if self.partition:
-            ways = ["columns=[...] to read only the columns you need"]
-            if self.sparse is None:
-                ways.append(
-                    "sparse_columns='map' to fold rare keys into one 'properties' map column"
-                )
+            doing, done = (
+                "building one partition would take its worker process",
+                "Nothing was built",
+            )
+            ways = [columns, *([sparse] if self.sparse is None else [])]
             ways.append(
                 "robotmia_frames.dask.export_to_parquet(..., split_by='event') to write each "
                 "event's columns to its own files, then read_parquet_dataset(..., event=...)"
             )
-            ways.append("max_memory=None to turn this check off")
-            raise MemoryBudgetError(
-                f"building one partition would take its worker process to about {_size(peak)} "
-                f"of memory ({_size(result)} as a table; {what}), over the budget of "
-                f"{_size(self.budget)} ({self.budget_note}). Nothing was built. Ways out: "
-                + "; ".join(ways)
-                + ".",
-                estimate=int(peak),
-                max_memory=self.budget,
-            )
-        if self.dataset:
-            raise MemoryBudgetError(
-                f"writing one day would take this process to about {_size(peak)} of memory "
-                f"({_size(result)} as a table; {what}), over the budget of "
-                f"{_size(self.budget)} ({self.budget_note}). That day was not written. Ways "
-                "out: columns=[...] to write only the columns you need; event= or where= to "
-                "export fewer events; max_memory=None to turn this check off.",
-                estimate=int(peak),
-                max_memory=self.budget,
-            )
-        ways = ["columns=[...] to read only the columns you need"]
-        if self.split_by is None:
-            ways.append("split_by='event' for one narrow table per event")
-        if self.sparse is None:
-            ways.append("sparse_columns='map' to fold rare keys into one 'properties' map column")
-        ways.append("export_to_parquet(...) to write the export to disk one day at a time")
+        elif self.dataset:
+            doing, done = "writing one day would take this process", "That day was not written"
+            ways = [
+                "columns=[...] to write only the columns you need",
+                "event= or where= to export fewer events",
+            ]
+        else:
+            doing, done = "building the result would take this process", "Nothing was built"
+            ways = [columns]
+            if self.split_by is None:
+                ways.append("split_by='event' for one narrow table per event")
+            if self.sparse is None:
+                ways.append(sparse)
+            ways.append("export_to_parquet(...) to write the export to disk one day at a time")
         ways.append("max_memory=None to turn this check off")
         raise MemoryBudgetError(
-            f"building the result would take this process to about {_size(peak)} of memory "
-            f"({_size(result)} as a table; {what}), over the budget of {_size(self.budget)} "
-            f"({self.budget_note}). Nothing was built. Ways out: " + "; ".join(ways) + ".",
+            f"{doing} to about {_size(peak)} of memory ({_size(result)} as a table; {what}), "
+            f"over the budget of {_size(self.budget)} ({self.budget_note}). {done}. Ways out: "
+            + "; ".join(ways)
+            + ".",
             estimate=int(peak),
             max_memory=self.budget,
         )
