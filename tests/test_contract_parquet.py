@@ -117,13 +117,16 @@ def test_contract_one_layout_per_dataset(server: ServerFactory, tmp_path: Path) 
     assert len(pd.read_parquet(out)) == len(rf.read_parquet_dataset(out)) == 2
 
 
-def test_contract_one_layout_per_dataset_on_the_command_line(event_dataset: Path) -> None:
+def _refused_export(out: Path, day: str, *flags: str) -> str:
+    """The one-line error of ``export DAY DAY --out OUT FLAGS``, refused (exit 2)
+    before any request: its base URL answers nothing."""
     proc = run_cli(
         "export",
-        "2024-01-01",
-        "2024-01-01",
+        day,
+        day,
         "--out",
-        str(event_dataset),
+        str(out),
+        *flags,
         "--timezone",
         "UTC",
         "--base-url",
@@ -131,7 +134,11 @@ def test_contract_one_layout_per_dataset_on_the_command_line(event_dataset: Path
         env={"ROBOTMIA_API_SECRET": SECRET},
     )
     assert proc.returncode == 2, proc.stderr
-    line = assert_one_line_error(proc.stderr, SECRET)
+    return assert_one_line_error(proc.stderr, SECRET)
+
+
+def test_contract_one_layout_per_dataset_on_the_command_line(event_dataset: Path) -> None:
+    line = _refused_export(event_dataset, "2024-01-01")
     assert "Pass --partition-by-event" in line and "partition_by" not in line
 
 
@@ -147,22 +154,7 @@ def test_contract_split_by_on_a_date_dataset_on_the_command_line(
         project_timezone="UTC",
         base_url=server(EVENTS).url,
     )
-    proc = run_cli(
-        "export",
-        "2024-01-02",
-        "2024-01-02",
-        "--out",
-        str(out),
-        "--split-by",
-        "event",
-        "--timezone",
-        "UTC",
-        "--base-url",
-        "http://127.0.0.1:9/api/2.0/export/",  # never asked: refused before any request
-        env={"ROBOTMIA_API_SECRET": SECRET},
-    )
-    assert proc.returncode == 2, proc.stderr
-    line = assert_one_line_error(proc.stderr, SECRET)
+    line = _refused_export(out, "2024-01-02", "--split-by", "event")
     assert "Leave out --partition-by-event and --split-by" in line
     words = line.replace(str(out), "PATH")  # the folder's name holds the test's name
     assert "split_by" not in words and "partition_by" not in words
