@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from ._windows import (
     BATCH_HOOK,
     BatchHook,
     BudgetHook,
+    Parsed,
     Window,
     WindowPlanner,
     as_batches,
@@ -165,7 +166,8 @@ class _Downloads:
         self.sessions: list[requests.Session] = []
         self.lock = threading.Lock()
         self.local = threading.local()
-        self.keys = property_keys(parse_columns(plan))
+        self.columns = parse_columns(plan)
+        self.keys = property_keys(self.columns)
         self.chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
         # Bodies parsed while they download (the C scanner): see STREAMED_AHEAD.
         self.streaming = parse.native_enabled()
@@ -288,7 +290,7 @@ class _Downloads:
                 result.path,
                 f"window {req.label}",
                 plan.on_bad_lines,
-                parse_columns(plan),
+                self.columns,
                 plan.progress,  # rows as each batch is parsed
                 hook=whole if multi else None,
                 cutter=day_cutter(
@@ -307,11 +309,7 @@ class _Downloads:
         days = split_days(parsed, req.from_date, req.to_date, plan.time_unit, self.keys)
         if multi and hook is not None:
             days = [(day, hooked(part, hook)) for day, part in days]
-        for i, (day, part) in enumerate(days):
-            if plan.progress is not None:
-                # the bytes were counted as they arrived, unless the body was cached
-                plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
-            yield Window(day, result, part, cached, last=i == len(days) - 1)
+        yield from self._hand_on(result, cached, days, len(days))
 
     def _by_day(self, result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
         """A multi-day body cut into one file per day, each parsed when its turn comes."""
@@ -325,22 +323,38 @@ class _Downloads:
             self.workdir / f"days-{req.label}",
             plan.time_unit,
         )
-        for i, path in enumerate(paths):
-            day = req.from_date + dt.timedelta(days=i)
-            label = f"window {day.isoformat()}"
-            part = parse_file(
-                path,
-                label,
-                plan.on_bad_lines,
-                parse_columns(plan),
-                plan.progress,
-                batch_rows=self.chunk_rows,
-                hold=self.hold,
-                events=self.events,
-            )
-            if plan.progress is not None:
-                plan.progress.window_done(result.bytes_received if cached and i == 0 else 0)
-            yield Window(day, result, part, cached, last=i == len(paths) - 1)
+        dated = ((req.from_date + dt.timedelta(days=i), path) for i, path in enumerate(paths))
+        days = ((day, self._parse_day(path, day)) for day, path in dated)
+        yield from self._hand_on(result, cached, days, len(paths))
+
+    def _parse_day(self, path: Path, day: dt.date) -> Parsed:
+        """One day's file of a multi-day body, parsed as a one-day window is."""
+        plan = self.plan
+        return parse_file(
+            path,
+            f"window {day.isoformat()}",
+            plan.on_bad_lines,
+            self.columns,
+            plan.progress,
+            batch_rows=self.chunk_rows,
+            hold=self.hold,
+            events=self.events,
+        )
+
+    def _hand_on(
+        self,
+        result: transport.DownloadResult,
+        cached: bool,
+        days: Iterable[tuple[dt.date, Parsed]],
+        count: int,
+    ) -> Iterator[Window]:
+        """The days of one body as :class:`Window` s, in order, each counted done."""
+        progress = self.plan.progress
+        for i, (day, part) in enumerate(days):
+            if progress is not None:
+                # the bytes were counted as they arrived, unless the body was cached
+                progress.window_done(result.bytes_received if cached and i == 0 else 0)
+            yield Window(day, result, part, cached, last=i == count - 1)
 
     def cancel(self) -> None:
         """End the downloads in flight (their bodies would be thrown away)."""
