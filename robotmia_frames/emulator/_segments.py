@@ -15,6 +15,11 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from .._zlib import zlib as _fast_zlib
+
+#: ISA-L's crc32_combine (C), where installed.
+_native_combine = getattr(_fast_zlib, "crc32_combine", None)
+
 #: A gzip member header: deflate, no name, no mtime, unknown OS.
 _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -89,10 +94,24 @@ def _zeros_operator(power: int) -> tuple[int, ...]:
 
 
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of ``a + b`` from ``crc1 = crc32(a)``, ``crc2 = crc32(b)`` and ``len(b)``.
+    """The CRC-32 of ``a + b`` from ``crc1 = crc32(a)``, ``crc2 = crc32(b)`` and ``len(b)``:
+    ISA-L's where installed, else :func:`crc32_combine_py`.
 
     Example:
         >>> crc32_combine(zlib.crc32(b"ab"), zlib.crc32(b"cde"), 3) == zlib.crc32(b"abcde")
+        True
+    """
+    if _native_combine is not None:
+        return int(_native_combine(crc1, crc2, len2))
+    return crc32_combine_py(crc1, crc2, len2)
+
+
+def crc32_combine_py(crc1: int, crc2: int, len2: int) -> int:
+    """:func:`crc32_combine` in Python (zlib's method: the operator that appends
+    ``len2`` zero bytes, by squaring), for platforms without ISA-L.
+
+    Example:
+        >>> crc32_combine_py(zlib.crc32(b"ab"), zlib.crc32(b"cde"), 3) == zlib.crc32(b"abcde")
         True
     """
     power = 0
