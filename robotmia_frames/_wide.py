@@ -537,7 +537,7 @@ def key_fill(sources: Sequence[_pipeline.Parsed]) -> tuple[int, dict[str, int]]:
     for src in sources:
         for b in src.batches:
             for key, col in b.columns.items():
-                fill[key] = fill.get(key, 0) + parse.filled(col)
+                fill[key] = fill.get(key, 0) + col.filled
     return sum(s.rows for s in sources), fill
 
 

@@ -69,6 +69,11 @@ class RawColumn:
     rows: pa.Array | None = None
 
     @property
+    def filled(self) -> int:
+        """How many rows of its batch the column holds a value in."""
+        return int(len(self.array) - self.array.null_count)
+
+    @property
     def nbytes(self) -> int:
         """The memory the column holds (its Arrow buffers)."""
         size = self.array.get_total_buffer_size()
@@ -107,7 +112,7 @@ class RawBatch:
     @property
     def filled(self) -> int:
         """How many cells (rows x property columns) hold a value."""
-        return sum(len(c.array) - c.array.null_count for c in self.columns.values())
+        return sum(c.filled for c in self.columns.values())
 
     @property
     def nbytes(self) -> int:

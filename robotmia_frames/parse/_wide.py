@@ -38,7 +38,6 @@ __all__ = [
     "batch_text",
     "compact",
     "event_keys",
-    "filled",
     "map_array",
     "split_events",
     "text_values",
@@ -190,11 +189,6 @@ def compact(batch: RawBatch, max_fill: float = 0.5) -> RawBatch:
             col = RawColumn(col.array.filter(valid), col.kind, col.exact, text, rows)
         columns[key] = col
     return replace(batch, columns=columns)
-
-
-def filled(col: RawColumn) -> int:
-    """How many rows of its batch the column holds a value in."""
-    return int(len(col.array) - col.array.null_count)
 
 
 def text_values(col: RawColumn) -> pa.Array:
