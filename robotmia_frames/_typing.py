@@ -155,8 +155,3 @@ class ApiExportToParquet(ClientExportToParquet, ClientSettings, total=False):
 
 class ApiReadRobotmiaProfiles(_Profiles, _Endpoint, total=False):
     """The keywords of ``read_robotmia_profiles`` other than ``return_type``."""
-
-
-#: The module functions take exactly their method's keywords.
-ApiReadExportFile = ClientReadExportFile
-ApiReadParquetDataset = ClientReadParquetDataset

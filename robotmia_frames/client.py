@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import pandas as pd
 import pyarrow as pa
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from . import _typing
 
-__all__ = ["LONG_SYNC_DAYS", "Client"]
+__all__ = ["LONG_SYNC_DAYS", "Client", "on_a_new_client"]
 
 logger = logging.getLogger("robotmia_frames.sync")
 
@@ -800,3 +801,35 @@ class Client:
         from .profiles import read_profiles
 
         return read_profiles(self._conn, **given)
+
+
+_M = TypeVar("_M", bound="Callable[..., object]")
+
+
+def on_a_new_client(method: Callable[[Client], _M], module: str, doc: str) -> _M:
+    """The method that ``method`` picks (``lambda client: client.read_export_file``)
+    as a module function of ``module``, with ``doc`` as its docstring: each call
+    builds a :class:`Client` with no settings and calls that method on it.
+
+    The function takes exactly the method's arguments: type checkers see the
+    method's overloads, ``inspect.signature`` its signature (less ``self``).
+
+    Example:
+        >>> plan_export = on_a_new_client(lambda c: c.plan_export, __name__, "The plan.")
+        >>> plan_export("2024-01-01", "2024-01-31", window_days=31).requests
+        1
+        >>> str(inspect.signature(plan_export)).startswith("(from_date: 'DateLike'")
+        True
+    """
+    # A client never built (its settings are not read): it only names the method.
+    picked = method(object.__new__(Client))
+
+    def function(*args: object, **kwargs: object) -> object:
+        return method(Client())(*args, **kwargs)
+
+    function.__signature__ = inspect.signature(picked)  # type: ignore[attr-defined]
+    function.__annotations__ = dict(picked.__annotations__)
+    function.__name__ = function.__qualname__ = picked.__name__
+    function.__module__ = module
+    function.__doc__ = doc
+    return cast("_M", function)

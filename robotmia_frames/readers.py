@@ -1,101 +1,21 @@
 """The pinned module functions that read local data: a saved export, a dataset.
 
 ``read_export_file`` and ``read_parquet_dataset`` keep the signatures of
-``design.md``. They take no connection settings: each calls the method of the same
-name of a :class:`Client` built with none.
+``design.md``. They take no connection settings: each is the :class:`Client`
+method of the same name, called on a client built with none
+(:func:`~robotmia_frames.client.on_a_new_client`), so that its signature and
+overloads are written once, on the method.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
-
-import pandas as pd
-import pyarrow as pa
-
-from . import _options, _progress, _wide, sinks
-from ._options import DateLike, ReturnType
-from .client import Client
-from .parse import OnBadLines, OnTypeMismatch
-
-if TYPE_CHECKING:
-    import polars as pl
-    from typing_extensions import Unpack
-
-    from . import _typing
+from .client import on_a_new_client
 
 __all__ = ["read_export_file", "read_parquet_dataset"]
 
-
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> pd.DataFrame: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> pa.Table: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> pl.DataFrame: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> dict[str | None, pd.DataFrame]: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> dict[str | None, pa.Table]: ...
-@overload
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadExportFile],
-) -> dict[str | None, pl.DataFrame]: ...
-def read_export_file(
-    path: str | os.PathLike[str],
-    *,
-    project_timezone: str | None = None,
-    return_type: ReturnType = "pandas",
-    on_bad_lines: OnBadLines = "error",
-    columns: Sequence[str] | None = None,
-    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
-    dtype: Mapping[str, Any] | None = None,
-    on_type_mismatch: OnTypeMismatch = "text",
-    dedupe: bool = False,
-    time_in_ms: bool = False,
-    event: str | Sequence[str] | None = None,
-    where: str | None = None,
-    progress: _progress.ProgressArg = None,
-    split_by: _options.SplitBy | None = None,
-    sparse_columns: _options.SparseColumns | None = None,
-    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
-    max_memory: int | Literal["auto"] | None = "auto",
-) -> _wide.Results:
+read_export_file = on_a_new_client(
+    lambda client: client.read_export_file,
+    __name__,
     """Read a saved export (``.jsonl`` or ``.jsonl.gz``, multi-member gzip included).
 
     Gives exactly what :func:`~robotmia_frames.read_robotmia_export` gives for the
@@ -114,81 +34,12 @@ def read_export_file(
         >>> df = read_export_file(p, project_timezone="Europe/Paris")
         >>> str(df["time"][0])
         '2023-12-31 23:00:00+00:00'
-    """
-    given = dict(locals())
-    return Client().read_export_file(given.pop("path"), **given)
+    """,
+)
 
-
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> pd.DataFrame: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> pa.Table: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: None = ...,
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> pl.DataFrame: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["pandas"] = ...,
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> dict[str | None, pd.DataFrame]: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["arrow"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> dict[str | None, pa.Table]: ...
-@overload
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    return_type: Literal["polars"],
-    split_by: Literal["event"],
-    **options: Unpack[_typing.ApiReadParquetDataset],
-) -> dict[str | None, pl.DataFrame]: ...
-def read_parquet_dataset(
-    path: str | os.PathLike[str],
-    *,
-    from_date: DateLike | None = None,
-    to_date: DateLike | None = None,
-    columns: Sequence[str] | None = None,
-    event: str | Sequence[str] | None = None,
-    return_type: ReturnType = "pandas",
-    dtype_backend: sinks.DtypeBackend = "numpy_nullable",
-    dtype: Mapping[str, Any] | None = None,
-    on_type_mismatch: OnTypeMismatch = "text",
-    dedupe: bool = False,
-    where: str | None = None,
-    project_timezone: str | None = None,
-    progress: _progress.ProgressArg = None,
-    storage_options: dict[str, Any] | None = None,
-    filesystem: Any = None,
-    split_by: _options.SplitBy | None = None,
-    sparse_columns: _options.SparseColumns | None = None,
-    sparse_threshold: float = _wide.SPARSE_THRESHOLD,
-    max_memory: int | Literal["auto"] | None = "auto",
-) -> _wide.Results:
+read_parquet_dataset = on_a_new_client(
+    lambda client: client.read_parquet_dataset,
+    __name__,
     """Read a dataset written by this library back as one table.
 
     Days with different column sets or types are unified by the same type policy;
@@ -211,6 +62,5 @@ def read_parquet_dataset(
         ...                              project_timezone="UTC", base_url=srv.url)
         >>> len(read_parquet_dataset(out, from_date="2024-01-02"))
         20
-    """
-    given = dict(locals())
-    return Client().read_parquet_dataset(given.pop("path"), **given)
+    """,
+)

@@ -148,8 +148,8 @@ def _keywords(func: object, *skip: str) -> set[str]:
         ("ClientReadRobotmiaProfiles", rf.Client.read_robotmia_profiles),
         ("ApiReadRobotmiaExport", rf.read_robotmia_export),
         ("ApiExportToParquet", rf.export_to_parquet),
-        ("ApiReadExportFile", rf.read_export_file),
-        ("ApiReadParquetDataset", rf.read_parquet_dataset),
+        ("ClientReadExportFile", rf.read_export_file),
+        ("ClientReadParquetDataset", rf.read_parquet_dataset),
         ("ApiReadRobotmiaProfiles", rf.read_robotmia_profiles),
     ],
 )

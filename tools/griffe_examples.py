@@ -24,3 +24,22 @@ class ExampleSections(griffe.Extension):
         if obj.docstring is not None:
             text = _EXAMPLE.sub(r"\1Examples:", obj.docstring.value)
             obj.docstring.value = _ROLE.sub(r"`\1`", text)  # Sphinx roles: plain code
+
+
+class MadeFunctions(griffe.Extension):
+    """Document a module function made by a call (``read_export_file =
+    on_a_new_client(...)``) as the function it is: its signature and docstring as
+    Python reports them (``inspect.signature``), not as a module attribute."""
+
+    def on_module_members(self, *, mod: griffe.Module, **kwargs: Any) -> None:
+        made = [
+            name
+            for name, member in mod.members.items()
+            if not member.is_alias
+            and member.is_attribute
+            and "on_a_new_client(" in str(member.value)
+        ]
+        if made:
+            runtime = griffe.inspect(mod.path)
+            for name in made:
+                mod.set_member(name, runtime.members[name])
