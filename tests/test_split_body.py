@@ -1,16 +1,20 @@
-"""A multi-day body cut into one body per day (``split_body``, ``split_body_files``).
+"""A multi-day body cut into one body per day (``split_body``, ``split_body_files``,
+``DaySplitter`` fed as a body downloads).
 
 Each day's body holds the lines whose row falls on that day (its raw ``time``, as
 ``day_numbers`` reads it), in body order; a blank or malformed line goes with the
 row before it (the first day before any row). Checked against a line-by-line
-reference, on small bodies (Hypothesis) and on one longer than a chunk of lines
-with malformed lines either side of the chunk boundary.
+reference, on small bodies (Hypothesis), on bodies fed in random pieces and cut
+into chunks of a few bytes (so that runs, chunks the scanner reads and chunks read
+line by line meet at every boundary), and on one longer than a chunk with
+malformed lines either side of the chunk boundaries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import math
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from hypothesis import strategies as st
 
 from robotmia_frames import parse
 from robotmia_frames._pipeline import split_body
-from robotmia_frames._pipeline._split import _SPLIT_ROWS, split_body_files
+from robotmia_frames._pipeline._split import DaySplitter, split_body_files
 
 FIRST = dt.date(1970, 1, 2)
 DAYS = 3
@@ -69,29 +73,77 @@ def test_split_body_matches_line_by_line(tmp_path: Path, lines: list[bytes]) -> 
     assert got == reference(lines)
 
 
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(_LINE, max_size=60),
+    cuts=st.lists(st.integers(0, 3000), max_size=8),
+    chunk_bytes=st.integers(1, 400),
+    compress=st.booleans(),
+    end_newline=st.booleans(),
+)
+def test_splitter_fed_in_pieces_matches_line_by_line(
+    lines: list[bytes], cuts: list[int], chunk_bytes: int, compress: bool, end_newline: bool
+) -> None:
+    body = b"\n".join(lines) + (b"\n" if end_newline and lines else b"")
+    outs: list[io.BytesIO] = []
+
+    def opener() -> list[io.BytesIO]:
+        outs[:] = [io.BytesIO() for _ in range(DAYS)]
+        return list(outs)
+
+    splitter = DaySplitter(
+        FIRST, DAYS, "s", opener, "w", compress=compress, chunk_bytes=chunk_bytes
+    )  # type: ignore[arg-type]
+    splitter.restart()
+    splitter.feed(b'{"event":"e","properties":{"time":86400}}\n{bad\n')  # an attempt given up
+    splitter.restart()
+    at = 0
+    for cut in [*sorted(cuts), len(body)]:
+        if cut > at:
+            splitter.feed(body[at:cut])
+            at = cut
+    splitter.finish()
+    got = [o.getvalue() for o in outs]
+    if compress:
+        got = [gzip.decompress(b) for b in got]
+    read = body.split(b"\n")  # the body's lines, as a reader of it sees them
+    if not read[-1]:
+        read.pop()
+    assert [b.splitlines() for b in got] == reference(read)
+    assert all(not b or b.endswith(b"\n") for b in got)  # every day ends with a whole line
+
+
 def test_split_body_files_across_chunks(tmp_path: Path) -> None:
-    n = _SPLIT_ROWS
+    n = 1024
     base = (FIRST - dt.date(1970, 1, 1)).days * 86400
     lines = [row(base + (i * 3 * 86400) // (2 * n + 50)) for i in range(2 * n + 50)]
+    size = sum(len(line) + 1 for line in lines[:n])  # the first chunk: n lines
     for at in (n - 2, n - 1, n, n + 1, 2 * n):  # malformed and blank lines at the boundaries
         lines[at] = b"{bad" if at % 2 else b""
     path = tmp_path / "w.jsonl.gz"
     path.write_bytes(gzip.compress(b"\n".join(lines)))  # no newline at the end
     last = FIRST + dt.timedelta(days=DAYS - 1)
-    paths = split_body_files(path, "w", FIRST, last, tmp_path / "days")
-    assert [p.name for p in paths] == [
-        f"{(FIRST + dt.timedelta(days=i)).isoformat()}.jsonl.gz" for i in range(DAYS)
-    ]
-    got = [gzip.decompress(p.read_bytes()).splitlines() for p in paths]
     want = reference(lines)
     assert all(want)  # every day has lines
-    assert got == want
+    paths = split_body_files(path, "w", FIRST, last, tmp_path / "days")
+    assert [p.name for p in paths] == [
+        f"{(FIRST + dt.timedelta(days=i)).isoformat()}.jsonl" for i in range(DAYS)
+    ]
+    assert [p.read_bytes().splitlines() for p in paths] == want
+    splitter = DaySplitter.to_files(FIRST, last, tmp_path / "small", "s", "w")
+    splitter.chunk_bytes = size
+    splitter.read(path)
+    assert [p.read_bytes().splitlines() for p in splitter.paths] == want
+    splitter.discard()
+    assert not any(p.exists() for p in splitter.paths)
 
 
 def test_day_files_of_a_body_out_of_order_read_whole(tmp_path: Path) -> None:
     """A day met again after a later one (untimed events at the end, a body out of
-    order) is written as another gzip member of its file; the library's reader
-    (and ``export_to_parquet``'s day parse) reads every member, in body order."""
+    order) is appended to its file; the library's reader (and
+    ``export_to_parquet``'s day parse) reads it in body order."""
     base = (FIRST - dt.date(1970, 1, 1)).days * 86400
     times = [base + 5, base + 86400, base + 10, base + 2 * 86400, base + 86401, None, None]
     lines = [row(t) for t in times]
@@ -106,4 +158,4 @@ def test_day_files_of_a_body_out_of_order_read_whole(tmp_path: Path) -> None:
     assert read == reference(lines)
     assert read[0] == [lines[0], lines[2], lines[5], lines[6]]
     rows = [sum(b.num_rows for b in parse.read_raw_batches(p, source=p.name)) for p in paths]
-    assert rows == [4, 2, 1]  # the scanner's read (C where built) takes every member too
+    assert rows == [4, 2, 1]  # the scanner's read (C where built) too

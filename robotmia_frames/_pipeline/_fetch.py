@@ -23,7 +23,7 @@ from .. import parse, transport
 from ..errors import APIError, IncompleteDownloadError, NetworkError
 from ..parse import Kind
 from ._core import ExportPlan, check_columns, parse_columns, parse_file, unified_kinds
-from ._split import split_body_files
+from ._split import DaySplitter
 from ._windows import (
     BATCH_HOOK,
     BatchHook,
@@ -62,6 +62,11 @@ AHEAD_BYTES = 32 << 20
 #: day there (3M events in one-day windows of 50k: 568 MiB peak on Hive and 821 on
 #: Delta, against 689 and 973 with two; ``bench_storage.py --window-days 1``).
 STREAMED_AHEAD_WRITING = 1
+#: A dataset write cuts a multi-day body into plain day files as it downloads (no
+#: second inflate), this many bodies at a time not yet handed on; the others land
+#: compressed and are cut when their turn comes, so that the scratch folder holds
+#: the inflated text of a few windows at most.
+SPLIT_AHEAD = 2
 
 
 class _StreamBudget:
@@ -173,6 +178,9 @@ class _Downloads:
         self.streaming = parse.native_enabled()
         self.ahead = _StreamBudget(STREAMED_AHEAD_WRITING if day_at_a_time else STREAMED_AHEAD)
         self.streams: dict[Path, parse.BodyParser] = {}
+        # Multi-day bodies of a dataset write cut into day files as they download.
+        self.splitting = _StreamBudget(SPLIT_AHEAD)
+        self.splits: dict[Path, DaySplitter] = {}
         # A read's memory budget, also checked in the download threads as bodies are scanned.
         read_hook = BATCH_HOOK.get()
         self.budget = read_hook if isinstance(read_hook, BudgetHook) else None
@@ -203,11 +211,14 @@ class _Downloads:
             else self.workdir / f"{request.label}.jsonl.gz"
         )
         stream = None
+        splitter = None
         days = (last - first).days + 1
         per_day = self.planner.bytes_per_day
-        by_days = self.day_at_a_time and days > 1  # parsed day by day after, from disk
+        by_days = self.day_at_a_time and days > 1  # parsed day by day after, from files
         expected = None if per_day is None else per_day * days
-        if self.streaming and not by_days and ahead.take(expected):
+        if by_days and self.splitting.take(None):
+            splitter = self.day_splitter(request.label, first, last)
+        elif self.streaming and not by_days and ahead.take(expected):
             label = f"the body of window {request.label} (downloading)"
             budget = self.budget
             stream = parse.BodyParser(
@@ -226,13 +237,25 @@ class _Downloads:
                 limiter=plan.limiter,
                 durable=cache is not None,  # a scratch body is parsed and deleted at once
                 on_bytes=None if plan.progress is None else plan.progress.bytes_received,
-                on_body=stream,
+                on_body=stream if splitter is None else splitter,
             )
         except BaseException:
             if stream is not None:  # a failed body: nothing of it is kept
                 stream.discard()
                 ahead.give_back()
+            if splitter is not None:
+                splitter.discard()
+                self.splitting.give_back()
             raise
+        if splitter is not None:
+            try:
+                splitter.finish()  # verified: its day files may be parsed
+            except BaseException:
+                splitter.discard()
+                self.splitting.give_back()
+                raise
+            with self.lock:
+                self.splits[result.path] = splitter
         if stream is not None:
             try:
                 stream.finish()  # verified: its batches may be taken
@@ -311,18 +334,27 @@ class _Downloads:
             days = [(day, hooked(part, hook)) for day, part in days]
         yield from self._hand_on(result, cached, days, len(days))
 
+    def day_splitter(self, label: str, first: dt.date, last: dt.date) -> DaySplitter:
+        """The splitter of a multi-day body into day files (in the scratch folder)."""
+        directory = self.workdir / f"days-{label}"
+        return DaySplitter.to_files(first, last, directory, self.plan.time_unit, f"window {label}")
+
     def _by_day(self, result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
-        """A multi-day body cut into one file per day, each parsed when its turn comes."""
-        plan = self.plan
+        """A multi-day body cut into one file per day (as it downloaded, else now),
+        each parsed when its turn comes."""
         req = result.request
-        paths = split_body_files(
-            result.path,
-            f"window {req.label}",
-            req.from_date,
-            req.to_date,
-            self.workdir / f"days-{req.label}",
-            plan.time_unit,
-        )
+        with self.lock:
+            splitter = self.splits.pop(result.path, None) if not cached else None
+        if splitter is not None:
+            self.splitting.give_back()
+        else:
+            splitter = self.day_splitter(req.label, req.from_date, req.to_date)
+            try:
+                splitter.read(result.path)
+            except BaseException:
+                splitter.discard()
+                raise
+        paths = splitter.paths
         dated = ((req.from_date + dt.timedelta(days=i), path) for i, path in enumerate(paths))
         days = ((day, self._parse_day(path, day)) for day, path in dated)
         yield from self._hand_on(result, cached, days, len(paths))
@@ -367,6 +399,8 @@ class _Downloads:
             s.close()
         for stream in self.streams.values():
             stream.discard()
+        for splitter in self.splits.values():
+            splitter.discard()
 
 
 def iter_windows(
@@ -396,8 +430,9 @@ def iter_windows(
     With ``cache_dir`` a verified body is kept and later runs reuse it.
 
     With ``day_at_a_time`` (a dataset, written a day at a time) a multi-day body is
-    not parsed whole: it is cut into one file per day (:func:`split_body_files`,
-    streaming) and each day is parsed when its turn comes, as a one-day window
+    not parsed whole: it is cut into one plain file per day (``DaySplitter``: as it
+    downloads, :data:`SPLIT_AHEAD` bodies at a time, else from disk when its turn
+    comes) and each day is parsed when its turn comes, as a one-day window
     is, so that a multi-day window takes no more memory than its days one by one.
     ``hold`` and ``events`` go to :func:`parse_file` for each day (and ``hold`` to
     the bodies parsed while they download, which drop what they parsed past it):

@@ -1,6 +1,9 @@
-"""A multi-day body cut into one gzip body per day (:func:`split_body`,
-:func:`split_body_files`), streaming, so that a dataset write takes the memory of
-one day whatever the window's days."""
+"""A multi-day body cut into one body per day (:class:`DaySplitter`), streaming, so
+that a dataset write takes the memory of one day whatever the window's days.
+
+The splitter is a ``transport.BodyTap``: fed the inflated body while it downloads
+(nothing is inflated twice), or fed from the file once landed
+(:func:`split_body_files`, :func:`split_body`)."""
 
 from __future__ import annotations
 
@@ -8,15 +11,17 @@ import contextlib
 import datetime as dt
 import io
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from .. import parse
 from .._zlib import zlib as _zlib
 from ._windows import day_numbers
 
-__all__ = ["split_body", "split_body_files"]
+__all__ = ["DaySplitter", "day_paths", "split_body", "split_body_files"]
 
 
 def split_body(
@@ -41,80 +46,239 @@ def split_body(
         [[b'{"event":"a","properties":{"time":86399}}'],
          [b'{"event":"b","properties":{"time":86400}}', b'', b'{bad'], []]
     """
-    outs = [io.BytesIO() for _ in range((last - first).days + 1)]
-    _split_lines(path, label, first, unit, outs)
+    outs: list[io.BytesIO] = []
+
+    def opener() -> list[BinaryIO]:
+        outs[:] = [io.BytesIO() for _ in range((last - first).days + 1)]
+        return list(outs)
+
+    splitter = DaySplitter(first, (last - first).days + 1, unit, opener, label, compress=True)
+    splitter.read(path)
     return [o.getvalue() for o in outs]
+
+
+def day_paths(first: dt.date, last: dt.date, directory: Path) -> list[Path]:
+    """The day files of ``first..last`` in ``directory``: ``<day>.jsonl``, in order."""
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    return [directory / f"{d.isoformat()}.jsonl" for d in days]
 
 
 def split_body_files(
     path: Path, label: str, first: dt.date, last: dt.date, directory: Path, unit: str = "s"
 ) -> list[Path]:
-    """:func:`split_body` into files: ``directory/<day>.jsonl.gz``, one per day, in order.
+    """:func:`split_body` into plain JSONL files (:func:`day_paths`), one per day, in order.
 
     The body is read once as a stream and never held in memory: each day can then
     be parsed on its own, as a one-day window, so that writing a multi-day window
     takes the memory of one day.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    paths = [directory / f"{d.isoformat()}.jsonl.gz" for d in days]
-    with contextlib.ExitStack() as stack:
-        outs = [stack.enter_context(p.open("wb")) for p in paths]
-        _split_lines(path, label, first, unit, outs)
-    return paths
+    splitter = DaySplitter.to_files(first, last, directory, unit, label)
+    try:
+        splitter.read(path)
+    except BaseException:
+        splitter.discard()
+        raise
+    return splitter.paths
 
 
-#: Lines read at a time when a body is cut into day files: the cut holds this many
-#: lines and one compressor, far less than the day it leaves for the parse.
-_SPLIT_ROWS = 1024
+#: Inflated bytes a splitter cuts at a time (whole lines): it holds about this
+#: much, far less than the day it leaves for the parse.
+SPLIT_BYTES = 4 << 20
 
 
-def _split_lines(
-    path: Path, label: str, first: dt.date, unit: str, outs: Sequence[BinaryIO]
-) -> None:
-    """Write the lines of the body at ``path`` to ``outs`` (one per day from ``first``),
-    gzip-compressed (fastest level): see :func:`split_body`. One pass over the body, a
-    few lines at a time, parsed for their rows' times only, with one day's compressor
-    open at a time (a body lists its days in order), each run of consecutive lines
-    of one day compressed in one call. A line of a day already left behind (an
+class DaySplitter:
+    """A body of ``days`` days from ``first`` written, as its inflated bytes are fed,
+    to one output per day (``opener`` opens them, again at each :meth:`restart`).
+
+    Each day's output holds the lines of that day (:func:`day_numbers`), in body
+    order; a blank or malformed line goes with the row before it (the first day
+    before any row). Each row's day is read from its raw time by the C scanner
+    reading nothing else (``parse.scan_times``), a few MiB of lines at a time, and
+    each run of lines of one day is written in one call; a stretch the scanner
+    declines (or without it) is read line by line in Python. With ``compress``, each
+    output is gzip (fastest level): a run of a day met again after another day (an
     event without a time at the end of the body, a body out of order) starts
-    another gzip member of that day's output: several members are one gzip stream
-    to a reader. A day without lines gets an empty gzip member."""
-    ndays = len(outs)
-    written = [False] * ndays
-    deflater: Any = None
-    current = -1
+    another gzip member, and a day without lines gets an empty member. Plain outputs
+    take that run as it comes.
 
-    def write(day: int, lines: list[bytes]) -> None:
-        nonlocal deflater, current
-        if day != current:
-            if deflater is not None:
-                outs[current].write(deflater.flush())
-            deflater = _zlib.compressobj(1, zlib.DEFLATED, 31)
-            current = day
-            written[day] = True
-        outs[day].write(deflater.compress(b"\n".join(lines) + b"\n"))
+    A ``transport.BodyTap``: fed while the body downloads, nothing is trusted until
+    :meth:`finish` (after the body verified); :meth:`discard` removes the outputs.
 
-    day = 0
-    for first_no, chunk in parse.iter_line_chunks(path, label=label, batch_rows=_SPLIT_ROWS):
+    Example:
+        >>> import datetime as dt, io
+        >>> outs = [io.BytesIO(), io.BytesIO()]
+        >>> s = DaySplitter(dt.date(1970, 1, 1), 2, "s", lambda: list(outs), "w")
+        >>> s.restart()
+        >>> s.feed(b'{"event":"a","properties":{"time":5}}\\n{"event":"b","prop')
+        >>> s.feed(b'erties":{"time":86405}}\\n')
+        >>> s.finish()
+        >>> [o.getvalue().count(b"\\n") for o in outs]
+        [1, 1]
+    """
+
+    def __init__(
+        self,
+        first: dt.date,
+        days: int,
+        unit: str,
+        opener: Callable[[], list[BinaryIO]],
+        label: str,
+        *,
+        compress: bool = False,
+        chunk_bytes: int = SPLIT_BYTES,
+        paths: Sequence[Path] = (),
+    ) -> None:
+        self.first, self.days, self.unit, self.label = first, days, unit, label
+        self.opener = opener
+        self.compress = compress
+        self.chunk_bytes = chunk_bytes
+        self.paths = list(paths)  # the outputs' files, if files (removed by discard)
+        self.outs: list[BinaryIO] = []
+        self._reset()
+
+    @classmethod
+    def to_files(
+        cls, first: dt.date, last: dt.date, directory: Path, unit: str, label: str
+    ) -> DaySplitter:
+        """A splitter into plain JSONL day files in ``directory`` (:func:`day_paths`)."""
+        paths = day_paths(first, last, directory)
+
+        def opener() -> list[BinaryIO]:
+            directory.mkdir(parents=True, exist_ok=True)
+            outs: list[BinaryIO] = []
+            try:
+                for p in paths:
+                    outs.append(p.open("wb"))
+            except BaseException:
+                for o in outs:
+                    o.close()
+                raise
+            return outs
+
+        return cls(first, len(paths), unit, opener, label, paths=paths)
+
+    def restart(self) -> None:
+        """Start again from the body's first byte (before each attempt at the download)."""
+        self._close()
+        self.outs = self.opener()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._written = [False] * self.days
+        self._deflater: Any = None
+        self._current = -1  # the day being written
+        self._day = 0  # the day of the last row read (a blank or bad line follows it)
+        self._line = 1  # the number of the next line
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        """The next inflated bytes of the body."""
+        self._pending.append(data)
+        self._size += len(data)
+        if self._size >= self.chunk_bytes and b"\n" in data:  # a long line: join once whole
+            buf = b"".join(self._pending)
+            end = buf.rfind(b"\n") + 1
+            rest = buf[end:]
+            self._pending, self._size = ([rest] if rest else []), len(rest)
+            if end:
+                self._split(buf, end)
+
+    def finish(self) -> None:
+        """The body is complete (and verified): its last lines are written and every
+        output is closed."""
+        buf = b"".join(self._pending)
+        self._pending, self._size = [], 0
+        if buf:
+            buf = buf if buf.endswith(b"\n") else buf + b"\n"
+            self._split(buf, len(buf))
+        if self._deflater is not None:
+            self.outs[self._current].write(self._deflater.flush())
+            self._deflater = None
+        if self.compress:
+            for out, done in zip(self.outs, self._written, strict=True):
+                if not done:
+                    out.write(_zlib.compressobj(1, zlib.DEFLATED, 31).flush())
+        self._close()
+
+    def read(self, path: Path) -> None:
+        """Feed the whole body stored at ``path`` (gzip or plain), then :meth:`finish`."""
+        self.restart()
+        with parse.opened(path) as stream:
+            while block := parse.read_block(
+                stream, self.chunk_bytes, label=self.label, next_line=self._line
+            ):
+                self.feed(block)
+        self.finish()
+
+    def discard(self) -> None:
+        """Close the outputs and remove their files (the body failed, or was not used)."""
+        self._close()
+        for p in self.paths:
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+    def _close(self) -> None:
+        """Close the outputs if they are files (in memory, they are read after)."""
+        if self.paths:
+            for out in self.outs:
+                out.close()
+
+    def _write(self, day: int, data: bytes | memoryview) -> None:
+        """A run of whole lines of ``day``."""
+        if self.compress and day != self._current:
+            if self._deflater is not None:
+                self.outs[self._current].write(self._deflater.flush())
+            self._deflater = _zlib.compressobj(1, zlib.DEFLATED, 31)
+        self._current = day
+        self._written[day] = True
+        self.outs[day].write(self._deflater.compress(data) if self.compress else data)
+
+    def _split(self, buf: bytes, end: int) -> None:
+        """Write ``buf[:end]``, whole lines each ending in a newline, to their days."""
+        count = buf.count(b"\n", 0, end)
+        chunk = memoryview(buf)[:end]
+        times = parse.scan_times(chunk)
+        if times is not None and len(times) == count:  # a row on every line
+            self._runs(chunk, day_numbers(times, self.first, self.days, self.unit))
+        else:
+            self._line_by_line(bytes(chunk).split(b"\n")[:-1])
+        self._line += count
+
+    def _runs(self, chunk: memoryview, days: np.ndarray) -> None:
+        """A chunk of rows, one a line, each of day ``days[i]``: each run of one day
+        written whole."""
+        if not len(days):
+            return
+        start = row = 0
+        day = int(days[0])
+        for k in (np.flatnonzero(days[1:] != days[:-1]) + 1).tolist():
+            end = parse.newline_offset(chunk, start, k - row)
+            self._write(day, chunk[start:end])
+            start, row, day = end, k, int(days[k])
+        self._write(day, chunk[start:])
+        self._day = day
+
+    def _line_by_line(self, lines: list[bytes]) -> None:
+        """Lines read one at a time (the Python engine reads their times): a blank
+        or malformed line goes with the row before it."""
         batch = parse.build_raw_batch(
-            chunk, first_no, source=label, bad=parse.BadLines(label, "skip"), keys=frozenset()
+            lines,
+            self._line,
+            source=self.label,
+            bad=parse.BadLines(self.label, "skip"),
+            keys=frozenset(),
         )
-        days = day_numbers(batch.time, first, ndays, unit)
-        row = 0
-        start = 0  # the first line of the run of lines of ``day``
-        for k, line in enumerate(chunk):
-            if line.strip() and first_no + k not in batch.bad_lines and row < len(days):
+        days = day_numbers(batch.time, self.first, self.days, self.unit)
+        day, row, start = self._day, 0, 0  # the first line of the run of lines of ``day``
+        for k, line in enumerate(lines):
+            if line.strip() and self._line + k not in batch.bad_lines and row < len(days):
                 now = int(days[row])
                 row += 1
                 if now != day:
                     if k > start:
-                        write(day, chunk[start:k])
+                        self._write(day, b"\n".join(lines[start:k]) + b"\n")
                     day, start = now, k
-        if len(chunk) > start:
-            write(day, chunk[start:])
-    if deflater is not None:
-        outs[current].write(deflater.flush())
-    for out, done in zip(outs, written, strict=True):
-        if not done:
-            out.write(_zlib.compressobj(1, zlib.DEFLATED, 31).flush())
+        if len(lines) > start:
+            self._write(day, b"\n".join(lines[start:]) + b"\n")
+        self._day = day

@@ -536,14 +536,16 @@ def property_keys(columns: Sequence[str] | None) -> frozenset[str] | None:
     return frozenset(c[len(PROPERTY_PREFIX) :] for c in columns if c.startswith(PROPERTY_PREFIX))
 
 
-def day_numbers(time: pa.Array, first: dt.date, days: int, unit: str = "s") -> np.ndarray:
+def day_numbers(
+    time: pa.Array | np.ndarray, first: dt.date, days: int, unit: str = "s"
+) -> np.ndarray:
     """Each row's day within ``first .. first + days - 1`` (0-based), by its raw time.
 
     The raw ``time`` is project-local wall clock written as seconds since
     1970-01-01 (``unit="ms"``: milliseconds), so its project-local day is simply
     ``floor(time / 86400)`` days after 1970-01-01: the day the server filters it
-    by. A row without a time, or with one outside the window, counts as the
-    window's first day.
+    by. A row without a time (null; NaN in a float64 NumPy array), or with one
+    outside the window, counts as the window's first day.
 
     Example:
         >>> import datetime as dt, pyarrow as pa
@@ -552,7 +554,10 @@ def day_numbers(time: pa.Array, first: dt.date, days: int, unit: str = "s") -> n
         [0, 1, 0, 0]
     """
     scale = 86400.0 if unit == "s" else 86_400_000.0
-    t = np.asarray(time.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    if isinstance(time, np.ndarray):
+        t = time
+    else:
+        t = np.asarray(time.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         day = np.floor(t / scale) - float((first - _EPOCH).days)
         inside = np.isfinite(day) & (day >= 0) & (day < days)

@@ -34,8 +34,16 @@ from ._decode import (
     validate_on_bad_lines,
 )
 from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
-from ._lines import BATCH_ROWS, ChunkRows, iter_line_chunks
-from ._native import Cutter, line_after, native_enabled, scanner_status, trim_memory
+from ._lines import BATCH_ROWS, ChunkRows, iter_line_chunks, opened, read_block
+from ._native import (
+    Cutter,
+    line_after,
+    native_enabled,
+    newline_offset,
+    scan_times,
+    scanner_status,
+    trim_memory,
+)
 from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types, type_name
 from ._reference import ScanResult, iter_batches, scan_lines
 from ._stream import BodyParser
@@ -94,9 +102,13 @@ __all__ = [
     "merge_kinds",
     "mostly_empty",
     "native_enabled",
+    "newline_offset",
+    "opened",
     "pin_types",
+    "read_block",
     "read_raw_batches",
     "scan_lines",
+    "scan_times",
     "scanner_status",
     "split_events",
     "text_values",

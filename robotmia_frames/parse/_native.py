@@ -119,6 +119,42 @@ def scan_chunk(chunk: bytes | memoryview, keys: frozenset[str] | None) -> ScanRe
     )
 
 
+def scan_times(chunk: bytes | memoryview) -> np.ndarray | None:
+    """The raw ``time`` of each row (each non-blank line) of a chunk of whole lines,
+    NaN where a row has none, read by the C scanner with every property skipped;
+    None without the scanner or when it declines the chunk (a line only the Python
+    engine reads: malformed, a duplicate key, ...).
+
+    Example:
+        >>> t = scan_times(b'{"event":"a","properties":{"time":5,"n":2}}\\n{"event":"b"}\\n')
+        >>> t is None or [x if x == x else None for x in t.tolist()] == [5.0, None]
+        True
+    """
+    if not native_enabled():
+        return None
+    got = _scan.scan(chunk, [])
+    if got is None:
+        return None
+    rows, times, valid = got[0], got[4], got[5]
+    if not rows:
+        return np.empty(0, dtype=np.float64)
+    t = np.frombuffer(memoryview(times), dtype=np.float64, count=rows)
+    ok = np.frombuffer(memoryview(valid), dtype=np.uint8, count=rows).astype(bool)
+    return np.where(ok, t, np.nan)
+
+
+def newline_offset(chunk: bytes | memoryview, start: int, lines: int) -> int:
+    """The offset just past the ``lines``-th newline at or after ``start`` (``len(chunk)``
+    when there are fewer). Needs the C scanner.
+
+    Example:
+        >>> native_enabled() is False or newline_offset(b'a\\nb\\nc\\n', 0, 2) == 4
+        True
+    """
+    end = _scan.cut(chunk, start, lines)
+    return len(chunk) if end < 0 else int(end)
+
+
 def scan_bytes(got: ScanResult) -> int:
     """The bytes of a scan result's buffers (what a scanned chunk holds).
 
@@ -291,8 +327,7 @@ def line_after(chunk: bytes | memoryview, pos: int) -> int:
         >>> native_enabled() is False or line_after(b'ab\\ncd\\n', 0) == 3
         True
     """
-    end = _scan.cut(chunk, pos, 1)
-    return len(chunk) if end < 0 else int(end)
+    return newline_offset(chunk, pos, 1)
 
 
 #: Byte offsets at which a chunk of whole lines is cut into pieces parsed apart
