@@ -723,17 +723,8 @@ class Client:
             >>> len(client.read_parquet_dataset(out, from_date="2024-01-02"))
             20
         """
-        query = _pipeline.dataset_query(
-            path,
-            from_date=from_date,
-            to_date=to_date,
-            columns=columns,
-            event=event,
-            where=where,
-            project_timezone=project_timezone or self._conn.project_timezone,
-            dedupe=dedupe,
-            storage_options=storage_options,
-            filesystem=filesystem,
+        query = _pipeline.dataset_query_of(
+            locals(), project_timezone=project_timezone or self._conn.project_timezone
         )
         pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
         shape = _wide.Shape.of(locals())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import inspect
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -785,6 +786,17 @@ def dataset_query(
         default_timezone=os.environ.get(_options.TIMEZONE_ENV) or "UTC",
         dedupe=bool(dedupe),
     )
+
+
+def dataset_query_of(given: Mapping[str, Any], **overrides: Any) -> DatasetQuery:
+    """:func:`dataset_query` from the arguments of a public function: ``given`` (its
+    ``locals()``) holds ``path`` and the query's keywords, and more that are not the
+    query's; ``overrides`` replace some of them."""
+    call = {k: v for k, v in given.items() if k in _QUERY_ARGUMENTS}
+    return dataset_query(**(call | overrides))
+
+
+_QUERY_ARGUMENTS = frozenset(inspect.signature(dataset_query).parameters)
 
 
 def _exists(location: sinks.Location) -> bool:

@@ -651,18 +651,7 @@ def read_parquet_dataset(
         >>> ddf = rfd.read_parquet_dataset("/shared/events", from_date="2024-06-01")  # doctest: +SKIP
         >>> ddf.groupby("event").size().compute()  # doctest: +SKIP
     """
-    query = _pipeline.dataset_query(
-        path,
-        from_date=from_date,
-        to_date=to_date,
-        columns=columns,
-        event=event,
-        where=where,
-        project_timezone=project_timezone,
-        dedupe=dedupe,
-        storage_options=storage_options,
-        filesystem=filesystem,
-    )
+    query = _pipeline.dataset_query_of(locals())
     shape = _wide.Shape.of(dict(locals()))
     backend = shape.dtype_backend
     _options.frame_split(shape.split_by, "robotmia_frames.dask.read_parquet_dataset")
