@@ -469,8 +469,8 @@ class Client:
             >>> import tempfile
             >>> client = Client(api_secret="s", project_timezone="UTC")
             >>> plan = client.plan_sync(tempfile.mkdtemp(), "2023-01-01", "2023-12-31")
-            >>> plan.requests, plan.days
-            (53, 365)
+            >>> plan.days, plan.fewest, plan.requests  # nothing known: a quiet and a busy project
+            (365, 13, 368)
         """
         given = dict(locals())  # every argument of plan_sync is one of sync_budget's
         del given["self"]
@@ -497,8 +497,10 @@ class Client:
         write: the compressed bytes per day its latest days came with, as
         :meth:`export_to_parquet` and :meth:`sync_to_parquet` size their first
         windows; where it holds the planned days, the run is replayed on their
-        record, quiet and busy days alike), else each is assumed to span the start
-        size of 7 days: a run learns the real size from each body.
+        record, quiet and busy days alike). With neither, nothing is known of the
+        project's size: ``requests`` counts the most a run sends (a busy
+        project's, a request a day) and ``fewest`` the fewest (a quiet one's, 31
+        days a request after the 7-day start); a run learns the size from each body.
 
         Example:
             >>> plan = Client(api_secret="s").plan_export("2024-01-01", "2024-12-31",

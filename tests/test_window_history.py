@@ -72,11 +72,15 @@ def test_a_second_sync_plans_and_sends_windows_sized_from_the_history(
 ) -> None:
     srv = server(generate={"events_per_day": 5, "seed": 1}, project_timezone=TZ)
     first = client(srv).plan_export("2024-01-01", "2024-01-20", dataset=tmp_path)
-    assert first.bytes_per_day is None  # a new dataset has no history: the start size
+    assert first.bytes_per_day is None  # a new dataset has no history: a range
     rf.sync_to_parquet(tmp_path, "2024-01-01", "2024-01-20", **kw(srv))
-    assert first.windows[0] == (dt.date(2024, 1, 1), dt.date(2024, 1, 7))
-    # the run starts at the same 7 days, then learns that the rest fits in one window
-    assert sorted(srv.windows()) == [first.windows[0], (dt.date(2024, 1, 8), dt.date(2024, 1, 20))]
+    # the run starts at 7 days, then learns that the rest fits in one window: the
+    # fewest requests the plan gave
+    assert sorted(srv.windows()) == [
+        (dt.date(2024, 1, 1), dt.date(2024, 1, 7)),
+        (dt.date(2024, 1, 8), dt.date(2024, 1, 20)),
+    ]
+    assert first.fewest == 2 and first.requests == 23
     assert history(tmp_path).history_bytes_per_day() is not None
 
     # The next sync re-exports from the last day done less the lookback (5 days).
@@ -88,7 +92,7 @@ def test_a_second_sync_plans_and_sends_windows_sized_from_the_history(
     assert plan.bytes_per_day == history(tmp_path).history_bytes_per_day()
     assert plan.requests < guess.requests
     assert {(b - a).days + 1 for a, b in plan.windows[:-1]} == {31}
-    assert "sized from" in str(plan) and "start size" in str(guess)
+    assert "sized from" in str(plan) and "no size known" in str(guess)
     srv.requests.clear()
     with caplog.at_level(logging.INFO, logger="robotmia_frames.sync"):
         summary = rf.sync_to_parquet(tmp_path, "2024-01-01", end, **kw(srv))
@@ -152,7 +156,8 @@ def test_dry_run_plans_from_the_dataset_at_out(
     base = ["export", "2024-01-01", "2024-12-31", "--timezone", TZ, "--base-url", srv.url]
     new = io.StringIO()
     assert main([*base, "--out", str(tmp_path / "new"), "--dry-run", "--json"], out=new) == 0
-    assert json.loads(new.getvalue())["requests"] == 53  # 7-day windows: no history
+    got = json.loads(new.getvalue())  # no history: a busy project's count, and a quiet one's
+    assert (got["requests"], got["fewest_requests"]) == (369, 13)
 
     rf.export_to_parquet(tmp_path / "ds", "2023-12-01", "2023-12-31", **kw(srv))
     srv.requests.clear()
@@ -163,7 +168,7 @@ def test_dry_run_plans_from_the_dataset_at_out(
     doc = io.StringIO()
     assert main([*base, "--out", str(tmp_path / "ds"), "--dry-run", "--json"], out=doc) == 0
     got = json.loads(doc.getvalue())
-    assert got["requests"] == 12 and got["bytes_per_day"] > 0
+    assert got["requests"] == got["fewest_requests"] == 12 and got["bytes_per_day"] > 0
     assert srv.requests == []  # nothing sent
 
 
@@ -197,3 +202,48 @@ def test_the_plan_of_quiet_and_busy_days_replays_the_run_on_their_history(
     assert latest_only.requests < len(sent)  # the busy month is older than the latest days
     assert plan.requests >= len(sent) > 3
     assert plan.dropped > 0 and plan.requests == len(plan.windows) + plan.dropped
+
+
+def test_without_history_the_plan_never_asks_fewer_than_a_run_sends(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    """No history: the plan counts the most a run may send (a busy project's, a
+    request a day after the start window given up past the target) and the fewest
+    (a quiet one's). Runs of a busy, a medium and a quiet project against the
+    local server send within that range; with the history the first run recorded,
+    the plan of the next run is close to what it sends."""
+    d0, end = dt.date(2024, 3, 1), dt.date(2024, 4, 9)  # 40 days, a DST change inside
+    srv = server(generate={"events_per_day": 120, "seed": 11}, project_timezone=TZ)
+    rf.export_to_parquet(tmp_path / "days", d0, end, window_days=1, **kw(srv))
+    sizes = history(tmp_path / "days").bytes_per_day
+    assert len(sizes) == 40
+    one = rf.Client(
+        api_secret=SECRET, project_timezone=TZ, base_url=srv.url, rate_limit=NO_LIMIT, concurrency=1
+    )
+    for name, target in [
+        ("busy", int(min(sizes.values()) * 0.9)),  # every day over the target
+        ("medium", int(max(sizes.values()) * 2.5)),
+        ("quiet", 64 << 20),
+    ]:
+        out = tmp_path / name
+        call = kw(srv, window_target_bytes=target, concurrency=1)
+        guess = one.plan_export(d0, end, window_target_bytes=target, dataset=out)
+        assert guess.bytes_per_day is None and guess.fewest is not None
+        assert rf.export_to_parquet(out, d0, end, plan=True, **call) == guess
+        srv.clear_requests()
+        rf.export_to_parquet(out, d0, end, **call)
+        sent = [r for r in srv.requests if r.path.startswith(EXPORT_PATH)]
+        assert guess.fewest <= len(sent) <= guess.requests, name
+        if name == "busy":
+            assert len(sent) == guess.requests == 40 + guess.dropped
+        if name == "quiet":
+            assert len(sent) == guess.fewest == 3  # 7 days, then 31, then the last 2
+        # the next run, planned from the history this one recorded
+        plan = one.plan_export(d0, end, window_target_bytes=target, dataset=out)
+        assert plan.fewest is None and plan.bytes_per_day is not None
+        srv.clear_requests()
+        rf.export_to_parquet(out, d0, end, **call)
+        again = [r for r in srv.requests if r.path.startswith(EXPORT_PATH)]
+        # days sized at a boundary (a window of 1 or 2 days) may go either way
+        assert abs(len(again) - plan.requests) <= max(2, plan.requests // 10), name
+    assert "no size known yet: 3 if the days are small, 43 if each is busy" in str(guess)

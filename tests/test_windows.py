@@ -228,7 +228,10 @@ def test_plan_counts_requests_and_api_hours_without_sending(server: ServerFactor
     fixed = client.plan_export("2021-01-01", "2023-12-31", window_days=30)
     assert fixed.requests == 37 and fixed.windows[0] == (dt.date(2021, 1, 1), dt.date(2021, 1, 30))
     auto = client.plan_export("2021-01-01", "2023-12-31")
-    assert auto.requests == 157  # the conservative guess: the 7-day start size throughout
+    # nothing known: the most a run sends (a busy project: a day a request, after the
+    # 7-day start window and its halves given up) and the fewest (a quiet one)
+    assert (auto.requests, auto.dropped, auto.fewest) == (1098, 3, 37)
+    assert "37 to 1098 requests, up to 18.3 API-hours" in str(auto)
     small = client.plan_export("2021-01-01", "2023-12-31", bytes_per_day=80_000)
     assert small.requests == 36 and max((b - a).days + 1 for a, b in small.windows) == 31
     busy = client.plan_export("2024-01-01", "2024-01-30", bytes_per_day=300 << 20)
@@ -252,7 +255,7 @@ def test_export_plan_true_checks_everything_and_sends_nothing(
     assert plan == rf.Client(api_secret=SECRET).plan_export(*args[1:], window_days=30)
     assert srv.requests == [] and not out.exists()  # nothing sent, nothing written
     client = rf.Client(api_secret=SECRET, project_timezone=TZ, base_url=srv.url)
-    assert client.export_to_parquet(*args, plan=True).requests == 157  # the 7-day start size
+    assert client.export_to_parquet(*args, plan=True).requests == 1098  # a busy project's
     # the arguments are checked as by the run itself, before anything
     with pytest.raises(ValueError, match="from_date"):
         rf.export_to_parquet(out, "2024-02-01", "2024-01-01", plan=True, **kw(srv))

@@ -171,19 +171,22 @@ def replay_windows(
     start: dt.date,
     end: dt.date,
     sizing: WindowSizing,
-    bytes_per_day: float,
+    bytes_per_day: float | None,
     day_bytes: Mapping[dt.date, float],
     pending: int = 1,
+    other_days: float | None = None,
 ) -> tuple[list[tuple[dt.date, dt.date]], int]:
     """The windows an auto run of ``start..end`` keeps, and how many requests it gives
     up on, if each day's body is as big as ``day_bytes`` says (a dataset's history;
-    ``bytes_per_day`` for a day it lacks, and to size the first windows from).
+    ``other_days``, by default ``bytes_per_day``, for a day it lacks).
 
-    The run's own steps, replayed: windows are taken ``pending`` at a time (a run
-    sends ``2 * concurrency`` before the first lands) and each landed one teaches
-    its bytes per day; a multi-day body over the target is given up (one request
-    spent) and fetched as halves, the rest sized from what they taught. A project
-    whose days are as busy as its history says then sends exactly these.
+    The run's own steps, replayed: the first windows are sized from
+    ``bytes_per_day`` (None: nothing known, so the start size, sent alone), then
+    windows are taken ``pending`` at a time (a run sends ``2 * concurrency`` before
+    the first lands) and each landed one teaches its bytes per day; a multi-day
+    body over the target is given up (one request spent) and fetched as halves, the
+    rest sized from what they taught. A project whose days are as busy as its
+    history says then sends exactly these.
 
     Example:
         >>> import datetime as dt
@@ -197,10 +200,11 @@ def replay_windows(
     planner = WindowPlanner(start, end, sizing, bytes_per_day)
     kept: list[tuple[dt.date, dt.date]] = []
     dropped = 0
+    other = other_days if other_days is not None else bytes_per_day or 0.0
 
     def body(first: dt.date, last: dt.date) -> float:
         days = (last - first).days + 1
-        return sum(day_bytes.get(first + dt.timedelta(days=i), bytes_per_day) for i in range(days))
+        return sum(day_bytes.get(first + dt.timedelta(days=i), other) for i in range(days))
 
     def fetch(first: dt.date, last: dt.date) -> None:  # as _fetch.fetch_halving does
         nonlocal dropped
@@ -219,7 +223,7 @@ def replay_windows(
 
     queue: collections.deque[tuple[dt.date, dt.date]] = collections.deque()
     while True:
-        while not planner.done and len(queue) < max(1, pending):
+        while not planner.done and len(queue) < (1 if planner.learning else max(1, pending)):
             window = planner.take()
             assert window is not None
             queue.append(window)
@@ -235,12 +239,17 @@ class BudgetPlan:
     ``windows`` are the planned requests (``(first, last)`` days, inclusive),
     ``api_hours`` the hours of API budget they take at ``per_hour`` requests an hour.
     With ``window_days="auto"`` the sizes come from ``bytes_per_day`` when given
-    (a dataset's history), else every window is assumed to span the start size
-    (7 days): a real run learns the size from each body. With a dataset's history
-    of the planned days (``day_bytes``), the run is replayed on it
-    (:func:`replay_windows`): quiet and busy days take the windows they took, and
-    ``dropped`` counts the requests given up for a body over the target, which
-    spend budget too. ``bytes_per_day`` and ``auto`` say which it was.
+    (a dataset's history). With a dataset's history of the planned days
+    (``day_bytes``), the run is replayed on it (:func:`replay_windows`): quiet and
+    busy days take the windows they took, and ``dropped`` counts the requests given
+    up for a body over the target, which spend budget too. ``bytes_per_day`` and
+    ``auto`` say which it was.
+
+    With nothing known (auto, no ``bytes_per_day``), the plan is the most a run
+    sends: a busy project's, every day needing a request of its own after the
+    7-day start window and its halves are given up past the target (``windows``
+    and ``dropped``). ``fewest`` is then the fewest a run sends, a quiet
+    project's: the 7-day start, then 31 days a request.
 
     Example:
         >>> import datetime as dt
@@ -249,6 +258,9 @@ class BudgetPlan:
         (366, 6.1)
         >>> print(plan)
         2024-01-01..2024-12-31: 366 days in 366 requests (1 day each), 6.1 API-hours at 60 requests an hour
+        >>> guess = BudgetPlan.of(dt.date(2024, 1, 1), dt.date(2024, 12, 31), WindowSizing())
+        >>> guess.fewest, guess.requests, guess.dropped
+        (13, 369, 3)
     """
 
     from_date: dt.date
@@ -258,6 +270,7 @@ class BudgetPlan:
     bytes_per_day: float | None = None
     auto: bool = False
     dropped: int = 0
+    fewest: int | None = None
 
     @classmethod
     def of(
@@ -276,7 +289,15 @@ class BudgetPlan:
         auto = sizing.days is None
         known = {d: b for d, b in (day_bytes or {}).items() if start <= d <= end}
         dropped = 0
-        if auto and bytes_per_day is not None and known:
+        fewest = None
+        if auto and bytes_per_day is None:
+            # nothing known: the most a run sends (every other day busy enough to
+            # be alone, a body of the whole target), and the fewest (small days)
+            busy = float(sizing.target_bytes)
+            windows, dropped = replay_windows(start, end, sizing, None, known, pending, busy)
+            quiet, _ = replay_windows(start, end, sizing, None, {}, pending, 0.0)
+            fewest = len(quiet)
+        elif auto and known:
             windows, dropped = replay_windows(start, end, sizing, bytes_per_day, known, pending)
         else:
             windows = plan_windows(start, end, sizing, bytes_per_day)
@@ -288,6 +309,7 @@ class BudgetPlan:
             bytes_per_day if auto else None,
             auto,
             dropped,
+            fewest,
         )
 
     @property
@@ -306,22 +328,26 @@ class BudgetPlan:
         return self.requests / self.per_hour
 
     def __str__(self) -> str:
+        span = f"{self.from_date.isoformat()}..{self.to_date.isoformat()}: {self.days} days in "
+        hourly = f"at {self.per_hour} requests an hour"
+        if self.fewest is not None and self.fewest < self.requests:
+            given_up = f", {self.dropped} more given up past the target" if self.dropped else ""
+            return (
+                f"{span}{self.fewest} to {self.requests} requests, up to "
+                f"{self.api_hours:.1f} API-hours {hourly}; no size known yet: "
+                f"{self.fewest} if the days are small, {self.requests} if each is busy "
+                f"(a request a day{given_up}); a run learns the size from each body"
+            )
         sizes = sorted({(b - a).days + 1 for a, b in self.windows})
         each = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
         unit = "day" if sizes == [1] else "days"
+        basis = ""
+        if self.auto and self.bytes_per_day is not None:
+            basis = f"; sized from {_size(self.bytes_per_day)} of compressed body a day"
         return (
-            f"{self.from_date.isoformat()}..{self.to_date.isoformat()}: {self.days} days in "
-            f"{self.requests} requests ({each} {unit} each), {self.api_hours:.1f} API-hours "
-            f"at {self.per_hour} requests an hour{self._basis()}"
+            f"{span}{self.requests} requests ({each} {unit} each), "
+            f"{self.api_hours:.1f} API-hours {hourly}{basis}"
         )
-
-    def _basis(self) -> str:
-        """What the auto sizes were planned from (nothing for pinned sizes)."""
-        if not self.auto:
-            return ""
-        if self.bytes_per_day is None:
-            return "; no size known yet, so the 7-day start size throughout (a run learns)"
-        return f"; sized from {_size(self.bytes_per_day)} of compressed body a day"
 
 
 def _size(nbytes: float) -> str:

@@ -215,6 +215,7 @@ def _plan(args: argparse.Namespace, out: TextIO) -> int:
                 "from_date": args.from_date,
                 "to_date": args.to_date,
                 "requests": plan.requests,
+                "fewest_requests": plan.requests if plan.fewest is None else plan.fewest,
                 "api_hours": plan.api_hours,
                 "bytes_per_day": plan.bytes_per_day,
                 "windows": [[a.isoformat(), b.isoformat()] for a, b in plan.windows],
