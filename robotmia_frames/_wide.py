@@ -303,14 +303,22 @@ class Collector:
     chunk: int = 0  # the biggest parsed chunk so far: a few are in flight at once
     variable: int = 0  # string data and list values of the flat columns
     kinds: dict[str, Kind] = field(default_factory=dict)
-    #: per file (the batches' source): (stored bytes read so far, its size)
+    #: per file (the batches' source): (stored bytes read so far, its size) ...
     read: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: ... and their sums over the files (a year of one-day bodies is 365 files)
+    read_bytes: int = 0
+    read_size: int = 0
     expected: int = 0  # the stored bytes of the whole input, when known beyond its files
     #: Download threads check bodies they hold (:meth:`holding`) while the calling
     #: thread adds batches: what the estimate reads is changed under this lock only.
     _lock: threading.RLock = field(
         default_factory=threading.RLock, init=False, repr=False, compare=False
     )
+
+    @property
+    def dense(self) -> bool:
+        """Whether the batches are kept as parsed (not in a compact form)."""
+        return not self.shape.compact
 
     def expect(self, total: int) -> None:
         """The stored bytes of every body of the read (those landed and, for the
@@ -341,7 +349,7 @@ class Collector:
 
         Example:
             >>> c = Collector(Shape())
-            >>> c.read["a"] = (25, 100)
+            >>> c.reading("a", 25, 100)
             >>> c.share()
             0.25
             >>> c.expect(500)
@@ -349,11 +357,19 @@ class Collector:
             0.05
         """
         with self._lock:
-            done = sum(d for d, _ in self.read.values())
-            total = max(self.expected, sum(size for _, size in self.read.values()))
+            done, total = self.read_bytes, max(self.expected, self.read_size)
         if done <= 0 or total <= 0:
             return 1.0
         return min(1.0, done / total)
+
+    def reading(self, source: str, read_to: int, size: int) -> None:
+        """``source`` (a file of ``size`` stored bytes) is read up to ``read_to``."""
+        with self._lock:
+            before, before_size = self.read.get(source, (0, 0))
+            now = max(before, read_to)
+            self.read[source] = (now, size)
+            self.read_bytes += now - before
+            self.read_size += size - before_size
 
     def __call__(self, batch: parse.RawBatch) -> list[parse.RawBatch]:
         if self.shape.split_by is not None:
@@ -367,8 +383,7 @@ class Collector:
         with self._lock:
             self.rows += n
             if batch.file_size:
-                before = self.read.get(batch.source, (0, 0))[0]
-                self.read[batch.source] = (max(before, batch.read_to), batch.file_size)
+                self.reading(batch.source, batch.read_to, batch.file_size)
             self.chunk = max(self.chunk, size)
             if self.shape.compact:
                 self.held += sum(b.nbytes for b in pieces)

@@ -168,3 +168,58 @@ def test_a_body_cut_off_on_every_try_gives_nothing(server: ServerFactory, tmp_pa
     table = rf.read_parquet_dataset(tmp_path, return_type="arrow")
     assert table.num_rows == 3000
     assert {t.date() for t in table.column("time").to_pylist()} == {DAY}
+
+
+def narrow_body(lines: int, first: int = 0) -> bytes:
+    return b"".join(
+        b'{"event":"e","properties":{"time":%d,"n":%d}}\n' % (first + i, i) for i in range(lines)
+    )
+
+
+def line_counts(batches: list[parse.RawBatch]) -> list[int]:
+    return [b.line_count for b in batches]
+
+
+def test_an_export_learns_its_chunk_size_from_its_first_body_only(tmp_path: Path) -> None:
+    """The first body starts with small chunks and tells the export's width; the
+    next bodies (parsed while downloading, or from disk) are cut in chunks of the
+    learnt size from their first line, without learning again."""
+    sizing = parse.ChunkRows()
+    first = parse.BodyParser(batch_rows=sizing)
+    first.feed(narrow_body(3000))
+    first.finish()
+    assert line_counts(list(first.batches("day 1"))) == [512, 2488]
+    assert not sizing.learning
+    learnt = sizing.rows
+    assert learnt is not None and learnt > 3000  # two keys: the biggest chunks
+    sizing.learnt(1000)  # as if the first body had been wide
+    second = parse.BodyParser(batch_rows=sizing)
+    second.feed(narrow_body(2500))
+    second.finish()
+    assert line_counts(list(second.batches("day 2"))) == [1000, 1000, 500]
+    path = tmp_path / "day3.jsonl"
+    path.write_bytes(narrow_body(2500))
+    from_disk = parse.read_raw_batches(path, source="day 3", batch_rows=sizing)
+    assert line_counts(list(from_disk)) == [1000, 1000, 500]
+    assert sizing.rows == 1000 and not sizing.learning
+
+
+def test_a_short_first_body_tells_the_width_with_all_its_lines(tmp_path: Path) -> None:
+    """A first body shorter than the probe is learnt whole; one thrown away (a
+    failed attempt) or without lines teaches nothing."""
+    sizing = parse.ChunkRows()
+    stream = parse.BodyParser(batch_rows=sizing)
+    stream.feed(narrow_body(600))  # its first 512 lines are scanned and probed
+    stream.restart()  # the attempt failed
+    stream.finish()  # the next one had no lines
+    assert sizing.learning
+    stream.restart()
+    stream.feed(narrow_body(300))
+    stream.finish()
+    assert line_counts(list(stream.batches("day 1"))) == [300]
+    assert not sizing.learning and sizing.rows is not None
+    disk = parse.ChunkRows()
+    path = tmp_path / "short.jsonl"
+    path.write_bytes(narrow_body(300))
+    assert line_counts(list(parse.read_raw_batches(path, source="x", batch_rows=disk))) == [300]
+    assert not disk.learning and disk.rows == sizing.rows

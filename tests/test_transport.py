@@ -742,3 +742,28 @@ def test_a_ca_bundle_is_checked_again_once_its_file_changes(tmp_path: Path) -> N
     bundle.write_text("not a certificate\n")
     with pytest.raises(InvalidArgumentError, match="not a CA bundle"):
         TransportConfig(base_url=DEFAULT_BASE_URL, api_secret="s", verify=str(bundle))
+
+
+def test_a_session_honours_the_environment_proxies_and_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The environment's proxy and CA settings, read once per server for a
+    session's many requests, are those requests itself gives each request."""
+    import requests
+
+    bundle = tmp_path / "ca.pem"
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.2")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    plain = requests.Session()
+    with make_session() as session:
+        for url in ("https://127.0.0.1/api/2.0/export", "https://127.0.0.2/api/2.0/export"):
+            for _ in range(2):  # the second time from what the session kept
+                got = session.merge_environment_settings(url, {}, True, True, None)
+                assert got == plain.merge_environment_settings(url, {}, True, True, None)
+                got["proxies"].clear()  # a caller's changes stay its own
+        first = session.merge_environment_settings("https://127.0.0.1/x", {}, True, True, None)
+        assert first["proxies"]["https"] == "http://127.0.0.1:9"
+        assert first["verify"] == str(bundle)
+        bypassed = session.merge_environment_settings("https://127.0.0.2/x", {}, True, True, None)
+        assert "https" not in bypassed["proxies"]

@@ -490,14 +490,18 @@ def batches(
     dedupe: bool = False,
     unit: str = "s",
     keep: Sequence[Mask] | None = None,
+    schema: pa.Schema | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """One source's batches with the final kinds, through the time stage (and dedupe).
 
     ``keep`` holds one row mask per raw batch (a ``where`` evaluated on raw lines),
     applied before dedupe, as the export filters before the client dedupes.
+    ``schema`` is :func:`parse_schema` of the same arguments, when the caller
+    worked it out once for many sources (a year of days).
     """
     parse_columns = sinks.with_dedupe_keys(columns, dedupe)
-    schema = parse.export_schema(kinds, parse_columns)
+    if schema is None:
+        schema = parse_schema(kinds, columns, dedupe)
     deduper = sinks.Deduper() if dedupe else None
     for i, (raw, sel) in enumerate(parsed.items()):
         if not selected_count(raw, sel):
@@ -628,13 +632,28 @@ class TableSpec:
     keep_keys: frozenset[str] = frozenset()
 
 
+def parse_schema(
+    kinds: dict[str, Kind], columns: Sequence[str] | None, dedupe: bool = False
+) -> pa.Schema:
+    """The schema of the batches :func:`batches` conforms (before the time stage):
+    the ``columns`` parsed, with what dedupe needs.
+
+    Example:
+        >>> from robotmia_frames.parse.typepolicy import INT
+        >>> parse_schema({"n": INT}, ["properties.n"]).names
+        ['properties.n']
+    """
+    return parse.export_schema(kinds, sinks.with_dedupe_keys(columns, dedupe))
+
+
 def flat_table(sources: Sequence[Parsed], spec: TableSpec) -> pa.Table:
     """The sources' batches (in order) as one table of the export-wide kinds."""
     kinds, tz, columns = spec.kinds, spec.tz, spec.columns
+    schema = parse_schema(kinds, columns, spec.dedupe)  # once, not once per day
     out = [
         b
         for s in sources
-        for b in batches(s, kinds, tz, columns, dedupe=spec.dedupe, unit=spec.unit)
+        for b in batches(s, kinds, tz, columns, dedupe=spec.dedupe, unit=spec.unit, schema=schema)
     ]
     return pa.Table.from_batches(out, schema=final_schema(kinds, columns))
 

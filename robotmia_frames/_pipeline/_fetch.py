@@ -50,7 +50,8 @@ _HALVE_STATUS = frozenset({200, *range(500, 600)})
 
 
 #: Bodies parsed while they download that may wait, parsed, to be handed on (the
-#: next one needed and one more); the other downloads go to disk first ...
+#: next one needed and one more); the other downloads go to disk first (and are
+#: inflated again from there) ...
 STREAMED_AHEAD = 2
 #: ... unless they are small (expected at most SMALL_BODY compressed bytes) and
 #: the bodies waiting parsed hold less than AHEAD_BYTES: a year of small days
@@ -67,13 +68,17 @@ STREAMED_AHEAD_WRITING = 1
 #: compressed and are cut when their turn comes, so that the scratch folder holds
 #: the inflated text of a few windows at most.
 SPLIT_AHEAD = 2
+#: A read whose result keeps the batches as parsed (a flat table: see
+#: ``BudgetHook.dense``) parses every download as it arrives: a body parsed ahead
+#: holds what it will hold once handed on, and none is inflated a second time.
+STREAMED_AHEAD_DENSE = None
 
 
 class _StreamBudget:
     """Which downloads are parsed as they arrive: ``most`` at a time (see
-    :data:`STREAMED_AHEAD`), or more small ones."""
+    :data:`STREAMED_AHEAD`; None: all), or more small ones."""
 
-    def __init__(self, most: int = STREAMED_AHEAD) -> None:
+    def __init__(self, most: int | None = STREAMED_AHEAD) -> None:
         self.most = most
         self.lock = threading.Lock()
         self.count = 0  # bodies streaming or parsed, not yet handed on
@@ -82,7 +87,7 @@ class _StreamBudget:
     def take(self, expected: float | None) -> bool:
         with self.lock:
             small = expected is not None and expected <= SMALL_BODY and self.bytes < AHEAD_BYTES
-            if self.count < self.most or small:
+            if self.most is None or self.count < self.most or small:
                 self.count += 1
                 return True
             return False
@@ -176,14 +181,17 @@ class _Downloads:
         self.chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
         # Bodies parsed while they download (the C scanner): see STREAMED_AHEAD.
         self.streaming = parse.native_enabled()
-        self.ahead = _StreamBudget(STREAMED_AHEAD_WRITING if day_at_a_time else STREAMED_AHEAD)
-        self.streams: dict[Path, parse.BodyParser] = {}
         # Multi-day bodies of a dataset write cut into day files as they download.
         self.splitting = _StreamBudget(SPLIT_AHEAD)
         self.splits: dict[Path, DaySplitter] = {}
         # A read's memory budget, also checked in the download threads as bodies are scanned.
         read_hook = BATCH_HOOK.get()
         self.budget = read_hook if isinstance(read_hook, BudgetHook) else None
+        most: int | None = STREAMED_AHEAD_WRITING if day_at_a_time else STREAMED_AHEAD
+        if not day_at_a_time and self.budget is not None and self.budget.dense:
+            most = STREAMED_AHEAD_DENSE
+        self.ahead = _StreamBudget(most)
+        self.streams: dict[Path, parse.BodyParser] = {}
         # The stored bytes and days of the bodies landed: the memory budget of a read
         # projects from them to every body (the days to come at the same rate).
         self.known_bytes = self.known_days = 0
@@ -307,7 +315,8 @@ class _Downloads:
         # A multi-day body is cut into days as parsed (batches aligned with their
         # lines); a read's batch hook then sees each day's batches. Until then the
         # body is held whole, as parsed: the budget's watcher checks that.
-        whole = hook.watcher() if isinstance(hook, BudgetHook) else as_batches
+        budget = self.budget  # the read's hook, when it guards a budget
+        whole = budget.watcher() if budget is not None and hook is budget else as_batches
         try:
             parsed = parse_file(
                 result.path,
@@ -418,7 +427,7 @@ def iter_windows(
     sized from the compressed bytes per day learnt. A body is parsed while it
     downloads (the verifier's inflated bytes are scanned as they arrive, see
     ``parse.BodyParser``; :data:`STREAMED_AHEAD` bodies at most, or more small
-    ones, later ones wait on disk and are parsed from there); its batches are built, in this thread, only
+    ones, or all of a flat read's, later ones wait on disk and are parsed from there); its batches are built, in this thread, only
     once it has verified, and a body that fails is dropped whole and fetched
     again. Each is cut into its days (:func:`split_days`) and handed on one
     :class:`Window` per day, in day order (so that datasets and column orders do

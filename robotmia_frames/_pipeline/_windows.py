@@ -528,7 +528,12 @@ class BudgetHook(Protocol):
     tells it the stored bytes of all its bodies as far as known (:meth:`expect`), and
     parses a body of several days through its :meth:`watcher`, which checks the
     parsed batches held whole until the body is cut into days; a body parsed while
-    it downloads is checked with :meth:`holding` as its chunks are scanned."""
+    it downloads is checked with :meth:`holding` as its chunks are scanned.
+    ``dense``: it keeps every batch as parsed (a flat result), so that a body
+    parsed ahead of its turn holds no more than it will once handed on."""
+
+    @property
+    def dense(self) -> bool: ...
 
     def __call__(self, batch: parse.RawBatch) -> list[parse.RawBatch]: ...
 

@@ -273,17 +273,22 @@ def read_raw_batches(
         return
     learn = None
     rows = [BATCH_ROWS if given is None else given]
-    if keys is None and (batch_rows is None or sizing is not None):
+    if keys is None and (batch_rows is None or (sizing is not None and sizing.learning)):
         # The chunks of the first PROBE_LINES lines tell how wide the export is:
         # fewer rows per chunk for thousands of keys (memory), fewer read ahead.
-        # The first chunk is small unless an earlier body of the export told.
+        # The first chunk is small unless an earlier body of the export told;
+        # once one has told them all, the next ones take them as they are.
         rows[0] = _FIRST_ROWS if given is None else given
         seen: set[str] = set()
+        probed = [False]  # a chunk told the width
 
         def learn(first: int, got: ScanResult | None, chunk: memoryview) -> int | None:
             if first > PROBE_LINES:
+                if sizing is not None:
+                    sizing.learnt(rows[0])
                 return None
             rows[0] = probe_width(seen, got, chunk)
+            probed[0] = True
             if sizing is not None:
                 sizing.rows = rows[0]
             return 4 if rows[0] >= BATCH_ROWS else 1
@@ -300,6 +305,8 @@ def read_raw_batches(
             continue
         for piece in declined(chunk, first, source=source, bad=bad, keys=keys):
             yield placed(piece)
+    if learn is not None and sizing is not None and sizing.learning and probed[0]:
+        sizing.learnt(rows[0])  # a body shorter than PROBE_LINES: all of it told
 
 
 #: Lines in an export's first chunk, before its width is known (a few thousand

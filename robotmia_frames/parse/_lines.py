@@ -215,15 +215,26 @@ def line_keys(lines: list[bytes]) -> set[str]:
 @dataclass
 class ChunkRows:
     """Lines per chunk for the bodies of one export: learnt from the first body's
-    first chunks (see :func:`rows_for_keys`), then kept, so that later bodies (its
-    other windows) start with chunks of the right size.
+    first chunks (its first :data:`PROBE_LINES` lines, or all of a shorter body; see
+    :func:`rows_for_keys`), then kept, so that later bodies (its other windows) are
+    cut in chunks of the right size at once, without learning again (``learnt``).
 
     Example:
-        >>> ChunkRows().rows is None
-        True
+        >>> sizing = ChunkRows()
+        >>> sizing.rows is None, sizing.learning
+        (True, True)
+        >>> sizing.learnt(8388)
+        >>> sizing.rows, sizing.learning
+        (8388, False)
     """
 
     rows: int | None = None
+    #: False once a body has told the width: later bodies take ``rows`` as it is.
+    learning: bool = True
+
+    def learnt(self, rows: int) -> None:
+        """A body's first lines (all of them, or :data:`PROBE_LINES`) told ``rows``."""
+        self.rows, self.learning = rows, False
 
 
 def rows_for_keys(keys: int, *, most: int = BATCH_ROWS) -> int:

@@ -57,6 +57,11 @@ _T_NULL, _T_FALSE, _T_TRUE, _T_INT, _T_FLOAT, _T_STR, _T_RAW, _T_LIST = range(1,
 # The scanner's kind codes (K_* in _scan.c); _K_PY leaves the column to Python.
 _K_PY, _K_NULL, _K_LIST = -1, 0, 6
 _KINDS: dict[int, Kind] = {0: tp.NULL, 1: tp.INT, 2: tp.FLOAT, 3: tp.BOOL, 4: tp.STR, 5: tp.TEXT}
+#: A scalar kind code's kind, Arrow type and whether it has string data.
+_LAYOUTS: dict[int, tuple[Kind, pa.DataType, bool]] = {
+    code: (kind, arrow_type(kind), kind is tp.STR or kind is tp.TEXT)
+    for code, kind in _KINDS.items()
+}
 
 
 class ScannedColumn(NamedTuple):
@@ -469,14 +474,15 @@ def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) ->
                 arrow_type(kind), n, [_buffer(c.valid), pa.py_buffer(c.values)], children=[child]
             )
             col = RawColumn(array, kind, bool(c.item_exact))
-        else:
-            kind = _KINDS[c.code]
-            col = RawColumn(_placed(kind, n, c.valid, c.values, c.text), kind, bool(c.item_exact))
+        else:  # the most of a wide batch's columns: wrapped with the least work each
+            kind, typ, strings = _LAYOUTS[c.code]
+            valid = pa.py_buffer(c.valid) if c.valid else None
+            values = pa.py_buffer(c.values)
+            bufs = [valid, values, pa.py_buffer(c.text)] if strings else [valid, values]
+            col = RawColumn(pa.Array.from_buffers(typ, n, bufs), kind, bool(c.item_exact))
             if kind is tp.FLOAT and c.item_values:  # c.ints and c.floats: their JSON c.text too
                 col.text = pa.Array.from_buffers(
-                    pa.string(),
-                    n,
-                    [_buffer(c.valid), pa.py_buffer(c.item_values), pa.py_buffer(c.text)],
+                    pa.string(), n, [valid, pa.py_buffer(c.item_values), pa.py_buffer(c.text)]
                 )
         columns[c.key] = col
     return RawBatch(

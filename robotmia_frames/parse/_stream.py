@@ -104,9 +104,11 @@ class BodyParser:
         self._cells = self._filled = 0  # their cells, and those with a value
         known = self.sizing.rows if self.sizing is not None else None
         unknown = _FIRST_ROWS if self.keys is None else BATCH_ROWS
-        # lines in the next chunk (learnt from the first ones)
+        # lines in the next chunk (learnt from the first ones, unless an earlier
+        # body of the export told them: see ChunkRows)
         self._rows = [known if known is not None and self.keys is None else unknown]
-        self._learning = self.keys is None
+        self._learning = self.keys is None and (self.sizing is None or self.sizing.learning)
+        self._probed = False  # a chunk of this attempt told the width
         self._chunker = LineChunker(self._rows)
 
     def discard(self) -> None:
@@ -131,6 +133,8 @@ class BodyParser:
             return
         for first, chunk, count in self._chunker.finish():
             self._emit(first, chunk, count)
+        if self._learning and self._probed:  # a body shorter than PROBE_LINES: all of it
+            self._learnt()
 
     def _emit(self, first: int, chunk: memoryview, count: int) -> bool:
         """Scan a chunk (False: dropped instead, past ``hold``)."""
@@ -184,15 +188,22 @@ class BodyParser:
     def _learn(self, first: int, scan: Future[Any], chunk: memoryview) -> None:
         """The export's width from its first chunks: the rows of the next chunks."""
         if first > PROBE_LINES:
-            self._learning = False
+            self._learnt()
             return
         try:
             got: ScanResult | None = scan.result()
         except Exception:  # raised again when the batches are taken
             got = None
         self._rows[0] = probe_width(self._seen, got, chunk)
+        self._probed = True
         if self.sizing is not None:
             self.sizing.rows = self._rows[0]
+
+    def _learnt(self) -> None:
+        """The width is known: the export's later bodies take it without learning."""
+        self._learning = False
+        if self.sizing is not None:
+            self.sizing.learnt(self._rows[0])
 
     def batches(
         self, source: str, on_bad_lines: parse.OnBadLines = "error", stored: int = 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,14 @@ class Kind:
 
     name: str
     item: Kind | None = None
+    #: worked out once: kinds are hashed for every column of every batch
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.name, self.item)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __repr__(self) -> str:
         return f"list<{self.item!r}>" if self.item is not None else self.name
@@ -202,10 +210,17 @@ def kind_of(value: Any) -> Kind:
 
 
 def arrow_type(kind: Kind) -> pa.DataType:
-    """The Arrow type of a column of ``kind``."""
-    if kind.item is not None:
-        return pa.list_(arrow_type(kind.item))
-    return _ARROW[kind]
+    """The Arrow type of a column of ``kind``.
+
+    Example:
+        >>> arrow_type(list_of(INT))
+        ListType(list<item: int64>)
+    """
+    out = _ARROW.get(kind)
+    if out is None:  # a list kind: its type is kept, as the kind is interned
+        assert kind.item is not None
+        out = _ARROW[kind] = pa.list_(arrow_type(kind.item))
+    return out
 
 
 #: Field metadata key marking a string column (or list-of-strings column) whose

@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import closing, suppress
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -26,6 +26,9 @@ from requests.auth import HTTPBasicAuth
 from .._redact import redact, redact_url
 from ._config import DEFAULT_USER_AGENT, TransportConfig, WindowRequest, origin
 from ._verify import CHUNK_SIZE, BodyTap, BodyVerifier, NotAnExport, Truncated
+
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
 
 logger = logging.getLogger("robotmia_frames.transport")
 
@@ -52,12 +55,38 @@ def make_session(
         ...     session.headers["User-Agent"].startswith("robotmia-frames/")
         True
     """
-    session = requests.Session()
+    session = _Session()
     session.headers["User-Agent"] = user_agent
     adapter = _TrackingAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+class _Session(requests.Session):
+    """A session that reads the environment's proxy and CA settings once per
+    server, not once per request (requests walks every environment variable for
+    each: a year of one-day windows is 365 requests). A session lives for one
+    export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._env: dict[tuple[Any, ...], _Settings] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        if proxies or not self.trust_env or not isinstance(url, str):
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (origin(url), stream, verify, cert)
+        got = self._env.get(key)
+        if got is None:
+            got = self._env[key] = super().merge_environment_settings(
+                url, proxies, stream, verify, cert
+            )
+        out = got.copy()
+        out["proxies"] = dict(got["proxies"])
+        return out
 
 
 class _TrackingAdapter(HTTPAdapter):
