@@ -67,7 +67,7 @@ STREAMED_AHEAD_WRITING = 1
 #: second inflate), this many bodies at a time not yet handed on; the others land
 #: compressed and are cut when their turn comes, so that the scratch folder holds
 #: the inflated text of a few windows at most.
-SPLIT_AHEAD = 2
+SPLIT_AHEAD = 3
 #: A read whose result keeps the batches as parsed (a flat table: see
 #: ``BudgetHook.dense``) parses every download as it arrives: a body parsed ahead
 #: holds what it will hold once handed on, and none is inflated a second time.

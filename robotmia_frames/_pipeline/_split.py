@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,8 +82,8 @@ def split_body_files(
     return splitter.paths
 
 
-#: Inflated bytes a splitter cuts at a time (whole lines): it holds about this
-#: much, far less than the day it leaves for the parse.
+#: Bytes a splitter reads at a time from a stored body (a body fed as it downloads
+#: comes in the verifier's pieces): it holds about this much.
 SPLIT_BYTES = 4 << 20
 
 
@@ -93,8 +94,9 @@ class DaySplitter:
     Each day's output holds the lines of that day (:func:`day_numbers`), in body
     order; a blank or malformed line goes with the row before it (the first day
     before any row). Each row's day is read from its raw time by the C scanner
-    reading nothing else (``parse.scan_times``), a few MiB of lines at a time, and
-    each run of lines of one day is written in one call; a stretch the scanner
+    reading nothing else (``parse.scan_times``), the whole lines of each piece fed at
+    once (only a line across two pieces is joined), and each run of lines of one
+    day is written in one call, as a view of the piece; a stretch the scanner
     declines (or without it) is read line by line in Python. With ``compress``, each
     output is gzip (fastest level): a run of a day met again after another day (an
     event without a time at the end of the body, a body out of order) starts
@@ -169,29 +171,32 @@ class DaySplitter:
         self._current = -1  # the day being written
         self._day = 0  # the day of the last row read (a blank or bad line follows it)
         self._line = 1  # the number of the next line
-        self._pending: list[bytes] = []
-        self._size = 0
+        self._pending: list[bytes] = []  # the start of a line begun, not finished
 
     def feed(self, data: bytes) -> None:
-        """The next inflated bytes of the body."""
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= self.chunk_bytes and b"\n" in data:  # a long line: join once whole
-            buf = b"".join(self._pending)
-            end = buf.rfind(b"\n") + 1
-            rest = buf[end:]
-            self._pending, self._size = ([rest] if rest else []), len(rest)
-            if end:
-                self._split(buf, end)
+        """The next inflated bytes of the body: its whole lines are written at once
+        (a view of ``data``; only the line across two pieces is joined)."""
+        last = data.rfind(b"\n")
+        if last < 0:
+            if data:
+                self._pending.append(data)
+            return
+        start = 0
+        if self._pending:  # the line begun in earlier pieces, finished here
+            start = data.find(b"\n") + 1
+            self._split(b"".join([*self._pending, data[:start]]))
+            self._pending = []
+        if last + 1 > start:
+            self._split(memoryview(data)[start : last + 1])
+        if last + 1 < len(data):
+            self._pending.append(data[last + 1 :])
 
     def finish(self) -> None:
         """The body is complete (and verified): its last lines are written and every
         output is closed."""
-        buf = b"".join(self._pending)
-        self._pending, self._size = [], 0
-        if buf:
-            buf = buf if buf.endswith(b"\n") else buf + b"\n"
-            self._split(buf, len(buf))
+        if self._pending:
+            self._split(b"".join([*self._pending, b"\n"]))
+            self._pending = []
         if self._deflater is not None:
             self.outs[self._current].write(self._deflater.flush())
             self._deflater = None
@@ -234,15 +239,16 @@ class DaySplitter:
         self._written[day] = True
         self.outs[day].write(self._deflater.compress(data) if self.compress else data)
 
-    def _split(self, buf: bytes, end: int) -> None:
-        """Write ``buf[:end]``, whole lines each ending in a newline, to their days."""
-        count = buf.count(b"\n", 0, end)
-        chunk = memoryview(buf)[:end]
+    def _split(self, chunk: bytes | memoryview) -> None:
+        """Write ``chunk``, whole lines each ending in a newline, to their days."""
         times = parse.scan_times(chunk)
+        count = -1 - parse.cut_lines(chunk, 0, sys.maxsize) if times is not None else -1
         if times is not None and len(times) == count:  # a row on every line
-            self._runs(chunk, day_numbers(times, self.first, self.days, self.unit))
+            self._runs(memoryview(chunk), day_numbers(times, self.first, self.days, self.unit))
         else:
-            self._line_by_line(bytes(chunk).split(b"\n")[:-1])
+            lines = bytes(chunk).split(b"\n")[:-1]
+            self._line_by_line(lines)
+            count = len(lines)
         self._line += count
 
     def _runs(self, chunk: memoryview, days: np.ndarray) -> None:
@@ -253,7 +259,7 @@ class DaySplitter:
         start = row = 0
         day = int(days[0])
         for k in (np.flatnonzero(days[1:] != days[:-1]) + 1).tolist():
-            end = parse.newline_offset(chunk, start, k - row)
+            end = parse.cut_lines(chunk, start, k - row)
             self._write(day, chunk[start:end])
             start, row, day = end, k, int(days[k])
         self._write(day, chunk[start:])

@@ -37,9 +37,9 @@ from ._engine import build_raw_batch, conform, merge_kinds, read_raw_batches
 from ._lines import BATCH_ROWS, ChunkRows, iter_line_chunks, opened, read_block
 from ._native import (
     Cutter,
+    cut_lines,
     line_after,
     native_enabled,
-    newline_offset,
     scan_times,
     scanner_status,
     trim_memory,
@@ -91,6 +91,7 @@ __all__ = [
     "column_array",
     "compact",
     "conform",
+    "cut_lines",
     "event_keys",
     "export_schema",
     "iter_batches",
@@ -102,7 +103,6 @@ __all__ = [
     "merge_kinds",
     "mostly_empty",
     "native_enabled",
-    "newline_offset",
     "opened",
     "pin_types",
     "read_block",

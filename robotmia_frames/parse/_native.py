@@ -148,18 +148,6 @@ def scan_times(chunk: bytes | memoryview) -> np.ndarray | None:
     return np.where(ok, t, np.nan)
 
 
-def newline_offset(chunk: bytes | memoryview, start: int, lines: int) -> int:
-    """The offset just past the ``lines``-th newline at or after ``start`` (``len(chunk)``
-    when there are fewer). Needs the C scanner.
-
-    Example:
-        >>> native_enabled() is False or newline_offset(b'a\\nb\\nc\\n', 0, 2) == 4
-        True
-    """
-    end = _scan.cut(chunk, start, lines)
-    return len(chunk) if end < 0 else int(end)
-
-
 def scan_bytes(got: ScanResult) -> int:
     """The bytes of a scan result's buffers (what a scanned chunk holds).
 
@@ -332,7 +320,8 @@ def line_after(chunk: bytes | memoryview, pos: int) -> int:
         >>> native_enabled() is False or line_after(b'ab\\ncd\\n', 0) == 3
         True
     """
-    return newline_offset(chunk, pos, 1)
+    end = cut_lines(chunk, pos, 1)
+    return len(chunk) if end < 0 else end
 
 
 #: Byte offsets at which a chunk of whole lines is cut into pieces parsed apart
@@ -350,7 +339,7 @@ def cut_blocks(
         start, left = 0, count
         for off in offsets:
             piece = chunk[start:off]
-            lines = -1 - int(_scan.cut(piece, 0, sys.maxsize))  # its newlines
+            lines = -1 - cut_lines(piece, 0, sys.maxsize)  # its newlines
             yield first, piece, lines
             first, left, start = first + lines, left - lines, off
         yield first, chunk[start:] if start else chunk, left
