@@ -314,6 +314,10 @@ class Collector:
     _lock: threading.RLock = field(
         default_factory=threading.RLock, init=False, repr=False, compare=False
     )
+    #: the kinds and the row widths of the flat result they give (:meth:`_row_widths`)
+    _widths_of: tuple[tuple[Kind, ...], float, float] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def dense(self) -> bool:
@@ -402,6 +406,16 @@ class Collector:
         with self._lock:
             return self._estimate()
 
+    def _row_widths(self) -> tuple[float, float]:
+        """The bytes of a row of the flat result, in Arrow and in pandas (nullable),
+        worked out again only when the kinds changed (it is asked for each batch)."""
+        kinds = tuple(self.kinds.values())
+        if self._widths_of is None or self._widths_of[0] != kinds:
+            arrow = 4.125 + 8.125 + sum(_widths(k, False) for k in kinds)
+            pandas = 9 + 8 + sum(_widths(k, True) for k in kinds)
+            self._widths_of = (kinds, arrow, pandas)
+        return self._widths_of[1], self._widths_of[2]
+
     def _estimate(self) -> tuple[float, float]:
         pandas = self.shape.return_type == "pandas"
         nullable = pandas and self.shape.dtype_backend == "numpy_nullable"
@@ -415,12 +429,9 @@ class Collector:
             result = self.held * scale * (2.0 if self.shape.sparse else 1.0)
             converted = result * 1.2 if nullable else 0.0
         else:
-            fixed = 4.125 + 8.125 + sum(_widths(k, False) for k in self.kinds.values())
+            fixed, fixed_pd = self._row_widths()
             result = rows * fixed + variable
-            converted = 0.0
-            if nullable:
-                fixed_pd = 9 + 8 + sum(_widths(k, True) for k in self.kinds.values())
-                converted = rows * fixed_pd + variable
+            converted = rows * fixed_pd + variable if nullable else 0.0
         # The parsed batches and the table exist together, then the table and its
         # pandas conversion (the batches are let go first); while parsing, a few
         # chunks are in flight (read ahead and being scanned).
