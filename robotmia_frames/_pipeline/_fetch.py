@@ -68,9 +68,9 @@ STREAMED_AHEAD_WRITING = 1
 #: compressed and are cut when their turn comes, so that the scratch folder holds
 #: the inflated text of a few windows at most.
 SPLIT_AHEAD = 3
-#: A read whose result keeps the batches as parsed (a flat table: see
-#: ``BudgetHook.dense``) parses every download as it arrives: a body parsed ahead
-#: holds what it will hold once handed on, and none is inflated a second time.
+#: A read into one Arrow table (see ``BudgetHook.parse_ahead``) parses every
+#: download as it arrives: a body parsed ahead holds what it will hold once handed
+#: on, and none is inflated a second time.
 STREAMED_AHEAD_DENSE = None
 
 
@@ -188,7 +188,7 @@ class _Downloads:
         read_hook = BATCH_HOOK.get()
         self.budget = read_hook if isinstance(read_hook, BudgetHook) else None
         most: int | None = STREAMED_AHEAD_WRITING if day_at_a_time else STREAMED_AHEAD
-        if not day_at_a_time and self.budget is not None and self.budget.dense:
+        if not day_at_a_time and self.budget is not None and self.budget.parse_ahead:
             most = STREAMED_AHEAD_DENSE
         self.ahead = _StreamBudget(most)
         self.streams: dict[Path, parse.BodyParser] = {}

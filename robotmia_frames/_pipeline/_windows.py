@@ -529,11 +529,12 @@ class BudgetHook(Protocol):
     parses a body of several days through its :meth:`watcher`, which checks the
     parsed batches held whole until the body is cut into days; a body parsed while
     it downloads is checked with :meth:`holding` as its chunks are scanned.
-    ``dense``: it keeps every batch as parsed (a flat result), so that a body
-    parsed ahead of its turn holds no more than it will once handed on."""
+    ``parse_ahead``: every body may be parsed as it arrives, as the read keeps
+    every batch as parsed (a body parsed ahead of its turn holds no more than it
+    will once handed on) and its result stays Arrow."""
 
     @property
-    def dense(self) -> bool: ...
+    def parse_ahead(self) -> bool: ...
 
     def __call__(self, batch: parse.RawBatch) -> list[parse.RawBatch]: ...
 
