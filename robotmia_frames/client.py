@@ -470,7 +470,7 @@ class Client:
             >>> client = Client(api_secret="s", project_timezone="UTC")
             >>> plan = client.plan_sync(tempfile.mkdtemp(), "2023-01-01", "2023-12-31")
             >>> plan.days, plan.fewest, plan.requests  # nothing known: a quiet and a busy project
-            (365, 13, 368)
+            (365, 13, 366)
         """
         given = dict(locals())  # every argument of plan_sync is one of sync_budget's
         del given["self"]

@@ -58,8 +58,8 @@ def test_on_a_terminal_no_sends_nothing(srv: Any, secret: str, tmp_path: Path) -
     out = tmp_path / "ds"
     proc = _sync(out, srv.url, secret, answer="n\n")
     assert proc.returncode == 1, proc.stderr
-    assert "this sync covers 2024-01-01..2024-03-31: 91 days in 4 to 94 requests" in proc.stderr
-    assert "up to 1.6 API-hours at 60 requests an hour" in proc.stderr
+    assert "this sync covers 2024-01-01..2024-03-31: 91 days in 4 to 92 requests" in proc.stderr
+    assert "up to 1.5 API-hours at 60 requests an hour" in proc.stderr
     assert QUESTION in proc.stderr
     assert "sync not started" in proc.stderr
     assert srv.requests == []  # nothing was sent
@@ -91,7 +91,7 @@ def test_without_a_terminal_it_says_the_plan_and_starts(
     out = tmp_path / "ds"
     proc = _sync(out, srv.url, secret)
     assert proc.returncode == 0, proc.stderr
-    assert "this sync covers 2024-01-01..2024-03-31: 91 days in 4 to 94 requests" in proc.stderr
+    assert "this sync covers 2024-01-01..2024-03-31: 91 days in 4 to 92 requests" in proc.stderr
     assert QUESTION not in proc.stderr
     assert len(rf.read_parquet_dataset(out)) == 182
     # the next sync re-exports only the lookback: short, so no plan and no question
@@ -107,7 +107,7 @@ def test_the_library_logs_the_plan_of_a_long_sync(
     client = rf.Client(api_secret=secret, project_timezone="UTC", base_url=srv.url)
     out = tmp_path / "ds"
     plan = client.plan_sync(out, FROM, TO)
-    assert (plan.days, plan.fewest, plan.requests) == (91, 4, 94)
+    assert (plan.days, plan.fewest, plan.requests) == (91, 4, 92)
     assert srv.requests == [] and not out.exists()  # planning sends and writes nothing
     with caplog.at_level(logging.INFO, logger="robotmia_frames.sync"):
         client.sync_to_parquet(out, FROM, TO, progress=False)

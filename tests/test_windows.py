@@ -229,9 +229,9 @@ def test_plan_counts_requests_and_api_hours_without_sending(server: ServerFactor
     assert fixed.requests == 37 and fixed.windows[0] == (dt.date(2021, 1, 1), dt.date(2021, 1, 30))
     auto = client.plan_export("2021-01-01", "2023-12-31")
     # nothing known: the most a run sends (a busy project: a day a request, after the
-    # 7-day start window and its halves given up) and the fewest (a quiet one)
-    assert (auto.requests, auto.dropped, auto.fewest) == (1098, 3, 37)
-    assert "37 to 1098 requests, up to 18.3 API-hours" in str(auto)
+    # 7-day start window given up) and the fewest (a quiet one)
+    assert (auto.requests, auto.dropped, auto.fewest) == (1096, 1, 37)
+    assert "37 to 1096 requests, up to 18.3 API-hours" in str(auto)
     small = client.plan_export("2021-01-01", "2023-12-31", bytes_per_day=80_000)
     assert small.requests == 36 and max((b - a).days + 1 for a, b in small.windows) == 31
     busy = client.plan_export("2024-01-01", "2024-01-30", bytes_per_day=300 << 20)
@@ -255,7 +255,7 @@ def test_export_plan_true_checks_everything_and_sends_nothing(
     assert plan == rf.Client(api_secret=SECRET).plan_export(*args[1:], window_days=30)
     assert srv.requests == [] and not out.exists()  # nothing sent, nothing written
     client = rf.Client(api_secret=SECRET, project_timezone=TZ, base_url=srv.url)
-    assert client.export_to_parquet(*args, plan=True).requests == 1098  # a busy project's
+    assert client.export_to_parquet(*args, plan=True).requests == 1096  # a busy project's
     # the arguments are checked as by the run itself, before anything
     with pytest.raises(ValueError, match="from_date"):
         rf.export_to_parquet(out, "2024-02-01", "2024-01-01", plan=True, **kw(srv))
@@ -484,7 +484,9 @@ def test_a_failing_window_is_halved_down_to_single_days(
     assert all(r.status == 200 for r in log if r.from_date == r.to_date)
 
 
-def test_an_auto_window_over_the_target_is_abandoned_and_halved(server: ServerFactory) -> None:
+def test_an_auto_window_over_the_target_is_abandoned_and_cut_to_its_whole_days(
+    server: ServerFactory,
+) -> None:
     events = midnight_events()
     for e in events:  # bodies that do not compress away
         e["properties"]["token"] = hashlib.sha256(
@@ -494,20 +496,23 @@ def test_an_auto_window_over_the_target_is_abandoned_and_halved(server: ServerFa
     one = rf.read_robotmia_export(START, END, window_days=1, return_type="arrow", **kw(srv))
     day_bytes = max(r.bytes_sent for r in exports(srv))
     srv.requests.clear()
-    target = int(3.2 * day_bytes)  # a week does not fit, nor do four days; two do
+    target = int(3.2 * day_bytes)  # a week does not fit, nor do four days of events
     got = rf.read_robotmia_export(
         START, END, window_target_bytes=target, concurrency=1, return_type="arrow", **kw(srv)
     )
     assert got.equals(one)
-    log = [(r.from_date, r.to_date) for r in exports(srv)]
+    sent = exports(srv)
+    log = [(r.from_date, r.to_date) for r in sent]
     d = dt.date
-    # the week is cut short and fetched in halves (03-04 has no events: four days fit)
+    # the week is given up at the target and fetched again as the days that had
+    # arrived whole (03-04 has no events: three days of events and two parts of one)
     assert log[:3] == [
         (START, d(2024, 3, 7)),
-        (START, d(2024, 3, 4)),
-        (d(2024, 3, 5), d(2024, 3, 7)),
+        (START, d(2024, 3, 5)),
+        (d(2024, 3, 6), d(2024, 3, 7)),
     ]
-    assert all((b - a).days + 1 <= 4 for a, b in log[3:])  # sized from what was learnt
+    assert all(r.bytes_sent <= target for r in sent[1:])  # one request given up, no more
+    assert all((b - a).days + 1 <= 5 for a, b in log[3:])  # sized from what was learnt
     # a pinned window is never cut short
     srv.requests.clear()
     pinned = rf.read_robotmia_export(

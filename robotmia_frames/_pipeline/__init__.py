@@ -45,7 +45,7 @@ from ._datasets import (
     write_dataset,
     write_window,
 )
-from ._fetch import fetch_halving, fetch_windows, iter_windows, window_config
+from ._fetch import fetch_halving, fetch_windows, iter_windows, window_config, window_download
 from ._split import split_body
 from ._windows import (
     DEFAULT_WINDOW_TARGET_BYTES,
@@ -106,6 +106,7 @@ __all__ = [
     "sync_budget",
     "unified_kinds",
     "window_config",
+    "window_download",
     "write_dataset",
     "write_window",
 ]

@@ -35,11 +35,20 @@ from ._windows import (
     batch_hook,
     day_cutter,
     hooked,
+    line_day,
     property_keys,
     split_days,
 )
 
-__all__ = ["STREAMED_AHEAD", "fetch_halving", "fetch_windows", "iter_windows", "window_config"]
+__all__ = [
+    "STREAMED_AHEAD",
+    "OverTarget",
+    "fetch_halving",
+    "fetch_windows",
+    "iter_windows",
+    "window_config",
+    "window_download",
+]
 
 #: Failures worth halving a multi-day window for (timeouts, resets, truncated bodies;
 #: a 5xx after every retry too, as a server that times out on a large window gives).
@@ -104,7 +113,8 @@ class _StreamBudget:
 
 def window_config(plan: ExportPlan, first: dt.date, last: dt.date) -> transport.TransportConfig:
     """The transport settings of the window ``first..last``: a multi-day auto window
-    bigger than the target is abandoned as it streams in (and then halved)."""
+    bigger than the target is abandoned as it streams in (and then fetched again as
+    the days it brought whole, see :func:`fetch_halving`)."""
     config = plan.config
     if plan.sizing.days is None and first != last:
         cap = plan.sizing.target_bytes
@@ -114,6 +124,94 @@ def window_config(plan: ExportPlan, first: dt.date, last: dt.date) -> transport.
     return config
 
 
+class OverTarget(Exception):
+    """A multi-day auto body given up past the target (``nbytes``, see
+    :func:`window_config`) after its first ``whole_days`` days had arrived whole:
+    :func:`fetch_halving` fetches those again and sizes the rest from them."""
+
+    def __init__(self, whole_days: int, nbytes: int) -> None:
+        super().__init__(f"given up past {nbytes} bytes, {whole_days} days whole")
+        self.whole_days = whole_days
+        self.nbytes = nbytes
+
+
+#: Inflated bytes :class:`_Reach` keeps of a body: room for its last whole line.
+_REACH_TAIL = 1 << 16
+
+
+class _Reach:
+    """A body tap that passes the bytes on to ``inner`` (if any) and keeps their
+    tail: where the body of a window had got to when it was given up."""
+
+    def __init__(self, inner: transport.BodyTap | None) -> None:
+        self.inner = inner
+        self.tail = b""
+        self.seen = 0
+
+    def restart(self) -> None:
+        self.tail, self.seen = b"", 0
+        if self.inner is not None:
+            self.inner.restart()
+
+    def feed(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.feed(data)
+        self.seen += len(data)
+        if len(data) >= _REACH_TAIL:
+            self.tail = data[-_REACH_TAIL:]
+        else:
+            self.tail = (self.tail + data)[-_REACH_TAIL:]
+
+    def whole_days(self, first: dt.date, days: int, unit: str) -> int | None:
+        """The days of ``first..first + days - 1`` that arrived whole: those before
+        the day of the last whole line (an export lists its days in order); None
+        without a whole line to read it from."""
+        end = self.tail.rfind(b"\n")
+        start = self.tail.rfind(b"\n", 0, max(end, 0)) + 1
+        if end < 0 or (start == 0 and self.seen > len(self.tail)):
+            return None
+        return line_day(self.tail[start:end], first, days, unit)
+
+
+def window_download(
+    plan: ExportPlan,
+    first: dt.date,
+    last: dt.date,
+    dest: Path,
+    *,
+    session: requests.Session | None = None,
+    durable: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
+    on_body: transport.BodyTap | None = None,
+) -> transport.DownloadResult:
+    """One verified body of the window ``first..last`` of ``plan`` at ``dest``
+    (``transport.download_window`` with :func:`window_config`); a multi-day auto
+    body given up past the target raises :class:`OverTarget`, saying how many of
+    its days had arrived whole. Shared with the Dask workers."""
+    config = window_config(plan, first, last)
+    # a body that may be given up past the target: how far it got, when it is
+    capped = config.max_window_bytes != plan.config.max_window_bytes
+    reach = _Reach(on_body) if capped else None
+    try:
+        return transport.download_window(
+            config,
+            plan.request(first, last),
+            dest,
+            session=session,
+            limiter=plan.limiter,
+            durable=durable,
+            on_bytes=on_bytes,
+            on_body=on_body if reach is None else reach,
+        )
+    except APIError as exc:
+        if reach is None or exc.status_code != 200 or config.max_window_bytes is None:
+            raise
+        whole = reach.whole_days(first, (last - first).days + 1, plan.time_unit)
+        if whole is None:
+            raise
+        raise OverTarget(whole, config.max_window_bytes) from exc
+
+
 def fetch_halving(
     download: Callable[[dt.date, dt.date], transport.DownloadResult],
     first: dt.date,
@@ -121,24 +219,29 @@ def fetch_halving(
     planner: WindowPlanner,
 ) -> list[transport.DownloadResult]:
     """The verified bodies of ``first..last``: one ``download``, else (network errors,
-    truncated bodies, 5xx after the transport's retries, an auto body over the
-    target) two halves, each fetched the same way, down to single days, whose
-    failure is final. Each body teaches ``planner`` its bytes per day; a second
-    half is cut to the windows that size says (auto windows). Shared with the Dask
-    workers (``robotmia_frames.dask``)."""
+    truncated bodies, 5xx after the transport's retries) two halves, each fetched
+    the same way, down to single days, whose failure is final. An auto body given
+    up past the target (:class:`OverTarget`) is fetched again as the days it
+    brought whole (or its first day alone, whose bytes are then known to be past
+    the target). Each body teaches ``planner`` its bytes per day; the rest of the
+    window is cut to the windows that size says (auto windows). Shared with the
+    Dask workers (``robotmia_frames.dask``)."""
     try:
         result = download(first, last)
+    except OverTarget as exc:
+        cut = first + dt.timedelta(days=max(1, exc.whole_days) - 1)
+        planner.learn(first, cut, exc.nbytes)  # its days are at least this busy
     except (*_HALVE_ON, APIError) as exc:
         # a 5xx after every retry, or a 200 body refused as too big (window_config)
         server_error = isinstance(exc, APIError) and (exc.status_code or 0) in _HALVE_STATUS
         if first == last or not (isinstance(exc, _HALVE_ON) or server_error):
             raise
+        cut = first + dt.timedelta(days=(last - first).days // 2)
     else:
         planner.learn(first, last, result.bytes_received)
         return [result]
-    middle = first + dt.timedelta(days=(last - first).days // 2)
-    out = fetch_halving(download, first, middle, planner)
-    day = middle + dt.timedelta(days=1)
+    out = fetch_halving(download, first, cut, planner)
+    day = cut + dt.timedelta(days=1)
     while day <= last:  # the rest in windows sized from what the halves taught
         span = (last - day).days + 1
         if planner.sizing.days is None and planner.bytes_per_day is not None:
@@ -212,7 +315,6 @@ class _Downloads:
             with self.lock:
                 self.sessions.append(session)
         request = plan.request(first, last)
-        config = window_config(plan, first, last)
         dest = (
             cache.path_for(plan.config.base_url, request)
             if cache is not None
@@ -237,12 +339,12 @@ class _Downloads:
                 hold=self.hold,
             )
         try:
-            result = transport.download_window(
-                config,
-                request,
+            result = window_download(
+                plan,
+                first,
+                last,
                 dest,
                 session=session,
-                limiter=plan.limiter,
                 durable=cache is not None,  # a scratch body is parsed and deleted at once
                 on_bytes=None if plan.progress is None else plan.progress.bytes_received,
                 on_body=stream if splitter is None else splitter,

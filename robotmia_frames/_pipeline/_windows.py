@@ -184,8 +184,9 @@ def replay_windows(
     ``bytes_per_day`` (None: nothing known, so the start size, sent alone), then
     windows are taken ``pending`` at a time (a run sends ``2 * concurrency`` before
     the first lands) and each landed one teaches its bytes per day; a multi-day
-    body over the target is given up (one request spent) and fetched as halves, the
-    rest sized from what they taught. A project whose days are as busy as its
+    body over the target is given up (one request spent), the days it brought whole
+    before the target are fetched again (or its first day alone), and the rest is
+    sized from what they taught. A project whose days are as busy as its
     history says then sends exactly these.
 
     Example:
@@ -195,7 +196,7 @@ def replay_windows(
         >>> windows, dropped = replay_windows(d0, d0 + dt.timedelta(days=5),
         ...                                   WindowSizing(target_bytes=800), 10.0, busy)
         >>> [(a.day, b.day) for a, b in windows], dropped
-        ([(1, 3), (4, 4), (5, 5), (6, 6)], 3)
+        ([(1, 3), (4, 4), (5, 5), (6, 6)], 2)
     """
     planner = WindowPlanner(start, end, sizing, bytes_per_day)
     kept: list[tuple[dt.date, dt.date]] = []
@@ -212,10 +213,13 @@ def replay_windows(
             planner.learn(first, last, round(body(first, last)))
             kept.append((first, last))
             return
-        dropped += 1
-        middle = first + dt.timedelta(days=(last - first).days // 2)
-        fetch(first, middle)
-        day = middle + dt.timedelta(days=1)
+        dropped += 1  # given up at the target: its whole days so far are fetched again
+        cut = first
+        while body(first, cut + dt.timedelta(days=1)) <= sizing.target_bytes:
+            cut += dt.timedelta(days=1)
+        planner.learn(first, cut, sizing.target_bytes)
+        fetch(first, cut)
+        day = cut + dt.timedelta(days=1)
         while day <= last:
             span = min((last - day).days + 1, sizing.next_days(planner.bytes_per_day))
             fetch(day, day + dt.timedelta(days=span - 1))
@@ -247,8 +251,7 @@ class BudgetPlan:
 
     With nothing known (auto, no ``bytes_per_day``), the plan is the most a run
     sends: a busy project's, every day needing a request of its own after the
-    7-day start window and its halves are given up past the target (``windows``
-    and ``dropped``). ``fewest`` is then the fewest a run sends, a quiet
+    7-day start window is given up past the target (``windows`` and ``dropped``). ``fewest`` is then the fewest a run sends, a quiet
     project's: the 7-day start, then 31 days a request.
 
     Example:
@@ -260,7 +263,7 @@ class BudgetPlan:
         2024-01-01..2024-12-31: 366 days in 366 requests (1 day each), 6.1 API-hours at 60 requests an hour
         >>> guess = BudgetPlan.of(dt.date(2024, 1, 1), dt.date(2024, 12, 31), WindowSizing())
         >>> guess.fewest, guess.requests, guess.dropped
-        (13, 369, 3)
+        (13, 367, 1)
     """
 
     from_date: dt.date
@@ -596,6 +599,32 @@ def day_numbers(
     return np.where(inside, day, 0).astype(np.int64)
 
 
+def line_day(line: bytes | memoryview, first: dt.date, days: int, unit: str = "s") -> int | None:
+    """The day of one export line within ``first .. first + days - 1`` (0-based), as
+    :func:`day_numbers` counts it; None for a line that is not a JSON object.
+
+    Example:
+        >>> import datetime as dt
+        >>> line_day(b'{"event":"e","properties":{"time":86401}}', dt.date(1970, 1, 1), 3)
+        1
+        >>> line_day(b'{"event":"e"}', dt.date(1970, 1, 1), 3), line_day(b'{"ev', dt.date(1970, 1, 1), 3)
+        (0, None)
+    """
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    props = obj.get("properties")
+    t = props.get("time") if type(props) is dict else None
+    if type(t) is not int and type(t) is not float:
+        return 0  # no time: the window's first day
+    scale = 86400.0 if unit == "s" else 86_400_000.0
+    day = math.floor(t / scale) - float((first - _EPOCH).days) if math.isfinite(t / scale) else -1.0
+    return int(day) if 0 <= day < days else 0
+
+
 #: Lines a day cutter reads to find one boundary before it gives up on a chunk.
 _CUT_PROBES = 200
 
@@ -618,23 +647,9 @@ def day_cutter(first: dt.date, days: int, unit: str = "s") -> parse.Cutter:
         >>> not parse.native_enabled() or body[:cuts[0]].count(b"\\n") == 2
         True
     """
-    scale = 86400.0 if unit == "s" else 86_400_000.0
-    base = float((first - _EPOCH).days)
 
     def day_at(chunk: memoryview, start: int) -> int | None:
-        end = parse.line_after(chunk, start)
-        try:
-            obj = orjson.loads(chunk[start:end])
-        except orjson.JSONDecodeError:
-            return None
-        if type(obj) is not dict:
-            return None
-        props = obj.get("properties")
-        t = props.get("time") if type(props) is dict else None
-        if type(t) is not int and type(t) is not float:
-            return 0  # no time: the window's first day
-        day = math.floor(t / scale) - base if math.isfinite(t / scale) else -1.0
-        return int(day) if 0 <= day < days else 0
+        return line_day(chunk[start : parse.line_after(chunk, start)], first, days, unit)
 
     def cutter(chunk: memoryview) -> list[int]:
         size = len(chunk)

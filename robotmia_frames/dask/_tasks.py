@@ -131,14 +131,8 @@ def _download(
     with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
 
         def download(a: dt.date, b: dt.date) -> transport.DownloadResult:
-            request = plan.request(a, b)
-            return transport.download_window(
-                _pipeline.window_config(plan, a, b),
-                request,
-                Path(tmp) / f"{request.label}.jsonl.gz",
-                limiter=plan.limiter,
-                durable=False,
-            )
+            dest = Path(tmp) / f"{plan.request(a, b).label}.jsonl.gz"
+            return _pipeline.window_download(plan, a, b, dest)
 
         with _waiting_on_the_network(plan.concurrency):
             results = _pipeline.fetch_halving(download, first, last, planner)

@@ -534,6 +534,9 @@ def _receive(
             break
         received += len(chunk)
         if cap is not None and received > cap:
+            # the body up to the cap still goes to the tap: how far it got
+            with suppress(Truncated):
+                verifier.feed(chunk[: len(chunk) - (received - cap)])
             raise AttemptFailed(
                 "too_big",
                 f"the body grew past max_window_bytes={cap} bytes without ending (an endless "
