@@ -73,10 +73,11 @@ AHEAD_BYTES = 32 << 20
 #: Delta, against 689 and 973 with two; ``bench_storage.py --window-days 1``).
 STREAMED_AHEAD_WRITING = 1
 #: A dataset write cuts a multi-day body into plain day files as it downloads (no
-#: second inflate), this many bodies at a time not yet handed on; the others land
-#: compressed and are cut when their turn comes, so that the scratch folder holds
-#: the inflated text of a few windows at most.
-SPLIT_AHEAD = 3
+#: second inflate), this many bodies at a time not yet handed on (the default
+#: concurrency: the windows sent together once the first has landed); the others
+#: land compressed and are cut when their turn comes, so that the scratch folder
+#: holds the inflated text of five windows at most (the one being written too).
+SPLIT_AHEAD = 4
 #: A read into one Arrow table (see ``BudgetHook.parse_ahead``) parses every
 #: download as it arrives: a body parsed ahead holds what it will hold once handed
 #: on, and none is inflated a second time.
