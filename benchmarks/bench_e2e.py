@@ -77,11 +77,14 @@ def child(method: str, args: list[str]) -> None:
     """One measured path in this fresh interpreter; prints one JSON line."""
     import robotmia_frames as rf
 
-    remote: dict[str, Any] = {"api_secret": SECRET, "project_timezone": "UTC", "progress": False}
+    # No memory budget: on a shared machine, the memory other processes take would
+    # make a read refuse to start (max_memory="auto" counts what is available).
+    local: dict[str, Any] = {"project_timezone": "UTC", "max_memory": None}
+    remote: dict[str, Any] = {"api_secret": SECRET, "progress": False, **local}
     out: dict[str, Any] = {"method": method}
     t, cpu = time.perf_counter(), time.process_time()
     if method == "file_arrow":
-        table = rf.read_export_file(args[0], project_timezone="UTC", return_type="arrow")
+        table = rf.read_export_file(args[0], return_type="arrow", **local)
         out["rows"], out["table_mib"] = table.num_rows, table.nbytes / 2**20
     elif method == "http_arrow":
         url, start, end = args
