@@ -53,7 +53,8 @@ class WindowSizing:
     ``start_days``; every later one spans as many days as fit in three quarters of
     ``target_bytes`` of compressed body (:data:`WINDOW_FILL`) at the bytes per day
     learnt so far, from 1 (a busy day alone) to ``max_days``. A multi-day auto
-    request whose body grows past ``target_bytes`` is abandoned and halved.
+    request whose body grows past ``target_bytes`` is abandoned and fetched again
+    as the days it brought whole.
 
     Example:
         >>> sizing = WindowSizing(target_bytes=64 << 20)
