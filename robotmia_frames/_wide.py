@@ -481,17 +481,13 @@ def dataset_shape(given: Mapping[str, Any], function: str) -> tuple[Shape, tuple
     return shape, _options.split_partitions(given["partition_by"], shape.split_by)
 
 
-def day_budget(
-    shape: Shape, *, partition: bool = False
-) -> Callable[[_pipeline.Parsed], None] | None:
+def day_budget(shape: Shape) -> Callable[[_pipeline.Parsed], None] | None:
     """The check of each day an export writes to a dataset against ``max_memory``
     (None: no budget). A day held whole while it is written (its parsed batches,
     then its Arrow table) is estimated as a read of that day alone; a wide day too
     big to hold (``Parsed.again``) keeps no batch and is written chunk by chunk, in
-    bounded memory, so there is nothing to check.
-    With ``partition``, the check of a day read as one partition of a Dask
-    DataFrame, in the shape's form (pandas, a sparse map). The budget is this
-    process's (:meth:`Shape.here`): on a cluster, the worker's.
+    bounded memory, so there is nothing to check. The budget is this process's
+    (:meth:`Shape.here`): on a cluster, the worker's.
 
     Example:
         >>> day_budget(Shape.checked(max_memory=None)) is None
@@ -500,12 +496,7 @@ def day_budget(
     shape = shape.here()
     if shape.budget is None:
         return None
-    if partition:
-        flat = dataclasses.replace(shape, split_by=None, partition=True)
-    else:
-        flat = dataclasses.replace(
-            shape, split_by=None, sparse=None, return_type="arrow", dataset=True
-        )
+    flat = dataclasses.replace(shape, split_by=None, sparse=None, return_type="arrow", dataset=True)
 
     def check(day: _pipeline.Parsed) -> None:
         collect = Collector(flat)
@@ -513,6 +504,26 @@ def day_budget(
             collect(batch)
 
     return check
+
+
+def partition_budget(shape: Shape) -> Collector | None:
+    """The check of one day read as a partition of a Dask DataFrame, in the shape's
+    form (pandas, a sparse map), against ``max_memory`` (None: no budget): a batch
+    hook for the day's parse (``parse_file(hook=...)``), so that, as in a read on
+    one machine, the estimate is projected from the share of the day's body parsed
+    and a day over the budget fails after its first chunks, before the worker holds
+    it. The budget is this process's (:meth:`Shape.here`): the worker's.
+
+    Example:
+        >>> partition_budget(Shape.checked(max_memory=None)) is None
+        True
+        >>> partition_budget(Shape.checked(max_memory=1 << 30)).shape.partition
+        True
+    """
+    shape = shape.here()
+    if shape.budget is None:
+        return None
+    return Collector(dataclasses.replace(shape, split_by=None, partition=True))
 
 
 # ------------------------------------------------------------------ materialize

@@ -35,6 +35,7 @@ import robotmia_frames.dask as rfd  # noqa: E402
 from robotmia_frames import _pipeline, sinks  # noqa: E402
 from robotmia_frames.emulator import ExportServer, Fault, GeneratorConfig  # noqa: E402
 from tests.conftest import SECRET, ServerFactory, local_seconds, wait_until  # noqa: E402
+from tests.test_wide import run_child, scanned_and_projected, wide_events  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -777,8 +778,6 @@ def test_a_second_export_sizes_its_windows_from_the_dataset(
 
 
 def _wide_events() -> list[dict[str, Any]]:
-    from tests.test_wide import wide_events
-
     return wide_events(900, 300)  # 10 event names, 30 keys each (each in ~8% of the rows)
 
 
@@ -848,6 +847,83 @@ def test_read_export_wide_keywords(client: Any, server: ServerFactory) -> None:
         rfd.read_robotmia_export("2024-01-01", "2024-01-02", **_kw(srv, max_memory=1))
     assert "split_by='event' for one narrow table" not in str(err.value)  # a Dask read's ways
     assert "robotmia_frames.dask.export_to_parquet" in str(err.value)
+
+
+_BUDGET_CHILD = """
+import json, sys
+import distributed
+import robotmia_frames as rf
+import robotmia_frames.dask as rfd
+
+url, what, budget = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kw = dict(api_secret="s", project_timezone="UTC", base_url=url, max_memory=budget)
+out = {"error": None}
+# One worker in this process (threads): its peak memory is this process's.
+with distributed.Client(
+    processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+) as client:
+    try:
+        if what == "read":
+            ddf = rfd.read_robotmia_export("2024-01-01", "2024-01-01", client=client, **kw)
+            out["rows"] = len(ddf)
+        else:
+            s = rfd.export_to_parquet(
+                sys.argv[4], "2024-01-01", "2024-01-01", client=client,
+                partition_by=("date", "event"), **kw,
+            )
+            out["rows"] = s.rows
+    except rf.MemoryBudgetError as exc:
+        out = {"error": str(exc), "estimate": exc.estimate}
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+print(json.dumps({**out, "peak": int(status) * 1024}))
+"""
+
+
+def _wide_day(n: int) -> list[dict[str, Any]]:
+    return wide_events(n, 2000, span=86_400)  # one day, 2,000 keys, 30 per event
+
+
+def test_read_export_budget_fires_on_the_worker_before_it_holds_the_day(
+    client: Any, server: ServerFactory
+) -> None:
+    """A Dask read of a wide day far over ``max_memory`` fails on its worker with
+    the estimate of a read on one machine, projected from the first chunks of the
+    day: the worker's peak memory stays under the budget (here the worker runs in
+    the child process that measures its own peak)."""
+    srv = server(_wide_day(60_000), api_secret="s")
+    budget = 700_000_000  # the day laid out flat in pandas needs several GB
+    got = run_child(_BUDGET_CHILD, srv.url, "read", str(budget))
+    assert got["error"] is not None and "building one partition" in got["error"], got
+    assert got["estimate"] > budget, got
+    assert got["peak"] < budget, f"peak RSS {got['peak'] / 2**20:.0f} MiB"
+    # projected from the share of the day's body parsed, as a read on one machine
+    scanned, projected = scanned_and_projected(got["error"])
+    assert scanned < 60_000 * 0.1, got["error"]
+    assert 0.5 * 60_000 < projected < 1.5 * 60_000, got["error"]
+
+
+def test_export_wide_day_is_not_held_on_the_worker(
+    client: Any, server: ServerFactory, tmp_path: Path
+) -> None:
+    """``dask.export_to_parquet`` of a wide day writes it as one machine does (by
+    event here, each event's files with only its columns), parsed again chunk by
+    chunk on the worker instead of held whole; the worker's peak memory stays
+    under what holding the day takes."""
+    events = _wide_day(10_000)  # about 95 MB parsed: over DAY_HOLD_BYTES
+    srv = server(events, api_secret="s")
+    kw = dict(api_secret="s", project_timezone="UTC", base_url=srv.url)
+    split = dict(partition_by=("date", "event"))
+    got = rfd.export_to_parquet(tmp_path / "dask" / "ds", "2024-01-01", "2024-01-01", **kw, **split)
+    want = rf.export_to_parquet(tmp_path / "one" / "ds", "2024-01-01", "2024-01-01", **kw, **split)
+    assert got.rows == want.rows == 10_000 and got.files == want.files > 60
+    _assert_same_dataset(got.path, want.path)
+    srv = server(_wide_day(30_000), api_secret="s")
+    report = run_child(_BUDGET_CHILD, srv.url, "export", str(8 << 30), str(tmp_path / "big"))
+    assert report["rows"] == 30_000
+    # Held whole (30,000 rows over 2,000 keys: about 280 MB parsed), in the first
+    # pass and again when written, the day took this process to about 700 MB;
+    # parsed again chunk by chunk, to about 320 MB.
+    assert report["peak"] < 500 << 20, f"peak RSS {report['peak'] / 2**20:.0f} MiB"
 
 
 def test_read_parquet_dataset_wide_keywords(

@@ -386,20 +386,29 @@ CHILD = textwrap.dedent(
 )
 
 
+def run_child(script: str, *args: str) -> dict[str, Any]:
+    """``script`` run with ``args`` in a fresh Python process (which imports the
+    package from this checkout): the JSON object of its last line of output, where
+    it reports its own peak RSS (``VmHWM``)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report
+
+
 def test_budget_error_fires_before_memory_runs_out(tmp_path: Path) -> None:
     """A flat read of a wide export that would need several times the budget fails
     with the error in a process whose peak memory stayed under the budget."""
     path = write_jsonl(tmp_path / "wide.jsonl", wide_events(60_000, 2000))
     budget = 450_000_000
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(budget)],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = run_child(CHILD, str(path), str(budget))
     assert got["error"] is not None and "split_by='event'" in got["error"], got
     assert got["estimate"] > budget
     assert got["peak"] < budget, got

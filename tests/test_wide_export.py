@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -27,10 +25,9 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames import _pipeline, parse
-from tests.test_wide import wide_events
+from tests.test_wide import run_child, wide_events
 
 DAY = "2024-01-01"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_day(n: int, keys: int) -> list[dict[str, Any]]:
@@ -59,11 +56,12 @@ CHILD = textwrap.dedent(
     import json, sys
     import robotmia_frames as rf
 
-    url, out, layout = sys.argv[1:4]
+    url, out, layout, pins = sys.argv[1:5]
     summary = rf.export_to_parquet(
         out, "2024-01-01", "2024-01-01", api_secret="s", project_timezone="UTC",
         base_url=url, progress=False,
         partition_by=("date", "event") if layout == "event" else ("date",),
+        **json.loads(pins),
     )
     with open("/proc/self/status") as fh:
         peak = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
@@ -77,18 +75,10 @@ CHILD = textwrap.dedent(
 PEAK_BOUND = 500 << 20
 
 
-def export_in_child(url: str, out: Path, layout: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, url, str(out), layout],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return report
+def export_in_child(url: str, out: Path, layout: str, **pins: Any) -> dict[str, Any]:
+    """``export_to_parquet`` of the day in a fresh process (``pins``: ``dtype`` and
+    ``on_type_mismatch``), with the process's peak RSS."""
+    return run_child(CHILD, url, str(out), layout, json.dumps(pins))
 
 
 def test_wide_day_is_written_in_bounded_memory(server, tmp_path: Path) -> None:
@@ -107,6 +97,61 @@ def test_wide_day_is_written_in_bounded_memory(server, tmp_path: Path) -> None:
     assert pa.types.is_list(written.schema.field("properties.k4").type)
     back = rf.read_parquet_dataset(tmp_path / "ds", return_type="arrow", max_memory=None)
     assert back.equals(written)
+
+
+#: Pinned types of the generated day: an int column, a float column pinned to int
+#: (its fractions do not fit), and the mixed text column pinned to int.
+PINS = {"properties.k0": "int64", "properties.k1": "int64", "properties.k30": "float64"}
+
+
+@pytest.mark.parametrize("mode", ["null", "text"])
+def test_pinned_wide_day_is_written_in_bounded_memory(server, tmp_path: Path, mode: str) -> None:
+    """``dtype=`` does not make a wide day be held whole: the day is pinned chunk
+    by chunk, with the misfits of the whole day settled first, and its file is the
+    day's flat table with the pinned types."""
+    events = one_day(30_000, 2000)
+    srv = server(events, api_secret="s")
+    report = export_in_child(srv.url, tmp_path / "ds", "date", dtype=PINS, on_type_mismatch=mode)
+    assert report["rows"] == 30_000
+    assert report["peak"] < PEAK_BOUND, f"peak RSS {report['peak'] / 2**20:.0f} MiB"
+    kw: dict[str, Any] = dict(api_secret="s", project_timezone="UTC", base_url=srv.url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rf.RobotmiaWarning)  # the misfits, counted
+        flat = rf.read_robotmia_export(
+            DAY, DAY, return_type="arrow", max_memory=None, dtype=PINS,
+            on_type_mismatch=mode, **kw,
+        )  # fmt: skip
+    written = day_file(tmp_path / "ds")
+    assert written.schema == flat.schema
+    assert by_insert_id(written).equals(by_insert_id(flat))
+    if mode == "null":  # the misfits of k0 and k1 are set aside, in every chunk's rows
+        assert written.schema.field("properties.k0").type == pa.int64()
+        assert written.column("properties.k1__raw").null_count < written.num_rows
+    else:  # text: the columns with misfits keep the type policy's type
+        assert written.schema.field("properties.k0").type == pa.string()
+        assert "properties.k1__raw" not in written.column_names
+    assert written.schema.field("properties.k30").type == pa.float64()
+
+
+def test_pinned_wide_day_misfits_warn_once_and_error_before_writing(server, tmp_path: Path) -> None:
+    """A day pinned chunk by chunk warns once, counting the misfits of the whole
+    day, and with ``on_type_mismatch="error"`` raises before its file is written."""
+    events = one_day(10_000, 2000)  # over DAY_HOLD_BYTES: parsed again as written
+    srv = server(events, api_secret="s")
+    kw: dict[str, Any] = dict(
+        api_secret="s", project_timezone="UTC", base_url=srv.url, progress=False
+    )
+    texts = sum(1 for e in events if e["properties"].get("k0") == "text")
+    with pytest.warns(rf.RobotmiaWarning) as seen:
+        rf.export_to_parquet(tmp_path / "ds", DAY, DAY, dtype={"properties.k0": "int64"}, **kw)
+    assert len(seen) == 1
+    assert f"properties.k0: {texts:,} values do not fit int64" in str(seen[0].message)
+    with pytest.raises(rf.TypeMismatchError, match=f"{texts:,} values do not fit"):
+        rf.export_to_parquet(
+            tmp_path / "err", DAY, DAY, dtype={"properties.k0": "int64"},
+            on_type_mismatch="error", **kw,
+        )  # fmt: skip
+    assert not list((tmp_path / "err").rglob("*.parquet"))
 
 
 def test_wide_day_by_event_holds_each_events_columns(server, tmp_path: Path) -> None:

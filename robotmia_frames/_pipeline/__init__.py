@@ -20,6 +20,7 @@ from ._core import (
     Connection,
     ExportPlan,
     Pinned,
+    SettledPins,
     Tables,
     TableSpec,
     batches,
@@ -33,6 +34,7 @@ from ._core import (
     unified_kinds,
 )
 from ._datasets import (
+    DAY_HOLD_BYTES,
     DatasetQuery,
     DatasetWriter,
     ExportSummary,
@@ -64,6 +66,7 @@ from ._windows import (
 )
 
 __all__ = [
+    "DAY_HOLD_BYTES",
     "DEFAULT_WINDOW_TARGET_BYTES",
     "BatchHook",
     "BudgetPlan",
@@ -75,6 +78,7 @@ __all__ = [
     "ExportSummary",
     "Parsed",
     "Pinned",
+    "SettledPins",
     "TableSpec",
     "Tables",
     "Window",

@@ -31,6 +31,7 @@ from .. import _options, _progress, parse, sinks, transport
 from .._version import __version__
 from ..errors import (
     InvalidArgumentError,
+    MetaMismatchError,
     ParseError,
     RobotmiaError,
     RobotmiaWarning,
@@ -592,6 +593,67 @@ class Pinned:
                 "on_type_mismatch='null' sets them aside in <column>__raw"
             )
         warnings.warn(f"{source}: {counts}: {then}", RobotmiaWarning, stacklevel=user_stacklevel())
+
+
+@dataclass(frozen=True)
+class SettledPins:
+    """A call's pinned types (``dtype=``) settled from the misfits of every part of
+    its data (``misfit``: the pinned columns with a value that does not fit in any
+    part), so that each part, pinned on its own, has the types of the whole: with
+    ``on_type_mismatch="text"`` a column with a misfit in any part keeps the type
+    policy's type in all of them (as one table pinned whole keeps it); with
+    ``"null"`` every part has the ``<column>__raw`` column of a column with a misfit
+    in any of them. The parts are a wide day's chunks as it is written
+    (:func:`write_window`), or the partitions of a Dask DataFrame.
+
+    Example:
+        >>> pins = SettledPins(Pinned({"properties.p": pa.float64()}, "null"),
+        ...                    frozenset({"properties.p"}))
+        >>> pins.apply(pa.table({"properties.p": ["1.5"]}), "part").column_names
+        ['properties.p', 'properties.p__raw']
+    """
+
+    pinned: Pinned
+    misfit: frozenset[str] = frozenset()
+
+    @classmethod
+    def settled(
+        cls, pinned: Pinned, reports: Sequence[parse.PinReport], source: str
+    ) -> SettledPins:
+        """The pins of a call whose parts' misfits are ``reports``, with the one
+        warning one table gives for the whole ``source``."""
+        total = parse.PinReport()
+        for one in reports:
+            total.add(one)
+        pinned.warn(total, source)
+        return cls(pinned, frozenset(total.mismatches))
+
+    def apply(self, table: pa.Table, source: str, *, check: bool = False) -> pa.Table:
+        """``table`` (one part, or an empty table of the whole's schema) with the
+        pinned types. With ``check`` (a part the misfits were not counted over: a
+        Dask partition beyond the sampled days), a misfit in a column that had none
+        raises :class:`MetaMismatchError`."""
+        pinned = self.pinned
+        if not pinned.dtypes:
+            return table
+        mode = pinned.on_type_mismatch
+        dtypes = {c: t for c, t in pinned.dtypes.items() if mode != "text" or c not in self.misfit}
+        table, report = parse.pin_types(table, dtypes, mode, source=source)
+        unseen = sorted(set(report.mismatches) - self.misfit)
+        if check and unseen:
+            raise MetaMismatchError(
+                f"{source}: {', '.join(unseen)} has values that do not fit the pinned type, "
+                "unlike the first day the meta was sampled from; use "
+                'meta_sample="all" (the default) for exact types over every day'
+            )
+        if mode == "null":
+            for name in sorted(self.misfit):
+                raw = name + parse.RAW_SUFFIX
+                if name in table.column_names and raw not in table.column_names:
+                    at = table.schema.get_field_index(name) + 1
+                    nulls = pa.nulls(table.num_rows, pa.string())
+                    table = table.add_column(at, pa.field(raw, pa.string()), nulls)
+        return table
 
 
 def raw_where_masks(parsed: Parsed, where: str, tz: str) -> list[Mask]:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ window sizing
 
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
-from ._core import Connection, ExportPlan, batches, final_schema
+from ._core import Connection, ExportPlan, SettledPins, batches, final_schema
 from ._fetch import iter_windows
 from ._windows import BudgetPlan, Parsed, Window, add_event_keys
 
@@ -490,11 +490,14 @@ def write_window(
             for b in parsed.batches:
                 add_event_keys(keys, b)
         event_columns = {name: {PROPERTY_PREFIX + k for k in have} for name, have in keys.items()}
-    if plan.pinned.dtypes:  # the day is in memory already: pinned as one table
-        table = plan.pinned.apply(
-            pa.Table.from_batches(list(out), schema=schema), parsed.label, whole=False
+    if plan.pinned.dtypes:
+        pins = _day_pins(parsed, prop_kinds, plan, schema)
+        schema = pins.apply(schema.empty_table(), parsed.label).schema
+        out = (
+            b
+            for raw in out
+            for b in pins.apply(pa.Table.from_batches([raw]), parsed.label).to_batches()
         )
-        schema, out = table.schema, iter(table.to_batches())
         if event_columns is not None:  # a pinned column's misfits go with it
             for have in event_columns.values():
                 have.update(
@@ -503,6 +506,29 @@ def write_window(
                     if n.endswith(parse.RAW_SUFFIX) and n.removesuffix(parse.RAW_SUFFIX) in have
                 )
     return ds.write_day(day, schema, out, metadata=metadata, event_columns=event_columns)
+
+
+def _day_pins(
+    parsed: Parsed, prop_kinds: dict[str, Kind], plan: ExportPlan, schema: pa.Schema
+) -> SettledPins:
+    """The pins of one day written to a dataset, settled over the whole day: its
+    pinned columns (and their ``__raw`` columns) are taken first, as one narrow
+    table, and pinned as the day's table would be (the same misfits, the same
+    error with ``on_type_mismatch="error"``, one warning), so that the day is then
+    pinned chunk by chunk as it is written, never held whole (a wide day)."""
+    names = set(schema.names)
+    pinned = [c for c in plan.pinned.dtypes if c in names]
+    pinned += [c + parse.RAW_SUFFIX for c in pinned if c + parse.RAW_SUFFIX in names]
+    report = parse.PinReport()
+    if pinned:
+        narrow = batches(
+            parsed, prop_kinds, plan.timezone, pinned, dedupe=plan.dedupe, unit=plan.time_unit
+        )
+        table = pa.Table.from_batches(list(narrow), schema=final_schema(prop_kinds, pinned))
+        _, report = parse.pin_types(
+            table, plan.pinned.dtypes, plan.pinned.on_type_mismatch, source=parsed.label
+        )
+    return SettledPins.settled(plan.pinned, [report], parsed.label)
 
 
 @contextlib.contextmanager

@@ -83,7 +83,6 @@ from ._tasks import (
     _DayScan,
     _download,
     _partition,
-    _Pins,
     _sizes,
     _window_kinds,
     _write_day,
@@ -423,10 +422,13 @@ def read_robotmia_export(
     ``sparse_columns="map"`` (with ``meta_sample="all"``) keeps the keys filled in
     at least ``sparse_threshold`` of the rows of the whole export as columns, the
     rest in the ``properties`` map column, as on one machine: the first pass counts
-    each day's keys. ``max_memory`` bounds each partition on its worker: the first
-    pass checks each day as the partition it becomes (``"auto"``: half the memory
-    available to the worker), and a day over it raises ``MemoryBudgetError`` before
-    any partition is built. ``split_by="event"`` is refused: a Dask DataFrame is
+    each day's keys. ``max_memory`` bounds each partition on its worker, with the
+    estimate of a read on one machine (``"auto"``: half the memory available to
+    the worker): the first pass checks each day as the partition it becomes while
+    it parses it, so a day over the budget raises ``MemoryBudgetError`` after its
+    first chunks, before the worker holds it and before any partition is built;
+    each partition is checked again as it is parsed (with ``meta_sample="first"``,
+    the days the first pass did not see). ``split_by="event"`` is refused: a Dask DataFrame is
     one frame (take one event with ``event=``, or write the event layout with
     :func:`export_to_parquet`).
 
@@ -456,7 +458,7 @@ def read_robotmia_export(
         dask_client, plan, sample_first=first, pinned_known=not first, shape=shape
     )
     kinds = _pipeline.unified_kinds(scanned.kinds)
-    pins = _Pins.settled(
+    pins = _pipeline.SettledPins.settled(
         plan.pinned,
         scanned.reports,
         plan.source,
@@ -485,6 +487,7 @@ def read_robotmia_export(
             dtype_backend=backend,
             pins=pins,
             check=True,
+            shape=shape,
         )
         return _from_delayed(parts, meta)
     return _from_map(
@@ -496,6 +499,7 @@ def read_robotmia_export(
         dtype_backend=backend,
         pins=pins,
         kept=kept,
+        shape=shape,
         meta=meta,
         label="robotmia-export",
     )
@@ -562,7 +566,9 @@ def export_to_parquet(
     written), ``split_by="event"`` is the event layout, ``sparse_columns="map"`` is
     refused; the first pass checks each day against ``max_memory`` on its worker
     (``"auto"``: half the memory available to the worker), so a day over it raises
-    ``MemoryBudgetError`` before any day is written.
+    ``MemoryBudgetError`` before any day is written. A wide day too big to hold
+    (see ``docs/wide.md``) is not held, in the first pass or when written: it is
+    parsed again from its body as it is written, chunk by chunk, as on one machine.
 
     Example:
         >>> import robotmia_frames.dask as rfd
@@ -674,7 +680,7 @@ def read_parquet_dataset(
         order = _wide.kept_columns(
             order, rows, fill, shape.threshold, frozenset(pinned.dtypes), query
         )
-    pins = _Pins(pinned)
+    pins = _pipeline.SettledPins(pinned)
     if pinned.dtypes and selected:
         if query.columns is None:
             pinned.check_known(order, source)
@@ -687,7 +693,7 @@ def read_parquet_dataset(
                 for d in selected
             )
         )
-        pins = _Pins.settled(pinned, cast("list[PinReport]", list(reports)), source)
+        pins = _pipeline.SettledPins.settled(pinned, cast("list[PinReport]", list(reports)), source)
     if sparse:
         empty = _wide.map_schema(kinds, order).empty_table()
     else:

@@ -23,58 +23,6 @@ from .._redact import register_secret
 from ..errors import MetaMismatchError
 from ..parse import Kind, PinReport, unify
 
-# ------------------------------------------------------------------ pinned types
-
-
-@dataclasses.dataclass(frozen=True)
-class _Pins:
-    """A call's pinned types (``dtype=``) over a cluster, settled on the client from
-    every partition's misfits (the first pass), so that ``meta`` is exact and every
-    partition matches it: with ``on_type_mismatch="text"`` a column that has a misfit
-    in any partition keeps the type policy's type in all of them (as one machine
-    keeps it for the whole result); with ``"null"`` every partition has the
-    ``<column>__raw`` column of a column that has a misfit in any of them."""
-
-    pinned: _pipeline.Pinned
-    misfit: frozenset[str] = frozenset()
-
-    @classmethod
-    def settled(cls, pinned: _pipeline.Pinned, reports: Sequence[PinReport], source: str) -> _Pins:
-        """The pins of a call whose partitions' misfits are ``reports``, with the one
-        warning one machine gives for the whole ``source``."""
-        total = PinReport()
-        for one in reports:
-            total.add(one)
-        pinned.warn(total, source)
-        return cls(pinned, frozenset(total.mismatches))
-
-    def apply(self, table: pa.Table, source: str, *, check: bool = False) -> pa.Table:
-        """``table`` (one partition, or the empty table of ``meta``) with the pinned
-        types. With ``check`` (a partition the first pass did not see), a misfit in a
-        column that had none in the sample raises :class:`MetaMismatchError`."""
-        pinned = self.pinned
-        if not pinned.dtypes:
-            return table
-        mode = pinned.on_type_mismatch
-        dtypes = {c: t for c, t in pinned.dtypes.items() if mode != "text" or c not in self.misfit}
-        table, report = parse.pin_types(table, dtypes, mode, source=source)
-        unseen = sorted(set(report.mismatches) - self.misfit)
-        if check and unseen:
-            raise MetaMismatchError(
-                f"{source}: {', '.join(unseen)} has values that do not fit the pinned type, "
-                "unlike the first day the meta was sampled from; use "
-                'meta_sample="all" (the default) for exact types over every day'
-            )
-        if mode == "null":
-            for name in sorted(self.misfit):
-                raw = name + parse.RAW_SUFFIX
-                if name in table.column_names and raw not in table.column_names:
-                    at = table.schema.get_field_index(name) + 1
-                    nulls = pa.nulls(table.num_rows, pa.string())
-                    table = table.add_column(at, pa.field(raw, pa.string()), nulls)
-        return table
-
-
 # ------------------------------------------------------------------ worker tasks
 
 
@@ -163,13 +111,32 @@ def _sizes(bodies: list[DayBody]) -> list[int]:
 
 
 @contextlib.contextmanager
-def _parsed(body: DayBody, day: dt.date, plan: _pipeline.ExportPlan) -> Iterator[_pipeline.Parsed]:
-    """The parse stage over a body held in memory (in a temporary file meanwhile)."""
+def _parsed(
+    body: DayBody,
+    day: dt.date,
+    plan: _pipeline.ExportPlan,
+    *,
+    hook: _pipeline.BatchHook | None = None,
+    writes: tuple[str, ...] | None = None,
+) -> Iterator[_pipeline.Parsed]:
+    """The parse stage over a body held in memory (in a temporary file meanwhile),
+    as on one machine: ``hook`` sees each batch as it is parsed (the memory budget
+    of a partition); a day written to a dataset partitioned by ``writes`` is held
+    only up to ``DAY_HOLD_BYTES`` (a bigger wide day is parsed again as it is
+    written, from the temporary file, which lasts as long as the parsed day)."""
     with tempfile.TemporaryDirectory(prefix="robotmia-dask-") as tmp:
         path = Path(tmp) / f"{day.isoformat()}.jsonl.gz"
         path.write_bytes(body.body)
         label = f"window {day.isoformat()}"
-        yield _pipeline.parse_file(path, label, plan.on_bad_lines, _pipeline.parse_columns(plan))
+        yield _pipeline.parse_file(
+            path,
+            label,
+            plan.on_bad_lines,
+            _pipeline.parse_columns(plan),
+            hook=hook,
+            hold=None if writes is None else _pipeline.DAY_HOLD_BYTES,
+            events=writes == ("date", "event"),
+        )
 
 
 def _table(
@@ -210,10 +177,14 @@ def _window_kinds(
     pinned types (first pass; with ``on_type_mismatch="error"`` a misfit raises
     here, before anything is written) and the body bytes per day it came with.
     With ``shape``, the day is checked against its ``max_memory`` (here, on the
-    worker: the day as written with ``writes``, else as one partition), and with a
-    sparse map its keys' fill is counted."""
-    with _parsed(body, day, plan) as parsed:
-        check = None if shape is None else _wide.day_budget(shape, partition=not writes)
+    worker), as on one machine: as one partition, while it is parsed; with
+    ``writes``, as the day written (a wide day too big to hold is not held, here or
+    when written: nothing to check), and with a sparse map its keys' fill is
+    counted."""
+    hook = None if shape is None or writes else _wide.partition_budget(shape)
+    layout = ("date",) if writes else None  # the kinds only: no event's keys needed
+    with _parsed(body, day, plan, hook=hook, writes=layout) as parsed:
+        check = None if shape is None or not writes else _wide.day_budget(shape)
         if check is not None:
             check(parsed)
         fill = {} if shape is None or shape.sparse is None else _wide.key_fill([parsed])[1]
@@ -249,13 +220,18 @@ def _partition(
     plan: _pipeline.ExportPlan,
     kinds: dict[str, Kind],
     dtype_backend: sinks.DtypeBackend,
-    pins: _Pins,
+    pins: _pipeline.SettledPins,
     check: bool = False,
     kept: dict[str, Kind] | None = None,
+    shape: _wide.Shape | None = None,
 ) -> pd.DataFrame:
     """Task: one day as a pandas partition with the export-wide types (``kept``: the
-    keys that stay columns beside a sparse map, decided over every day)."""
-    with _parsed(body, day, plan) as parsed:
+    keys that stay columns beside a sparse map, decided over every day). With
+    ``shape``, the day is checked against its ``max_memory`` as it is parsed (a
+    partition the first pass did not see, with ``meta_sample="first"``, or a worker
+    with less memory now)."""
+    hook = None if shape is None else _wide.partition_budget(shape)
+    with _parsed(body, day, plan, hook=hook) as parsed:
         if check:
             _check_fits(parsed, kinds, day)
         table = _table(parsed, plan, kinds, plan.columns, kept)
@@ -277,7 +253,7 @@ def _write_day(
     The client gives the warnings of the pinned types, from the first pass."""
     ds = sinks.ParquetDataset(root, partition_by=partition_by, create=False)
     plan = dataclasses.replace(plan, pinned=dataclasses.replace(plan.pinned, warns=False))
-    with _parsed(body, day, plan) as parsed:
+    with _parsed(body, day, plan, writes=partition_by) as parsed:
         return _pipeline.write_window(ds, day, parsed, merged, plan, metadata)
 
 
@@ -288,7 +264,7 @@ def _dataset_partition(
     kinds: dict[str, Kind],
     order: list[str],
     dtype_backend: sinks.DtypeBackend,
-    pins: _Pins,
+    pins: _pipeline.SettledPins,
     sparse: bool = False,
 ) -> pd.DataFrame:
     """Task: one day of a dataset, conformed to the types of the whole selection;
