@@ -225,7 +225,7 @@ def main() -> None:
         child(*sys.argv[1:])
         return
     args = parser.parse_args()
-    from robotmia_frames._wide import available_memory
+    from robotmia_frames._memory import available_memory
 
     avail = available_memory() or 0
     print(

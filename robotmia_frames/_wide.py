@@ -21,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
 import inspect
 import itertools
-import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _options, _pipeline, _progress, parse, sinks
+from ._memory import budget_of, size_text
 from .errors import MemoryBudgetError
 from .parse import MAP_TYPE, PROPERTY_PREFIX, Kind
 from .parse.typepolicy import BOOL, FLOAT, INT, NULL, STR, TEXT, kind_of_field
@@ -45,15 +44,11 @@ if TYPE_CHECKING:
     import polars as pl
 
 __all__ = [
-    "MEMORY_SHARE",
     "SPARSE_THRESHOLD",
     "Collector",
     "Shape",
-    "available_memory",
 ]
 
-#: The share of the available memory a read may use by default (``max_memory="auto"``).
-MEMORY_SHARE = 0.5
 #: The default ``sparse_threshold``: a key filled in under 10% of the rows goes to the map
 #: (a column costs about 8 bytes in every row, a map entry about 25 in the rows it fills).
 SPARSE_THRESHOLD = 0.1
@@ -62,90 +57,6 @@ MAP_COLUMN = "properties"
 
 Result: TypeAlias = "pd.DataFrame | pa.Table | pl.DataFrame"
 Results: TypeAlias = "Result | dict[str | None, Result]"
-
-
-# ------------------------------------------------------------------ the budget
-
-
-def _read_int(path: str) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        text = Path(path).read_text().split()[0]
-        return None if text == "max" else int(text)
-    return None
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can still use: the system's available memory
-    (``psutil`` if installed, else ``MemAvailable`` of ``/proc/meminfo``), capped by
-    the room left under a cgroup limit (containers); None when unknown.
-
-    Example:
-        >>> m = available_memory()
-        >>> m is None or m > 0
-        True
-    """
-    found: list[int] = []
-    try:
-        psutil: Any = importlib.import_module("psutil")
-        found.append(int(psutil.virtual_memory().available))
-    except ImportError:
-        with contextlib.suppress(OSError, ValueError):
-            for line in Path("/proc/meminfo").read_text().splitlines():
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    for limit_path, usage_path in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
-        limit, usage = _read_int(limit_path), _read_int(usage_path)
-        if limit is not None and usage is not None and limit < 1 << 60:
-            found.append(max(0, limit - usage))
-            break
-    return min(found) if found else None
-
-
-def current_memory() -> int:
-    """The resident memory of this process now, in bytes (0 when unknown).
-
-    Example:
-        >>> current_memory() >= 0
-        True
-    """
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    try:
-        psutil: Any = importlib.import_module("psutil")
-        return int(psutil.Process().memory_info().rss)
-    except ImportError:
-        return 0
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n:,.1f} TB"  # pragma: no cover
-
-
-def _budget(max_memory: int | Literal["auto"] | None) -> tuple[int | None, str, int]:
-    """The budget of this process for a checked ``max_memory``, what the messages
-    call it, and this process's memory now (which the budget counts from)."""
-    base = current_memory()
-    if max_memory != "auto":
-        return max_memory, "" if max_memory is None else f"max_memory={max_memory:,} bytes", base
-    avail = available_memory()
-    if avail is None:
-        return None, "", base
-    note = (
-        f"max_memory='auto': this process's {_size(base)} and "
-        f"{MEMORY_SHARE:.0%} of the {_size(avail)} available"
-    )
-    return base + int(avail * MEMORY_SHARE), note, base
 
 
 @dataclass(frozen=True)
@@ -184,7 +95,7 @@ class Shape:
         sparse = _options.sparse_columns(sparse_columns)
         threshold = _options.sparse_threshold(sparse_threshold)
         budget_arg = _options.max_memory(max_memory)
-        budget, note, base = _budget(budget_arg)
+        budget, note, base = budget_of(budget_arg)
         return cls(
             split,
             sparse,
@@ -201,7 +112,7 @@ class Shape:
         """This shape with its budget reckoned for this process (a Dask worker, say):
         ``max_memory="auto"`` from this process's memory and the memory available to
         it now; a budget in bytes stays as it is."""
-        budget, note, base = _budget(self.max_memory)
+        budget, note, base = budget_of(self.max_memory)
         return dataclasses.replace(self, budget=budget, budget_note=note, base=base)
 
     @classmethod
@@ -251,8 +162,8 @@ class Shape:
             ways.append("export_to_parquet(...) to write the export to disk one day at a time")
         ways.append("max_memory=None to turn this check off")
         raise MemoryBudgetError(
-            f"{doing} to about {_size(peak)} of memory ({_size(result)} as a table; {what}), "
-            f"over the budget of {_size(self.budget)} ({self.budget_note}). {done}. Ways out: "
+            f"{doing} to about {size_text(peak)} of memory ({size_text(result)} as a table; {what}), "
+            f"over the budget of {size_text(self.budget)} ({self.budget_note}). {done}. Ways out: "
             + "; ".join(ways)
             + ".",
             estimate=int(peak),
@@ -358,7 +269,9 @@ class Collector:
         """Check the estimate so far plus ``nbytes`` of parsed data held whole (a body
         not yet handed on), counted twice as parsed batches take."""
         peak, result = self.estimate()
-        self.shape.check(peak + 2 * nbytes, result, f"{what} held as parsed ({_size(2 * nbytes)})")
+        self.shape.check(
+            peak + 2 * nbytes, result, f"{what} held as parsed ({size_text(2 * nbytes)})"
+        )
 
     def watcher(self) -> _pipeline.BatchHook:
         """A hook for a body parsed whole before it is cut into days: each batch is
