@@ -321,18 +321,20 @@ class _Downloads:
             if cache is not None
             else self.workdir / f"{request.label}.jsonl.gz"
         )
-        stream = None
-        splitter = None
+        # What is fed the body as it downloads: a day splitter or a parser (or nothing),
+        # and the slots it takes until its days are handed on.
+        tap: DaySplitter | parse.BodyParser | None = None
+        slots = ahead
         days = (last - first).days + 1
         per_day = self.planner.bytes_per_day
         by_days = self.day_at_a_time and days > 1  # parsed day by day after, from files
         expected = None if per_day is None else per_day * days
         if by_days and self.splitting.take(None):
-            splitter = self.day_splitter(request.label, first, last)
+            tap, slots = self.day_splitter(request.label, first, last), self.splitting
         elif self.streaming and not by_days and ahead.take(expected):
             label = f"the body of window {request.label} (downloading)"
             budget = self.budget
-            stream = parse.BodyParser(
+            tap = parse.BodyParser(
                 keys=self.keys,
                 batch_rows=self.chunk_rows,
                 cutter=day_cutter(first, days, plan.time_unit) if days > 1 else None,
@@ -348,35 +350,24 @@ class _Downloads:
                 session=session,
                 durable=cache is not None,  # a scratch body is parsed and deleted at once
                 on_bytes=None if plan.progress is None else plan.progress.bytes_received,
-                on_body=stream if splitter is None else splitter,
+                on_body=tap,
             )
+            if tap is not None:
+                # verified: its day files or batches may be taken (a parser over the
+                # memory budget raises here)
+                tap.finish()
         except BaseException:
-            if stream is not None:  # a failed body: nothing of it is kept
-                stream.discard()
-                ahead.give_back()
-            if splitter is not None:
-                splitter.discard()
-                self.splitting.give_back()
+            if tap is not None:  # a failed body: nothing of it is kept
+                tap.discard()
+                slots.give_back()
             raise
-        if splitter is not None:
-            try:
-                splitter.finish()  # verified: its day files may be parsed
-            except BaseException:
-                splitter.discard()
-                self.splitting.give_back()
-                raise
+        if tap is not None:
+            slots.landed(result.bytes_received)
             with self.lock:
-                self.splits[result.path] = splitter
-        if stream is not None:
-            try:
-                stream.finish()  # verified: its batches may be taken
-            except BaseException:  # over the memory budget: nothing of it is kept
-                stream.discard()
-                ahead.give_back()
-                raise
-            ahead.landed(result.bytes_received)
-            with self.lock:
-                self.streams[result.path] = stream
+                if isinstance(tap, DaySplitter):
+                    self.splits[result.path] = tap
+                else:
+                    self.streams[result.path] = tap
         if cache is not None:
             # Vouched for at once, so a download that completes while another day
             # fails (or Ctrl-C) is reused by the next run instead of fetched again.
@@ -458,14 +449,10 @@ class _Downloads:
         with self.lock:
             splitter = self.splits.pop(result.path, None) if not cached else None
         if splitter is not None:
-            self.splitting.give_back()
+            self.splitting.give_back(result.bytes_received)
         else:
             splitter = self.day_splitter(req.label, req.from_date, req.to_date)
-            try:
-                splitter.read(result.path)
-            except BaseException:
-                splitter.discard()
-                raise
+            splitter.read(result.path)  # its day files removed if it fails
         paths = splitter.paths
         dated = ((req.from_date + dt.timedelta(days=i), path) for i, path in enumerate(paths))
         days = ((day, self._parse_day(path, day)) for day, path in dated)

@@ -74,11 +74,7 @@ def split_body_files(
     takes the memory of one day.
     """
     splitter = DaySplitter.to_files(first, last, directory, unit, label)
-    try:
-        splitter.read(path)
-    except BaseException:
-        splitter.discard()
-        raise
+    splitter.read(path)
     return splitter.paths
 
 
@@ -207,14 +203,19 @@ class DaySplitter:
         self._close()
 
     def read(self, path: Path) -> None:
-        """Feed the whole body stored at ``path`` (gzip or plain), then :meth:`finish`."""
-        self.restart()
-        with parse.opened(path) as stream:
-            while block := parse.read_block(
-                stream, self.chunk_bytes, label=self.label, next_line=self._line
-            ):
-                self.feed(block)
-        self.finish()
+        """Feed the whole body stored at ``path`` (gzip or plain), then :meth:`finish`;
+        on failure the outputs are discarded (:meth:`discard`)."""
+        try:
+            self.restart()
+            with parse.opened(path) as stream:
+                while block := parse.read_block(
+                    stream, self.chunk_bytes, label=self.label, next_line=self._line
+                ):
+                    self.feed(block)
+            self.finish()
+        except BaseException:
+            self.discard()
+            raise
 
     def discard(self) -> None:
         """Close the outputs and remove their files (the body failed, or was not used)."""
