@@ -378,12 +378,12 @@ def parse_file(
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
     batches = []
-    held = rows = cells = filled = 0
+    rows = 0
     bad: set[int] = set()
     spilled = False
     event_keys: EventKeys | None = {} if events else None
-    if hook is not None:
-        hold = None  # a hook reshapes the batches: they are kept as it gave them
+    # a hook reshapes the batches: they are kept as it gave them
+    held = parse.Hold(hold if hook is None else None)
     raws = (
         stream.batches(label, on_bad_lines, stored=path.stat().st_size)
         if stream is not None
@@ -406,14 +406,12 @@ def parse_file(
             if spilled:
                 continue
             batches.append(piece)
-            if hold is not None:
-                held += piece.nbytes
-                cells += piece.num_rows * len(piece.columns)
-                filled += piece.filled
-                if held > hold and parse.mostly_empty(cells, filled):  # parsed again
-                    spilled = True
-                    batches.clear()
-                    parse.trim_memory()
+            if held.limit is not None and held.add(
+                piece.nbytes, piece.num_rows * len(piece.columns), piece.filled
+            ):  # parsed again when taken
+                spilled = True
+                batches.clear()
+                parse.trim_memory()
         if progress is not None:
             progress.rows_done(batch.num_rows)
     if export_body and not rows and bad:

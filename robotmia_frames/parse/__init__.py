@@ -23,7 +23,7 @@ Example:
     {'n': int}
 """
 
-from ._batch import SPARSE_FILL, RawBatch, RawColumn, mostly_empty
+from ._batch import SPARSE_FILL, Hold, RawBatch, RawColumn, mostly_empty
 from ._decode import (
     PROPERTY_PREFIX,
     BadLines,
@@ -78,6 +78,7 @@ __all__ = [
     "BodyParser",
     "ChunkRows",
     "Cutter",
+    "Hold",
     "Kind",
     "OnBadLines",
     "OnTypeMismatch",

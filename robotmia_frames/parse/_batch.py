@@ -50,6 +50,41 @@ def mostly_empty(cells: int, filled: int) -> bool:
 
 
 @dataclass
+class Hold:
+    """What a parse holds of a body, against ``limit`` bytes: past it, when the
+    cells held are :func:`mostly_empty` (a wide export), the parse lets go of them
+    and parses the body again when it is taken (:attr:`over`). No ``limit``: only
+    counted.
+
+    Example:
+        >>> h = Hold(100)
+        >>> h.add(80, cells=1000, filled=10), h.add(80, cells=1000, filled=10)
+        (False, True)
+    """
+
+    limit: int | None
+    nbytes: int = 0
+    cells: int = 0  # rows x property columns held ...
+    filled: int = 0  # ... and those with a value
+
+    def add(self, nbytes: int, cells: int = 0, filled: int = 0) -> bool:
+        """Count one more chunk held: whether the hold is now :attr:`over`."""
+        self.nbytes += nbytes
+        self.cells += cells
+        self.filled += filled
+        return self.over
+
+    @property
+    def over(self) -> bool:
+        """Past ``limit`` bytes, and mostly nulls."""
+        return (
+            self.limit is not None
+            and self.nbytes > self.limit
+            and mostly_empty(self.cells, self.filled)
+        )
+
+
+@dataclass
 class RawColumn:
     """One property column of a batch, typed by the batch's own values.
 

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from . import _decode as parse
-from ._batch import RawBatch, mostly_empty
+from ._batch import Hold, RawBatch
 from ._engine import _FIRST_ROWS, declined
 from ._lines import BATCH_ROWS, PROBE_LINES, ChunkRows
 from ._native import (
@@ -100,8 +100,7 @@ class BodyParser:
         self.discard()
         self.dropped = False  # past ``hold``: nothing is kept of this attempt
         self._seen: set[str] = set()
-        self._held = 0  # bytes of the scans held (those told to watch)
-        self._cells = self._filled = 0  # their cells, and those with a value
+        self._held = Hold(self.hold)  # the scans held (their bytes told to watch)
         known = self.sizing.rows if self.sizing is not None else None
         unknown = _FIRST_ROWS if self.keys is None else BATCH_ROWS
         # lines in the next chunk (learnt from the first ones, unless an earlier
@@ -168,22 +167,15 @@ class BodyParser:
             c.counted = True
             if not c.scan.cancelled() and c.scan.exception() is None:
                 got = c.scan.result()
-                self._held += c.size if got is None else scan_bytes(got)
-                if got is not None and self.hold is not None:
-                    cells, filled = scan_fill(got)
-                    self._cells += cells
-                    self._filled += filled
-        if (
-            self.hold is not None
-            and self._held > self.hold
-            and mostly_empty(self._cells, self._filled)
-        ):
+                fill = scan_fill(got) if got is not None and self.hold is not None else (0, 0)
+                self._held.add(c.size if got is None else scan_bytes(got), *fill)
+        if self._held.over:
             self.discard()
             self.dropped = True
             trim_memory()
             return
         if self.watch is not None:
-            self.watch(self._held)
+            self.watch(self._held.nbytes)
 
     def _learn(self, first: int, scan: Future[Any], chunk: memoryview) -> None:
         """The export's width from its first chunks: the rows of the next chunks."""
