@@ -9,7 +9,6 @@ import contextvars
 import dataclasses
 import datetime as dt
 import itertools
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -621,9 +620,7 @@ def line_day(line: bytes | memoryview, first: dt.date, days: int, unit: str = "s
     t = props.get("time") if type(props) is dict else None
     if type(t) is not int and type(t) is not float:
         return 0  # no time: the window's first day
-    scale = 86400.0 if unit == "s" else 86_400_000.0
-    day = math.floor(t / scale) - float((first - _EPOCH).days) if math.isfinite(t / scale) else -1.0
-    return int(day) if 0 <= day < days else 0
+    return int(day_numbers(np.array([t], dtype=np.float64), first, days, unit)[0])
 
 
 #: Lines a day cutter reads to find one boundary before it gives up on a chunk.
