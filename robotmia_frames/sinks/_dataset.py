@@ -761,36 +761,41 @@ class _RowGroups:
 
     def __init__(self, row_group_rows: int) -> None:
         self.row_group_rows = row_group_rows
-        self.pending: dict[int, tuple[pq.ParquetWriter, list[pa.RecordBatch]]] = {}
-        self.rows: dict[int, int] = {}
-        self.held: dict[int, int] = {}  # cells, by writer
-        self.cells = 0
+        self.pending: dict[int, _Group] = {}  # by writer
+        self.cells = 0  # of every group gathered
 
     def add(self, writer: pq.ParquetWriter, batch: pa.RecordBatch) -> None:
-        key = id(writer)
-        _, held = self.pending.setdefault(key, (writer, []))
-        held.append(batch)
-        self.rows[key] = self.rows.get(key, 0) + batch.num_rows
+        group = self.pending.setdefault(id(writer), _Group(writer))
         cells = (batch.num_rows + ARRAY_CELLS) * batch.num_columns
-        self.held[key] = self.held.get(key, 0) + cells
+        group.batches.append(batch)
+        group.rows += batch.num_rows
+        group.cells += cells
         self.cells += cells
-        target = min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, batch.num_columns)))
-        if self.rows[key] >= target:
-            self._write(key)
+        if group.rows >= min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, batch.num_columns))):
+            self._write(id(writer))
         if self.cells > GROUP_CELLS:
             self.flush()
 
     def _write(self, key: int) -> None:
-        writer, held = self.pending.pop(key)
-        del self.rows[key]
-        self.cells -= self.held.pop(key)
-        table = pa.Table.from_batches(held, schema=held[0].schema)
-        writer.write_table(table, row_group_size=self.row_group_rows)
+        group = self.pending.pop(key)
+        self.cells -= group.cells
+        table = pa.Table.from_batches(group.batches, schema=group.batches[0].schema)
+        group.writer.write_table(table, row_group_size=self.row_group_rows)
 
     def flush(self) -> None:
         """Write every batch still gathered."""
         for key in list(self.pending):
             self._write(key)
+
+
+@dataclass
+class _Group:
+    """The batches gathered for one writer, their rows and their cells."""
+
+    writer: pq.ParquetWriter
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    rows: int = 0
+    cells: int = 0
 
 
 #: Rows a row group of small batches is joined up to (a narrow day's chunks have
