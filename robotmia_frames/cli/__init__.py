@@ -288,6 +288,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
     result: pa.Table | dict[str | None, pa.Table]
     empty = False  # an empty export file: no events, so no times to convert
     if src.is_dir():
+        _no_bad_lines_in_datasets(args)
         result = readers.read_parquet_dataset(
             src,
             from_date=args.from_date,
@@ -325,6 +326,7 @@ def _read(args: argparse.Namespace, out: TextIO) -> int:
             columns=columns,
             where=args.where,
             return_type="arrow",
+            on_bad_lines=args.on_bad_lines or "error",
             **_typed_kwargs(args),
             **_shape_kwargs(args),
             progress=_progress(args),
@@ -396,10 +398,25 @@ def _print_preview(
     print(f"\n{size}{tail}", file=out)
 
 
+def _no_bad_lines_in_datasets(args: argparse.Namespace) -> None:
+    if args.on_bad_lines is not None:
+        raise ValueError(
+            "--on-bad-lines applies to export files; a dataset holds no malformed lines"
+        )
+
+
 def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
     from ._inspect import inspect_path
 
-    found = inspect_path(args.source, project_timezone=args.timezone, progress=_progress(args))
+    source = Path(args.source)
+    if "://" in args.source or source.is_dir():
+        _no_bad_lines_in_datasets(args)
+    found = inspect_path(
+        args.source,
+        project_timezone=args.timezone,
+        progress=_progress(args),
+        on_bad_lines=args.on_bad_lines or "error",
+    )
     if args.json:
         _print_json({**found.to_dict(), "parse_engine": scanner_status()}, out)
     else:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from .. import _options, parse, readers, sinks
 from .._progress import ProgressArg
-from ..parse import KIND_METADATA_KEY, arrow_type
+from ..parse import KIND_METADATA_KEY, OnBadLines, arrow_type
 from . import plural
 
 __all__ = ["ColumnSummary", "Conflict", "DtypeSuggestion", "Inspection", "inspect_path"]
@@ -263,8 +263,10 @@ def inspect_path(
     *,
     project_timezone: str | None = None,
     progress: ProgressArg = False,
+    on_bad_lines: OnBadLines = "error",
 ) -> Inspection:
-    """Summarise the dataset folder or export file at ``path``.
+    """Summarise the dataset folder or export file at ``path`` (``on_bad_lines``: what a
+    malformed line of an export file does, as in :func:`robotmia_frames.read_export_file`).
 
     Example:
         >>> import tempfile, pathlib
@@ -282,7 +284,7 @@ def inspect_path(
     if p.is_dir():
         return _inspect_dataset(sinks.locate(p))
     if p.is_file():
-        return _inspect_file(p, project_timezone, progress)
+        return _inspect_file(p, project_timezone, progress, on_bad_lines)
     raise FileNotFoundError(f"no dataset folder or export file at {p}")
 
 
@@ -303,11 +305,17 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _inspect_file(path: Path, project_timezone: str | None, progress: ProgressArg) -> Inspection:
+def _inspect_file(
+    path: Path, project_timezone: str | None, progress: ProgressArg, on_bad_lines: OnBadLines
+) -> Inspection:
     # Read with "UTC" so that `time` is the project-local wall clock the export
     # speaks of: the days of the file need no project timezone.
     table: pa.Table = readers.read_export_file(
-        path, project_timezone="UTC", return_type="arrow", progress=progress
+        path,
+        project_timezone="UTC",
+        return_type="arrow",
+        progress=progress,
+        on_bad_lines=on_bad_lines,
     )
     rows = table.num_rows
     rows_per_day: dict[str, int] = {}

@@ -130,15 +130,23 @@ def _remote(p: argparse.ArgumentParser) -> None:
         help="largest body one window may send, as received (default 64 GiB)",
     )
     p.add_argument("--ca-bundle", metavar="PEM", help="CA bundle to verify the server with")
-    p.add_argument(
-        "--on-bad-lines",
-        choices=["error", "skip", "warn"],
-        default="error",
-        help="what a malformed line does (default: error, exit 6)",
-    )
+    _bad_lines(p)
     _columns(p, dataset=True)
     _typed(p)
     _shaped(p, dataset=True)
+
+
+def _bad_lines(p: argparse.ArgumentParser, *, files: bool = False) -> None:
+    """``--on-bad-lines`` (``on_bad_lines=``); with ``files``, of the commands that read
+    an export file or a dataset (a dataset has no malformed lines: refused there)."""
+    p.add_argument(
+        "--on-bad-lines",
+        choices=["error", "skip", "warn"],
+        default=None if files else "error",
+        help="what a malformed line "
+        + ("of an export file " if files else "")
+        + "does: error (default, exit 6), skip it, or skip it with a warning",
+    )
 
 
 def _typed(p: argparse.ArgumentParser) -> None:
@@ -377,6 +385,7 @@ Column names are 'event', 'time' and 'properties.<key>'; '$os' is short for
         metavar="N",
         help="rows to print (default 10; 0: all), per table with --split-by",
     )
+    _bad_lines(r, files=True)
     _typed(r)
     _shaped(r)
 
@@ -414,6 +423,7 @@ examples:
         metavar="TZ",
         help="project timezone, noted in the summary (a file's days are project-local)",
     )
+    _bad_lines(i, files=True)
 
 
 def _add_serve(sub: _Commands, common: argparse.ArgumentParser) -> None:
