@@ -197,6 +197,23 @@ def timezone(project_timezone: Any) -> str:
     return str(tz)
 
 
+def region_name(value: Any) -> str | None:
+    """``region=``: None or a region's name, in any case (``"EU"`` is ``"eu"``).
+
+    Example:
+        >>> region_name("EU"), region_name(None)
+        ('eu', None)
+    """
+    if value is None:
+        return None
+    name = value.strip().lower() if isinstance(value, str) else None
+    if name not in transport.REGION_URLS:
+        raise InvalidArgumentError(
+            f"region must be one of {sorted(transport.REGION_URLS)}, got {value!r}"
+        )
+    return name
+
+
 def base_url(url: Any, region: Any) -> str:
     """The export endpoint: ``base_url``, else ``region``'s when one is given, else
     ``ROBOTMIA_BASE_URL``, else the US endpoint (an explicit ``region`` is not
@@ -206,10 +223,7 @@ def base_url(url: Any, region: Any) -> str:
         >>> base_url(None, "eu")
         'https://data-eu.robotmia.com/api/2.0/export/'
     """
-    if region is not None and (not isinstance(region, str) or region not in transport.REGION_URLS):
-        raise InvalidArgumentError(
-            f"region must be one of {sorted(transport.REGION_URLS)}, got {region!r}"
-        )
+    region = region_name(region)
     if url is None and region is None:
         url = os.environ.get(BASE_URL_ENV) or None
     if url is not None and not isinstance(url, str):
@@ -586,6 +600,8 @@ def directory(value: Any, name: str) -> Path | None:
         return None
     if not isinstance(value, (str, os.PathLike)):
         raise InvalidArgumentError(f"{name} must be a path, got {type(value).__name__}")
+    if not os.fspath(value).strip():
+        raise InvalidArgumentError(f"{name} must not be empty; pass None for no {name}")
     return Path(os.fspath(value))
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import robotmia_frames as rf
 from robotmia_frames.cli import main
+from tests.conftest import ServerFactory, read_day
 from tests.test_cli import assert_one_line_error
 
 # ------------------------------------------------------------------ malformed lines
@@ -58,3 +60,30 @@ def test_cli_on_bad_lines_is_refused_for_a_dataset(
     assert "--on-bad-lines applies to export files" in assert_one_line_error(
         capsys.readouterr().err
     )
+
+
+# ------------------------------------------------------------------ bad arguments
+
+
+def test_region_is_read_in_any_case(server: ServerFactory) -> None:
+    """design.md §3 ``rf.Client(region=...)``: ``"EU"`` is the EU endpoint, as ``"eu"``."""
+    for name in ("EU", " eu ", "In"):
+        client = rf.Client(api_secret="s", project_timezone="UTC", region=name)
+        assert client.base_url.startswith(f"https://data-{name.strip().lower()}.robotmia.com/")
+    srv = server([])
+    for bad in ("mars", "", 3):
+        with pytest.raises(rf.InvalidArgumentError, match="region must be one of"):
+            read_day(srv.url, region=bad)
+    assert srv.requests == []
+
+
+def test_an_empty_cache_dir_is_a_bad_argument(server: ServerFactory, tmp_path: Path) -> None:
+    """design.md §3: bad arguments raise before any request; an empty ``cache_dir`` is
+    not the current folder."""
+    srv = server([])
+    for empty in ("", "  "):
+        with pytest.raises(rf.InvalidArgumentError, match="cache_dir must not be empty"):
+            rf.Client(api_secret="s", project_timezone="UTC", cache_dir=empty)
+        with pytest.raises(rf.InvalidArgumentError, match="cache_dir"):
+            read_day(srv.url, cache_dir=empty)
+    assert srv.requests == []

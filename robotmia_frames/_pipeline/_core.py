@@ -203,6 +203,7 @@ class Connection:
             api_secret = _options.secret(api_secret)
         if project_timezone is not None:
             project_timezone = _options.timezone(project_timezone)
+        region = _options.region_name(region)
         url = _options.base_url(base_url, region)
         if not isinstance(verify, (bool, str)):
             raise InvalidArgumentError("verify must be True, False or the path of a CA bundle")
