@@ -13,7 +13,7 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.cli import main
-from tests.conftest import ServerFactory, read_day
+from tests.conftest import SECRET, ServerFactory, read_day
 from tests.test_cli import assert_one_line_error
 
 # ------------------------------------------------------------------ malformed lines
@@ -87,3 +87,37 @@ def test_an_empty_cache_dir_is_a_bad_argument(server: ServerFactory, tmp_path: P
         with pytest.raises(rf.InvalidArgumentError, match="cache_dir"):
             read_day(srv.url, cache_dir=empty)
     assert srv.requests == []
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def test_dataset_widened_in_steps_keeps_the_stored_spelling(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    """design.md §4: days with differing types read back as one table, every row and
+    value kept. docs/choices.md (Known limits): values a day stored in a wider type
+    (ints in a float column, list elements as text) keep that spelling when a later
+    day turns the column to text; a read of the whole range is exact."""
+    day = 86400
+    t0 = 1704067200  # 2024-01-01, project timezone UTC
+    lines = [
+        {"event": "e", "properties": {"time": t0, "n": 1.5, "l": ["x", 2]}},
+        {"event": "e", "properties": {"time": t0 + 1, "l": [1.5, None]}},
+        {"event": "e", "properties": {"time": t0 + day, "n": 1, "l": [3]}},
+        {"event": "e", "properties": {"time": t0 + 2 * day, "n": "s", "l": "t"}},
+    ]
+    srv = server(lines)
+    kw = {"api_secret": SECRET, "project_timezone": "UTC", "base_url": srv.url}
+    rf.export_to_parquet(tmp_path / "ds", "2024-01-01", "2024-01-03", window_days=1, **kw)
+    whole = rf.read_robotmia_export("2024-01-01", "2024-01-03", return_type="arrow", **kw)
+    stored = rf.read_parquet_dataset(tmp_path / "ds", return_type="arrow")
+    assert whole.column("properties.n").to_pylist() == ["1.5", None, "1", "s"]
+    assert stored.column("properties.n").to_pylist() == ["1.5", None, "1.0", "s"]
+    assert whole.column("properties.l").to_pylist() == ['["x",2]', "[1.5,null]", "[3]", "t"]
+    assert stored.column("properties.l").to_pylist() == [
+        '["x","2"]',
+        '["1.5",null]',
+        '["3"]',
+        "t",
+    ]
