@@ -5,9 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import pandas as pd
@@ -344,16 +342,14 @@ class Client:
         )
         if plan:  # the arguments are checked: say what the run would send
             return run.budget()  # auto windows sized from the dataset's history, as the run's
-        with tempfile.TemporaryDirectory(prefix="robotmia-export-") as tmp:
-            return _pipeline.write_dataset(
-                run,
-                location,
-                partition_by,
-                Path(tmp),
-                table_format=table_format,
-                storage_options=storage_options,
-                check_day=_wide.day_budget(shape),
-            )
+        return _pipeline.write_dataset(
+            run,
+            location,
+            partition_by,
+            table_format=table_format,
+            storage_options=storage_options,
+            check_day=_wide.day_budget(shape),
+        )
 
     def sync_to_parquet(
         self,
@@ -427,17 +423,14 @@ class Client:
             on_type_mismatch=on_type_mismatch,
             bytes_per_day=state.history_bytes_per_day(),  # sizes the first auto windows
         )
-        with tempfile.TemporaryDirectory(prefix="robotmia-sync-") as tmp:
-            summary = _pipeline.write_dataset(
-                plan,
-                location,
-                partition_by,
-                Path(tmp),
-                table_format=table_format,
-                storage_options=storage_options,
-                check_day=_wide.day_budget(shape),
-            )
-        return summary
+        return _pipeline.write_dataset(
+            plan,
+            location,
+            partition_by,
+            table_format=table_format,
+            storage_options=storage_options,
+            check_day=_wide.day_budget(shape),
+        )
 
     def plan_sync(
         self,

@@ -7,6 +7,7 @@ import datetime as dt
 import inspect
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -558,7 +559,6 @@ def write_dataset(
     plan: ExportPlan,
     location: sinks.Location,
     partition_by: Sequence[str],
-    workdir: Path,
     *,
     table_format: str | None = None,
     storage_options: dict[str, Any] | None = None,
@@ -567,19 +567,23 @@ def write_dataset(
     """Download ``plan``'s windows into the dataset at ``location``, one atomic day at a
     time, under the dataset's writer lock.
 
-    A day is encoded and written in a helper thread while the next day parses here
+    The bodies land in a temporary folder of the run's own, removed at the end. A
+    day is encoded and written in a helper thread while the next day parses here
     (at most one day written and one parsed at a time: memory stays flat); with
     pinned types the days are written here, so that their warnings point at the
     caller. ``check_day`` sees each day before it is written (the memory budget).
     With ``plan.columns``, only those columns are written; one that no day holds is
     an error once every day is written (the run is then not recorded complete)."""
-    with DatasetWriter(
-        location,
-        partition_by,
-        plan.metadata(),
-        table_format=table_format,
-        storage_options=storage_options,
-    ) as sink:
+    with (
+        tempfile.TemporaryDirectory(prefix="robotmia-write-") as workdir,
+        DatasetWriter(
+            location,
+            partition_by,
+            plan.metadata(),
+            table_format=table_format,
+            storage_options=storage_options,
+        ) as sink,
+    ):
         # Freed C heap goes back to the system (the scanner's, download and writer
         # threads each keep a heap of their own) once the days before are written and
         # freed (the caller holds only the day parsing): before the first day of
@@ -613,10 +617,10 @@ def write_dataset(
         writing = _DayWriter(inline=bool(plan.pinned.dtypes))
         try:
             # closing(): on an error or Ctrl-C the downloads still running end here,
-            # before the caller removes their temporary folder.
+            # before their temporary folder is removed.
             days = iter_windows(
                 plan,
-                workdir,
+                Path(workdir),
                 day_at_a_time=True,
                 hold=DAY_HOLD_BYTES,
                 events=tuple(partition_by) == ("date", "event"),
