@@ -90,11 +90,13 @@ class WindowSizing:
         return self.max_days if days >= self.max_days else max(1, int(days))
 
 
+@dataclass(eq=False)
 class WindowPlanner:
-    """Cuts ``start..end`` into request windows, in date order, learning as bodies land.
+    """Cuts ``next_day..end`` into request windows, in date order, learning as bodies land.
 
-    Pure bookkeeping (no I/O): :meth:`take` hands out the next window, sized by
-    ``sizing`` from the compressed bytes per day of the latest :meth:`learn` (or
+    Pure bookkeeping (no I/O): :meth:`take` hands out the next window from
+    ``next_day`` (the first day not handed out yet: the start of the range), sized
+    by ``sizing`` from the compressed bytes per day of the latest :meth:`learn` (or
     ``bytes_per_day`` given up front).
 
     Example:
@@ -107,17 +109,10 @@ class WindowPlanner:
         (datetime.date(2024, 1, 8), datetime.date(2024, 1, 10))
     """
 
-    def __init__(
-        self,
-        start: dt.date,
-        end: dt.date,
-        sizing: WindowSizing,
-        bytes_per_day: float | None = None,
-    ) -> None:
-        self.next_day = start
-        self.end = end
-        self.sizing = sizing
-        self.bytes_per_day = bytes_per_day
+    next_day: dt.date
+    end: dt.date
+    sizing: WindowSizing
+    bytes_per_day: float | None = None
 
     @property
     def done(self) -> bool:
