@@ -324,13 +324,8 @@ class Client:
         """
         given = dict(locals())
         shape, partition_by = _wide.dataset_shape(given, "export_to_parquet")
-        location, state, tz = _pipeline.dataset_for_write(
-            self._conn,
-            path,
-            project_timezone=project_timezone,
-            storage_options=storage_options,
-            filesystem=filesystem,
-            table_format=table_format,
+        location, state, tz = _pipeline.call_with(
+            _pipeline.dataset_for_write, given, conn=self._conn
         )
         plan = _options.flag(plan, "plan")
         run = self._conn.plan_of(
@@ -395,18 +390,8 @@ class Client:
         """
         given = dict(locals())
         shape, partition_by = _wide.dataset_shape(given, "sync_to_parquet")
-        location, state, tz, budget = _pipeline.sync_budget(
-            self._conn,
-            path,
-            from_date,
-            to_date,
-            lookback_days=lookback_days,
-            project_timezone=project_timezone,
-            storage_options=storage_options,
-            filesystem=filesystem,
-            table_format=table_format,
-            window_days=window_days,
-            window_target_bytes=window_target_bytes,
+        location, state, tz, budget = _pipeline.call_with(
+            _pipeline.sync_budget, given, conn=self._conn
         )
         if budget.days > LONG_SYNC_DAYS:
             logger.info("sync of %s: %s", redact_url(location.url), budget)
@@ -609,16 +594,10 @@ class Client:
         tz = self._conn.timezone(project_timezone)
         pinned = _pipeline.Pinned.checked(dtype, on_type_mismatch)
         shape = _wide.Shape.of(locals())
-        tables = _pipeline.read_file(
-            path,
-            tz,
-            on_bad_lines=on_bad_lines,
-            columns=columns,
-            dedupe=dedupe,
-            time_in_ms=time_in_ms,
-            event=event,
-            where=where,
-            progress=progress,
+        tables = _pipeline.call_with(
+            _pipeline.read_file,
+            locals(),
+            tz=tz,
             hook=_wide.Collector(shape),
             build=_wide.builder(shape),
             keep_keys=_wide.pinned_keys(pinned.dtypes),

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -63,6 +63,8 @@ from ._windows import (
 
 if TYPE_CHECKING:
     import polars as pl
+
+_R = TypeVar("_R")
 
 # ------------------------------------------------------------------ window sizing
 
@@ -306,8 +308,7 @@ class Connection:
         """:meth:`plan` from the arguments of a public function: ``given`` (its
         ``locals()``) holds ``from_date``, ``to_date`` and any of the plan's keywords,
         and more that are not the plan's; ``overrides`` replace some of them."""
-        call = {k: v for k, v in given.items() if k in _PLAN_ARGUMENTS}
-        return self.plan(**(call | overrides))
+        return call_with(self.plan, given, **overrides)
 
     def budget(
         self,
@@ -334,8 +335,19 @@ class Connection:
         )
 
 
-#: The arguments of :meth:`Connection.plan`, which :meth:`Connection.plan_of` picks.
-_PLAN_ARGUMENTS = frozenset(inspect.signature(Connection.plan).parameters) - {"self"}
+def call_with(func: Callable[..., _R], given: Mapping[str, Any], /, **overrides: Any) -> _R:
+    """``func`` called with the entries of ``given`` that are its parameters, by name,
+    ``overrides`` replacing or adding some: how a public method hands its arguments
+    (``given``: its ``locals()``) to a stage without listing them again.
+
+    Example:
+        >>> def window(from_date, to_date, *, limit=None):
+        ...     return from_date, to_date, limit
+        >>> call_with(window, {"from_date": 1, "to_date": 2, "return_type": "arrow"}, limit=5)
+        (1, 2, 5)
+    """
+    names = inspect.signature(func).parameters
+    return func(**{k: v for k, v in given.items() if k in names} | overrides)
 
 
 # ------------------------------------------------------------------ window pipeline

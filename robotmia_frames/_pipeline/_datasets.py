@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import inspect
 import os
 import shutil
 import tempfile
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ window sizing
 
 #: Days in the first request of an ``window_days="auto"`` export, before any size is known.
-from ._core import Connection, ExportPlan, SettledPins, batches, final_schema
+from ._core import Connection, ExportPlan, SettledPins, batches, call_with, final_schema
 from ._fetch import iter_windows
 from ._windows import BudgetPlan, Parsed, Window, add_event_keys
 
@@ -836,11 +835,7 @@ def dataset_query_of(given: Mapping[str, Any], **overrides: Any) -> DatasetQuery
     """:func:`dataset_query` from the arguments of a public function: ``given`` (its
     ``locals()``) holds ``path`` and the query's keywords, and more that are not the
     query's; ``overrides`` replace some of them."""
-    call = {k: v for k, v in given.items() if k in _QUERY_ARGUMENTS}
-    return dataset_query(**(call | overrides))
-
-
-_QUERY_ARGUMENTS = frozenset(inspect.signature(dataset_query).parameters)
+    return call_with(dataset_query, given, **overrides)
 
 
 def _exists(location: sinks.Location) -> bool:
