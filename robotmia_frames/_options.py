@@ -437,15 +437,16 @@ def on_type_mismatch(value: Any) -> OnTypeMismatch:
     return value  # type: ignore[no-any-return]
 
 
-def positive_int(value: Any, name: str) -> int:
-    """A positive integer (not a bool).
+def positive_int(value: Any, name: str, *, allow_zero: bool = False) -> int:
+    """A positive integer (or ``>= 0`` with ``allow_zero``), not a bool.
 
     Example:
-        >>> positive_int(4, "concurrency")
-        4
+        >>> positive_int(4, "concurrency"), positive_int(0, "max_retries", allow_zero=True)
+        (4, 0)
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        what = "a non-negative" if allow_zero else "a positive"
+        raise InvalidArgumentError(f"{name} must be {what} integer, got {value!r}")
     return value
 
 
@@ -478,18 +479,6 @@ def flag(value: Any, name: str) -> bool:
     """
     if not isinstance(value, bool):
         raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def non_negative_int(value: Any, name: str) -> int:
-    """A non-negative integer (not a bool).
-
-    Example:
-        >>> non_negative_int(0, "max_retries")
-        0
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
 

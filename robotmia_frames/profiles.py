@@ -553,7 +553,7 @@ def read_profiles(
     if page_size is not None:
         page_size = _options.positive_int(page_size, "page_size")
     _options.flag(parse_dates, "parse_dates")
-    restarts = _options.non_negative_int(max_session_restarts, "max_session_restarts")
+    restarts = _options.positive_int(max_session_restarts, "max_session_restarts", allow_zero=True)
     url = profiles_url or (
         transport.PROFILES_REGION_URLS[conn.region] if conn.region else DEFAULT_PROFILES_URL
     )

@@ -214,7 +214,7 @@ class Connection:
             project_timezone=project_timezone,
             base_url=url,
             timeout=None if timeout is None else _options.seconds(timeout, "timeout"),
-            max_retries=_options.non_negative_int(max_retries, "max_retries"),
+            max_retries=_options.positive_int(max_retries, "max_retries", allow_zero=True),
             retry_backoff=_options.seconds(retry_backoff, "retry_backoff", allow_zero=True),
             verify=verify,
             limiter=_options.limiter(rate_limit, url),

@@ -436,7 +436,7 @@ def sync_budget(
         table_format=table_format,
     )
     start = _options.date(from_date, "from_date")
-    lookback = _options.non_negative_int(lookback_days, "lookback_days")
+    lookback = _options.positive_int(lookback_days, "lookback_days", allow_zero=True)
     end = (
         _options.date(to_date, "to_date")
         if to_date is not None
