@@ -2,6 +2,7 @@
 
     python benchmarks/bench_e2e.py [--events 1000000] [--days 31] [--small-days 365]
                                    [--small-per-day 3000] [--repeat 1] [--no-delta]
+                                   [--only PATH [PATH ...]]
 
 A generated export (cached under ``bench-data/``, one gzip body per day) is served
 by a minimal static server on 127.0.0.1 that answers a ``from_date..to_date``
@@ -139,6 +140,13 @@ def main() -> None:
     ap.add_argument("--small-per-day", type=int, default=3000)
     ap.add_argument("--repeat", type=int, default=1, help="runs of each path (median kept)")
     ap.add_argument("--no-delta", action="store_true", help="skip HTTP -> Delta Lake")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PATH",
+        help="run only these paths (file_arrow, http_arrow, http_pandas, http_parquet,"
+        " http_delta, small_one_file, http_small_windows)",
+    )
     opts = ap.parse_args()
 
     big = day_bodies(opts.events, opts.days, "clean")
@@ -166,6 +174,8 @@ def main() -> None:
     delta = not opts.no_delta and importlib.util.find_spec("deltalake") is not None
     if delta:
         paths.insert(4, ("http_delta", (url, START.isoformat(), end, str(tmp / "delta"))))
+    if opts.only:
+        paths = [p for p in paths if p[0] in opts.only]
     results: dict[str, dict[str, Any]] = {}
     try:
         for name, args in paths:

@@ -17,6 +17,7 @@ import gzip
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -73,6 +74,31 @@ def test_split_body_matches_line_by_line(tmp_path: Path, lines: list[bytes]) -> 
     assert got == reference(lines)
 
 
+def split_in_pieces(
+    body: bytes, cuts: list[int], given_up: bytes = b"", **options: Any
+) -> tuple[DaySplitter, list[bytes]]:
+    """``body`` fed to a splitter into memory (``options``: the splitter's) in the
+    pieces ``cuts`` make, after an attempt that fed ``given_up`` and was restarted."""
+    outs: list[io.BytesIO] = []
+
+    def opener() -> list[io.BytesIO]:
+        outs[:] = [io.BytesIO() for _ in range(DAYS)]
+        return list(outs)
+
+    splitter = DaySplitter(FIRST, DAYS, "s", opener, "w", **options)  # type: ignore[arg-type]
+    splitter.restart()
+    if given_up:
+        splitter.feed(given_up)
+        splitter.restart()
+    at = 0
+    for cut in [*sorted(cuts), len(body)]:
+        if cut > at:
+            splitter.feed(body[at:cut])
+            at = cut
+    splitter.finish()
+    return splitter, [o.getvalue() for o in outs]
+
+
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -87,25 +113,8 @@ def test_splitter_fed_in_pieces_matches_line_by_line(
     lines: list[bytes], cuts: list[int], chunk_bytes: int, compress: bool, end_newline: bool
 ) -> None:
     body = b"\n".join(lines) + (b"\n" if end_newline and lines else b"")
-    outs: list[io.BytesIO] = []
-
-    def opener() -> list[io.BytesIO]:
-        outs[:] = [io.BytesIO() for _ in range(DAYS)]
-        return list(outs)
-
-    splitter = DaySplitter(
-        FIRST, DAYS, "s", opener, "w", compress=compress, chunk_bytes=chunk_bytes
-    )  # type: ignore[arg-type]
-    splitter.restart()
-    splitter.feed(b'{"event":"e","properties":{"time":86400}}\n{bad\n')  # an attempt given up
-    splitter.restart()
-    at = 0
-    for cut in [*sorted(cuts), len(body)]:
-        if cut > at:
-            splitter.feed(body[at:cut])
-            at = cut
-    splitter.finish()
-    got = [o.getvalue() for o in outs]
+    given_up = b'{"event":"e","properties":{"time":86400}}\n{bad\n'  # an attempt given up
+    _, got = split_in_pieces(body, cuts, given_up, compress=compress, chunk_bytes=chunk_bytes)
     if compress:
         got = [gzip.decompress(b) for b in got]
     read = body.split(b"\n")  # the body's lines, as a reader of it sees them
@@ -159,3 +168,83 @@ def test_day_files_of_a_body_out_of_order_read_whole(tmp_path: Path) -> None:
     assert read[0] == [lines[0], lines[2], lines[5], lines[6]]
     rows = [sum(b.num_rows for b in parse.read_raw_batches(p, source=p.name)) for p in paths]
     assert rows == [4, 2, 1]  # the scanner's read (C where built) too
+
+
+def accepted(splitter: DaySplitter, outs: list[bytes], tmp_path: Path) -> bool:
+    """Whether a cut by bisection stands: no day met twice, and each day's output,
+    parsed, holds only that day's rows (``holds_only``), as the dataset write checks."""
+    if not splitter.exact and not splitter.ordered:
+        return False
+    for i, data in enumerate(outs):
+        p = tmp_path / f"day{i}.jsonl"
+        p.write_bytes(data)
+        batches = list(parse.read_raw_batches(p, source=p.name, on_bad_lines="skip"))
+        if not splitter.holds_only(i, batches):
+            return False
+    return True
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(_LINE, max_size=60),
+    cuts=st.lists(st.integers(0, 3000), max_size=8),
+)
+def test_a_cut_by_bisection_that_stands_is_the_exact_cut(
+    tmp_path: Path, lines: list[bytes], cuts: list[int]
+) -> None:
+    """Any body, in or out of order, with blank and malformed lines: when the
+    bisection's cut passes the checks, every day holds exactly its lines."""
+    body = b"".join(line + b"\n" for line in lines)
+    splitter, outs = split_in_pieces(body, cuts, exact=False)
+    if accepted(splitter, outs, tmp_path):
+        assert [o.splitlines() for o in outs] == reference(lines)
+
+
+_SORTED = st.lists(st.integers(0, 3 * 86400 - 1), max_size=300).map(sorted)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(times=_SORTED, cuts=st.lists(st.integers(0, 30000), max_size=8), bad=st.data())
+def test_a_body_in_day_order_is_cut_by_bisection(
+    tmp_path: Path, times: list[int], cuts: list[int], bad: st.DataObject
+) -> None:
+    """A body in day order (malformed lines inside a day's run too) is cut by
+    bisection, and its cut stands: no row's time is read to cut it."""
+    base = (FIRST - dt.date(1970, 1, 1)).days * 86400
+    lines = [row(base + t) for t in times]
+    for at in bad.draw(st.lists(st.integers(1, max(1, len(lines) - 1)), max_size=3)):
+        if (
+            0 < at < len(lines)
+            and lines[at - 1] != b"{bad"
+            and times[at - 1] // 86400 == times[at] // 86400
+        ):
+            lines[at] = b"{bad"  # in the middle of a day: it goes with the row before
+    body = b"".join(line + b"\n" for line in lines)
+    splitter, outs = split_in_pieces(body, cuts, exact=False)
+    if parse.native_enabled():
+        assert accepted(splitter, outs, tmp_path)
+    assert [o.splitlines() for o in outs] == reference(lines)
+
+
+def test_a_row_out_of_order_inside_a_day_is_caught(tmp_path: Path) -> None:
+    """A row of the first day amid the third day's rows: the bisection, which takes
+    the body to be in order, misplaces rows without meeting a day twice, and the
+    check of the days' rows refuses its cut (the write then cuts the body exactly)."""
+    base = (FIRST - dt.date(1970, 1, 1)).days * 86400
+    times = [base + 1, base + 86401, *(base + 2 * 86400 + i for i in range(40))]
+    times.insert(4, base + 2)  # the second line of the third day's run
+    lines = [row(t) for t in times]
+    body = b"".join(line + b"\n" for line in lines)
+    splitter, outs = split_in_pieces(body, [], exact=False)
+    if not parse.native_enabled():
+        return
+    assert splitter.ordered
+    assert [o.splitlines() for o in outs] != reference(lines)
+    assert not accepted(splitter, outs, tmp_path)
+    exact, exact_outs = split_in_pieces(body, [], exact=True)
+    assert [o.splitlines() for o in exact_outs] == reference(lines)
+    assert accepted(exact, exact_outs, tmp_path)

@@ -37,6 +37,7 @@ from robotmia_frames._pipeline import (
     plan_windows,
     split_days,
 )
+from robotmia_frames._pipeline._split import DaySplitter
 from robotmia_frames.emulator import ExportServer, Fault, generate_events
 from tests.conftest import SECRET, ServerFactory, local_seconds
 
@@ -400,6 +401,64 @@ def test_an_empty_day_inside_a_window_replaces_its_old_partition(
     assert ids(rf.read_parquet_dataset(tmp_path, return_type="arrow")) == ids(
         rf.read_robotmia_export(START, END, return_type="arrow", window_days=1, **kw(second))
     )
+
+
+@pytest.mark.parametrize("table_format", ["hive", "delta"])
+def test_a_body_out_of_order_is_written_day_by_day_exactly(
+    server: ServerFactory, tmp_path: Path, table_format: str
+) -> None:
+    """A multi-day body is cut into days by bisection, taking it to be in day order;
+    a row out of order (here a row of the first day amid the third day's) is found
+    as the day it landed in is parsed, and the body is then cut again exactly and
+    its days written again, each replacing itself: every row in its own day, none
+    twice, and the summary counts each day once. Run twice: downloading (the cut
+    made as the body arrives), then from the cache (the body read in one piece:
+    the first two days are written before the third shows the row out of order)."""
+    if table_format == "delta":
+        pytest.importorskip("deltalake")
+    first = dt.date(2024, 3, 1)
+    base = int(local_seconds(first))
+    times = [base + i for i in range(10)] + [base + 86400 + i for i in range(10)]
+    times += [base + 2 * 86400 + i for i in range(60)]
+    times.insert(25, base + 100)  # a row of the first day, out of order
+    lines = [
+        orjson.dumps({"event": "e", "properties": {"time": t, "$insert_id": f"r{i}"}})
+        for i, t in enumerate(times)
+    ]
+    body = b"".join(line + b"\n" for line in lines)
+    want = {"2024-03-01": 11, "2024-03-02": 10, "2024-03-03": 60}
+    outs = [io.BytesIO() for _ in range(3)]
+    splitter = DaySplitter(first, 3, "s", lambda: list(outs), "w", exact=False)
+    splitter.restart()
+    splitter.feed(body)
+    splitter.finish()
+    # the cut of the body read in one piece: the first two days right (written before
+    # the third is parsed), the row out of order in the third
+    assert not parse.native_enabled() or (
+        splitter.ordered and [o.getvalue().count(b"\n") for o in outs] == [10, 10, 61]
+    )
+    srv = server([], project_timezone="UTC", faults=[Fault(body=body, times=None)])
+    cache = tmp_path / "cache"
+    for run in ("download", "cache"):
+        out = tmp_path / run
+        summary = rf.export_to_parquet(
+            out,
+            first,
+            first + dt.timedelta(days=2),
+            window_days=3,
+            cache_dir=cache,
+            table_format=table_format,
+            **kw(srv, project_timezone="UTC"),
+        )
+        assert summary.rows == len(lines) and summary.rows_per_day == want, run
+        table = rf.read_parquet_dataset(out, return_type="arrow")
+        assert table.num_rows == len(lines)
+        assert sorted(table.column("properties.$insert_id").to_pylist()) == sorted(
+            f"r{i}" for i in range(len(lines))
+        )
+        days = Counter(t.date().isoformat() for t in table.column("time").to_pylist())
+        assert days == want, run
+    assert len(exports(srv)) == 1  # the second run read the cached body
 
 
 def test_limit_caps_the_total_with_windows(server: ServerFactory, tmp_path: Path) -> None:

@@ -240,6 +240,7 @@ class DatasetWriter:
             self.files = 0
             self.bytes = 0
             self.rows_per_day: dict[str, int] = {}
+            self._days_written: dict[dt.date, sinks.DayWriteResult] = {}
             self._recorded_complete = False
             # A run killed while widening older days leaves some of them narrower:
             # bring them in line first.
@@ -361,13 +362,19 @@ class DatasetWriter:
         end: dt.date | None = None,
     ) -> None:
         """Record ``day`` as written with the ``merged`` kinds and count what was
-        written. Days it widened a column for are rewritten once, by :meth:`finish`.
+        written (a day written again in the same run counts once: it replaced itself). Days it widened a column for are rewritten once, by :meth:`finish`.
         The last day of the run (``end``), written with :meth:`day_metadata`, holds
         the run's complete range when it has a file (a Delta commit always does)."""
         if day == end and (result.rows or self.ds.table_format == "delta"):
             self._recorded_complete = True
         self.widened |= self._changed(merged)
         self.kinds = merged
+        before = self._days_written.get(day)  # a day written again replaced itself
+        if before is not None:
+            self.rows -= before.rows
+            self.files -= len(before.files)
+            self.bytes -= before.bytes
+        self._days_written[day] = result
         self.rows += result.rows
         self.files += len(result.files)
         self.bytes += result.bytes

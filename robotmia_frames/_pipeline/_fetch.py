@@ -253,6 +253,15 @@ def fetch_halving(
     return out
 
 
+class _Misplaced(Exception):
+    """A day file of a body cut by bisection holds a row of another day (the body
+    is out of order): the body is cut again, exactly."""
+
+    def __init__(self, day: dt.date) -> None:
+        super().__init__(f"day {day.isoformat()} holds rows of another day")
+        self.day = day
+
+
 class _Downloads:
     """The state an export's download threads share with the thread handing its
     days on (:func:`iter_windows`): the HTTP sessions, the cache, the window planner,
@@ -285,9 +294,13 @@ class _Downloads:
         self.chunk_rows = parse.ChunkRows()  # learnt from the first body, kept for the others
         # Bodies parsed while they download (the C scanner): see STREAMED_AHEAD.
         self.streaming = parse.native_enabled()
-        # Multi-day bodies of a dataset write cut into day files as they download.
+        # Multi-day bodies of a dataset write cut into day files as they download:
+        # by bisection (each day's rows checked as it is parsed), unless a body
+        # has needed the exact cut (then the later ones take it at once) or the
+        # days handed on are counted against ``limit``.
         self.splitting = _StreamBudget(SPLIT_AHEAD)
         self.splits: dict[Path, DaySplitter] = {}
+        self.exact_split = not parse.native_enabled() or plan.limit is not None
         # A read's memory budget, also checked in the download threads as bodies are scanned.
         read_hook = BATCH_HOOK.get()
         self.budget = read_hook if isinstance(read_hook, BudgetHook) else None
@@ -437,14 +450,25 @@ class _Downloads:
             days = [(day, hooked(part, hook)) for day, part in days]
         yield from self._hand_on(result, cached, days, len(days))
 
-    def day_splitter(self, label: str, first: dt.date, last: dt.date) -> DaySplitter:
-        """The splitter of a multi-day body into day files (in the scratch folder)."""
-        directory = self.workdir / f"days-{label}"
-        return DaySplitter.to_files(first, last, directory, self.plan.time_unit, f"window {label}")
+    def day_splitter(
+        self, label: str, first: dt.date, last: dt.date, *, exact: bool | None = None
+    ) -> DaySplitter:
+        """The splitter of a multi-day body into day files (in the scratch folder);
+        an exact one in a folder of its own."""
+        exact = self.exact_split if exact is None else exact
+        directory = self.workdir / (f"days-{label}" + ("-exact" if exact else ""))
+        return DaySplitter.to_files(
+            first, last, directory, self.plan.time_unit, f"window {label}", exact=exact
+        )
 
     def _by_day(self, result: transport.DownloadResult, cached: bool) -> Iterator[Window]:
         """A multi-day body cut into one file per day (as it downloaded, else now),
-        each parsed when its turn comes."""
+        each parsed when its turn comes.
+
+        A body cut by bisection has each day's rows checked as the day is parsed
+        (``DaySplitter.holds_only``): a body out of order is cut again exactly and
+        every one of its days handed on again, each replacing the one handed on
+        before it (a dataset writes a day in one atomic step)."""
         req = result.request
         with self.lock:
             splitter = self.splits.pop(result.path, None) if not cached else None
@@ -453,10 +477,39 @@ class _Downloads:
         else:
             splitter = self.day_splitter(req.label, req.from_date, req.to_date)
             splitter.read(result.path)  # its day files removed if it fails
-        paths = splitter.paths
-        dated = ((req.from_date + dt.timedelta(days=i), path) for i, path in enumerate(paths))
-        days = ((day, self._parse_day(path, day)) for day, path in dated)
-        yield from self._hand_on(result, cached, days, len(paths))
+        if not splitter.ordered and not splitter.exact:  # a day met again: cut exactly
+            splitter.discard()
+            splitter = self._exact_split(result)
+        handed = 0
+        try:
+            for w in self._hand_on(result, cached, self._days(splitter), splitter.days):
+                handed += 1
+                yield w
+        except _Misplaced:
+            splitter.discard()
+            splitter = self._exact_split(result)
+            yield from self._hand_on(result, cached, self._days(splitter), splitter.days, handed)
+
+    def _exact_split(self, result: transport.DownloadResult) -> DaySplitter:
+        """The body of ``result`` cut exactly (every row's time read), now; so are
+        the next bodies."""
+        req = result.request
+        self.exact_split = True
+        splitter = self.day_splitter(req.label, req.from_date, req.to_date, exact=True)
+        splitter.read(result.path)  # its day files removed if it fails
+        return splitter
+
+    def _days(self, splitter: DaySplitter) -> Iterator[tuple[dt.date, Parsed]]:
+        """Each day file of ``splitter`` parsed, in order, checked to hold that day's
+        rows exactly (:class:`_Misplaced` if not)."""
+        for i, path in enumerate(splitter.paths):
+            day = splitter.first + dt.timedelta(days=i)
+            parsed = self._parse_day(path, day)
+            if not splitter.exact and (
+                parsed.again is not None or not splitter.holds_only(i, parsed.batches)
+            ):
+                raise _Misplaced(day)
+            yield day, parsed
 
     def _parse_day(self, path: Path, day: dt.date) -> Parsed:
         """One day's file of a multi-day body, parsed as a one-day window is."""
@@ -478,11 +531,13 @@ class _Downloads:
         cached: bool,
         days: Iterable[tuple[dt.date, Parsed]],
         count: int,
+        counted: int = 0,
     ) -> Iterator[Window]:
-        """The days of one body as :class:`Window` s, in order, each counted done."""
+        """The days of one body as :class:`Window` s, in order, each counted done
+        (but the first ``counted``, handed on before)."""
         progress = self.plan.progress
         for i, (day, part) in enumerate(days):
-            if progress is not None:
+            if progress is not None and i >= counted:
                 # the bytes were counted as they arrived, unless the body was cached
                 progress.window_done(result.bytes_received if cached and i == 0 else 0)
             yield Window(day, result, part, cached, last=i == count - 1)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import parse
 from .._zlib import zlib as _zlib
-from ._windows import day_numbers
+from ._windows import day_numbers, day_runs
 
 __all__ = ["DaySplitter", "day_paths", "split_body", "split_body_files"]
 
@@ -99,6 +99,13 @@ class DaySplitter:
     another gzip member, and a day without lines gets an empty member. Plain outputs
     take that run as it comes.
 
+    Without ``exact``, each piece is cut where its day changes by bisection
+    (``day_runs``: a few dozen lines read, not every row's time), which is right
+    for a body in day order; the scanner's read of every row's time is then left
+    to the parse of each day, which checks it (:meth:`holds_only`). A day met
+    again after another day (:attr:`ordered` False) or a piece the bisection cannot
+    read is cut exactly as above.
+
     A ``transport.BodyTap``: fed while the body downloads, nothing is trusted until
     :meth:`finish` (after the body verified); :meth:`discard` removes the outputs.
 
@@ -125,10 +132,12 @@ class DaySplitter:
         compress: bool = False,
         chunk_bytes: int = SPLIT_BYTES,
         paths: Sequence[Path] = (),
+        exact: bool = True,
     ) -> None:
         self.first, self.days, self.unit, self.label = first, days, unit, label
         self.opener = opener
         self.compress = compress
+        self.exact = exact
         self.chunk_bytes = chunk_bytes
         self.paths = list(paths)  # the outputs' files, if files (removed by discard)
         self.outs: list[BinaryIO] = []
@@ -136,7 +145,14 @@ class DaySplitter:
 
     @classmethod
     def to_files(
-        cls, first: dt.date, last: dt.date, directory: Path, unit: str, label: str
+        cls,
+        first: dt.date,
+        last: dt.date,
+        directory: Path,
+        unit: str,
+        label: str,
+        *,
+        exact: bool = True,
     ) -> DaySplitter:
         """A splitter into plain JSONL day files in ``directory`` (:func:`day_paths`)."""
         paths = day_paths(first, last, directory)
@@ -153,7 +169,7 @@ class DaySplitter:
                 raise
             return outs
 
-        return cls(first, len(paths), unit, opener, label, paths=paths)
+        return cls(first, len(paths), unit, opener, label, paths=paths, exact=exact)
 
     def restart(self) -> None:
         """Start again from the body's first byte (before each attempt at the download)."""
@@ -162,6 +178,7 @@ class DaySplitter:
         self._reset()
 
     def _reset(self) -> None:
+        self.ordered = True  # no day met again after another day
         self._written = [False] * self.days
         self._deflater: Any = None
         self._current = -1  # the day being written
@@ -232,6 +249,8 @@ class DaySplitter:
 
     def _write(self, day: int, data: bytes | memoryview) -> None:
         """A run of whole lines of ``day``."""
+        if day != self._current and self._written[day]:
+            self.ordered = False
         if self.compress and day != self._current:
             if self._deflater is not None:
                 self.outs[self._current].write(self._deflater.flush())
@@ -242,6 +261,8 @@ class DaySplitter:
 
     def _split(self, chunk: bytes | memoryview) -> None:
         """Write ``chunk``, whole lines each ending in a newline, to their days."""
+        if not self.exact and self._bisected(memoryview(chunk)):
+            return
         times = parse.scan_times(chunk)
         count = -1 - parse.cut_lines(chunk, 0, sys.maxsize) if times is not None else -1
         if times is not None and len(times) == count:  # a row on every line
@@ -251,6 +272,36 @@ class DaySplitter:
             self._line_by_line(lines)
             count = len(lines)
         self._line += count
+
+    def _bisected(self, chunk: memoryview) -> bool:
+        """Write ``chunk`` as the runs of one day that bisection finds (False: it
+        could not read them all, nothing written)."""
+        runs, whole = day_runs(chunk, self.first, self.days, self.unit)
+        if not whole:
+            return False
+        ends = [start for start, _ in runs[1:]] + [len(chunk)]
+        for (start, day), end in zip(runs, ends, strict=True):
+            assert day is not None  # a whole read knows every run's day
+            self._write(day, chunk[start:end])
+            self._day = day
+        self._line += -1 - parse.cut_lines(chunk, 0, sys.maxsize)
+        return True
+
+    def holds_only(self, index: int, batches: Sequence[parse.RawBatch]) -> bool:
+        """Whether the day ``index``'s output, parsed into ``batches`` (in order),
+        is that day's exactly as an exact cut (``exact``) writes it: each row of that
+        day, and (for a later day than the first) its first line a row, not a line
+        that goes with the row before it. True for an exact cut."""
+        if self.exact:
+            return True
+        for k, b in enumerate(batches):
+            if k == 0 and index and b.first_line == 1 and 1 in b.bad_lines:
+                return False
+            if b.num_rows and bool(
+                np.any(day_numbers(b.time, self.first, self.days, self.unit) != index)
+            ):
+                return False
+        return True
 
     def _runs(self, chunk: memoryview, days: np.ndarray) -> None:
         """A chunk of rows, one a line, each of day ``days[i]``: each run of one day

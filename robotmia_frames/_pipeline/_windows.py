@@ -622,15 +622,73 @@ def line_day(line: bytes | memoryview, first: dt.date, days: int, unit: str = "s
 _CUT_PROBES = 200
 
 
+def day_runs(
+    chunk: memoryview, first: dt.date, days: int, unit: str = "s"
+) -> tuple[list[tuple[int, int | None]], bool]:
+    """The runs of lines of one day in a chunk of whole lines of a body of
+    ``first..first + days - 1``, found by bisection (an export body lists its days
+    one after another): each run's first byte and its day (a line's day as in
+    :func:`line_day`; None for a line that is not a JSON object), and whether the
+    runs reach the end of the chunk. Reading a few dozen lines, it gives up (the
+    runs found so far, False) on a probed line that is not a JSON object, or after
+    :data:`_CUT_PROBES` lines. Lines out of order within a run are not seen: each
+    run holds the lines from its first to the next run's first, whatever their days.
+
+    Example:
+        >>> import datetime as dt
+        >>> body = b''.join(b'{"event":"e","properties":{"time":%d}}\\n' % t
+        ...                 for t in (0, 10, 86400, 86401, 90000))
+        >>> runs, whole = day_runs(memoryview(body), dt.date(1970, 1, 1), 2)
+        >>> not parse.native_enabled() or (
+        ...     [day for _, day in runs], whole, body[:runs[1][0]].count(b"\\n")
+        ... ) == ([0, 1], True, 2)
+        True
+    """
+
+    def day_at(start: int) -> int | None:
+        return line_day(chunk[start : parse.line_after(chunk, start)], first, days, unit)
+
+    size = len(chunk)
+    if not size:
+        return [], True
+    lo = 0
+    low = day_at(0)
+    runs: list[tuple[int, int | None]] = [(0, low)]
+    probes = 0
+    while low is not None:
+        hi = size  # a line start of another day than lo's (or the end)
+        while probes < _CUT_PROBES:
+            probes += 1
+            c = parse.line_after(chunk, (lo + hi) // 2)
+            if c >= hi:
+                c = parse.line_after(chunk, lo)
+                if c >= hi:
+                    break
+            got = day_at(c)
+            if got is None:
+                return runs, False
+            if got == low:
+                lo = c
+            else:
+                hi = c
+        else:
+            return runs, False
+        if hi >= size:
+            return runs, True
+        lo, low = hi, day_at(hi)
+        runs.append((hi, low))
+    return runs, False
+
+
 def day_cutter(first: dt.date, days: int, unit: str = "s") -> parse.Cutter:
     """Where the chunks of a body of ``first..first + days - 1`` change day.
 
     An export body lists its days one after another, so a chunk's day boundaries
-    are found by bisection, reading a few dozen of its lines (a line's day as in
-    :func:`day_numbers`). Cut there, no batch straddles midnight and
-    :func:`split_days` has nothing to parse again. A chunk whose days are not in
-    order (or whose probed line is blank or not an object) is cut where known so
-    far; :func:`split_days` handles what remains.
+    are found by bisection, reading a few dozen of its lines (:func:`day_runs`). Cut
+    there, no batch straddles midnight and :func:`split_days` has nothing to parse
+    again. A chunk whose days are not in order (or whose probed line is blank or
+    not an object) is cut where known so far; :func:`split_days` handles what
+    remains.
 
     Example:
         >>> import datetime as dt
@@ -641,38 +699,8 @@ def day_cutter(first: dt.date, days: int, unit: str = "s") -> parse.Cutter:
         True
     """
 
-    def day_at(chunk: memoryview, start: int) -> int | None:
-        return line_day(chunk[start : parse.line_after(chunk, start)], first, days, unit)
-
     def cutter(chunk: memoryview) -> list[int]:
-        size = len(chunk)
-        cuts: list[int] = []
-        lo = 0
-        low = day_at(chunk, 0)
-        probes = 0
-        while low is not None and lo < size:
-            hi = size  # a line start of another day than lo's (or the end)
-            while probes < _CUT_PROBES:
-                probes += 1
-                c = parse.line_after(chunk, (lo + hi) // 2)
-                if c >= hi:
-                    c = parse.line_after(chunk, lo)
-                    if c >= hi:
-                        break
-                got = day_at(chunk, c)
-                if got is None:
-                    return cuts
-                if got == low:
-                    lo = c
-                else:
-                    hi = c
-            else:
-                return cuts
-            if hi >= size:
-                break
-            cuts.append(hi)
-            lo, low = hi, day_at(chunk, hi)
-        return cuts
+        return [start for start, _ in day_runs(chunk, first, days, unit)[0][1:]]
 
     return cutter
 
