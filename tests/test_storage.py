@@ -287,6 +287,43 @@ def test_delta_table_local_every_reader(server: ServerFactory, tmp_path: Path) -
         con.close()
 
 
+def test_delta_days_written_through_one_table_match_its_log(tmp_path: Path) -> None:
+    """Each day is written through the table as the write before left it (its log
+    not read again): what each write reports, and the table it leaves, are what a
+    fresh read of the log gives, across a new column, a widened one (which rewrites
+    the older days in its commit), a day written again and an empty day."""
+    import pyarrow as pa
+
+    from robotmia_frames.sinks import DeltaDataset, locate
+
+    ds = DeltaDataset(locate(str(tmp_path / "t")))
+    ts = pa.timestamp("us", tz="UTC")
+    days = [dt.date(2024, 1, d) for d in (1, 2, 3, 2, 4)]
+    tables = [
+        pa.table({"time": pa.array([0, 1], ts), "n": pa.array([1, 2], pa.int64())}),
+        pa.table({"time": pa.array([2], ts), "n": [3], "s": ["a"]}),
+        pa.table({"time": pa.array([3], ts), "n": [1.5], "s": ["b"]}),  # widens n
+        pa.table({"time": pa.array([4, 5], ts), "n": [2.5, 3.5], "s": ["c", None]}),
+        pa.table(
+            {
+                "time": pa.array([], ts),
+                "n": pa.array([], pa.float64()),
+                "s": pa.array([], pa.string()),
+            }
+        ),
+    ]
+    for day, t in zip(days, tables, strict=True):
+        result = ds.write_day(day, t.schema, iter(t.to_batches()))
+        fresh = DeltaDataset(locate(str(tmp_path / "t")), create=False)
+        assert result.rows == t.num_rows
+        assert sorted(result.files) == fresh.files(day)
+        assert ds.files() == fresh.files() and ds.schemas() == fresh.schemas()
+    back = deltalake.DeltaTable(str(tmp_path / "t")).to_pyarrow_table()
+    got = pd.Series(back.column("date").to_pylist()).astype(str).value_counts().to_dict()
+    assert got == {"2024-01-01": 2, "2024-01-02": 2, "2024-01-03": 1}
+    assert back.schema.field("n").type == pa.float64()
+
+
 def test_delta_reexport_replaces_a_day_in_one_commit(server: ServerFactory, tmp_path: Path) -> None:
     out = tmp_path / "delta"
     srv = server(generate_events(30, days=3, seed=1), project_timezone="UTC")

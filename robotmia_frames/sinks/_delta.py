@@ -107,6 +107,9 @@ class DeltaDataset(ParquetDataset):
         super().__init__(root, partition_by=("date",), create=create)
         self.uri = self.root if root.local else root.url
         self.delta_options = delta_storage_options(storage_options) or None
+        # The table as this object's last write left it (a write updates it in
+        # place): the next day is written through it, its log not read again.
+        self._written: Any = None
 
     # -- the table ----------------------------------------------------------------
 
@@ -117,8 +120,9 @@ class DeltaDataset(ParquetDataset):
             return None
         return DeltaTable(self.uri, storage_options=self.delta_options)
 
-    def _actions(self) -> pa.Table | None:
-        table = self._table()
+    def _actions(self, table: Any = None) -> pa.Table | None:
+        """The add actions of ``table`` (else of the table as its log says now)."""
+        table = self._table() if table is None else table
         if table is None:
             return None
         return pa.table(table.get_add_actions(flatten=True))
@@ -147,9 +151,10 @@ class DeltaDataset(ParquetDataset):
         by_day = self.files_by_day(lambda d: day is None or d == day)
         return sorted(f for files in by_day.values() for f in files)
 
-    def schemas(self) -> dict[str, pa.Schema]:
-        """The table's schema (less ``date``), once: it stands for every file."""
-        table = self._table()
+    def schemas(self, table: Any = None) -> dict[str, pa.Schema]:
+        """The table's schema (less ``date``), once: it stands for every file (of
+        ``table``, else of the table as its log says now)."""
+        table = self._table() if table is None else table
         if table is None:
             return {}
         schema = pa.schema(table.schema().to_arrow())
@@ -206,7 +211,12 @@ class DeltaDataset(ParquetDataset):
                 result.rows += batch.num_rows
                 yield _dated(batch, date_value, out_schema)
 
-        widen = self._narrower_in_table(schema)
+        # Written through the table as the last write left it (the writer's lock
+        # keeps others out), not through its log read again for each day.
+        table = self._written if self._written is not None else self._table()
+        self._written = None  # until this write has landed
+        widen = self._narrower_in_table(schema, table)
+        target = self.uri if table is None else table
         common: dict[str, Any] = dict(
             partition_by=["date"],
             storage_options=self.delta_options,
@@ -218,18 +228,21 @@ class DeltaDataset(ParquetDataset):
             reader = pa.RecordBatchReader.from_batches(
                 out_schema, itertools.chain(self._older_days(older, schema, out_schema), dated())
             )
-            write_deltalake(self.uri, reader, mode="overwrite", schema_mode="overwrite", **common)
+            write_deltalake(target, reader, mode="overwrite", schema_mode="overwrite", **common)
         else:
             reader = pa.RecordBatchReader.from_batches(out_schema, dated())
             write_deltalake(
-                self.uri,
+                target,
                 reader,
                 mode="overwrite",
                 predicate=f"date = '{day.isoformat()}'",
                 schema_mode="merge",
                 **common,
             )
-        actions = self._actions()
+        if table is None:  # the table's first commit
+            table = self._table()
+        self._written = table
+        actions = self._actions(table)
         if actions is not None:
             for path, size, d in zip(
                 actions.column("path").to_pylist(),
@@ -242,9 +255,9 @@ class DeltaDataset(ParquetDataset):
                     result.bytes += int(size)
         return result
 
-    def _narrower_in_table(self, schema: pa.Schema) -> bool:
-        """Whether the table holds a column of ``schema`` with another (narrower) type."""
-        current = self.schemas()
+    def _narrower_in_table(self, schema: pa.Schema, table: Any) -> bool:
+        """Whether ``table`` holds a column of ``schema`` with another (narrower) type."""
+        current = self.schemas(table) if table is not None else {}
         if not current:
             return False
         (table_schema,) = current.values()
