@@ -13,6 +13,7 @@ import pytest
 
 import robotmia_frames as rf
 from robotmia_frames.cli import main
+from robotmia_frames.emulator import Fault
 from tests.conftest import SECRET, ServerFactory, read_day
 from tests.test_cli import assert_one_line_error
 
@@ -121,3 +122,37 @@ def test_dataset_widened_in_steps_keeps_the_stored_spelling(
         '["3"]',
         "t",
     ]
+
+
+def test_days_before_a_failing_day_of_a_halved_window_are_written(
+    server: ServerFactory, tmp_path: Path
+) -> None:
+    """design.md §4, §4b: a window that keeps failing is halved down to single days;
+    the dataset is written one day at a time and a failing day leaves the others
+    intact. The days before it that arrived whole are written, as with one-day
+    windows, instead of being thrown away with the failed day's error."""
+    t0 = 1704067200  # 2024-01-01
+    lines = [{"event": "e", "properties": {"time": t0 + d * 86400 + 5, "d": d}} for d in range(4)]
+    srv = server(lines)
+    kw = {"api_secret": SECRET, "project_timezone": "UTC", "base_url": srv.url}
+    out = tmp_path / "ds"
+    rf.export_to_parquet(out, "2024-01-03", "2024-01-04", **kw)  # the old days 3 and 4
+    srv.add_fault(
+        Fault(
+            status=500, times=None, match=lambda p: p["from_date"] <= "2024-01-03" <= p["to_date"]
+        )
+    )
+    for window_days in (4, "auto"):
+        with pytest.raises(rf.APIError, match="window 2024-01-03") as caught:
+            rf.export_to_parquet(
+                out, "2024-01-01", "2024-01-04", window_days=window_days, max_retries=0, **kw
+            )
+        assert caught.value.status_code == 500
+        table = rf.read_parquet_dataset(out, return_type="arrow")
+        assert sorted(table.column("properties.d").to_pylist()) == [0, 1, 2, 3]
+        assert sorted(p.name for p in out.glob("date=*")) == [
+            "date=2024-01-01",
+            "date=2024-01-02",
+            "date=2024-01-03",
+            "date=2024-01-04",
+        ]

@@ -218,6 +218,7 @@ def fetch_halving(
     first: dt.date,
     last: dt.date,
     planner: WindowPlanner,
+    got: list[transport.DownloadResult] | None = None,
 ) -> list[transport.DownloadResult]:
     """The verified bodies of ``first..last``: one ``download``, else (network errors,
     truncated bodies, 5xx after the transport's retries) two halves, each fetched
@@ -226,7 +227,11 @@ def fetch_halving(
     brought whole (or its first day alone, whose bytes are then known to be past
     the target). Each body teaches ``planner`` its bytes per day; the rest of the
     window is cut to the windows that size says (auto windows). Shared with the
-    Dask workers (``robotmia_frames.dask``)."""
+    Dask workers (``robotmia_frames.dask``).
+
+    The bodies are appended to ``got`` (returned) as they verify, in day order: when
+    a day fails, ``got`` holds the bodies of the days before it."""
+    out = [] if got is None else got
     try:
         result = download(first, last)
     except OverTarget as exc:
@@ -240,15 +245,16 @@ def fetch_halving(
         cut = first + dt.timedelta(days=(last - first).days // 2)
     else:
         planner.learn(first, last, result.bytes_received)
-        return [result]
-    out = fetch_halving(download, first, cut, planner)
+        out.append(result)
+        return out
+    fetch_halving(download, first, cut, planner, out)
     day = cut + dt.timedelta(days=1)
     while day <= last:  # the rest in windows sized from what the halves taught
         span = (last - day).days + 1
         if planner.sizing.days is None and planner.bytes_per_day is not None:
             span = min(span, planner.sizing.next_days(planner.bytes_per_day))
         end = day + dt.timedelta(days=span - 1)
-        out += fetch_halving(download, day, end, planner)
+        fetch_halving(download, day, end, planner, out)
         day = end + dt.timedelta(days=1)
     return out
 
@@ -309,6 +315,8 @@ class _Downloads:
             most = STREAMED_AHEAD_DENSE
         self.ahead = _StreamBudget(most)
         self.streams: dict[Path, parse.BodyParser] = {}
+        # Of a window that failed on a day, the verified bodies of the days before it.
+        self.fetched_before: dict[tuple[dt.date, dt.date], list[transport.DownloadResult]] = {}
         # The stored bytes and days of the bodies landed: the memory budget of a read
         # projects from them to every body (the days to come at the same rate).
         self.known_bytes = self.known_days = 0
@@ -388,8 +396,17 @@ class _Downloads:
         return result
 
     def fetch(self, first: dt.date, last: dt.date) -> list[transport.DownloadResult]:
-        """The verified bodies of ``first..last`` (halved on failure, see :func:`fetch_halving`)."""
-        return fetch_halving(self.download, first, last, self.planner)
+        """The verified bodies of ``first..last`` (halved on failure, see :func:`fetch_halving`).
+        When a day fails, the bodies of the days before it are kept in
+        :attr:`fetched_before` for :func:`iter_windows` to hand on."""
+        got: list[transport.DownloadResult] = []
+        try:
+            return fetch_halving(self.download, first, last, self.planner, got)
+        except Exception:
+            if got:
+                with self.lock:
+                    self.fetched_before[(first, last)] = got
+            raise
 
     def landing(self, results: list[tuple[transport.DownloadResult, bool]]) -> None:
         """Bodies landed (fetched or cached): the planner learns their sizes and a
@@ -580,7 +597,9 @@ def iter_windows(
     (network errors, truncated bodies, after the transport's retries) is fetched
     again as two halves, down to single days; a single day's failure is final and
     names the day. On the first final failure the pending downloads are cancelled
-    and the error propagates. ``plan.limit`` caps the rows handed on in total.
+    and the error propagates, once the days of the failing window before its
+    failing day (its halves that verified) are handed on, when every earlier
+    window is. ``plan.limit`` caps the rows handed on in total.
     With ``cache_dir`` a verified body is kept and later runs reuse it.
 
     With ``day_at_a_time`` (a dataset, written a day at a time) a multi-day body is
@@ -599,6 +618,7 @@ def iter_windows(
     pending: dict[Future[list[transport.DownloadResult]], tuple[dt.date, dt.date]] = {}
     remaining = plan.limit
     pool: ThreadPoolExecutor | None = None
+    failure: Exception | None = None
     try:
         while True:
             # Plan and send more windows: the first one alone while the size is unknown.
@@ -631,15 +651,29 @@ def iter_windows(
                                 return
                             remaining -= w.parsed.rows
                         yield w
+            if failure is not None:
+                raise failure
             if not pending:
                 if planner.done:
                     return
                 continue
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: pending[f]):
-                first, _last = pending.pop(fut)
-                landed[first] = [(r, False) for r in fut.result()]
-                downloads.landing(landed[first])
+                window = pending.pop(fut)
+                try:
+                    results = fut.result()
+                except Exception as exc:
+                    before = downloads.fetched_before.pop(window, None)
+                    if not (before and order and order[0] == window):
+                        raise
+                    # Every earlier window is handed on: hand on the days of this
+                    # one before its failing day, then fail.
+                    failure, results = exc, before
+                    order = collections.deque([window])
+                landed[window[0]] = [(r, False) for r in results]
+                downloads.landing(landed[window[0]])
+                if failure is not None:
+                    break
     finally:
         for fut in pending:
             fut.cancel()
