@@ -11,6 +11,10 @@ budget's 429s jumped it forward), the requests divided by 60, the largest body t
 server answered whole against the auto target (an auto request abandoned past the
 target counts as a request, not as a body), the client's peak RSS (``VmHWM`` of its
 own process) and its ratio to the per-day run's, and the client's wall time.
+With ``--repeat N`` the strategies run N times each, interleaved (per-day, fixed,
+auto, per-day, ...) so that a change of the machine's load falls on all of them,
+and peak RSS and wall time are the median of the N runs (the range of the peak
+in a last column); requests and bodies are the last run's.
 
 The server of a shape generates and compresses each day once (``warm_cache``) and
 joins every window's body from the days' compressed text, so that the three runs
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import statistics
 import time
 from typing import Any
 
@@ -118,6 +123,9 @@ def main() -> None:
     )
     ap.add_argument("--sink", choices=("parquet", "arrow"), default="parquet")
     ap.add_argument("--shapes", default="1,2,3", help="which shapes to run (1-based)")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs of each strategy, interleaved (median)"
+    )
     args = ap.parse_args()
     scales = [float(x) for x in args.scales.split(",")]
     start = dt.date(2022, 1, 1)
@@ -128,7 +136,7 @@ def main() -> None:
     header = (
         f"{'shape':<20} {'windows':<13} {'requests':>8} {'API-h (clock)':>13} "
         f"{'req/60':>7} {'max body/target':>15} {'peak RSS MiB':>12} {'RSS/per-day':>11} "
-        f"{'wall s':>7}"
+        f"{'wall s':>7}" + ("  peak range" if args.repeat > 1 else "")
     )
     print(header)
     for n in (int(x) for x in args.shapes.split(",")):
@@ -146,14 +154,22 @@ def main() -> None:
                 f"{size / 1e6:,.0f} MB in {time.perf_counter() - t:,.0f} s",
                 flush=True,
             )
-            for label, window_days in STRATEGIES:
-                r = run(srv, days, window_days, target, start, args.sink)
+            runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in STRATEGIES}
+            for _ in range(max(1, args.repeat)):
+                for label, window_days in STRATEGIES:
+                    runs[label].append(run(srv, days, window_days, target, start, args.sink))
+            for label, _ in STRATEGIES:
+                r = dict(runs[label][-1])
+                peaks = [x["rss"] for x in runs[label]]
+                r["rss"] = statistics.median(peaks)
+                r["wall"] = statistics.median(x["wall"] for x in runs[label])
                 results[label] = r
+                spread = f"  {min(peaks):,.0f}-{max(peaks):,.0f}" if len(peaks) > 1 else ""
                 print(
                     f"{name:<20} {label:<13} {r['requests']:>8,} {r['api_hours']:>13.1f} "
                     f"{r['requests'] / 60:>7.1f} {r['max_body'] / target:>15.2f} "
                     f"{r['rss']:>12.0f} {r['rss'] / results['per-day']['rss']:>11.2f} "
-                    f"{r['wall']:>7.0f}",
+                    f"{r['wall']:>7.0f}{spread}",
                     flush=True,
                 )
         ratio = results["auto"]["requests"] / results["per-day"]["requests"]
