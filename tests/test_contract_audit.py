@@ -156,3 +156,26 @@ def test_days_before_a_failing_day_of_a_halved_window_are_written(
             "date=2024-01-03",
             "date=2024-01-04",
         ]
+
+
+def test_a_corrupt_data_file_is_named(server: ServerFactory, tmp_path: Path) -> None:
+    """Bad input gives a clear error naming the file, never a bare pyarrow one: a
+    dataset file cut short (a disk full, a copy interrupted) is named by the reader
+    and by a writer, which refuses before any request."""
+    t0 = 1704067200
+    srv = server([{"event": "e", "properties": {"time": t0 + d * 86400}} for d in range(3)])
+    kw = {"api_secret": SECRET, "project_timezone": "UTC", "base_url": srv.url}
+    out = tmp_path / "ds"
+    rf.export_to_parquet(out, "2024-01-01", "2024-01-03", **kw)
+    bad = out / "date=2024-01-02" / "part-0.parquet"
+    bad.write_bytes(bad.read_bytes()[:100])
+    assert len(rf.read_parquet_dataset(out, from_date="2024-01-03")) == 1  # not read
+    for options in ({}, {"max_memory": None}, {"where": 'properties["x"] == 1'}):
+        with pytest.raises(rf.InvalidArgumentError, match="not a readable Parquet file") as c:
+            rf.read_parquet_dataset(out, **options)  # type: ignore[arg-type]
+        assert str(bad) in str(c.value)
+    sent = len(srv.requests)
+    with pytest.raises(rf.InvalidArgumentError, match="not a readable Parquet file") as c:
+        rf.export_to_parquet(out, "2024-01-02", "2024-01-02", **kw)
+    assert str(bad) in str(c.value)
+    assert len(srv.requests) == sent

@@ -38,6 +38,7 @@ import datetime as dt
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import uuid
@@ -396,15 +397,18 @@ class ParquetDataset:
 
     def metadata_of(self, path: str) -> pq.FileMetaData:
         """The footer of one data file (rows, row groups, column sizes)."""
-        return pq.read_metadata(path, filesystem=self._arrow_fs)
+        with _readable(path):
+            return pq.read_metadata(path, filesystem=self._arrow_fs)
 
     def open_file(self, path: str) -> pq.ParquetFile:
         """One data file, opened for its footer and columns (on any filesystem)."""
-        return pq.ParquetFile(path, filesystem=self._arrow_fs)
+        with _readable(path):
+            return pq.ParquetFile(path, filesystem=self._arrow_fs)
 
     def schema_of(self, path: str) -> pa.Schema:
         """The Arrow schema of one data file (its footer only)."""
-        return pq.read_schema(path, filesystem=self._arrow_fs)
+        with _readable(path):
+            return pq.read_schema(path, filesystem=self._arrow_fs)
 
     def size_of(self, path: str) -> int:
         """The size in bytes of one data file."""
@@ -624,12 +628,13 @@ class ParquetDataset:
     def _read_file(
         self, path: str, columns: Sequence[str] | None = None, filters: Any = None
     ) -> pa.Table:
-        table = pq.read_table(
-            path,
-            columns=list(columns) if columns is not None else None,
-            filters=filters,
-            filesystem=self._arrow_fs,
-        )
+        with _readable(path):
+            table = pq.read_table(
+                path,
+                columns=list(columns) if columns is not None else None,
+                filters=filters,
+                filesystem=self._arrow_fs,
+            )
         if self.partition_by == ("date", "event") and (columns is None or "event" in columns):
             part = posixpath.basename(posixpath.dirname(path))
             event: str | None = None
@@ -746,6 +751,40 @@ class ParquetDataset:
             if on_day is not None:
                 on_day(0, day_rows)
         return tables
+
+
+#: What pyarrow says of a data file whose bytes it cannot decode (``ArrowInvalid``
+#: for a file cut short or not Parquet, ``OSError`` for a garbled footer or page).
+_CORRUPT = re.compile(
+    r"magic bytes|footer|not a parquet file|deserialize thrift|corrupt|invalid data|"
+    r"unexpected end",
+    re.IGNORECASE,
+)
+
+
+@contextlib.contextmanager
+def _readable(path: str) -> Iterator[None]:
+    """Name a data file that pyarrow cannot read (cut short by a full disk or an
+    interrupted copy, or not Parquet at all): pyarrow's own error names no file.
+
+    Example:
+        >>> with _readable("events/date=2024-01-02/part-0.parquet"):
+        ...     raise pa.ArrowInvalid("Parquet magic bytes not found in footer")
+        Traceback (most recent call last):
+        ...
+        robotmia_frames.errors.InvalidArgumentError: events/date=2024-01-02/part-0.parquet is not a readable Parquet file (Parquet magic bytes not found in footer): ...
+    """
+    try:
+        yield
+    except (pa.ArrowInvalid, OSError) as exc:
+        reason = str(exc).strip()
+        if not _CORRUPT.search(reason):
+            raise  # not the file's bytes (a network or permission failure, a filter)
+        raise InvalidArgumentError(
+            f"{path} is not a readable Parquet file ({reason}): the dataset cannot be "
+            "read or written while it is there. Restore it, or delete it and export its "
+            "day again"
+        ) from exc
 
 
 class _RowGroups:
