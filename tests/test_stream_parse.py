@@ -10,7 +10,9 @@ every row once.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import itertools
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,27 @@ def test_a_bad_line_is_named_as_in_the_file(tmp_path: Path) -> None:
     stream.finish()
     with pytest.raises(rf.ParseError, match="line 701"):
         list(stream.batches("window 2024-05-01", "error"))
+
+
+def test_a_parsed_body_leaves_no_scan_for_the_garbage_collector() -> None:
+    # The scans (the scanner's buffers, shared by the batches' arrays) go with the
+    # last reference to them, not at a later run of the cycle collector: a read into
+    # pandas frees each Arrow column as it converts it and must get that memory back.
+    body = b'{"event":"a","properties":{"time":1,"s":"x"}}\n' * 40_000
+    stream = parse.BodyParser()
+    stream.feed(body)
+    stream.finish()
+    scans = [weakref.ref(c.scan) for c in stream._chunks]
+    assert len(scans) > 1
+    gc.disable()
+    try:
+        rows = sum(b.num_rows for b in stream.batches("b"))
+        del stream
+        alive = [ref for ref in scans if ref() is not None]
+    finally:
+        gc.enable()
+    assert rows == 40_000
+    assert alive == []
 
 
 def day_events(n: int) -> list[dict[str, Any]]:

@@ -78,9 +78,9 @@ STREAMED_AHEAD_WRITING = 1
 #: land compressed and are cut when their turn comes, so that the scratch folder
 #: holds the inflated text of five windows at most (the one being written too).
 SPLIT_AHEAD = 4
-#: A read into one Arrow table (see ``BudgetHook.parse_ahead``) parses every
-#: download as it arrives: a body parsed ahead holds what it will hold once handed
-#: on, and none is inflated a second time.
+#: A flat read (one Arrow table or pandas frame, see ``BudgetHook.parse_ahead``)
+#: parses every download as it arrives: a body parsed ahead holds what it will
+#: hold once handed on, and none is inflated a second time.
 STREAMED_AHEAD_DENSE = None
 
 

@@ -529,7 +529,7 @@ class BudgetHook(Protocol):
     it downloads is checked with :meth:`holding` as its chunks are scanned.
     ``parse_ahead``: every body may be parsed as it arrives, as the read keeps
     every batch as parsed (a body parsed ahead of its turn holds no more than it
-    will once handed on) and its result stays Arrow."""
+    will once handed on)."""
 
     @property
     def parse_ahead(self) -> bool: ...

@@ -12,6 +12,7 @@ away everything fed before.
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -45,16 +46,29 @@ class _Chunk:
     """One chunk of lines: its bytes (dropped once scanned, unless the scanner
     declined it) and its scan."""
 
-    __slots__ = ("count", "counted", "data", "first", "scan", "size")
+    __slots__ = ("count", "counted", "first", "held", "scan", "size")
 
     def __init__(self, first: int, data: memoryview, count: int, scan: Future[Any]) -> None:
-        self.first, self.data, self.count, self.scan = first, data, count, scan
+        self.first, self.count, self.scan = first, count, scan
         self.size = len(data)  # its bytes, kept once they are dropped
         self.counted = False  # its scan's bytes told to the parser's watch
+        # The bytes, in a list the scan's callback empties: the callback holds the
+        # list, not the chunk, so that no cycle (chunk -> future -> callback ->
+        # chunk) keeps a scan's buffers alive after the batches built on them are
+        # freed, until the garbage collector happens to run.
+        self.held: list[memoryview | None] = [data]
+        scan.add_done_callback(functools.partial(_drop_scanned, self.held))
 
-    def scanned(self, fut: Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is None and fut.result() is not None:
-            self.data = None  # type: ignore[assignment]
+    @property
+    def data(self) -> memoryview:
+        """The chunk's bytes (None once scanned)."""
+        return self.held[0]  # type: ignore[return-value]
+
+
+def _drop_scanned(held: list[memoryview | None], fut: Future[Any]) -> None:
+    """A chunk's bytes let go once the scanner has read them (kept if it declined)."""
+    if not fut.cancelled() and fut.exception() is None and fut.result() is not None:
+        held[0] = None
 
 
 class BodyParser:
@@ -151,7 +165,6 @@ class BodyParser:
                 if self.dropped:
                     return False
             entry = _Chunk(first, piece, n, pool.submit(scan_chunk, piece, self.keys))
-            entry.scan.add_done_callback(entry.scanned)
             with self._lock:
                 self._chunks.append(entry)
             if self._learning:
