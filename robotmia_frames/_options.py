@@ -153,12 +153,15 @@ def where(value: Any) -> str | None:
 
 
 def _given_or_env(value: Any, env: str) -> Any:
-    """The argument, else the environment variable ``env``; ``None`` when neither
+    """The argument, else the environment variable ``env``, without surrounding
+    whitespace (a value read from a file keeps its newline); ``None`` when neither
     is given or it is blank."""
     if value is None:
         value = os.environ.get(env)
-    if isinstance(value, str) and not value.strip():
-        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
     return value
 
 
@@ -225,7 +228,7 @@ def base_url(url: Any, region: Any) -> str:
     """
     region = region_name(region)
     if url is None and region is None:
-        url = os.environ.get(BASE_URL_ENV) or None
+        url = os.environ.get(BASE_URL_ENV, "").strip() or None
     if url is not None and not isinstance(url, str):
         raise InvalidArgumentError(f"base_url must be a string, got {type(url).__name__}")
     chosen = url or transport.REGION_URLS[region or "us"]

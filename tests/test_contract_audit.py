@@ -179,3 +179,35 @@ def test_a_corrupt_data_file_is_named(server: ServerFactory, tmp_path: Path) -> 
         rf.export_to_parquet(out, "2024-01-02", "2024-01-02", **kw)
     assert str(bad) in str(c.value)
     assert len(srv.requests) == sent
+
+
+def test_read_export_file_of_a_folder_says_so(tmp_path: Path) -> None:
+    """Bad input names what is wrong: a folder is no export file (it exists)."""
+    with pytest.raises(IsADirectoryError, match="is a folder, not an export file"):
+        rf.read_export_file(tmp_path, project_timezone="UTC")
+    with pytest.raises(FileNotFoundError, match="export file not found"):
+        rf.read_export_file(tmp_path / "missing.jsonl", project_timezone="UTC")
+
+
+def test_settings_lose_surrounding_whitespace(
+    server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """design.md §3: ``ROBOTMIA_API_SECRET``, ``ROBOTMIA_PROJECT_TIMEZONE`` and
+    ``ROBOTMIA_BASE_URL`` set the defaults. A value read from a file (``$(cat
+    secret.txt)``, a mounted secret) keeps its newline: it is the same setting."""
+    srv = server([{"event": "e", "properties": {"time": 1704067200}}])
+    monkeypatch.setenv("ROBOTMIA_API_SECRET", f" {SECRET}\n")
+    monkeypatch.setenv("ROBOTMIA_PROJECT_TIMEZONE", "Europe/Paris\n")
+    monkeypatch.setenv("ROBOTMIA_BASE_URL", f"{srv.url}\n")
+    table = rf.read_robotmia_export("2024-01-01", "2024-01-01", return_type="arrow")
+    assert table.column("time").to_pylist()[0].isoformat() == "2023-12-31T23:00:00+00:00"
+    assert rf.Client().base_url == srv.url
+    given = rf.read_robotmia_export(
+        "2024-01-01",
+        "2024-01-01",
+        api_secret=SECRET + "\r\n",
+        project_timezone=" UTC ",
+        base_url=srv.url,
+        return_type="arrow",
+    )
+    assert given.column("time").to_pylist()[0].isoformat() == "2024-01-01T00:00:00+00:00"

@@ -787,6 +787,11 @@ def read_file(
             need.add("event")
         cols = [*cols, *sorted(need - set(cols))]
     p = Path(os.fspath(path))
+    if p.is_dir():
+        raise IsADirectoryError(
+            f"{p} is a folder, not an export file (.jsonl or .jsonl.gz); read a dataset "
+            "folder with read_parquet_dataset"
+        )
     if not p.is_file():
         raise FileNotFoundError(f"export file not found: {p}")
     bar = _progress.make(progress, total=1, desc="robotmia read", unit="row")
