@@ -196,8 +196,10 @@ _ARRAY_BYTES = 1200
 
 def _arrays(piece: parse.RawBatch) -> int:
     """The Arrow arrays a compact piece holds: its event, time and row numbers,
-    and each column's values, row numbers and text."""
-    return 3 + sum(1 + (c.rows is not None) + (c.text is not None) for c in piece.columns.values())
+    and each column's values, row numbers (shared by the columns of the same rows)
+    and text."""
+    rows = {id(c.rows) for c in piece.columns.values() if c.rows is not None}
+    return 3 + len(rows) + sum(1 + (c.text is not None) for c in piece.columns.values())
 
 
 def _widths(kind: Kind, pandas: bool) -> float:
@@ -206,6 +208,17 @@ def _widths(kind: Kind, pandas: bool) -> float:
     if kind.item is not None:
         return 0 if pandas else _STRING_ARROW  # lists stay Arrow in pandas (ArrowDtype)
     return (_PANDAS_WIDTH if pandas else _ARROW_WIDTH)[kind]
+
+
+def _event_of(piece: parse.RawBatch) -> str | None:
+    """The event name of a piece of :func:`parse.split_events` (one event's rows)."""
+    name: str | None = piece.event[0].as_py() if piece.num_rows else None
+    return name
+
+
+def _one_group(piece: parse.RawBatch) -> None:
+    """Every compact chunk of a source in one group (joined in their order)."""
+    return None
 
 
 @dataclass
@@ -339,6 +352,24 @@ class Collector:
                 parse.merge_kinds(self.kinds, batch)
         self.check(batch.source)
         return pieces
+
+    def holder(self) -> parse.Coalescer:
+        """What keeps the pieces of one source: those of an event (``split_by``), or
+        every compact chunk (``sparse_columns``), joined as they accumulate, so the
+        memory held follows the rows rather than the chunks (a wide chunk gives a row
+        or two per event, each piece an Arrow array per column). A flat read keeps
+        its batches as parsed."""
+        if self.shape.split_by is not None:
+            return parse.Coalescer(_event_of, merged=self._merged)
+        if self.shape.sparse is not None:
+            return parse.Coalescer(_one_group, merged=self._merged)
+        return parse.Coalescer()
+
+    def _merged(self, given: Sequence[parse.RawBatch], kept: parse.RawBatch) -> None:
+        """Pieces were joined into one: what is held changed."""
+        with self._lock:
+            self.held += kept.nbytes - sum(b.nbytes for b in given)
+            self.arrays += _arrays(kept) - sum(_arrays(b) for b in given)
 
     def estimate(self) -> tuple[float, float]:
         """(peak bytes to build the result, bytes of the result as a table), for the

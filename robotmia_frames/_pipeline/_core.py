@@ -56,6 +56,7 @@ from ._windows import (
     Parsed,
     WindowSizing,
     add_event_keys,
+    holder_of,
     property_keys,
     select_rows,
     selected_count,
@@ -390,7 +391,8 @@ def parse_file(
     hook = hook if hook is not None else BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
-    batches = []
+    batches = []  # as parsed; or, through a hook, kept by its holder:
+    kept = holder_of(hook)
     rows = 0
     bad: set[int] = set()
     spilled = False
@@ -418,6 +420,9 @@ def parse_file(
                 add_event_keys(event_keys, piece)
             if spilled:
                 continue
+            if hook is not None:
+                kept.add(piece)
+                continue
             batches.append(piece)
             if held.limit is not None and held.add(
                 piece.nbytes, piece.num_rows * len(piece.columns), piece.filled
@@ -436,6 +441,8 @@ def parse_file(
             line_number=min(bad),
             source=label,
         )
+    if hook is not None:
+        batches = kept.batches()
     again = Again(label, keys, batch_rows, rows) if spilled else None
     return Parsed(path, label, batches, kinds, events=event_keys, again=again)
 

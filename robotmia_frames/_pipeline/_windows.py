@@ -542,6 +542,15 @@ class BudgetHook(Protocol):
 
     def holding(self, nbytes: int, what: str) -> None: ...
 
+    def holder(self) -> parse.Coalescer: ...
+
+
+def holder_of(hook: BatchHook | None) -> parse.Coalescer:
+    """What keeps the batches a ``hook`` gives of one source: a read's budget hook
+    joins its compact pieces as they accumulate (:meth:`BudgetHook.holder`); else
+    they are kept as given."""
+    return hook.holder() if isinstance(hook, BudgetHook) else parse.Coalescer()
+
 
 BATCH_HOOK: contextvars.ContextVar[BatchHook | None] = contextvars.ContextVar(
     "robotmia_batch_hook", default=None
@@ -848,13 +857,13 @@ def as_batches(batch: parse.RawBatch) -> list[parse.RawBatch]:
 
 def hooked(parsed: Parsed, hook: BatchHook) -> Parsed:
     """A day's batches through a read's batch hook (selected rows taken out first)."""
-    out: list[parse.RawBatch] = []
+    out = holder_of(hook)
     kinds: dict[str, Kind] = {}
     for batch, sel in parsed.items():
         for piece in hook(batch if sel is None else _take_rows(batch, sel)):
             parse.merge_kinds(kinds, piece)
-            out.append(piece)
-    return Parsed(parsed.path, parsed.label, out, kinds)
+            out.add(piece)
+    return Parsed(parsed.path, parsed.label, out.batches(), kinds)
 
 
 def _take_rows(batch: parse.RawBatch, sel: Selection) -> parse.RawBatch:

@@ -49,7 +49,9 @@ from ._reference import ScanResult, iter_batches, scan_lines
 from ._stream import BodyParser
 from ._wide import (
     MAP_TYPE,
+    Coalescer,
     batch_text,
+    coalesce,
     compact,
     event_keys,
     map_array,
@@ -77,6 +79,7 @@ __all__ = [
     "BadLines",
     "BodyParser",
     "ChunkRows",
+    "Coalescer",
     "Cutter",
     "Hold",
     "Kind",
@@ -89,6 +92,7 @@ __all__ = [
     "arrow_type",
     "batch_text",
     "build_raw_batch",
+    "coalesce",
     "column_array",
     "compact",
     "conform",

@@ -21,8 +21,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,13 @@ import pyarrow.compute as pc
 
 from ._batch import RawBatch, RawColumn
 from ._decode import PROPERTY_PREFIX, export_schema
-from ._engine import conform
-from .typepolicy import NULL, STR, TEXT, widen_array
+from ._engine import conform, merge_kinds
+from .typepolicy import FLOAT, INT, NULL, STR, TEXT, Kind, arrow_type, widen_array
 
 __all__ = [
+    "Coalescer",
     "batch_text",
+    "coalesce",
     "compact",
     "event_keys",
     "map_array",
@@ -58,6 +60,52 @@ def _event_codes(batch: RawBatch) -> tuple[list[str | None], np.ndarray]:
     return names, indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
+def _valid_groups(arrays: Sequence[pa.Array], n: int) -> tuple[list[int], list[np.ndarray | None]]:
+    """Arrays of ``n`` rows grouped by where they hold values: each array's group,
+    and each group's rows with a value (a bool mask; None: every row). A wide
+    chunk's columns fall in few groups (the keys of one event share their rows),
+    so per-row work is done once per group, not once per column.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> at, masks = _valid_groups([pa.array([1, None]), pa.array(["a", None]),
+        ...                            pa.array([1, 2])], 2)
+        >>> at, [None if m is None else m.tolist() for m in masks]
+        ([1, 1, 0], [None, [True, False]])
+    """
+    index: dict[bytes | None, int] = {None: 0}
+    masks: list[np.ndarray | None] = [None]
+    at = []
+    for array in arrays:
+        key: bytes | None = None
+        if array.null_count:
+            bitmap = array.buffers()[0]
+            if bitmap is not None and array.offset % 8 == 0:
+                lo = array.offset // 8
+                key = bitmap[lo : lo + (n + 7) // 8].to_pybytes()
+            else:  # all nulls without a bitmap (the null type), or an unaligned slice
+                valid = array.is_valid().to_numpy(zero_copy_only=False)
+                key = np.packbits(valid, bitorder="little").tobytes()  # a bitmap's layout
+        group = index.get(key)
+        if group is None:
+            assert key is not None
+            mask = np.unpackbits(np.frombuffer(key, np.uint8), count=n, bitorder="little")
+            mask = mask.astype(bool)
+            group = index[key] = len(masks)
+            masks.append(mask)
+        at.append(group)
+    return at, masks
+
+
+def _select_take(arrays: Sequence[pa.Array], rows: pa.Array | None) -> list[pa.Array]:
+    """``arrays`` (of the same length) at ``rows`` (None: as they are), in one take."""
+    if rows is None or not arrays:
+        return list(arrays)
+    names = [str(i) for i in range(len(arrays))]
+    taken: list[pa.Array] = pa.RecordBatch.from_arrays(list(arrays), names=names).take(rows).columns
+    return taken
+
+
 def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
     """The batch's rows by event name, each part with only the columns that hold a
     value in one of its rows (in the batch's column order).
@@ -75,48 +123,39 @@ def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
     n = batch.num_rows
     names, codes = _event_codes(batch)
     counts = np.bincount(codes, minlength=len(names))
-    order = np.argsort(codes, kind="stable").astype(np.int32)
-    bounds = np.concatenate([[0], np.cumsum(counts)])
+    order = pa.array(np.argsort(codes, kind="stable").astype(np.int32))
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
     whole = len(names) == 1
-    idx = [pa.array(order[bounds[e] : bounds[e + 1]]) for e in range(len(names))]
-    # Which events each column has a value in: one validity row per column with
-    # nulls, against one indicator column per event, in one matrix product.
+    # (a slice of an Arrow array: pa.array of a small NumPy view is slow)
+    idx = [order.slice(bounds[e], bounds[e + 1] - bounds[e]) for e in range(len(names))]
     cols = [(key, col.dense(n)) for key, col in batch.columns.items()]
     cols = [(key, col) for key, col in cols if col.array.null_count < n]
-    events_of = np.zeros((len(cols), len(names)), dtype=bool)
-    sparse_at = [i for i, (_, col) in enumerate(cols) if col.array.null_count]
-    events_of[[i for i, (_, c) in enumerate(cols) if not c.array.null_count]] = counts > 0
-    if sparse_at:
-        valid = np.stack(
-            [cols[i][1].array.is_valid().to_numpy(zero_copy_only=False) for i in sparse_at]
-        )
-        onehot = np.zeros((n, len(names)), dtype=np.float32)
-        onehot[np.arange(n), codes] = 1
-        events_of[sparse_at] = (valid.astype(np.float32) @ onehot) > 0
-    # Each event's rows of its columns: one take per event over all of them.
-    arrays = [col.array for _, col in cols]
-    texts = {
-        i: len(arrays) + j
-        for j, i in enumerate(i for i, (_, c) in enumerate(cols) if c.text is not None)
-    }
-    arrays += [cols[i][1].text for i in texts]
-    table = pa.RecordBatch.from_arrays(arrays, names=[str(i) for i in range(len(arrays))])
-    parts: list[dict[str, RawColumn]] = []
-    for e in range(len(names)):
-        have = np.flatnonzero(events_of[:, e]).tolist()
-        extra = [texts[i] for i in have if i in texts]
-        sub = table.select(have + extra)
-        if not whole:
-            sub = sub.take(idx[e])
-        at = {i: j for j, i in enumerate(have + extra)}
-        part = {}
-        for i in have:
-            key, col = cols[i]
-            text = sub.column(at[texts[i]]) if i in texts else None
-            part[key] = RawColumn(sub.column(at[i]), col.kind, col.exact, text)
-        parts.append(part)
+    # Which events each column has a value in: worked out once per group of
+    # columns that hold values in the same rows.
+    at, masks = _valid_groups([col.array for _, col in cols], n)
+    members: list[list[int]] = [[] for _ in masks]
+    for i, group in enumerate(at):
+        members[group].append(i)
+    have: list[list[int]] = [[] for _ in names]
+    for group, mask in enumerate(masks):
+        if not members[group]:
+            continue
+        hit = counts > 0 if mask is None else np.bincount(codes[mask], minlength=len(names)) > 0
+        for e in np.flatnonzero(hit).tolist():
+            have[e].extend(members[group])
     out = []
     for e, name in enumerate(names):
+        mine = [cols[i] for i in sorted(have[e])]
+        arrays = [batch.event, batch.time, *(col.array for _, col in mine)]
+        arrays += [col.text for _, col in mine if col.text is not None]
+        taken = _select_take(arrays, None if whole else idx[e])
+        texts = iter(taken[2 + len(mine) :])
+        part = {
+            key: RawColumn(
+                taken[2 + j], col.kind, col.exact, None if col.text is None else next(texts)
+            )
+            for j, (key, col) in enumerate(mine)
+        }
         rows = idx[e] if batch.rows is None else batch.rows.take(idx[e])
         out.append(
             (
@@ -124,9 +163,9 @@ def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
                 replace(
                     batch,
                     num_rows=int(counts[e]),
-                    event=batch.event if whole else batch.event.take(idx[e]),
-                    time=batch.time if whole else batch.time.take(idx[e]),
-                    columns=parts[e],
+                    event=taken[0],
+                    time=taken[1],
+                    columns=part,
                     rows=None if whole and batch.rows is None else rows,
                 ),
             )
@@ -168,7 +207,8 @@ def event_keys(batch: RawBatch) -> dict[str | None, set[str]]:
 
 def compact(batch: RawBatch, max_fill: float = 0.5) -> RawBatch:
     """The batch with every column filled in under ``max_fill`` of its rows kept
-    as its values and their row numbers (:attr:`RawColumn.rows`).
+    as its values and their row numbers (:attr:`RawColumn.rows`; columns with
+    values in the same rows share one array of them).
 
     Example:
         >>> import tempfile, pathlib
@@ -180,15 +220,244 @@ def compact(batch: RawBatch, max_fill: float = 0.5) -> RawBatch:
         ([0, 2], [1, 1])
     """
     n = batch.num_rows
-    columns: dict[str, RawColumn] = {}
-    for key, col in batch.columns.items():
-        if col.rows is None and n and col.array.null_count > n * (1 - max_fill):
-            valid = col.array.is_valid()
-            rows = pc.indices_nonzero(valid).cast(pa.int32())
-            text = None if col.text is None else col.text.filter(valid)
-            col = RawColumn(col.array.filter(valid), col.kind, col.exact, text, rows)
-        columns[key] = col
+    sparse = [
+        key
+        for key, col in batch.columns.items()
+        if col.rows is None and n and col.array.null_count > n * (1 - max_fill)
+    ]
+    at, masks = _valid_groups([batch.columns[key].array for key in sparse], n)
+    members: dict[int, list[str]] = {}
+    for key, group in zip(sparse, at, strict=True):
+        members.setdefault(group, []).append(key)
+    columns = dict(batch.columns)
+    for group, keys in members.items():
+        mask = masks[group]
+        assert mask is not None  # the columns are not all filled in
+        rows = pa.array(np.flatnonzero(mask).astype(np.int32))
+        cols = [batch.columns[key] for key in keys]
+        arrays = [c.array for c in cols] + [c.text for c in cols if c.text is not None]
+        names = [str(i) for i in range(len(arrays))]
+        kept = pa.RecordBatch.from_arrays(arrays, names=names).take(rows).columns
+        texts = iter(kept[len(cols) :])
+        for key, col, values in zip(keys, cols, kept, strict=False):
+            text = None if col.text is None else next(texts)
+            columns[key] = RawColumn(values, col.kind, col.exact, text, rows)
     return replace(batch, columns=columns)
+
+
+def _as_kind(col: RawColumn, kind: Kind) -> pa.Array:
+    """A column's values (of its own rows) under ``kind``, as :func:`conform` widens them."""
+    if col.kind is kind:
+        return col.array
+    if col.text is not None and kind is TEXT:
+        return col.text
+    return widen_array(col.array, kind)
+
+
+def _ints_as_floats(src: Kind, dst: Kind) -> bool:
+    """Whether widening ``src`` to ``dst`` turns ints into floats in a list."""
+    if src.item is not None and dst.item is not None:
+        return (src.item is INT and dst.item is FLOAT) or _ints_as_floats(src.item, dst.item)
+    return False
+
+
+def _mergeable(cols: Sequence[RawColumn], kind: Kind) -> bool:
+    """Whether parts of a key can be joined under ``kind`` (their kinds unified) and
+    still give what each part would give later, under any wider kind: no part
+    needs its lines read again (``exact``), and no list of ints becomes a list of
+    floats (it would not spell its ints back as text; a scalar column keeps them
+    as :attr:`RawColumn.text`)."""
+    return all(c.exact and not _ints_as_floats(c.kind, kind) for c in cols)
+
+
+def _bool_mask(array: pa.Array) -> np.ndarray:
+    mask: np.ndarray = array.is_valid().to_numpy(zero_copy_only=False)
+    return mask
+
+
+def coalesce(pieces: Sequence[RawBatch], max_fill: float = 0.5) -> RawBatch | None:
+    """``pieces`` (parts of one source's chunks, in order) as one batch: their rows one
+    after another, each key's column under the kinds of its parts unified (as
+    :func:`merge_kinds` and :func:`conform` would). A float column that holds ints
+    keeps their JSON text (:attr:`RawColumn.text`), so that the batch gives the same
+    values as its pieces under any final kind. A column filled in under
+    ``max_fill`` of the rows is kept compact (its values and their row numbers).
+
+    None when a key cannot be joined exactly (:func:`_mergeable`): a part whose lines
+    would be read again, or lists of several kinds.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from ._engine import read_raw_batches
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_text('{"event":"a","properties":{"n":1}}\\n'
+        ...                  '{"event":"a","properties":{"n":2.5}}\\n')
+        >>> one, two = read_raw_batches(p, source="x", batch_rows=1)
+        >>> both = coalesce([one, two])
+        >>> col = both.columns["n"]
+        >>> col.kind, col.array.to_pylist(), col.text.to_pylist()
+        (float, [1.0, 2.5], ['1', '2.5'])
+    """
+    if len(pieces) == 1:
+        return pieces[0]
+    sizes = [p.num_rows for p in pieces]
+    n = sum(sizes)
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    kinds: dict[str, Kind] = {}
+    for p in pieces:
+        merge_kinds(kinds, p)
+    columns: dict[str, RawColumn] = {}
+    for key, kind in kinds.items():
+        parts = [(i, p.columns[key]) for i, p in enumerate(pieces) if key in p.columns]
+        if not _mergeable([c for _, c in parts], kind):
+            return None
+        if kind is NULL:
+            columns[key] = RawColumn(pa.nulls(n), NULL)
+            continue
+        typ = arrow_type(kind)
+        texted = kind is FLOAT and any(c.text is not None or c.kind is INT for _, c in parts)
+        filled = sum(c.filled for _, c in parts)
+        values: list[pa.Array] = []
+        texts: list[pa.Array] = []
+        if filled < max_fill * n:  # compact: the values and their rows
+            rows: list[np.ndarray] = []
+            for i, c in parts:
+                if c.kind is NULL or not c.filled:
+                    continue
+                if c.rows is not None:
+                    at = c.rows.to_numpy(zero_copy_only=False)
+                    one = c
+                elif c.array.null_count:
+                    valid = _bool_mask(c.array)
+                    at = np.flatnonzero(valid)
+                    keep = pa.array(valid)
+                    one = RawColumn(
+                        c.array.filter(keep),
+                        c.kind,
+                        c.exact,
+                        None if c.text is None else c.text.filter(keep),
+                    )
+                else:
+                    at, one = np.arange(sizes[i]), c
+                rows.append(np.asarray(at, dtype=np.int64) + starts[i])
+                values.append(_as_kind(one, kind))
+                if texted:
+                    texts.append(_as_kind(one, TEXT))
+            at_rows = pa.array(np.concatenate(rows).astype(np.int32))
+            text = pa.concat_arrays(texts) if texted else None
+            columns[key] = RawColumn(pa.concat_arrays(values), kind, True, text, at_rows)
+            continue
+        have = dict(parts)
+        for i, size in enumerate(sizes):
+            part = have.get(i)
+            if part is None or part.kind is NULL:
+                values.append(pa.nulls(size, typ))
+                if texted:
+                    texts.append(pa.nulls(size, pa.string()))
+                continue
+            part = part.dense(size)
+            values.append(_as_kind(part, kind))
+            if texted:
+                texts.append(_as_kind(part, TEXT))
+        text = pa.concat_arrays(texts) if texted else None
+        columns[key] = RawColumn(pa.concat_arrays(values), kind, True, text)
+    last = pieces[-1]
+    first = min(p.first_line for p in pieces)
+    return RawBatch(
+        source=pieces[0].source,
+        first_line=first,
+        line_count=max(p.first_line + p.line_count for p in pieces) - first,
+        num_rows=n,
+        event=pa.concat_arrays([p.event for p in pieces]),
+        time=pa.concat_arrays([p.time for p in pieces]),
+        columns=columns,
+        bad_lines=frozenset().union(*(p.bad_lines for p in pieces)),
+        read_to=last.read_to,
+        file_size=last.file_size,
+    )
+
+
+#: Pieces of a group a :class:`Coalescer` joins into one at a time.
+FANOUT = 16
+
+
+@dataclass
+class Coalescer:
+    """The pieces a read keeps of one source (:func:`split_events` of each chunk, or
+    :func:`compact`), joined as they accumulate: the pieces of a ``group`` (an event
+    name, say) are joined by :func:`coalesce` each time ``fanout`` of them are
+    waiting at one level, so each row is copied about log(pieces) / log(fanout)
+    times and a group holds at most ``fanout - 1`` pieces per level. ``merged`` is
+    told of each join (the pieces given up, and the one kept).
+    :meth:`batches` joins each group's pieces into one, in their order.
+
+    Without a ``group``, pieces are kept as they come.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from ._engine import read_raw_batches
+        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
+        >>> _ = p.write_text('{"event":"a","properties":{"n":1}}\\n' * 5)
+        >>> held = Coalescer(lambda b: b.event[0].as_py(), fanout=2)
+        >>> for b in read_raw_batches(p, source="x", batch_rows=1):
+        ...     held.add(b)
+        >>> held.pieces, [b.num_rows for b in held.batches()]
+        (2, [5])
+    """
+
+    group: Callable[[RawBatch], Hashable] | None = None
+    fanout: int = FANOUT
+    merged: Callable[[Sequence[RawBatch], RawBatch], None] | None = None
+    #: per group: pieces that could not be joined (kept as they are), then levels
+    #: of pieces, each level's pieces older than the level below's
+    _done: dict[Hashable, list[RawBatch]] = field(default_factory=dict, repr=False)
+    _levels: dict[Hashable, list[list[RawBatch]]] = field(default_factory=dict, repr=False)
+    #: the pieces held now
+    pieces: int = 0
+
+    def add(self, piece: RawBatch) -> None:
+        """Keep ``piece`` (the latest of its group)."""
+        key = None if self.group is None else self.group(piece)
+        levels = self._levels.setdefault(key, [[]])
+        self._done.setdefault(key, [])
+        levels[0].append(piece)
+        self.pieces += 1
+        if self.group is None:
+            return
+        level = 0
+        while len(levels[level]) >= self.fanout:
+            if not self._join(key, levels[level]):
+                # kept as they are, older first; joining starts again after them
+                self._done[key].extend(b for lv in reversed(levels) for b in lv)
+                self._levels[key] = [[]]
+                return
+            if level + 1 == len(levels):
+                levels.append([])
+            levels[level + 1].append(levels[level].pop())
+            level += 1
+
+    def _join(self, key: Hashable, level: list[RawBatch]) -> bool:
+        """Join the pieces of ``level`` into one, left as its only piece."""
+        one = coalesce(level)
+        if one is None:
+            return False
+        if self.merged is not None:
+            self.merged(level, one)
+        self.pieces -= len(level) - 1
+        level[:] = [one]
+        return True
+
+    def batches(self) -> list[RawBatch]:
+        """The pieces held, each group's joined into one where it can be, groups in
+        order of first appearance."""
+        out: list[RawBatch] = []
+        for key, levels in self._levels.items():
+            out.extend(self._done[key])
+            rest = [b for lv in reversed(levels) for b in lv]
+            if self.group is not None and len(rest) > 1:
+                self._join(key, rest)
+            out.extend(rest)
+        return out
 
 
 def text_values(col: RawColumn) -> pa.Array:
