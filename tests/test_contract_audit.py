@@ -211,3 +211,31 @@ def test_settings_lose_surrounding_whitespace(
         return_type="arrow",
     )
     assert given.column("time").to_pylist()[0].isoformat() == "2024-01-01T00:00:00+00:00"
+
+
+def test_unreachable_storage_is_named(server: ServerFactory) -> None:
+    """design.md §3: a dataset that cannot be written is a ``ValueError`` before any
+    request; an object store that refuses the connection is named, by the writer and
+    by the reader, not left to the storage client's own exception."""
+    pytest.importorskip("s3fs")
+    srv = server([])
+    options = {
+        "key": "k",
+        "secret": "s3-secret-value",
+        "endpoint_url": "http://127.0.0.1:9",  # the discard port: refused
+        "client_kwargs": {"region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
+    url = "s3://bucket/events"
+    with pytest.raises(rf.InvalidArgumentError, match=f"cannot write the dataset at {url}") as c:
+        read_day(srv.url, parquet_path=url, storage_options=options)
+    assert "s3-secret-value" not in str(c.value)
+    with pytest.raises(rf.InvalidArgumentError, match=f"cannot read the dataset at {url}") as c:
+        rf.export_to_parquet(
+            url, "2024-01-01", "2024-01-01", api_secret=SECRET, project_timezone="UTC",
+            base_url=srv.url, storage_options=options,
+        )  # fmt: skip
+    assert "s3-secret-value" not in str(c.value)
+    assert srv.requests == []
+    with pytest.raises(rf.InvalidArgumentError, match=f"cannot read the dataset at {url}"):
+        rf.read_parquet_dataset(url, storage_options=options)

@@ -19,6 +19,7 @@ import pyarrow as pa
 from .. import _options, parse, sinks, transport
 from ..errors import (
     InvalidArgumentError,
+    RobotmiaError,
     RobotmiaWarning,
     user_stacklevel,
 )
@@ -135,17 +136,36 @@ def open_dataset(
     return sinks.ParquetDataset(location, partition_by=partition_by, create=create)
 
 
+#: The packages whose errors say that a dataset's storage cannot be reached or read
+#: (fsspec and the filesystems behind it, the AWS, Google and Azure clients).
+_STORAGE_PACKAGES = ("fsspec", "s3fs", "gcsfs", "adlfs", "botocore", "aiohttp", "google", "azure")
+
+
+@contextlib.contextmanager
+def _reading_storage(location: sinks.Location, doing: str = "read") -> Iterator[None]:
+    """A dataset's storage that cannot be read or written (``doing``: unreachable,
+    refused, not Parquet) is an error naming the dataset, whichever filesystem
+    package raised it; a missing dataset stays :class:`FileNotFoundError`."""
+    try:
+        yield
+    except (RobotmiaError, FileNotFoundError):
+        raise
+    except Exception as exc:
+        package = type(exc).__module__.split(".")[0]
+        if not isinstance(exc, (OSError, pa.ArrowException)) and package not in _STORAGE_PACKAGES:
+            raise
+        raise InvalidArgumentError(
+            f"cannot {doing} the dataset at {location.url}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def dataset_state(
     location: sinks.Location, storage_options: dict[str, Any] | None = None
 ) -> sinks.DatasetState:
     """What the dataset at ``location`` records (empty for a new dataset)."""
     ds = open_dataset(location, storage_options=storage_options)
-    try:
+    with _reading_storage(location):
         records = ds.records()
-    except (OSError, pa.ArrowException) as exc:
-        raise InvalidArgumentError(
-            f"cannot read the dataset at {location.url}: {type(exc).__name__}: {exc}"
-        ) from None
     return sinks.load_state(location, records)
 
 
@@ -217,7 +237,8 @@ class DatasetWriter:
         if table_format == "delta":
             check_delta_location(self.location, filesystem=filesystem)
         self._held = contextlib.ExitStack()
-        self._held.enter_context(sinks.writer_lock(self.location))
+        with _reading_storage(self.location, "write"):
+            self._held.enter_context(sinks.writer_lock(self.location))
         try:
             self.ds = open_dataset(
                 self.location,
@@ -791,7 +812,8 @@ def dataset_query(
     """Check :func:`read_parquet_dataset`'s arguments and find the dataset's layout."""
     location = dataset_location(path, storage_options, filesystem)
     probe = open_dataset(location, storage_options=storage_options)
-    days = probe.days()
+    with _reading_storage(location):
+        days = probe.days()
     if location.local and not Path(location.path).is_dir():
         raise FileNotFoundError(f"no dataset at {location.path}")
     if not location.local and not days and not _exists(location):
