@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import robotmia_frames as rf
+from robotmia_frames._pipeline import in_utc, to_utc
 from robotmia_frames.timeconv import TIME_TYPE, local_seconds_to_utc
 
 ZONES = [
@@ -117,3 +118,35 @@ def test_unknown_timezone_is_a_value_error(tmp_path: Path, bad: str) -> None:
     p.write_text("")
     with pytest.raises(ValueError, match="timezone"):
         rf.read_export_file(p, project_timezone=bad)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tz=st.sampled_from(ZONES),
+    unit=st.sampled_from(["s", "ms"]),
+    days=st.lists(
+        st.lists(
+            st.one_of(
+                st.none(),
+                st.floats(-4e11, 4e11, allow_nan=False),
+                st.floats(allow_nan=True, allow_infinity=True),
+            ),
+            max_size=20,
+        ),
+        max_size=12,
+    ),
+    rows=st.integers(1, 40),
+)
+def test_times_of_many_batches_converted_together_are_those_of_each(
+    tz: str, unit: str, days: list[list[float | None]], rows: int
+) -> None:
+    # A year of small days: the batches' times are converted a group at a time
+    # (in_utc), which must give each batch what converting it alone gives.
+    batches = [
+        pa.record_batch({"event": pa.array(["e"] * len(d)), "time": pa.array(d, pa.float64())})
+        for d in days
+    ]
+    together = list(in_utc(batches, tz, unit, rows=rows))
+    alone = [to_utc(b, tz, unit) for b in batches]
+    assert [b.num_rows for b in together] == [b.num_rows for b in alone]
+    assert all(a.equals(b) for a, b in zip(together, alone, strict=True))

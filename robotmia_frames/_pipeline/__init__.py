@@ -29,9 +29,11 @@ from ._core import (
     deliver,
     final_schema,
     flat_table,
+    in_utc,
     parse_columns,
     parse_file,
     read_file,
+    to_utc,
     unified_kinds,
 )
 from ._datasets import (
@@ -102,6 +104,7 @@ __all__ = [
     "fetch_windows",
     "final_schema",
     "flat_table",
+    "in_utc",
     "iter_windows",
     "parse_columns",
     "parse_file",
@@ -110,6 +113,7 @@ __all__ = [
     "split_body",
     "split_days",
     "sync_budget",
+    "to_utc",
     "unified_kinds",
     "window_config",
     "window_download",

@@ -488,6 +488,46 @@ def to_utc(batch: pa.RecordBatch, tz: str, unit: str = "s") -> pa.RecordBatch:
     )
 
 
+#: Rows whose times :func:`in_utc` converts in one go: a year of small days' batches
+#: costs about what the same rows cost in a few large ones.
+UTC_ROWS = 1 << 16
+
+
+def in_utc(
+    batches: Iterable[pa.RecordBatch], tz: str, unit: str = "s", *, rows: int = UTC_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """:func:`to_utc` over batches of one schema, the times of consecutive batches
+    converted together, ``rows`` at a time, and handed back cut as they came.
+
+    Example:
+        >>> bs = [pa.record_batch({"time": pa.array([t], pa.float64())}) for t in (0, 60)]
+        >>> [b.column(0)[0].as_py().isoformat() for b in in_utc(bs, "Europe/Paris")]
+        ['1969-12-31T23:00:00+00:00', '1969-12-31T23:01:00+00:00']
+    """
+    group: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        group.append(batch)
+        held += batch.num_rows
+        if held >= rows:
+            yield from _group_in_utc(group, tz, unit)
+            group, held = [], 0
+    yield from _group_in_utc(group, tz, unit)
+
+
+def _group_in_utc(group: list[pa.RecordBatch], tz: str, unit: str) -> Iterator[pa.RecordBatch]:
+    if len(group) < 2 or "time" not in group[0].schema.names:
+        yield from (to_utc(b, tz, unit) for b in group)
+        return
+    i = group[0].schema.get_field_index("time")
+    times = local_seconds_to_utc(pa.chunked_array([b.column(i) for b in group]), tz, unit=unit)
+    field = pa.field("time", TIME_TYPE)
+    at = 0
+    for b in group:
+        yield b.set_column(i, field, times.slice(at, b.num_rows))
+        at += b.num_rows
+
+
 def final_schema(kinds: dict[str, Kind], columns: Sequence[str] | None) -> pa.Schema:
     schema = parse.export_schema(kinds, columns)
     if "time" in schema.names:
@@ -510,13 +550,16 @@ def batches(
     unit: str = "s",
     keep: Sequence[Mask] | None = None,
     schema: pa.Schema | None = None,
+    utc: bool = True,
 ) -> Iterator[pa.RecordBatch]:
     """One source's batches with the final kinds, through the time stage (and dedupe).
 
     ``keep`` holds one row mask per raw batch (a ``where`` evaluated on raw lines),
     applied before dedupe, as the export filters before the client dedupes.
     ``schema`` is :func:`parse_schema` of the same arguments, when the caller
-    worked it out once for many sources (a year of days).
+    worked it out once for many sources (a year of days). Without ``utc`` (and
+    without dedupe, which compares UTC times) the times are left as parsed: the
+    caller converts them over many sources at once (:func:`in_utc`).
     """
     parse_columns = sinks.with_dedupe_keys(columns, dedupe)
     if schema is None:
@@ -528,7 +571,7 @@ def batches(
         rows = select_rows(parse.conform(raw, kinds, schema, path=parsed.path), sel)
         if keep is not None:
             rows = rows.filter(select_rows(pa.array(keep[i], type=pa.bool_()), sel))
-        out = to_utc(rows, tz, unit)
+        out = to_utc(rows, tz, unit) if utc or deduper is not None else rows
         if deduper is not None:
             out = deduper(out)
             if columns is not None and parse_columns != list(columns):
@@ -730,11 +773,14 @@ def flat_table(sources: Sequence[Parsed], spec: TableSpec) -> pa.Table:
     """The sources' batches (in order) as one table of the export-wide kinds."""
     kinds, tz, columns = spec.kinds, spec.tz, spec.columns
     schema = parse_schema(kinds, columns, spec.dedupe)  # once, not once per day
+    dedupe, unit = spec.dedupe, spec.unit
     out = [
         b
         for s in sources
-        for b in batches(s, kinds, tz, columns, dedupe=spec.dedupe, unit=spec.unit, schema=schema)
+        for b in batches(s, kinds, tz, columns, dedupe=dedupe, unit=unit, schema=schema, utc=dedupe)
     ]
+    if not dedupe:  # the times of many small days converted together
+        out = list(in_utc(out, tz, unit))
     return pa.Table.from_batches(out, schema=final_schema(kinds, columns))
 
 
