@@ -10,10 +10,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import robotmia_frames as rf
 from robotmia_frames.cli import main
-from robotmia_frames.emulator import Fault
+from robotmia_frames.emulator import ExportServer, Fault
 from tests.conftest import SECRET, ServerFactory, read_day
 from tests.test_cli import assert_one_line_error
 
@@ -239,3 +241,65 @@ def test_unreachable_storage_is_named(server: ServerFactory) -> None:
     assert srv.requests == []
     with pytest.raises(rf.InvalidArgumentError, match=f"cannot read the dataset at {url}"):
         rf.read_parquet_dataset(url, storage_options=options)
+
+
+# Values whose type, widened day by day, never changes their spelling (no floats, no
+# lists: see the Known limits of docs/choices.md and the test above).
+_DAY_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=2**63, max_value=2**70),
+    st.text(max_size=4),
+    st.dictionaries(st.sampled_from(["a", "é"]), st.integers(0, 3), max_size=2),
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    days=st.lists(
+        st.lists(
+            st.dictionaries(st.sampled_from(["k", "$os", "a.b", "é"]), _DAY_VALUES, max_size=3),
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_dataset_written_day_by_day_reads_back_as_the_whole_export(
+    tmp_path_factory: pytest.TempPathFactory, days: list[list[dict[str, object]]]
+) -> None:
+    """design.md §4: days with different column sets or types read back through
+    ``read_parquet_dataset`` as one table, with the contract and type policy of a
+    read of the whole range; plain readers read every row."""
+    import pyarrow.dataset as pads
+
+    t0 = 1704067200  # 2024-01-01
+    lines = [
+        json.dumps(
+            {"event": "e", "properties": {**props, "time": t0 + d * 86400 + i, "id": f"{d}-{i}"}}
+        ).encode()
+        for d, day in enumerate(days)
+        for i, props in enumerate(day)
+    ]
+    last = f"2024-01-0{len(days)}"
+    out = tmp_path_factory.mktemp("ds") / "events"
+    with ExportServer(lines, api_secret=SECRET) as srv:
+        kw = {"api_secret": SECRET, "project_timezone": "UTC", "base_url": srv.url}
+        rf.export_to_parquet(out, "2024-01-01", last, window_days=1, **kw)
+        whole = rf.read_robotmia_export("2024-01-01", last, return_type="arrow", **kw)
+    if not lines:
+        assert whole.num_rows == 0
+        return
+    stored = rf.read_parquet_dataset(out, return_type="arrow")
+    assert sorted(stored.column_names) == sorted(whole.column_names)
+    stored = stored.select(whole.column_names).sort_by("properties.id")
+    whole = whole.sort_by("properties.id")
+    for name in whole.column_names:
+        assert stored.schema.field(name).type == whole.schema.field(name).type, name
+        assert stored.column(name).to_pylist() == whole.column(name).to_pylist(), name
+    assert pads.dataset(out, partitioning="hive").count_rows() == len(lines)
