@@ -573,3 +573,26 @@ def test_metadata_records_dates_tz_version_and_never_the_secret(server, tmp_path
     for p in tmp_path.rglob("*"):
         if p.is_file():
             assert secret.encode() not in p.read_bytes(), p
+
+
+def test_a_narrow_days_chunks_are_joined_four_to_a_row_group(tmp_path: Path) -> None:
+    """Chunks of 16,384 rows (a narrow day's) are written four to a row group: one
+    dictionary and one compression context per column for 65,536 rows, not four."""
+    from robotmia_frames.sinks import ParquetDataset, locate
+
+    ds = ParquetDataset(locate(str(tmp_path / "ds")))
+    n = 16_384
+    ts = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([("time", ts), ("event", pa.string()), ("properties.n", pa.int64())])
+    chunks = [
+        pa.record_batch(
+            [pa.array(range(i * n, (i + 1) * n), ts), pa.array(["e"] * n), pa.array(range(n))],
+            schema=schema,
+        )
+        for i in range(5)
+    ]
+    result = ds.write_day(dt.date(2024, 1, 1), schema, iter(chunks))
+    assert result.rows == 5 * n
+    (path,) = ds.files()
+    meta = pq.ParquetFile(ds.location.fs.open(path)).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4 * n, n]
