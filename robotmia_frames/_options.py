@@ -663,6 +663,43 @@ def max_memory(value: Any) -> int | Literal["auto"] | None:
     return value
 
 
+def partitions(value: Any) -> tuple[str, ...]:
+    """``partition_by=``: ``("date",)`` or ``("date", "event")`` (a list too).
+
+    Example:
+        >>> partitions(["date", "event"])
+        ('date', 'event')
+    """
+    parts = tuple(value) if isinstance(value, (list, tuple)) else None
+    if parts not in (("date",), ("date", "event")):
+        raise InvalidArgumentError(
+            f"partition_by must be ('date',) or ('date', 'event'), got {value!r}"
+        )
+    return parts
+
+
+def storage(path: Any, name: str, storage_options: Any, fmt: Any) -> None:
+    """The dataset keywords of a call that may write one (``parquet_path=``): checked
+    whether or not a dataset is asked for, so that a typo is not ignored.
+
+    Example:
+        >>> storage(None, "parquet_path", None, None)
+    """
+    if path is not None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidArgumentError(
+                f"{name} must be a str or os.PathLike, got {type(path).__name__}"
+            )
+        if not os.fspath(path).strip():
+            raise InvalidArgumentError(f"{name} must not be empty")
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise InvalidArgumentError(
+            f"storage_options must be a dict or None, got {type(storage_options).__name__}"
+        )
+    if fmt is not None:
+        table_format(fmt)
+
+
 def split_partitions(partition_by: Any, split: SplitBy | None) -> Any:
     """A dataset's ``partition_by`` given ``split_by=`` (checked by :func:`split_by`):
     ``split_by="event"`` is the layout of ``partition_by=("date", "event")``, where
@@ -674,7 +711,7 @@ def split_partitions(partition_by: Any, split: SplitBy | None) -> Any:
         (('date', 'event'), ('date',))
     """
     if split is None:
-        return partition_by
+        return partitions(partition_by)
     given = tuple(partition_by) if isinstance(partition_by, (list, tuple)) else partition_by
     if given not in (("date",), ("date", "event")):
         raise InvalidArgumentError(

@@ -229,6 +229,8 @@ class Client:
         given = dict(locals())
         plan = self._conn.plan_of(given)
         shape = _wide.Shape.of(given)
+        _options.partitions(partition_by)
+        _options.storage(parquet_path, "parquet_path", storage_options, table_format)
         if shape.split_by is not None and plan.limit is not None:
             raise InvalidArgumentError(
                 "limit= cannot be combined with split_by= (the first rows of the export "

@@ -303,3 +303,38 @@ def test_dataset_written_day_by_day_reads_back_as_the_whole_export(
         assert stored.schema.field(name).type == whole.schema.field(name).type, name
         assert stored.column(name).to_pylist() == whole.column(name).to_pylist(), name
     assert pads.dataset(out, partitioning="hive").count_rows() == len(lines)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "named"),
+    [
+        ("dedupe", "yes", "dedupe must be True or False"),
+        ("time_in_ms", 1, "time_in_ms must be True or False"),
+        ("refresh", [True], "refresh must be True or False"),
+        ("partition_by", "date", "partition_by must be"),
+        ("partition_by", object(), "partition_by must be"),
+        ("parquet_path", 3, "parquet_path must be a str or os.PathLike"),
+        ("parquet_path", " ", "parquet_path must not be empty"),
+        ("storage_options", "key=x", "storage_options must be a dict or None"),
+        ("table_format", "iceberg", "table_format must be"),
+    ],
+)
+def test_every_bad_keyword_is_named_before_any_request(
+    server: ServerFactory, tmp_path: Path, keyword: str, value: object, named: str
+) -> None:
+    """design.md §3: bad arguments raise ``InvalidArgumentError`` (a ``ValueError``)
+    naming the parameter before any request, also those that matter only with
+    another option (``partition_by`` without ``parquet_path``) and flags given a
+    value that is merely truthy."""
+    srv = server([])
+    with pytest.raises(rf.InvalidArgumentError, match=named):
+        read_day(srv.url, **{keyword: value})
+    if keyword not in ("parquet_path", "refresh"):
+        path = tmp_path / "ds"
+        with pytest.raises(rf.InvalidArgumentError, match=named.split(" must")[0]):
+            rf.export_to_parquet(
+                path, "2024-01-01", "2024-01-01", api_secret=SECRET, project_timezone="UTC",
+                base_url=srv.url, **{keyword: value},
+            )  # fmt: skip
+        assert not path.exists()
+    assert srv.requests == []

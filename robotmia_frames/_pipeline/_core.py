@@ -293,11 +293,11 @@ class Connection:
             columns=_options.columns(columns),
             concurrency=self.concurrency,
             limiter=self.limiter,
-            time_in_ms=bool(time_in_ms),
+            time_in_ms=_options.flag(time_in_ms, "time_in_ms"),
             limit=None if limit is None else _options.positive_int(limit, "limit"),
             cache_dir=self.cache_dir,
-            refresh=bool(refresh),
-            dedupe=bool(dedupe),
+            refresh=_options.flag(refresh, "refresh"),
+            dedupe=_options.flag(dedupe, "dedupe"),
             progress=_progress.make(progress, total=(end - start).days + 1, limiter=self.limiter),
             pinned=Pinned.checked(dtype, on_type_mismatch),
             sizing=sizing,
@@ -831,6 +831,8 @@ def read_file(
     events = _options.events(event)
     where_ = _options.where(where)
     mode = _options.on_bad_lines(on_bad_lines)
+    dedupe = _options.flag(dedupe, "dedupe")
+    time_in_ms = _options.flag(time_in_ms, "time_in_ms")
     cols = wanted
     need: set[str] = set()
     if where_ is not None:

@@ -856,7 +856,7 @@ def dataset_query(
         where=where_,
         project_timezone=project_timezone,
         default_timezone=os.environ.get(_options.TIMEZONE_ENV) or "UTC",
-        dedupe=bool(dedupe),
+        dedupe=_options.flag(dedupe, "dedupe"),
     )
 
 
