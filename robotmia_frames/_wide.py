@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import math
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -189,8 +190,9 @@ _MIN_SHARE = 0.01
 #: What one Arrow array of a compact piece costs beside its buffers: its C++ and
 #: Python objects and the allocator's rounding of its small buffers. A wide chunk
 #: (few rows, thousands of keys) is split into pieces of a row or two per event,
-#: so at 10,000 keys these outweigh the data (30,000 events: 552,000 arrays held
-#: 630 MB more than their 7 MB of buffers).
+#: so at 10,000 keys these outweigh the data until the pieces are joined (30,000
+#: events kept piece by piece: 552,000 arrays held 630 MB more than their 7 MB of
+#: buffers).
 _ARRAY_BYTES = 1200
 
 
@@ -409,7 +411,10 @@ class Collector:
         in_flight = _IN_FLIGHT * self.chunk
         # Parsed batches take about twice what their Arrow buffers add up to (the
         # scanner's buffers and the allocator's slack, measured at 10,000 keys).
-        held = (2 * self.held + self.arrays * _ARRAY_BYTES) * scale
+        # The pieces of a compact read are joined FANOUT at a time (parse.Coalescer):
+        # the arrays held grow with the log of the rows, not with the rows.
+        growth = 1 + math.log(scale, parse.FANOUT) if self.shape.compact else scale
+        held = 2 * self.held * scale + self.arrays * _ARRAY_BYTES * growth
         peak = max(held + in_flight, held + result, result + converted)
         # ... and the next chunk lands before the next check.
         return peak + 3 * self.chunk * (1 + converted / max(result, 1)), result

@@ -48,6 +48,7 @@ from ._pinned import PINNABLE, RAW_SUFFIX, OnTypeMismatch, PinReport, pin_types,
 from ._reference import ScanResult, iter_batches, scan_lines
 from ._stream import BodyParser
 from ._wide import (
+    FANOUT,
     MAP_TYPE,
     Coalescer,
     batch_text,
@@ -70,6 +71,7 @@ from .typepolicy import (
 
 __all__ = [
     "BATCH_ROWS",
+    "FANOUT",
     "KIND_METADATA_KEY",
     "MAP_TYPE",
     "PINNABLE",
