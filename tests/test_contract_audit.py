@@ -338,3 +338,23 @@ def test_every_bad_keyword_is_named_before_any_request(
             )  # fmt: skip
         assert not path.exists()
     assert srv.requests == []
+
+
+def test_a_path_in_the_home_folder(
+    server: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """design.md §3: paths follow pandas' convention, where ``~/events`` is in the
+    home folder: not a folder named ``~`` in the working directory."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    srv = server([{"event": "e", "properties": {"time": 1704067200}}])
+    kw = {"api_secret": SECRET, "project_timezone": "UTC", "base_url": srv.url}
+    rf.export_to_parquet("~/events", "2024-01-01", "2024-01-01", **kw)
+    assert (home / "events" / "date=2024-01-01").is_dir()
+    assert list(work.iterdir()) == []
+    assert len(rf.read_parquet_dataset("~/events")) == 1
+    (home / "export.jsonl").write_text('{"event":"e","properties":{"time":1}}\n')
+    assert len(rf.read_export_file("~/export.jsonl", project_timezone="UTC")) == 1

@@ -841,7 +841,7 @@ def read_file(
         if events is not None:
             need.add("event")
         cols = [*cols, *sorted(need - set(cols))]
-    p = Path(os.fspath(path))
+    p = Path(os.fspath(path)).expanduser()  # "~/export.jsonl", as in pandas
     if p.is_dir():
         raise IsADirectoryError(
             f"{p} is a folder, not an export file (.jsonl or .jsonl.gz); read a dataset "

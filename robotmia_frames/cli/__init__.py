@@ -281,7 +281,7 @@ def _sync_confirmed(args: argparse.Namespace, kwargs: dict[str, Any]) -> bool:
 
 
 def _read(args: argparse.Namespace, out: TextIO) -> int:
-    src: Path = args.source
+    src: Path = args.source.expanduser()
     columns = _column_names(args.columns)
     if args.limit < 0:
         raise ValueError(f"--limit must be 0 (all rows) or more, got {args.limit}")
@@ -408,7 +408,7 @@ def _no_bad_lines_in_datasets(args: argparse.Namespace) -> None:
 def _inspect_cmd(args: argparse.Namespace, out: TextIO) -> int:
     from ._inspect import inspect_path
 
-    source = Path(args.source)
+    source = Path(args.source).expanduser()
     if "://" in args.source or source.is_dir():
         _no_bad_lines_in_datasets(args)
     found = inspect_path(

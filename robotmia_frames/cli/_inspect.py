@@ -280,7 +280,7 @@ def inspect_path(
     raw = os.fspath(path)
     if "://" in raw:  # a dataset on object storage (or file://, memory://)
         return _inspect_dataset(sinks.locate(raw))
-    p = Path(raw)
+    p = Path(raw).expanduser()
     if p.is_dir():
         return _inspect_dataset(sinks.locate(p))
     if p.is_file():

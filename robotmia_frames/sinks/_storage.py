@@ -188,7 +188,8 @@ def locate(
             )
         from fsspec.implementations.local import LocalFileSystem
 
-        return Location(LocalFileSystem(), os.path.abspath(raw), raw, True)
+        # "~/events" is in the home folder, as in pandas (not a folder named "~")
+        return Location(LocalFileSystem(), os.path.abspath(os.path.expanduser(raw)), raw, True)
     protocol = raw.split("://", 1)[0].lower()
     from fsspec.registry import get_filesystem_class, known_implementations
 
