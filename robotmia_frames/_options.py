@@ -594,7 +594,7 @@ def directory(value: Any, name: str) -> Path | None:
         raise InvalidArgumentError(f"{name} must be a path, got {type(value).__name__}")
     if not os.fspath(value).strip():
         raise InvalidArgumentError(f"{name} must not be empty; pass None for no {name}")
-    return Path(os.fspath(value))
+    return Path(os.fspath(value)).expanduser()  # "~/cache": the home folder, as in pandas
 
 
 SplitBy = Literal["event"]

@@ -352,8 +352,9 @@ def test_a_path_in_the_home_folder(
     monkeypatch.chdir(work)
     srv = server([{"event": "e", "properties": {"time": 1704067200}}])
     kw = {"api_secret": SECRET, "project_timezone": "UTC", "base_url": srv.url}
-    rf.export_to_parquet("~/events", "2024-01-01", "2024-01-01", **kw)
+    rf.export_to_parquet("~/events", "2024-01-01", "2024-01-01", cache_dir="~/cache", **kw)
     assert (home / "events" / "date=2024-01-01").is_dir()
+    assert (home / "cache").is_dir()
     assert list(work.iterdir()) == []
     assert len(rf.read_parquet_dataset("~/events")) == 1
     (home / "export.jsonl").write_text('{"event":"e","properties":{"time":1}}\n')
