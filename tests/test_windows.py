@@ -38,6 +38,7 @@ from robotmia_frames._pipeline import (
     split_days,
 )
 from robotmia_frames._pipeline._split import DaySplitter
+from robotmia_frames._pipeline._windows import day_runs
 from robotmia_frames.emulator import ExportServer, Fault, generate_events
 from tests.conftest import SECRET, ServerFactory, local_seconds
 
@@ -219,6 +220,22 @@ def test_a_body_is_cut_where_its_day_changes(
             ).to_pylist()
         ]
         assert got == want[i]
+
+
+def test_a_chunk_of_one_day_is_read_at_its_two_ends() -> None:
+    """A chunk whose first and last lines are of one day is one run of that day:
+    two lines are read, not the ones between (here malformed, which a probe would
+    give up on); a chunk whose last line is of another day is bisected."""
+    if not parse.native_enabled():
+        pytest.skip("the bisection reads lines with the C scanner's line cutter")
+    first = dt.date(1970, 1, 1)
+    row = b'{"event":"e","properties":{"time":%d}}'
+    body = b"\n".join([row % 5, *([b"{bad"] * 50), row % 6]) + b"\n"
+    assert day_runs(memoryview(body), first, 2) == ([(0, 0)], True)
+    later = b"\n".join([row % 5, row % 7, row % 86400, row % 86401]) + b"\n"
+    runs, whole = day_runs(memoryview(later), first, 2)
+    assert whole and [day for _, day in runs] == [0, 1]
+    assert later[: runs[1][0]].count(b"\n") == 2
 
 
 def test_plan_counts_requests_and_api_hours_without_sending(server: ServerFactory) -> None:

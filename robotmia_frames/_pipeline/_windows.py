@@ -638,7 +638,9 @@ def day_runs(
     ``first..first + days - 1``, found by bisection (an export body lists its days
     one after another): each run's first byte and its day (a line's day as in
     :func:`line_day`; None for a line that is not a JSON object), and whether the
-    runs reach the end of the chunk. Reading a few dozen lines, it gives up (the
+    runs reach the end of the chunk. A run whose day is that of the chunk's last
+    line runs to the end (two lines read for a chunk of one day). Reading a few
+    dozen lines, it gives up (the
     runs found so far, False) on a probed line that is not a JSON object, or after
     :data:`_CUT_PROBES` lines. Lines out of order within a run are not seen: each
     run holds the lines from its first to the next run's first, whatever their days.
@@ -664,8 +666,16 @@ def day_runs(
     low = day_at(0)
     runs: list[tuple[int, int | None]] = [(0, low)]
     probes = 0
+    last = _last_line(chunk)
     while low is not None:
         hi = size  # a line start of another day than lo's (or the end)
+        if last is not None and last > lo:  # the last line first: most chunks hold one day
+            probes += 1
+            got = day_at(last)
+            if got == low:
+                return runs, True
+            if got is not None:
+                hi = last
         while probes < _CUT_PROBES:
             probes += 1
             c = parse.line_after(chunk, (lo + hi) // 2)
@@ -687,6 +697,21 @@ def day_runs(
         lo, low = hi, day_at(hi)
         runs.append((hi, low))
     return runs, False
+
+
+#: How far back from a chunk's end :func:`day_runs` looks for its last line.
+_LAST_LINE_REACH = 1 << 16
+
+
+def _last_line(chunk: memoryview) -> int | None:
+    """Where the last line of a chunk of lines starts (None: further back than
+    :data:`_LAST_LINE_REACH`)."""
+    end = len(chunk) - 1 if chunk[-1] == ord("\n") else len(chunk)
+    start = max(0, end - _LAST_LINE_REACH)
+    k = bytes(chunk[start:end]).rfind(b"\n")
+    if k >= 0:
+        return start + k + 1
+    return 0 if start == 0 else None
 
 
 def day_cutter(first: dt.date, days: int, unit: str = "s") -> parse.Cutter:
