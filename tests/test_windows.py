@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -712,3 +713,44 @@ def test_wide_shapes_are_the_same_with_any_window(
         assert all(one[k].equals(auto[k]) for k in one)
     else:
         assert one.equals(auto)
+
+
+@pytest.mark.parametrize("table_format", ["parquet", "read"])
+def test_a_day_failing_before_an_earlier_one_lands_keeps_the_earlier_one(
+    server: ServerFactory, tmp_path: Path, table_format: str
+) -> None:
+    """Day 2 fails for good while day 1 is still downloading (its answer held until
+    day 2's last try is answered): day 1 is awaited and handed on (written, for a
+    dataset) before the error, whatever order the downloads end in; day 3, after
+    the failing day, is not written."""
+    first = dt.date(2024, 3, 1)
+    events = generate_events(600, days=3, from_date=first, seed=5, project_timezone=TZ)
+    srv = server(events, project_timezone=TZ)
+    second = (first + dt.timedelta(days=1)).isoformat()
+    release = threading.Event()
+    srv.add_fault(
+        Fault(hold=release, times=1, match=lambda p: p.get("from_date") == first.isoformat())
+    )
+    srv.add_fault(Fault(status=503, times=10, match=lambda p: p.get("from_date") == second))
+
+    def release_after_day_two_failed() -> None:
+        for _ in range(2000):  # at most about 20 s, then let it go anyway
+            if any(r.status == 503 for r in srv.requests):
+                break
+            threading.Event().wait(0.01)
+        release.set()
+
+    watcher = threading.Thread(target=release_after_day_two_failed, daemon=True)
+    watcher.start()
+    args = (first, first + dt.timedelta(days=2))
+    options = kw(srv, window_days=1, concurrency=3, max_retries=0)
+    with pytest.raises(rf.RobotmiaError, match=second):
+        if table_format == "read":
+            rf.read_robotmia_export(*args, **options)
+        else:
+            rf.export_to_parquet(tmp_path, *args, **options)
+    watcher.join()
+    if table_format == "parquet":
+        table = rf.read_parquet_dataset(tmp_path, return_type="arrow")
+        assert table.num_rows == 200
+        assert sorted(p.name for p in tmp_path.glob("date=*")) == [f"date={first.isoformat()}"]

@@ -58,6 +58,14 @@ _HALVE_ON = (NetworkError, IncompleteDownloadError)
 _HALVE_STATUS = frozenset({200, *range(500, 600)})
 
 
+def _day_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a download's final failure, which halving would have tried
+    (a network error, a truncated body, a 5xx): the days before it still come."""
+    if isinstance(exc, _HALVE_ON):
+        return True
+    return isinstance(exc, APIError) and (exc.status_code or 0) in _HALVE_STATUS
+
+
 #: Bodies parsed while they download that may wait, parsed, to be handed on (the
 #: next one needed and one more); the other downloads go to disk first (and are
 #: inflated again from there) ...
@@ -239,8 +247,7 @@ def fetch_halving(
         planner.learn(first, cut, exc.nbytes)  # its days are at least this busy
     except (*_HALVE_ON, APIError) as exc:
         # a 5xx after every retry, or a 200 body refused as too big (window_config)
-        server_error = isinstance(exc, APIError) and (exc.status_code or 0) in _HALVE_STATUS
-        if first == last or not (isinstance(exc, _HALVE_ON) or server_error):
+        if first == last or not _day_failed(exc):
             raise
         cut = first + dt.timedelta(days=(last - first).days // 2)
     else:
@@ -596,10 +603,13 @@ def iter_windows(
     not depend on download timing). A window whose download keeps failing
     (network errors, truncated bodies, after the transport's retries) is fetched
     again as two halves, down to single days; a single day's failure is final and
-    names the day. On the first final failure the pending downloads are cancelled
-    and the error propagates, once the days of the failing window before its
-    failing day (its halves that verified) are handed on, when every earlier
-    window is. ``plan.limit`` caps the rows handed on in total.
+    names the day. On such a failure no window is sent any more and those after
+    the failing one are cancelled, but the windows before it are awaited and
+    handed on, then the days of the failing window before its failing day (its
+    halves that verified), and then the error propagates: every day before the
+    failing day is handed on, whatever the order the downloads ended in. Any other
+    error (a refused secret, the memory budget) propagates at once.
+    ``plan.limit`` caps the rows handed on in total.
     With ``cache_dir`` a verified body is kept and later runs reuse it.
 
     With ``day_at_a_time`` (a dataset, written a day at a time) a multi-day body is
@@ -618,12 +628,16 @@ def iter_windows(
     pending: dict[Future[list[transport.DownloadResult]], tuple[dt.date, dt.date]] = {}
     remaining = plan.limit
     pool: ThreadPoolExecutor | None = None
-    failure: Exception | None = None
+    # A day that cannot be downloaded: its window, and the error raised once every
+    # day before it is handed on.
+    failure: tuple[tuple[dt.date, dt.date], Exception] | None = None
     try:
         while True:
             # Plan and send more windows: the first one alone while the size is unknown.
-            while not planner.done and len(pending) < (
-                1 if planner.learning else plan.concurrency * 2
+            while (
+                failure is None
+                and not planner.done
+                and len(pending) < (1 if planner.learning else plan.concurrency * 2)
             ):
                 window = planner.take()
                 assert window is not None
@@ -651,29 +665,34 @@ def iter_windows(
                                 return
                             remaining -= w.parsed.rows
                         yield w
-            if failure is not None:
-                raise failure
-            if not pending:
+            if failure is not None and not order:  # every day before the failing one
+                raise failure[1]
+            awaited = [f for f in pending if failure is None or pending[f] < failure[0]]
+            if not awaited:
+                if failure is not None:
+                    raise failure[1]
                 if planner.done:
                     return
                 continue
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(awaited, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=lambda f: pending[f]):
                 window = pending.pop(fut)
+                if failure is not None and window > failure[0]:
+                    continue  # after the failing day: not handed on
                 try:
                     results = fut.result()
                 except Exception as exc:
-                    before = downloads.fetched_before.pop(window, None)
-                    if not (before and order and order[0] == window):
+                    if not _day_failed(exc):
                         raise
-                    # Every earlier window is handed on: hand on the days of this
-                    # one before its failing day, then fail.
-                    failure, results = exc, before
-                    order = collections.deque([window])
+                    # Hand on the days before it (of earlier windows, and of this one
+                    # before its failing day), then fail; the later windows are not.
+                    results = downloads.fetched_before.pop(window, [])
+                    failure = (window, exc)
+                    order = collections.deque(w for w in order if w <= window)
+                    for later in [f for f in pending if pending[f] > window]:
+                        later.cancel()
                 landed[window[0]] = [(r, False) for r in results]
                 downloads.landing(landed[window[0]])
-                if failure is not None:
-                    break
     finally:
         for fut in pending:
             fut.cancel()
