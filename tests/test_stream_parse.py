@@ -246,34 +246,3 @@ def test_a_short_first_body_tells_the_width_with_all_its_lines(tmp_path: Path) -
     path.write_bytes(narrow_body(300))
     assert line_counts(list(parse.read_raw_batches(path, source="x", batch_rows=disk))) == [300]
     assert not disk.learning and disk.rows == sizing.rows
-
-
-def test_a_plain_file_up_to_its_limit_is_read_in_one_block(tmp_path: Path) -> None:
-    """A plain day file bigger than a block but at most ``WHOLE_PLAIN`` is read in
-    one block (its chunks are views of it, none joined from two blocks), with the
-    same batches as its gzip copy read block by block; a bigger one, and gzip,
-    block by block."""
-    import gzip
-
-    from robotmia_frames.parse import _lines
-
-    line = b'{"event":"e","properties":{"time":%d,"s":"%s"}}\n'
-    body = b"".join(line % (i, b"x" * (i % 700)) for i in range(30_000))
-    assert _lines.BIG_BLOCK < len(body) <= _lines.WHOLE_PLAIN
-    plain, packed = tmp_path / "d.jsonl", tmp_path / "d.jsonl.gz"
-    plain.write_bytes(body)
-    packed.write_bytes(gzip.compress(body, 1))
-    big = tmp_path / "big.jsonl"
-    with big.open("wb") as f:
-        f.truncate(_lines.WHOLE_PLAIN + 1)
-    with _lines.opened(plain) as a, _lines.opened(packed) as b, _lines.opened(big) as c:
-        assert [_lines.block_size(s) for s in (a, b, c)] == [len(body) + 1, *[_lines.BIG_BLOCK] * 2]
-
-    def rows(p: Path) -> list[tuple[int, int, list[Any]]]:
-        return [
-            (b.first_line, b.num_rows, b.time.to_pylist()[:3])
-            for b in parse.read_raw_batches(p, source=p.name)
-        ]
-
-    assert rows(plain) == rows(packed)
-    assert sum(n for _, n, _ in rows(plain)) == 30_000

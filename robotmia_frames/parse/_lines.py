@@ -16,23 +16,6 @@ from ..errors import IncompleteDownloadError, ParseError
 
 _BLOCK = 4 << 20
 BIG_BLOCK = 8 << 20
-#: A plain (not gzip) file up to this size is read in one block: the chunks of
-#: lines cut from it are then views of that block, none joined from two blocks.
-WHOLE_PLAIN = 32 << 20
-
-
-def block_size(stream: BinaryIO) -> int:
-    """The bytes to read at a time from ``stream`` (:func:`opened`): a plain file of
-    at most :data:`WHOLE_PLAIN` bytes whole, else :data:`BIG_BLOCK`."""
-    if isinstance(stream, _gzip_impl.GzipFile):
-        return BIG_BLOCK
-    try:
-        size = os.fstat(stream.fileno()).st_size
-    except (OSError, AttributeError, ValueError):
-        return BIG_BLOCK
-    return size + 1 if BIG_BLOCK < size <= WHOLE_PLAIN else BIG_BLOCK
-
-
 #: Lines per batch: small enough that a batch's transient Python objects stay a few
 #: tens of MB, large enough that Arrow conversion dominates per-batch overhead.
 BATCH_ROWS = 16_384

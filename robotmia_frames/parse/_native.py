@@ -28,9 +28,9 @@ from . import typepolicy as tp
 from ._batch import RawBatch, RawColumn, values_column
 from ._lines import (
     BATCH_ROWS,
+    BIG_BLOCK,
     PROBE_LINES,
     ReadPosition,
-    block_size,
     line_keys,
     opened,
     read_block,
@@ -213,10 +213,9 @@ def iter_line_blocks(
     rows = batch_rows if isinstance(batch_rows, list) else [batch_rows]
     chunker = LineChunker(rows)
     with opened(path, position) as stream:
-        size = block_size(stream)
         while True:
             block = read_block(
-                stream, size, label=label, next_line=chunker.next_line, position=position
+                stream, BIG_BLOCK, label=label, next_line=chunker.next_line, position=position
             )
             if not block:
                 break
