@@ -304,11 +304,14 @@ def coalesce(pieces: Sequence[RawBatch], max_fill: float = 0.5) -> RawBatch | No
     n = sum(sizes)
     starts = np.cumsum([0, *sizes[:-1]]).tolist()
     kinds: dict[str, Kind] = {}
-    for p in pieces:
+    parts_of: dict[str, list[tuple[int, RawColumn]]] = {}
+    for i, p in enumerate(pieces):
         merge_kinds(kinds, p)
+        for key, col in p.columns.items():
+            parts_of.setdefault(key, []).append((i, col))
     columns: dict[str, RawColumn] = {}
     for key, kind in kinds.items():
-        parts = [(i, p.columns[key]) for i, p in enumerate(pieces) if key in p.columns]
+        parts = parts_of[key]
         if not _mergeable([c for _, c in parts], kind):
             return None
         if kind is NULL:
@@ -379,6 +382,15 @@ def coalesce(pieces: Sequence[RawBatch], max_fill: float = 0.5) -> RawBatch | No
 
 #: Pieces of a group a :class:`Coalescer` joins into one at a time.
 FANOUT = 16
+#: Rows per piece, on average, from which a :class:`Coalescer` stops joining: the
+#: Arrow objects of such a piece weigh little beside its values, and joining it
+#: again would only copy it.
+JOINED_ROWS = 8192
+
+
+def _big(pieces: Sequence[RawBatch]) -> bool:
+    """Whether ``pieces`` hold :data:`JOINED_ROWS` rows each, on average."""
+    return sum(p.num_rows for p in pieces) >= JOINED_ROWS * len(pieces)
 
 
 @dataclass
@@ -387,9 +399,10 @@ class Coalescer:
     :func:`compact`), joined as they accumulate: the pieces of a ``group`` (an event
     name, say) are joined by :func:`coalesce` each time ``fanout`` of them are
     waiting at one level, so each row is copied about log(pieces) / log(fanout)
-    times and a group holds at most ``fanout - 1`` pieces per level. ``merged`` is
-    told of each join (the pieces given up, and the one kept).
-    :meth:`batches` joins each group's pieces into one, in their order.
+    times and a group holds at most ``fanout - 1`` pieces per level. Pieces of
+    :data:`JOINED_ROWS` rows on average are kept as they are. ``merged`` is told
+    of each join (the pieces given up, and the one kept). :meth:`batches` joins
+    each group's remaining small pieces into one, in their order.
 
     Without a ``group``, pieces are kept as they come.
 
@@ -426,7 +439,7 @@ class Coalescer:
             return
         level = 0
         while len(levels[level]) >= self.fanout:
-            if not self._join(key, levels[level]):
+            if _big(levels[level]) or not self._join(key, levels[level]):
                 # kept as they are, older first; joining starts again after them
                 self._done[key].extend(b for lv in reversed(levels) for b in lv)
                 self._levels[key] = [[]]
@@ -454,7 +467,7 @@ class Coalescer:
         for key, levels in self._levels.items():
             out.extend(self._done[key])
             rest = [b for lv in reversed(levels) for b in lv]
-            if self.group is not None and len(rest) > 1:
+            if self.group is not None and len(rest) > 1 and not _big(rest):
                 self._join(key, rest)
             out.extend(rest)
         return out
