@@ -15,6 +15,13 @@ concurrent downloads, handed on by day), ``_windows`` (window sizes and splittin
 body into days), ``_datasets`` (dataset state, writer, queries).
 """
 
+from ._budget import (
+    DEFAULT_WINDOW_TARGET_BYTES,
+    BudgetPlan,
+    WindowPlanner,
+    WindowSizing,
+    plan_windows,
+)
 from ._core import (
     Build,
     Connection,
@@ -53,18 +60,13 @@ from ._datasets import (
 from ._fetch import fetch_halving, fetch_windows, iter_windows, window_config, window_download
 from ._split import split_body
 from ._windows import (
-    DEFAULT_WINDOW_TARGET_BYTES,
     BatchHook,
-    BudgetPlan,
     Parsed,
     Window,
-    WindowPlanner,
-    WindowSizing,
     batch_hook,
     body_bytes_per_day,
     day_cutter,
     day_numbers,
-    plan_windows,
     split_days,
 )
 

@@ -46,15 +46,13 @@ from ..where import (
     referenced_columns,
     row_mask,
 )
+from ._budget import DEFAULT_WINDOW_TARGET_BYTES, BudgetPlan, WindowSizing
 from ._windows import (
     BATCH_HOOK,
-    DEFAULT_WINDOW_TARGET_BYTES,
     Again,
     BatchHook,
-    BudgetPlan,
     EventKeys,
     Parsed,
-    WindowSizing,
     add_event_keys,
     holder_of,
     property_keys,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,16 +30,10 @@ from ..where import (
     compile_where,
     folded_columns,
 )
-
-if TYPE_CHECKING:
-    pass
-
-# ------------------------------------------------------------------ window sizing
-
-#: Days in the first request of an ``window_days="auto"`` export, before any size is known.
+from ._budget import BudgetPlan
 from ._core import Connection, ExportPlan, SettledPins, batches, call_with, final_schema
 from ._fetch import iter_windows
-from ._windows import BudgetPlan, Parsed, Window, add_event_keys
+from ._windows import Parsed, Window, add_event_keys
 
 #: The most bytes of parsed batches, mostly nulls, a day written to a dataset is
 #: held in: a bigger wide day (thousands of keys laid out over every row) is

@@ -22,6 +22,7 @@ import requests
 from .. import parse, transport
 from ..errors import APIError, IncompleteDownloadError, NetworkError
 from ..parse import Kind
+from ._budget import WindowPlanner
 from ._core import ExportPlan, check_columns, parse_columns, parse_file, unified_kinds
 from ._split import DaySplitter
 from ._windows import (
@@ -30,7 +31,6 @@ from ._windows import (
     BudgetHook,
     Parsed,
     Window,
-    WindowPlanner,
     as_batches,
     batch_hook,
     day_cutter,

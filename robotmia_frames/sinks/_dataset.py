@@ -58,7 +58,8 @@ from ..errors import InvalidArgumentError
 from ..parse.typepolicy import (
     Kind,
 )
-from ._storage import Location, locate
+from ._rowgroups import RowGroups
+from ._storage import Location, arrow_filesystem, locate, upload_checked
 from ._tables import (
     column_order,
     conform_table,
@@ -229,7 +230,7 @@ class ParquetDataset:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise self._unwritable(Path(self.root), exc) from None
-        self._arrow_fs = None if self.location.local else _arrow_filesystem(self.fs)
+        self._arrow_fs = None if self.location.local else arrow_filesystem(self.fs)
         if not self.location.local:
             # fsspec shares filesystem instances and their listings: forget what may
             # have changed since (another process replaces days, and s3fs refuses to
@@ -468,7 +469,7 @@ class ParquetDataset:
         if by_event:
             file_schema = file_schema.remove(file_schema.get_field_index("event"))
         writers: dict[str | None, pq.ParquetWriter] = {}
-        groups = _RowGroups(row_group_rows)
+        groups = RowGroups(row_group_rows)
         result = DayWriteResult(day, 0)
         try:
             for batch in batches:
@@ -549,7 +550,7 @@ class ParquetDataset:
             if isinstance(self._arrow_fs, pafs.FileSystem) and not isinstance(
                 self._arrow_fs, pafs.PyFileSystem
             ):  # a pyarrow filesystem: one PUT, or a multipart upload
-                _upload(source, target, self._arrow_fs)
+                upload_checked(source, target, self._arrow_fs)
             else:  # fsspec: one PUT, or a multipart upload that is aborted on failure
                 self.fs.put_file(source, target)
             return
@@ -785,104 +786,6 @@ def _readable(path: str) -> Iterator[None]:
             "read or written while it is there. Restore it, or delete it and export its "
             "day again"
         ) from exc
-
-
-class _RowGroups:
-    """Batches gathered into row groups before they are written: a wide day comes
-    in chunks of a few hundred rows over thousands of columns (and a day split by
-    event in a few rows per event), and every row group costs each of its columns
-    a footer entry held in memory until the file is closed, so small batches are
-    joined up to :data:`GROUP_ROWS` rows, or :data:`GROUP_CELLS` cells (rows x
-    columns) held at once, each array of a batch counted as :data:`ARRAY_CELLS`
-    more (a batch of a few rows costs its buffers more than its values). A batch
-    of ``GROUP_ROWS`` rows or more is written as it comes (at most
-    ``row_group_rows`` rows a group); a narrow day's chunks (16,384 lines) are
-    joined four to a group, which the Parquet encoder writes with less CPU than
-    four groups (one dictionary and one compression context per column and group),
-    and into smaller files."""
-
-    def __init__(self, row_group_rows: int) -> None:
-        self.row_group_rows = row_group_rows
-        self.pending: dict[int, _Group] = {}  # by writer
-        self.cells = 0  # of every group gathered
-
-    def add(self, writer: pq.ParquetWriter, batch: pa.RecordBatch) -> None:
-        group = self.pending.setdefault(id(writer), _Group(writer))
-        cells = (batch.num_rows + ARRAY_CELLS) * batch.num_columns
-        group.batches.append(batch)
-        group.rows += batch.num_rows
-        group.cells += cells
-        self.cells += cells
-        if group.rows >= min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, batch.num_columns))):
-            self._write(id(writer))
-        if self.cells > GROUP_CELLS:
-            self.flush()
-
-    def _write(self, key: int) -> None:
-        group = self.pending.pop(key)
-        self.cells -= group.cells
-        table = pa.Table.from_batches(group.batches, schema=group.batches[0].schema)
-        group.writer.write_table(table, row_group_size=self.row_group_rows)
-
-    def flush(self) -> None:
-        """Write every batch still gathered."""
-        for key in list(self.pending):
-            self._write(key)
-
-
-@dataclass
-class _Group:
-    """The batches gathered for one writer, their rows and their cells."""
-
-    writer: pq.ParquetWriter
-    batches: list[pa.RecordBatch] = field(default_factory=list)
-    rows: int = 0
-    cells: int = 0
-
-
-#: Rows a row group of small batches is joined up to (four of a narrow day's chunks).
-GROUP_ROWS = 65_536
-#: The most cells (rows x columns) gathered before they are written.
-GROUP_CELLS = 16 << 20
-#: What one array of a gathered batch counts for, in cells, beside its rows.
-ARRAY_CELLS = 64
-
-
-def _upload(source: str, target: str, fs: pafs.FileSystem) -> None:
-    """Upload the local file ``source`` to ``target`` through a pyarrow filesystem,
-    and check that it landed: ``pyarrow.fs.copy_files`` logs the error of a failed
-    part and returns as if the object had been written. A failed multipart upload is
-    never completed, so the old object stays; the check (the object's size and last
-    64 KiB, the Parquet footer, against the file's) turns that into an error. The
-    pending upload itself is left to the bucket's lifecycle rules: pyarrow cannot
-    abort one."""
-    pafs.copy_files(source, target, destination_filesystem=fs)
-    size = os.path.getsize(source)
-    tail = min(size, 64 << 10)
-    with open(source, "rb") as f:
-        f.seek(size - tail)
-        want = f.read()
-    try:
-        with fs.open_input_file(target) as obj:
-            got_size = obj.size()
-            got = obj.read_at(tail, got_size - tail) if got_size >= tail else b""
-    except OSError as exc:
-        raise OSError(exc.errno, f"uploading {target} failed: {exc}") from exc
-    if got_size != size or got != want:
-        raise OSError(
-            f"uploading {target} failed: the object there is not the day just written "
-            "(a part of the upload failed); the day's previous object, if any, is intact"
-        )
-
-
-def _arrow_filesystem(fs: Any) -> Any:
-    """A pyarrow filesystem for an fsspec one (the wrapped one for pyarrow's own)."""
-    from fsspec.implementations.arrow import ArrowFSWrapper
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
-
-    if isinstance(fs, ArrowFSWrapper):
-        return fs.fs
-    return PyFileSystem(FSSpecHandler(fs))
 
 
 def _make_dirs(path: Path, attempts: int = 10) -> None:

@@ -22,11 +22,22 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["LOCK_TIMEOUT_ENV", "Location", "locate", "lock_path", "writer_lock"]
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+__all__ = [
+    "LOCK_TIMEOUT_ENV",
+    "Location",
+    "arrow_filesystem",
+    "locate",
+    "lock_path",
+    "upload_checked",
+    "writer_lock",
+]
 
 #: Seconds a second writer waits for the first one's lock (default 600).
 LOCK_TIMEOUT_ENV = "ROBOTMIA_LOCK_TIMEOUT"
@@ -293,3 +304,42 @@ def writer_lock(location: Location) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def upload_checked(source: str, target: str, fs: pafs.FileSystem) -> None:
+    """Upload the local file ``source`` to ``target`` through a pyarrow filesystem,
+    and check that it landed: ``pyarrow.fs.copy_files`` logs the error of a failed
+    part and returns as if the object had been written. A failed multipart upload is
+    never completed, so the old object stays; the check (the object's size and last
+    64 KiB, the Parquet footer, against the file's) turns that into an error. The
+    pending upload itself is left to the bucket's lifecycle rules: pyarrow cannot
+    abort one."""
+    import pyarrow.fs as pafs
+
+    pafs.copy_files(source, target, destination_filesystem=fs)
+    size = os.path.getsize(source)
+    tail = min(size, 64 << 10)
+    with open(source, "rb") as f:
+        f.seek(size - tail)
+        want = f.read()
+    try:
+        with fs.open_input_file(target) as obj:
+            got_size = obj.size()
+            got = obj.read_at(tail, got_size - tail) if got_size >= tail else b""
+    except OSError as exc:
+        raise OSError(exc.errno, f"uploading {target} failed: {exc}") from exc
+    if got_size != size or got != want:
+        raise OSError(
+            f"uploading {target} failed: the object there is not the day just written "
+            "(a part of the upload failed); the day's previous object, if any, is intact"
+        )
+
+
+def arrow_filesystem(fs: Any) -> Any:
+    """A pyarrow filesystem for an fsspec one (the wrapped one for pyarrow's own)."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    if isinstance(fs, ArrowFSWrapper):
+        return fs.fs
+    return PyFileSystem(FSSpecHandler(fs))
