@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from robotmia_frames import parse
@@ -191,6 +191,10 @@ def accepted(splitter: DaySplitter, outs: list[bytes], tmp_path: Path) -> bool:
     lines=st.lists(_LINE, max_size=60),
     cuts=st.lists(st.integers(0, 3000), max_size=8),
 )
+# a line whose properties are not an object goes with the row before it, in a
+# later day than the first, where bisection reads it as the first day's
+@example(lines=[row(172800), b'{"event":"e","properties":3}'], cuts=[])
+@example(lines=[row(90000), row(172800), b"{bad", b'{"event":"e","properties":3}'], cuts=[50])
 def test_a_cut_by_bisection_that_stands_is_the_exact_cut(
     tmp_path: Path, lines: list[bytes], cuts: list[int]
 ) -> None:

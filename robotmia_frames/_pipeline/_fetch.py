@@ -501,7 +501,7 @@ class _Downloads:
         else:
             splitter = self.day_splitter(req.label, req.from_date, req.to_date)
             splitter.read(result.path)  # its day files removed if it fails
-        if not splitter.ordered and not splitter.exact:  # a day met again: cut exactly
+        if not splitter.ordered and not splitter.exact:  # days out of order: cut exactly
             splitter.discard()
             splitter = self._exact_split(result)
         handed = 0

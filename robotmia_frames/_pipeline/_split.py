@@ -103,7 +103,9 @@ class DaySplitter:
     (``day_runs``: a few dozen lines read, not every row's time), which is right
     for a body in day order; the scanner's read of every row's time is then left
     to the parse of each day, which checks it (:meth:`holds_only`). A day met
-    again after another day (:attr:`ordered` False) or a piece the bisection cannot
+    after a later one or met again (:attr:`ordered` False: a line the bisection
+    read as the first day's, e.g. one whose properties are not an object, after
+    later days' rows) or a piece the bisection cannot
     read is cut exactly as above.
 
     A ``transport.BodyTap``: fed while the body downloads, nothing is trusted until
@@ -178,7 +180,7 @@ class DaySplitter:
         self._reset()
 
     def _reset(self) -> None:
-        self.ordered = True  # no day met again after another day
+        self.ordered = True  # every day after the days before it, each met once
         self._written = [False] * self.days
         self._deflater: Any = None
         self._current = -1  # the day being written
@@ -249,8 +251,8 @@ class DaySplitter:
 
     def _write(self, day: int, data: bytes | memoryview) -> None:
         """A run of whole lines of ``day``."""
-        if day != self._current and self._written[day]:
-            self.ordered = False
+        if day < self._current or (day != self._current and self._written[day]):
+            self.ordered = False  # a day after a later one, or met again
         if self.compress and day != self._current:
             if self._deflater is not None:
                 self.outs[self._current].write(self._deflater.flush())
