@@ -60,6 +60,12 @@ def _event_codes(batch: RawBatch) -> tuple[list[str | None], np.ndarray]:
     return names, indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
+def _bool_mask(array: pa.Array) -> np.ndarray:
+    """Which of ``array``'s rows hold a value, as a NumPy bool array."""
+    mask: np.ndarray = array.is_valid().to_numpy(zero_copy_only=False)
+    return mask
+
+
 def _valid_groups(arrays: Sequence[pa.Array], n: int) -> tuple[list[int], list[np.ndarray | None]]:
     """Arrays of ``n`` rows grouped by where they hold values: each array's group,
     and each group's rows with a value (a bool mask; None: every row). A wide
@@ -84,7 +90,7 @@ def _valid_groups(arrays: Sequence[pa.Array], n: int) -> tuple[list[int], list[n
                 lo = array.offset // 8
                 key = bitmap[lo : lo + (n + 7) // 8].to_pybytes()
             else:  # all nulls without a bitmap (the null type), or an unaligned slice
-                valid = array.is_valid().to_numpy(zero_copy_only=False)
+                valid = _bool_mask(array)
                 key = np.packbits(valid, bitorder="little").tobytes()  # a bitmap's layout
         group = index.get(key)
         if group is None:
@@ -193,12 +199,12 @@ def event_keys(batch: RawBatch) -> dict[str | None, set[str]]:
             continue
         if col.rows is not None:
             rows = col.rows.to_numpy(zero_copy_only=False)
-            valid = col.array.is_valid().to_numpy(zero_copy_only=False)
+            valid = _bool_mask(col.array)
             hit = np.bincount(codes[rows[valid]], minlength=len(names)) > 0
         elif nulls == 0:
             hit = counts > 0
         else:
-            valid = col.array.is_valid().to_numpy(zero_copy_only=False)
+            valid = _bool_mask(col.array)
             hit = np.bincount(codes[valid], minlength=len(names)) > 0
         for e in np.flatnonzero(hit).tolist():
             out[names[e]].add(key)
@@ -268,11 +274,6 @@ def _mergeable(cols: Sequence[RawColumn], kind: Kind) -> bool:
     floats (it would not spell its ints back as text; a scalar column keeps them
     as :attr:`RawColumn.text`)."""
     return all(c.exact and not _ints_as_floats(c.kind, kind) for c in cols)
-
-
-def _bool_mask(array: pa.Array) -> np.ndarray:
-    mask: np.ndarray = array.is_valid().to_numpy(zero_copy_only=False)
-    return mask
 
 
 def coalesce(pieces: Sequence[RawBatch], max_fill: float = 0.5) -> RawBatch | None:
