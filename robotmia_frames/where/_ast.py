@@ -13,6 +13,7 @@ from ._values import Scalar
 __all__ = [
     "AnyExpr",
     "Arith",
+    "Binary",
     "BoolOp",
     "Call",
     "Compare",
@@ -24,6 +25,7 @@ __all__ = [
     "Not",
     "Now",
     "Property",
+    "Unary",
     "Variable",
     "children",
     "columns_of",
@@ -67,57 +69,10 @@ class Index(Expr):
 
 
 @dataclass(frozen=True)
-class Variable(Expr):
-    """The name bound by an enclosing ``any``."""
-
-    name: str
-
-
-@dataclass(frozen=True)
 class ListExpr(Expr):
     """A list display ``[a, b, ...]``."""
 
     items: tuple[Expr, ...]
-
-
-@dataclass(frozen=True)
-class Not(Expr):
-    """``not x`` (``a not in b`` parses as ``Not(Compare("in", a, b))``)."""
-
-    operand: Expr
-
-
-@dataclass(frozen=True)
-class Negate(Expr):
-    """Unary minus."""
-
-    operand: Expr
-
-
-@dataclass(frozen=True)
-class BoolOp(Expr):
-    """``a and b and ...`` or ``a or b or ...`` (``op`` is ``"and"`` or ``"or"``)."""
-
-    op: str
-    operands: tuple[Expr, ...]
-
-
-@dataclass(frozen=True)
-class Compare(Expr):
-    """``== != < <= > >= in`` (``=`` parses as ``==``)."""
-
-    op: str
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True)
-class Arith(Expr):
-    """``+ - * / %``."""
-
-    op: str
-    left: Expr
-    right: Expr
 
 
 @dataclass(frozen=True)
@@ -130,6 +85,46 @@ class Call(Expr):
 
 
 @dataclass(frozen=True)
+class Unary(Expr):
+    """An operator applied to one operand: :class:`Not` or :class:`Negate`."""
+
+    operand: Expr
+
+
+class Not(Unary):
+    """``not x`` (``a not in b`` parses as ``Not(Compare("in", a, b))``)."""
+
+
+class Negate(Unary):
+    """Unary minus."""
+
+
+@dataclass(frozen=True)
+class BoolOp(Expr):
+    """``a and b and ...`` or ``a or b or ...`` (``op`` is ``"and"`` or ``"or"``)."""
+
+    op: str
+    operands: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    """An operator between two operands: :class:`Compare` or :class:`Arith`."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+class Compare(Binary):
+    """``== != < <= > >= in`` (``=`` parses as ``==``)."""
+
+
+class Arith(Binary):
+    """``+ - * / %``."""
+
+
+@dataclass(frozen=True)
 class AnyExpr(Expr):
     """``any(X, items, predicate)``."""
 
@@ -138,13 +133,20 @@ class AnyExpr(Expr):
     predicate: Expr
 
 
+@dataclass(frozen=True)
+class Variable(Expr):
+    """The name bound by an enclosing ``any``."""
+
+    name: str
+
+
 def children(node: Expr) -> tuple[Expr, ...]:
     """The direct sub-expressions of ``node``, left to right."""
-    if isinstance(node, (Not, Negate)):
+    if isinstance(node, Unary):
         return (node.operand,)
     if isinstance(node, BoolOp):
         return node.operands
-    if isinstance(node, (Compare, Arith)):
+    if isinstance(node, Binary):
         return (node.left, node.right)
     if isinstance(node, Call):
         return node.args
