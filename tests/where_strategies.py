@@ -273,8 +273,10 @@ def expressions(
 
 
 def _is_literal(node: Expr) -> bool:
+    """Whether the parser may take ``node`` for a literal, which it refuses as an
+    operand of ``and``/``or`` (``--0`` too: it looks through every minus)."""
+    if isinstance(node, Negate):
+        return _is_literal(node.operand)
     return isinstance(node, (ListExpr, Now)) or (
-        isinstance(node, (Literal, Negate))
-        and not (isinstance(node, Literal) and isinstance(node.value, bool))
-        and (isinstance(node, Literal) or isinstance(node.operand, Literal))
+        isinstance(node, Literal) and not isinstance(node.value, bool)
     )
