@@ -152,16 +152,16 @@ def where(value: Any) -> str | None:
     return value
 
 
-def _given_or_env(value: Any, env: str) -> Any:
+def _given_or_env(value: Any, env: str, missing: str) -> Any:
     """The argument, else the environment variable ``env``, without surrounding
-    whitespace (a value read from a file keeps its newline); ``None`` when neither
-    is given or it is blank."""
+    whitespace (a value read from a file keeps its newline). Neither given, or
+    blank: :class:`InvalidArgumentError` with the message ``missing``."""
     if value is None:
         value = os.environ.get(env)
     if isinstance(value, str):
         value = value.strip()
-        if not value:
-            return None
+    if value is None or value == "":
+        raise InvalidArgumentError(missing)
     return value
 
 
@@ -172,12 +172,14 @@ def secret(api_secret: Any) -> str:
         >>> secret("s3cr3t")
         's3cr3t'
     """
-    value = _given_or_env(api_secret, SECRET_ENV)
+    value = _given_or_env(
+        api_secret,
+        SECRET_ENV,
+        missing=f"no API secret: pass api_secret=... or set the {SECRET_ENV} environment "
+        "variable (Project Settings in robotmia)",
+    )
     if not isinstance(value, str):
-        raise InvalidArgumentError(
-            f"no API secret: pass api_secret=... or set the {SECRET_ENV} environment variable "
-            "(Project Settings in robotmia)"
-        )
+        raise InvalidArgumentError(f"api_secret must be a string, got {type(value).__name__}")
     register_secret(value)  # before any message could show it (e.g. in a base_url)
     return value
 
@@ -186,16 +188,16 @@ def timezone(project_timezone: Any) -> str:
     """The project timezone: the argument, else ``ROBOTMIA_PROJECT_TIMEZONE``.
 
     Example:
-        >>> timezone("Europe/Paris")
-        'Europe/Paris'
+        >>> timezone("Europe/Paris"), timezone(" UTC ")
+        ('Europe/Paris', 'UTC')
     """
-    tz = _given_or_env(project_timezone, TIMEZONE_ENV)
-    if tz is None:
-        raise InvalidArgumentError(
-            "no project timezone: pass project_timezone='Europe/Paris' (the timezone in the "
-            f"project's settings) or set {TIMEZONE_ENV}; export times are project-local "
-            "and cannot be converted to UTC without it"
-        )
+    tz = _given_or_env(
+        project_timezone,
+        TIMEZONE_ENV,
+        missing="no project timezone: pass project_timezone='Europe/Paris' (the timezone "
+        f"in the project's settings) or set {TIMEZONE_ENV}; export times are project-local "
+        "and cannot be converted to UTC without it",
+    )
     resolve_timezone(tz)
     return str(tz)
 
@@ -248,20 +250,20 @@ def return_type(value: Any) -> ReturnType:
             f"return_type must be 'pandas', 'arrow' or 'polars', got {value!r}"
         )
     if value == "polars":
-        _needs(
-            "polars",
-            "return_type='polars' needs polars, which is not installed: "
-            "pip install polars (or pip install 'robotmia-frames[polars]')",
-        )
+        _needs("polars", "return_type='polars'", extra="polars")
     return value  # type: ignore[no-any-return]
 
 
-def _needs(module: str, message: str) -> None:
-    """Raise :class:`InvalidArgumentError` with ``message`` unless ``module`` imports."""
+def _needs(module: str, argument: str, *, extra: str) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``module`` imports: ``argument``
+    needs it, and the message says how to install it (or the package's ``extra``)."""
     try:
         importlib.import_module(module)
     except ImportError:
-        raise InvalidArgumentError(message) from None
+        raise InvalidArgumentError(
+            f"{argument} needs {module}, which is not installed: pip install {module} "
+            f"(or pip install 'robotmia-frames[{extra}]')"
+        ) from None
 
 
 def dtype_backend(value: Any) -> DtypeBackend:
@@ -418,11 +420,7 @@ def table_format(value: Any) -> TableFormat:
     if value not in ("hive", "delta"):
         raise InvalidArgumentError(f"table_format must be 'hive' or 'delta', got {value!r}")
     if value == "delta":
-        _needs(
-            "deltalake",
-            "table_format='delta' needs the deltalake package: "
-            "pip install 'robotmia-frames[delta]'",
-        )
+        _needs("deltalake", "table_format='delta'", extra="delta")
     return value  # type: ignore[no-any-return]
 
 
