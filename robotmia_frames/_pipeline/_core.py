@@ -235,20 +235,17 @@ class Connection:
 
     def transport_config(self, base_url: str | None = None) -> transport.TransportConfig:
         """The transport settings (the secret is required from here on)."""
-        extra: dict[str, Any] = {}
-        if self.timeout is not None:
-            extra["read_timeout"] = self.timeout
         return transport.TransportConfig(
             base_url=base_url or self.base_url,
             api_secret=_options.secret(self.api_secret),
+            verify=self.verify,
             max_retries=self.max_retries,
             backoff_base=self.retry_backoff,
-            verify=self.verify,
             max_retry_after=self.max_retry_after,
+            read_timeout=transport.DEFAULT_READ_TIMEOUT if self.timeout is None else self.timeout,
             stall_timeout=self.stall_timeout,
             min_speed=self.min_speed,
             max_window_bytes=self.max_window_bytes,
-            **extra,
         )
 
     def plan(

@@ -44,6 +44,8 @@ DEFAULT_PROFILES_URL = PROFILES_REGION_URLS["us"]
 DEFAULT_USER_AGENT = f"robotmia-frames/{__version__}"
 #: The largest window body accepted, in bytes as received (compressed): 64 GiB.
 DEFAULT_MAX_WINDOW_BYTES = 64 << 30
+#: Seconds to wait for the server's answer, and between bytes of a body.
+DEFAULT_READ_TIMEOUT = 600.0
 
 _CORE_PARAMS = frozenset({"from_date", "to_date", "event", "where"})
 
@@ -181,7 +183,7 @@ class TransportConfig:
     base_url: str
     api_secret: str = field(repr=False)
     connect_timeout: float = 10.0
-    read_timeout: float = 600.0
+    read_timeout: float = DEFAULT_READ_TIMEOUT
     max_retries: int = 5
     backoff_base: float = 1.0
     backoff_max: float = 60.0
