@@ -240,11 +240,9 @@ def _convert(value: Any, kind: Kind) -> Any:
 def _floats(value: Any) -> Any:
     """Ints (even beyond 2**53) made floats, inside lists too."""
     t = type(value)
-    if t is int:
-        return float(value)
     if t is list:
         return [_floats(v) for v in value]
-    return value
+    return float(value) if t is int else value
 
 
 def values_array(kind: Kind, values: list[Any]) -> pa.Array:

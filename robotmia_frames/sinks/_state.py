@@ -190,9 +190,5 @@ def load_state(location: Location, footers: Iterable[Mapping[str, Any]]) -> Data
     for key in ("day", "written_at", "complete", BYTES_KEY):
         newest.pop(key, None)
     return DatasetState(
-        project_timezone=tz,
-        days=days,
-        complete=merge_ranges(complete),
-        metadata=newest,
-        bytes_per_day=sizes,
+        tz, days=days, complete=merge_ranges(complete), metadata=newest, bytes_per_day=sizes
     )
