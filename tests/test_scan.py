@@ -794,6 +794,42 @@ def test_scanner_takes_clean_lines(lines: list[bytes]) -> None:
     assert got[0] == sum(1 for x in lines if x.strip())
 
 
+@needs_scanner
+@PROPERTY
+@given(lines=export_lines(max_lines=14), data=st.data())
+def test_a_sparse_scan_laid_out_over_its_rows_is_the_dense_scan(
+    lines: list[bytes], data: st.DataObject
+) -> None:
+    # A sparse scan keeps each key's own values and their rows; laid out again
+    # over every row, each column is the one the dense scan gives, to the bit.
+    from robotmia_frames.parse._native import from_scan, scan_chunk
+
+    chunk = b"\n".join(lines)
+    keys = data.draw(st.none() | st.frozensets(st.sampled_from(["a", "b", "s", "time", "x"])))
+    dense, sparse = scan_chunk(chunk, keys), scan_chunk(chunk, keys, sparse=True)
+    assert (dense is None) == (sparse is None)
+    if dense is None or sparse is None:
+        return
+    batch, compact = from_scan(dense, 1, 0, "t"), from_scan(sparse, 1, 0, "t")
+    assert (batch is None) == (compact is None)
+    if batch is None or compact is None:
+        return
+    n = batch.num_rows
+    assert compact.num_rows == n and list(compact.columns) == list(batch.columns)
+    assert compact.event.equals(batch.event) and compact.time.equals(batch.time)
+    for key, col in batch.columns.items():
+        part = compact.columns[key]
+        assert part.rows is not None
+        rows = part.rows.to_pylist()
+        assert rows == sorted(set(rows)) and all(0 <= r < n for r in rows)
+        assert len(rows) == len(part.array)
+        whole = part.dense(n)
+        assert (whole.kind, whole.exact) == (col.kind, col.exact), key
+        assert whole.array.equals(col.array), key
+        assert (whole.text is None) == (col.text is None), key
+        assert col.text is None or col.text.equals(whole.text), key
+
+
 # ------------------------------------------------------------ the scanner itself
 
 # Tags of values left to Python, and the codes of the kinds the scanner settles.

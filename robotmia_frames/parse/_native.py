@@ -105,23 +105,30 @@ class ScanResult(NamedTuple):
     times: _Mem
     time_valid: _Mem
     columns: list[ScannedColumn]
+    #: Each column holds only its own values, at ``rows`` (see :func:`scan_chunk`).
+    sparse: bool = False
 
 
-def scan_chunk(chunk: bytes | memoryview, keys: frozenset[str] | None) -> ScanResult | None:
+def scan_chunk(
+    chunk: bytes | memoryview, keys: frozenset[str] | None, sparse: bool = False
+) -> ScanResult | None:
     """Scan one chunk of whole lines; None when the scanner declines it.
+
+    ``sparse``: each column holds only its own values, at its rows (what a
+    chunk of thousands of keys, a few per line, calls for); :func:`from_scan`
+    makes them compact columns (:attr:`RawColumn.rows`).
 
     Example:
         >>> got = scan_chunk(b'{"event":"a","properties":{"time":1,"n":2}}', None)
         >>> got is None or [c.key for c in got.columns] == ["n"]
         True
     """
-    got = _scan.scan(chunk, _wanted(keys))
+    got = _scan.scan(chunk, _wanted(keys), sparse)
     if got is None:
         return None
     rows, ev_offsets, ev_data, ev_ok, times, time_ok, columns = got
-    return ScanResult(
-        rows, ev_offsets, ev_data, ev_ok, times, time_ok, [ScannedColumn(*c) for c in columns]
-    )
+    cols = [ScannedColumn(*c) for c in columns]
+    return ScanResult(rows, ev_offsets, ev_data, ev_ok, times, time_ok, cols, sparse)
 
 
 def scan_times(chunk: bytes | memoryview) -> np.ndarray | None:
@@ -417,7 +424,8 @@ def _wanted(keys: frozenset[str] | None) -> list[str] | None:
 
 
 def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) -> RawBatch | None:
-    """One result of ``_scan.scan`` as a :class:`RawBatch`.
+    """One result of ``_scan.scan`` as a :class:`RawBatch` (of compact columns for
+    a sparse scan).
 
     None when a column needs the batch decoded again exactly (see
     :func:`_values_column`): the caller parses the chunk in Python.
@@ -438,9 +446,15 @@ def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) ->
     columns: dict[str, RawColumn] = {}
     for c in got.columns:
         col: RawColumn | None
+        at = None
+        if got.sparse:  # the column's own values, at these rows
+            n = len(c.rows) // 4
+            at = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(c.rows)])
         if c.code == _K_PY:
             col = _mixed_column(
-                np.frombuffer(memoryview(c.rows), dtype=np.int32),
+                np.arange(n, dtype=np.int32)
+                if at is not None
+                else np.frombuffer(memoryview(c.rows), dtype=np.int32),
                 np.frombuffer(memoryview(c.tags), dtype=np.uint8),
                 c.ints,
                 c.floats,
@@ -473,12 +487,13 @@ def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) ->
                 col.text = pa.Array.from_buffers(
                     pa.string(), n, [valid, pa.py_buffer(c.item_values), pa.py_buffer(c.text)]
                 )
+        col.rows = at
         columns[c.key] = col
     return RawBatch(
         source=source,
         first_line=first_line,
         line_count=line_count,
-        num_rows=n,
+        num_rows=got.rows,
         event=event,
         time=time,
         columns=columns,
@@ -588,6 +603,7 @@ def prescan(
     keys: frozenset[str] | None,
     depth: int = 4,
     learn: Learn | None = None,
+    sparse: bool = False,
 ) -> Iterator[tuple[int, memoryview, int, Any]]:
     """Read and inflate chunks in one helper thread and C-scan them in others.
 
@@ -599,7 +615,8 @@ def prescan(
     before them; closing this generator stops the reading thread. ``depth``
     chunks at most wait to be taken. ``learn`` is told each chunk's scan before
     the next chunk is read, until it returns None; it may lower ``depth`` (and
-    change the lines of the next chunks, see :func:`iter_line_blocks`).
+    change the lines of the next chunks, see :func:`iter_line_blocks`). ``sparse``
+    scans are asked for (see :func:`scan_chunk`).
     """
     ready: queue.Queue[Any] = queue.Queue()
     slots = threading.Semaphore(depth)
@@ -618,7 +635,7 @@ def prescan(
             for first, chunk, count in chunks:
                 if not take_slot():
                     return
-                scanning = scanner.submit(scan_chunk, chunk, keys)
+                scanning = scanner.submit(scan_chunk, chunk, keys, sparse)
                 ready.put((first, chunk, count, scanning))
                 if told is not None:
                     try:

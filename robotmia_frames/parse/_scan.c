@@ -6,7 +6,11 @@
  * themselves in flat buffers: int64, float64, the text of every scalar (strings
  * decoded, numbers and booleans as JSON text) with end offsets, and the raw JSON
  * text of objects and arrays. engine.py turns those into Arrow
- * arrays with a handful of vectorised calls per key.
+ * arrays with a handful of vectorised calls per key. By default each key's values
+ * are laid out over every row of the chunk (Arrow buffers, nulls where a row has
+ * none); a sparse scan lays each key out over its own values only and hands back
+ * their rows, so that a chunk of thousands of keys, a few per line, costs what
+ * its values do.
  *
  * The scanner is deliberately partial: it accepts only lines it fully validates
  * and understands, and returns None for the whole chunk as soon as it meets
@@ -18,8 +22,9 @@
  *
  * Limits (each declines the chunk, see docs/engine.md "Safety"): nesting deeper
  * than MAX_DEPTH, more than MAX_KEYS distinct property keys in one chunk, more
- * than MAX_CELLS key-by-row cells in one chunk, a key-table probe longer than
- * MAX_PROBE, and any buffer beyond 2 GiB (int32 offsets).
+ * than MAX_CELLS key-by-row cells in one chunk (a sparse scan has no such
+ * cells), a key-table probe longer than MAX_PROBE, and any buffer beyond 2 GiB
+ * (int32 offsets).
  *
  * The module uses only the Limited API (Py_LIMITED_API, set by setup.py): one
  * abi3 build serves every later Python. Its state (the C locale, the hash key)
@@ -1047,7 +1052,7 @@ static int put_values(buf_t *out, int kind, const unsigned char *tags, const int
 }
 
 /* n+1 offsets over rows from per-value ends (values with a non-matching tag
-   contribute nothing). */
+   contribute nothing; rows NULL: one row per value). */
 static int put_offsets(buf_t *out, const int32_t *rows, const unsigned char *tags, int only_tag,
                        const int32_t *ends, size_t m, size_t n) {
     if (buf_grow(out, (n + 1) * 4) != OK) return NOMEM;
@@ -1057,7 +1062,7 @@ static int put_offsets(buf_t *out, const int32_t *rows, const unsigned char *tag
     size_t e = 0, k = 0;
     for (size_t r = 0; r < n; r++) {
         off[r] = pos;
-        if (e < m && (size_t)rows[e] == r) {
+        if (e < m && (rows ? (size_t)rows[e] : e) == r) {
             if (only_tag == 0 || tags[e] == only_tag) pos = ends[only_tag ? k++ : e];
             e++;
         }
@@ -1067,11 +1072,11 @@ static int put_offsets(buf_t *out, const int32_t *rows, const unsigned char *tag
 }
 
 /* The text column of a key holding lists or objects among other values: each
-   row's scalar text (sdat) or list/object text (rdat), in row order. */
-static int put_merged_text(placed_t *out, col_t *c, size_t n) {
+   row's scalar text (sdat) or list/object text (rdat), in row order (rows NULL:
+   one row per value). */
+static int put_merged_text(placed_t *out, col_t *c, const int32_t *rows, size_t n) {
     size_t m = c->tags.len;
     const unsigned char *tags = (const unsigned char *)c->tags.p;
-    const int32_t *rows = (const int32_t *)c->rows.p;
     const int32_t *soff = (const int32_t *)c->soff.p, *roff = (const int32_t *)c->roff.p;
     if (buf_grow(&out->vals, (n + 1) * 4) != OK) return NOMEM;
     if (buf_grow(&out->text, c->sdat.len + c->rdat.len + 1) != OK) return NOMEM;
@@ -1081,7 +1086,7 @@ static int put_merged_text(placed_t *out, col_t *c, size_t n) {
     size_t e = 0, ri = 0;
     for (size_t r = 0; r < n; r++) {
         off[r] = (int32_t)out->text.len;
-        if (e < m && (size_t)rows[e] == r) {
+        if (e < m && (rows ? (size_t)rows[e] : e) == r) {
             if (tags[e] == T_RAW || tags[e] == T_LIST) {
                 int32_t rend = roff[ri++];
                 if (buf_put_span(&out->text, &c->rdat, rprev, rend) != OK) return NOMEM;
@@ -1098,11 +1103,14 @@ static int put_merged_text(placed_t *out, col_t *c, size_t n) {
     return OK;
 }
 
-static int place(col_t *c, size_t n, placed_t *out) {
+/* Lay a column out over the chunk's n rows, or (sparse) over its own values, one
+   row per value, its rows handed back beside them. */
+static int place(col_t *c, size_t n, int sparse, placed_t *out) {
     memset(out, 0, sizeof *out);
     size_t m = c->tags.len;
     const unsigned char *tags = (const unsigned char *)c->tags.p;
-    const int32_t *rows = (const int32_t *)c->rows.p;
+    const int32_t *rows = sparse ? NULL : (const int32_t *)c->rows.p;
+    if (sparse) n = m;
     int p = present_of(&c->tags);
     int k = scalar_kind(p);
     if (k == K_PY) {
@@ -1132,7 +1140,7 @@ static int place(col_t *c, size_t n, placed_t *out) {
             out->kind = K_TEXT;
             out->cexact = 1;
             if (put_bitmap(&out->valid, tags, rows, m, n) != OK) return NOMEM;
-            return put_merged_text(out, c, n);
+            return put_merged_text(out, c, rows, n);
         } else {
             out->kind = K_PY;
             return OK;
@@ -1159,7 +1167,8 @@ static int place(col_t *c, size_t n, placed_t *out) {
     return put_values(&out->vals, k, tags, rows, m, n, &c->ints, &c->flts);
 }
 
-static PyObject *build_result(PyObject *bt, table_t *t, rows_t *o, int32_t nrows, placed_t *placed) {
+static PyObject *build_result(PyObject *bt, table_t *t, rows_t *o, int32_t nrows, int sparse,
+                              placed_t *placed) {
     PyObject *cols = PyList_New((Py_ssize_t)t->norder);
     if (!cols) return NULL;
     buf_t none = {NULL, 0, 0};
@@ -1177,7 +1186,7 @@ static PyObject *build_result(PyObject *bt, table_t *t, rows_t *o, int32_t nrows
             bytes_of(bt, text_buf),
             pl->ckind, pl->cexact, bytes_of(bt, &pl->cvalid), bytes_of(bt, &pl->cvals),
             bytes_of(bt, pl->kind == K_LIST && pl->ckind == K_STR ? &c->cdat : &none),
-            bytes_of(bt, py ? &c->rows : &none), bytes_of(bt, py ? &c->tags : &none),
+            bytes_of(bt, py || sparse ? &c->rows : &none), bytes_of(bt, py ? &c->tags : &none),
             bytes_of(bt, py ? &c->ints : &none), bytes_of(bt, py ? &c->flts : &none),
             bytes_of(bt, py ? &c->soff : &none), bytes_of(bt, py ? &c->roff : &none),
             bytes_of(bt, py ? &c->rdat : &none));
@@ -1191,16 +1200,18 @@ static PyObject *build_result(PyObject *bt, table_t *t, rows_t *o, int32_t nrows
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(chunk, wanted=None, /) -> tuple | None\n\n"
+"scan(chunk, wanted=None, sparse=False, /) -> tuple | None\n\n"
 "Scan a chunk of JSONL (lines separated by newlines) into per-key columns.\n"
-"``wanted`` (a list of str) limits the keys stored. Returns None when any line\n"
-"needs the Python engine.");
+"``wanted`` (a list of str) limits the keys stored. ``sparse``: each column\n"
+"holds only its own values, with their rows. Returns None when any line needs\n"
+"the Python engine.");
 
 static PyObject *scan(PyObject *self, PyObject *args) {
     state_t *st = state_of(self);
     Py_buffer view;
     PyObject *wanted = Py_None;
-    if (!PyArg_ParseTuple(args, "y*|O", &view, &wanted)) return NULL;
+    int sparse = 0;
+    if (!PyArg_ParseTuple(args, "y*|Op", &view, &wanted, &sparse)) return NULL;
     table_t t;
     rows_t o;
     memset(&t, 0, sizeof t);
@@ -1253,19 +1264,20 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
         p = nl ? nl + 1 : end;
     }
-    /* Every stored key's result is laid out over every row: bound the cells. */
-    if (r == OK && t.norder > 0 && (size_t)nrows > MAX_CELLS / t.norder) r = HARD;
+    /* Every stored key's result is laid out over every row: bound the cells
+       (sparse columns hold their values only, bounded by the chunk). */
+    if (r == OK && !sparse && t.norder > 0 && (size_t)nrows > MAX_CELLS / t.norder) r = HARD;
     if (r == OK) {
         placed = (placed_t *)calloc(t.norder ? t.norder : 1, sizeof(placed_t));
         if (!placed) r = NOMEM;
         for (size_t i = 0; r == OK && i < t.norder; i++)
-            r = place(&t.cols[t.order[i]], (size_t)nrows, &placed[i]);
+            r = place(&t.cols[t.order[i]], (size_t)nrows, sparse, &placed[i]);
     }
     Py_END_ALLOW_THREADS
 
     if (r == NOMEM) { PyErr_NoMemory(); goto done; }
     if (r == HARD) { result = Py_None; Py_INCREF(result); goto done; }
-    result = build_result(st->buffer_type, &t, &o, (int32_t)nrows, placed);
+    result = build_result(st->buffer_type, &t, &o, (int32_t)nrows, sparse, placed);
 done:
     if (placed) {
         for (size_t i = 0; i < t.norder; i++) {

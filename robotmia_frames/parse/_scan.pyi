@@ -10,13 +10,14 @@ class Buffer:
 # name, kind code, validity, values, text, item kind code, exact, item validity,
 # item values (or text offsets), item text, then the per-value buffers of a
 # column left to Python: rows, tags, ints, floats, text ends, raw ends, raw text.
+# A sparse scan lays each column over its own values and always hands back rows.
 _Column = tuple[
     str, int, Buffer, Buffer, Buffer, int, int, Buffer, Buffer, Buffer,
     Buffer, Buffer, Buffer, Buffer, Buffer, Buffer, Buffer,
 ]  # fmt: skip
 
 def scan(
-    chunk: _BufferLike, wanted: list[str] | None = None, /
+    chunk: _BufferLike, wanted: list[str] | None = None, sparse: bool = False, /
 ) -> tuple[int, Buffer, Buffer, Buffer, Buffer, Buffer, list[_Column]] | None: ...
 def cut(chunk: _BufferLike, start: int, n: int, /) -> int: ...
 def trim() -> None: ...

@@ -11,7 +11,11 @@ that, with AddressSanitizer and UBSan, and loads it by path). Run::
     python tests/fuzz/fuzz_scan.py --replay tests/fuzz/corpus   # no atheris needed
 
 The first input byte picks a projection (``wanted``) and whether the chunk is
-also cut with ``_scan.cut``; the rest is the chunk.
+also cut with ``_scan.cut``; the rest is the chunk. Every chunk is scanned twice,
+laid out over its rows and sparse (each key over its own values, at its rows):
+both must read as the reference does, and the sparse one, laid out again over
+the rows, must equal the other exactly (kinds, values, and the JSON text kept
+for floats).
 """
 
 from __future__ import annotations
@@ -64,14 +68,22 @@ class Mismatch(AssertionError):
 
 
 def check(chunk: bytes, wanted: list[str] | None = None) -> bool:
-    """Compare the scanner with the reference on one chunk; True if it was accepted."""
-    got = scan_chunk(chunk, None if wanted is None else frozenset(wanted))
+    """Compare the scanner with the reference on one chunk, laid out over its rows
+    and sparse; True if it was accepted."""
+    keys = None if wanted is None else frozenset(wanted)
+    got, sparse = scan_chunk(chunk, keys), scan_chunk(chunk, keys, sparse=True)
+    if (got is None) != (sparse is None):
+        raise Mismatch(f"declined {'dense' if got is None else 'sparse'} only: {chunk!r}")
     want = reference.expected(chunk, wanted)
-    if got is None:
+    if got is None or sparse is None:
         return False
     batch = from_scan(got, 1, got.rows, "fuzz")
-    if batch is None:
+    compact = from_scan(sparse, 1, sparse.rows, "fuzz")
+    if (batch is None) != (compact is None):
+        raise Mismatch(f"decoded again {'dense' if batch is None else 'sparse'} only: {chunk!r}")
+    if batch is None or compact is None:
         return False  # a column needs the exact decoding of the Python engine
+    same_layout(batch, compact, chunk)
     if want is reference.MUST_DECLINE:
         raise Mismatch(f"accepted a chunk the reference refuses: {chunk!r}")
     if batch.num_rows != want["rows"]:
@@ -87,6 +99,33 @@ def check(chunk: bytes, wanted: list[str] | None = None) -> bool:
         if not reference.same(have, values):
             raise Mismatch(f"column {key!r}: {have!r} != {values!r}: {chunk!r}")
     return True
+
+
+def same_layout(batch: Any, compact: Any, chunk: bytes) -> None:
+    """The sparse scan's batch, laid out over its rows, is the other one."""
+    n = batch.num_rows
+    if compact.num_rows != n or list(compact.columns) != list(batch.columns):
+        raise Mismatch(f"sparse rows or keys differ: {chunk!r}")
+    if not (compact.event.equals(batch.event) and compact.time.equals(batch.time)):
+        raise Mismatch(f"sparse event or time differ: {chunk!r}")
+    for key, col in batch.columns.items():
+        part = compact.columns[key]
+        rows = part.rows.to_pylist()
+        if (
+            len(rows) != len(part.array)
+            or rows != sorted(set(rows))
+            or any(not 0 <= r < n for r in rows)
+        ):
+            raise Mismatch(f"sparse rows of {key!r} {rows}: {chunk!r}")
+        whole = part.dense(n)
+        texts = (col.text is None, whole.text is None)
+        if (
+            (whole.kind, whole.exact) != (col.kind, col.exact)
+            or not whole.array.equals(col.array)
+            or texts[0] != texts[1]
+            or (col.text is not None and not col.text.equals(whole.text))
+        ):
+            raise Mismatch(f"sparse column {key!r} differs: {chunk!r}")
 
 
 def check_cut(chunk: bytes, start: int, n: int) -> None:
