@@ -276,6 +276,11 @@ class Collector:
         """
         return not self.shape.compact
 
+    @property
+    def compact(self) -> bool:
+        """Whether the read keeps compact pieces (``split_by``, ``sparse_columns``)."""
+        return self.shape.compact
+
     def expect(self, total: int) -> None:
         """The stored bytes of every body of the read (those landed and, for the
         days still to come, projected), so far as known."""

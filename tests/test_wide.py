@@ -424,21 +424,32 @@ SPLIT_CHILD = CHILD.replace("max_memory=budget)", "max_memory=budget, split_by='
 
 
 def test_budget_counts_the_pieces_of_a_split_read(tmp_path: Path) -> None:
-    """At 10,000 keys a split read gets a piece of a row or two per event and chunk,
-    whose Arrow objects would outweigh their data many times over (30,000 events
-    kept piece by piece held about 1 GB for a few MB of values). The pieces are
-    joined as they accumulate and the estimate counts the arrays held: the read
-    completes within a budget of a few times its values, and under a budget too
-    small for it fails early, the process still under that budget."""
+    """At 10,000 keys, 30 an event, a split read is scanned sparse (each key's
+    values at its rows) and keeps a piece per event and chunk, joined as they
+    accumulate: it completes within a budget of a few hundred MB over what the
+    process held when it began, peaking under it. Under a budget smaller than the
+    chunks in flight it fails early, after its first chunk, with the ways out
+    (``split_by`` is not one: the read already uses it)."""
     path = write_jsonl(tmp_path / "wide.jsonl", wide_events(30_000, 10_000))
-    fits = run_child(SPLIT_CHILD, str(path), str(800_000_000))
+    fits = run_child(RELATIVE_CHILD, str(path), str(300_000_000))
     assert fits["error"] is None, fits
-    assert fits["peak"] < 800_000_000, fits
-    budget = 250_000_000
-    got = run_child(SPLIT_CHILD, str(path), str(budget))
+    assert fits["peak"] < fits["base"] + 300_000_000, fits
+    got = run_child(RELATIVE_CHILD, str(path), str(20_000_000))
     assert got["error"] is not None and "split_by" not in got["error"].split("Ways out")[1]
-    assert got["estimate"] > budget
-    assert got["peak"] < budget, got
+    assert got["estimate"] > got["base"] + 20_000_000, got
+    scanned, projected = scanned_and_projected(got["error"])
+    assert scanned < 30_000 and 0.8 * 30_000 < projected < 1.2 * 30_000, got["error"]
+
+
+#: :data:`SPLIT_CHILD` with a budget of the given bytes over the memory the child
+#: holds when the read begins (``base``, reported too).
+RELATIVE_CHILD = SPLIT_CHILD.replace(
+    "path, budget = sys.argv[1], int(sys.argv[2])",
+    "path, extra = sys.argv[1], int(sys.argv[2])\n"
+    "base = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) * 1024\n"
+    "budget = base + extra",
+).replace("print(json.dumps({**outcome,", "print(json.dumps({**outcome, 'base': base,")
+assert RELATIVE_CHILD.count("base + extra") == 1 and "'base': base" in RELATIVE_CHILD
 
 
 def scanned_and_projected(message: str) -> tuple[int, int]:

@@ -55,12 +55,14 @@ def write_events(path: Path, events: list[tuple[str | None, dict[str, Any], int]
     return path
 
 
-def kept_by(path: Path, shape: _wide.Shape, holder: parse.Coalescer) -> _pipeline.Parsed:
-    """``path`` parsed in chunks of 3 rows through a read's collector, its pieces kept
-    by ``holder``."""
+def kept_by(
+    path: Path, shape: _wide.Shape, holder: parse.Coalescer, sparse: bool = False
+) -> _pipeline.Parsed:
+    """``path`` parsed in chunks of 3 rows (``sparse``: scanned sparse) through a
+    read's collector, its pieces kept by ``holder``."""
     collect = _wide.Collector(shape)
     kinds: dict[str, parse.Kind] = {}
-    for batch in parse.read_raw_batches(path, source=str(path), batch_rows=3):
+    for batch in parse.read_raw_batches(path, source=str(path), batch_rows=3, sparse=sparse):
         for piece in collect(batch):
             parse.merge_kinds(kinds, piece)
             holder.add(piece)
@@ -78,6 +80,18 @@ def both_ways(path: Path, shape: _wide.Shape, **spec: Any) -> tuple[Any, Any]:
     for parsed in (joined, apart):
         table_spec = _pipeline.TableSpec(parsed.kinds, "UTC", None, **spec)
         out.append(build([parsed], table_spec))
+    return out[0], out[1]
+
+
+def scanned_both_ways(path: Path, shape: _wide.Shape) -> tuple[Any, Any]:
+    """The result of ``shape`` from a sparse scan and from a scan laid out over the
+    rows, pieces joined two at a time either way."""
+    group = _wide._event_of if shape.split_by else _wide._one_group
+    build = _wide.builder(shape)
+    out = []
+    for sparse in (True, False):
+        parsed = kept_by(path, shape, parse.Coalescer(group, fanout=2), sparse=sparse)
+        out.append(build([parsed], _pipeline.TableSpec(parsed.kinds, "UTC", None)))
     return out[0], out[1]
 
 
@@ -108,6 +122,53 @@ def test_sparse_pieces_joined_give_the_same_table(
     joined, apart = both_ways(path, shape, dedupe=dedupe)
     assert joined.schema == apart.schema
     assert joined.equals(apart), (joined.to_pylist(), apart.to_pylist())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=EVENTS, threshold=st.sampled_from([0.0, 0.3, 1.0]))
+def test_a_sparse_scan_gives_the_same_results(
+    tmp_path_factory: Any, events: list[Any], threshold: float
+) -> None:
+    """Compact columns straight from the scanner (each key's values at its rows),
+    split by event or folded into the map, give what columns laid out over every
+    row give: keys shared by events, explicit nulls, kinds that change between
+    chunks, and chunks the scanner declines (read in Python) among them."""
+    path = write_events(tmp_path_factory.mktemp("scan") / "x.jsonl", events)
+    sparse, dense = scanned_both_ways(path, _wide.Shape(split_by="event"))
+    assert_same_tables(sparse, dense)
+    one, other = scanned_both_ways(path, _wide.Shape(sparse="map", threshold=threshold))
+    assert one.schema == other.schema
+    assert one.equals(other), (one.to_pylist(), other.to_pylist())
+
+
+def test_a_sparse_scan_splits_keys_shared_by_events(tmp_path: Path) -> None:
+    """A key in every event (cut by event with one take per event), a key of one
+    event only (its values kept as scanned), and a key in some of an event's rows
+    (compact within the event's part) split as from a dense scan."""
+    events: list[tuple[str | None, dict[str, Any], int]] = []
+    for i in range(200):
+        name = ["a", "b", "c", None][i % 4]
+        props: dict[str, Any] = {"shared": i, "also": f"s{i}"}
+        props[f"only_{name}"] = i * 0.5
+        if i % 3 == 0:
+            props["some"] = None if i % 2 else [i]
+        events.append((name, props, i))
+    path = write_events(tmp_path / "x.jsonl", events)
+    batch = next(parse.read_raw_batches(path, source="x", sparse=True))
+    assert all(col.rows is not None for col in batch.columns.values())
+    parts = dict(parse.split_events(batch))
+    dense = dict(parse.split_events(next(parse.read_raw_batches(path, source="x"))))
+    assert list(parts) == list(dense) == ["a", "b", "c", None]
+    for name, part in parts.items():
+        want = dense[name]
+        assert list(part.columns) == list(want.columns), name
+        assert part.event.equals(want.event) and part.time.equals(want.time)
+        for key, col in part.columns.items():
+            assert col.dense(part.num_rows).array.equals(want.columns[key].array), (name, key)
+    assert parts["a"].columns["only_a"].rows is None  # every row of its event: plain
+    assert parts["a"].columns["some"].rows is not None  # some rows of its event: compact
+    sparse, dense_tables = scanned_both_ways(path, _wide.Shape(split_by="event"))
+    assert_same_tables(sparse, dense_tables)
 
 
 def kinds_changing(n: int, mixed: bool = True) -> list[tuple[str | None, dict[str, Any], int]]:

@@ -56,6 +56,7 @@ from ._windows import (
     add_event_keys,
     holder_of,
     property_keys,
+    scans_sparse,
     select_rows,
     selected_count,
 )
@@ -404,6 +405,7 @@ def parse_file(
             keys=keys,
             cutter=cutter,
             batch_rows=batch_rows,
+            sparse=scans_sparse(hook),
         )
     )
     for batch in raws:

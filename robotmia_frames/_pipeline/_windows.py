@@ -192,10 +192,14 @@ class BudgetHook(Protocol):
     it downloads is checked with :meth:`holding` as its chunks are scanned.
     ``parse_ahead``: every body may be parsed as it arrives, as the read keeps
     every batch as parsed (a body parsed ahead of its turn holds no more than it
-    will once handed on)."""
+    will once handed on). ``compact``: the read keeps compact pieces (split by
+    event, or a sparse tail), so its bodies are scanned sparse."""
 
     @property
     def parse_ahead(self) -> bool: ...
+
+    @property
+    def compact(self) -> bool: ...
 
     def __call__(self, batch: parse.RawBatch) -> list[parse.RawBatch]: ...
 
@@ -213,6 +217,14 @@ def holder_of(hook: BatchHook | None) -> parse.Coalescer:
     joins its compact pieces as they accumulate (:meth:`BudgetHook.holder`); else
     they are kept as given."""
     return hook.holder() if isinstance(hook, BudgetHook) else parse.Coalescer()
+
+
+def scans_sparse(hook: BatchHook | None) -> bool:
+    """Whether the batches a ``hook`` is given are best scanned sparse (each key's
+    values at its rows, see ``parse.read_raw_batches``): those of a read that keeps
+    compact pieces (:attr:`BudgetHook.compact`), which a sparse scan gives at the
+    cost of its values rather than of its keys times its rows."""
+    return isinstance(hook, BudgetHook) and hook.compact
 
 
 BATCH_HOOK: contextvars.ContextVar[BatchHook | None] = contextvars.ContextVar(

@@ -110,14 +110,17 @@ class RawColumn:
 
     @property
     def nbytes(self) -> int:
-        """The memory the column holds (its Arrow buffers)."""
-        size = self.array.get_total_buffer_size()
-        return int(size if self.text is None else size + self.text.get_total_buffer_size())
+        """The memory the column holds (the parts of its Arrow buffers it spans: the
+        slices of one array, the parts of a batch split by event, add up to it)."""
+        size = self.array.nbytes
+        return int(size if self.text is None else size + self.text.nbytes)
 
     def dense(self, n: int) -> RawColumn:
         """The column laid out over all ``n`` rows of its batch."""
         if self.rows is None:
             return self
+        if len(self.rows) == n:  # a value at every row (rows are ascending, distinct)
+            return RawColumn(self.array, self.kind, self.exact, self.text)
         rows = self.rows.to_numpy()
         text = None if self.text is None else _scatter(self.text, rows, n)
         return RawColumn(_scatter(self.array, rows, n), self.kind, self.exact, text)
@@ -151,8 +154,8 @@ class RawBatch:
 
     @property
     def nbytes(self) -> int:
-        """The memory the batch holds (its Arrow buffers)."""
-        size = self.event.get_total_buffer_size() + self.time.get_total_buffer_size()
+        """The memory the batch holds (the parts of its Arrow buffers it spans)."""
+        size = self.event.nbytes + self.time.nbytes
         return int(size) + sum(col.nbytes for col in self.columns.values())
 
 

@@ -228,6 +228,7 @@ def read_raw_batches(
     keys: frozenset[str] | None = None,
     batch_rows: int | ChunkRows | None = None,
     cutter: Cutter | None = None,
+    sparse: bool = False,
 ) -> Iterator[RawBatch]:
     """Parse a local export file into :class:`RawBatch` es, one per chunk of lines.
 
@@ -242,6 +243,12 @@ def read_raw_batches(
     batch spans a cut. Each batch tells how far into the file its lines
     end (``read_to`` of ``file_size`` stored bytes; for gzip, in proportion to the
     bytes inflated so far).
+
+    ``sparse``: the scanner keeps each key's values at its rows (compact columns,
+    :attr:`RawColumn.rows`), so a chunk costs what its values do however many keys
+    it meets; chunks then hold :data:`BATCH_ROWS` lines unless ``batch_rows`` says
+    otherwise (a ``ChunkRows`` is neither asked nor told), and a chunk the scanner
+    declines is parsed in pieces of as many lines as its width allows.
 
     Example:
         >>> import tempfile, pathlib
@@ -272,8 +279,14 @@ def read_raw_batches(
                 yield placed(build_raw_batch(part, start, source=source, bad=bad, keys=keys))
         return
     learn = None
+    if sparse and sizing is not None:
+        given = None  # learnt for chunks laid out over every key
     rows = [BATCH_ROWS if given is None else given]
-    if keys is None and (batch_rows is None or (sizing is not None and sizing.learning)):
+    if (
+        not sparse
+        and keys is None
+        and (batch_rows is None or (sizing is not None and sizing.learning))
+    ):
         # The chunks of the first PROBE_LINES lines tell how wide the export is:
         # fewer rows per chunk for thousands of keys (memory), fewer read ahead.
         # The first chunk is small unless an earlier body of the export told;
@@ -297,13 +310,14 @@ def read_raw_batches(
     if cutter is not None:
         blocks = cut_blocks(blocks, cutter)
     depth = 4 if rows[0] >= BATCH_ROWS or learn is not None else 1
-    for first, chunk, count, got in prescan(blocks, keys, depth, learn):
+    for first, chunk, count, got in prescan(blocks, keys, depth, learn, sparse):
         consumed += len(chunk)
         batch = None if got is None else from_scan(got, first, count, source)
         if batch is not None:
             yield placed(batch)
             continue
-        for piece in declined(chunk, first, source=source, bad=bad, keys=keys):
+        narrow = probe_width(set(), None, chunk) if sparse and keys is None else None
+        for piece in declined(chunk, first, source=source, bad=bad, keys=keys, lines=narrow):
             yield placed(piece)
     if learn is not None and sizing is not None and sizing.learning and probed[0]:
         sizing.learnt(rows[0])  # a body shorter than PROBE_LINES: all of it told
@@ -343,11 +357,17 @@ def declined(
     source: str,
     bad: parse.BadLines,
     keys: frozenset[str] | None,
+    lines: int | None = None,
 ) -> Iterator[RawBatch]:
     """A chunk of lines the C scanner declined, parsed in Python (in pieces of at
-    most :data:`MAX_CHUNK_BYTES`)."""
+    most :data:`MAX_CHUNK_BYTES`, and of at most ``lines`` lines)."""
     for start, part in _by_bytes(split_lines(chunk), first):
-        yield build_raw_batch(part, start, source=source, bad=bad, keys=keys, native=False)
+        step = len(part) if lines is None else max(1, lines)
+        for at in range(0, max(1, len(part)), step):
+            piece = part[at : at + step]
+            yield build_raw_batch(
+                piece, start + at, source=source, bad=bad, keys=keys, native=False
+            )
 
 
 def merge_kinds(kinds: dict[str, Kind], batch: RawBatch) -> None:

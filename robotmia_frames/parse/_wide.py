@@ -21,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -114,7 +114,9 @@ def _select_take(arrays: Sequence[pa.Array], rows: pa.Array | None) -> list[pa.A
 
 def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
     """The batch's rows by event name, each part with only the columns that hold a
-    value in one of its rows (in the batch's column order).
+    value in one of its rows (in the batch's column order). A compact column
+    (:attr:`RawColumn.rows`, as a sparse scan gives) stays compact in each part,
+    or becomes a plain column of the part where it has a value in every row.
 
     Example:
         >>> import tempfile, pathlib
@@ -129,54 +131,141 @@ def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
     n = batch.num_rows
     names, codes = _event_codes(batch)
     counts = np.bincount(codes, minlength=len(names))
-    order = pa.array(np.argsort(codes, kind="stable").astype(np.int32))
+    ordered = np.argsort(codes, kind="stable").astype(np.int32)
     bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
     whole = len(names) == 1
+    order = pa.array(ordered)
     # (a slice of an Arrow array: pa.array of a small NumPy view is slow)
     idx = [order.slice(bounds[e], bounds[e + 1] - bounds[e]) for e in range(len(names))]
-    cols = [(key, col.dense(n)) for key, col in batch.columns.items()]
-    cols = [(key, col) for key, col in cols if col.array.null_count < n]
-    # Which events each column has a value in: worked out once per group of
-    # columns that hold values in the same rows.
-    at, masks = _valid_groups([col.array for _, col in cols], n)
-    members: list[list[int]] = [[] for _ in masks]
-    for i, group in enumerate(at):
-        members[group].append(i)
-    have: list[list[int]] = [[] for _ in names]
-    for group, mask in enumerate(masks):
-        if not members[group]:
-            continue
-        hit = counts > 0 if mask is None else np.bincount(codes[mask], minlength=len(names)) > 0
-        for e in np.flatnonzero(hit).tolist():
-            have[e].extend(members[group])
+    event, time = _select_take([batch.event, batch.time], None if whole else order)
+    # each part's columns: (the column's place in the batch, key, column)
+    parts: list[list[tuple[int, str, RawColumn]]] = [[] for _ in names]
+    dense = [
+        (i, key, col)
+        for i, (key, col) in enumerate(batch.columns.items())
+        if col.rows is None and col.array.null_count < n
+    ]
+    for e, mine in enumerate(_dense_members(dense, codes, counts, n)):
+        arrays = [col.array for _, _, col in mine]
+        arrays += [col.text for _, _, col in mine if col.text is not None]
+        taken = _select_take(arrays, None if whole else idx[e])
+        texts = iter(taken[len(mine) :])
+        parts[e] += [
+            (
+                i,
+                key,
+                RawColumn(taken[j], col.kind, col.exact, None if col.text is None else next(texts)),
+            )
+            for j, (i, key, col) in enumerate(mine)
+        ]
+    compacts = [
+        (i, key, col) for i, (key, col) in enumerate(batch.columns.items()) if col.rows is not None
+    ]
+    if compacts:
+        # each row's place among the rows of its event
+        rank = np.empty(n, np.int32)
+        rank[ordered] = np.arange(n, dtype=np.int32) - np.repeat(
+            np.asarray(bounds[:-1], np.int32), counts
+        )
+        for e, i, key, col in _compact_parts(compacts, codes, rank, counts):
+            parts[e].append((i, key, col))
     out = []
     for e, name in enumerate(names):
-        mine = [cols[i] for i in sorted(have[e])]
-        arrays = [batch.event, batch.time, *(col.array for _, col in mine)]
-        arrays += [col.text for _, col in mine if col.text is not None]
-        taken = _select_take(arrays, None if whole else idx[e])
-        texts = iter(taken[2 + len(mine) :])
-        part = {
-            key: RawColumn(
-                taken[2 + j], col.kind, col.exact, None if col.text is None else next(texts)
-            )
-            for j, (key, col) in enumerate(mine)
-        }
+        parts[e].sort(key=lambda part: part[0])  # the batch's column order
         rows = idx[e] if batch.rows is None else batch.rows.take(idx[e])
+        lo, size = bounds[e], int(counts[e])
         out.append(
             (
                 name,
                 replace(
                     batch,
-                    num_rows=int(counts[e]),
-                    event=taken[0],
-                    time=taken[1],
-                    columns=part,
+                    num_rows=size,
+                    event=event.slice(lo, size),
+                    time=time.slice(lo, size),
+                    columns={key: col for _, key, col in parts[e]},
                     rows=None if whole and batch.rows is None else rows,
                 ),
             )
         )
     return out
+
+
+def _dense_members(
+    cols: list[tuple[int, str, RawColumn]], codes: np.ndarray, counts: np.ndarray, n: int
+) -> list[list[tuple[int, str, RawColumn]]]:
+    """The columns (laid out over all ``n`` rows) that hold a value in a row of each
+    event: worked out once per group of columns that hold values in the same rows."""
+    have: list[list[tuple[int, str, RawColumn]]] = [[] for _ in counts]
+    if not cols:
+        return have
+    at, masks = _valid_groups([col.array for _, _, col in cols], n)
+    members: list[list[int]] = [[] for _ in masks]
+    for i, group in enumerate(at):
+        members[group].append(i)
+    events: list[list[int]] = [[] for _ in counts]
+    for group, mask in enumerate(masks):
+        if not members[group]:
+            continue
+        hit = counts > 0 if mask is None else np.bincount(codes[mask], minlength=len(counts)) > 0
+        for e in np.flatnonzero(hit).tolist():
+            events[e].extend(members[group])
+    for e, mine in enumerate(events):
+        have[e] = [cols[i] for i in sorted(mine)]
+    return have
+
+
+def _compact_parts(
+    cols: list[tuple[int, str, RawColumn]],
+    codes: np.ndarray,
+    rank: np.ndarray,
+    counts: np.ndarray,
+) -> Iterator[tuple[int, int, str, RawColumn]]:
+    """``(event, place, key, column)``: each compact column's values in the rows of
+    each event it has one in, at their rows among that event's (``rank``), plain
+    where they fill the event's rows. A column whose values span several events is
+    cut with one take per event for all the columns of the same rows."""
+    spread: dict[bytes, list[tuple[int, str, RawColumn, np.ndarray]]] = {}
+    for i, key, col in cols:
+        assert col.rows is not None
+        rows = col.rows.to_numpy(zero_copy_only=False)
+        if col.array.null_count:
+            if col.array.null_count == len(col.array):
+                continue
+            keep = _bool_mask(col.array)
+            mask = pa.array(keep)
+            text = None if col.text is None else col.text.filter(mask)
+            col = RawColumn(col.array.filter(mask), col.kind, col.exact, text)
+            rows = rows[keep]
+        ev = codes[rows]
+        e = int(ev[0])
+        if e == ev[-1] and (ev == e).all():
+            yield e, i, key, _placed_in(col, rank, rows, int(counts[e]))
+            continue
+        spread.setdefault(rows.tobytes(), []).append((i, key, col, rows))
+    for group in spread.values():
+        rows = group[0][3]
+        ev = codes[rows]
+        by_event = np.argsort(ev, kind="stable").astype(np.int32)
+        cuts = np.flatnonzero(np.diff(ev[by_event])) + 1
+        arrays = [col.array for _, _, col, _ in group]
+        arrays += [col.text for _, _, col, _ in group if col.text is not None]
+        taken = _select_take(arrays, pa.array(by_event))
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(rows)], strict=True):
+            e = int(ev[by_event[lo]])
+            at = rows[by_event[lo:hi]]
+            texts = iter(taken[len(group) :])
+            for j, (i, key, col, _) in enumerate(group):
+                text = None if col.text is None else next(texts).slice(lo, hi - lo)
+                part = RawColumn(taken[j].slice(lo, hi - lo), col.kind, col.exact, text)
+                yield e, i, key, _placed_in(part, rank, at, int(counts[e]))
+
+
+def _placed_in(col: RawColumn, rank: np.ndarray, rows: np.ndarray, size: int) -> RawColumn:
+    """``col``'s values (at batch ``rows``, all of one event) as a column of that
+    event's part of ``size`` rows: plain when they fill it, else compact."""
+    if len(rows) == size:
+        return replace(col, rows=None)
+    return replace(col, rows=pa.array(rank[rows]))
 
 
 def event_keys(batch: RawBatch) -> dict[str | None, set[str]]:
@@ -214,7 +303,8 @@ def event_keys(batch: RawBatch) -> dict[str | None, set[str]]:
 def compact(batch: RawBatch, max_fill: float = 0.5) -> RawBatch:
     """The batch with every column filled in under ``max_fill`` of its rows kept
     as its values and their row numbers (:attr:`RawColumn.rows`; columns with
-    values in the same rows share one array of them).
+    values in the same rows share one array of them), and every other one laid
+    out over the rows (a compact column of a sparse scan too).
 
     Example:
         >>> import tempfile, pathlib
@@ -236,6 +326,9 @@ def compact(batch: RawBatch, max_fill: float = 0.5) -> RawBatch:
     for key, group in zip(sparse, at, strict=True):
         members.setdefault(group, []).append(key)
     columns = dict(batch.columns)
+    for key, col in batch.columns.items():  # compact already (a sparse scan), but filled in
+        if col.rows is not None and col.filled >= n * max_fill:
+            columns[key] = col.dense(n)
     for group, keys in members.items():
         mask = masks[group]
         assert mask is not None  # the columns are not all filled in
