@@ -658,3 +658,35 @@ def test_cli_read_max_memory(tmp_path: Path) -> None:
     bad = run_cli(*base, "--max-memory", "lots")
     assert bad.returncode == 2
     assert "--max-memory" in bad.stderr
+
+
+@pytest.mark.parametrize("mode", [{"split_by": "event"}, {"sparse_columns": "map"}])
+def test_a_declined_chunk_of_a_sparse_read_is_read_in_pieces(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    """A compact read scans sparse; a chunk the scanner leaves to Python (here: a
+    malformed line and an integer beyond 64 bits among 2,000 keys) is parsed in
+    pieces as narrow as its width calls for. The result, the skipped line's number
+    and the warning are those of the pure-Python engine."""
+    events = wide_events(1_500, 2_000)
+    events[600]["properties"]["big"] = 2**70
+    lines = [dumps(e) for e in events]
+    lines.insert(1_000, b'{"event": "broken", "properties": {')
+    path = tmp_path / "wide.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    results = []
+    for native in ("1", "0"):
+        monkeypatch.setenv("ROBOTMIA_FRAMES_NATIVE", native)
+        with pytest.warns(rf.RobotmiaWarning, match="1001") as warned:
+            got = rf.read_export_file(
+                path, project_timezone="UTC", return_type="arrow", on_bad_lines="warn", **mode
+            )
+        results.append((got, [str(w.message) for w in warned]))
+    (native_got, native_warned), (pure_got, pure_warned) = results
+    assert native_warned == pure_warned
+    if isinstance(native_got, dict):
+        assert list(native_got) == list(pure_got)
+        assert all(native_got[k].equals(pure_got[k]) for k in native_got)
+        assert sum(t.num_rows for t in native_got.values()) == 1_500
+    else:
+        assert native_got.equals(pure_got) and native_got.num_rows == 1_500
