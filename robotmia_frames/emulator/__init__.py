@@ -11,17 +11,16 @@ Example:
 
 from __future__ import annotations
 
+from .budget import Budget, VirtualClock
 from .engage import EngageEndpoint, generate_profiles
 from .generator import generate_events, hostile_lines, iter_generated_events, write_export_file
 from .server import (
     HTML_PAGE,
-    Budget,
     ExportServer,
     Fault,
     GeneratorConfig,
     RequestRecord,
     ServerStats,
-    VirtualClock,
     serve_forever,
 )
 
