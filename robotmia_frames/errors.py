@@ -26,6 +26,9 @@ expression that does not parse raises its subclass :class:`WhereSyntaxError`.
 
 Every message names what failed (the URL without secrets, the status, the day
 window, the line number) and what to do next.
+
+Users catch them from the package (``rf.ParseError``), whose ``__all__`` is the one
+list of public names; the library's own modules import them from here.
 """
 
 from __future__ import annotations
@@ -33,21 +36,6 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
-
-__all__ = [
-    "APIError",
-    "AuthenticationError",
-    "IncompleteDownloadError",
-    "InvalidArgumentError",
-    "MemoryBudgetError",
-    "MetaMismatchError",
-    "NetworkError",
-    "ParseError",
-    "RobotmiaError",
-    "RobotmiaWarning",
-    "TypeMismatchError",
-    "WhereSyntaxError",
-]
 
 
 class RobotmiaError(Exception):
