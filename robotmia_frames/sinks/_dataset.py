@@ -87,6 +87,7 @@ __all__ = [
     "DayWriteResult",
     "ParquetDataset",
     "conform_table",
+    "day_record",
     "unify_kinds_of_schemas",
 ]
 
@@ -460,10 +461,7 @@ class ParquetDataset:
         day_dir = stage / _day_dirname(day)
         _make_dirs(day_dir)
         meta = dict(schema.metadata or {})
-        written_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        record = {**(metadata or {}), "day": day.isoformat()}
-        record.setdefault("written_at", written_at)  # a rewrite keeps the day's own
-        meta[METADATA_KEY] = json.dumps(record).encode()
+        meta[METADATA_KEY] = json.dumps(day_record(day, metadata)).encode()
         by_event = self.partition_by == ("date", "event")
         file_schema = schema.with_metadata(meta)
         if by_event:
@@ -799,6 +797,19 @@ def _make_dirs(path: Path, attempts: int = 10) -> None:
                 raise
         else:
             return
+
+
+def day_record(day: dt.date, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a written day records of itself (a Hive file's footer, a Delta commit):
+    ``metadata``, the day, and when it was written (a rewrite keeps the day's own).
+
+    Example:
+        >>> day_record(dt.date(2024, 1, 2), {"written_at": "2024-01-03T00:00:00+00:00"})
+        {'written_at': '2024-01-03T00:00:00+00:00', 'day': '2024-01-02'}
+    """
+    record = {**(metadata or {}), "day": day.isoformat()}
+    record.setdefault("written_at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    return record
 
 
 def recorded_metadata(schema: pa.Schema) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from ..parse.typepolicy import Kind, kind_of_field
-from ._dataset import METADATA_KEY, DayWriteResult, ParquetDataset
+from ._dataset import METADATA_KEY, DayWriteResult, ParquetDataset, day_record
 from ._storage import Location
 from ._tables import conform_table
 
@@ -197,9 +197,7 @@ class DeltaDataset(ParquetDataset):
         when ``schema`` widens a column the table holds narrower)."""
         from deltalake import CommitProperties, write_deltalake
 
-        written_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        record = {**(metadata or {}), "day": day.isoformat()}
-        record.setdefault("written_at", written_at)
+        record = day_record(day, metadata)
         out_schema = schema.remove_metadata().append(pa.field("date", pa.date32()))
         result = DayWriteResult(day, 0)
         date_value = pa.scalar(day, pa.date32())
