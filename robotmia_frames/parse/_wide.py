@@ -228,6 +228,8 @@ def _compact_parts(
     for i, key, col in cols:
         assert col.rows is not None
         rows = col.rows.to_numpy(zero_copy_only=False)
+        if not len(rows):
+            continue
         if col.array.null_count:
             if col.array.null_count == len(col.array):
                 continue
