@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -262,3 +263,59 @@ def test_sync_sparse_columns_refused(wide: Any, tmp_path: Path) -> None:
         rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", sparse_threshold=-0.5, **kw)
     assert not list(out.rglob("*.parquet"))
     rf.sync_to_parquet(out, "2024-01-01", "2024-01-02", sparse_threshold=0.5, **kw)  # valid
+
+
+# ------------------------------------------------------------------ export_to_parquet
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"dedupe": True},
+        {"limit": 1234},
+        {"columns": ["event", "time", "properties.k0", "properties.k31", "properties.k62"]},
+        {"dtype": {"properties.k0": "float64", "properties.k32": "string"}},
+    ],
+    ids=["plain", "dedupe", "limit", "columns", "dtype"],
+)
+def test_a_day_written_per_event_holds_the_reads_rows(
+    server: ServerFactory, secret: str, tmp_path: Path, options: dict[str, Any]
+) -> None:
+    """A day of the event layout is scanned sparse and cut by event before it is
+    typed (never laid out over every key): each event's files hold that event's
+    rows of the same export read whole, with its columns only, under dedupe (a
+    repeat of another event's insert id is no repeat), ``limit``, ``columns`` and
+    pinned types."""
+    events = wide_events(3000, 600)
+    for i in range(0, 3000, 97):  # repeats: of the same event, and of another event
+        twin = json.loads(json.dumps(events[i]))
+        if i % 2:
+            twin["event"] = events[(i + 1) % 3000]["event"]
+        events.append(twin)
+    srv = server(events)
+    kw: dict[str, Any] = dict(
+        api_secret=secret, project_timezone="UTC", base_url=srv.url, progress=False, **options
+    )
+    out = tmp_path / "ds"
+    summary = rf.export_to_parquet(out, "2024-01-01", "2024-01-02", split_by="event", **kw)
+    read = rf.read_robotmia_export("2024-01-01", "2024-01-02", return_type="arrow", **kw)
+    assert summary.rows == read.num_rows
+    if "limit" in options:
+        assert read.num_rows == 1234
+    for f in out.rglob("*.parquet"):
+        name = f.parent.name[len("event=") :]
+        day = f.parent.parent.name[len("date=") :]
+        got = pq.read_table(f)
+        want = read.filter(
+            pc.and_(
+                pc.equal(read.column("event"), name),
+                pc.equal(pc.strftime(read.column("time"), "%Y-%m-%d"), day),
+            )
+        )
+        held = [
+            c for c in want.column_names if c != "event" and want.column(c).null_count < len(want)
+        ]
+        assert set(got.column_names) >= set(held) and "event" not in got.column_names, f
+        assert got.select(held).equals(want.select(held)), f
+    assert sum(pq.read_metadata(f).num_rows for f in out.rglob("*.parquet")) == read.num_rows

@@ -18,11 +18,12 @@ import itertools
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,6 +54,7 @@ from ._windows import (
     BatchHook,
     EventKeys,
     Parsed,
+    Selection,
     add_event_keys,
     holder_of,
     property_keys,
@@ -364,6 +366,7 @@ def parse_file(
     stream: parse.BodyParser | None = None,
     hold: int | None = None,
     events: bool = False,
+    sparse: bool = False,
 ) -> Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory).
 
@@ -383,6 +386,10 @@ def parse_file(
     for the kinds (and ``events``: the keys each event has values for) and the
     :class:`Parsed` parses its batches again when they are taken (``again``), so
     that a wide day is written in the memory of a few chunks.
+
+    ``sparse`` (a day written event by event, see :func:`batches`), or a hook that
+    keeps compact pieces (:func:`scans_sparse`): the body is scanned sparse, each
+    key's values at its rows (``parse.read_raw_batches``).
     """
     hook = hook if hook is not None else BATCH_HOOK.get()
     kinds: dict[str, Kind] = {}
@@ -405,7 +412,7 @@ def parse_file(
             keys=keys,
             cutter=cutter,
             batch_rows=batch_rows,
-            sparse=scans_sparse(hook),
+            sparse=sparse or scans_sparse(hook),
         )
     )
     for batch in raws:
@@ -440,7 +447,7 @@ def parse_file(
         )
     if hook is not None:
         batches = kept.batches()
-    again = Again(label, keys, batch_rows, rows) if spilled else None
+    again = Again(label, keys, batch_rows, rows, sparse or scans_sparse(hook)) if spilled else None
     return Parsed(path, label, batches, kinds, events=event_keys, again=again)
 
 
@@ -548,6 +555,7 @@ def batches(
     keep: Sequence[Mask] | None = None,
     schema: pa.Schema | None = None,
     utc: bool = True,
+    events: Mapping[str | None, Collection[str]] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """One source's batches with the final kinds, through the time stage (and dedupe).
 
@@ -557,6 +565,13 @@ def batches(
     worked it out once for many sources (a year of days). Without ``utc`` (and
     without dedupe, which compares UTC times) the times are left as parsed: the
     caller converts them over many sources at once (:func:`in_utc`).
+
+    With ``events`` (event name -> the columns its rows have values for: a day
+    written per event), each raw batch is cut by event and each part holds only
+    ``event``, ``time``, its event's columns and the dedupe keys, so that a wide
+    day is never laid out over every key. The parts come in the order of their
+    batches; within a part, rows keep their order (dedupe compares the event too,
+    so parts dedupe as the whole batch would).
     """
     parse_columns = sinks.with_dedupe_keys(columns, dedupe)
     if schema is None:
@@ -565,15 +580,47 @@ def batches(
     for i, (raw, sel) in enumerate(parsed.items()):
         if not selected_count(raw, sel):
             continue
-        rows = select_rows(parse.conform(raw, kinds, schema, path=parsed.path), sel)
-        if keep is not None:
-            rows = rows.filter(select_rows(pa.array(keep[i], type=pa.bool_()), sel))
-        out = to_utc(rows, tz, unit) if utc or deduper is not None else rows
-        if deduper is not None:
-            out = deduper(out)
-            if columns is not None and parse_columns != list(columns):
-                out = out.select(list(columns))
-        yield out
+        mask = None if keep is None else pa.array(keep[i], type=pa.bool_())
+        for part, part_sel, part_keep, part_schema in _by_event(raw, sel, mask, schema, events):
+            rows = select_rows(parse.conform(part, kinds, part_schema, path=parsed.path), part_sel)
+            if part_keep is not None:
+                rows = rows.filter(select_rows(part_keep, part_sel))
+            out = to_utc(rows, tz, unit) if utc or deduper is not None else rows
+            if deduper is not None:
+                out = deduper(out)
+                if columns is not None and parse_columns != list(columns):
+                    out = out.select([c for c in columns if c in out.schema.names])
+            yield out
+
+
+def _by_event(
+    raw: parse.RawBatch,
+    sel: Selection,
+    keep: pa.Array | None,
+    schema: pa.Schema,
+    events: Mapping[str | None, Collection[str]] | None,
+) -> Iterator[tuple[parse.RawBatch, Selection, pa.Array | None, pa.Schema]]:
+    """``raw`` (with its selection, ``where`` mask and schema) as it is conformed: whole,
+    or without ``events`` cut into one part per event, each with the fields of
+    ``schema`` its event has (:func:`batches`)."""
+    if events is None:
+        yield raw, sel, keep, schema
+        return
+    always = {"event", "time", *sinks.DEDUPE_KEYS}
+    for name, part in parse.split_events(raw):
+        have = events.get(name, ())
+        fields = [f for f in schema if f.name in always or f.name in have]
+        at = None if part.rows is None else part.rows.to_numpy(zero_copy_only=False)
+        part_sel: Selection = sel
+        if sel is not None and at is not None:
+            if isinstance(sel, tuple):  # rows lo..hi of the batch: a range of the part's
+                lo, hi = np.searchsorted(at, sel, side="left").tolist()
+                part_sel = (lo, hi)
+            else:  # the batch's rows at these indices (ascending): the part's among them
+                chosen = sel.to_numpy(zero_copy_only=False)
+                part_sel = pa.array(np.flatnonzero(np.isin(at, chosen)).astype(np.int64))
+        part_keep = keep if keep is None or at is None else keep.take(pa.array(at))
+        yield part, part_sel, part_keep, pa.schema(fields, metadata=schema.metadata)
 
 
 @dataclass(frozen=True)

@@ -501,9 +501,6 @@ def write_window(
     if columns is not None and "event" not in columns and ds.partition_by == ("date", "event"):
         columns = ["event", *columns]  # the partition key: in the folder names, not the files
     schema = final_schema(prop_kinds, columns)
-    out = batches(
-        parsed, prop_kinds, plan.timezone, columns, dedupe=plan.dedupe, unit=plan.time_unit
-    )
     event_columns: dict[str | None, set[str]] | None = None
     if ds.partition_by == ("date", "event"):  # each event's files: only its columns
         keys = parsed.events
@@ -512,6 +509,17 @@ def write_window(
             for b in parsed.batches:
                 add_event_keys(keys, b)
         event_columns = {name: {PROPERTY_PREFIX + k for k in have} for name, have in keys.items()}
+    # Written per event, each raw batch is cut by event before it is typed: a wide
+    # day is never laid out over every key.
+    out = batches(
+        parsed,
+        prop_kinds,
+        plan.timezone,
+        columns,
+        dedupe=plan.dedupe,
+        unit=plan.time_unit,
+        events=event_columns,
+    )
     if plan.pinned.dtypes:
         pins = _day_pins(parsed, prop_kinds, plan, schema)
         schema = pins.apply(schema.empty_table(), parsed.label).schema

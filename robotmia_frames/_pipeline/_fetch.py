@@ -368,6 +368,7 @@ class _Downloads:
                 cutter=day_cutter(first, days, plan.time_unit) if days > 1 else None,
                 watch=None if budget is None else functools.partial(budget.holding, what=label),
                 hold=self.hold,
+                sparse=self.events,
             )
         try:
             result = window_download(
@@ -465,6 +466,7 @@ class _Downloads:
                 stream=stream,
                 hold=None if multi else self.hold,
                 events=self.events,
+                sparse=self.events,  # a day written per event: see batches()
             )
         finally:
             if stream is not None:
@@ -547,6 +549,7 @@ class _Downloads:
             batch_rows=self.chunk_rows,
             hold=self.hold,
             events=self.events,
+            sparse=self.events,  # a day written per event: see batches()
         )
 
     def _hand_on(

@@ -67,6 +67,7 @@ class Again:
     keys: frozenset[str] | None
     batch_rows: parse.ChunkRows | int | None
     rows: int
+    sparse: bool = False  # scanned sparse (see parse.read_raw_batches)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class Parsed:
             on_bad_lines="skip",
             keys=again.keys,
             batch_rows=again.batch_rows,
+            sparse=again.sparse,
         ):
             if left <= 0:
                 return

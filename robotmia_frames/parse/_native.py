@@ -188,15 +188,17 @@ def scan_fill(got: ScanResult) -> tuple[int, int]:
     n = got.rows
     filled = 0
     for c in got.columns:
+        # a sparse scan lays each column over its own values only
+        m = len(memoryview(c.rows)) // 4 if got.sparse else n
         if c.code == _K_PY:  # the values are at these rows
             filled += len(memoryview(c.rows)) // 4
         elif c.code == _K_NULL:
             continue
         elif not c.valid:  # no validity bitmap: every row holds a value
-            filled += n
+            filled += m
         else:
             bits = np.frombuffer(memoryview(c.valid), dtype=np.uint8)
-            filled += int(np.unpackbits(bits, count=n, bitorder="little").sum())
+            filled += int(np.unpackbits(bits, count=m, bitorder="little").sum())
     return n * len(got.columns), filled
 
 

@@ -99,10 +99,12 @@ class BodyParser:
         cutter: Cutter | None = None,
         watch: Callable[[int], None] | None = None,
         hold: int | None = None,
+        sparse: bool = False,
     ) -> None:
         self.keys = keys
         self.watch = watch
         self.hold = hold
+        self.sparse = sparse
         self.sizing = batch_rows
         self.cutter = cutter
         self._lock = threading.Lock()
@@ -118,9 +120,12 @@ class BodyParser:
         known = self.sizing.rows if self.sizing is not None else None
         unknown = _FIRST_ROWS if self.keys is None else BATCH_ROWS
         # lines in the next chunk (learnt from the first ones, unless an earlier
-        # body of the export told them: see ChunkRows)
+        # body of the export told them: see ChunkRows); a sparse scan's chunks cost
+        # what their values do, whatever the width
         self._rows = [known if known is not None and self.keys is None else unknown]
         self._learning = self.keys is None and (self.sizing is None or self.sizing.learning)
+        if self.sparse:
+            self._rows, self._learning = [BATCH_ROWS], False
         self._probed = False  # a chunk of this attempt told the width
         self._chunker = LineChunker(self._rows)
 
@@ -164,7 +169,7 @@ class BodyParser:
                 self._watch()
                 if self.dropped:
                     return False
-            entry = _Chunk(first, piece, n, pool.submit(scan_chunk, piece, self.keys))
+            entry = _Chunk(first, piece, n, pool.submit(scan_chunk, piece, self.keys, self.sparse))
             with self._lock:
                 self._chunks.append(entry)
             if self._learning:
@@ -242,5 +247,8 @@ class BodyParser:
             if batch is not None:
                 yield placed(batch)
                 continue
-            for part in declined(c.data, c.first, source=source, bad=bad, keys=self.keys):
+            narrow = probe_width(set(), None, c.data) if self.sparse and self.keys is None else None
+            for part in declined(
+                c.data, c.first, source=source, bad=bad, keys=self.keys, lines=narrow
+            ):
                 yield placed(part)

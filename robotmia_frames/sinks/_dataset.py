@@ -449,7 +449,9 @@ class ParquetDataset:
         If anything raises, the old partition is left exactly as it was. Each file
         records ``metadata``, the day and when it was written in its footer. With
         ``partition_by=("date", "event")``, ``event_columns`` names the columns
-        each event has values for: its files hold only those (and ``time``).
+        each event has values for: its files hold only those (and ``time``), and a
+        batch may hold only the fields of ``schema`` that its events' files take
+        (the parts of a wide day cut by event before they are typed).
         """
         local = self.location.local
         staging: Path | None = None
@@ -479,8 +481,8 @@ class ParquetDataset:
                     continue
                 events = batch.column("event")
                 rest = batch.drop_columns(["event"])
-                for value in pc.unique(events).to_pylist():
-                    mask = pc.is_null(events) if value is None else pc.equal(events, value)
+                values = pc.unique(events).to_pylist()
+                for value in values:
                     part = rest
                     target = day_dir / _event_dirname(value, day)
                     event_schema = file_schema
@@ -491,7 +493,9 @@ class ParquetDataset:
                             metadata=file_schema.metadata,
                         )
                         part = part.select(event_schema.names)  # before filtering: fewer
-                    part = part.filter(mask)
+                    if len(values) > 1:
+                        mask = pc.is_null(events) if value is None else pc.equal(events, value)
+                        part = part.filter(mask)
                     groups.add(self._writer(writers, value, target, event_schema), part)
             groups.flush()
             for w in writers.values():
