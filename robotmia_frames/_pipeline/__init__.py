@@ -26,8 +26,6 @@ from ._core import (
     Build,
     Connection,
     ExportPlan,
-    Pinned,
-    SettledPins,
     Tables,
     TableSpec,
     batches,
@@ -58,6 +56,7 @@ from ._datasets import (
     write_window,
 )
 from ._fetch import fetch_halving, fetch_windows, iter_windows, window_config, window_download
+from ._pins import Pinned, SettledPins
 from ._split import split_body
 from ._windows import (
     BatchHook,

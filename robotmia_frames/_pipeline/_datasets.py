@@ -31,8 +31,9 @@ from ..where import (
     folded_columns,
 )
 from ._budget import BudgetPlan
-from ._core import Connection, ExportPlan, SettledPins, batches, call_with, final_schema
+from ._core import Connection, ExportPlan, batches, call_with, final_schema
 from ._fetch import iter_windows
+from ._pins import SettledPins
 from ._windows import Parsed, Window, add_event_keys
 
 #: The most bytes of parsed batches, mostly nulls, a day written to a dataset is
