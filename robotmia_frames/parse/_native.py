@@ -491,15 +491,7 @@ def from_scan(got: ScanResult, first_line: int, line_count: int, source: str) ->
                 )
         col.rows = at
         columns[c.key] = col
-    return RawBatch(
-        source=source,
-        first_line=first_line,
-        line_count=line_count,
-        num_rows=got.rows,
-        event=event,
-        time=time,
-        columns=columns,
-    )
+    return RawBatch(source, first_line, line_count, got.rows, event, time, columns)
 
 
 def _buffer(data: _Mem) -> pa.Buffer | None:

@@ -74,7 +74,7 @@ def _drop_scanned(held: list[memoryview | None], fut: Future[Any]) -> None:
 class BodyParser:
     """An export body parsed as its inflated bytes are fed (a ``transport.BodyTap``).
 
-    ``keys``, ``batch_rows`` and ``cutter`` are those of
+    ``keys``, ``batch_rows``, ``cutter`` and ``sparse`` are those of
     :func:`~robotmia_frames.parse.read_raw_batches`. Needs the C scanner. ``watch``
     is told the bytes of the scans held so far as each chunk is fed (the memory
     budget of a read raises there, and the download stops). Past ``hold`` bytes of
@@ -101,12 +101,9 @@ class BodyParser:
         hold: int | None = None,
         sparse: bool = False,
     ) -> None:
-        self.keys = keys
-        self.watch = watch
-        self.hold = hold
-        self.sparse = sparse
-        self.sizing = batch_rows
-        self.cutter = cutter
+        self.keys, self.sparse = keys, sparse  # what is scanned, and how
+        self.watch, self.hold = watch, hold  # the bytes of scans held, and their bound
+        self.sizing, self.cutter = batch_rows, cutter  # lines per chunk, and cuts
         self._lock = threading.Lock()
         self._chunks: collections.deque[_Chunk] = collections.deque()
         self.restart()

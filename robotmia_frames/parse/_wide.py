@@ -118,14 +118,15 @@ def split_events(batch: RawBatch) -> list[tuple[str | None, RawBatch]]:
     (:attr:`RawColumn.rows`, as a sparse scan gives) stays compact in each part,
     or becomes a plain column of the part where it has a value in every row.
 
-    Example:
-        >>> import tempfile, pathlib
+    Example (a sparse scan's batch):
+        >>> import pathlib, tempfile
         >>> from ._engine import read_raw_batches
-        >>> p = pathlib.Path(tempfile.mkdtemp(), "x.jsonl")
-        >>> _ = p.write_text('{"event":"a","properties":{"n":1}}\\n'
-        ...                  '{"event":"b","properties":{"s":"x"}}\\n')
-        >>> [(e, b.num_rows, list(b.columns)) for e, b in split_events(
-        ...     next(read_raw_batches(p, source="x")))]
+        >>> lines = b'{"event":"a","properties":{"n":1}}\\n{"event":"b","properties":{"s":"x"}}'
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "two.jsonl"
+        >>> path.write_bytes(lines) > 0
+        True
+        >>> parts = split_events(next(read_raw_batches(path, source="x", sparse=True)))
+        >>> [(name, part.num_rows, list(part.columns)) for name, part in parts]
         [('a', 1, ['n']), ('b', 1, ['s'])]
     """
     n = batch.num_rows
