@@ -574,11 +574,13 @@ def batches(
     if schema is None:
         schema = parse_schema(kinds, columns, dedupe)
     deduper = sinks.Deduper() if dedupe else None
+    schemas = sinks.SchemaParts(schema, always=["event", "time", *sinks.DEDUPE_KEYS])
     for i, (raw, sel) in enumerate(parsed.items()):
         if not selected_count(raw, sel):
             continue
         mask = None if keep is None else pa.array(keep[i], type=pa.bool_())
-        for part, part_sel, part_keep, part_schema in _by_event(raw, sel, mask, schema, events):
+        cut = _by_event(raw, sel, mask, schema, None if events is None else (schemas, events))
+        for part, part_sel, part_keep, part_schema in cut:
             rows = select_rows(parse.conform(part, kinds, part_schema, path=parsed.path), part_sel)
             if part_keep is not None:
                 rows = rows.filter(select_rows(part_keep, part_sel))
@@ -595,18 +597,16 @@ def _by_event(
     sel: Selection,
     keep: pa.Array | None,
     schema: pa.Schema,
-    events: Mapping[str | None, Collection[str]] | None,
+    events: tuple[sinks.SchemaParts, Mapping[str | None, Collection[str]]] | None,
 ) -> Iterator[tuple[parse.RawBatch, Selection, pa.Array | None, pa.Schema]]:
     """``raw`` (with its selection, ``where`` mask and schema) as it is conformed: whole,
-    or without ``events`` cut into one part per event, each with the fields of
-    ``schema`` its event has (:func:`batches`)."""
+    or with ``events`` (the schema's parts, and each event's columns) cut into one
+    part per event, each with the fields of ``schema`` its event has (:func:`batches`)."""
     if events is None:
         yield raw, sel, keep, schema
         return
-    always = {"event", "time", *sinks.DEDUPE_KEYS}
+    schemas, columns = events
     for name, part in parse.split_events(raw):
-        have = events.get(name, ())
-        fields = [f for f in schema if f.name in always or f.name in have]
         at = None if part.rows is None else part.rows.to_numpy(zero_copy_only=False)
         part_sel: Selection = sel
         if sel is not None and at is not None:
@@ -617,7 +617,7 @@ def _by_event(
                 chosen = sel.to_numpy(zero_copy_only=False)
                 part_sel = pa.array(np.flatnonzero(np.isin(at, chosen)).astype(np.int64))
         part_keep = keep if keep is None or at is None else keep.take(pa.array(at))
-        yield part, part_sel, part_keep, pa.schema(fields, metadata=schema.metadata)
+        yield part, part_sel, part_keep, schemas(name, columns.get(name, ()))
 
 
 def raw_where_masks(parsed: Parsed, where: str, tz: str) -> list[Mask]:

@@ -32,6 +32,7 @@ from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
 from ._tables import (
     DEDUPE_KEYS,
     Deduper,
+    SchemaParts,
     column_order,
     conform_table,
     unified_table,
@@ -57,6 +58,7 @@ __all__ = [
     "Lease",
     "Location",
     "ParquetDataset",
+    "SchemaParts",
     "WhereCompiler",
     "column_order",
     "conform_table",

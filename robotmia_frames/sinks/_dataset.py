@@ -61,6 +61,7 @@ from ..parse.typepolicy import (
 from ._rowgroups import RowGroups
 from ._storage import Location, arrow_filesystem, locate, upload_checked
 from ._tables import (
+    SchemaParts,
     column_order,
     conform_table,
     unify_kinds_of_schemas,
@@ -469,6 +470,7 @@ class ParquetDataset:
         if by_event:
             file_schema = file_schema.remove(file_schema.get_field_index("event"))
         writers: dict[str | None, pq.ParquetWriter] = {}
+        event_schemas = SchemaParts(file_schema, always=["time"])
         groups = RowGroups(row_group_rows)
         result = DayWriteResult(day, 0)
         try:
@@ -487,11 +489,7 @@ class ParquetDataset:
                     target = day_dir / _event_dirname(value, day)
                     event_schema = file_schema
                     if event_columns is not None:
-                        have = event_columns.get(value, ())
-                        event_schema = pa.schema(
-                            [f for f in file_schema if f.name == "time" or f.name in have],
-                            metadata=file_schema.metadata,
-                        )
+                        event_schema = event_schemas(value, event_columns.get(value, ()))
                         part = part.select(event_schema.names)  # before filtering: fewer
                     if len(values) > 1:
                         mask = pc.is_null(events) if value is None else pc.equal(events, value)

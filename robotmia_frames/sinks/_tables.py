@@ -3,7 +3,7 @@ rows repeated across a day window dropped (``dedupe``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -146,3 +146,32 @@ class Deduper:
             return batch
         self.dropped += keep.count(False)
         return batch.filter(pa.array(keep))
+
+
+class SchemaParts:
+    """The fields of ``schema`` each part of a table takes (the columns of one event,
+    say), in the schema's order, with ``always`` beside them; worked out once per
+    part, by name, whatever the width of the schema.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> parts = SchemaParts(pa.schema([("time", pa.int64()), ("a", pa.int64()),
+        ...                                ("b", pa.string())]), always=["time"])
+        >>> parts("e1", ["b", "zz"]).names
+        ['time', 'b']
+    """
+
+    def __init__(self, schema: pa.Schema, always: Iterable[str] = ()) -> None:
+        self.schema = schema
+        self._always = list(always)
+        self._index = {name: i for i, name in enumerate(schema.names)}
+        self._parts: dict[Hashable, pa.Schema] = {}
+
+    def __call__(self, part: Hashable, names: Iterable[str]) -> pa.Schema:
+        got = self._parts.get(part)
+        if got is None:
+            index = self._index
+            at = sorted({index[n] for n in (*self._always, *names) if n in index})
+            fields = [self.schema.field(i) for i in at]
+            got = self._parts[part] = pa.schema(fields, metadata=self.schema.metadata)
+        return got
