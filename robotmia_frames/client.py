@@ -345,7 +345,7 @@ class Client:
             partition_by,
             table_format=table_format,
             storage_options=storage_options,
-            check_day=_wide.day_budget(shape),
+            check_day=_wide.day_budget(shape, partition_by),
         )
 
     def sync_to_parquet(
@@ -416,7 +416,7 @@ class Client:
             partition_by,
             table_format=table_format,
             storage_options=storage_options,
-            check_day=_wide.day_budget(shape),
+            check_day=_wide.day_budget(shape, partition_by),
         )
 
     def plan_sync(

@@ -319,3 +319,35 @@ def test_a_day_written_per_event_holds_the_reads_rows(
         assert set(got.column_names) >= set(held) and "event" not in got.column_names, f
         assert got.select(held).equals(want.select(held)), f
     assert sum(pq.read_metadata(f).num_rows for f in out.rglob("*.parquet")) == read.num_rows
+
+
+def test_a_wide_day_in_the_date_layout_is_checked_for_its_footer(
+    server: ServerFactory, secret: str, tmp_path: Path
+) -> None:
+    """A wide day written chunk by chunk into one file of every column holds that
+    file's footer until it is closed: its row groups times its columns (here 3 x
+    6,004, about 37 MB). Under a budget it would pass, the day fails before it is
+    written, with the event layout among the ways out; with room for it, it is
+    written."""
+    events = wide_events(6000, 6000, span=3_600)  # one day of 6,000 keys, too wide to hold
+    srv = server(events)
+    kw: dict[str, Any] = dict(
+        api_secret=secret, project_timezone="UTC", base_url=srv.url, progress=False
+    )
+    tight = rf_memory_now() + 10_000_000
+    with pytest.raises(rf.MemoryBudgetError, match="footer") as caught:
+        rf.export_to_parquet(tmp_path / "flat", "2024-01-01", "2024-01-01", max_memory=tight, **kw)
+    assert "split_by='event'" in str(caught.value)
+    assert "6,000 rows in 3 row groups of 6,004 columns" in str(caught.value)
+    assert not list((tmp_path / "flat").rglob("*.parquet"))
+    roomy = rf_memory_now() + 2_000_000_000
+    summary = rf.export_to_parquet(
+        tmp_path / "flat", "2024-01-01", "2024-01-01", max_memory=roomy, **kw
+    )
+    assert summary.rows == 6000
+
+
+def rf_memory_now() -> int:
+    """This process's resident memory now, in bytes."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) * 1024

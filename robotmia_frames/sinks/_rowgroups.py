@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ARRAY_CELLS", "GROUP_CELLS", "GROUP_ROWS", "Group", "RowGroups"]
+__all__ = ["ARRAY_CELLS", "GROUP_CELLS", "GROUP_ROWS", "Group", "RowGroups", "group_rows"]
 
 
 class RowGroups:
@@ -49,7 +49,7 @@ class RowGroups:
         group.rows += batch.num_rows
         group.cells += cells
         self.cells += cells
-        if group.rows >= min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, batch.num_columns))):
+        if group.rows >= group_rows(batch.num_columns):
             self._write(id(writer))
         if self.cells > GROUP_CELLS:
             self.flush()
@@ -82,3 +82,14 @@ GROUP_ROWS = 65_536
 GROUP_CELLS = 16 << 20
 #: What one array of a gathered batch counts for, in cells, beside its rows.
 ARRAY_CELLS = 64
+
+
+def group_rows(columns: int) -> int:
+    """The rows a row group of a file of ``columns`` columns holds (at most): up to
+    :data:`GROUP_ROWS`, fewer for a wide file (:data:`GROUP_CELLS` cells).
+
+    Example:
+        >>> group_rows(10), group_rows(2_000)
+        (65536, 8388)
+    """
+    return min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, columns)))
