@@ -650,31 +650,6 @@ def sparse_table(
     return pa.Table.from_batches([b for t in tables for b in t.to_batches()], schema=out_schema)
 
 
-def pinned_keys(dtypes: dict[str, pa.DataType]) -> frozenset[str]:
-    """The property keys of pinned columns (``dtype=``): they stay columns."""
-    return frozenset(
-        c[len(PROPERTY_PREFIX) :].removesuffix(parse.RAW_SUFFIX)
-        for c in dtypes
-        if c.startswith(PROPERTY_PREFIX)
-    )
-
-
-def pin(
-    tables: _pipeline.Tables,
-    pinned: _pipeline.Pinned,
-    source: str,
-    columns: Sequence[str] | None,
-) -> _pipeline.Tables:
-    """The pinned types (``dtype=``) given to one table, or to each event's table
-    (an event may lack a pinned column)."""
-    if not isinstance(tables, dict):
-        return pinned.apply(tables, source, columns)
-    return {
-        name: pinned.apply(t, f"{source}, event {name!r}", columns, whole=False)
-        for name, t in tables.items()
-    }
-
-
 def builder(shape: Shape) -> _pipeline.Build:
     """The function that builds a result of ``shape`` from parsed sources."""
     if shape.split_by is not None:
@@ -709,7 +684,7 @@ def read_export(
             plan.columns,
             dedupe=plan.dedupe,
             unit=plan.time_unit,
-            keep_keys=pinned_keys(plan.pinned.dtypes),
+            keep_keys=plan.pinned.keys(),
         )
         tables = builder(shape)([w.parsed for w in windows], spec)
         del windows  # the parsed batches go before the conversion to pandas

@@ -251,7 +251,7 @@ class Client:
                 table_format=table_format,
             )
         tables = _wide.read_export(plan, shape, writer)
-        result = [_wide.pin(tables, plan.pinned, plan.source, plan.columns)]
+        result = [plan.pinned.apply_each(tables, plan.source, plan.columns)]
         del tables  # given away: pandas frees each Arrow column once converted
         return _wide.deliver(result, shape)
 
@@ -602,9 +602,9 @@ class Client:
             tz=tz,
             hook=_wide.Collector(shape),
             build=_wide.builder(shape),
-            keep_keys=_wide.pinned_keys(pinned.dtypes),
+            keep_keys=pinned.keys(),
         )
-        held = [_wide.pin(tables, pinned, str(path), _options.columns(columns))]
+        held = [pinned.apply_each(tables, str(path), _options.columns(columns))]
         del tables  # given away: pandas frees each Arrow column once converted
         return _wide.deliver(held, shape)
 
@@ -707,7 +707,7 @@ class Client:
         tables = _wide.read_dataset(
             query, shape, progress=progress, keep_keys=frozenset(pinned.dtypes)
         )
-        held = [_wide.pin(tables, pinned, f"the dataset at {path}", query.columns)]
+        held = [pinned.apply_each(tables, f"the dataset at {path}", query.columns)]
         del tables  # given away: pandas frees each Arrow column once converted
         return _wide.deliver(held, shape)
 

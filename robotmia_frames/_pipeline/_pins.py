@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from .. import _options, parse
 from ..errors import MetaMismatchError, RobotmiaWarning, user_stacklevel
-from ..parse import Kind, arrow_type
+from ..parse import PROPERTY_PREFIX, Kind, arrow_type
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,35 @@ class Pinned:
         table, report = parse.pin_types(table, self.dtypes, self.on_type_mismatch, source=source)
         self.warn(report, source)
         return table
+
+    def apply_each(
+        self,
+        tables: pa.Table | dict[str | None, pa.Table],
+        source: str,
+        columns: Sequence[str] | None,
+    ) -> pa.Table | dict[str | None, pa.Table]:
+        """The pinned types given to one table, or to each event's table (``split_by``:
+        an event may lack a pinned column)."""
+        if not isinstance(tables, dict):
+            return self.apply(tables, source, columns)
+        return {
+            name: self.apply(t, f"{source}, event {name!r}", columns, whole=False)
+            for name, t in tables.items()
+        }
+
+    def keys(self) -> frozenset[str]:
+        """The property keys of the pinned columns: they stay columns (beside a sparse map).
+
+        Example:
+            >>> import pyarrow as pa
+            >>> Pinned({"properties.n": pa.int64(), "time": pa.int64()}).keys()
+            frozenset({'n'})
+        """
+        return frozenset(
+            c[len(PROPERTY_PREFIX) :].removesuffix(parse.RAW_SUFFIX)
+            for c in self.dtypes
+            if c.startswith(PROPERTY_PREFIX)
+        )
 
     def check_known(self, names: Sequence[str], source: str) -> None:
         """A pinned column that is none of ``names`` (every column of ``source``) is

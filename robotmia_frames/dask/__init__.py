@@ -467,7 +467,7 @@ def read_robotmia_export(
     if sparse:
         spec = _pipeline.TableSpec(
             kinds, plan.timezone, None, plan.dedupe, plan.time_unit,
-            keep_keys=_wide.pinned_keys(plan.pinned.dtypes),
+            keep_keys=plan.pinned.keys(),
         )  # fmt: skip
         kept = _wide.kept_kinds(spec, scanned.rows, scanned.fill, shape.threshold)
         empty = _pipeline.final_schema(kept, None).empty_table()
