@@ -39,6 +39,8 @@ from ._lines import (
     ChunkRows,
     ReadPosition,
     iter_line_chunks,
+    line_keys,
+    rows_for_keys,
     rows_per_chunk,
     split_lines,
 )
@@ -316,8 +318,7 @@ def read_raw_batches(
         if batch is not None:
             yield placed(batch)
             continue
-        narrow = probe_width(set(), None, chunk) if sparse and keys is None else None
-        for piece in declined(chunk, first, source=source, bad=bad, keys=keys, lines=narrow):
+        for piece in declined(chunk, first, source=source, bad=bad, keys=keys, narrow=sparse):
             yield placed(piece)
     if learn is not None and sizing is not None and sizing.learning and probed[0]:
         sizing.learnt(rows[0])  # a body shorter than PROBE_LINES: all of it told
@@ -357,13 +358,19 @@ def declined(
     source: str,
     bad: parse.BadLines,
     keys: frozenset[str] | None,
-    lines: int | None = None,
+    narrow: bool = False,
 ) -> Iterator[RawBatch]:
     """A chunk of lines the C scanner declined, parsed in Python (in pieces of at
-    most :data:`MAX_CHUNK_BYTES`, and of at most ``lines`` lines)."""
-    for start, part in _by_bytes(split_lines(chunk), first):
-        step = len(part) if lines is None else max(1, lines)
-        for at in range(0, max(1, len(part)), step):
+    most :data:`MAX_CHUNK_BYTES`). ``narrow`` (a chunk of a sparse read, as long
+    as an export of few keys allows): also in pieces of as many lines as the keys
+    of its first lines allow (:func:`rows_for_keys`), as the Python engine lays
+    every key out over every row."""
+    lines = split_lines(chunk)
+    step = len(lines)
+    if narrow and keys is None:
+        step = rows_for_keys(len(line_keys(lines[:PROBE_LINES])))
+    for start, part in _by_bytes(lines, first):
+        for at in range(0, max(1, len(part)), max(1, min(step, len(part)))):
             piece = part[at : at + step]
             yield build_raw_batch(
                 piece, start + at, source=source, bad=bad, keys=keys, native=False

@@ -114,15 +114,13 @@ class BodyParser:
         self.dropped = False  # past ``hold``: nothing is kept of this attempt
         self._seen: set[str] = set()
         self._held = Hold(self.hold)  # the scans held (their bytes told to watch)
-        known = self.sizing.rows if self.sizing is not None else None
-        unknown = _FIRST_ROWS if self.keys is None else BATCH_ROWS
-        # lines in the next chunk (learnt from the first ones, unless an earlier
-        # body of the export told them: see ChunkRows); a sparse scan's chunks cost
-        # what their values do, whatever the width
-        self._rows = [known if known is not None and self.keys is None else unknown]
-        self._learning = self.keys is None and (self.sizing is None or self.sizing.learning)
-        if self.sparse:
-            self._rows, self._learning = [BATCH_ROWS], False
+        # Lines in the next chunk: learnt from the first ones (unless an earlier body
+        # of the export told them: see ChunkRows) when the width matters; a sparse
+        # scan's chunks cost what their values do, whatever the width.
+        learns = self.keys is None and not self.sparse
+        known = self.sizing.rows if learns and self.sizing is not None else None
+        self._rows = [known if known is not None else _FIRST_ROWS if learns else BATCH_ROWS]
+        self._learning = learns and (self.sizing is None or self.sizing.learning)
         self._probed = False  # a chunk of this attempt told the width
         self._chunker = LineChunker(self._rows)
 
@@ -244,8 +242,7 @@ class BodyParser:
             if batch is not None:
                 yield placed(batch)
                 continue
-            narrow = probe_width(set(), None, c.data) if self.sparse and self.keys is None else None
             for part in declined(
-                c.data, c.first, source=source, bad=bad, keys=self.keys, lines=narrow
+                c.data, c.first, source=source, bad=bad, keys=self.keys, narrow=self.sparse
             ):
                 yield placed(part)
