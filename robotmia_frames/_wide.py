@@ -473,7 +473,7 @@ def day_budget(
     big to hold (``Parsed.again``) keeps no batch and is written chunk by chunk; in
     the date layout (``partition_by=("date",)``) its one file holds every column,
     and the file's footer, held until the file is closed, grows with its row groups
-    times its columns (:data:`FOOTER_BYTES` each): that is checked. The budget is
+    times its columns (``sinks.footer``): that is checked. The budget is
     this process's (:meth:`Shape.here`): on a cluster, the worker's.
 
     Example:
@@ -492,8 +492,7 @@ def day_budget(
         if day.again is not None:
             if partition_by is not None and not by_event:
                 columns = 2 + len(day.kinds)  # event, time and the properties
-                groups = -(-day.rows // sinks.group_rows(columns))
-                footer = groups * columns * FOOTER_BYTES
+                groups, footer = sinks.footer(day.rows, columns)
                 what = f"{day.rows:,} rows in {groups:,} row groups of {columns:,} columns"
                 flat.check(footer, footer, f"the footer of its file: {what}, {day.label}")
             return
@@ -502,13 +501,6 @@ def day_budget(
             collect(batch)
 
     return check
-
-
-#: What one column of one row group costs in a Parquet file's footer while the
-#: file is written (its metadata and statistics): measured with 10,000-column
-#: days, 100,000 events (600,000 entries, 1.57 GB peak) and 1,000,000 events
-#: (5,970,000 entries, 12.6 GB peak), about 2 KB each.
-FOOTER_BYTES = 2048
 
 
 def partition_budget(shape: Shape) -> Collector | None:

@@ -27,7 +27,7 @@ from ._dataset import (
 from ._delta import DELTA_LOG, DeltaDataset, delta_storage_options, is_delta
 from ._lease import LEASE_SECONDS_ENV, Lease, lease_path
 from ._pandas import DtypeBackend, to_pandas
-from ._rowgroups import group_rows
+from ._rowgroups import footer
 from ._state import BYTES_KEY, LEGACY_DIR, DatasetState, encode_ranges, load_state
 from ._storage import LOCK_TIMEOUT_ENV, Location, locate, lock_path, writer_lock
 from ._tables import (
@@ -65,7 +65,7 @@ __all__ = [
     "conform_table",
     "delta_storage_options",
     "encode_ranges",
-    "group_rows",
+    "footer",
     "is_delta",
     "lease_path",
     "load_state",

@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["ARRAY_CELLS", "GROUP_CELLS", "GROUP_ROWS", "Group", "RowGroups", "group_rows"]
+__all__ = [
+    "ARRAY_CELLS",
+    "FOOTER_BYTES",
+    "GROUP_CELLS",
+    "GROUP_ROWS",
+    "Group",
+    "RowGroups",
+    "footer",
+    "group_rows",
+]
 
 
 class RowGroups:
@@ -93,3 +102,23 @@ def group_rows(columns: int) -> int:
         (65536, 8388)
     """
     return min(GROUP_ROWS, max(1, GROUP_CELLS // max(1, columns)))
+
+
+#: What one column of one row group costs in a Parquet file's footer while the
+#: file is written (its metadata and statistics): measured with 10,000-column
+#: days, 100,000 events (600,000 entries, 1.57 GB peak) and 1,000,000 events
+#: (5,970,000 entries, 12.6 GB peak), about 2 KB each.
+FOOTER_BYTES = 2048
+
+
+def footer(rows: int, columns: int) -> tuple[int, int]:
+    """The row groups a file of ``rows`` rows and ``columns`` columns gets through
+    :class:`RowGroups`, and the bytes its footer holds until the file is closed
+    (:data:`FOOTER_BYTES` per column and row group).
+
+    Example:
+        >>> footer(100_000, 2_000)
+        (12, 49152000)
+    """
+    groups = -(-rows // group_rows(columns))
+    return groups, groups * columns * FOOTER_BYTES
