@@ -363,7 +363,6 @@ def parse_file(
     stream: parse.BodyParser | None = None,
     hold: int | None = None,
     events: bool = False,
-    sparse: bool = False,
 ) -> Parsed:
     """The parse stage over one local body (the fast engine, all of it in memory).
 
@@ -384,11 +383,12 @@ def parse_file(
     :class:`Parsed` parses its batches again when they are taken (``again``), so
     that a wide day is written in the memory of a few chunks.
 
-    ``sparse`` (a day written event by event, see :func:`batches`), or a hook that
-    keeps compact pieces (:func:`scans_sparse`): the body is scanned sparse, each
-    key's values at its rows (``parse.read_raw_batches``).
+    The body is scanned sparse, each key's values at its rows
+    (``parse.read_raw_batches``), for a day written event by event (``events``, see
+    :func:`batches`) and for a hook that keeps compact pieces (:func:`scans_sparse`).
     """
     hook = hook if hook is not None else BATCH_HOOK.get()
+    sparse = events or scans_sparse(hook)
     kinds: dict[str, Kind] = {}
     keys = property_keys(columns)
     batches = []  # as parsed; or, through a hook, kept by its holder:
@@ -409,7 +409,7 @@ def parse_file(
             keys=keys,
             cutter=cutter,
             batch_rows=batch_rows,
-            sparse=sparse or scans_sparse(hook),
+            sparse=sparse,
         )
     )
     for batch in raws:
@@ -444,7 +444,7 @@ def parse_file(
         )
     if hook is not None:
         batches = kept.batches()
-    again = Again(label, keys, batch_rows, rows, sparse or scans_sparse(hook)) if spilled else None
+    again = Again(label, keys, batch_rows, rows, sparse) if spilled else None
     return Parsed(path, label, batches, kinds, events=event_keys, again=again)
 
 
@@ -574,12 +574,15 @@ def batches(
     if schema is None:
         schema = parse_schema(kinds, columns, dedupe)
     deduper = sinks.Deduper() if dedupe else None
-    schemas = sinks.SchemaParts(schema, always=["event", "time", *sinks.DEDUPE_KEYS])
+    by_event = None
+    if events is not None:  # each event's fields, picked once
+        parts = sinks.SchemaParts(schema, always=["event", "time", *sinks.DEDUPE_KEYS])
+        by_event = (parts, events)
     for i, (raw, sel) in enumerate(parsed.items()):
         if not selected_count(raw, sel):
             continue
         mask = None if keep is None else pa.array(keep[i], type=pa.bool_())
-        cut = _by_event(raw, sel, mask, schema, None if events is None else (schemas, events))
+        cut = _cut_by_event(raw, sel, mask, schema, by_event)
         for part, part_sel, part_keep, part_schema in cut:
             rows = select_rows(parse.conform(part, kinds, part_schema, path=parsed.path), part_sel)
             if part_keep is not None:
@@ -588,11 +591,12 @@ def batches(
             if deduper is not None:
                 out = deduper(out)
                 if columns is not None and parse_columns != list(columns):
-                    out = out.select([c for c in columns if c in out.schema.names])
+                    names = set(out.schema.names)  # a part holds its event's only
+                    out = out.select([c for c in columns if c in names])
             yield out
 
 
-def _by_event(
+def _cut_by_event(
     raw: parse.RawBatch,
     sel: Selection,
     keep: pa.Array | None,
@@ -616,7 +620,7 @@ def _by_event(
             else:  # the batch's rows at these indices (ascending): the part's among them
                 chosen = sel.to_numpy(zero_copy_only=False)
                 part_sel = pa.array(np.flatnonzero(np.isin(at, chosen)).astype(np.int64))
-        part_keep = keep if keep is None or at is None else keep.take(pa.array(at))
+        part_keep = keep if keep is None or part.rows is None else keep.take(part.rows)
         yield part, part_sel, part_keep, schemas(name, columns.get(name, ()))
 
 

@@ -86,9 +86,11 @@ STREAMED_AHEAD_WRITING = 1
 #: land compressed and are cut when their turn comes, so that the scratch folder
 #: holds the inflated text of five windows at most (the one being written too).
 SPLIT_AHEAD = 4
-#: A flat read (one Arrow table or pandas frame, see ``BudgetHook.parse_ahead``)
+#: A flat read (one Arrow table or pandas frame: ``BudgetHook.compact`` False)
 #: parses every download as it arrives: a body parsed ahead holds what it will
-#: hold once handed on, and none is inflated a second time.
+#: hold once handed on, none is inflated a second time, and the conversion to
+#: pandas at the end peaks no higher for it (1M events: 1.29 to 1.31 GiB, against
+#: 1.32 to 1.36 with two ahead).
 STREAMED_AHEAD_DENSE = None
 
 
@@ -318,7 +320,7 @@ class _Downloads:
         read_hook = BATCH_HOOK.get()
         self.budget = read_hook if isinstance(read_hook, BudgetHook) else None
         most: int | None = STREAMED_AHEAD_WRITING if day_at_a_time else STREAMED_AHEAD
-        if not day_at_a_time and self.budget is not None and self.budget.parse_ahead:
+        if not day_at_a_time and self.budget is not None and not self.budget.compact:
             most = STREAMED_AHEAD_DENSE
         self.ahead = _StreamBudget(most)
         self.streams: dict[Path, parse.BodyParser] = {}
@@ -368,7 +370,7 @@ class _Downloads:
                 cutter=day_cutter(first, days, plan.time_unit) if days > 1 else None,
                 watch=None if budget is None else functools.partial(budget.holding, what=label),
                 hold=self.hold,
-                sparse=self.events,
+                sparse=self.events,  # as parse_file scans a day written per event
             )
         try:
             result = window_download(
@@ -466,7 +468,6 @@ class _Downloads:
                 stream=stream,
                 hold=None if multi else self.hold,
                 events=self.events,
-                sparse=self.events,  # a day written per event: see batches()
             )
         finally:
             if stream is not None:
@@ -549,7 +550,6 @@ class _Downloads:
             batch_rows=self.chunk_rows,
             hold=self.hold,
             events=self.events,
-            sparse=self.events,  # a day written per event: see batches()
         )
 
     def _hand_on(

@@ -192,13 +192,9 @@ class BudgetHook(Protocol):
     parses a body of several days through its :meth:`watcher`, which checks the
     parsed batches held whole until the body is cut into days; a body parsed while
     it downloads is checked with :meth:`holding` as its chunks are scanned.
-    ``parse_ahead``: every body may be parsed as it arrives, as the read keeps
-    every batch as parsed (a body parsed ahead of its turn holds no more than it
-    will once handed on). ``compact``: the read keeps compact pieces (split by
-    event, or a sparse tail), so its bodies are scanned sparse."""
-
-    @property
-    def parse_ahead(self) -> bool: ...
+    ``compact``: the read keeps compact pieces (split by event, or a sparse tail),
+    so its bodies are scanned sparse; otherwise it keeps every batch as parsed, and
+    every body may be parsed as it arrives (:data:`_fetch.STREAMED_AHEAD_DENSE`)."""
 
     @property
     def compact(self) -> bool: ...

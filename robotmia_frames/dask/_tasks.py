@@ -136,7 +136,6 @@ def _parsed(
             hook=hook,
             hold=None if writes is None else _pipeline.DAY_HOLD_BYTES,
             events=writes == ("date", "event"),
-            sparse=writes == ("date", "event"),  # written per event: scanned sparse
         )
 
 
